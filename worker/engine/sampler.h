@@ -1,0 +1,52 @@
+// Choosing the next token from a row of logits: greedy, temperature, top-k, top-p, min-p,
+// repetition / presence / frequency penalties, log-probabilities, and a per-sequence random
+// stream so that a seed makes sampling repeatable (whatever else is in the batch).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace r1::engine {
+
+struct SamplingOptions {
+  float temperature = 0.f;         // 0: greedy
+  float top_p = 1.f;               // 1 (or 0): off
+  int32_t top_k = 0;               // 0: off
+  float min_p = 0.f;               // 0: off
+  float repetition_penalty = 1.f;  // 1 (or 0): off; applies to prompt and output tokens
+  float presence_penalty = 0.f;    // applies to output tokens
+  float frequency_penalty = 0.f;   // applies to output tokens
+  int32_t top_logprobs = 0;        // alternatives to report, 0..20
+  bool logprobs = false;
+
+  bool greedy() const { return temperature <= 0.f; }
+  bool penalised() const {
+    return (repetition_penalty > 0.f && repetition_penalty != 1.f) || presence_penalty != 0.f ||
+           frequency_penalty != 0.f;
+  }
+};
+
+// Per-sequence state the sampler needs: its random stream and the tokens seen so far.
+struct SamplerState {
+  explicit SamplerState(uint64_t seed) : rng(seed) {}
+  std::mt19937_64 rng;
+  std::vector<int32_t> prompt;  // for the repetition penalty
+  std::vector<int32_t> output;  // for all three penalties
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.f;                                 // log p(token), unpenalised model
+  std::vector<std::pair<int32_t, float>> top;          // most likely alternatives
+};
+
+// Samples one token per row of `logits` ([n, vocab], float32, any device). `options` and
+// `states` have n entries; each state's rng advances only for its own row.
+std::vector<SampleResult> SampleBatch(const at::Tensor& logits,
+                                      const std::vector<const SamplingOptions*>& options,
+                                      const std::vector<SamplerState*>& states);
+
+}  // namespace r1::engine
