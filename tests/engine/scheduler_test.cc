@@ -1,0 +1,158 @@
+#include "worker/engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+namespace r1::engine {
+namespace {
+
+std::unique_ptr<Sequence> MakeSeq(uint64_t id, int32_t prompt_len) {
+  auto s = std::make_unique<Sequence>();
+  s->id = id;
+  s->tokens.assign(prompt_len, 7);
+  s->num_prompt = prompt_len;
+  return s;
+}
+
+// Runs the plan as the engine would: commit, then append a token to each sampled sequence.
+void RunStep(const StepPlan& plan) {
+  Scheduler::Commit(plan);
+  for (const ScheduledChunk& c : plan.chunks) {
+    if (c.sample) c.seq->tokens.push_back(1);
+  }
+}
+
+TEST(Scheduler, PrefillThenDecode) {
+  BlockAllocator alloc(8);
+  Scheduler s({/*max_running=*/4, /*token_budget=*/64, /*block_size=*/4}, &alloc);
+  auto a = MakeSeq(1, 10);
+  s.Add(a.get());
+  StepPlan p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].num_new, 10);
+  EXPECT_TRUE(p.chunks[0].sample);
+  EXPECT_EQ(a->blocks.size(), 3u);
+  RunStep(p);
+  p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].num_new, 1);
+  EXPECT_EQ(a->blocks.size(), 3u);  // position 10 fits in block 2
+  s.Remove(a.get());
+  EXPECT_EQ(alloc.num_used(), 0);
+  EXPECT_TRUE(s.empty());
+}
+
+TEST(Scheduler, ChunkedPrefillKeepsDecodesFlowing) {
+  BlockAllocator alloc(100);
+  Scheduler s({4, /*token_budget=*/16, 4}, &alloc);
+  auto a = MakeSeq(1, 3);
+  s.Add(a.get());
+  RunStep(s.Schedule());  // a prefilled, now decoding
+  auto b = MakeSeq(2, 40);
+  s.Add(b.get());
+  for (int step = 0; step < 3; ++step) {
+    StepPlan p = s.Schedule();
+    ASSERT_EQ(p.chunks.size(), 2u);
+    EXPECT_EQ(p.chunks[0].seq, a.get());
+    EXPECT_EQ(p.chunks[0].num_new, 1);
+    EXPECT_EQ(p.chunks[1].seq, b.get());
+    EXPECT_EQ(p.chunks[1].num_new, step < 2 ? 15 : 10);
+    EXPECT_EQ(p.chunks[1].sample, step == 2);
+    EXPECT_LE(p.num_tokens, 16);
+    RunStep(p);
+  }
+  EXPECT_EQ(b->num_output(), 1);
+}
+
+TEST(Scheduler, ShortPromptGoesBeforeALongPrefill) {
+  BlockAllocator alloc(100);
+  Scheduler s({4, 16, 4}, &alloc);
+  auto long_seq = MakeSeq(1, 100);
+  s.Add(long_seq.get());
+  RunStep(s.Schedule());
+  auto short_seq = MakeSeq(2, 5);
+  s.Add(short_seq.get());
+  StepPlan p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[0].seq, short_seq.get());
+  EXPECT_EQ(p.chunks[0].num_new, 5);
+  EXPECT_TRUE(p.chunks[0].sample);
+  EXPECT_EQ(p.chunks[1].num_new, 11);
+}
+
+TEST(Scheduler, RespectsMaxRunning) {
+  BlockAllocator alloc(100);
+  Scheduler s({2, 64, 4}, &alloc);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (int i = 0; i < 3; ++i) {
+    seqs.push_back(MakeSeq(i, 4));
+    s.Add(seqs.back().get());
+  }
+  StepPlan p = s.Schedule();
+  EXPECT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(s.num_running(), 2);
+  EXPECT_EQ(s.num_waiting(), 1);
+  EXPECT_EQ(s.waiting().front(), seqs[2].get());
+}
+
+TEST(Scheduler, PreemptsNewestWhenBlocksRunOutAndRecomputes) {
+  BlockAllocator alloc(4);
+  Scheduler s({4, 64, 4}, &alloc);
+  auto a = MakeSeq(1, 4);
+  auto b = MakeSeq(2, 4);
+  s.Add(a.get());
+  s.Add(b.get());
+  RunStep(s.Schedule());  // 2 blocks used, both have 5 tokens now
+  EXPECT_EQ(alloc.num_used(), 2);
+  RunStep(s.Schedule());  // each needs a second block: 4 used, 6 tokens each
+  EXPECT_EQ(alloc.num_used(), 4);
+  RunStep(s.Schedule());  // 7 tokens each
+  RunStep(s.Schedule());  // 8 tokens each
+  RunStep(s.Schedule());  // 9 tokens each (positions 0..7 cached)
+  // Position 8 needs a third block for a: no free block, so b (newest) is preempted.
+  StepPlan p = s.Schedule();
+  ASSERT_EQ(p.preempted.size(), 1u);
+  EXPECT_EQ(p.preempted[0], b.get());
+  EXPECT_EQ(b->num_cached, 0);
+  EXPECT_EQ(b->num_preemptions, 1);
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].seq, a.get());
+  EXPECT_EQ(s.waiting().front(), b.get());
+  RunStep(p);
+  // Once a finishes, b is prefilled again with its prompt and output (9 tokens), then samples.
+  s.Remove(a.get());
+  p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].seq, b.get());
+  EXPECT_EQ(p.chunks[0].num_new, 9);
+  EXPECT_TRUE(p.chunks[0].sample);
+}
+
+TEST(Scheduler, PartialPrefillsThatFillTheCacheDoNotDeadlock) {
+  BlockAllocator alloc(4);  // 16 tokens
+  Scheduler s({4, /*token_budget=*/8, 4}, &alloc);
+  auto a = MakeSeq(1, 12);
+  auto b = MakeSeq(2, 12);
+  s.Add(a.get());
+  s.Add(b.get());
+  int steps = 0;
+  bool done[2] = {false, false};
+  while (!done[0] || !done[1]) {
+    ASSERT_LT(++steps, 50) << "no progress";
+    StepPlan p = s.Schedule();
+    ASSERT_FALSE(p.chunks.empty());
+    RunStep(p);
+    for (int i = 0; i < 2; ++i) {
+      Sequence* q = i == 0 ? a.get() : b.get();
+      if (!done[i] && q->num_output() == 1) {
+        s.Remove(q);  // finished after its first token
+        done[i] = true;
+      }
+    }
+  }
+  EXPECT_EQ(alloc.num_used(), 0);
+}
+
+}  // namespace
+}  // namespace r1::engine

@@ -1,0 +1,142 @@
+// The engine's interface to the rest of the worker: plain structs and callbacks, no torch and
+// no gRPC, so the service (gRPC) and the engine (torch) never share a translation unit.
+//
+// One engine thread owns the model, the KV cache and every sequence. Other threads hand it
+// requests through Submit() (a queue handoff); it reports each step's new tokens through the
+// request's RequestSink, on the engine thread, and never waits for the reader.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace r1::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* FinishReasonName(FinishReason r);  // "stop", "length", "cancelled", "error"
+
+// Sampling settings as the request gives them (validated by the service).
+struct SamplingParams {
+  float temperature = 0.f;
+  float top_p = 1.f;
+  int32_t top_k = 0;
+  float min_p = 0.f;
+  float repetition_penalty = 1.f;
+  float presence_penalty = 0.f;
+  float frequency_penalty = 0.f;
+  bool has_seed = false;
+  uint64_t seed = 0;
+};
+
+struct TokenInfo {
+  int32_t id = -1;
+  float logprob = 0.f;                           // filled when logprobs were asked for
+  std::vector<std::pair<int32_t, float>> top;    // top alternatives, when asked for
+};
+
+// What one step made for one request. The last delta has finish != kNone and the totals.
+struct Delta {
+  std::vector<TokenInfo> tokens;
+  std::string text;  // whole UTF-8 characters; stop text removed
+  FinishReason finish = FinishReason::kNone;
+  std::string error;
+  std::string matched_stop;
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  double queued_ms = 0, ttft_ms = 0, total_ms = 0;
+};
+
+// Where a request's output goes. Called on the engine thread: must not block.
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  virtual void OnDelta(Delta delta) = 0;
+  // Polled once per step; true removes the request (its last delta says kCancelled).
+  virtual bool Cancelled() const = 0;
+};
+
+// Incremental detokenization of one sequence's output.
+class TextStream {
+ public:
+  virtual ~TextStream() = default;
+  // Text completed by this token (may be empty while a UTF-8 character is incomplete).
+  virtual std::string Add(int32_t id) = 0;
+  // What is left at the end.
+  virtual std::string Finish() = 0;
+};
+
+// The tokenizer side the engine needs; absent when the checkpoint has no tokenizer.
+class TextCodec {
+ public:
+  virtual ~TextCodec() = default;
+  virtual std::unique_ptr<TextStream> NewStream() = 0;
+  // One token's text, for log-probabilities.
+  virtual std::string TokenText(int32_t id) = 0;
+};
+
+struct EngineRequest {
+  std::string request_id;
+  std::vector<int32_t> prompt;  // non-empty
+  SamplingParams sampling;
+  int32_t max_tokens = 0;       // 0: up to the model length
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
+  Clock::TimePoint arrival{};
+  std::shared_ptr<RequestSink> sink;
+};
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string device = "cpu";
+  std::string dtype = "auto";
+  int32_t max_running = 64;
+  int32_t max_waiting = 256;
+  int32_t max_model_len = 0;          // 0: the model's max_position_embeddings
+  int64_t kv_cache_memory = 1LL << 30;
+  int32_t block_size = 16;
+  int32_t prefill_chunk = 512;
+  std::shared_ptr<TextCodec> codec;   // may be null
+  const Clock* clock = SystemClock::Get();
+};
+
+// Counters and gauges, readable from any thread.
+struct EngineLoad {
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int64_t blocks_used = 0;
+  int64_t blocks_total = 0;
+  int64_t preemptions = 0;
+};
+
+class Engine {
+ public:
+  // Loads the model, sizes the KV cache, runs a warm-up step and starts the engine thread.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  // Queues a request. RESOURCE_EXHAUSTED when --max-waiting requests are already queued,
+  // UNAVAILABLE after StopAccepting(). On OK the sink gets a final delta eventually.
+  virtual absl::Status Submit(EngineRequest request) = 0;
+  virtual EngineLoad Load() const = 0;
+  // Refuse new work (draining).
+  virtual void StopAccepting() = 0;
+  // Ends every request (kCancelled) and joins the engine thread.
+  virtual void Shutdown() = 0;
+
+  virtual int32_t max_model_len() const = 0;
+  virtual int32_t vocab_size() const = 0;
+  virtual std::string device_name() const = 0;
+  virtual int32_t max_running() const = 0;
+  virtual int32_t max_waiting() const = 0;
+};
+
+}  // namespace r1::engine

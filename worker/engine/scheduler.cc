@@ -1,0 +1,117 @@
+#include "worker/engine/scheduler.h"
+
+#include <algorithm>
+
+namespace r1::engine {
+
+Scheduler::Scheduler(SchedulerConfig config, BlockAllocator* allocator)
+    : config_(config), allocator_(allocator) {}
+
+void Scheduler::Add(Sequence* seq) { waiting_.push_back(seq); }
+
+void Scheduler::Remove(Sequence* seq) {
+  auto r = std::find(running_.begin(), running_.end(), seq);
+  if (r != running_.end()) running_.erase(r);
+  auto w = std::find(waiting_.begin(), waiting_.end(), seq);
+  if (w != waiting_.end()) waiting_.erase(w);
+  allocator_->Free(&seq->blocks);
+}
+
+bool Scheduler::EnsureBlocks(Sequence* seq, int32_t num_tokens) {
+  int32_t need = BlocksFor(num_tokens, config_.block_size) - static_cast<int32_t>(seq->blocks.size());
+  return allocator_->Allocate(need, &seq->blocks);
+}
+
+Sequence* Scheduler::PreemptNewest(StepPlan* plan) {
+  Sequence* victim = running_.back();
+  running_.pop_back();
+  allocator_->Free(&victim->blocks);
+  victim->num_cached = 0;
+  victim->num_preemptions++;
+  waiting_.push_front(victim);
+  plan->preempted.push_back(victim);
+  return victim;
+}
+
+StepPlan Scheduler::Schedule() {
+  StepPlan plan = TrySchedule(/*allow_admit=*/true);
+  // Nothing could run (every running sequence is part-way through a prefill and the cache is
+  // full): preempt the newest and try again. A lone sequence always fits (max_model_len is
+  // capped at the cache size), so this ends.
+  std::vector<Sequence*> preempted;
+  while (plan.chunks.empty() && !running_.empty()) {
+    PreemptNewest(&plan);
+    preempted.insert(preempted.end(), plan.preempted.begin(), plan.preempted.end());
+    plan = TrySchedule(/*allow_admit=*/false);
+  }
+  plan.preempted.insert(plan.preempted.begin(), preempted.begin(), preempted.end());
+  return plan;
+}
+
+StepPlan Scheduler::TrySchedule(bool allow_admit) {
+  StepPlan plan;
+  int32_t budget = config_.token_budget;
+
+  // 1. Decodes.
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Sequence* seq = running_[i];
+    if (seq->num_uncached() != 1) continue;
+    bool preempted_self = false;
+    while (!EnsureBlocks(seq, seq->num_tokens())) {
+      if (PreemptNewest(&plan) == seq) {
+        preempted_self = true;
+        break;
+      }
+    }
+    if (preempted_self) break;  // seq was the newest: nothing after it is left
+    plan.chunks.push_back({seq, 1, true});
+    budget -= 1;
+  }
+
+  // 2. Prefill chunks: part-way prefills and newly admitted sequences.
+  std::vector<Sequence*> candidates;
+  for (Sequence* seq : running_) {
+    if (seq->num_uncached() > 1) candidates.push_back(seq);
+  }
+  size_t room = running_.size() < static_cast<size_t>(config_.max_running)
+                    ? config_.max_running - running_.size()
+                    : 0;
+  for (size_t i = 0; i < waiting_.size() && i < room; ++i) candidates.push_back(waiting_[i]);
+  std::stable_sort(candidates.begin(), candidates.end(), [](const Sequence* a, const Sequence* b) {
+    return a->num_uncached() < b->num_uncached();
+  });
+
+  // A step that had to preempt admits no one: the cache is full.
+  bool admitting = allow_admit && plan.preempted.empty();
+  for (Sequence* seq : candidates) {
+    if (budget <= 0) break;
+    bool queued = std::find(running_.begin(), running_.end(), seq) == running_.end();
+    if (queued && !admitting) continue;
+    int32_t n = std::min(seq->num_uncached(), budget);
+    // Shrink the chunk to what the free blocks can hold.
+    int32_t capacity =
+        (static_cast<int32_t>(seq->blocks.size()) + allocator_->num_free()) * config_.block_size -
+        seq->num_cached;
+    n = std::min(n, capacity);
+    if (n <= 0) {
+      if (queued) admitting = false;  // keep admission in order: no one jumps a stuck head
+      continue;
+    }
+    EnsureBlocks(seq, seq->num_cached + n);
+    if (queued) {
+      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), seq));
+      running_.push_back(seq);
+    }
+    seq->started = true;
+    plan.chunks.push_back({seq, n, seq->num_cached + n == seq->num_tokens()});
+    budget -= n;
+  }
+  for (const ScheduledChunk& c : plan.chunks) plan.num_tokens += c.num_new;
+  return plan;
+}
+
+void Scheduler::Commit(const StepPlan& plan) {
+  for (const ScheduledChunk& c : plan.chunks) c.seq->num_cached += c.num_new;
+}
+
+}  // namespace r1::engine

@@ -1,0 +1,29 @@
+// One sequence's scheduling state: its tokens, how many of them have K/V in the cache, and the
+// blocks that hold them. Torch-free. The engine derives its request type from this.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace r1::engine {
+
+struct Sequence {
+  uint64_t id = 0;
+  // Prompt followed by the generated tokens.
+  std::vector<int32_t> tokens;
+  int32_t num_prompt = 0;
+  // Tokens whose K/V is in the cache; after a preemption this drops back to 0 and the whole
+  // sequence (prompt and output so far) is prefilled again (recompute).
+  int32_t num_cached = 0;
+  std::vector<int32_t> blocks;
+  // Times this sequence was preempted.
+  int32_t num_preemptions = 0;
+  // True once the scheduler first ran it (it has left the admission queue).
+  bool started = false;
+
+  int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
+  int32_t num_uncached() const { return num_tokens() - num_cached; }
+  int32_t num_output() const { return num_tokens() - num_prompt; }
+};
+
+}  // namespace r1::engine
