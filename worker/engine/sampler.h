@@ -43,7 +43,8 @@ struct SampleResult {
   std::vector<std::pair<int32_t, float>> top;          // most likely alternatives
 };
 
-// Samples one token per row of `logits` ([n, vocab], float32, any device). `options` and
+// Samples one token per row of `logits` ([n, vocab], float32, any device) and appends it to
+// its state's `output` (so penalties see it next step). `options` and
 // `states` have n entries; each state's rng advances only for its own row.
 std::vector<SampleResult> SampleBatch(const at::Tensor& logits,
                                       const std::vector<const SamplingOptions*>& options,

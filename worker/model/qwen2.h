@@ -21,6 +21,7 @@ namespace r1::model {
 struct LoadOptions {
   std::string device = "cpu";  // "auto", "cpu", "cuda", "cuda:N"
   std::string dtype = "auto";  // "auto", "bfloat16", "float16", "float32"
+  int num_threads = 0;         // CPU threads for libtorch; 0: one per core
 };
 
 // Parses a --device value; "auto" picks cuda:0 when CUDA is available.

@@ -1,0 +1,205 @@
+// r1-mkmodel: writes a random-weight Qwen2 checkpoint in the Hugging Face layout
+// (config.json, generation_config.json, model.safetensors or shards with an index, and the
+// tokenizer files) for demos, tests and benchmarks. Speed does not depend on the values.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "common/flags.h"
+#include "worker/model/safetensors_writer.h"
+#ifdef R1_HAVE_TOKENIZER
+#include "worker/tokenizer/demo_files.h"
+#endif
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using r1::model::DType;
+using r1::model::TensorSpec;
+
+namespace {
+
+struct Preset {
+  int64_t vocab, hidden, intermediate, layers, heads, kv_heads, max_pos;
+  double rope_theta, rms_eps;
+  bool tied;
+  double init_std;
+};
+
+// tiny: a few MB, the real vocabulary so the demo tokenizer fits.
+// r1-distill-qwen-1.5b: DeepSeek-R1-Distill-Qwen-1.5B's exact shape.
+bool FindPreset(const std::string& name, Preset* p) {
+  if (name == "tiny") {
+    *p = {151936, 32, 96, 2, 4, 2, 32768, 10000.0, 1e-6, true, 0.5};
+  } else if (name == "r1-distill-qwen-1.5b") {
+    *p = {151936, 1536, 8960, 28, 12, 2, 131072, 10000.0, 1e-6, false, 0.02};
+  } else {
+    return false;
+  }
+  return true;
+}
+
+absl::Status WriteJson(const fs::path& path, const json::value& v) {
+  std::ofstream out(path);
+  out << json::serialize(v) << "\n";
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
+  return absl::OkStatus();
+}
+
+std::vector<TensorSpec> Specs(const Preset& p, DType dt) {
+  const int64_t H = p.hidden, D = p.hidden / p.heads, Q = p.heads * D, K = p.kv_heads * D;
+  std::vector<TensorSpec> s;
+  s.push_back({"model.embed_tokens.weight", dt, {p.vocab, H}});
+  for (int64_t i = 0; i < p.layers; ++i) {
+    std::string l = absl::StrCat("model.layers.", i, ".");
+    s.push_back({l + "input_layernorm.weight", dt, {H}});
+    s.push_back({l + "self_attn.q_proj.weight", dt, {Q, H}});
+    s.push_back({l + "self_attn.q_proj.bias", dt, {Q}});
+    s.push_back({l + "self_attn.k_proj.weight", dt, {K, H}});
+    s.push_back({l + "self_attn.k_proj.bias", dt, {K}});
+    s.push_back({l + "self_attn.v_proj.weight", dt, {K, H}});
+    s.push_back({l + "self_attn.v_proj.bias", dt, {K}});
+    s.push_back({l + "self_attn.o_proj.weight", dt, {H, Q}});
+    s.push_back({l + "post_attention_layernorm.weight", dt, {H}});
+    s.push_back({l + "mlp.gate_proj.weight", dt, {p.intermediate, H}});
+    s.push_back({l + "mlp.up_proj.weight", dt, {p.intermediate, H}});
+    s.push_back({l + "mlp.down_proj.weight", dt, {H, p.intermediate}});
+  }
+  s.push_back({"model.norm.weight", dt, {H}});
+  if (!p.tied) s.push_back({"lm_head.weight", dt, {p.vocab, H}});
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  r1::Flags flags("r1-mkmodel",
+                  "Writes a random-weight Qwen2 checkpoint in the Hugging Face layout.");
+  std::string* preset = flags.String("preset", "tiny", "tiny | r1-distill-qwen-1.5b");
+  std::string* out = flags.String("out", "", "output directory (required; must not hold a model)");
+  std::string* tokenizer = flags.String(
+      "tokenizer", "",
+      "Qwen tokenizer.json to build the DeepSeek-R1-Distill tokenizer files from (none: no "
+      "tokenizer files)");
+  int64_t* seed = flags.Int("seed", 0, "random seed for the weights");
+  std::string* dtype = flags.String("dtype", "bfloat16", "bfloat16 | float16 | float32");
+  int64_t* shards = flags.Int("shards", 1, "number of safetensors shards (>1 writes an index)");
+  bool* force = flags.Bool("force", false, "overwrite a model already in --out");
+  double* init_std = flags.Double(
+      "init-std", -1,
+      "standard deviation of the random weights; -1: the preset's (0.02, as transformers "
+      "initialises; tiny uses 0.5 so that its greedy output varies)");
+  flags.ParseOrExit(argc, argv);
+
+  Preset p;
+  if (!FindPreset(*preset, &p)) flags.Fail("--preset: unknown preset '" + *preset + "'");
+  if (out->empty()) flags.Fail("--out is required");
+  DType dt;
+  if (*dtype == "bfloat16") dt = DType::kBF16;
+  else if (*dtype == "float16") dt = DType::kF16;
+  else if (*dtype == "float32") dt = DType::kF32;
+  else flags.Fail("--dtype: '" + *dtype + "' is not one of bfloat16, float16, float32");
+  if (*shards < 1 || *shards > 64) flags.Fail("--shards must be in [1, 64]");
+  if (*init_std >= 0) p.init_std = *init_std;
+  if (!(p.init_std > 0 && p.init_std < 10)) flags.Fail("--init-std must be in (0, 10)");
+  fs::path dir(*out);
+  if (fs::exists(dir / "config.json") && !*force)
+    flags.Fail(absl::StrCat("--out ", *out, " already holds a model (config.json); use --force"));
+  if (!tokenizer->empty() && !fs::exists(*tokenizer))
+    flags.Fail(absl::StrCat("--tokenizer ", *tokenizer, " does not exist"));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) flags.Fail(absl::StrCat("cannot create ", *out, ": ", ec.message()));
+
+  auto t0 = std::chrono::steady_clock::now();
+  const char* dtype_name = dt == DType::kBF16 ? "bfloat16" : dt == DType::kF16 ? "float16" : "float32";
+  json::object cfg{{"architectures", json::array{"Qwen2ForCausalLM"}},
+                   {"attention_dropout", 0.0},
+                   {"bos_token_id", 151643},
+                   {"eos_token_id", 151643},
+                   {"hidden_act", "silu"},
+                   {"hidden_size", p.hidden},
+                   {"initializer_range", 0.02},
+                   {"intermediate_size", p.intermediate},
+                   {"max_position_embeddings", p.max_pos},
+                   {"max_window_layers", p.layers},
+                   {"model_type", "qwen2"},
+                   {"num_attention_heads", p.heads},
+                   {"num_hidden_layers", p.layers},
+                   {"num_key_value_heads", p.kv_heads},
+                   {"rms_norm_eps", p.rms_eps},
+                   {"rope_theta", p.rope_theta},
+                   {"sliding_window", 4096},
+                   {"tie_word_embeddings", p.tied},
+                   {"torch_dtype", dtype_name},
+                   {"use_cache", true},
+                   {"use_sliding_window", false},
+                   {"vocab_size", p.vocab}};
+  json::object gen{{"bos_token_id", 151646}, {"eos_token_id", 151643}, {"do_sample", true},
+                   {"temperature", 0.6}, {"top_p", 0.95}};
+  if (auto s = WriteJson(dir / "config.json", cfg); !s.ok()) flags.Fail(std::string(s.message()));
+  if (auto s = WriteJson(dir / "generation_config.json", gen); !s.ok())
+    flags.Fail(std::string(s.message()));
+
+  // Weights: N(0, init_std) matrices and biases, norms of one.
+  std::vector<TensorSpec> specs = Specs(p, dt);
+  auto gen_cpu = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(*seed));
+  at::ScalarType st = dt == DType::kBF16 ? at::kBFloat16 : dt == DType::kF16 ? at::kHalf : at::kFloat;
+  auto fill_from = [&](const std::vector<TensorSpec>& part) {
+    return [&, part](size_t i, void* buf) {
+      const TensorSpec& s = part[i];
+      at::Tensor t = s.name.find("norm") != std::string::npos
+                         ? at::ones(s.shape, at::kFloat)
+                         : at::randn(s.shape, gen_cpu, at::TensorOptions().dtype(at::kFloat)).mul_(p.init_std);
+      t = t.to(st).contiguous();
+      std::memcpy(buf, t.data_ptr(), s.nbytes());
+    };
+  };
+  size_t total_bytes = 0;
+  for (const auto& s : specs) total_bytes += s.nbytes();
+  if (*shards == 1) {
+    if (auto s = r1::model::WriteSafetensors((dir / "model.safetensors").string(), specs,
+                                             fill_from(specs));
+        !s.ok())
+      flags.Fail(std::string(s.message()));
+  } else {
+    json::object weight_map;
+    size_t per = (specs.size() + static_cast<size_t>(*shards) - 1) / static_cast<size_t>(*shards);
+    for (int64_t k = 0; k < *shards; ++k) {
+      std::string name = absl::StrCat("model-", absl::Dec(k + 1, absl::kZeroPad5), "-of-",
+                                      absl::Dec(*shards, absl::kZeroPad5), ".safetensors");
+      size_t b = std::min(specs.size(), static_cast<size_t>(k) * per);
+      size_t e = std::min(specs.size(), b + per);
+      std::vector<TensorSpec> part(specs.begin() + static_cast<long>(b),
+                                   specs.begin() + static_cast<long>(e));
+      for (const auto& s : part) weight_map[s.name] = name;
+      if (auto s = r1::model::WriteSafetensors((dir / name).string(), part, fill_from(part));
+          !s.ok())
+        flags.Fail(std::string(s.message()));
+    }
+    json::object index{{"metadata", json::object{{"total_size", total_bytes}}},
+                       {"weight_map", std::move(weight_map)}};
+    fs::remove(dir / "model.safetensors", ec);
+    if (auto s = WriteJson(dir / "model.safetensors.index.json", index); !s.ok())
+      flags.Fail(std::string(s.message()));
+  }
+
+  if (!tokenizer->empty()) {
+#ifdef R1_HAVE_TOKENIZER
+    if (auto s = r1::tokenizer::WriteDemoTokenizerFiles(*tokenizer, dir.string()); !s.ok())
+      flags.Fail(std::string(s.message()));
+#else
+    flags.Fail("this build has no tokenizer library; cannot write tokenizer files");
+#endif
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << ", "
+            << total_bytes / 1e6 << " MB of weights) to " << *out << " in " << secs << " s\n";
+  return 0;
+}

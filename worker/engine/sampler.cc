@@ -1,0 +1,135 @@
+#include "worker/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_map>
+
+namespace r1::engine {
+namespace {
+
+// Uniform in [0, 1) from the sequence's own stream: 53 random bits, the same on every machine.
+double Uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+// Penalties on a copy of the row: repetition (HF semantics, prompt and output tokens),
+// presence and frequency (OpenAI semantics, output tokens).
+void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const SamplerState& s) {
+  if (o.repetition_penalty > 0.f && o.repetition_penalty != 1.f) {
+    std::vector<int32_t> seen(s.prompt);
+    seen.insert(seen.end(), s.output.begin(), s.output.end());
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    for (int32_t t : seen) {
+      if (t < 0 || t >= vocab) continue;
+      row[t] = row[t] > 0 ? row[t] / o.repetition_penalty : row[t] * o.repetition_penalty;
+    }
+  }
+  if (o.presence_penalty != 0.f || o.frequency_penalty != 0.f) {
+    std::unordered_map<int32_t, int> counts;
+    for (int32_t t : s.output) ++counts[t];
+    for (auto [t, n] : counts) {
+      if (t < 0 || t >= vocab) continue;
+      row[t] -= o.frequency_penalty * static_cast<float>(n) + o.presence_penalty;
+    }
+  }
+}
+
+// Samples from the candidates (token, logit) after temperature, top-k, min-p and top-p.
+int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o,
+                       std::mt19937_64& rng) {
+  const float inv_t = 1.f / o.temperature;
+  std::vector<std::pair<float, int32_t>> cand;  // (scaled logit, token)
+  cand.reserve(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i)
+    if (std::isfinite(row[i])) cand.emplace_back(row[i] * inv_t, static_cast<int32_t>(i));
+  if (cand.empty()) return 0;
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  bool need_sorted = (o.top_p > 0.f && o.top_p < 1.f) || o.top_k > 0;
+  if (o.top_k > 0 && static_cast<size_t>(o.top_k) < cand.size()) {
+    std::partial_sort(cand.begin(), cand.begin() + o.top_k, cand.end(), by_logit);
+    cand.resize(static_cast<size_t>(o.top_k));
+  } else if (need_sorted) {
+    std::sort(cand.begin(), cand.end(), by_logit);
+  }
+  float max_logit = need_sorted ? cand.front().first
+                                : std::max_element(cand.begin(), cand.end(), [](auto& a, auto& b) {
+                                    return a.first < b.first;
+                                  })->first;
+  std::vector<double> p(cand.size());
+  double sum = 0;
+  for (size_t i = 0; i < cand.size(); ++i) sum += p[i] = std::exp(double(cand[i].first - max_logit));
+  size_t keep = cand.size();
+  if (o.min_p > 0.f) {  // the max has p = 1/sum
+    double floor_p = o.min_p;  // relative to the top token's unnormalised weight of 1
+    for (size_t i = 0; i < cand.size(); ++i)
+      if (p[i] < floor_p) p[i] = 0;
+  }
+  if (o.top_p > 0.f && o.top_p < 1.f) {
+    double total = std::accumulate(p.begin(), p.end(), 0.0);
+    double cum = 0;
+    for (size_t i = 0; i < cand.size(); ++i) {
+      cum += p[i];
+      if (cum >= o.top_p * total) {  // keep the smallest prefix reaching top_p
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  sum = std::accumulate(p.begin(), p.begin() + static_cast<long>(keep), 0.0);
+  double u = Uniform(rng) * sum, acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += p[i];
+    if (u < acc && p[i] > 0) return cand[i].second;
+  }
+  for (size_t i = keep; i-- > 0;)  // rounding: the last kept token with weight
+    if (p[i] > 0) return cand[i].second;
+  return cand.front().second;
+}
+
+}  // namespace
+
+std::vector<SampleResult> SampleBatch(const at::Tensor& logits,
+                                      const std::vector<const SamplingOptions*>& options,
+                                      const std::vector<SamplerState*>& states) {
+  at::Tensor cpu = logits.to(at::kCPU, at::kFloat).contiguous();
+  const int64_t n = cpu.size(0), vocab = cpu.size(1);
+  std::vector<SampleResult> out(static_cast<size_t>(n));
+  bool any_logprobs = false;
+  for (const SamplingOptions* o : options) any_logprobs |= o->logprobs;
+  at::Tensor logp = any_logprobs ? at::log_softmax(cpu, 1) : at::Tensor();
+  std::vector<float> scratch;
+  for (int64_t r = 0; r < n; ++r) {
+    const SamplingOptions& o = *options[r];
+    SamplerState& st = *states[r];
+    const float* row = cpu.data_ptr<float>() + r * vocab;
+    if (o.penalised()) {
+      scratch.assign(row, row + vocab);
+      ApplyPenalties(scratch.data(), vocab, o, st);
+      row = scratch.data();
+    }
+    int32_t tok;
+    if (o.greedy()) {
+      // First maximum, as torch.argmax does.
+      tok = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+    } else {
+      tok = SampleFiltered(row, vocab, o, st.rng);
+    }
+    SampleResult& res = out[static_cast<size_t>(r)];
+    res.token = tok;
+    if (o.logprobs) {
+      at::Tensor lp = logp[r];
+      res.logprob = lp[tok].item<float>();
+      if (o.top_logprobs > 0) {
+        auto [vals, idx] = lp.topk(std::min<int64_t>(o.top_logprobs, vocab));
+        for (int64_t i = 0; i < vals.size(0); ++i)
+          res.top.emplace_back(static_cast<int32_t>(idx[i].item<int64_t>()), vals[i].item<float>());
+      }
+    }
+    st.output.push_back(tok);
+  }
+  return out;
+}
+
+}  // namespace r1::engine

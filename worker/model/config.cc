@@ -1,0 +1,169 @@
+#include "worker/model/config.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "worker/model/json_util.h"
+
+namespace r1::model {
+namespace json = boost::json;
+
+namespace {
+
+// Reads a required positive integer field.
+absl::Status RequireInt(const json::object& o, const char* key, const std::string& source,
+                        int64_t* out) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": missing field \"", key, "\""));
+  auto v = JsonInt(it->value());
+  if (!v || *v <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": field \"", key, "\" must be a positive integer, found ",
+                     json::serialize(it->value())));
+  *out = *v;
+  return absl::OkStatus();
+}
+
+// Reads an optional number; keeps *out when absent or null.
+absl::Status OptionalDouble(const json::object& o, const char* key, const std::string& source,
+                            double* out) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) return absl::OkStatus();
+  auto v = JsonDouble(it->value());
+  if (!v || !(*v > 0))
+    return absl::InvalidArgumentError(absl::StrCat(source, ": field \"", key,
+                                                   "\" must be a positive number, found ",
+                                                   json::serialize(it->value())));
+  *out = *v;
+  return absl::OkStatus();
+}
+
+// eos_token_id may be an integer or a list of integers.
+absl::Status ReadEos(const json::object& o, const std::string& source, std::vector<int32_t>* out) {
+  auto it = o.find("eos_token_id");
+  if (it == o.end() || it->value().is_null()) return absl::OkStatus();
+  std::vector<int32_t> ids;
+  auto add = [&](const json::value& v) -> absl::Status {
+    auto id = JsonInt(v);
+    if (!id || *id < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": eos_token_id must be a non-negative integer or a list of them"));
+    ids.push_back(static_cast<int32_t>(*id));
+    return absl::OkStatus();
+  };
+  if (it->value().is_array()) {
+    for (const auto& v : it->value().get_array()) R1_RETURN_IF_ERROR(add(v));
+  } else {
+    R1_RETURN_IF_ERROR(add(it->value()));
+  }
+  *out = std::move(ids);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::string& source) {
+  R1_ASSIGN_OR_RETURN(json::value root, ParseJson(text, source));
+  if (!root.is_object()) return absl::InvalidArgumentError(source + ": expected a JSON object");
+  const json::object& o = root.get_object();
+
+  ModelConfig c;
+  std::string model_type, arch;
+  if (auto it = o.find("model_type"); it != o.end() && it->value().is_string())
+    model_type = std::string(it->value().get_string());
+  if (auto it = o.find("architectures"); it != o.end() && it->value().is_array()) {
+    std::vector<std::string> names;
+    for (const auto& a : it->value().get_array())
+      if (a.is_string()) names.emplace_back(a.get_string());
+    arch = absl::StrJoin(names, ",");
+  }
+  bool is_qwen2 = model_type == "qwen2" || (model_type.empty() && arch == "Qwen2ForCausalLM");
+  if (!is_qwen2 || (!arch.empty() && arch != "Qwen2ForCausalLM")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": unsupported model: model_type \"", model_type, "\", architectures [", arch,
+        "]; r1serve serves Qwen2ForCausalLM (model_type qwen2) checkpoints"));
+  }
+  c.model_type = "qwen2";
+
+  R1_RETURN_IF_ERROR(RequireInt(o, "vocab_size", source, &c.vocab_size));
+  R1_RETURN_IF_ERROR(RequireInt(o, "hidden_size", source, &c.hidden_size));
+  R1_RETURN_IF_ERROR(RequireInt(o, "intermediate_size", source, &c.intermediate_size));
+  R1_RETURN_IF_ERROR(RequireInt(o, "num_hidden_layers", source, &c.num_hidden_layers));
+  R1_RETURN_IF_ERROR(RequireInt(o, "num_attention_heads", source, &c.num_attention_heads));
+  // As in transformers' Qwen2Config: absent means one KV head per attention head.
+  c.num_key_value_heads = c.num_attention_heads;
+  if (o.contains("num_key_value_heads") && !o.at("num_key_value_heads").is_null())
+    R1_RETURN_IF_ERROR(RequireInt(o, "num_key_value_heads", source, &c.num_key_value_heads));
+  c.max_position_embeddings = 32768;
+  if (o.contains("max_position_embeddings") && !o.at("max_position_embeddings").is_null())
+    R1_RETURN_IF_ERROR(
+        RequireInt(o, "max_position_embeddings", source, &c.max_position_embeddings));
+  R1_RETURN_IF_ERROR(OptionalDouble(o, "rms_norm_eps", source, &c.rms_norm_eps));
+  R1_RETURN_IF_ERROR(OptionalDouble(o, "rope_theta", source, &c.rope_theta));
+
+  // transformers 5 writes RoPE settings as rope_parameters; older files may have rope_scaling.
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) continue;
+    if (!it->value().is_object())
+      return absl::InvalidArgumentError(absl::StrCat(source, ": \"", key, "\" must be an object"));
+    const json::object& rp = it->value().get_object();
+    std::string type = "default";
+    for (const char* tkey : {"rope_type", "type"})
+      if (auto t = rp.find(tkey); t != rp.end() && t->value().is_string())
+        type = std::string(t->value().get_string());
+    if (type != "default")
+      return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported RoPE type \"", type,
+                                                     "\" in \"", key, "\" (only default RoPE)"));
+    R1_RETURN_IF_ERROR(OptionalDouble(rp, "rope_theta", source, &c.rope_theta));
+  }
+  if (auto it = o.find("use_sliding_window"); it != o.end() && it->value().is_bool() &&
+                                              it->value().get_bool()) {
+    return absl::InvalidArgumentError(source + ": use_sliding_window=true is not supported");
+  }
+  if (auto it = o.find("tie_word_embeddings"); it != o.end() && it->value().is_bool())
+    c.tie_word_embeddings = it->value().get_bool();
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (auto it = o.find(key); it != o.end() && it->value().is_string())
+      c.torch_dtype = std::string(it->value().get_string());
+  if (auto it = o.find("bos_token_id"); it != o.end())
+    if (auto v = JsonInt(it->value())) c.bos_token_id = static_cast<int32_t>(*v);
+  R1_RETURN_IF_ERROR(ReadEos(o, source, &c.eos_token_ids));
+
+  if (c.hidden_size % c.num_attention_heads != 0)
+    return absl::InvalidArgumentError(absl::StrCat(source, ": hidden_size ", c.hidden_size,
+                                                   " is not a multiple of num_attention_heads ",
+                                                   c.num_attention_heads));
+  if (c.num_attention_heads % c.num_key_value_heads != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": num_attention_heads ", c.num_attention_heads,
+                     " is not a multiple of num_key_value_heads ", c.num_key_value_heads));
+  if (c.head_dim() % 2 != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": head dimension ", c.head_dim(), " must be even for RoPE"));
+  return c;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
+  std::string path = (std::filesystem::path(dir) / "config.json").string();
+  if (!std::filesystem::is_directory(dir))
+    return absl::NotFoundError(absl::StrCat("model directory ", dir, " does not exist"));
+  R1_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  R1_ASSIGN_OR_RETURN(ModelConfig c, ParseModelConfig(text, path));
+  std::string gen_path = (std::filesystem::path(dir) / "generation_config.json").string();
+  if (std::filesystem::exists(gen_path)) {
+    R1_ASSIGN_OR_RETURN(std::string gen_text, ReadFile(gen_path));
+    R1_ASSIGN_OR_RETURN(json::value gen, ParseJson(gen_text, gen_path));
+    if (!gen.is_object()) return absl::InvalidArgumentError(gen_path + ": expected a JSON object");
+    std::vector<int32_t> eos;
+    R1_RETURN_IF_ERROR(ReadEos(gen.get_object(), gen_path, &eos));
+    if (!eos.empty()) c.eos_token_ids = std::move(eos);
+    if (auto it = gen.get_object().find("bos_token_id"); it != gen.get_object().end())
+      if (auto v = JsonInt(it->value())) c.bos_token_id = static_cast<int32_t>(*v);
+  }
+  return c;
+}
+
+}  // namespace r1::model
