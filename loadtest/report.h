@@ -1,0 +1,39 @@
+// Turns a level's request results into the figures r1-loadtest prints: latency percentiles
+// (time to first token, inter-token latency, end to end), throughput and errors by kind.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+#include "loadtest/options.h"
+#include "loadtest/runner.h"
+#include "loadtest/stats.h"
+
+namespace r1::loadtest {
+
+struct LevelReport {
+  Level level;
+  int64_t sent = 0, succeeded = 0, failed = 0;
+  std::map<std::string, int64_t> errors;             // kind -> count
+  std::map<std::string, std::string> error_samples;  // kind -> first message
+  double wall_s = 0;
+  double requests_per_s = 0;       // succeeded requests per second
+  int64_t output_tokens = 0;       // of succeeded requests
+  double output_tokens_per_s = 0;
+  int64_t prompt_tokens = 0;       // as reported by the server (0 when it does not say)
+  int64_t client_queued = 0;
+  Summary ttft_ms, itl_ms, e2e_ms;  // over succeeded requests
+};
+
+LevelReport MakeReport(const LevelResult& result);
+
+// The human-readable report: a header, then one block per level.
+std::string FormatText(const Options& options, const std::vector<LevelReport>& reports);
+// {"target": ..., "endpoint": ..., "prompt_len": ..., "output_len": ..., "runs": [ {...} ]}
+boost::json::value ToJson(const Options& options, const std::vector<LevelReport>& reports);
+
+}  // namespace r1::loadtest
