@@ -129,7 +129,9 @@ class HttpBackend final : public Backend {
   }
 
   static std::string KindOf(const boost::system::error_code& ec, const char* otherwise) {
-    if (ec == beast::error::timeout) return "timeout";
+    // Only the stream's own timer cancels an operation here, and an operation it cancels
+    // may end with either code.
+    if (ec == beast::error::timeout || ec == asio::error::operation_aborted) return "timeout";
     return otherwise;
   }
 

@@ -1,0 +1,195 @@
+// Units of r1-loadtest: length distributions, quantiles, the SSE parser, targets, and how
+// one SSE event changes a request's result.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "loadtest/distribution.h"
+#include "loadtest/http_backend.h"
+#include "loadtest/grpc_backend.h"
+#include "loadtest/prompt.h"
+#include "loadtest/sse.h"
+#include "loadtest/stats.h"
+
+namespace r1::loadtest {
+namespace {
+
+TEST(LengthDist, ParsesTheThreeForms) {
+  auto fixed = LengthDist::Parse("128");
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->ToString(), "fixed:128");
+  auto uni = LengthDist::Parse("uniform:8:32");
+  ASSERT_TRUE(uni.ok());
+  EXPECT_EQ(uni->Min(), 8);
+  EXPECT_EQ(uni->Max(), 32);
+  auto list = LengthDist::Parse("list:4,16,64");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->ToString(), "list:4,16,64");
+  auto bare = LengthDist::Parse("4,16");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->ToString(), "list:4,16");
+}
+
+TEST(LengthDist, RejectsBadText) {
+  for (const char* bad : {"", "abc", "uniform:9", "uniform:9:3", "uniform:a:b", "-4", "list:",
+                          "1,,2", "fixed:"}) {
+    EXPECT_FALSE(LengthDist::Parse(bad).ok()) << bad;
+  }
+}
+
+TEST(LengthDist, SamplesStayInRangeAndCoverIt) {
+  SystemRandom rng(7);
+  auto uni = *LengthDist::Parse("uniform:3:6");
+  std::set<int64_t> seen;
+  for (int i = 0; i < 2000; ++i) {
+    int64_t v = uni.Sample(rng);
+    ASSERT_GE(v, 3);
+    ASSERT_LE(v, 6);
+    seen.insert(v);
+  }
+  EXPECT_EQ(seen, (std::set<int64_t>{3, 4, 5, 6}));
+  auto list = *LengthDist::Parse("list:10,20");
+  std::set<int64_t> seen_list;
+  for (int i = 0; i < 200; ++i) seen_list.insert(list.Sample(rng));
+  EXPECT_EQ(seen_list, (std::set<int64_t>{10, 20}));
+}
+
+TEST(Stats, QuantilesMatchNumpyLinear) {
+  // numpy.percentile([1..10], [50, 90, 99]) = 5.5, 9.1, 9.91
+  std::vector<double> v = {10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+  Summary s = Summarize(v);
+  EXPECT_DOUBLE_EQ(s.p50, 5.5);
+  EXPECT_NEAR(s.p90, 9.1, 1e-12);
+  EXPECT_NEAR(s.p99, 9.91, 1e-12);
+  EXPECT_DOUBLE_EQ(s.mean, 5.5);
+  EXPECT_EQ(s.count, 10u);
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 10);
+  std::vector<double> one = {3};
+  EXPECT_DOUBLE_EQ(Quantile(one, 0.99), 3);
+  std::vector<double> none;
+  EXPECT_DOUBLE_EQ(Quantile(none, 0.5), 0);
+}
+
+TEST(Sse, SplitsEventsAcrossArbitraryReads) {
+  std::vector<std::string> events;
+  SseParser p([&](const std::string& d) { events.push_back(d); });
+  std::string stream = ": comment\r\ndata: {\"a\":1}\r\n\r\ndata: x\ndata: y\n\nevent: e\ndata: [DONE]\n\n";
+  for (char c : stream) p.Feed(std::string_view(&c, 1));
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0], "{\"a\":1}");
+  EXPECT_EQ(events[1], "x\ny");
+  EXPECT_EQ(events[2], "[DONE]");
+}
+
+TEST(Sse, FinishDispatchesATrailingEvent) {
+  std::vector<std::string> events;
+  SseParser p([&](const std::string& d) { events.push_back(d); });
+  p.Feed("data: last");
+  EXPECT_TRUE(events.empty());
+  p.Finish();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0], "last");
+}
+
+TEST(Target, ParsesHttpAndGrpc) {
+  auto h = ParseTarget("http://127.0.0.1:8080");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->scheme, "http");
+  EXPECT_EQ(h->host, "127.0.0.1");
+  EXPECT_EQ(h->port, "8080");
+  auto p = ParseTarget("http://gw.local:80/prefix/");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->base_path, "/prefix");
+  auto g = ParseTarget("grpc://[::1]:50051");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->host, "::1");
+  for (const char* bad : {"127.0.0.1:80", "http://host", "http://host:0", "grpc://h:99999",
+                          "ftp://h:1", "grpc://h:1/x", "http://:80"}) {
+    EXPECT_FALSE(ParseTarget(bad).ok()) << bad;
+  }
+}
+
+TEST(SseEvent, CountsContentChunksAndTakesUsage) {
+  RequestResult r;
+  bool done = false;
+  auto t0 = SteadyClock::now();
+  ApplySseEvent(R"({"choices":[{"delta":{"role":"assistant"}}]})", t0, r, &done);
+  EXPECT_FALSE(r.got_token);  // a role-only chunk is no token
+  ApplySseEvent(R"({"choices":[{"delta":{"reasoning_content":"hm"}}]})",
+                t0 + std::chrono::milliseconds(10), r, &done);
+  EXPECT_TRUE(r.got_token);
+  ApplySseEvent(R"({"choices":[{"delta":{"content":"a"}}]})", t0 + std::chrono::milliseconds(30), r,
+                &done);
+  ApplySseEvent(R"({"choices":[{"text":"b"}]})", t0 + std::chrono::milliseconds(60), r, &done);
+  ApplySseEvent(R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9}})",
+                t0 + std::chrono::milliseconds(61), r, &done);
+  EXPECT_EQ(r.counted_tokens, 3);
+  EXPECT_EQ(r.output_tokens, 9);
+  EXPECT_EQ(r.prompt_tokens, 5);
+  ASSERT_EQ(r.itl_s.size(), 2u);
+  EXPECT_NEAR(r.itl_s[0], 0.020, 1e-9);
+  EXPECT_NEAR(r.itl_s[1], 0.030, 1e-9);
+  EXPECT_FALSE(done);
+  ApplySseEvent("[DONE]", t0, r, &done);
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(r.error_kind.empty());
+}
+
+TEST(SseEvent, ClassifiesErrorsAndBadJson) {
+  RequestResult r;
+  bool done = false;
+  ApplySseEvent(R"({"error":{"message":"boom","type":"server_error"}})", SteadyClock::now(), r,
+                &done);
+  EXPECT_EQ(r.error_kind, "stream_error");
+  EXPECT_EQ(r.error_detail, "boom");
+  RequestResult b;
+  ApplySseEvent("{oops", SteadyClock::now(), b, &done);
+  EXPECT_EQ(b.error_kind, "bad_response");
+}
+
+TEST(RequestResult, SplitsAMultiTokenMessagesGap) {
+  RequestResult r;
+  auto t0 = SteadyClock::now();
+  r.OnTokens(t0, 2);
+  r.OnTokens(t0 + std::chrono::milliseconds(40), 4);
+  EXPECT_EQ(r.counted_tokens, 6);
+  ASSERT_EQ(r.itl_s.size(), 4u);
+  for (double g : r.itl_s) EXPECT_NEAR(g, 0.010, 1e-9);
+}
+
+TEST(RequestBody, ChatAndCompletionsShapes) {
+  Options o;
+  o.model = "m";
+  RequestSpec s;
+  s.prompt = " the of";
+  s.max_tokens = 12;
+  auto chat = boost::json::parse(BuildRequestBody(o, s)).as_object();
+  EXPECT_EQ(chat.at("model").as_string(), "m");
+  EXPECT_EQ(chat.at("messages").as_array()[0].at("content").as_string(), " the of");
+  EXPECT_EQ(chat.at("max_tokens").as_int64(), 12);
+  EXPECT_TRUE(chat.at("stream").as_bool());
+  EXPECT_TRUE(chat.at("ignore_eos").as_bool());
+  o.endpoint = "completions";
+  o.ignore_eos = false;
+  auto comp = boost::json::parse(BuildRequestBody(o, s)).as_object();
+  EXPECT_EQ(comp.at("prompt").as_string(), " the of");
+  EXPECT_FALSE(comp.contains("ignore_eos"));
+}
+
+TEST(Prompt, HasTheAskedNumberOfWords) {
+  SystemRandom rng(3);
+  std::string p = MakePrompt(25, rng);
+  EXPECT_EQ(std::count(p.begin(), p.end(), ' '), 25);
+  EXPECT_EQ(MakePrompt(0, rng), "");
+}
+
+TEST(GrpcErrorKind, NamesCodes) {
+  EXPECT_EQ(GrpcErrorKind(14), "grpc_unavailable");
+  EXPECT_EQ(GrpcErrorKind(8), "grpc_resource_exhausted");
+  EXPECT_EQ(GrpcErrorKind(4), "grpc_deadline_exceeded");
+  EXPECT_EQ(GrpcErrorKind(99), "grpc_code_99");
+}
+
+}  // namespace
+}  // namespace r1::loadtest
