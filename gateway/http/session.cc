@@ -1,0 +1,233 @@
+#include "gateway/http/session.h"
+
+#include <cstdio>
+
+#include "common/log.h"
+
+namespace r1::gw::http {
+
+namespace bhttp = beast::http;
+
+const char* ReasonPhrase(unsigned status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+Session::Session(net::ip::tcp::socket&& socket, const ServerOptions& options, Handler handler,
+                 std::atomic<int64_t>* connections)
+    : stream_(std::move(socket)), options_(options), handler_(std::move(handler)),
+      connections_(connections) {
+  beast::error_code ec;
+  stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);
+}
+
+Session::~Session() { --*connections_; }
+
+void Session::Run() {
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+}
+
+void Session::ReadHeader() {
+  next_request_buffered_ = false;
+  parser_.emplace();
+  parser_->header_limit(options_.max_header_bytes);
+  parser_->body_limit(options_.max_body_bytes);
+  stream_.expires_after(first_request_ ? options_.header_timeout : options_.idle_timeout);
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, size_t) {
+                             self->OnHeader(ec);
+                           });
+}
+
+void Session::OnHeader(beast::error_code ec) {
+  if (ec) return FailRead(ec, false);
+  first_request_ = false;
+  if (parser_->is_done()) return Dispatch();
+  stream_.expires_after(options_.body_timeout);
+  bhttp::async_read(stream_, buffer_, *parser_,
+                    [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+}
+
+void Session::OnBody(beast::error_code ec) {
+  if (ec) return FailRead(ec, true);
+  Dispatch();
+}
+
+void Session::FailRead(beast::error_code ec, bool header_done) {
+  if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+      ec == beast::error::timeout || ec == net::error::connection_reset ||
+      ec == net::error::operation_aborted) {
+    if (ec == beast::error::timeout && header_done) {
+      keep_alive_ = false;
+      in_exchange_ = true;
+      if (options_.on_refused) options_.on_refused(408);
+      SendResponse(408, "application/json",
+                   "{\"error\":{\"message\":\"request body timed out\",\"type\":"
+                   "\"invalid_request_error\",\"param\":null,\"code\":null}}");
+      return;
+    }
+    return Close();
+  }
+  unsigned status = 400;
+  const char* what = "malformed HTTP request";
+  if (ec == bhttp::error::body_limit) {
+    status = 413;
+    what = "request body too large";
+  } else if (ec == bhttp::error::header_limit) {
+    status = 431;
+    what = "request header too large";
+  }
+  keep_alive_ = false;
+  in_exchange_ = true;
+  std::string body = std::string("{\"error\":{\"message\":\"") + what +
+                     "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}";
+  if (options_.on_refused) options_.on_refused(status);
+  SendResponse(status, "application/json", std::move(body));
+}
+
+void Session::Dispatch() {
+  Request req = parser_->release();
+  keep_alive_ = req.keep_alive();
+  in_exchange_ = true;
+  response_done_ = false;
+  streaming_ = false;
+  cancel_ = nullptr;
+  stream_.expires_never();
+  Watch();
+  handler_(shared_from_this(), std::move(req));
+}
+
+// Reads while a response is produced: an error means the client went away; bytes are the
+// start of a pipelined request, kept in the buffer for the next read.
+void Session::Watch() {
+  if (buffer_.size() > 0) next_request_buffered_ = true;
+  if (watching_ || next_request_buffered_ || closed_) return;
+  watching_ = true;
+  auto space = buffer_.prepare(4096);
+  stream_.socket().async_read_some(
+      space, [self = shared_from_this()](beast::error_code ec, size_t n) {
+        self->watching_ = false;
+        if (ec) {
+          self->Close();
+          return;
+        }
+        self->buffer_.commit(n);
+        self->next_request_buffered_ = true;
+        if (!self->in_exchange_ && !self->closed_) self->ReadHeader();
+      });
+}
+
+void Session::SendResponse(unsigned status, std::string_view content_type, std::string body,
+                           const Headers& extra) {
+  if (closed_ || !in_exchange_ || response_done_) return;
+  char head[256];
+  int n = std::snprintf(head, sizeof head,
+                        "HTTP/1.1 %u %s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n", status,
+                        ReasonPhrase(status), static_cast<int>(content_type.size()),
+                        content_type.data(), body.size());
+  std::string out(head, n);
+  for (auto& [k, v] : extra) out += k + ": " + v + "\r\n";
+  if (!keep_alive_) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += body;
+  response_done_ = true;
+  Write(out);
+}
+
+void Session::StartStream() {
+  if (closed_ || !in_exchange_ || response_done_) return;
+  streaming_ = true;
+  std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+      "Transfer-Encoding: chunked\r\n";
+  if (!keep_alive_) head += "Connection: close\r\n";
+  head += "\r\n";
+  Write(head);
+}
+
+void Session::SendChunk(std::string_view data) {
+  if (closed_ || !streaming_ || response_done_ || data.empty()) return;
+  char size[20];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  pending_.append(size, n);
+  pending_.append(data);
+  pending_.append("\r\n");
+  if (!writing_) Flush();
+}
+
+void Session::EndStream() {
+  if (closed_ || !streaming_ || response_done_) return;
+  response_done_ = true;
+  Write("0\r\n\r\n");
+}
+
+void Session::Write(std::string_view data) {
+  pending_.append(data);
+  if (!writing_) Flush();
+}
+
+void Session::Flush() {
+  if (closed_) return;
+  if (pending_.empty()) {
+    if (response_done_ && in_exchange_) ExchangeDone();
+    return;
+  }
+  writing_ = true;
+  in_flight_.clear();
+  in_flight_.swap(pending_);
+  net::async_write(stream_.socket(), net::buffer(in_flight_),
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWrite(ec); });
+}
+
+void Session::OnWrite(beast::error_code ec) {
+  writing_ = false;
+  if (ec) return Close();
+  Flush();
+}
+
+void Session::ExchangeDone() {
+  in_exchange_ = false;
+  cancel_ = nullptr;
+  if (!keep_alive_) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    closed_ = true;
+    return;
+  }
+  // With a watch read pending, its completion continues (next request or close).
+  if (watching_) return;
+  ReadHeader();
+}
+
+void Session::Close() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ignored;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  stream_.socket().close(ignored);
+  if (in_exchange_ && cancel_) {
+    auto cancel = std::move(cancel_);
+    cancel_ = nullptr;
+    cancel();
+  }
+}
+
+}  // namespace r1::gw::http

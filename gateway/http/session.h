@@ -1,0 +1,113 @@
+// One HTTP/1.1 connection (Boost.Beast): reads requests with limits and timeouts, hands each
+// to the handler, and writes the response: either whole, or as a chunked server-sent-event
+// stream. One write is in flight at a time; what comes meanwhile is queued and coalesced.
+// While a response is being produced the session watches the socket, so that a client that
+// goes away is noticed at once (the cancel handler runs).
+//
+// Every method must run on the session's strand: use Post() from other threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace r1::gw::http {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+using Request = beast::http::request<beast::http::string_body>;
+
+struct ServerOptions {
+  uint64_t max_body_bytes = 1 << 20;
+  uint32_t max_header_bytes = 16 << 10;
+  std::chrono::seconds header_timeout{10};  // the first request's header on a new connection
+  std::chrono::seconds idle_timeout{60};    // waiting for the next request on a kept-alive one
+  std::chrono::seconds body_timeout{30};
+  int64_t max_connections = 10000;
+  int threads = 2;
+  // Told about requests refused by the HTTP layer itself (400, 408, 413, 431).
+  std::function<void(unsigned status)> on_refused;
+};
+
+class Session;
+using Handler = std::function<void(const std::shared_ptr<Session>&, Request&&)>;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(net::ip::tcp::socket&& socket, const ServerOptions& options, Handler handler,
+          std::atomic<int64_t>* connections);
+  ~Session();
+  void Run();
+
+  // Runs f on the session's strand.
+  template <typename F>
+  void Post(F&& f) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), f = std::forward<F>(f)]() mutable {
+      (void)self;
+      f();
+    });
+  }
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+  // A whole response. Ends the current exchange.
+  void SendResponse(unsigned status, std::string_view content_type, std::string body,
+                    const Headers& extra = {});
+  // Starts a text/event-stream response (chunked).
+  void StartStream();
+  // One piece of the stream (usually "data: ...\n\n").
+  void SendChunk(std::string_view data);
+  // Ends the stream. Ends the current exchange.
+  void EndStream();
+
+  // Called once, on the strand, when the client goes away before the exchange ended.
+  void SetCancelHandler(std::function<void()> handler) { cancel_ = std::move(handler); }
+  bool closed() const { return closed_; }
+  bool streaming() const { return streaming_; }
+
+ private:
+  void ReadHeader();
+  void OnHeader(beast::error_code ec);
+  void OnBody(beast::error_code ec);
+  void Dispatch();
+  void FailRead(beast::error_code ec, bool header_done);
+  void Watch();
+  void Write(std::string_view data);
+  void Flush();
+  void OnWrite(beast::error_code ec);
+  void ExchangeDone();
+  void Close();
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<beast::http::request_parser<beast::http::string_body>> parser_;
+  const ServerOptions& options_;
+  Handler handler_;
+  std::atomic<int64_t>* connections_;
+  std::function<void()> cancel_;
+  bool first_request_ = true;
+  bool in_exchange_ = false;   // a request was handed to the handler and is not answered yet
+  bool response_done_ = false;  // the handler finished writing the current response
+  bool keep_alive_ = true;
+  bool watching_ = false;       // a watch read is pending
+  bool next_request_buffered_ = false;  // the watch read got bytes of a pipelined request
+  bool streaming_ = false;
+  bool closed_ = false;
+  bool writing_ = false;
+  std::string pending_;   // queued bytes
+  std::string in_flight_;  // bytes being written
+};
+
+// Standard reason phrase for a status code.
+const char* ReasonPhrase(unsigned status);
+
+}  // namespace r1::gw::http

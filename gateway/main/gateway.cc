@@ -1,0 +1,100 @@
+#include "gateway/main/gateway.h"
+
+#include <ctime>
+
+#include "common/log.h"
+#include "gateway/main/api_keys.h"
+#include "gateway/main/exchange.h"
+#include "gateway/openai/response.h"
+#include "gateway/upstream/status_map.h"
+
+namespace r1::gw {
+
+namespace bhttp = boost::beast::http;
+
+void SendError(GatewayContext* ctx, http::Session& session, const std::string& route,
+               unsigned status, std::string_view type, std::string_view message,
+               std::string_view param, std::string_view code, const http::Headers& extra) {
+  ctx->metrics->Request(route, status);
+  session.SendResponse(status, "application/json", ErrorJson(message, type, param, code), extra);
+}
+
+Gateway::Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metrics,
+                 const Clock* clock, Random* random)
+    : ctx_{options, pool, metrics, clock, random,
+           RetryBudget(options.retry_budget_percent, options.retry_budget_min)} {
+  using S = std::shared_ptr<http::Session>;
+  router_.Add(bhttp::verb::get, "/healthz", [this](const S& s, http::Request&&) {
+    ctx_.metrics->Request("/healthz", 200);
+    s->SendResponse(200, "text/plain", "ok\n");
+  });
+  router_.Add(bhttp::verb::get, "/readyz", [this](const S& s, http::Request&&) {
+    bool ready = ctx_.pool->AnyHealthy();
+    ctx_.metrics->Request("/readyz", ready ? 200 : 503);
+    s->SendResponse(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "no healthy worker\n");
+  });
+  router_.Add(bhttp::verb::get, "/metrics", [this](const S& s, http::Request&&) {
+    ctx_.metrics->Request("/metrics", 200);
+    s->SendResponse(200, "text/plain; version=0.0.4", ctx_.metrics->Serialize(*ctx_.pool));
+  });
+  router_.Add(bhttp::verb::get, "/v1/models", [this](const S& s, http::Request&&) {
+    ctx_.metrics->Request("/v1/models", 200);
+    s->SendResponse(200, "application/json",
+                    ModelsResponse(ctx_.pool->ModelIds(), static_cast<int64_t>(std::time(nullptr))));
+  });
+  router_.Add(bhttp::verb::post, "/v1/chat/completions", [this](const S& s, http::Request&& r) {
+    Generate(s, std::move(r), true);
+  });
+  router_.Add(bhttp::verb::post, "/v1/completions", [this](const S& s, http::Request&& r) {
+    Generate(s, std::move(r), false);
+  });
+}
+
+void Gateway::Handle(const std::shared_ptr<http::Session>& session, http::Request&& request) {
+  std::string_view path = http::PathOf(std::string_view(request.target().data(), request.target().size()));
+  unsigned status = 0;
+  const http::Router::Route* route = router_.Find(request.method(), path, &status);
+  const std::string route_label = route ? std::string(path) : "other";
+  if (path.substr(0, 4) == "/v1/" && !ctx_.options.api_keys.empty()) {
+    auto auth = request[bhttp::field::authorization];
+    if (!Authorized(std::string_view(auth.data(), auth.size()), ctx_.options.api_keys)) {
+      ctx_.metrics->Rejected("unauthorized");
+      SendError(&ctx_, *session, route_label, 401, "invalid_request_error",
+                "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.", "",
+                "invalid_api_key", {{"WWW-Authenticate", "Bearer"}});
+      return;
+    }
+  }
+  if (!route) {
+    SendError(&ctx_, *session, route_label, status, "invalid_request_error",
+              status == 404 ? "no such route: " + EscapeForLog(path, 100)
+                            : "method not allowed on " + EscapeForLog(path, 100));
+    return;
+  }
+  (*route)(session, std::move(request));
+}
+
+void Gateway::Generate(const std::shared_ptr<http::Session>& session, http::Request&& request,
+                       bool chat) {
+  const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
+  auto params = ParseGenRequest(chat ? ApiKind::kChat : ApiKind::kCompletion, request.body());
+  if (!params.ok()) {
+    ctx_.metrics->Rejected("bad_request");
+    R1_LOG(DEBUG) << "bad request on " << route << ": " << EscapeForLog(std::string(params.status().message()));
+    HttpErrorKind kind = HttpForStatusCode(static_cast<int>(params.status().code()));
+    SendError(&ctx_, *session, route, kind.http_status, kind.type,
+              std::string(params.status().message()), ParamOf(params.status()));
+    return;
+  }
+  if (++ctx_.active_requests > ctx_.options.max_concurrent_requests) {
+    --ctx_.active_requests;
+    ctx_.metrics->Rejected("overload");
+    SendError(&ctx_, *session, route, 429, "rate_limit_error",
+              "too many concurrent requests; retry later", "", "rate_limit_exceeded",
+              {{"Retry-After", std::to_string(ctx_.options.retry_after_s)}});
+    return;
+  }
+  std::make_shared<Exchange>(&ctx_, session, std::move(*params), route)->Start();
+}
+
+}  // namespace r1::gw

@@ -1,0 +1,133 @@
+// r1-gateway: OpenAI-compatible HTTP in front of r1-worker gRPC servers.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "common/flags.h"
+#include "common/log.h"
+#include "gateway/http/server.h"
+#include "gateway/main/api_keys.h"
+#include "gateway/main/gateway.h"
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  r1::Flags flags("r1-gateway",
+                  "OpenAI-compatible HTTP gateway: routes /v1/chat/completions and "
+                  "/v1/completions to r1-worker gRPC servers.");
+  std::string* listen = flags.String("listen", "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0: any free port, printed)");
+  std::string* workers = flags.String("workers", "", "worker HOST:PORT[,HOST:PORT...]");
+  std::string* workers_dns = flags.String("workers-dns", "", "NAME:PORT resolved to workers (e.g. a Kubernetes headless service)");
+  double* dns_refresh = flags.Double("dns-refresh", 10, "seconds between DNS re-resolutions");
+  std::string* api_key_file = flags.String("api-key-file", "", "file with one API key per line; when set, /v1 routes need 'Authorization: Bearer KEY'");
+  int64_t* max_body = flags.Int("max-body-bytes", 1 << 20, "largest request body (413 above)");
+  int64_t* max_header = flags.Int("max-header-bytes", 16 << 10, "largest request header (431 above)");
+  int64_t* max_connections = flags.Int("max-connections", 10000, "most open client connections");
+  int64_t* max_concurrent = flags.Int("max-concurrent-requests", 1024, "most generation requests in flight (429 above)");
+  int64_t* header_timeout = flags.Int("header-timeout", 10, "seconds for a new connection's first request header");
+  int64_t* idle_timeout = flags.Int("idle-timeout", 60, "seconds a kept-alive connection may idle");
+  int64_t* body_timeout = flags.Int("body-timeout", 30, "seconds to receive a request body");
+  double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one generation");
+  double* breaker_threshold = flags.Double("breaker-memory-threshold", 0.90, "open a worker's breaker when its device memory use is above this fraction of total");
+  int64_t* breaker_failures = flags.Int("breaker-failures", 5, "consecutive failures that open a worker's breaker");
+  int64_t* breaker_cooldown = flags.Int("breaker-cooldown-ms", 5000, "milliseconds an open breaker waits before a half-open probe");
+  int64_t* max_attempts = flags.Int("max-attempts", 3, "most attempts per request (first one included)");
+  int64_t* retry_base = flags.Int("retry-base-ms", 25, "backoff base interval in milliseconds (full jitter)");
+  int64_t* retry_cap = flags.Int("retry-cap-ms", 250, "backoff cap in milliseconds");
+  double* budget_percent = flags.Double("retry-budget-percent", 20, "retries in flight allowed, as a percentage of requests in flight");
+  int64_t* budget_min = flags.Int("retry-budget-min", 10, "retries in flight always allowed");
+  int64_t* health_interval = flags.Int("health-interval-ms", 1000, "milliseconds between health and load polls of each worker");
+  bool* no_split = flags.Bool("no-reasoning-split", false, "do not split '...</think>' into reasoning_content");
+  int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
+  std::string* log_level = flags.String("log-level", "info", "debug|info|warning|error");
+  flags.ParseOrExit(argc, argv);
+
+  r1::LogLevel level;
+  if (!r1::ParseLogLevel(*log_level, &level)) flags.Fail("--log-level must be debug, info, warning or error");
+  r1::SetLogLevel(level);
+  if (workers->empty() && workers_dns->empty()) flags.Fail("give --workers or --workers-dns");
+  if (*max_body <= 0 || *max_header <= 0 || *max_connections <= 0 || *max_concurrent <= 0)
+    flags.Fail("limits must be positive");
+  if (*breaker_threshold <= 0 || *breaker_threshold > 1) flags.Fail("--breaker-memory-threshold must be in (0, 1]");
+  if (*max_attempts < 1) flags.Fail("--max-attempts must be at least 1");
+  if (*retry_base < 1 || *retry_cap < *retry_base) flags.Fail("need 1 <= --retry-base-ms <= --retry-cap-ms");
+  if (*threads < 1 || *threads > 256) flags.Fail("--threads must be in [1, 256]");
+  if (*health_interval < 10) flags.Fail("--health-interval-ms must be at least 10");
+  if (*breaker_failures < 1 || *breaker_cooldown < 0) flags.Fail("bad breaker settings");
+  if (*dns_refresh <= 0) flags.Fail("--dns-refresh must be positive");
+  if (*header_timeout < 1 || *idle_timeout < 1 || *body_timeout < 1 || *request_timeout <= 0)
+    flags.Fail("timeouts must be positive");
+
+  r1::gw::GatewayOptions gopts;
+  if (!api_key_file->empty()) {
+    auto keys = r1::gw::LoadApiKeys(*api_key_file);
+    if (!keys.ok()) flags.Fail(std::string(keys.status().message()));
+    gopts.api_keys = *keys;
+  }
+  gopts.max_concurrent_requests = *max_concurrent;
+  gopts.max_attempts = static_cast<int>(*max_attempts);
+  gopts.retry_base_ms = static_cast<uint64_t>(*retry_base);
+  gopts.retry_cap_ms = static_cast<uint64_t>(*retry_cap);
+  gopts.retry_budget_percent = *budget_percent;
+  gopts.retry_budget_min = static_cast<uint32_t>(std::max<int64_t>(0, *budget_min));
+  gopts.reasoning_split = !*no_split;
+  gopts.request_timeout_s = *request_timeout;
+
+  r1::gw::PoolOptions popts;
+  popts.static_workers = r1::SplitCommaList(*workers);
+  for (const auto& w : popts.static_workers) {
+    std::string host;
+    int port;
+    if (!r1::gw::http::ParseHostPort(w, &host, &port).ok() || port == 0)
+      flags.Fail("bad worker address '" + w + "' (want HOST:PORT)");
+  }
+  popts.dns_name = *workers_dns;
+  popts.dns_refresh_s = *dns_refresh;
+  popts.health_interval_ms = static_cast<int>(*health_interval);
+  popts.memory_threshold = *breaker_threshold;
+  popts.breaker.failure_threshold = static_cast<int>(*breaker_failures);
+  popts.breaker.cooldown = std::chrono::milliseconds(*breaker_cooldown);
+
+  r1::SystemRandom random;
+  r1::gw::GatewayMetrics metrics;
+  r1::gw::WorkerPool pool(popts, r1::SystemClock::Get(), &random);
+  r1::gw::Gateway gateway(gopts, &pool, &metrics, r1::SystemClock::Get(), &random);
+
+  r1::gw::http::ServerOptions sopts;
+  sopts.max_body_bytes = static_cast<uint64_t>(*max_body);
+  sopts.max_header_bytes = static_cast<uint32_t>(*max_header);
+  sopts.max_connections = *max_connections;
+  sopts.header_timeout = std::chrono::seconds(*header_timeout);
+  sopts.idle_timeout = std::chrono::seconds(*idle_timeout);
+  sopts.body_timeout = std::chrono::seconds(*body_timeout);
+  sopts.threads = static_cast<int>(*threads);
+  sopts.on_refused = [&metrics](unsigned status) {
+    metrics.Rejected(status == 413 ? "too_large" : "bad_request");
+    metrics.Request("other", status);
+  };
+  r1::gw::http::Server server(sopts, [&gateway](const auto& s, r1::gw::http::Request&& r) {
+    gateway.Handle(s, std::move(r));
+  });
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  pool.Start();
+  absl::Status st = server.Start(*listen);
+  if (!st.ok()) {
+    std::fprintf(stderr, "r1-gateway: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  R1_LOG(INFO) << "r1-gateway listening on port " << server.port() << " with "
+               << pool.Snapshot().size() << " worker(s)";
+  std::printf("LISTENING %d\n", server.port());
+  std::fflush(stdout);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  R1_LOG(INFO) << "r1-gateway stopping";
+  server.Stop();
+  pool.Stop();
+  return 0;
+}

@@ -1,0 +1,68 @@
+#include "gateway/main/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+#include "gateway/upstream/worker_pool.h"
+
+namespace r1::gw {
+
+namespace {
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+  return b;
+}
+}  // namespace
+
+GatewayMetrics::GatewayMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter()
+                    .Name("r1_gateway_requests_total")
+                    .Help("HTTP requests by route and status code")
+                    .Register(*registry_)),
+      rejected_(prometheus::BuildCounter()
+                    .Name("r1_gateway_rejected_requests_total")
+                    .Help("Requests rejected by the gateway, by reason")
+                    .Register(*registry_)),
+      attempts_(prometheus::BuildCounter()
+                    .Name("r1_gateway_upstream_attempts_total")
+                    .Help("Generate calls started, by worker")
+                    .Register(*registry_)),
+      retries_(prometheus::BuildCounter()
+                   .Name("r1_gateway_retries_total")
+                   .Help("Retries, by the failure that caused them")
+                   .Register(*registry_)),
+      ttft_family_(prometheus::BuildHistogram()
+                       .Name("r1_gateway_time_to_first_token_seconds")
+                       .Help("From request arrival until the first token reached the gateway")
+                       .Register(*registry_)),
+      e2e_family_(prometheus::BuildHistogram()
+                      .Name("r1_gateway_e2e_latency_seconds")
+                      .Help("From request arrival until the response was complete")
+                      .Register(*registry_)),
+      active_streams_(prometheus::BuildGauge()
+                          .Name("r1_gateway_active_streams")
+                          .Help("Generate calls in flight, by worker")
+                          .Register(*registry_)),
+      breaker_state_(prometheus::BuildGauge()
+                         .Name("r1_gateway_breaker_state")
+                         .Help("Circuit breaker state by worker: 0 closed, 1 half-open, 2 open")
+                         .Register(*registry_)),
+      worker_healthy_(prometheus::BuildGauge()
+                          .Name("r1_gateway_worker_healthy")
+                          .Help("1 when the worker's last health check passed")
+                          .Register(*registry_)),
+      ttft_(&ttft_family_.Add({}, LatencyBuckets())),
+      e2e_(&e2e_family_.Add({}, LatencyBuckets())) {}
+
+std::string GatewayMetrics::Serialize(const WorkerPool& pool) {
+  for (auto& w : pool.Snapshot()) {
+    prometheus::Labels l = {{"worker", w->address()}};
+    active_streams_.Add(l).Set(static_cast<double>(w->active.load()));
+    breaker_state_.Add(l).Set(static_cast<double>(w->breaker().State()));
+    worker_healthy_.Add(l).Set(w->healthy && !w->removed ? 1 : 0);
+  }
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace r1::gw

@@ -1,0 +1,307 @@
+#include "gateway/openai/request.h"
+
+#include <cmath>
+#include <limits>
+
+#include <boost/json.hpp>
+
+#include "absl/strings/cord.h"
+#include "gateway/openai/cat.h"
+
+namespace r1::gw {
+namespace json = boost::json;
+
+namespace {
+constexpr char kParamPayload[] = "r1.param";
+constexpr size_t kMaxStops = 16;
+constexpr size_t kMaxStopBytes = 256;
+
+const json::value* Field(const json::object& o, std::string_view name) {
+  auto it = o.find(name);
+  if (it == o.end() || it->value().is_null()) return nullptr;  // null means "not given"
+  return &it->value();
+}
+
+absl::Status GetNumber(const json::object& o, std::string_view name, double lo, double hi,
+                       double* out) {
+  const json::value* v = Field(o, name);
+  if (!v) return absl::OkStatus();
+  double d;
+  if (v->is_double()) d = v->get_double();
+  else if (v->is_int64()) d = static_cast<double>(v->get_int64());
+  else if (v->is_uint64()) d = static_cast<double>(v->get_uint64());
+  else return InvalidParam(name, Cat("'", name, "' must be a number"));
+  if (!std::isfinite(d) || d < lo || d > hi)
+    return InvalidParam(name, Cat("'", name, "' must be between ", lo, " and ", hi,
+                                           ", got ", d));
+  *out = d;
+  return absl::OkStatus();
+}
+
+// Integers as JSON integers (or doubles with an integral value).
+absl::Status AsInt(const json::value& v, std::string_view name, int64_t* out) {
+  if (v.is_int64()) {
+    *out = v.get_int64();
+  } else if (v.is_uint64()) {
+    if (v.get_uint64() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return InvalidParam(name, Cat("'", name, "' is too large"));
+    *out = static_cast<int64_t>(v.get_uint64());
+  } else if (v.is_double() && std::isfinite(v.get_double()) &&
+             std::floor(v.get_double()) == v.get_double() && std::fabs(v.get_double()) < 9e15) {
+    *out = static_cast<int64_t>(v.get_double());
+  } else {
+    return InvalidParam(name, Cat("'", name, "' must be an integer"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const json::object& o, std::string_view name, int64_t lo, int64_t hi,
+                    std::optional<int64_t>* out) {
+  const json::value* v = Field(o, name);
+  if (!v) return absl::OkStatus();
+  int64_t i = 0;
+  R1_RETURN_IF_ERROR(AsInt(*v, name, &i));
+  if (i < lo || i > hi)
+    return InvalidParam(name, Cat("'", name, "' must be between ", lo, " and ", hi,
+                                           ", got ", i));
+  *out = i;
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(const json::object& o, std::string_view name, bool* out) {
+  const json::value* v = Field(o, name);
+  if (!v) return absl::OkStatus();
+  if (!v->is_bool()) return InvalidParam(name, Cat("'", name, "' must be a boolean"));
+  *out = v->get_bool();
+  return absl::OkStatus();
+}
+
+absl::Status GetIdList(const json::value& v, std::string_view name, std::vector<int32_t>* out) {
+  if (!v.is_array()) return InvalidParam(name, Cat("'", name, "' must be an array"));
+  for (const json::value& e : v.get_array()) {
+    int64_t id = 0;
+    R1_RETURN_IF_ERROR(AsInt(e, name, &id));
+    if (id < 0 || id > std::numeric_limits<int32_t>::max())
+      return InvalidParam(name, Cat("'", name, "' holds an out-of-range token id"));
+    out->push_back(static_cast<int32_t>(id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseMessages(const json::object& o, GenParams* p) {
+  const json::value* v = Field(o, "messages");
+  if (!v) return InvalidParam("messages", "'messages' is a required property");
+  if (!v->is_array()) return InvalidParam("messages", "'messages' must be an array");
+  const json::array& arr = v->get_array();
+  if (arr.empty()) return InvalidParam("messages", "'messages' must not be empty");
+  for (size_t i = 0; i < arr.size(); ++i) {
+    std::string where = Cat("messages[", i, "]");
+    if (!arr[i].is_object()) return InvalidParam(where, Cat("'", where, "' must be an object"));
+    const json::object& m = arr[i].get_object();
+    const json::value* role = Field(m, "role");
+    if (!role || !role->is_string())
+      return InvalidParam(where + ".role", Cat("'", where, ".role' must be a string"));
+    std::string_view r = role->get_string();
+    if (r != "system" && r != "user" && r != "assistant" && r != "developer")
+      return InvalidParam(where + ".role",
+                          Cat("'", where,
+                                       ".role' must be one of system, developer, user, assistant"));
+    ChatTurn turn;
+    turn.role = r == "developer" ? "system" : std::string(r);
+    const json::value* c = Field(m, "content");
+    if (!c) {
+      if (r != "assistant")
+        return InvalidParam(where + ".content", Cat("'", where, ".content' is required"));
+    } else if (c->is_string()) {
+      turn.content = std::string(c->get_string());
+    } else if (c->is_array()) {
+      for (const json::value& part : c->get_array()) {
+        const json::object* po = part.if_object();
+        const json::value* type = po ? Field(*po, "type") : nullptr;
+        const json::value* text = po ? Field(*po, "text") : nullptr;
+        if (!type || !type->is_string() || type->get_string() != "text" || !text ||
+            !text->is_string())
+          return InvalidParam(where + ".content",
+                              Cat("'", where,
+                                           ".content' parts must be {\"type\": \"text\", "
+                                           "\"text\": string}"));
+        turn.content += std::string(text->get_string());
+      }
+    } else {
+      return InvalidParam(where + ".content",
+                          Cat("'", where, ".content' must be a string or an array"));
+    }
+    p->messages.push_back(std::move(turn));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParsePrompt(const json::object& o, GenParams* p) {
+  const json::value* v = Field(o, "prompt");
+  if (!v) return InvalidParam("prompt", "'prompt' is a required property");
+  if (v->is_string()) {
+    p->prompt = std::string(v->get_string());
+    return absl::OkStatus();
+  }
+  if (!v->is_array())
+    return InvalidParam("prompt", "'prompt' must be a string, an array of strings or of token ids");
+  const json::array& arr = v->get_array();
+  if (arr.empty()) return InvalidParam("prompt", "'prompt' must not be empty");
+  if (arr[0].is_string() || arr[0].is_array()) {
+    if (arr.size() > 1)
+      return InvalidParam("prompt", "only one prompt per request is supported");
+    if (arr[0].is_string()) {
+      p->prompt = std::string(arr[0].get_string());
+      return absl::OkStatus();
+    }
+    R1_RETURN_IF_ERROR(GetIdList(arr[0], "prompt", &p->prompt_ids));
+  } else {
+    R1_RETURN_IF_ERROR(GetIdList(*v, "prompt", &p->prompt_ids));
+  }
+  if (p->prompt_ids.empty()) return InvalidParam("prompt", "'prompt' must not be empty");
+  return absl::OkStatus();
+}
+
+absl::Status ParseStop(const json::object& o, GenParams* p) {
+  const json::value* v = Field(o, "stop");
+  if (!v) return absl::OkStatus();
+  auto add = [&](const json::value& s) -> absl::Status {
+    if (!s.is_string()) return InvalidParam("stop", "'stop' must be a string or an array of strings");
+    if (s.get_string().empty()) return InvalidParam("stop", "'stop' strings must not be empty");
+    if (s.get_string().size() > kMaxStopBytes)
+      return InvalidParam("stop", Cat("'stop' strings must be at most ", kMaxStopBytes, " bytes"));
+    p->stop.emplace_back(s.get_string());
+    return absl::OkStatus();
+  };
+  if (v->is_array()) {
+    if (v->get_array().size() > kMaxStops)
+      return InvalidParam("stop", Cat("'stop' holds at most ", kMaxStops, " strings"));
+    for (const json::value& s : v->get_array()) R1_RETURN_IF_ERROR(add(s));
+    return absl::OkStatus();
+  }
+  return add(*v);
+}
+
+}  // namespace
+
+absl::Status InvalidParam(std::string_view param, std::string_view message) {
+  absl::Status s = absl::InvalidArgumentError(absl::string_view(message.data(), message.size()));
+  s.SetPayload(kParamPayload, absl::Cord(absl::string_view(param.data(), param.size())));
+  return s;
+}
+
+std::string ParamOf(const absl::Status& status) {
+  auto p = status.GetPayload(kParamPayload);
+  return p ? std::string(*p) : std::string();
+}
+
+bool IsValidUtf8(std::string_view s) {
+  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned char c = b[i];
+    if (c < 0x80) { ++i; continue; }
+    size_t len;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((b[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
+  if (!IsValidUtf8(body)) return InvalidParam("", "the request body is not valid UTF-8");
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 64;
+  json::value root = json::parse(body, ec, json::storage_ptr(), opts);
+  if (ec) return InvalidParam("", Cat("the request body is not valid JSON: ", ec.message()));
+  if (!root.is_object()) return InvalidParam("", "the request body must be a JSON object");
+  const json::object& o = root.get_object();
+
+  GenParams p;
+  p.kind = kind;
+  const json::value* model = Field(o, "model");
+  if (!model) return InvalidParam("model", "'model' is a required property");
+  if (!model->is_string() || model->get_string().empty())
+    return InvalidParam("model", "'model' must be a non-empty string");
+  p.model = std::string(model->get_string());
+
+  if (kind == ApiKind::kChat) R1_RETURN_IF_ERROR(ParseMessages(o, &p));
+  else R1_RETURN_IF_ERROR(ParsePrompt(o, &p));
+
+  R1_RETURN_IF_ERROR(GetBool(o, "stream", &p.stream));
+  if (const json::value* so = Field(o, "stream_options")) {
+    if (!so->is_object()) return InvalidParam("stream_options", "'stream_options' must be an object");
+    R1_RETURN_IF_ERROR(GetBool(so->get_object(), "include_usage", &p.include_usage));
+  }
+
+  std::optional<int64_t> max_tokens, max_completion_tokens;
+  constexpr int64_t kU32 = std::numeric_limits<uint32_t>::max();
+  R1_RETURN_IF_ERROR(GetInt(o, "max_tokens", 1, kU32, &max_tokens));
+  R1_RETURN_IF_ERROR(GetInt(o, "max_completion_tokens", 1, kU32, &max_completion_tokens));
+  if (max_completion_tokens) p.max_tokens = static_cast<uint32_t>(*max_completion_tokens);
+  else if (max_tokens) p.max_tokens = static_cast<uint32_t>(*max_tokens);
+
+  R1_RETURN_IF_ERROR(GetNumber(o, "temperature", 0.0, 2.0, &p.temperature));
+  R1_RETURN_IF_ERROR(GetNumber(o, "top_p", 0.0, 1.0, &p.top_p));
+  if (p.top_p == 0.0) return InvalidParam("top_p", "'top_p' must be greater than 0");
+  std::optional<int64_t> top_k;
+  R1_RETURN_IF_ERROR(GetInt(o, "top_k", -1, 1 << 30, &top_k));
+  if (top_k && *top_k > 0) p.top_k = static_cast<int32_t>(*top_k);
+  R1_RETURN_IF_ERROR(GetNumber(o, "min_p", 0.0, 1.0, &p.min_p));
+  R1_RETURN_IF_ERROR(GetNumber(o, "presence_penalty", -2.0, 2.0, &p.presence_penalty));
+  R1_RETURN_IF_ERROR(GetNumber(o, "frequency_penalty", -2.0, 2.0, &p.frequency_penalty));
+  R1_RETURN_IF_ERROR(GetNumber(o, "repetition_penalty", 0.0, 100.0, &p.repetition_penalty));
+  if (p.repetition_penalty == 0.0)
+    return InvalidParam("repetition_penalty", "'repetition_penalty' must be greater than 0");
+
+  std::optional<int64_t> seed;
+  R1_RETURN_IF_ERROR(GetInt(o, "seed", 0, std::numeric_limits<int64_t>::max(), &seed));
+  if (seed) p.seed = static_cast<uint64_t>(*seed);
+
+  R1_RETURN_IF_ERROR(ParseStop(o, &p));
+  if (const json::value* ids = Field(o, "stop_token_ids"))
+    R1_RETURN_IF_ERROR(GetIdList(*ids, "stop_token_ids", &p.stop_token_ids));
+  R1_RETURN_IF_ERROR(GetBool(o, "ignore_eos", &p.ignore_eos));
+
+  if (kind == ApiKind::kChat) {
+    R1_RETURN_IF_ERROR(GetBool(o, "logprobs", &p.logprobs));
+    std::optional<int64_t> top;
+    R1_RETURN_IF_ERROR(GetInt(o, "top_logprobs", 0, 20, &top));
+    if (top) {
+      if (!p.logprobs && *top > 0)
+        return InvalidParam("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+      p.top_logprobs = static_cast<uint32_t>(*top);
+    }
+  } else {
+    std::optional<int64_t> lp;
+    R1_RETURN_IF_ERROR(GetInt(o, "logprobs", 0, 5, &lp));
+    if (lp) {
+      p.logprobs = true;
+      p.top_logprobs = static_cast<uint32_t>(*lp);
+    }
+  }
+
+  std::optional<int64_t> n;
+  R1_RETURN_IF_ERROR(GetInt(o, "n", 1, 128, &n));
+  if (n && *n != 1) return InvalidParam("n", "only n=1 is supported");
+  if (const json::value* u = Field(o, "user")) {
+    if (!u->is_string()) return InvalidParam("user", "'user' must be a string");
+    p.user = std::string(u->get_string());
+  }
+  return p;
+}
+
+}  // namespace r1::gw

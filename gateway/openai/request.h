@@ -1,0 +1,63 @@
+// Parsing and validation of OpenAI request bodies (Boost.JSON).
+//
+// A bad request gives an InvalidArgument status whose message is shown to the client and
+// whose "param" payload (see ParamOf) names the offending parameter, as OpenAI does.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace r1::gw {
+
+enum class ApiKind { kChat, kCompletion };
+
+struct ChatTurn {
+  std::string role;
+  std::string content;
+};
+
+// One validated generation request, independent of gRPC and protobuf.
+struct GenParams {
+  ApiKind kind = ApiKind::kChat;
+  std::string model;
+  std::vector<ChatTurn> messages;     // chat
+  std::optional<std::string> prompt;  // completion given as text
+  std::vector<int32_t> prompt_ids;    // completion given as token ids
+  bool stream = false;
+  bool include_usage = false;
+  uint32_t max_tokens = 0;  // 0: up to the model's limit
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int32_t top_k = 0;
+  double min_p = 0.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  double repetition_penalty = 1.0;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool logprobs = false;
+  uint32_t top_logprobs = 0;
+  uint32_t n = 1;
+  std::string user;
+};
+
+// Parses the body of POST /v1/chat/completions or POST /v1/completions.
+absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body);
+
+// An InvalidArgument status naming `param`.
+absl::Status InvalidParam(std::string_view param, std::string_view message);
+// The parameter named by a status made with InvalidParam, or "" when none.
+std::string ParamOf(const absl::Status& status);
+
+// True when `s` is well-formed UTF-8 (no overlong forms, no surrogates).
+bool IsValidUtf8(std::string_view s);
+
+}  // namespace r1::gw

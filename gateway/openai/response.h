@@ -1,0 +1,69 @@
+// Builds OpenAI response bodies, streamed chunks and error bodies as JSON text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gateway/openai/reasoning.h"
+#include "gateway/openai/request.h"
+
+namespace r1::gw {
+
+// Appends `s` as a JSON string literal (quotes included).
+void AppendJsonString(std::string* out, std::string_view s);
+
+// {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}; empty param or code
+// are written as null.
+std::string ErrorJson(std::string_view message, std::string_view type, std::string_view param,
+                      std::string_view code);
+
+struct LogprobEntry {
+  std::string token;
+  double logprob = 0;
+  std::vector<std::pair<std::string, double>> top;
+};
+
+// What every chunk and response of one request shares.
+struct ResponseMeta {
+  ApiKind kind = ApiKind::kChat;
+  std::string id;  // "chatcmpl-..." or "cmpl-..."
+  int64_t created = 0;
+  std::string model;
+  bool include_usage = false;  // streaming: every chunk carries "usage": null, then a usage chunk
+};
+
+struct UsageCounts {
+  uint32_t prompt_tokens = 0;
+  uint32_t completion_tokens = 0;
+};
+
+// One streamed chunk of a chat completion. `role` is set on the first chunk only; an empty
+// finish_reason is written as null. `lps` may be null.
+std::string ChatChunk(const ResponseMeta& meta, bool with_role, const SplitText& delta,
+                      const std::vector<LogprobEntry>* lps, std::string_view finish_reason);
+// One streamed chunk of a text completion; text_offset is where `text` starts in the output.
+std::string CompletionChunk(const ResponseMeta& meta, std::string_view text,
+                            const std::vector<LogprobEntry>* lps, size_t text_offset,
+                            std::string_view finish_reason);
+// The last chunk when include_usage was asked for: "choices": [] and the usage.
+std::string UsageChunk(const ResponseMeta& meta, const UsageCounts& usage);
+
+// Whole (non-streamed) responses. For chat, `reasoning` is written as reasoning_content when
+// split is on (null when there was none) and `content` as the message content.
+std::string ChatResponse(const ResponseMeta& meta, bool split, const std::string& reasoning,
+                         const std::string& content, const std::vector<LogprobEntry>* lps,
+                         std::string_view finish_reason, const UsageCounts& usage);
+std::string CompletionResponse(const ResponseMeta& meta, const std::string& text,
+                               const std::vector<LogprobEntry>* lps,
+                               std::string_view finish_reason, const UsageCounts& usage);
+
+// GET /v1/models.
+std::string ModelsResponse(const std::vector<std::string>& ids, int64_t created);
+
+// "data: <json>\n\n".
+std::string SseData(std::string_view json);
+
+}  // namespace r1::gw
