@@ -1,0 +1,250 @@
+// A scripted stand-in for r1-worker: serves r1serve.v1.Inference and grpc.health.v1 with
+// behaviour chosen per request by directives in the prompt (for chat: the last message):
+//   @tokens=N        emit N tokens (default --tokens)
+//   @interval=MS     pause between tokens (default --interval-ms)
+//   @first_delay=MS  pause before the first token
+//   @fail_before=C   fail with gRPC status code C before any token
+//   @fail_after=K    after K tokens, end with finish_reason ERROR
+//   @abort_after=K   after K tokens, end the call with UNAVAILABLE
+//   @die_after=K     after K tokens, kill this process (SIGKILL); K=0 dies before any token
+//   @think           emit reasoning, then "</think>" split across two messages, then answer
+//   @echo            emit one message holding the request's fields as JSON
+// Global flags can make every request fail and can report memory pressure while a file
+// exists. Prints "PORT <n>" on stdout once serving.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "common/flags.h"
+#include "r1serve/v1/inference.grpc.pb.h"
+
+namespace {
+
+using r1serve::v1::GenerateRequest;
+using r1serve::v1::GenerateResponse;
+
+struct Options {
+  std::string name;
+  std::string model_id;
+  std::string pressure_file;
+  int64_t tokens = 8;
+  int64_t interval_ms = 0;
+  int64_t fail_before = 0;
+  std::atomic<int64_t> running{0};
+  std::atomic<int64_t> served{0};
+};
+
+int64_t Directive(const std::string& prompt, const std::string& name, int64_t def) {
+  std::string key = "@" + name + "=";
+  size_t p = prompt.find(key);
+  if (p == std::string::npos) return def;
+  return std::atoll(prompt.c_str() + p + key.size());
+}
+
+std::string PromptOf(const GenerateRequest& r) {
+  if (r.has_chat() && r.chat().messages_size() > 0)
+    return r.chat().messages(r.chat().messages_size() - 1).content();
+  if (r.prompt_case() == GenerateRequest::kText) return r.text();
+  return "";
+}
+
+std::string Quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (static_cast<unsigned char>(c) >= 0x20) out.push_back(c);
+  }
+  return out + "\"";
+}
+
+std::string EchoJson(const GenerateRequest& r) {
+  const auto& s = r.sampling();
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "{\"temperature\":%g,\"top_p\":%g,\"top_k\":%d,\"min_p\":%g,"
+                "\"repetition_penalty\":%g,\"presence_penalty\":%g,\"frequency_penalty\":%g,"
+                "\"seed\":%s,\"max_tokens\":%u,\"ignore_eos\":%s,\"logprobs\":%s,"
+                "\"top_logprobs\":%u,",
+                s.temperature(), s.top_p(), s.top_k(), s.min_p(), s.repetition_penalty(),
+                s.presence_penalty(), s.frequency_penalty(),
+                s.has_seed() ? std::to_string(s.seed()).c_str() : "null", r.max_tokens(),
+                r.ignore_eos() ? "true" : "false", r.logprobs() ? "true" : "false",
+                r.top_logprobs());
+  std::string out = buf;
+  out += "\"stop\":[";
+  for (int i = 0; i < r.stop_size(); ++i) out += (i ? "," : "") + Quote(r.stop(i));
+  out += "],\"stop_token_ids\":[";
+  for (int i = 0; i < r.stop_token_ids_size(); ++i)
+    out += (i ? "," : "") + std::to_string(r.stop_token_ids(i));
+  out += "],\"prompt_kind\":";
+  switch (r.prompt_case()) {
+    case GenerateRequest::kText: out += "\"text\",\"text\":" + Quote(r.text()); break;
+    case GenerateRequest::kTokenIds: {
+      out += "\"token_ids\",\"ids\":[";
+      for (int i = 0; i < r.token_ids().ids_size(); ++i)
+        out += (i ? "," : "") + std::to_string(r.token_ids().ids(i));
+      out += "]";
+      break;
+    }
+    case GenerateRequest::kChat: {
+      out += "\"chat\",\"messages\":[";
+      for (int i = 0; i < r.chat().messages_size(); ++i)
+        out += std::string(i ? "," : "") + "{\"role\":" + Quote(r.chat().messages(i).role()) +
+               ",\"content\":" + Quote(r.chat().messages(i).content()) + "}";
+      out += "]";
+      break;
+    }
+    default: out += "null";
+  }
+  out += ",\"request_id\":" + Quote(r.request_id()) + "}";
+  return out;
+}
+
+class FakeInference final : public r1serve::v1::Inference::Service {
+ public:
+  explicit FakeInference(Options* o) : o_(o) {}
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const GenerateRequest* req,
+                        grpc::ServerWriter<GenerateResponse>* writer) override {
+    struct Running {
+      Options* o;
+      explicit Running(Options* o) : o(o) { ++o->running; }
+      ~Running() { --o->running; }
+    } running(o_);
+    ++o_->served;
+    const std::string prompt = PromptOf(*req);
+    int64_t fail_before = Directive(prompt, "fail_before", o_->fail_before);
+    if (fail_before > 0)
+      return grpc::Status(static_cast<grpc::StatusCode>(fail_before), "scripted failure");
+    int64_t die_after = Directive(prompt, "die_after", -1);
+    if (die_after == 0) kill(getpid(), SIGKILL);
+    int64_t n = Directive(prompt, "tokens", o_->tokens);
+    const int64_t interval = Directive(prompt, "interval", o_->interval_ms);
+    const int64_t first_delay = Directive(prompt, "first_delay", 0);
+    const int64_t fail_after = Directive(prompt, "fail_after", -1);
+    const int64_t abort_after = Directive(prompt, "abort_after", -1);
+    const bool think = prompt.find("@think") != std::string::npos;
+    const bool echo = prompt.find("@echo") != std::string::npos;
+    auto finish = r1serve::v1::FINISH_REASON_STOP;
+    if (req->max_tokens() > 0 && n > req->max_tokens()) {
+      n = req->max_tokens();
+      finish = r1serve::v1::FINISH_REASON_LENGTH;
+    }
+    if (echo) n = 1;
+    if (first_delay > 0) Sleep(ctx, first_delay);
+    std::vector<std::string> pieces;
+    if (echo) {
+      pieces.push_back(EchoJson(*req));
+    } else if (think) {
+      pieces = {"Let", " me", " think.", "</th", "ink>", "\n\nThe", " answer", " is", " 4."};
+      n = static_cast<int64_t>(pieces.size());
+    } else {
+      for (int64_t i = 0; i < n; ++i) pieces.push_back(o_->name + "-" + std::to_string(i) + " ");
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      if (i > 0 && interval > 0) Sleep(ctx, interval);
+      if (die_after >= 0 && i == die_after) kill(getpid(), SIGKILL);
+      if (abort_after >= 0 && i == abort_after)
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "scripted abort");
+      GenerateResponse m;
+      m.add_token_ids(static_cast<int32_t>(100 + i));
+      m.set_text(pieces[i]);
+      if (req->logprobs()) {
+        auto* lp = m.add_logprobs();
+        lp->set_token_id(static_cast<int32_t>(100 + i));
+        lp->set_token(pieces[i]);
+        lp->set_logprob(-0.5f);
+        for (uint32_t k = 0; k < req->top_logprobs(); ++k) {
+          auto* t = lp->add_top_logprobs();
+          t->set_token_id(static_cast<int32_t>(k));
+          t->set_token("alt" + std::to_string(k));
+          t->set_logprob(-1.0f - static_cast<float>(k));
+        }
+      }
+      if (fail_after >= 0 && i + 1 == fail_after) {
+        m.set_finish_reason(r1serve::v1::FINISH_REASON_ERROR);
+        m.set_error_message("scripted failure mid-stream");
+        writer->Write(m);
+        return grpc::Status::OK;
+      }
+      if (i + 1 == n) {
+        m.set_finish_reason(finish);
+        m.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prompt.size() / 4 + 1));
+        m.mutable_usage()->set_completion_tokens(static_cast<uint32_t>(n));
+      }
+      if (!writer->Write(m)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetLoad(grpc::ServerContext*, const r1serve::v1::LoadRequest*,
+                       r1serve::v1::LoadReport* r) override {
+    bool pressure = !o_->pressure_file.empty() && std::filesystem::exists(o_->pressure_file);
+    r->set_running(static_cast<uint32_t>(o_->running.load()));
+    r->set_kv_blocks_used(10);
+    r->set_kv_blocks_total(100);
+    r->set_device_memory_total_bytes(1000);
+    r->set_device_memory_used_bytes(pressure ? 990 : 100);
+    r->set_max_running(64);
+    r->set_max_waiting(256);
+    r->set_max_model_len(4096);
+    r->set_model_id(o_->model_id);
+    r->set_device("cpu");
+    return grpc::Status::OK;
+  }
+
+ private:
+  static void Sleep(grpc::ServerContext* ctx, int64_t ms) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end && !ctx->IsCancelled())
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          std::chrono::milliseconds(5), end - std::chrono::steady_clock::now()));
+  }
+  Options* o_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  r1::Flags flags("fake_worker", "Scripted r1serve.v1.Inference server for gateway tests.");
+  std::string* listen = flags.String("listen", "127.0.0.1:0", "HOST:PORT (port 0: any free port)");
+  std::string* name = flags.String("name", "w", "prefix of every emitted token");
+  std::string* model_id = flags.String("model-id", "fake-model", "model id in load reports");
+  std::string* pressure = flags.String("pressure-file", "", "report memory pressure while this file exists");
+  int64_t* tokens = flags.Int("tokens", 8, "tokens per request unless @tokens= says otherwise");
+  int64_t* interval = flags.Int("interval-ms", 0, "pause between tokens unless @interval= says otherwise");
+  int64_t* fail_before = flags.Int("fail-before-first", 0, "when > 0, every Generate fails with this gRPC code");
+  flags.ParseOrExit(argc, argv);
+
+  Options o;
+  o.name = *name;
+  o.model_id = *model_id;
+  o.pressure_file = *pressure;
+  o.tokens = *tokens;
+  o.interval_ms = *interval;
+  o.fail_before = *fail_before;
+  FakeInference service(&o);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(*listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::fprintf(stderr, "fake_worker: cannot listen on %s\n", listen->c_str());
+    return 1;
+  }
+  std::printf("PORT %d\n", port);
+  std::fflush(stdout);
+  server->Wait();
+  return 0;
+}
