@@ -1,0 +1,347 @@
+// Parity with Hugging Face transformers: the fixtures in tests/fixtures/model were made by
+// tests/fixtures/make_model_fixtures.py (transformers 5.17) from tiny random Qwen2 checkpoints.
+// Greedy ids must match exactly in float32; logits must agree within a tight tolerance in
+// float32 and a looser one in bfloat16 — through prefill, chunked prefill, KV-cached decode,
+// and batches of sequences with scattered KV blocks.
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "worker/engine/sampler.h"
+#include "worker/model/qwen2.h"
+#include "worker/model/safetensors.h"
+
+namespace r1::model {
+namespace {
+
+namespace json = boost::json;
+
+std::string FixtureDir() {
+  const char* src = std::getenv("R1_SOURCE_DIR");
+  return std::string(src ? src : ".") + "/tests/fixtures/model";
+}
+
+struct Prompt {
+  std::string name;
+  std::vector<int32_t> prompt, greedy_f32;
+};
+
+std::vector<int32_t> Ints(const json::value& v) {
+  std::vector<int32_t> out;
+  for (const auto& x : v.as_array()) out.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
+  return out;
+}
+
+std::vector<Prompt> Prompts(const std::string& c) {
+  std::ifstream in(FixtureDir() + "/reference.json");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  json::value ref = json::parse(text);
+  std::vector<Prompt> out;
+  for (const auto& [name, p] : ref.at("cases").at(c).at("prompts").as_object())
+    out.push_back({std::string(name), Ints(p.at("prompt")), Ints(p.at("greedy_f32"))});
+  return out;
+}
+
+// transformers' logits at every position of prompt + greedy_f32, [L, V].
+at::Tensor Reference(const std::string& key) {
+  static auto file = SafetensorsFile::Open(FixtureDir() + "/logits.safetensors");
+  EXPECT_TRUE(file.ok()) << file.status();
+  const TensorView& t = (*file)->tensors().at(key);
+  return at::from_blob(const_cast<void*>(t.data), t.shape, at::kFloat).clone();
+}
+
+
+class ParityTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override {
+    auto [c, dtype] = GetParam();
+    case_ = c;
+    dtype_ = dtype;
+    auto m = Qwen2Model::Load(FixtureDir() + "/" + c, {"cpu", dtype, 1});
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+  }
+  // Largest allowed |ours - reference| over the logits compared. float32: tight. bfloat16: the
+  // same order as transformers' own bf16 rounding noise (its bf16-versus-f32 gap `hf_gap`).
+  double Bound(double hf_gap) const { return dtype_ == "float32" ? 2e-4 : 1.5 * hf_gap; }
+  std::string key(const Prompt& p) const {
+    return case_ + "." + p.name + (dtype_ == "float32" ? ".f32" : ".bf16");
+  }
+
+  std::string case_, dtype_;
+  std::unique_ptr<Qwen2Model> model_;
+};
+
+// Runs prompt + continuation through the model: the prompt in chunks of `chunk`, then one token
+// per step (teacher forcing), returning logits rows for positions chunk ends..L-2 in order.
+std::vector<std::pair<int64_t, at::Tensor>> RunSequence(Qwen2Model& m, const std::vector<int32_t>& seq,
+                                                        size_t prompt_len, size_t chunk) {
+  KvCache cache(m.config(), 64, 4, m.dtype(), m.device());
+  SequenceStep s;
+  for (int b = 63; b >= 0; --b) s.block_table.push_back(b);  // scattered, reversed blocks
+  std::vector<std::pair<int64_t, at::Tensor>> rows;
+  size_t pos = 0;
+  while (pos + 1 < seq.size()) {
+    size_t n = pos < prompt_len ? std::min(chunk, prompt_len - pos) : 1;
+    StepBatch b;
+    b.tokens.assign(seq.begin() + static_cast<long>(pos), seq.begin() + static_cast<long>(pos + n));
+    s.num_cached = static_cast<int64_t>(pos);
+    s.num_new = static_cast<int64_t>(n);
+    b.seqs = {s};
+    auto logits = m.Forward(b, cache);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    pos += n;
+    rows.emplace_back(static_cast<int64_t>(pos - 1), (*logits)[0]);
+  }
+  return rows;
+}
+
+TEST_P(ParityTest, LogitsMatchThroughPrefillAndDecode) {
+  for (const Prompt& p : Prompts(case_)) {
+    std::vector<int32_t> seq = p.prompt;
+    seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
+    at::Tensor ref = Reference(key(p));
+    // transformers' own bf16-versus-f32 gap: the size of bf16 rounding noise for this model.
+    at::Tensor f32_ref = Reference(case_ + "." + p.name + ".f32");
+    double hf_gap = (Reference(case_ + "." + p.name + ".bf16") - f32_ref).abs().max().item<double>();
+    for (size_t chunk : {p.prompt.size(), size_t{5}}) {
+      double worst = 0;
+      for (auto& [pos, row] : RunSequence(*model_, seq, p.prompt.size(), chunk))
+        worst = std::max(worst, (row - ref[pos]).abs().max().item<double>());
+      EXPECT_LT(worst, Bound(hf_gap)) << case_ << " " << p.name << " " << dtype_ << " chunk " << chunk;
+      std::printf("%s %s %s chunk %zu: max |logit diff| %.3g (transformers bf16 vs f32: %.3g; "
+                  "max |logit| %.3g)\n",
+                  case_.c_str(), p.name.c_str(), dtype_.c_str(), chunk, worst, hf_gap,
+                  ref.abs().max().item<double>());
+    }
+  }
+}
+
+TEST_P(ParityTest, GreedyIdsMatchTransformersInFloat32) {
+  if (dtype_ != "float32") GTEST_SKIP() << "exact ids are required in float32 only";
+  for (const Prompt& p : Prompts(case_)) {
+    KvCache cache(model_->config(), 32, 8, model_->dtype(), model_->device());
+    SequenceStep s;
+    for (int b = 0; b < 32; ++b) s.block_table.push_back((b * 7) % 32);
+    engine::SamplingOptions greedy;
+    engine::SamplerState state(0);
+    std::vector<int32_t> step_tokens = p.prompt, out;
+    int64_t cached = 0;
+    while (out.size() < p.greedy_f32.size()) {
+      StepBatch b;
+      b.tokens = step_tokens;
+      s.num_cached = cached;
+      s.num_new = static_cast<int64_t>(step_tokens.size());
+      b.seqs = {s};
+      auto logits = model_->Forward(b, cache);
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      cached += s.num_new;
+      int32_t t = engine::SampleBatch(*logits, {&greedy}, {&state})[0].token;
+      out.push_back(t);
+      step_tokens = {t};
+    }
+    EXPECT_EQ(out, p.greedy_f32) << case_ << " " << p.name;
+  }
+}
+
+TEST_P(ParityTest, BatchedSequencesMatchTheirReferences) {
+  // All prompts prefilled in one step, then decoded together, each with its own blocks.
+  std::vector<Prompt> prompts = Prompts(case_);
+  KvCache cache(model_->config(), 96, 4, model_->dtype(), model_->device());
+  std::vector<SequenceStep> seqs(prompts.size());
+  std::vector<std::vector<int32_t>> full(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    for (int b = 0; b < 32; ++b) seqs[i].block_table.push_back(static_cast<int32_t>(b * 3 + i));
+    full[i] = prompts[i].prompt;
+    full[i].insert(full[i].end(), prompts[i].greedy_f32.begin(), prompts[i].greedy_f32.end());
+  }
+  std::vector<double> worst(prompts.size(), 0), hf_gap(prompts.size(), 0);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::string k = case_ + "." + prompts[i].name;
+    hf_gap[i] = (Reference(k + ".bf16") - Reference(k + ".f32")).abs().max().item<double>();
+  }
+  for (size_t step = 0; step <= prompts[0].greedy_f32.size() - 1; ++step) {
+    StepBatch b;
+    std::vector<int64_t> last_pos;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      size_t plen = prompts[i].prompt.size();
+      SequenceStep& s = seqs[i];
+      s.num_cached = step == 0 ? 0 : static_cast<int64_t>(plen + step - 1);
+      s.num_new = step == 0 ? static_cast<int64_t>(plen) : 1;
+      b.tokens.insert(b.tokens.end(), full[i].begin() + s.num_cached,
+                      full[i].begin() + s.num_cached + s.num_new);
+      b.seqs.push_back(s);
+      last_pos.push_back(s.num_cached + s.num_new - 1);
+    }
+    auto logits = model_->Forward(b, cache);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      at::Tensor ref = Reference(key(prompts[i]));
+      worst[i] = std::max(worst[i], ((*logits)[static_cast<int64_t>(i)] - ref[last_pos[i]]).abs().max().item<double>());
+    }
+  }
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_LT(worst[i], Bound(hf_gap[i])) << case_ << " " << prompts[i].name << " batched " << dtype_;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, ParityTest,
+    ::testing::Combine(::testing::Values("gqa_untied", "tied_mqa_sharded"),
+                       ::testing::Values("float32", "bfloat16")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+
+TEST(ForwardTest, BadBatchesAreErrorsNotCrashes) {
+  auto m = Qwen2Model::Load(FixtureDir() + "/gqa_untied", {"cpu", "float32", 1});
+  ASSERT_TRUE(m.ok()) << m.status();
+  KvCache cache((*m)->config(), 4, 4, at::kFloat, at::kCPU);
+  StepBatch b;
+  b.tokens = {1, 2};
+  b.seqs = {SequenceStep{0, 2, {0}, true}};
+  EXPECT_TRUE((*m)->Forward(b, cache).ok());
+  b.tokens = {1, 100000};
+  EXPECT_THAT(std::string((*m)->Forward(b, cache).status().message()),
+              ::testing::HasSubstr("outside the vocabulary"));
+  b.tokens = {1, 2, 3};
+  EXPECT_THAT(std::string((*m)->Forward(b, cache).status().message()),
+              ::testing::HasSubstr("add up to"));
+  b.tokens = {1, 2};
+  b.seqs = {SequenceStep{4, 2, {0}, true}};
+  EXPECT_THAT(std::string((*m)->Forward(b, cache).status().message()),
+              ::testing::HasSubstr("block table"));
+  b.seqs = {SequenceStep{0, 2, {9}, true}};
+  EXPECT_THAT(std::string((*m)->Forward(b, cache).status().message()),
+              ::testing::HasSubstr("bad block id"));
+}
+
+TEST(LoadTest, WrongShapeNamesTensorAndFile) {
+  // The tied fixture's config with an untied lm_head is missing lm_head.weight.
+  namespace fs = std::filesystem;
+  fs::path d = fs::temp_directory_path() / ("r1_load_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  for (const auto& e : fs::directory_iterator(FixtureDir() + "/tied_mqa_sharded"))
+    fs::copy(e.path(), d / e.path().filename(), fs::copy_options::overwrite_existing);
+  std::ifstream in(d / "config.json");
+  std::string cfg((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  std::string untied = cfg;
+  untied.replace(untied.find("\"tie_word_embeddings\": true"), 27, "\"tie_word_embeddings\": false");
+  std::ofstream(d / "config.json") << untied;
+  auto m = Qwen2Model::Load(d.string(), {"cpu", "float32", 1});
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), ::testing::HasSubstr("no tensor lm_head.weight"));
+  std::string wide = cfg;
+  wide.replace(wide.find("\"intermediate_size\": 96"), 23, "\"intermediate_size\": 97");
+  std::ofstream(d / "config.json") << wide;
+  m = Qwen2Model::Load(d.string(), {"cpu", "float32", 1});
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(std::string(m.status().message()), ::testing::HasSubstr("mlp.gate_proj.weight"));
+  EXPECT_THAT(std::string(m.status().message()), ::testing::HasSubstr(".safetensors"));
+  fs::remove_all(d);
+}
+
+// --- r1-generate as a user runs it ---
+
+struct CmdResult {
+  int exit_code;
+  std::string out;
+};
+
+// Runs a shell command; captures stdout, and stderr too unless the command redirects it.
+CmdResult RunCommand(const std::string& cmd) {
+  CmdResult r{-1, ""};
+  bool own_stderr = cmd.find("2>/dev/null") != std::string::npos;
+  FILE* p = popen((own_stderr ? cmd : cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string Bin(const std::string& name) {
+  const char* b = std::getenv("R1_BIN_DIR");
+  return std::string(b ? b : "bin") + "/" + name;
+}
+
+TEST(GenerateCliTest, PromptIdsGiveTransformersGreedyIds) {
+  for (const Prompt& p : Prompts("tied_mqa_sharded")) {
+    std::string ids;
+    for (int32_t t : p.prompt) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+    std::string cmd = Bin("r1-generate") + " --model " + FixtureDir() +
+                      "/tied_mqa_sharded --prompt-ids " + ids +
+                      " --output ids --dtype float32 --ignore-eos --max-tokens 20 2>/dev/null";
+    CmdResult r = RunCommand(cmd);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    std::string want;
+    for (int32_t t : p.greedy_f32) want += (want.empty() ? "" : ",") + std::to_string(t);
+    EXPECT_EQ(r.out, want + "\n") << p.name;
+  }
+}
+
+TEST(GenerateCliTest, SeedMakesSamplingRepeatable) {
+  std::string cmd = Bin("r1-generate") + " --model " + FixtureDir() +
+                    "/gqa_untied --prompt-ids 5,6,7 --output ids --dtype float32 --ignore-eos "
+                    "--max-tokens 16 --temperature 1.0 --top-p 0.9 --top-k 50 2>/dev/null --seed ";
+  CmdResult a = RunCommand(cmd + "7"), b = RunCommand(cmd + "7"), c = RunCommand(cmd + "8");
+  ASSERT_EQ(a.exit_code, 0) << a.out;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST(GenerateCliTest, StopsAtEos) {
+  // Without --ignore-eos the output is the reference continuation up to and including the
+  // first EOS (id 2 in the gqa fixture's config), or all of it when there is none.
+  Prompt p = Prompts("gqa_untied")[0];
+  std::string ids;
+  for (int32_t t : p.prompt) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+  CmdResult r = RunCommand(Bin("r1-generate") + " --model " + FixtureDir() + "/gqa_untied --prompt-ids " +
+                     ids + " --output ids --dtype float32 --max-tokens 20 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::vector<int32_t> want;
+  for (int32_t t : p.greedy_f32) {
+    want.push_back(t);
+    if (t == 2) break;
+  }
+  std::string w;
+  for (int32_t t : want) w += (w.empty() ? "" : ",") + std::to_string(t);
+  EXPECT_EQ(r.out, w + "\n");
+}
+
+TEST(GenerateCliTest, BadInputGivesOneClearLineAndNonZeroExit) {
+  std::string base = Bin("r1-generate") + " --model " + FixtureDir() + "/gqa_untied";
+  struct Case {
+    std::string args, message;
+  } cases[] = {
+      {" --prompt-ids 1,x", "'x' is not a token id"},
+      {" --prompt-ids 1,99999 --output ids", "outside the vocabulary"},
+      {" --prompt-ids 1 --temperature -1", "--temperature"},
+      {" --prompt-ids 1 --top-p 2", "--top-p"},
+      {" --prompt-ids 1 --max-tokens 0", "--max-tokens"},
+      {" --prompt-ids 1 --bogus", "unknown flag --bogus"},
+      {" --prompt-ids 1 --dtype int8", "--dtype"},
+      {" --prompt-ids 1 --device tpu", "--device"},
+      {"", "exactly one of --prompt and --prompt-ids"},
+  };
+  for (const Case& c : cases) {
+    CmdResult r = RunCommand(base + c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_THAT(r.out, ::testing::HasSubstr(c.message)) << c.args;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << ": " << r.out;
+  }
+  CmdResult missing = RunCommand(Bin("r1-generate") + " --model /nonexistent --prompt-ids 1 --output ids");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.out, ::testing::HasSubstr("/nonexistent"));
+  CmdResult help = RunCommand(Bin("r1-generate") + " --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, ::testing::HasSubstr("--ignore-eos"));
+}
+
+}  // namespace
+}  // namespace r1::model
