@@ -64,6 +64,10 @@ int main(int argc, char** argv) {
     flags.Fail("--presence-penalty and --frequency-penalty must be in [-2, 2]");
   if (*chunk < 1) flags.Fail("--prefill-chunk must be at least 1");
   if (*chat && prompt->empty()) flags.Fail("--chat needs --prompt");
+  auto resolved_device = r1::model::ResolveDevice(*device);
+  if (!resolved_device.ok()) flags.Fail(std::string(resolved_device.status().message()));
+  if (auto d = r1::model::ResolveDtype(*dtype, *resolved_device); !d.ok())
+    flags.Fail(std::string(d.status().message()));
 
   // The prompt as ids.
   std::vector<int32_t> ids;
