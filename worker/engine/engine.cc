@@ -1,0 +1,422 @@
+// The engine thread: scheduler -> batch -> model -> sampler -> stop checks -> detokenizer ->
+// the request's sink. Torch lives here; gRPC never does (engine.h is the boundary).
+#include "worker/engine/engine.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "worker/engine/block_allocator.h"
+#include "worker/engine/sampler.h"
+#include "worker/engine/scheduler.h"
+#include "worker/engine/stop_checker.h"
+#include "worker/model/qwen2.h"
+
+namespace r1::engine {
+namespace {
+
+struct Request : Sequence {
+  explicit Request(EngineRequest r, uint64_t seed)
+      : req(std::move(r)), state(seed), stop(req.stop) {}
+  EngineRequest req;
+  SamplingOptions options;
+  SamplerState state;
+  StopChecker stop;
+  std::unique_ptr<TextStream> text;
+  Clock::TimePoint scheduled_at{}, first_token_at{}, last_token_at{};
+};
+
+SamplingOptions ToOptions(const EngineRequest& r) {
+  SamplingOptions o;
+  o.temperature = r.sampling.temperature;
+  o.top_p = r.sampling.top_p;
+  o.top_k = r.sampling.top_k;
+  o.min_p = r.sampling.min_p;
+  o.repetition_penalty = r.sampling.repetition_penalty;
+  o.presence_penalty = r.sampling.presence_penalty;
+  o.frequency_penalty = r.sampling.frequency_penalty;
+  o.logprobs = r.logprobs || r.top_logprobs > 0;
+  o.top_logprobs = r.top_logprobs;
+  return o;
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const EngineOptions& options, std::unique_ptr<model::Qwen2Model> model,
+             int64_t num_blocks, int32_t max_model_len)
+      : options_(options),
+        model_(std::move(model)),
+        cache_(model_->config(), num_blocks, options.block_size, model_->dtype(), model_->device()),
+        allocator_(static_cast<int32_t>(num_blocks)),
+        scheduler_(SchedulerConfig{options.max_running, options.prefill_chunk, options.block_size},
+                   &allocator_),
+        max_model_len_(max_model_len),
+        rng_(std::random_device{}()) {
+    blocks_total_ = num_blocks;
+  }
+
+  ~EngineImpl() override { Shutdown(); }
+
+  absl::Status WarmUp() {
+    // One step over a one-token sequence, so the first request does not pay for lazy set-up.
+    model::StepBatch batch;
+    batch.tokens = {0};
+    model::SequenceStep s;
+    s.num_cached = 0;
+    s.num_new = 1;
+    s.block_table = {0};
+    batch.seqs.push_back(s);
+    return RunModel(batch).status();
+  }
+
+  void Start() { thread_ = std::thread([this] { Loop(); }); }
+
+  absl::Status Submit(EngineRequest request) override {
+    if (!accepting_.load()) return absl::UnavailableError("worker is draining");
+    int32_t q = queued_.load();
+    do {
+      if (q >= options_.max_waiting) {
+        return absl::ResourceExhaustedError("queue full: " + std::to_string(q) +
+                                            " requests are waiting (--max-waiting)");
+      }
+    } while (!queued_.compare_exchange_weak(q, q + 1));
+    R1_LOG(DEBUG) << "queued " << request.request_id << " (" << q + 1 << " waiting)";
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inbox_.push_back(std::move(request));
+    }
+    cv_.notify_one();
+    return absl::OkStatus();
+  }
+
+  EngineLoad Load() const override {
+    EngineLoad l;
+    l.running = running_.load();
+    l.waiting = queued_.load() + requeued_.load();
+    l.blocks_used = blocks_used_.load();
+    l.blocks_total = blocks_total_;
+    l.preemptions = preemptions_.load();
+    return l;
+  }
+
+  void StopAccepting() override { accepting_ = false; }
+
+  void Shutdown() override {
+    accepting_ = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  int32_t max_model_len() const override { return max_model_len_; }
+  int32_t vocab_size() const override {
+    return static_cast<int32_t>(model_->config().vocab_size);
+  }
+  std::string device_name() const override { return model_->device().str(); }
+  int32_t max_running() const override { return options_.max_running; }
+  int32_t max_waiting() const override { return options_.max_waiting; }
+
+ private:
+  absl::StatusOr<at::Tensor> RunModel(const model::StepBatch& batch) {
+    try {
+      return model_->Forward(batch, cache_);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(std::string("model step failed: ") + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      return absl::InternalError(std::string("model step failed: ") + e.what());
+    }
+  }
+
+  // Moves the inbox into the scheduler; waits while there is nothing to do.
+  bool TakeInbox() {
+    std::vector<EngineRequest> in;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || !scheduler_.empty(); });
+      if (stop_) return false;
+      in.swap(inbox_);
+    }
+    for (EngineRequest& r : in) {
+      uint64_t seed = r.sampling.has_seed ? r.sampling.seed : rng_();
+      auto req = std::make_unique<Request>(std::move(r), seed);
+      req->id = next_id_++;
+      req->tokens = req->req.prompt;
+      req->num_prompt = req->num_tokens();
+      req->options = ToOptions(req->req);
+      req->state.prompt = req->req.prompt;
+      if (options_.codec) req->text = options_.codec->NewStream();
+      scheduler_.Add(req.get());
+      live_.emplace(req->id, std::move(req));
+    }
+    return true;
+  }
+
+  void Loop() {
+    while (TakeInbox()) {
+      DropCancelled();
+      if (scheduler_.empty()) {
+        Publish();
+        continue;
+      }
+      Step();
+      Publish();
+    }
+    // Shutting down: end every request still here.
+    for (auto& [id, req] : live_) {
+      Delta d;
+      Finalize(req.get(), FinishReason::kCancelled, &d);
+      d.error = "worker shut down";
+      req->req.sink->OnDelta(std::move(d));
+    }
+    live_.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (EngineRequest& r : inbox_) {
+      Delta d;
+      d.finish = FinishReason::kCancelled;
+      d.error = "worker shut down";
+      d.prompt_tokens = static_cast<int32_t>(r.prompt.size());
+      r.sink->OnDelta(std::move(d));
+    }
+    inbox_.clear();
+  }
+
+  void Publish() {
+    running_ = scheduler_.num_running();
+    int32_t requeued = 0;
+    for (const Sequence* s : scheduler_.waiting()) requeued += s->started ? 1 : 0;
+    requeued_ = requeued;
+    blocks_used_ = allocator_.num_used();
+  }
+
+  void DropCancelled() {
+    for (auto it = live_.begin(); it != live_.end();) {
+      Request* req = it->second.get();
+      if (req->req.sink->Cancelled()) {
+        Delta d;
+        Finalize(req, FinishReason::kCancelled, &d);
+        req->req.sink->OnDelta(std::move(d));
+        it = live_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void Step() {
+    StepPlan plan = scheduler_.Schedule();
+    preemptions_ += static_cast<int64_t>(plan.preempted.size());
+    for (Sequence* s : plan.preempted) {
+      R1_LOG(DEBUG) << "preempted " << static_cast<Request*>(s)->req.request_id;
+    }
+    if (plan.chunks.empty()) return;
+    Clock::TimePoint now = options_.clock->Now();
+    model::StepBatch batch;
+    batch.tokens.reserve(plan.num_tokens);
+    std::vector<Request*> sampled;
+    for (const ScheduledChunk& c : plan.chunks) {
+      Request* req = static_cast<Request*>(c.seq);
+      if (req->scheduled_at == Clock::TimePoint{}) {
+        req->scheduled_at = now;
+        queued_--;
+      }
+      batch.tokens.insert(batch.tokens.end(), req->tokens.begin() + req->num_cached,
+                          req->tokens.begin() + req->num_cached + c.num_new);
+      model::SequenceStep s;
+      s.num_cached = req->num_cached;
+      s.num_new = c.num_new;
+      s.block_table = req->blocks;
+      s.want_logits = c.sample;
+      batch.seqs.push_back(std::move(s));
+      if (c.sample) sampled.push_back(req);
+    }
+    absl::StatusOr<at::Tensor> logits = RunModel(batch);
+    std::vector<SampleResult> results;
+    if (logits.ok() && !sampled.empty()) {
+      std::vector<const SamplingOptions*> opts;
+      std::vector<SamplerState*> states;
+      for (Request* r : sampled) {
+        opts.push_back(&r->options);
+        states.push_back(&r->state);
+      }
+      try {
+        results = SampleBatch(*logits, opts, states);
+      } catch (const std::exception& e) {
+        logits = absl::InternalError(std::string("sampling failed: ") + e.what());
+      }
+    }
+    if (!logits.ok()) {
+      R1_LOG(ERROR) << "step failed, ending " << plan.chunks.size()
+                    << " requests: " << logits.status().message();
+      for (const ScheduledChunk& c : plan.chunks) {
+        Request* req = static_cast<Request*>(c.seq);
+        Delta d;
+        Finalize(req, FinishReason::kError, &d);
+        d.error = std::string(logits.status().message());
+        req->req.sink->OnDelta(std::move(d));
+        live_.erase(req->id);
+      }
+      return;
+    }
+    Scheduler::Commit(plan);
+    Clock::TimePoint done = options_.clock->Now();
+    for (size_t i = 0; i < sampled.size(); ++i) Emit(sampled[i], results[i], done);
+  }
+
+  void Emit(Request* req, const SampleResult& r, Clock::TimePoint now) {
+    int32_t tok = r.token;
+    req->tokens.push_back(tok);
+    req->state.output.push_back(tok);
+    if (req->first_token_at == Clock::TimePoint{}) req->first_token_at = now;
+    req->last_token_at = now;
+
+    Delta d;
+    TokenInfo info;
+    info.id = tok;
+    if (req->options.logprobs) {
+      info.logprob = r.logprob;
+      info.top = r.top;
+    }
+    d.tokens.push_back(std::move(info));
+
+    const model::ModelConfig& cfg = model_->config();
+    const auto& stop_ids = req->req.stop_token_ids;
+    FinishReason finish = FinishReason::kNone;
+    bool string_stop = false;
+    if (std::find(stop_ids.begin(), stop_ids.end(), tok) != stop_ids.end()) {
+      finish = FinishReason::kStop;
+      d.matched_stop = options_.codec ? options_.codec->TokenText(tok) : std::to_string(tok);
+    } else if (!req->req.ignore_eos && std::find(cfg.eos_token_ids.begin(),
+                                                 cfg.eos_token_ids.end(),
+                                                 tok) != cfg.eos_token_ids.end()) {
+      finish = FinishReason::kStop;
+    } else {
+      if (req->text) {
+        StopChecker::Result s = req->stop.Add(req->text->Add(tok));
+        d.text = std::move(s.text);
+        if (s.matched >= 0) {
+          finish = FinishReason::kStop;
+          string_stop = true;
+          d.matched_stop = req->stop.stops()[s.matched];
+        }
+      }
+      if (finish == FinishReason::kNone &&
+          ((req->req.max_tokens > 0 && req->num_output() >= req->req.max_tokens) ||
+           req->num_tokens() >= max_model_len_)) {
+        finish = FinishReason::kLength;
+      }
+    }
+    if (finish != FinishReason::kNone && !string_stop && req->text) {
+      d.text += req->stop.Add(req->text->Finish()).text;
+      d.text += req->stop.Flush();
+    }
+    if (finish != FinishReason::kNone) {
+      Finalize(req, finish, &d);
+      req->req.sink->OnDelta(std::move(d));
+      live_.erase(req->id);
+      return;
+    }
+    req->req.sink->OnDelta(std::move(d));
+  }
+
+  // Fills the totals of a last delta and takes the request out of the scheduler.
+  void Finalize(Request* req, FinishReason finish, Delta* d) {
+    Clock::TimePoint now = options_.clock->Now();
+    d->finish = finish;
+    d->prompt_tokens = req->num_prompt;
+    d->completion_tokens = req->num_output();
+    Clock::TimePoint arrival = req->req.arrival;
+    if (req->scheduled_at == Clock::TimePoint{}) {
+      queued_--;  // never left the queue
+      d->queued_ms = MillisBetween(arrival, now);
+    } else {
+      d->queued_ms = MillisBetween(arrival, req->scheduled_at);
+    }
+    if (req->first_token_at != Clock::TimePoint{}) {
+      d->ttft_ms = MillisBetween(arrival, req->first_token_at);
+    }
+    d->total_ms = MillisBetween(arrival, now);
+    scheduler_.Remove(req);
+  }
+
+  EngineOptions options_;
+  std::unique_ptr<model::Qwen2Model> model_;
+  model::KvCache cache_;
+  BlockAllocator allocator_;
+  Scheduler scheduler_;
+  int32_t max_model_len_;
+  std::mt19937_64 rng_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Request>> live_;
+
+  // The handoff.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<EngineRequest> inbox_;
+  bool stop_ = false;
+  std::thread thread_;
+
+  std::atomic<bool> accepting_{true};
+  std::atomic<int32_t> queued_{0};  // submitted, not yet scheduled once
+  std::atomic<int32_t> requeued_{0};
+  std::atomic<int32_t> running_{0};
+  std::atomic<int64_t> blocks_used_{0};
+  std::atomic<int64_t> preemptions_{0};
+  int64_t blocks_total_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.block_size <= 0) return absl::InvalidArgumentError("--block-size must be > 0");
+  if (options.max_running <= 0) return absl::InvalidArgumentError("--max-running must be > 0");
+  if (options.max_waiting < 0) return absl::InvalidArgumentError("--max-waiting must be >= 0");
+  if (options.prefill_chunk <= 0) {
+    return absl::InvalidArgumentError("--prefill-chunk must be > 0");
+  }
+  model::LoadOptions lo;
+  lo.device = options.device;
+  lo.dtype = options.dtype;
+  std::unique_ptr<model::Qwen2Model> model;
+  try {
+    R1_ASSIGN_OR_RETURN(model, model::Qwen2Model::Load(options.model_dir, lo));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(std::string("loading the model: ") + e.what_without_backtrace());
+  }
+  const model::ModelConfig& cfg = model->config();
+  int64_t per_block = model::KvCache::BytesPerBlock(cfg, options.block_size, model->dtype());
+  int64_t num_blocks = per_block > 0 ? options.kv_cache_memory / per_block : 0;
+  if (num_blocks < 1) {
+    return absl::InvalidArgumentError(
+        "--kv-cache-memory " + std::to_string(options.kv_cache_memory) +
+        " holds no KV block; one block of " + std::to_string(options.block_size) + " tokens needs " +
+        std::to_string(per_block) + " bytes");
+  }
+  int64_t max_len = options.max_model_len > 0 ? options.max_model_len : cfg.max_position_embeddings;
+  if (cfg.max_position_embeddings > 0) max_len = std::min(max_len, cfg.max_position_embeddings);
+  max_len = std::min<int64_t>(max_len, num_blocks * options.block_size);
+  max_len = std::min<int64_t>(max_len, INT32_MAX);
+  R1_LOG(INFO) << "KV cache: " << num_blocks << " blocks of " << options.block_size
+               << " tokens (" << per_block << " bytes each); max model length " << max_len;
+  std::unique_ptr<EngineImpl> engine;
+  try {
+    engine = std::make_unique<EngineImpl>(options, std::move(model), num_blocks,
+                                          static_cast<int32_t>(max_len));
+  } catch (const c10::Error& e) {
+    return absl::ResourceExhaustedError(std::string("allocating the KV cache: ") +
+                                        e.what_without_backtrace());
+  }
+  R1_RETURN_IF_ERROR(engine->WarmUp());
+  engine->Start();
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace r1::engine

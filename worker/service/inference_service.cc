@@ -1,0 +1,326 @@
+#include "worker/service/inference_service.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <mutex>
+
+#include "common/log.h"
+#include "worker/service/validate.h"
+
+namespace r1::service {
+namespace {
+
+using r1serve::v1::GenerateRequest;
+using r1serve::v1::GenerateResponse;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  switch (s.code()) {
+    case absl::StatusCode::kOk: return grpc::Status::OK;
+    case absl::StatusCode::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case absl::StatusCode::kResourceExhausted: code = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
+    case absl::StatusCode::kUnavailable: code = grpc::StatusCode::UNAVAILABLE; break;
+    case absl::StatusCode::kCancelled: code = grpc::StatusCode::CANCELLED; break;
+    case absl::StatusCode::kDeadlineExceeded: code = grpc::StatusCode::DEADLINE_EXCEEDED; break;
+    case absl::StatusCode::kFailedPrecondition: code = grpc::StatusCode::FAILED_PRECONDITION; break;
+    default: code = grpc::StatusCode::INTERNAL; break;
+  }
+  return grpc::Status(code, std::string(s.message()));
+}
+
+r1serve::v1::FinishReason ToProto(engine::FinishReason r) {
+  switch (r) {
+    case engine::FinishReason::kStop: return r1serve::v1::FINISH_REASON_STOP;
+    case engine::FinishReason::kLength: return r1serve::v1::FINISH_REASON_LENGTH;
+    case engine::FinishReason::kCancelled: return r1serve::v1::FINISH_REASON_CANCELLED;
+    case engine::FinishReason::kError: return r1serve::v1::FINISH_REASON_ERROR;
+    case engine::FinishReason::kNone: break;
+  }
+  return r1serve::v1::FINISH_REASON_UNSPECIFIED;
+}
+
+// Adds `d` to the message being gathered for the next write.
+void AppendDelta(engine::Delta&& d, engine::TextCodec* codec, bool logprobs,
+                 GenerateResponse* msg) {
+  for (const engine::TokenInfo& t : d.tokens) {
+    msg->add_token_ids(t.id);
+    if (logprobs) {
+      auto* lp = msg->add_logprobs();
+      lp->set_token_id(t.id);
+      if (codec) lp->set_token(codec->TokenText(t.id));
+      lp->set_logprob(t.logprob);
+      for (const auto& [id, p] : t.top) {
+        auto* top = lp->add_top_logprobs();
+        top->set_token_id(id);
+        if (codec) top->set_token(codec->TokenText(id));
+        top->set_logprob(p);
+      }
+    }
+  }
+  msg->mutable_text()->append(d.text);
+  if (d.finish != engine::FinishReason::kNone) {
+    msg->set_finish_reason(ToProto(d.finish));
+    msg->mutable_usage()->set_prompt_tokens(d.prompt_tokens);
+    msg->mutable_usage()->set_completion_tokens(d.completion_tokens);
+    msg->mutable_timings()->set_queued_ms(d.queued_ms);
+    msg->mutable_timings()->set_time_to_first_token_ms(d.ttft_ms);
+    msg->mutable_timings()->set_total_ms(d.total_ms);
+    msg->set_error_message(d.error);
+    msg->set_matched_stop(d.matched_stop);
+  }
+}
+
+class GenerateStream;
+
+// Shared by the engine (which may outlive the call) and the reactor.
+class StreamSink final : public engine::RequestSink {
+ public:
+  StreamSink(GenerateStream* stream, WorkerMetrics* metrics,
+             std::shared_ptr<engine::TextCodec> codec, bool logprobs, Clock::TimePoint arrival)
+      : stream_(stream), metrics_(metrics), codec_(std::move(codec)), logprobs_(logprobs),
+        arrival_(arrival) {}
+
+  void OnDelta(engine::Delta delta) override;
+  bool Cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
+
+  // Reactor side.
+  void OnCancel();
+  void OnWriteDone(bool ok);
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_ = nullptr;
+  }
+
+ private:
+  void Record(const engine::Delta& d);
+  // Starts the next write or the Finish if one is due. Called with mu_ held; the action runs
+  // after the caller releases the lock.
+  enum class Action { kNone, kWrite, kWriteLast, kFinishCancelled };
+  Action NextLocked();
+  void Run(Action a);
+
+  std::mutex mu_;
+  GenerateStream* stream_;
+  WorkerMetrics* metrics_;
+  std::shared_ptr<engine::TextCodec> codec_;
+  bool logprobs_;
+  Clock::TimePoint arrival_;
+  Clock::TimePoint last_token_{};
+  std::atomic<bool> cancelled_{false};
+  GenerateResponse pending_;
+  bool has_pending_ = false;
+  bool pending_final_ = false;
+  bool write_in_flight_ = false;
+  bool finish_called_ = false;
+  GenerateResponse writing_;
+};
+
+class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
+ public:
+  GenerateStream(std::atomic<int>* active) : active_(active) { active_->fetch_add(1); }
+
+  // Fails the call before it started.
+  void Reject(const grpc::Status& status) { Finish(status); }
+  void Attach(std::shared_ptr<StreamSink> sink) { sink_ = std::move(sink); }
+
+  void OnCancel() override {
+    if (sink_) sink_->OnCancel();
+  }
+  void OnWriteDone(bool ok) override { sink_->OnWriteDone(ok); }
+  void OnDone() override {
+    if (sink_) sink_->Detach();
+    active_->fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  std::atomic<int>* active_;
+  std::shared_ptr<StreamSink> sink_;
+};
+
+void StreamSink::Record(const engine::Delta& d) {
+  Clock::TimePoint now = SystemClock::Get()->Now();
+  if (!d.tokens.empty()) {
+    if (last_token_ == Clock::TimePoint{}) {
+      metrics_->time_to_first_token->Observe(MillisBetween(arrival_, now) / 1e3);
+    } else {
+      metrics_->inter_token_latency->Observe(MillisBetween(last_token_, now) / 1e3 /
+                                             d.tokens.size());
+    }
+    last_token_ = now;
+    metrics_->generation_tokens->Increment(static_cast<double>(d.tokens.size()));
+  }
+  if (d.finish != engine::FinishReason::kNone) {
+    metrics_->requests(d.finish).Increment();
+    metrics_->prompt_tokens->Increment(d.prompt_tokens);
+    metrics_->e2e_latency->Observe(d.total_ms / 1e3);
+    metrics_->queue_time->Observe(d.queued_ms / 1e3);
+  }
+}
+
+void StreamSink::OnDelta(engine::Delta delta) {
+  Record(delta);
+  Action a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stream_ || finish_called_) return;
+    if (delta.finish != engine::FinishReason::kNone) pending_final_ = true;
+    AppendDelta(std::move(delta), codec_.get(), logprobs_, &pending_);
+    has_pending_ = true;
+    a = NextLocked();
+  }
+  Run(a);
+}
+
+StreamSink::Action StreamSink::NextLocked() {
+  if (write_in_flight_ || finish_called_) return Action::kNone;
+  if (cancelled_) {
+    finish_called_ = true;
+    return Action::kFinishCancelled;
+  }
+  if (!has_pending_) return Action::kNone;
+  writing_.Clear();
+  writing_.Swap(&pending_);
+  has_pending_ = false;
+  write_in_flight_ = true;
+  if (pending_final_) {
+    finish_called_ = true;
+    return Action::kWriteLast;
+  }
+  return Action::kWrite;
+}
+
+void StreamSink::Run(Action a) {
+  // stream_ stays valid here: OnDone cannot run before the write or Finish we start.
+  switch (a) {
+    case Action::kNone: break;
+    case Action::kWrite: stream_->StartWrite(&writing_); break;
+    case Action::kWriteLast:
+      stream_->StartWriteAndFinish(&writing_, grpc::WriteOptions(), grpc::Status::OK);
+      break;
+    case Action::kFinishCancelled:
+      stream_->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+      break;
+  }
+}
+
+void StreamSink::OnCancel() {
+  cancelled_ = true;
+  Action a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    a = NextLocked();
+  }
+  Run(a);
+}
+
+void StreamSink::OnWriteDone(bool ok) {
+  Action a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_in_flight_ = false;
+    if (!ok) cancelled_ = true;
+    a = NextLocked();
+  }
+  Run(a);
+}
+
+}  // namespace
+
+InferenceService::InferenceService(engine::Engine* engine, std::shared_ptr<PromptCodec> codec,
+                                   WorkerMetrics* metrics, ServiceOptions options)
+    : engine_(engine), codec_(std::move(codec)), metrics_(metrics), options_(std::move(options)) {}
+
+grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
+    grpc::CallbackServerContext* context, const GenerateRequest* request) {
+  Clock::TimePoint arrival = SystemClock::Get()->Now();
+  auto* stream = new GenerateStream(&active_);
+  if (draining_) {
+    metrics_->rejected_draining->Increment();
+    stream->Reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is draining"));
+    return stream;
+  }
+  RequestLimits limits{engine_->max_model_len(), engine_->vocab_size()};
+  absl::StatusOr<engine::EngineRequest> req = ToEngineRequest(*request, limits, codec_.get());
+  if (!req.ok()) {
+    metrics_->rejected_invalid->Increment();
+    R1_LOG(DEBUG) << "rejected request " << EscapeForLog(request->request_id()) << ": "
+                  << req.status().message();
+    stream->Reject(ToGrpc(req.status()));
+    return stream;
+  }
+  if (req->request_id.empty()) req->request_id = "req-" + std::to_string(next_id_++);
+  req->arrival = arrival;
+  auto sink = std::make_shared<StreamSink>(stream, metrics_,
+                                           codec_ ? codec_->text_codec() : nullptr,
+                                           req->logprobs, arrival);
+  stream->Attach(sink);
+  req->sink = sink;
+  (void)context;
+  absl::Status st = engine_->Submit(std::move(*req));
+  if (!st.ok()) {
+    if (st.code() == absl::StatusCode::kResourceExhausted) {
+      metrics_->rejected_queue_full->Increment();
+    } else {
+      metrics_->rejected_draining->Increment();
+    }
+    sink->Detach();
+    stream->Attach(nullptr);
+    stream->Reject(ToGrpc(st));
+  }
+  return stream;
+}
+
+grpc::ServerUnaryReactor* InferenceService::GetLoad(grpc::CallbackServerContext* context,
+                                                    const r1serve::v1::LoadRequest*,
+                                                    r1serve::v1::LoadReport* report) {
+  *report = MakeLoadReport();
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+void InferenceService::StartDraining() {
+  draining_ = true;
+  engine_->StopAccepting();
+}
+
+r1serve::v1::LoadReport InferenceService::MakeLoadReport() const {
+  engine::EngineLoad load = engine_->Load();
+  r1serve::v1::LoadReport r;
+  r.set_running(load.running);
+  r.set_waiting(load.waiting);
+  r.set_kv_blocks_used(load.blocks_used);
+  r.set_kv_blocks_total(load.blocks_total);
+  r.set_device_memory_used_bytes(ResidentMemoryBytes());
+  r.set_device_memory_total_bytes(options_.memory_limit > 0
+                                      ? static_cast<uint64_t>(options_.memory_limit)
+                                      : MachineMemoryBytes());
+  r.set_max_running(engine_->max_running());
+  r.set_max_waiting(engine_->max_waiting());
+  r.set_max_model_len(engine_->max_model_len());
+  r.set_model_id(options_.model_id);
+  r.set_device(engine_->device_name());
+  r.set_draining(draining_.load());
+  return r;
+}
+
+void InferenceService::UpdateMetrics() {
+  r1serve::v1::LoadReport r = MakeLoadReport();
+  metrics_->Update(engine_->Load(), r.device_memory_used_bytes(), r.device_memory_total_bytes());
+}
+
+uint64_t ResidentMemoryBytes() {
+  std::ifstream f("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+uint64_t MachineMemoryBytes() {
+  return static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+         static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace r1::service

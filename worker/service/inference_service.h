@@ -1,0 +1,56 @@
+// The gRPC Inference service on the callback API. Generate validates and tokenizes on the gRPC
+// thread, hands the request to the engine, and streams the engine's deltas back with one write
+// in flight (deltas that arrive meanwhile are merged into the next message). Cancellation and
+// deadlines reach the engine through the sink's Cancelled() flag.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "r1serve/v1/inference.grpc.pb.h"
+#include "worker/engine/engine.h"
+#include "worker/service/prompt_codec.h"
+#include "worker/service/worker_metrics.h"
+
+namespace r1::service {
+
+struct ServiceOptions {
+  std::string model_id;
+  int64_t memory_limit = 0;  // > 0: reported as device_memory_total_bytes
+};
+
+class InferenceService final : public r1serve::v1::Inference::CallbackService {
+ public:
+  InferenceService(engine::Engine* engine, std::shared_ptr<PromptCodec> codec,
+                   WorkerMetrics* metrics, ServiceOptions options);
+
+  grpc::ServerWriteReactor<r1serve::v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const r1serve::v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* GetLoad(grpc::CallbackServerContext* context,
+                                    const r1serve::v1::LoadRequest* request,
+                                    r1serve::v1::LoadReport* report) override;
+
+  // New Generate calls get UNAVAILABLE from now on.
+  void StartDraining();
+  // Generate streams not yet done.
+  int active_streams() const { return active_.load(); }
+  r1serve::v1::LoadReport MakeLoadReport() const;
+  // Refreshes the gauges (before a metrics scrape).
+  void UpdateMetrics();
+
+ private:
+  engine::Engine* engine_;
+  std::shared_ptr<PromptCodec> codec_;
+  WorkerMetrics* metrics_;
+  ServiceOptions options_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> next_id_{1};
+};
+
+// Resident memory of this process, and the machine's memory, in bytes.
+uint64_t ResidentMemoryBytes();
+uint64_t MachineMemoryBytes();
+
+}  // namespace r1::service

@@ -1,0 +1,168 @@
+// r1-worker: serves one Qwen2 checkpoint over gRPC (Generate, GetLoad, grpc.health.v1) with
+// continuous batching, plus Prometheus metrics on --metrics-listen.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "common/flags.h"
+#include "common/log.h"
+#include "common/metrics_server.h"
+#include "worker/engine/engine.h"
+#include "worker/service/inference_service.h"
+#include "worker/service/prompt_codec.h"
+#include "worker/service/worker_metrics.h"
+
+namespace {
+
+// Blocks SIGTERM/SIGINT in every thread; main waits for them with sigwait.
+sigset_t BlockSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int Run(int argc, char** argv) {
+  sigset_t signals = BlockSignals();
+  r1::Flags flags("r1-worker", "Serves a Qwen2 checkpoint over gRPC with continuous batching.");
+  std::string* model = flags.String("model", "", "checkpoint directory (required)");
+  std::string* listen = flags.String("listen", "127.0.0.1:50051",
+                                     "gRPC address HOST:PORT (port 0: any free port)");
+  std::string* device = flags.String("device", "auto", "auto, cpu, cuda or cuda:N");
+  std::string* dtype = flags.String("dtype", "auto", "auto, bfloat16, float16 or float32");
+  std::string* metrics_listen =
+      flags.String("metrics-listen", "", "HOST:PORT for GET /metrics (empty: off)");
+  double* drain_timeout = flags.Double(
+      "drain-timeout", 30, "seconds in-flight streams may take to finish after SIGTERM");
+  int64_t* max_running = flags.Int("max-running", 64, "most sequences in one batch");
+  int64_t* max_waiting =
+      flags.Int("max-waiting", 256, "most requests queued; beyond it RESOURCE_EXHAUSTED");
+  int64_t* max_model_len = flags.Int(
+      "max-model-len", 0, "most tokens (prompt + output) per sequence; 0: the model's limit");
+  int64_t* kv_memory =
+      flags.Int("kv-cache-memory", 1LL << 30, "bytes for the KV cache (sets the block count)");
+  int64_t* block_size = flags.Int("block-size", 16, "tokens per KV-cache block");
+  int64_t* prefill_chunk = flags.Int(
+      "prefill-chunk", 512, "tokens fed per engine step (decodes plus prefill chunks)");
+  int64_t* memory_limit = flags.Int(
+      "memory-limit", 0, "when > 0, reported as device_memory_total_bytes (bytes)");
+  std::string* chat_template =
+      flags.String("chat-template", "auto", "auto, deepseek-r1 or chatml");
+  std::string* served_name =
+      flags.String("served-model-name", "", "model id in load reports (default: --model's name)");
+  std::string* log_level = flags.String("log-level", "info", "debug, info, warning or error");
+  flags.ParseOrExit(argc, argv);
+
+  r1::LogLevel level;
+  if (!r1::ParseLogLevel(*log_level, &level)) flags.Fail("--log-level: unknown level " + *log_level);
+  r1::SetLogLevel(level);
+  if (model->empty()) flags.Fail("--model is required");
+  auto positive = [&](const char* name, int64_t v) {
+    if (v <= 0) flags.Fail(std::string("--") + name + " must be > 0");
+  };
+  positive("max-running", *max_running);
+  positive("block-size", *block_size);
+  positive("prefill-chunk", *prefill_chunk);
+  positive("kv-cache-memory", *kv_memory);
+  if (*max_waiting < 0) flags.Fail("--max-waiting must be >= 0");
+  if (*max_model_len < 0) flags.Fail("--max-model-len must be >= 0");
+  if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
+  if (*memory_limit < 0) flags.Fail("--memory-limit must be >= 0");
+  std::string host;
+  int port = 0;
+  if (absl::Status s = r1::SplitHostPort(*listen, "--listen", &host, &port); !s.ok()) {
+    flags.Fail(std::string(s.message()));
+  }
+
+  auto codec = r1::service::LoadPromptCodec(*model, *chat_template);
+  if (!codec.ok()) flags.Fail(std::string(codec.status().message()));
+  if (!*codec) {
+    R1_LOG(WARNING) << *model << " has no tokenizer: only token-id prompts work";
+  }
+
+  r1::engine::EngineOptions eo;
+  eo.model_dir = *model;
+  eo.device = *device;
+  eo.dtype = *dtype;
+  eo.max_running = static_cast<int32_t>(std::min<int64_t>(*max_running, 1 << 20));
+  eo.max_waiting = static_cast<int32_t>(std::min<int64_t>(*max_waiting, 1 << 20));
+  eo.max_model_len = static_cast<int32_t>(std::min<int64_t>(*max_model_len, INT32_MAX));
+  eo.kv_cache_memory = *kv_memory;
+  eo.block_size = static_cast<int32_t>(std::min<int64_t>(*block_size, 1 << 16));
+  eo.prefill_chunk = static_cast<int32_t>(std::min<int64_t>(*prefill_chunk, 1 << 20));
+  eo.codec = *codec ? (*codec)->text_codec() : nullptr;
+  auto engine = r1::engine::Engine::Create(eo);
+  if (!engine.ok()) {
+    std::cerr << "r1-worker: " << engine.status().message() << std::endl;
+    return 1;
+  }
+
+  r1::service::WorkerMetrics metrics;
+  r1::service::ServiceOptions so;
+  so.model_id = *served_name;
+  if (so.model_id.empty()) {
+    std::string m = *model;
+    while (m.size() > 1 && m.back() == '/') m.pop_back();
+    so.model_id = m.substr(m.find_last_of('/') + 1);
+  }
+  so.memory_limit = *memory_limit;
+  r1::service::InferenceService service(engine->get(), *codec, &metrics, so);
+
+  std::unique_ptr<r1::MetricsServer> metrics_server;
+  if (!metrics_listen->empty()) {
+    metrics_server = std::make_unique<r1::MetricsServer>(metrics.registry,
+                                                         [&] { service.UpdateMetrics(); });
+    auto mport = metrics_server->Start(*metrics_listen);
+    if (!mport.ok()) {
+      std::cerr << "r1-worker: " << mport.status().message() << std::endl;
+      return 1;
+    }
+    std::cout << "r1-worker: metrics on " << host << ":" << *mport << std::endl;
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int bound = 0;
+  builder.AddListeningPort(*listen, grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound == 0) {
+    std::cerr << "r1-worker: cannot listen on " << *listen << std::endl;
+    (*engine)->Shutdown();
+    return 1;
+  }
+  // Load and warm-up ran in Engine::Create.
+  server->GetHealthCheckService()->SetServingStatus(true);
+  std::cout << "r1-worker: serving " << so.model_id << " on " << host << ":" << bound
+            << std::endl;
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  R1_LOG(INFO) << "signal " << sig << ": draining (up to " << *drain_timeout << " s)";
+  server->GetHealthCheckService()->SetServingStatus(false);
+  service.StartDraining();
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
+  while (service.active_streams() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (service.active_streams() > 0) {
+    R1_LOG(WARNING) << "drain timeout: cancelling " << service.active_streams() << " streams";
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  (*engine)->Shutdown();
+  if (metrics_server) metrics_server->Stop();
+  R1_LOG(INFO) << "drained, exiting";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

@@ -1,0 +1,22 @@
+// GenerateRequest -> EngineRequest: every field checked, errors are INVALID_ARGUMENT naming the
+// field. No gRPC calls here, only the generated message types.
+#pragma once
+
+#include "common/status.h"
+#include "r1serve/v1/inference.pb.h"
+#include "worker/engine/engine.h"
+#include "worker/service/prompt_codec.h"
+
+namespace r1::service {
+
+struct RequestLimits {
+  int32_t max_model_len = 0;
+  int32_t vocab_size = 0;
+};
+
+// Fills everything but arrival and sink. `codec` may be null (no tokenizer).
+absl::StatusOr<engine::EngineRequest> ToEngineRequest(const r1serve::v1::GenerateRequest& req,
+                                                      const RequestLimits& limits,
+                                                      PromptCodec* codec);
+
+}  // namespace r1::service

@@ -1,0 +1,93 @@
+#include "worker/service/worker_metrics.h"
+
+namespace r1::service {
+namespace {
+
+prometheus::Histogram::BucketBoundaries Buckets(std::initializer_list<double> b) { return b; }
+
+}  // namespace
+
+WorkerMetrics::WorkerMetrics() : registry(std::make_shared<prometheus::Registry>()) {
+  using namespace prometheus;
+  auto latency = Buckets({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120});
+  auto short_latency =
+      Buckets({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  time_to_first_token = &BuildHistogram()
+                             .Name("r1_worker_time_to_first_token_seconds")
+                             .Help("From arrival at the worker to the first generated token")
+                             .Register(*registry)
+                             .Add({}, latency);
+  inter_token_latency = &BuildHistogram()
+                             .Name("r1_worker_inter_token_latency_seconds")
+                             .Help("Time between two generated tokens of one request")
+                             .Register(*registry)
+                             .Add({}, short_latency);
+  e2e_latency = &BuildHistogram()
+                     .Name("r1_worker_e2e_latency_seconds")
+                     .Help("From arrival to the last token")
+                     .Register(*registry)
+                     .Add({}, latency);
+  queue_time = &BuildHistogram()
+                    .Name("r1_worker_queue_time_seconds")
+                    .Help("From arrival until the engine first scheduled the request")
+                    .Register(*registry)
+                    .Add({}, latency);
+  auto gauge = [&](const char* name, const char* help) {
+    return &BuildGauge().Name(name).Help(help).Register(*registry).Add({});
+  };
+  running = gauge("r1_worker_running_sequences", "Sequences in the running batch");
+  waiting = gauge("r1_worker_waiting_sequences", "Sequences waiting to be scheduled");
+  kv_cache_usage = gauge("r1_worker_kv_cache_usage_ratio", "KV-cache blocks in use / all blocks");
+  memory_used = gauge("r1_worker_device_memory_used_bytes",
+                      "Device memory in use (CPU: the process's resident memory)");
+  memory_total = gauge("r1_worker_device_memory_total_bytes",
+                       "Device memory in all (CPU: machine memory or --memory-limit)");
+  auto counter = [&](const char* name, const char* help) {
+    return &BuildCounter().Name(name).Help(help).Register(*registry).Add({});
+  };
+  prompt_tokens = counter("r1_worker_prompt_tokens_total", "Prompt tokens of finished requests");
+  generation_tokens = counter("r1_worker_generation_tokens_total", "Tokens generated");
+  preemptions = counter("r1_worker_preemptions_total",
+                        "Sequences preempted (KV blocks freed, recomputed later)");
+  auto& req = BuildCounter()
+                  .Name("r1_worker_requests_total")
+                  .Help("Finished requests by finish reason")
+                  .Register(*registry);
+  requests_[0] = &req.Add({{"finish_reason", "stop"}});
+  requests_[1] = &req.Add({{"finish_reason", "length"}});
+  requests_[2] = &req.Add({{"finish_reason", "cancelled"}});
+  requests_[3] = &req.Add({{"finish_reason", "error"}});
+  auto& rej = BuildCounter()
+                  .Name("r1_worker_rejected_requests_total")
+                  .Help("Requests refused before they started, by reason")
+                  .Register(*registry);
+  rejected_queue_full = &rej.Add({{"reason", "queue_full"}});
+  rejected_invalid = &rej.Add({{"reason", "invalid_argument"}});
+  rejected_draining = &rej.Add({{"reason", "draining"}});
+}
+
+prometheus::Counter& WorkerMetrics::requests(engine::FinishReason reason) {
+  switch (reason) {
+    case engine::FinishReason::kStop: return *requests_[0];
+    case engine::FinishReason::kLength: return *requests_[1];
+    case engine::FinishReason::kCancelled: return *requests_[2];
+    default: return *requests_[3];
+  }
+}
+
+void WorkerMetrics::Update(const engine::EngineLoad& load, uint64_t memory_used_bytes,
+                           uint64_t memory_total_bytes) {
+  running->Set(load.running);
+  waiting->Set(load.waiting);
+  kv_cache_usage->Set(load.blocks_total > 0
+                          ? static_cast<double>(load.blocks_used) / load.blocks_total
+                          : 0.0);
+  memory_used->Set(static_cast<double>(memory_used_bytes));
+  memory_total->Set(static_cast<double>(memory_total_bytes));
+  if (load.preemptions > preemptions_seen_) {
+    preemptions->Increment(static_cast<double>(load.preemptions - preemptions_seen_));
+    preemptions_seen_ = load.preemptions;
+  }
+}
+
+}  // namespace r1::service
