@@ -47,6 +47,8 @@ void Session::Run() {
 
 void Session::ReadHeader() {
   next_request_buffered_ = false;
+  response_done_ = false;
+  streaming_ = false;
   parser_.emplace();
   parser_->header_limit(options_.max_header_bytes);
   parser_->body_limit(options_.max_body_bytes);
@@ -72,6 +74,7 @@ void Session::OnBody(beast::error_code ec) {
 }
 
 void Session::FailRead(beast::error_code ec, bool header_done) {
+  R1_LOG(DEBUG) << "http read: " << ec.message();
   if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
       ec == beast::error::timeout || ec == net::error::connection_reset ||
       ec == net::error::operation_aborted) {
@@ -129,6 +132,7 @@ void Session::Watch() {
           self->Close();
           return;
         }
+        if (self->closed_) return self->Linger();
         self->buffer_.commit(n);
         self->next_request_buffered_ = true;
         if (!self->in_exchange_ && !self->closed_) self->ReadHeader();
@@ -210,11 +214,30 @@ void Session::ExchangeDone() {
     beast::error_code ignored;
     stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
     closed_ = true;
+    // Read and drop what the client still sends (an over-large body, say) for a moment, so
+    // that closing does not reset the connection before the client read our response.
+    if (!watching_) {
+      stream_.expires_after(std::chrono::seconds(2));
+      Linger();
+    }
     return;
   }
   // With a watch read pending, its completion continues (next request or close).
   if (watching_) return;
   ReadHeader();
+}
+
+void Session::Linger() {
+  buffer_.clear();
+  stream_.async_read_some(buffer_.prepare(16384),
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            if (ec) {
+                              beast::error_code ignored;
+                              self->stream_.socket().close(ignored);
+                              return;
+                            }
+                            self->Linger();
+                          });
 }
 
 void Session::Close() {

@@ -85,6 +85,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Flush();
   void OnWrite(beast::error_code ec);
   void ExchangeDone();
+  void Linger();
   void Close();
 
   beast::tcp_stream stream_;
