@@ -1,0 +1,158 @@
+// Retries, mid-stream failures, kill -9 of a worker under load, circuit breaking on memory
+// pressure and on failures, and cancellation of a client that goes away; fake workers.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { nodeRequire, startFakeWorker, startGateway, waitReady, postJson, sseEvents, sleep, stop, metric, waitFor, getLoad } from './harness.mjs';
+
+const OpenAI = nodeRequire('openai').default;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'r1gw-'));
+const started = [];
+async function worker(args) { const w = await startFakeWorker(args); started.push(w); return w; }
+async function gateway(ws, args) { const g = await startGateway(ws, args); started.push(g); await waitReady(g, ws.length); return g; }
+test.after(async () => { for (const p of started.reverse()) await stop(p); fs.rmSync(tmp, { recursive: true }); });
+
+const chat = (content, extra = {}) => ({ model: 'm', messages: [{ role: 'user', content }], ...extra });
+
+test('failures before the first token are retried on another worker', async () => {
+  const bad = await worker(['--name', 'bad', '--fail-before-first', '14']);  // UNAVAILABLE
+  const good = await worker(['--name', 'good']);
+  const g = await gateway([bad, good], ['--breaker-failures', '1000']);
+  for (let i = 0; i < 12; i++) {
+    const r = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: 'x', max_tokens: 2 });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.choices[0].text, 'good-0 good-1 ');
+  }
+  assert.ok(await metric(g, 'r1_gateway_retries_total', 'reason="unavailable"') >= 1);
+  // Not retryable: the worker's INVALID_ARGUMENT comes back as 400.
+  const inv = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: '@fail_before=3' });
+  assert.equal(inv.status, 400);
+  // RESOURCE_EXHAUSTED everywhere: max attempts, then 429.
+  const busy = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: '@fail_before=8' });
+  assert.equal(busy.status, 429);
+  assert.equal(busy.json.error.code, 'resource_exhausted');
+});
+
+test('a failure after the first token ends the stream with an error event', async () => {
+  const w = await worker(['--name', 'a']);
+  const g = await gateway([w]);
+  const r = await postJson(`${g.url}/v1/chat/completions`, chat('@fail_after=3 @tokens=10', { stream: true }));
+  assert.equal(r.status, 200);
+  const events = sseEvents(r.text);
+  assert.equal(events.at(-1), '[DONE]');
+  const err = JSON.parse(events.at(-2));
+  assert.match(err.error.message, /scripted failure mid-stream/);
+  const finish = JSON.parse(events.at(-3));
+  assert.equal(finish.choices[0].finish_reason, 'error');
+  const text = events.slice(0, -3).map((e) => JSON.parse(e).choices[0].delta.reasoning_content ?? '').join('');
+  assert.equal(text, 'a-0 a-1 a-2 ');
+  // The SDK surfaces it as an error while iterating.
+  const client = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  const stream = await client.chat.completions.create(chat('@abort_after=2 @tokens=5', { stream: true }));
+  await assert.rejects((async () => { for await (const _ of stream) {} })(), /mid-stream/);
+  // Without streaming nothing reached the client yet: a worker aborting is retried.
+  const w2 = await worker(['--name', 'b']);
+  const g2 = await gateway([w, w2]);
+  const r2 = await postJson(`${g2.url}/v1/chat/completions`, chat('@tokens=3'));
+  assert.equal(r2.status, 200);
+});
+
+test('kill -9 of a worker mid-load: every request that had no token yet succeeds', async () => {
+  const a = await worker(['--name', 'a']);
+  const b = await worker(['--name', 'b']);
+  const c = await worker(['--name', 'c']);
+  const g = await gateway([a, b, c], ['--breaker-cooldown-ms', '60000']);
+  let killedAt = Infinity;
+  async function one(i) {
+    // Half of the requests wait before their first token, so some are tokenless at the kill.
+    const content = `@tokens=15 @interval=40 ${i % 2 ? '@first_delay=700' : ''}`;
+    const r = await fetch(`${g.url}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat(content, { stream: true })) });
+    assert.equal(r.status, 200);
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let text = '', firstAt = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (firstAt === null) firstAt = Date.now();
+      text += dec.decode(value, { stream: true });
+    }
+    const events = sseEvents(text);
+    const ok = events.at(-2).includes('"finish_reason":"stop"');
+    return { firstAt, ok, text };
+  }
+  const all = [];
+  for (let i = 0; i < 18; i++) all.push(one(i));
+  await sleep(300);
+  killedAt = Date.now();
+  await stop(a, 'SIGKILL');
+  const results = await Promise.all(all);
+  let tokenless = 0;
+  for (const r of results) {
+    if (r.firstAt > killedAt + 50) {  // had not received a token when the worker died
+      tokenless++;
+      assert.ok(r.ok, `request without a token at the kill failed: ${r.text.slice(-300)}`);
+    }
+  }
+  assert.ok(tokenless >= 6, `only ${tokenless} requests were tokenless at the kill`);
+  // New requests keep succeeding.
+  for (let i = 0; i < 6; i++) assert.equal((await postJson(`${g.url}/v1/chat/completions`, chat('x'))).status, 200);
+});
+
+test('memory pressure opens the breaker, traffic moves away and comes back', async () => {
+  const pressure = path.join(tmp, 'pressure-a');
+  const a = await worker(['--name', 'a', '--pressure-file', pressure]);
+  const b = await worker(['--name', 'b']);
+  const g = await gateway([a, b], ['--breaker-cooldown-ms', '300']);
+  const servedBy = async () => (await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: 'x', max_tokens: 1 })).json.choices[0].text[0];
+  const before = new Set();
+  for (let i = 0; i < 20; i++) before.add(await servedBy());
+  assert.deepEqual([...before].sort(), ['a', 'b']);
+  fs.writeFileSync(pressure, '');
+  await waitFor(async () => (await metric(g, 'r1_gateway_breaker_state', `worker="127.0.0.1:${a.port}"`)) === 2, 'breaker open');
+  for (let i = 0; i < 20; i++) assert.equal(await servedBy(), 'b');
+  fs.rmSync(pressure);
+  await waitFor(async () => (await servedBy()) === 'a', 'traffic back on a');
+  assert.equal(await metric(g, 'r1_gateway_breaker_state', `worker="127.0.0.1:${a.port}"`), 0);
+});
+
+test('consecutive failures open the breaker', async () => {
+  const a = await worker(['--name', 'a', '--fail-before-first', '8']);  // RESOURCE_EXHAUSTED
+  const b = await worker(['--name', 'b']);
+  const g = await gateway([a, b], ['--breaker-failures', '3', '--breaker-cooldown-ms', '60000']);
+  for (let i = 0; i < 30; i++) assert.equal((await postJson(`${g.url}/v1/chat/completions`, chat('x'))).status, 200);
+  const label = `worker="127.0.0.1:${a.port}"`;
+  assert.equal(await metric(g, 'r1_gateway_breaker_state', label), 2);
+  assert.equal(await metric(g, 'r1_gateway_upstream_attempts_total', label), 3);
+});
+
+test('a client that disconnects cancels its gRPC call at once', async () => {
+  const w = await worker(['--name', 'a']);
+  const g = await gateway([w]);
+  const ctrl = new AbortController();
+  const r = await fetch(`${g.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, signal: ctrl.signal,
+    body: JSON.stringify(chat('@tokens=1000 @interval=20', { stream: true })) });
+  const reader = r.body.getReader();
+  await reader.read();
+  assert.equal((await getLoad(w.port)).running, 1);
+  const t0 = Date.now();
+  ctrl.abort();
+  await waitFor(async () => (await getLoad(w.port)).running === 0, 'the worker to drop the stream', 3000);
+  assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
+  await waitFor(async () => (await metric(g, 'r1_gateway_active_streams')) === 0, 'no active streams');
+  assert.equal(await metric(g, 'r1_gateway_requests_total', 'code="499"'), 1);
+  // A non-streamed request whose client leaves is cancelled too.
+  const ctrl2 = new AbortController();
+  const p = fetch(`${g.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, signal: ctrl2.signal,
+    body: JSON.stringify(chat('@tokens=1000 @interval=20')) }).catch(() => null);
+  await waitFor(async () => (await getLoad(w.port)).running === 1, 'the stream to start');
+  ctrl2.abort();
+  await p;
+  await waitFor(async () => (await getLoad(w.port)).running === 0, 'cancelled', 3000);
+});
