@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "tests/integration/worker/worker_process.h"
+#include "worker/tokenizer/tokenizer.h"
 
 namespace r1::testing {
 namespace {
@@ -312,9 +313,29 @@ TEST_F(WorkerTest, TextPromptsStopStringsAndStopTokens) {
   ASSERT_EQ(full.ids.size(), 40u);
   EXPECT_GT(full.last.usage().prompt_tokens(), 0u);
   ASSERT_GE(full.text.size(), 8u);
+  // The streamed text pieces add up to the tokenizer's decoding of the streamed ids.
+  auto tok = tokenizer::Tokenizer::FromDir(*model_);
+  ASSERT_TRUE(tok.ok());
+  // (The random model also makes ids past the tokenizer's vocabulary: they have no text.)
+  std::vector<int32_t> known;
+  for (int32_t id : full.ids) {
+    if ((*tok)->IsKnown(id)) known.push_back(id);
+  }
+  auto decoded = (*tok)->Decode(known, /*skip_special_tokens=*/true);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(full.text, *decoded);
+  EXPECT_EQ(full.last.usage().prompt_tokens(), (*tok)->Encode("The quick brown fox")->size());
 
   // A stop string taken from the middle of that text: the output ends right before it.
-  std::string stop = full.text.substr(full.text.size() / 2, 3);
+  // Two whole UTF-8 characters from the middle of the text.
+  auto is_cont = [&](size_t i) { return (static_cast<unsigned char>(full.text[i]) & 0xC0) == 0x80; };
+  size_t begin = full.text.size() / 2, end = begin;
+  while (begin > 0 && is_cont(begin)) --begin;
+  for (int chars = 0; chars < 2 && end < full.text.size(); ++chars) {
+    ++end;
+    while (end < full.text.size() && is_cont(end)) ++end;
+  }
+  std::string stop = full.text.substr(begin, end - begin);
   size_t at = full.text.find(stop);
   GenerateRequest with_stop = req;
   with_stop.add_stop(stop);
