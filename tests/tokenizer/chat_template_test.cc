@@ -1,0 +1,119 @@
+// Chat templates against transformers' apply_chat_template renderings (chat.json), template
+// recognition and --chat-template resolution.
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "tests/tokenizer/test_util.h"
+#include "worker/tokenizer/chat_template.h"
+
+namespace r1::tokenizer::testing {
+namespace {
+
+namespace json = boost::json;
+
+std::vector<ChatMessage> Messages(const json::value& v) {
+  std::vector<ChatMessage> out;
+  for (const auto& m : v.as_array()) {
+    out.push_back({std::string(m.at("role").as_string()), std::string(m.at("content").as_string())});
+  }
+  return out;
+}
+
+std::string MakeDir() {
+  char tmpl[] = "/tmp/r1_chat_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+void WriteConfig(const std::string& dir, const json::value& cfg) {
+  FILE* f = std::fopen((dir + "/tokenizer_config.json").c_str(), "w");
+  std::string s = json::serialize(cfg);
+  std::fwrite(s.data(), 1, s.size(), f);
+  std::fclose(f);
+}
+
+TEST(ChatTemplate, TemplateTextIsTheReference) {
+  json::value chat = ReadJson(FixtureDir() + "/chat.json");
+  EXPECT_EQ(std::string(kDeepSeekR1TemplateText), std::string(chat.at("deepseek_r1_template").as_string()));
+  EXPECT_EQ(std::string(kChatMLTemplateText), std::string(chat.at("chatml_template").as_string()));
+  EXPECT_TRUE(chat.at("demo_config_template_equals_reference").as_bool());
+}
+
+TEST(ChatTemplate, RenderingsEqualTransformers) {
+  json::value chat = ReadJson(FixtureDir() + "/chat.json");
+  int checked = 0;
+  for (const auto& c : chat.at("conversations").as_array()) {
+    auto msgs = Messages(c.at("messages"));
+    const auto& renders = c.at("renders").as_object();
+    for (const auto& [t, name] : {std::pair{ChatTemplate::kDeepSeekR1, "deepseek-r1"},
+                                  std::pair{ChatTemplate::kChatML, "chatml"}}) {
+      for (bool gen : {false, true}) {
+        std::string key = std::string(name) + (gen ? "/gen" : "/nogen");
+        auto got = RenderChat(t, msgs, gen);
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_EQ(*got, std::string(renders.at(key).as_string()))
+            << c.at("name").as_string().c_str() << " " << key;
+        ++checked;
+      }
+    }
+    // The demo model's own template, as transformers loads it from tokenizer_config.json.
+    EXPECT_EQ(*RenderChat(ChatTemplate::kDeepSeekR1, msgs, true),
+              std::string(renders.at("demo-config/gen").as_string()));
+    // Token ids of the rendered prompt under the demo tokenizer.
+    const auto& ids = c.at("ids").at("deepseek-r1/gen").as_array();
+    std::vector<int32_t> want;
+    for (const auto& x : ids) want.push_back(static_cast<int32_t>(x.as_int64()));
+    EXPECT_EQ(*Demo().Encode(*RenderChat(ChatTemplate::kDeepSeekR1, msgs, true)), want);
+  }
+  EXPECT_GE(checked, 40);
+}
+
+TEST(ChatTemplate, GenerationPromptOpensThink) {
+  auto s = RenderChat(ChatTemplate::kDeepSeekR1, {{"user", "hi"}}, true);
+  EXPECT_EQ(*s, "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>\n");
+  auto c = RenderChat(ChatTemplate::kChatML, {{"user", "hi"}}, true);
+  EXPECT_EQ(*c, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplate, BadRoleIsInvalidArgument) {
+  for (ChatTemplate t : {ChatTemplate::kDeepSeekR1, ChatTemplate::kChatML}) {
+    auto r = RenderChat(t, {{"user", "a"}, {"wizard", "b"}}, true);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("wizard"), absl::string_view::npos);
+  }
+}
+
+TEST(ChatTemplate, ResolveByFlagAndByDemoConfig) {
+  EXPECT_EQ(*ResolveChatTemplate("deepseek-r1", "/nonexistent"), ChatTemplate::kDeepSeekR1);
+  EXPECT_EQ(*ResolveChatTemplate("chatml", "/nonexistent"), ChatTemplate::kChatML);
+  EXPECT_EQ(*ResolveChatTemplate("auto", DemoDir()), ChatTemplate::kDeepSeekR1);
+  // The npm Qwen3 tokenizer_config.json carries a ChatML template.
+  EXPECT_EQ(*ResolveChatTemplate("auto", SourceDir() + "/.cache/tokenizer"), ChatTemplate::kChatML);
+  auto bad = ResolveChatTemplate("llama", DemoDir());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--chat-template"), absl::string_view::npos);
+}
+
+TEST(ChatTemplate, UnrecognisedOrMissingTemplateNamesTheFlag) {
+  std::string dir = MakeDir();
+  auto missing = ResolveChatTemplate("auto", dir);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("--chat-template"), absl::string_view::npos);
+
+  WriteConfig(dir, json::value{{"chat_template", "{% for m in messages %}[INST]{{ m.content }}{% endfor %}"}});
+  auto unknown = ResolveChatTemplate("auto", dir);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("--chat-template"), absl::string_view::npos);
+
+  WriteConfig(dir, json::value{{"bos_token", "x"}});
+  auto none = ResolveChatTemplate("auto", dir);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("--chat-template"), absl::string_view::npos);
+
+  WriteConfig(dir, json::value{{"chat_template", kChatMLTemplateText}});
+  EXPECT_EQ(*ResolveChatTemplate("auto", dir), ChatTemplate::kChatML);
+}
+
+}  // namespace
+}  // namespace r1::tokenizer::testing

@@ -1,0 +1,48 @@
+// Shared helpers for the tokenizer tests: fixture paths and loading.
+#pragma once
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "worker/tokenizer/demo_files.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace r1::tokenizer::testing {
+
+inline std::string SourceDir() {
+  const char* d = std::getenv("R1_SOURCE_DIR");
+  return d ? d : ".";
+}
+
+inline std::string QwenTokenizerPath() { return SourceDir() + "/.cache/tokenizer/tokenizer.json"; }
+inline std::string FixtureDir() { return SourceDir() + "/tests/fixtures/tokenizer"; }
+
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline boost::json::value ReadJson(const std::string& path) {
+  std::string text = ReadAll(path);
+  if (text.empty()) ADD_FAILURE() << "missing or empty fixture " << path;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  if (ec) ADD_FAILURE() << path << ": " << ec.message();
+  return v;
+}
+
+// The npm Qwen tokenizer (tools/install-deps.sh puts it in .cache/tokenizer/).
+const Tokenizer& Qwen();
+// The demo DeepSeek-R1-Distill tokenizer, written by WriteDemoTokenizerFiles to a temp dir.
+const Tokenizer& Demo();
+const std::string& DemoDir();
+
+}  // namespace r1::tokenizer::testing

@@ -1,0 +1,180 @@
+#include "worker/tokenizer/bpe.h"
+
+#include <atomic>
+#include <queue>
+#include <string>
+
+namespace r1::tokenizer {
+namespace {
+
+std::atomic<uint64_t> next_serial{1};
+
+constexpr size_t kCacheMaxWordBytes = 128;
+constexpr size_t kCacheMaxEntries = 1 << 17;
+constexpr size_t kSmallWord = 64;  // up to this many symbols: the simple quadratic merge
+
+struct WordCache {
+  uint64_t owner = 0;
+  // word -> (offset, length) in ids
+  absl::flat_hash_map<std::string, std::pair<uint32_t, uint32_t>> map;
+  std::vector<int32_t> ids;
+
+  void Reset(uint64_t serial) {
+    owner = serial;
+    map.clear();
+    ids.clear();
+  }
+};
+
+WordCache& Cache() {
+  thread_local WordCache cache;
+  return cache;
+}
+
+}  // namespace
+
+BpeModel::BpeModel() : serial_(next_serial.fetch_add(1)) {
+  for (auto& id : byte_id_) id = -1;
+}
+
+void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* out) const {
+  if (word.size() == 1) {
+    int32_t id = byte_id_[static_cast<uint8_t>(word[0])];
+    if (id >= 0) {
+      out->push_back(id);
+    } else if (unk_id_ >= 0) {
+      out->push_back(unk_id_);
+    }
+    return;
+  }
+  if (word.size() > kCacheMaxWordBytes) {
+    EncodeWordUncached(word, out);
+    return;
+  }
+  WordCache& cache = Cache();
+  if (cache.owner != serial_) cache.Reset(serial_);
+  absl::string_view key(word.data(), word.size());
+  if (auto it = cache.map.find(key); it != cache.map.end()) {
+    const int32_t* p = cache.ids.data() + it->second.first;
+    out->insert(out->end(), p, p + it->second.second);
+    return;
+  }
+  size_t before = out->size();
+  EncodeWordUncached(word, out);
+  if (cache.map.size() >= kCacheMaxEntries) cache.Reset(serial_);
+  uint32_t off = static_cast<uint32_t>(cache.ids.size());
+  cache.ids.insert(cache.ids.end(), out->begin() + before, out->end());
+  cache.map.emplace(std::string(word), std::make_pair(off, static_cast<uint32_t>(out->size() - before)));
+}
+
+void BpeModel::EncodeWordUncached(std::string_view word, std::vector<int32_t>* out) const {
+  if (ignore_merges_) {
+    auto it = whole_words_.find(word);
+    if (it != whole_words_.end()) {
+      out->push_back(it->second);
+      return;
+    }
+  }
+  thread_local std::vector<int32_t> sym;
+  sym.clear();
+  for (unsigned char c : word) {
+    int32_t id = byte_id_[c];
+    if (id >= 0) {
+      sym.push_back(id);
+    } else if (unk_id_ >= 0) {
+      sym.push_back(unk_id_);
+    }
+  }
+  if (sym.size() <= kSmallWord) {
+    MergeSmall(sym, out);
+  } else {
+    MergeLarge(sym, out);
+  }
+}
+
+// Lowest rank first, leftmost among equal ranks: the order Hugging Face's heap gives.
+void BpeModel::MergeSmall(std::vector<int32_t>& sym, std::vector<int32_t>* out) const {
+  size_t m = sym.size();
+  uint32_t rank[kSmallWord];
+  int32_t merged[kSmallWord];
+  constexpr uint32_t kNone = UINT32_MAX;
+  auto fill = [&](size_t i) {
+    const Merge* mg = FindMerge(sym[i], sym[i + 1]);
+    rank[i] = mg ? mg->rank : kNone;
+    merged[i] = mg ? mg->merged : -1;
+  };
+  for (size_t i = 0; i + 1 < m; ++i) fill(i);
+  while (m > 1) {
+    size_t best = 0;
+    uint32_t best_rank = kNone;
+    for (size_t i = 0; i + 1 < m; ++i) {
+      if (rank[i] < best_rank) {
+        best_rank = rank[i];
+        best = i;
+      }
+    }
+    if (best_rank == kNone) break;
+    sym[best] = merged[best];
+    for (size_t i = best + 1; i + 1 < m; ++i) {
+      sym[i] = sym[i + 1];
+      rank[i] = rank[i + 1];
+      merged[i] = merged[i + 1];
+    }
+    --m;
+    if (best > 0) fill(best - 1);
+    if (best + 1 < m) fill(best);
+  }
+  out->insert(out->end(), sym.begin(), sym.begin() + m);
+}
+
+// Linked symbols and a heap of candidate merges, as Hugging Face's Word::merge_all.
+void BpeModel::MergeLarge(std::vector<int32_t>& sym, std::vector<int32_t>* out) const {
+  const int n = static_cast<int>(sym.size());
+  thread_local std::vector<int> prev, next;
+  thread_local std::vector<uint8_t> alive;
+  prev.resize(n);
+  next.resize(n);
+  alive.assign(n, 1);
+  for (int i = 0; i < n; ++i) {
+    prev[i] = i - 1;
+    next[i] = i + 1 < n ? i + 1 : -1;
+  }
+  struct Cand {
+    uint32_t rank;
+    int pos;
+    int32_t merged;
+    bool operator>(const Cand& o) const {
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+  thread_local std::vector<Cand> storage;
+  storage.clear();
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap(std::greater<Cand>(),
+                                                                       std::move(storage));
+  for (int i = 0; i + 1 < n; ++i) {
+    if (const Merge* mg = FindMerge(sym[i], sym[i + 1])) heap.push({mg->rank, i, mg->merged});
+  }
+  while (!heap.empty()) {
+    Cand c = heap.top();
+    heap.pop();
+    if (!alive[c.pos] || next[c.pos] < 0) continue;
+    int r = next[c.pos];
+    const Merge* mg = FindMerge(sym[c.pos], sym[r]);
+    if (!mg || mg->merged != c.merged || mg->rank != c.rank) continue;
+    sym[c.pos] = c.merged;
+    alive[r] = 0;
+    next[c.pos] = next[r];
+    if (next[r] >= 0) prev[next[r]] = c.pos;
+    if (prev[c.pos] >= 0) {
+      int l = prev[c.pos];
+      if (const Merge* m2 = FindMerge(sym[l], sym[c.pos])) heap.push({m2->rank, l, m2->merged});
+    }
+    if (next[c.pos] >= 0) {
+      if (const Merge* m2 = FindMerge(sym[c.pos], sym[next[c.pos]]))
+        heap.push({m2->rank, c.pos, m2->merged});
+    }
+  }
+  for (int i = 0; i >= 0; i = next[i]) out->push_back(sym[i]);
+}
+
+}  // namespace r1::tokenizer

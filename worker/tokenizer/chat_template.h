@@ -1,0 +1,43 @@
+// Chat templates, rendered in C++ to exactly what transformers' apply_chat_template gives
+// for the two template families r1serve knows:
+//   kDeepSeekR1: DeepSeek-R1-Distill's template (BOS, system text, <｜User｜>, <｜Assistant｜>,
+//                earlier assistant turns cut to the part after </think>, tool outputs,
+//                generation prompt "<｜Assistant｜><think>\n").
+//   kChatML:     Qwen ChatML, "<|im_start|>role\ncontent<|im_end|>\n" per message and
+//                "<|im_start|>assistant\n" as generation prompt.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace r1::tokenizer {
+
+enum class ChatTemplate { kDeepSeekR1, kChatML };
+
+struct ChatMessage {
+  std::string role, content;
+};
+
+// flag_value: "auto" | "deepseek-r1" | "chatml". "auto" reads model_dir/tokenizer_config.json
+// and recognises its chat_template; an unknown or missing template is an error that names the
+// --chat-template flag.
+absl::StatusOr<ChatTemplate> ResolveChatTemplate(const std::string& flag_value,
+                                                 const std::string& model_dir);
+
+// Recognises a chat_template text (the "auto" rule); NotFound when it is neither family.
+absl::StatusOr<ChatTemplate> RecognizeChatTemplate(const std::string& template_text);
+
+// Roles: system, user, assistant, tool. Any other role is InvalidArgument.
+absl::StatusOr<std::string> RenderChat(ChatTemplate t, const std::vector<ChatMessage>& messages,
+                                       bool add_generation_prompt);
+
+const char* ChatTemplateName(ChatTemplate t);
+
+// The chat_template text of deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B's tokenizer_config.json
+// (the revision whose generation prompt opens <think>), and a plain ChatML template.
+extern const char kDeepSeekR1TemplateText[];
+extern const char kChatMLTemplateText[];
+
+}  // namespace r1::tokenizer
