@@ -80,25 +80,37 @@ std::string EchoJson(const GenerateRequest& r) {
                 r.top_logprobs());
   std::string out = buf;
   out += "\"stop\":[";
-  for (int i = 0; i < r.stop_size(); ++i) out += (i ? "," : "") + Quote(r.stop(i));
+  for (int i = 0; i < r.stop_size(); ++i) {
+    if (i) out += ",";
+    out += Quote(r.stop(i));
+  }
   out += "],\"stop_token_ids\":[";
-  for (int i = 0; i < r.stop_token_ids_size(); ++i)
-    out += (i ? "," : "") + std::to_string(r.stop_token_ids(i));
+  for (int i = 0; i < r.stop_token_ids_size(); ++i) {
+    if (i) out += ",";
+    out += std::to_string(r.stop_token_ids(i));
+  }
   out += "],\"prompt_kind\":";
   switch (r.prompt_case()) {
     case GenerateRequest::kText: out += "\"text\",\"text\":" + Quote(r.text()); break;
     case GenerateRequest::kTokenIds: {
       out += "\"token_ids\",\"ids\":[";
-      for (int i = 0; i < r.token_ids().ids_size(); ++i)
-        out += (i ? "," : "") + std::to_string(r.token_ids().ids(i));
+      for (int i = 0; i < r.token_ids().ids_size(); ++i) {
+        if (i) out += ",";
+        out += std::to_string(r.token_ids().ids(i));
+      }
       out += "]";
       break;
     }
     case GenerateRequest::kChat: {
       out += "\"chat\",\"messages\":[";
-      for (int i = 0; i < r.chat().messages_size(); ++i)
-        out += std::string(i ? "," : "") + "{\"role\":" + Quote(r.chat().messages(i).role()) +
-               ",\"content\":" + Quote(r.chat().messages(i).content()) + "}";
+      for (int i = 0; i < r.chat().messages_size(); ++i) {
+        if (i) out += ",";
+        out += "{\"role\":";
+        out += Quote(r.chat().messages(i).role());
+        out += ",\"content\":";
+        out += Quote(r.chat().messages(i).content());
+        out += "}";
+      }
       out += "]";
       break;
     }
