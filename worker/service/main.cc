@@ -71,7 +71,7 @@ int Run(int argc, char** argv) {
   positive("block-size", *block_size);
   positive("prefill-chunk", *prefill_chunk);
   positive("kv-cache-memory", *kv_memory);
-  if (*max_waiting < 0) flags.Fail("--max-waiting must be >= 0");
+  positive("max-waiting", *max_waiting);
   if (*max_model_len < 0) flags.Fail("--max-model-len must be >= 0");
   if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*memory_limit < 0) flags.Fail("--memory-limit must be >= 0");

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <regex>
 #include <thread>
 
@@ -45,8 +46,16 @@ std::string MakeTinyModel(bool tokenizer) {
     cmd.push_back("--tokenizer");
     cmd.push_back(TestPaths().source_dir + "/.cache/tokenizer/tokenizer.json");
   }
-  if (!RunCommand(cmd)) return "";
+  if (!RunCommand(cmd)) {
+    std::filesystem::remove_all(dir);
+    return "";
+  }
   return out;
+}
+
+void RemoveTinyModel(const std::string& model) {
+  if (model.empty()) return;
+  std::filesystem::remove_all(std::filesystem::path(model).parent_path());
 }
 
 WorkerProcess::WorkerProcess(const std::string& model, std::vector<std::string> extra) {
@@ -59,7 +68,8 @@ WorkerProcess::WorkerProcess(const std::string& model, std::vector<std::string> 
     close(fds[1]);
     std::vector<std::string> argv = {TestPaths().worker, "--model", model, "--listen",
                                      "127.0.0.1:0", "--dtype", "float32", "--log-level",
-                                     "warning", "--metrics-listen", "127.0.0.1:0"};
+                                     "warning", "--metrics-listen", "127.0.0.1:0",
+                                     "--kv-cache-memory", "67108864"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());

@@ -22,12 +22,16 @@ Paths& TestPaths();
 // Runs a command; true when it exits 0.
 bool RunCommand(const std::vector<std::string>& argv);
 
-// A temp dir holding a tiny float32 checkpoint (with tokenizer files when `tokenizer`).
+// DIR/model in a new temp dir DIR: a tiny float32 checkpoint (with tokenizer files when
+// `tokenizer`); "" when r1-mkmodel fails.
 std::string MakeTinyModel(bool tokenizer);
+// Removes the temp dir MakeTinyModel made for `model`.
+void RemoveTinyModel(const std::string& model);
 
 class WorkerProcess {
  public:
-  // Starts r1-worker --model MODEL --listen 127.0.0.1:0 --dtype float32 EXTRA... and waits for
+  // Starts r1-worker --model MODEL --listen 127.0.0.1:0 --dtype float32 (64 MiB of KV cache)
+  // EXTRA... and waits for
   // its "serving ... on HOST:PORT" line.
   WorkerProcess(const std::string& model, std::vector<std::string> extra = {});
   ~WorkerProcess();

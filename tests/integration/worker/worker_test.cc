@@ -23,6 +23,10 @@ class WorkerTest : public ::testing::Test {
     model_ = new std::string(MakeTinyModel(/*tokenizer=*/true));
     bare_model_ = new std::string(MakeTinyModel(/*tokenizer=*/false));
   }
+  static void TearDownTestSuite() {
+    RemoveTinyModel(*model_);
+    RemoveTinyModel(*bare_model_);
+  }
   static bool HasTokenizerModel() { return !model_->empty(); }
   static std::string* model_;
   static std::string* bare_model_;
