@@ -177,3 +177,26 @@ TEST(Load, ClearErrors) {
 
 }  // namespace
 }  // namespace r1::tokenizer::testing
+
+namespace r1::tokenizer::testing {
+namespace {
+
+TEST(DemoFiles, ClearErrorForABadSource) {
+  absl::Status s = WriteDemoTokenizerFiles("/nonexistent/tokenizer.json", "/tmp");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("/nonexistent/tokenizer.json"), absl::string_view::npos);
+}
+
+TEST(Encode, LongPathologicalInputs) {
+  // Long words go through the heap merge; long runs must neither crash nor stall.
+  EXPECT_EQ(Qwen().Encode(std::string(200000, 'a'))->size(), 25000u);
+  auto spaces = Qwen().Encode(std::string(100000, ' ') + "x");
+  ASSERT_TRUE(spaces.ok());
+  EXPECT_EQ(*Qwen().Decode(*spaces), std::string(100000, ' ') + "x");
+  std::string mixed;
+  for (int i = 0; i < 20000; ++i) mixed += " \t\n";
+  EXPECT_EQ(*Qwen().Decode(*Qwen().Encode(mixed)), mixed);
+}
+
+}  // namespace
+}  // namespace r1::tokenizer::testing

@@ -33,6 +33,37 @@ WordCache& Cache() {
 
 }  // namespace
 
+void MergeTable::Reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;
+  if (cap <= slots_.size()) return;
+  std::vector<Entry> old = std::move(slots_);
+  slots_.assign(cap, Entry{kEmpty, 0, 0});
+  mask_ = cap - 1;
+  shift_ = 64 - __builtin_ctzll(cap);
+  size_ = 0;
+  for (const Entry& e : old) {
+    if (e.key != kEmpty) InsertOrAssign(e.key, e.rank, e.merged);
+  }
+}
+
+void MergeTable::InsertOrAssign(uint64_t key, uint32_t rank, int32_t merged) {
+  if ((size_ + 1) * 2 > slots_.size()) Reserve(size_ + 1);
+  for (size_t i = Slot(key);; i = (i + 1) & mask_) {
+    Entry& e = slots_[i];
+    if (e.key == kEmpty) {
+      e = Entry{key, rank, merged};
+      ++size_;
+      return;
+    }
+    if (e.key == key) {
+      e.rank = rank;
+      e.merged = merged;
+      return;
+    }
+  }
+}
+
 BpeModel::BpeModel() : serial_(next_serial.fetch_add(1)) {
   for (auto& id : byte_id_) id = -1;
 }

@@ -11,6 +11,35 @@
 
 namespace r1::tokenizer {
 
+// Open addressing, linear probing, one cache line per lookup in the common case: the merge
+// table is read for every pair of symbols, so it is worth its own small hash table.
+class MergeTable {
+ public:
+  struct Entry {
+    uint64_t key;
+    uint32_t rank;
+    int32_t merged;
+  };
+  void Reserve(size_t n);
+  void InsertOrAssign(uint64_t key, uint32_t rank, int32_t merged);
+  const Entry* Find(uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    for (size_t i = Slot(key);; i = (i + 1) & mask_) {
+      const Entry& e = slots_[i];
+      if (e.key == key) return &e;
+      if (e.key == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};  // ids are below 2^31, so never a key
+  size_t Slot(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ULL) >> shift_; }
+  std::vector<Entry> slots_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+  size_t size_ = 0;
+};
+
 class BpeModel {
  public:
   BpeModel();
@@ -20,9 +49,9 @@ class BpeModel {
   // Merging `left` and `right` gives `merged`; lower rank merges first. A later merge of the
   // same pair replaces an earlier one (as Hugging Face's merge map does).
   void AddMerge(int32_t left, int32_t right, int32_t merged, uint32_t rank) {
-    merges_.insert_or_assign(Key(left, right), Merge{rank, merged});
+    merges_.InsertOrAssign(Key(left, right), rank, merged);
   }
-  void ReserveMerges(size_t n) { merges_.reserve(n); }
+  void ReserveMerges(size_t n) { merges_.Reserve(n); }
   // ignore_merges: a word that is a whole vocabulary token is that token.
   void SetWholeWordVocab(absl::flat_hash_map<std::string_view, int32_t> vocab) {
     whole_words_ = std::move(vocab);
@@ -37,17 +66,11 @@ class BpeModel {
   void EncodeWordUncached(std::string_view word, std::vector<int32_t>* out) const;
 
  private:
-  struct Merge {
-    uint32_t rank;
-    int32_t merged;
-  };
+  using Merge = MergeTable::Entry;
   static uint64_t Key(int32_t a, int32_t b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
-  const Merge* FindMerge(int32_t a, int32_t b) const {
-    auto it = merges_.find(Key(a, b));
-    return it == merges_.end() ? nullptr : &it->second;
-  }
+  const Merge* FindMerge(int32_t a, int32_t b) const { return merges_.Find(Key(a, b)); }
   void MergeSmall(std::vector<int32_t>& sym, std::vector<int32_t>* out) const;
   void MergeLarge(std::vector<int32_t>& sym, std::vector<int32_t>* out) const;
 
@@ -55,7 +78,7 @@ class BpeModel {
   int32_t unk_id_ = -1;
   bool ignore_merges_ = false;
   uint64_t serial_;  // tells this model's cache entries from another's
-  absl::flat_hash_map<uint64_t, Merge> merges_;
+  MergeTable merges_;
   absl::flat_hash_map<std::string_view, int32_t> whole_words_;
 };
 

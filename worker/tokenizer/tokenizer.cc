@@ -1,6 +1,9 @@
 #include "worker/tokenizer/tokenizer.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <memory>
@@ -92,17 +95,40 @@ bool GetBool(const json::object& o, std::string_view key, bool def) {
   return v && v->is_bool() ? v->as_bool() : def;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::string data;
-  struct stat st;
-  if (fstat(fileno(f), &st) == 0 && st.st_size > 0) data.resize(st.st_size);
-  size_t got = data.empty() ? 0 : std::fread(data.data(), 1, data.size(), f);
-  std::fclose(f);
-  if (got != data.size()) return absl::DataLossError(absl::StrCat("short read of ", path));
-  return data;
-}
+// The file mapped read-only (no copy, no zero-filled buffer).
+class MappedFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
+    }
+    auto f = std::unique_ptr<MappedFile>(new MappedFile());
+    f->size_ = static_cast<size_t>(st.st_size);
+    if (f->size_ > 0) {
+      void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd);
+        return absl::InternalError(absl::StrCat("cannot map ", path));
+      }
+      f->data_ = static_cast<const char*>(p);
+    }
+    ::close(fd);
+    return f;
+  }
+  ~MappedFile() {
+    if (data_) munmap(const_cast<char*>(data_), size_);
+  }
+  std::string_view view() const { return std::string_view(data_ ? data_ : "", size_); }
+
+ private:
+  MappedFile() = default;
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 }  // namespace
 
@@ -127,12 +153,13 @@ struct Tokenizer::Impl {
 };
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  R1_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  R1_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
+  const std::string_view text = file->view();
   json::monotonic_resource mr(text.size() * 2);
   json::parse_options opts;
   opts.max_depth = 64;
   boost::system::error_code ec;
-  json::value root = json::parse(text, ec, &mr, opts);
+  json::value root = json::parse(json::string_view(text.data(), text.size()), ec, &mr, opts);
   if (ec) return Bad(path, absl::StrCat("not valid JSON: ", ec.message()));
   if (!root.is_object()) return Bad(path, "not a JSON object");
   const json::object& top = root.as_object();
@@ -203,7 +230,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     impl->id_to_token[id].assign(kv.key().data(), kv.key().size());
     impl->known[id] = 1;
   }
+  // Ids whose text is a model vocabulary token (not replaced by an added token).
+  std::vector<uint8_t> vocab_only = impl->known;
   for (const AddedToken& t : added) {
+    vocab_only[t.id] = 0;
     impl->id_to_token[t.id] = t.content;
     impl->known[t.id] = 1;
     impl->special[t.id] = t.special ? 1 : 0;
@@ -247,6 +277,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     impl->bpe.ReserveMerges(merges.size());
     std::string joined;
     uint32_t rank = 0;
+    int32_t guess = -1;
     for (const json::value& m : merges) {
       std::string_view a, b;
       if (m.is_string()) {
@@ -267,9 +298,22 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
         return Bad(path, absl::StrCat("merge ", rank, " is neither \"a b\" nor [\"a\", \"b\"]"));
       }
       int32_t ia = vocab_id(a), ib = vocab_id(b);
-      joined.assign(a);
-      joined.append(b);
-      int32_t iab = vocab_id(joined);
+      // Vocabularies made by BPE training give merge results consecutive ids: try the next
+      // id before hashing the joined string.
+      int32_t iab = -1;
+      if (guess >= 0 && static_cast<size_t>(guess) < n && vocab_only[guess]) {
+        const std::string& g = impl->id_to_token[guess];
+        if (g.size() == a.size() + b.size() && g.compare(0, a.size(), a) == 0 &&
+            g.compare(a.size(), b.size(), b) == 0) {
+          iab = guess;
+        }
+      }
+      if (iab < 0) {
+        joined.assign(a);
+        joined.append(b);
+        iab = vocab_id(joined);
+      }
+      guess = iab + 1;
       if (ia < 0 || ib < 0 || iab < 0) {
         return Bad(path, absl::StrCat("merge ", rank, " uses a token missing from the vocab"));
       }
