@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/cpu_gemm.h"
 #include "worker/model/safetensors.h"
 
 namespace r1::model {
@@ -167,6 +168,7 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   m->config_ = cfg;
   m->device_ = device;
   m->dtype_ = dtype;
+  m->cpu_kernels_ = options.cpu_kernels;
   auto w = std::make_unique<Weights>();
   R1_ASSIGN_OR_RETURN(w->checkpoint, Checkpoint::Open(dir));
   const Checkpoint& ck = *w->checkpoint;
@@ -275,6 +277,9 @@ at::Tensor Qwen2Model::ForwardImpl(const StepBatch& batch, KvCache& cache) {
   const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, D = c.head_dim();
   const int64_t I = c.intermediate_size, bs = cache.block_size();
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  auto linear = [&](const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor()) {
+    return cpu_kernels_ ? Linear(x, w, b) : at::linear(x, w, b);
+  };
 
   // Host-side index arithmetic for the whole step.
   std::vector<int64_t> ids(batch.tokens.begin(), batch.tokens.end());
@@ -311,7 +316,7 @@ at::Tensor Qwen2Model::ForwardImpl(const StepBatch& batch, KvCache& cache) {
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const Layer& l = w.layers[li];
     at::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
-    at::Tensor qkv = at::linear(h, l.wqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
+    at::Tensor qkv = linear(h, l.wqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
     at::Tensor q = Rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}), cos, sin);
     at::Tensor k = Rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), cos, sin);
     at::Tensor v = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({T, kvh, D});
@@ -333,16 +338,16 @@ at::Tensor Qwen2Model::ForwardImpl(const StepBatch& batch, KvCache& cache) {
       attn.narrow(0, off, s.num_new).copy_(out);
       off += s.num_new;
     }
-    x.add_(at::linear(attn.view({T, nh * D}), l.wo));
+    x.add_(linear(attn.view({T, nh * D}), l.wo));
     h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-    at::Tensor gu = at::linear(h, l.wgate_up);  // [T, 2I]
+    at::Tensor gu = linear(h, l.wgate_up);  // [T, 2I]
     at::Tensor act = at::silu(gu.narrow(1, 0, I)).mul_(gu.narrow(1, I, I));
-    x.add_(at::linear(act, l.wdown));
+    x.add_(linear(act, l.wdown));
   }
   if (logit_rows.empty()) return at::empty({0, c.vocab_size}, x.options().dtype(at::kFloat));
   at::Tensor last = x.index_select(0, long_tensor(logit_rows));
   last = RmsNorm(last, w.norm, c.rms_norm_eps);
-  return at::linear(last, w.lm_head).to(at::kFloat);
+  return linear(last, w.lm_head).to(at::kFloat);
 }
 
 }  // namespace r1::model

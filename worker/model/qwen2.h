@@ -22,6 +22,9 @@ struct LoadOptions {
   std::string device = "cpu";  // "auto", "cpu", "cuda", "cuda:N"
   std::string dtype = "auto";  // "auto", "bfloat16", "float16", "float32"
   int num_threads = 0;         // CPU threads for libtorch; 0: one per core
+  // bf16 on CPU: use our AVX512-BF16 kernel (cpu_gemm.h) for the linear layers when the CPU has
+  // it; false: libtorch's at::linear (for comparison).
+  bool cpu_kernels = true;
 };
 
 // Parses a --device value; "auto" picks cuda:0 when CUDA is available.
@@ -88,6 +91,7 @@ class Qwen2Model {
   ModelConfig config_;
   at::Device device_{at::kCPU};
   at::ScalarType dtype_ = at::kFloat;
+  bool cpu_kernels_ = true;
   std::shared_ptr<void> keepalive_;  // the mapped checkpoint, when tensors view it
   std::unique_ptr<Weights> weights_;
 };

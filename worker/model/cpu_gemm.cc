@@ -1,0 +1,132 @@
+#include "worker/model/cpu_gemm.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#define R1_HAVE_AVX512BF16_KERNEL 1
+// GCC 12 warns about an uninitialised variable inside its own _mm512_reduce_add_ps when it is
+// inlined here (a false positive in avx512fintrin.h).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+namespace r1::model {
+
+#ifdef R1_HAVE_AVX512BF16_KERNEL
+namespace {
+
+#define R1_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// float -> bf16, round to nearest even (as torch does).
+inline uint16_t ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float FromBf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// NR rows of W (starting at w, row stride K) against MR rows of x (row stride K) over all K:
+// out[m * ldo + r] = dot(x[m], w[r]) (+ bias[r]).
+template <int NR, int MR>
+R1_TARGET inline void MicroKernel(const uint16_t* w, const uint16_t* x, int64_t K, const uint16_t* bias,
+                                  uint16_t* out, int64_t ldo) {
+  __m512 acc[NR][MR];
+  for (int r = 0; r < NR; ++r)
+    for (int m = 0; m < MR; ++m) acc[r][m] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512bh xv[MR];
+    for (int m = 0; m < MR; ++m) xv[m] = (__m512bh)_mm512_loadu_si512(x + m * K + k);
+    for (int r = 0; r < NR; ++r) {
+      __m512bh wv = (__m512bh)_mm512_loadu_si512(w + r * K + k);
+      for (int m = 0; m < MR; ++m) acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xv[m]);
+    }
+  }
+  if (k < K) {  // tail: masked loads read zeros past K
+    __mmask32 mask = static_cast<__mmask32>((1ull << (K - k)) - 1);
+    __m512bh xv[MR];
+    for (int m = 0; m < MR; ++m) xv[m] = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + m * K + k);
+    for (int r = 0; r < NR; ++r) {
+      __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + r * K + k);
+      for (int m = 0; m < MR; ++m) acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xv[m]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    float b = bias ? FromBf16(bias[r]) : 0.f;
+    for (int m = 0; m < MR; ++m) out[m * ldo + r] = ToBf16(_mm512_reduce_add_ps(acc[r][m]) + b);
+  }
+}
+
+// Rows [n0, n1) of W against all M rows of x, in M blocks that stay in L2.
+template <int NR>
+R1_TARGET void RowRange(const uint16_t* w, const uint16_t* x, const uint16_t* bias, uint16_t* y,
+                        int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1) {
+  constexpr int64_t kMBlock = 64;
+  for (int64_t mb = 0; mb < M; mb += kMBlock) {
+    int64_t me = std::min(M, mb + kMBlock);
+    int64_t n = n0;
+    for (; n + NR <= n1; n += NR) {
+      const uint16_t* wr = w + n * K;
+      const uint16_t* br = bias ? bias + n : nullptr;
+      int64_t m = mb;
+      for (; m + 4 <= me; m += 4) MicroKernel<NR, 4>(wr, x + m * K, K, br, y + m * N + n, N);
+      for (; m < me; ++m) MicroKernel<NR, 1>(wr, x + m * K, K, br, y + m * N + n, N);
+    }
+    for (; n < n1; ++n) {
+      const uint16_t* br = bias ? bias + n : nullptr;
+      for (int64_t m = mb; m < me; ++m) MicroKernel<1, 1>(w + n * K, x + m * K, K, br, y + m * N + n, N);
+    }
+  }
+}
+
+}  // namespace
+
+bool CpuGemmAvailable() {
+  static const bool ok = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+  return ok;
+}
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!CpuGemmAvailable() || !x.device().is_cpu() || x.scalar_type() != at::kBFloat16 ||
+      w.scalar_type() != at::kBFloat16 || x.dim() != 2 || !w.is_contiguous() ||
+      (b.defined() && (b.scalar_type() != at::kBFloat16 || !b.is_contiguous()))) {
+    return at::linear(x, w, b);
+  }
+  at::Tensor xc = x.contiguous();
+  const int64_t M = xc.size(0), K = xc.size(1), N = w.size(0);
+  TORCH_CHECK(w.size(1) == K, "Linear: x is [", M, ", ", K, "] but w is [", N, ", ", w.size(1), "]");
+  at::Tensor y = at::empty({M, N}, xc.options());
+  const auto* xp = reinterpret_cast<const uint16_t*>(xc.data_ptr());
+  const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
+  const auto* bp = b.defined() ? reinterpret_cast<const uint16_t*>(b.data_ptr()) : nullptr;
+  auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
+  // Threads split the rows of W, so each weight is read by one thread, once.
+  constexpr int64_t NR = 4;
+  const int64_t groups = (N + NR - 1) / NR;
+  at::parallel_for(0, groups, 16, [&](int64_t g0, int64_t g1) {
+    RowRange<NR>(wp, xp, bp, yp, M, N, K, g0 * NR, std::min(N, g1 * NR));
+  });
+  return y;
+}
+
+#else  // no AVX512-BF16 kernel in this build
+
+bool CpuGemmAvailable() { return false; }
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return at::linear(x, w, b);
+}
+
+#endif
+
+}  // namespace r1::model

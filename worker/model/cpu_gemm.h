@@ -1,0 +1,21 @@
+// y = x · Wᵀ (+ b) for bfloat16 on x86 CPUs with AVX512-BF16, the linear layers' hot path.
+//
+// libtorch 1.13's CPU bf16 linear reads the weights at a few GB/s when the batch is small; a
+// decode step is a pass over every weight, so it must run at memory bandwidth. This kernel
+// keeps the Hugging Face layout (W is [N, K], row-major, so mmap'd weights need no repacking),
+// takes NR rows of W against MR rows of x with float32 accumulators (vdpbf16ps), and reads
+// each weight once per call whatever the batch size.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace r1::model {
+
+// True when this CPU has AVX512-BF16 (and the kernel was compiled in).
+bool CpuGemmAvailable();
+
+// at::linear(x, w, b) for bf16 CPU tensors; x: [M, K], w: [N, K], b: [N] or undefined.
+// Returns [M, N] bf16. Falls back to at::linear when the kernel does not apply.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor());
+
+}  // namespace r1::model
