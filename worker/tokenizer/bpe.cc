@@ -1,7 +1,7 @@
 #include "worker/tokenizer/bpe.h"
 
 #include <atomic>
-#include <queue>
+#include <algorithm>
 #include <string>
 
 namespace r1::tokenizer {
@@ -10,7 +10,7 @@ namespace {
 std::atomic<uint64_t> next_serial{1};
 
 constexpr size_t kCacheMaxWordBytes = 128;
-constexpr size_t kCacheMaxEntries = 1 << 17;
+constexpr size_t kCacheMaxEntries = 1 << 15;  // per thread: a few MB at most
 constexpr size_t kSmallWord = 64;  // up to this many symbols: the simple quadratic merge
 
 struct WordCache {
@@ -158,52 +158,53 @@ void BpeModel::MergeSmall(std::vector<int32_t>& sym, std::vector<int32_t>* out) 
   out->insert(out->end(), sym.begin(), sym.begin() + m);
 }
 
-// Linked symbols and a heap of candidate merges, as Hugging Face's Word::merge_all.
+// Linked symbols and a heap of candidate merges, as Hugging Face's Word::merge_all. A candidate
+// records the pair it was made for; it is stale when either symbol has changed since.
 void BpeModel::MergeLarge(std::vector<int32_t>& sym, std::vector<int32_t>* out) const {
   const int n = static_cast<int>(sym.size());
-  thread_local std::vector<int> prev, next;
-  thread_local std::vector<uint8_t> alive;
-  prev.resize(n);
+  struct Cand {
+    uint32_t rank;
+    int pos;
+    int32_t left, right, merged;
+  };
+  // Lowest rank first, then leftmost.
+  auto later = [](const Cand& a, const Cand& b) {
+    return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
+  };
+  thread_local std::vector<int> next, prev;
+  thread_local std::vector<Cand> heap;
   next.resize(n);
-  alive.assign(n, 1);
+  prev.resize(n);
+  heap.clear();
   for (int i = 0; i < n; ++i) {
     prev[i] = i - 1;
     next[i] = i + 1 < n ? i + 1 : -1;
   }
-  struct Cand {
-    uint32_t rank;
-    int pos;
-    int32_t merged;
-    bool operator>(const Cand& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
+  for (int i = 0; i + 1 < n; ++i) {
+    if (const Merge* mg = FindMerge(sym[i], sym[i + 1])) {
+      heap.push_back({mg->rank, i, sym[i], sym[i + 1], mg->merged});
+    }
+  }
+  std::make_heap(heap.begin(), heap.end(), later);
+  auto push = [&](int l, int r) {
+    if (const Merge* mg = FindMerge(sym[l], sym[r])) {
+      heap.push_back({mg->rank, l, sym[l], sym[r], mg->merged});
+      std::push_heap(heap.begin(), heap.end(), later);
     }
   };
-  thread_local std::vector<Cand> storage;
-  storage.clear();
-  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap(std::greater<Cand>(),
-                                                                       std::move(storage));
-  for (int i = 0; i + 1 < n; ++i) {
-    if (const Merge* mg = FindMerge(sym[i], sym[i + 1])) heap.push({mg->rank, i, mg->merged});
-  }
   while (!heap.empty()) {
-    Cand c = heap.top();
-    heap.pop();
-    if (!alive[c.pos] || next[c.pos] < 0) continue;
+    std::pop_heap(heap.begin(), heap.end(), later);
+    Cand c = heap.back();
+    heap.pop_back();
     int r = next[c.pos];
-    const Merge* mg = FindMerge(sym[c.pos], sym[r]);
-    if (!mg || mg->merged != c.merged || mg->rank != c.rank) continue;
+    // prev[pos] == -2 marks a symbol merged into its left neighbour.
+    if (prev[c.pos] == -2 || r < 0 || sym[c.pos] != c.left || sym[r] != c.right) continue;
     sym[c.pos] = c.merged;
-    alive[r] = 0;
+    prev[r] = -2;
     next[c.pos] = next[r];
     if (next[r] >= 0) prev[next[r]] = c.pos;
-    if (prev[c.pos] >= 0) {
-      int l = prev[c.pos];
-      if (const Merge* m2 = FindMerge(sym[l], sym[c.pos])) heap.push({m2->rank, l, m2->merged});
-    }
-    if (next[c.pos] >= 0) {
-      if (const Merge* m2 = FindMerge(sym[c.pos], sym[next[c.pos]]))
-        heap.push({m2->rank, c.pos, m2->merged});
-    }
+    if (prev[c.pos] >= 0) push(prev[c.pos], c.pos);
+    if (next[c.pos] >= 0) push(c.pos, next[c.pos]);
   }
   for (int i = 0; i >= 0; i = next[i]) out->push_back(sym[i]);
 }
