@@ -64,6 +64,21 @@ void Session::OnHeader(beast::error_code ec) {
   first_request_ = false;
   if (parser_->is_done()) return Dispatch();
   stream_.expires_after(options_.body_timeout);
+  auto expect = parser_->get()[bhttp::field::expect];
+  if (beast::iequals(expect, "100-continue")) {
+    // curl sends this for bodies over 1 KiB and would otherwise wait a second.
+    static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(stream_, net::buffer(kContinue, sizeof kContinue - 1),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->Close();
+                       self->ReadBody();
+                     });
+    return;
+  }
+  ReadBody();
+}
+
+void Session::ReadBody() {
   bhttp::async_read(stream_, buffer_, *parser_,
                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
 }

@@ -77,6 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader();
   void OnHeader(beast::error_code ec);
+  void ReadBody();
   void OnBody(beast::error_code ec);
   void Dispatch();
   void FailRead(beast::error_code ec, bool header_done);

@@ -126,3 +126,13 @@ test('SSE framing over curl: chunked events, [DONE] last, keep-alive reuse', asy
   const two = await curl(['-o', '/dev/null', '-w', '%{num_connects}\n', `${g.url}/healthz`, '-o', '/dev/null', `${g.url}/healthz`]);
   assert.deepEqual(two.stdout.trim().split('\n'), ['1', '0']);
 });
+
+test('workers found through DNS (--workers-dns NAME:PORT)', async () => {
+  const gd = await startGateway([], ['--workers', '', '--workers-dns', `localhost:${w1.port}`, '--dns-refresh', '0.2']);
+  try {
+    await waitReady(gd, 1);
+    const r = await postJson(`${gd.url}/v1/completions`, { model: 'm', prompt: 'x', max_tokens: 2 });
+    assert.equal(r.status, 200);
+    assert.equal(r.json.choices[0].text, 'a-0 a-1 ');
+  } finally { await stop(gd); }
+});

@@ -158,3 +158,25 @@ test('503 with Retry-After when every breaker is open, and when no worker is up'
   assert.equal((await fetch(`${g2.url}/healthz`)).status, 200);
   await stop(g2);
 });
+
+test('connections over --max-connections are refused with 503', async () => {
+  const g3 = await startGateway([w], ['--max-connections', '2']);
+  await waitReady(g3);
+  // waitReady's fetch keeps one connection open; hold one more, the third is refused.
+  const open = (p) => new Promise((resolve) => { const s = net.connect(p, '127.0.0.1', () => resolve(s)); });
+  const extra = [await open(g3.port)];
+  await sleep(100);
+  const r = await curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', `${g3.url}/healthz`]);
+  assert.equal(r.stdout, '503');
+  for (const s of extra) s.destroy();
+  await stop(g3);
+});
+
+test('Expect: 100-continue is answered at once', async () => {
+  const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(3000) }] });
+  const t0 = Date.now();
+  const r = await curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'content-type: application/json',
+    '-d', body, `${g.url}/v1/chat/completions`]);
+  assert.equal(r.stdout, '200');
+  assert.ok(Date.now() - t0 < 900, `took ${Date.now() - t0} ms (curl waits 1 s without 100 Continue)`);
+});

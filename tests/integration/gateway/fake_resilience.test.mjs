@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nodeRequire, startFakeWorker, startGateway, waitReady, postJson, sseEvents, sleep, stop, metric, waitFor, getLoad } from './harness.mjs';
+import { nodeRequire, readStream, startFakeWorker, startGateway, waitReady, postJson, sseEvents, sleep, stop, metric, waitFor, getLoad } from './harness.mjs';
 
 const OpenAI = nodeRequire('openai').default;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'r1gw-'));
@@ -65,26 +65,9 @@ test('kill -9 of a worker mid-load: every request that had no token yet succeeds
   const c = await worker(['--name', 'c']);
   const g = await gateway([a, b, c], ['--breaker-cooldown-ms', '60000']);
   let killedAt = Infinity;
-  async function one(i) {
-    // Half of the requests wait before their first token, so some are tokenless at the kill.
-    const content = `@tokens=15 @interval=40 ${i % 2 ? '@first_delay=700' : ''}`;
-    const r = await fetch(`${g.url}/v1/chat/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chat(content, { stream: true })) });
-    assert.equal(r.status, 200);
-    const reader = r.body.getReader();
-    const dec = new TextDecoder();
-    let text = '', firstAt = null;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (firstAt === null) firstAt = Date.now();
-      text += dec.decode(value, { stream: true });
-    }
-    const events = sseEvents(text);
-    const ok = events.at(-2).includes('"finish_reason":"stop"');
-    return { firstAt, ok, text };
-  }
+  // Half of the requests wait before their first token, so some are tokenless at the kill.
+  const one = (i) => readStream(`${g.url}/v1/chat/completions`,
+    chat(`@tokens=15 @interval=40 ${i % 2 ? '@first_delay=700' : ''}`, { stream: true }), 'stop');
   const all = [];
   for (let i = 0; i < 18; i++) all.push(one(i));
   await sleep(300);

@@ -134,3 +134,22 @@ export function sseEvents(text) {
     return b.slice(6);
   });
 }
+
+// POSTs a streamed request and reads it to the end; resolves the arrival time of the first
+// bytes, whether the stream ended with `finish` as its finish reason, and the raw text.
+export async function readStream(url, body, finish) {
+  const r = await fetch(url, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (r.status !== 200) throw new Error(`status ${r.status}`);
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let text = '', firstAt = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    if (firstAt === null) firstAt = Date.now();
+    text += dec.decode(value, { stream: true });
+  }
+  const events = sseEvents(text);
+  return { firstAt, ok: events.at(-2).includes(`"finish_reason":"${finish}"`), text };
+}

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { nodeRequire, startProcess, startGateway, waitReady, postJson, sseEvents, curl, sleep, stop, metric, waitFor } from './harness.mjs';
+import { nodeRequire, readStream, startProcess, startGateway, waitReady, postJson, sseEvents, curl, sleep, stop, metric, waitFor } from './harness.mjs';
 
 const OpenAI = nodeRequire('openai').default;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'r1gw-real-'));
@@ -101,23 +101,8 @@ test('kill -9 of a real worker under load: requests without a token yet still su
   for (let i = 0; i < 3; i++) ws.push(await realWorker(['--max-running', '2']));
   const g = await gateway(ws, ['--breaker-cooldown-ms', '60000']);
   let killedAt = Infinity;
-  async function one() {
-    const r = await fetch(`${g.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'model', prompt: 'Tell me a story', max_tokens: 80, ignore_eos: true, stream: true }) });
-    assert.equal(r.status, 200);
-    const reader = r.body.getReader();
-    const dec = new TextDecoder();
-    let text = '', firstAt = null;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (firstAt === null) firstAt = Date.now();
-      text += dec.decode(value, { stream: true });
-    }
-    const events = sseEvents(text);
-    return { firstAt, ok: events.at(-2).includes('"finish_reason":"length"'), text };
-  }
+  const one = () => readStream(`${g.url}/v1/completions`,
+    { model: 'model', prompt: 'Tell me a story', max_tokens: 80, ignore_eos: true, stream: true }, 'length');
   const all = [];
   for (let i = 0; i < 12; i++) all.push(one());
   await waitFor(async () => (await metric(g, 'r1_gateway_active_streams')) === 12, '12 streams');
