@@ -84,6 +84,12 @@ int main(int argc, char** argv) {
     if (!r1::gw::http::ParseHostPort(w, &host, &port).ok() || port == 0)
       flags.Fail("bad worker address '" + w + "' (want HOST:PORT)");
   }
+  {
+    std::string host;
+    int port;
+    absl::Status ls = r1::gw::http::ParseHostPort(*listen, &host, &port);
+    if (!ls.ok()) flags.Fail("--listen: " + std::string(ls.message()));
+  }
   popts.dns_name = *workers_dns;
   popts.dns_refresh_s = *dns_refresh;
   popts.health_interval_ms = static_cast<int>(*health_interval);
