@@ -35,7 +35,7 @@ WordCache& Cache() {
 
 void MergeTable::Reserve(size_t n) {
   size_t cap = 16;
-  while (cap < n * 2) cap <<= 1;
+  while (cap * 3 < n * 4) cap <<= 1;  // load factor at most 3/4
   if (cap <= slots_.size()) return;
   std::vector<Entry> old = std::move(slots_);
   slots_.assign(cap, Entry{kEmpty, 0, 0});
@@ -48,7 +48,7 @@ void MergeTable::Reserve(size_t n) {
 }
 
 void MergeTable::InsertOrAssign(uint64_t key, uint32_t rank, int32_t merged) {
-  if ((size_ + 1) * 2 > slots_.size()) Reserve(size_ + 1);
+  if ((size_ + 1) * 4 > slots_.size() * 3) Reserve((size_ + 1) * 2);
   for (size_t i = Slot(key);; i = (i + 1) & mask_) {
     Entry& e = slots_[i];
     if (e.key == kEmpty) {

@@ -17,6 +17,7 @@
 #include "worker/tokenizer/bpe.h"
 #include "worker/tokenizer/nfc.h"
 #include "worker/tokenizer/regex_split.h"
+#include "worker/tokenizer/tokenizer_json.h"
 #include "worker/tokenizer/utf8.h"
 
 namespace r1::tokenizer {
@@ -155,14 +156,10 @@ struct Tokenizer::Impl {
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
   R1_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   const std::string_view text = file->view();
-  json::monotonic_resource mr(text.size() * 2);
-  json::parse_options opts;
-  opts.max_depth = 64;
-  boost::system::error_code ec;
-  json::value root = json::parse(json::string_view(text.data(), text.size()), ec, &mr, opts);
-  if (ec) return Bad(path, absl::StrCat("not valid JSON: ", ec.message()));
-  if (!root.is_object()) return Bad(path, "not a JSON object");
-  const json::object& top = root.as_object();
+  TokenizerJson doc;
+  if (absl::Status s = ParseTokenizerJson(text, &doc); !s.ok()) return Bad(path, s.message());
+  if (!doc.rest.is_object()) return Bad(path, "not a JSON object");
+  const json::object& top = doc.rest.as_object();
 
   auto impl = std::make_unique<Impl>();
 
@@ -182,18 +179,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
       return Bad(path, absl::StrCat("BPE ", k, " is not supported"));
     }
   }
-  const json::value* vocab_v = Field(model, "vocab");
-  if (!vocab_v || !vocab_v->is_object()) return Bad(path, "model has no \"vocab\" object");
-  const json::object& vocab = vocab_v->as_object();
+  if (!doc.has_vocab) return Bad(path, "model has no \"vocab\" object");
+  const auto& vocab = doc.vocab;
   const json::value* added_v = Field(top, "added_tokens");
   if (added_v && !added_v->is_array()) return Bad(path, "\"added_tokens\" is not an array");
 
   int64_t max_id = -1;
-  for (const auto& kv : vocab) {
-    if (!kv.value().is_int64() || kv.value().as_int64() < 0 || kv.value().as_int64() > INT32_MAX) {
-      return Bad(path, absl::StrCat("vocab entry \"", std::string(kv.key()), "\" has a bad id"));
+  for (const auto& e : vocab) {
+    if (e.id < 0 || e.id > INT32_MAX) {
+      return Bad(path, absl::StrCat("vocab entry \"", AV(doc.Text(e.off, e.len)), "\" has a bad id"));
     }
-    max_id = std::max(max_id, kv.value().as_int64());
+    max_id = std::max(max_id, e.id);
   }
   std::vector<AddedToken> added;
   if (added_v) {
@@ -225,10 +221,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   impl->id_to_token.resize(n);
   impl->known.assign(n, 0);
   impl->special.assign(n, 0);
-  for (const auto& kv : vocab) {
-    size_t id = static_cast<size_t>(kv.value().as_int64());
-    impl->id_to_token[id].assign(kv.key().data(), kv.key().size());
-    impl->known[id] = 1;
+  for (const auto& e : vocab) {
+    impl->id_to_token[e.id].assign(doc.arena.data() + e.off, e.len);
+    impl->known[e.id] = 1;
   }
   // Ids whose text is a model vocabulary token (not replaced by an added token).
   std::vector<uint8_t> vocab_only = impl->known;
@@ -249,9 +244,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     pure[id] = ByteLevelDecodeToken(impl->id_to_token[id], &impl->bytes);
   }
   impl->bytes_off[n] = static_cast<uint32_t>(impl->bytes.size());
-  for (const auto& kv : vocab) {
-    int32_t id = static_cast<int32_t>(kv.value().as_int64());
-    impl->token_to_id.emplace(std::string_view(impl->id_to_token[id]), id);
+  for (const auto& e : vocab) {
+    impl->token_to_id.emplace(std::string_view(impl->id_to_token[e.id]), static_cast<int32_t>(e.id));
   }
   // Merges and single bytes refer to the model vocabulary only (added tokens come later).
   auto vocab_id = [&](std::string_view tok) -> int32_t {
@@ -269,34 +263,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     int32_t id = vocab_id(std::string_view(unk->as_string().data(), unk->as_string().size()));
     if (id >= 0) impl->bpe.SetUnkId(id);
   }
-  // Merges: "a b" strings or ["a", "b"] pairs.
-  const json::value* merges_v = Field(model, "merges");
-  if (merges_v && !merges_v->is_array()) return Bad(path, "model \"merges\" is not an array");
-  if (merges_v) {
-    const json::array& merges = merges_v->as_array();
-    impl->bpe.ReserveMerges(merges.size());
+  // Merges: "a b" strings or ["a", "b"] pairs (split by the parser).
+  if (Field(model, "merges") && !doc.has_merges) {
+    return Bad(path, "model \"merges\" is not an array");
+  }
+  {
+    impl->bpe.ReserveMerges(doc.merges.size());
     std::string joined;
     uint32_t rank = 0;
     int32_t guess = -1;
-    for (const json::value& m : merges) {
-      std::string_view a, b;
-      if (m.is_string()) {
-        std::string_view s(m.as_string().data(), m.as_string().size());
-        size_t sp = s.find(' ');
-        if (sp == std::string_view::npos) {
-          return Bad(path, absl::StrCat("merge ", rank, " \"", AV(s), "\" is not two tokens"));
-        }
-        a = s.substr(0, sp);
-        b = s.substr(sp + 1);
-      } else if (m.is_array() && m.as_array().size() == 2 && m.as_array()[0].is_string() &&
-                 m.as_array()[1].is_string()) {
-        const auto& x = m.as_array()[0].as_string();
-        const auto& y = m.as_array()[1].as_string();
-        a = std::string_view(x.data(), x.size());
-        b = std::string_view(y.data(), y.size());
-      } else {
-        return Bad(path, absl::StrCat("merge ", rank, " is neither \"a b\" nor [\"a\", \"b\"]"));
-      }
+    for (const auto& m : doc.merges) {
+      std::string_view a = doc.Text(m.a_off, m.a_len), b = doc.Text(m.b_off, m.b_len);
       int32_t ia = vocab_id(a), ib = vocab_id(b);
       // Vocabularies made by BPE training give merge results consecutive ids: try the next
       // id before hashing the joined string.
@@ -327,8 +304,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   }
   if (GetBool(model, "ignore_merges", false)) {
     absl::flat_hash_map<std::string_view, int32_t> whole;
-    for (const auto& kv : vocab) {
-      int32_t id = static_cast<int32_t>(kv.value().as_int64());
+    for (const auto& e : vocab) {
+      int32_t id = static_cast<int32_t>(e.id);
       if (!pure[id]) continue;
       whole.emplace(std::string_view(impl->bytes.data() + impl->bytes_off[id],
                                      impl->bytes_off[id + 1] - impl->bytes_off[id]),
