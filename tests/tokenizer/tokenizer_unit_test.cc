@@ -200,3 +200,42 @@ TEST(Encode, LongPathologicalInputs) {
 
 }  // namespace
 }  // namespace r1::tokenizer::testing
+
+namespace r1::tokenizer::testing {
+namespace {
+
+TEST(Load, StreamingParserErrors) {
+  std::string base = TinyTokenizerJson(false, "");
+  std::string bad_id = base;
+  bad_id.replace(bad_id.find("\"b\":1"), 5, "\"b\":\"one\"");
+  auto r1 = Tokenizer::FromFile(WriteTemp(bad_id));
+  ASSERT_FALSE(r1.ok());
+  EXPECT_NE(r1.status().message().find("vocab"), absl::string_view::npos) << r1.status();
+
+  std::string merges_not_array = base;
+  size_t m = merges_not_array.find("\"merges\":");
+  merges_not_array.replace(m, merges_not_array.find(']', m) + 1 - m, "\"merges\":\"a b\"");
+  auto r2 = Tokenizer::FromFile(WriteTemp(merges_not_array));
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("merges"), absl::string_view::npos) << r2.status();
+
+  std::string bad_pair = TinyTokenizerJson(true, "");
+  bad_pair.replace(bad_pair.find(R"(["ab","c"])"), 10, R"(["ab"])");
+  auto r3 = Tokenizer::FromFile(WriteTemp(bad_pair));
+  ASSERT_FALSE(r3.ok());
+  EXPECT_NE(r3.status().message().find("merge 1"), absl::string_view::npos) << r3.status();
+
+  auto r4 = Tokenizer::FromFile(WriteTemp(base + "  trailing"));
+  ASSERT_FALSE(r4.ok());
+  EXPECT_NE(r4.status().message().find("JSON"), absl::string_view::npos) << r4.status();
+
+  // Escaped keys and merge strings are unescaped.
+  std::string escaped = base;
+  escaped.replace(escaped.find("\"x\":9"), 5, "\"\\u0078\":9");
+  auto r5 = Tokenizer::FromFile(WriteTemp(escaped));
+  ASSERT_TRUE(r5.ok()) << r5.status();
+  EXPECT_EQ((*r5)->TokenToId("x"), 9);
+}
+
+}  // namespace
+}  // namespace r1::tokenizer::testing
