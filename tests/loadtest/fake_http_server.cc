@@ -121,7 +121,11 @@ void FakeHttpServer::Serve(tcp::socket socket) {
   }
   bool chat = req.target() == "/v1/chat/completions";
 
-  if (b.kind == FakeBehaviour::kHang) Sleep(b.hang_ms);
+  if (b.kind == FakeBehaviour::kHang) {
+    // In small steps, so that the destructor need not wait the whole hang out.
+    for (int waited = 0; waited < b.hang_ms && !stop_; waited += 20) Sleep(20);
+    if (stop_) return;
+  }
   if (b.kind == FakeBehaviour::kHttpError) {
     std::string err = "{\"error\":{\"message\":\"fake failure " + std::to_string(b.http_status) +
                       "\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";

@@ -3,9 +3,12 @@
 // and the r1-loadtest program itself (--json, exit codes).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include <boost/json.hpp>
 
@@ -37,8 +40,8 @@ LevelReport RunOne(const Options& o, Level level) {
 
 TEST(HttpLoad, PercentilesFollowInjectedDelays) {
   // One request in five waits 300 ms for its first token, the rest 40 ms; tokens come 10 ms
-  // apart. Sleeps are never shorter than asked, so lower bounds are exact; upper bounds
-  // leave room for a busy machine.
+  // apart. Sleeps are never shorter than asked, so lower bounds are exact; the other checks
+  // compare the two groups, or leave room for a busy machine.
   FakeHttpServer server([](int k) {
     FakeBehaviour b;
     b.first_token_ms = k % 5 == 0 ? 300 : 40;
@@ -57,13 +60,13 @@ TEST(HttpLoad, PercentilesFollowInjectedDelays) {
   EXPECT_EQ(r.prompt_tokens, 700);
   EXPECT_EQ(r.ttft_ms.count, 100u);
   EXPECT_GE(r.ttft_ms.p50, 40);
-  EXPECT_LT(r.ttft_ms.p50, 200);
   EXPECT_GE(r.ttft_ms.p90, 300);
-  EXPECT_LT(r.ttft_ms.p90, 800);
   EXPECT_GE(r.ttft_ms.p99, 300);
+  // A busy machine delays both groups alike: the median stays with the fast group.
+  EXPECT_LT(r.ttft_ms.p50, r.ttft_ms.p90 - 150);
   EXPECT_EQ(r.itl_ms.count, 400u);  // 4 gaps in each of 100 streams
   EXPECT_GE(r.itl_ms.p50, 9);       // gaps are measured on arrival: a little jitter each way
-  EXPECT_LT(r.itl_ms.p50, 100);
+  EXPECT_LT(r.itl_ms.p50, 250);
   EXPECT_GE(r.e2e_ms.p50, 40 + 4 * 10);
   EXPECT_GE(r.e2e_ms.p99, 300 + 4 * 10);
   EXPECT_GT(r.requests_per_s, 0);
@@ -86,7 +89,7 @@ TEST(HttpLoad, ClassifiesErrorsByKind) {
       case 3: b.kind = FakeBehaviour::kErrorEvent; break;
       case 4: b.kind = FakeBehaviour::kCloseEarly; b.chunked = false; break;
       case 5: b.kind = FakeBehaviour::kBadJson; break;
-      case 6: b.kind = FakeBehaviour::kHang; b.hang_ms = 1500; break;
+      case 6: b.kind = FakeBehaviour::kHang; b.hang_ms = 4000; break;
       case 7: b.kind = FakeBehaviour::kCloseEarly; b.chunked = true; break;
       default: break;
     }
@@ -94,7 +97,7 @@ TEST(HttpLoad, ClassifiesErrorsByKind) {
   });
   Options o = BaseOptions(server.url());
   o.requests = 50;
-  o.timeout_s = 0.5;
+  o.timeout_s = 1.5;  // the others end in milliseconds; the hanging ones need 4 s
   LevelReport r = RunOne(o, Level{5, 0});
   EXPECT_EQ(r.sent, 50);
   EXPECT_EQ(r.succeeded, 15);
@@ -220,6 +223,28 @@ TEST(LoadtestProgram, JsonReportAgainstTheFake) {
     EXPECT_GT(run.at("ttft_ms").at("p50").to_number<double>(), 0);
   }
   EXPECT_EQ(v.at("prompt_len").as_string(), "uniform:2:9");
+}
+
+TEST(LoadtestProgram, PlotsLatencyVersusLoadWithGnuplot) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "gnuplot is not installed (apt-get install gnuplot-nox)";
+  }
+  FakeHttpServer server([](int) { return FakeBehaviour{}; });
+  std::string png = ::testing::TempDir() + "/r1-loadtest-plot-" + std::to_string(getpid()) + ".png";
+  std::string out;
+  ASSERT_EQ(RunCommand(Binary() + " --target " + server.url() + " --requests 6 --concurrency 1,3 "
+                           "--output-len 2 --plot " + png + " 2>&1", &out), 0) << out;
+  std::ifstream f(png, std::ios::binary);
+  char magic[8] = {};
+  f.read(magic, 8);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  std::ifstream dat(png + ".dat");
+  std::string line;
+  int rows = 0;
+  while (std::getline(dat, line)) rows += !line.empty() && line[0] != '#';
+  EXPECT_EQ(rows, 2);  // one point per level
+  std::remove(png.c_str());
+  std::remove((png + ".dat").c_str());
 }
 
 TEST(LoadtestProgram, BadFlagsAndDeadTargets) {

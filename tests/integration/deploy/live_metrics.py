@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -143,14 +144,15 @@ def main():
                                    "--kv-cache-memory", str(64 << 20), "--drain-timeout", "2"],
                                   stdout=wlog, stderr=subprocess.STDOUT)
         procs.append((worker, "r1-worker"))
-        # A second worker that refuses everything (--max-waiting 0: RESOURCE_EXHAUSTED), so
-        # that the gateway retries and r1_gateway_retries_total gets a series.
+        # A second worker with room for one running and one waiting sequence: bursts of
+        # concurrent requests overflow it (RESOURCE_EXHAUSTED), the gateway retries them on the
+        # first worker, and r1_gateway_retries_total gets a series.
         full_port = free_port()
         flog = open(os.path.join(tmp, "worker-full.log"), "w")
         full = subprocess.Popen([worker_bin, "--model", model, "--listen", f"127.0.0.1:{full_port}",
-                                 "--device", "cpu", "--kv-cache-memory", str(16 << 20), "--max-waiting", "0",
-                                 "--drain-timeout", "1"], stdout=flog, stderr=subprocess.STDOUT)
-        procs.append((full, "r1-worker (--max-waiting 0)"))
+                                 "--device", "cpu", "--kv-cache-memory", str(16 << 20), "--max-running", "1",
+                                 "--max-waiting", "1", "--drain-timeout", "1"], stdout=flog, stderr=subprocess.STDOUT)
+        procs.append((full, "r1-worker (--max-running 1 --max-waiting 1)"))
         glog = open(os.path.join(tmp, "gateway.log"), "w")
         gateway = subprocess.Popen([gateway_bin, "--listen", f"127.0.0.1:{http_port}",
                                     "--workers", f"127.0.0.1:{grpc_port},127.0.0.1:{full_port}",
@@ -178,15 +180,23 @@ def main():
         status, _ = http("POST", f"{gw}/v1/completions", b'{"prompt":"' + b"x" * 70000 + b'"}', hdr)
         check(status == 413, f"a body over --max-body-bytes gives 413, got {status}")
 
-        # Requests until one met the refusing worker first and was retried on the other.
+        # Bursts of concurrent requests until one overflowed the small worker and was retried.
         retried = False
-        for _ in range(40):
-            status, body = http("POST", f"{gw}/v1/completions", comp, hdr)
-            check(status == 200, f"completion with a retry: {status} {body[:200]}")
+        burst = json.dumps({"model": "tiny", "prompt": "one two three", "max_tokens": 48,
+                            "stream": True}).encode()
+        for _ in range(8):
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(
+                http("POST", f"{gw}/v1/completions", burst, hdr)[0])) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            check(results == [200] * 12, f"a burst of 12 streams all succeed (retries included): {results}")
             if re.search(r"r1_gateway_retries_total\{", http("GET", f"{gw}/metrics")[1]):
                 retried = True
                 break
-        check(retried, "the gateway retried a request the refusing worker turned down")
+        check(retried, "the gateway retried a request the small worker turned down")
 
         # r1-loadtest against the real stack, over HTTP and over gRPC.
         if os.access(loadtest_bin, os.X_OK):
