@@ -27,8 +27,12 @@ std::string RandomId(Random* random) {
   return s;
 }
 
-void BuildProto(const GenParams& p, const std::string& id, r1serve::v1::GenerateRequest* r) {
-  r->set_request_id(id);
+// The Generate request of choice `k` (of n) for prompt `prompt` (completions) or the chat.
+void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string& id,
+                r1serve::v1::GenerateRequest* r) {
+  r->set_request_id(p.n * (p.kind == ApiKind::kChat ? 1 : p.prompts.size()) > 1
+                        ? id + "-" + std::to_string(prompt * p.n + k)
+                        : id);
   if (p.kind == ApiKind::kChat) {
     auto* chat = r->mutable_chat();
     for (const ChatTurn& t : p.messages) {
@@ -36,11 +40,11 @@ void BuildProto(const GenParams& p, const std::string& id, r1serve::v1::Generate
       m->set_role(t.role);
       m->set_content(t.content);
     }
-  } else if (p.prompt) {
-    r->set_text(*p.prompt);
+  } else if (p.prompts[prompt].text) {
+    r->set_text(*p.prompts[prompt].text);
   } else {
     auto* ids = r->mutable_token_ids();
-    for (int32_t id : p.prompt_ids) ids->add_ids(id);
+    for (int32_t t : p.prompts[prompt].ids) ids->add_ids(t);
   }
   auto* s = r->mutable_sampling();
   s->set_temperature(static_cast<float>(p.temperature));
@@ -50,10 +54,11 @@ void BuildProto(const GenParams& p, const std::string& id, r1serve::v1::Generate
   s->set_repetition_penalty(static_cast<float>(p.repetition_penalty));
   s->set_presence_penalty(static_cast<float>(p.presence_penalty));
   s->set_frequency_penalty(static_cast<float>(p.frequency_penalty));
-  if (p.seed) s->set_seed(*p.seed);
+  // With a seed, the n choices of one prompt differ but stay repeatable.
+  if (p.seed) s->set_seed(*p.seed + k);
   r->set_max_tokens(p.max_tokens);
   for (const std::string& stop : p.stop) r->add_stop(stop);
-  for (int32_t id : p.stop_token_ids) r->add_stop_token_ids(id);
+  for (int32_t t : p.stop_token_ids) r->add_stop_token_ids(t);
   r->set_ignore_eos(p.ignore_eos);
   r->set_logprobs(p.logprobs);
   r->set_top_logprobs(p.top_logprobs);
@@ -69,15 +74,20 @@ bool WorkerFault(int code) {
 
 }  // namespace
 
+void Exchange::Choice::ResetOutput() {
+  got_first = false;
+  splitter = ReasoningSplitter(splitter.enabled());
+  text.clear();
+  logprobs.clear();
+  text_offset = 0;
+  finish = r1serve::v1::FINISH_REASON_UNSPECIFIED;
+  error_message.clear();
+  usage = {};
+}
+
 Exchange::Exchange(GatewayContext* ctx, std::shared_ptr<http::Session> session, GenParams params,
                    std::string route)
-    : ctx_(ctx),
-      session_(std::move(session)),
-      params_(std::move(params)),
-      route_(std::move(route)),
-      backoff_(ctx->options.retry_base_ms, ctx->options.retry_cap_ms, ctx->random),
-      timer_(session_->executor()),
-      splitter_(params_.kind == ApiKind::kChat && ctx->options.reasoning_split) {}
+    : ctx_(ctx), session_(std::move(session)), params_(std::move(params)), route_(std::move(route)) {}
 
 Exchange::~Exchange() = default;
 
@@ -91,61 +101,55 @@ void Exchange::Start() {
   meta_.created = static_cast<int64_t>(std::time(nullptr));
   meta_.model = params_.model;
   meta_.include_usage = params_.stream && params_.include_usage;
-  BuildProto(params_, meta_.id, &proto_);
+  const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
+  const size_t prompts = params_.kind == ApiKind::kChat ? 1 : params_.prompts.size();
+  for (size_t p = 0; p < prompts; ++p) {
+    for (uint32_t k = 0; k < params_.n; ++k) {
+      auto c = std::make_unique<Choice>(static_cast<int>(choices_.size()), ctx_,
+                                        session_->executor(), split);
+      BuildProto(params_, p, k, meta_.id, &c->proto);
+      choices_.push_back(std::move(c));
+    }
+  }
   session_->SetCancelHandler([self = shared_from_this()] { self->OnClientGone(); });
-  Attempt();
+  for (auto& c : choices_) Attempt(*c);
 }
 
-void Exchange::Attempt() {
+void Exchange::Attempt(Choice& c) {
   if (done_) return;
-  worker_ = ctx_->pool->Pick(tried_);
-  if (!worker_) {
-    if (last_failure_) {
-      FailBeforeFirstByte(last_failure_->error_code(), last_failure_->error_message());
-    } else if (ctx_->pool->AllBreakersOpen()) {
-      ctx_->metrics->Rejected("no_worker");
-      SendError(ctx_, *session_, route_, 503, "server_error",
-                "every worker's circuit breaker is open; retry later", "", "no_worker_available",
-                {{"Retry-After", std::to_string(ctx_->options.retry_after_s)}});
-      Finish(503);
-    } else {
-      ctx_->metrics->Rejected("no_worker");
-      SendError(ctx_, *session_, route_, 503, "server_error", "no healthy worker; retry later",
-                "", "no_worker_available",
-                {{"Retry-After", std::to_string(ctx_->options.retry_after_s)}});
-      Finish(503);
-    }
-    return;
+  c.worker = ctx_->pool->Pick(c.tried);
+  if (!c.worker) {
+    if (c.last_failure)
+      return ChoiceFailed(c, c.last_failure->error_code(), c.last_failure->error_message());
+    const std::string message = ctx_->pool->AllBreakersOpen()
+                                    ? "every worker's circuit breaker is open; retry later"
+                                    : "no healthy worker; retry later";
+    if (stream_started_) return FailStream(c, message);
+    ctx_->metrics->Rejected("no_worker");
+    SendError(ctx_, *session_, route_, 503, "server_error", message, "", "no_worker_available",
+              {{"Retry-After", std::to_string(ctx_->options.retry_after_s)}});
+    return Finish();
   }
-  tried_.push_back(worker_.get());
-  ResetOutput();
-  ctx_->metrics->Attempt(worker_->address());
-  ++worker_->active;
-  const int attempt = ++attempt_;
+  c.tried.push_back(c.worker.get());
+  c.ResetOutput();
+  ctx_->metrics->Attempt(c.worker->address());
+  ++c.worker->active;
+  ++c.attempts;
+  const int id = c.attempt_id = ++next_attempt_id_;
   auto self = shared_from_this();
-  std::shared_ptr<Worker> worker = worker_;
-  call_ = GenerateCall::Start(
-      worker_->stub(), proto_, deadline_,
-      [self, attempt](r1serve::v1::GenerateResponse&& m) {
-        self->session_->Post([self, attempt, m = std::move(m)]() mutable {
-          self->OnMessage(attempt, std::move(m));
+  Choice* cp = &c;
+  std::shared_ptr<Worker> worker = c.worker;
+  c.call = GenerateCall::Start(
+      c.worker->stub(), c.proto, deadline_,
+      [self, cp, id](r1serve::v1::GenerateResponse&& m) {
+        self->session_->Post([self, cp, id, m = std::move(m)]() mutable {
+          self->OnMessage(*cp, id, std::move(m));
         });
       },
-      [self, attempt, worker](const grpc::Status& status) {
+      [self, cp, id, worker](const grpc::Status& status) {
         --worker->active;
-        self->session_->Post([self, attempt, status] { self->OnDone(attempt, status); });
+        self->session_->Post([self, cp, id, status] { self->OnDone(*cp, id, status); });
       });
-}
-
-void Exchange::ResetOutput() {
-  got_first_ = false;
-  splitter_ = ReasoningSplitter(splitter_.enabled());
-  text_.clear();
-  logprobs_.clear();
-  text_offset_ = 0;
-  finish_ = r1serve::v1::FINISH_REASON_UNSPECIFIED;
-  error_message_.clear();
-  usage_ = {};
 }
 
 std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse& m) const {
@@ -161,121 +165,159 @@ std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse
   return out;
 }
 
-void Exchange::OnMessage(int attempt, r1serve::v1::GenerateResponse&& m) {
-  if (attempt != attempt_ || done_) return;
-  const bool first = !got_first_;
+void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
+  if (id != c.attempt_id || done_) return;
+  const bool first = !c.got_first;
   if (first) {
-    got_first_ = true;
-    if (in_retry_) {
+    c.got_first = true;
+    if (c.in_retry) {
       ctx_->budget.RetryFinished();
-      in_retry_ = false;
+      c.in_retry = false;
     }
-    worker_->breaker().OnSuccess();
-    ctx_->metrics->TimeToFirstToken(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
-    if (params_.stream) {
+    c.worker->breaker().OnSuccess();
+    if (!first_token_seen_) {
+      first_token_seen_ = true;
+      ctx_->metrics->TimeToFirstToken(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
+    }
+    if (params_.stream && !stream_started_) {
       session_->StartStream();
-      sent_to_client_ = true;
+      stream_started_ = true;
     }
   }
   if (m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED) {
-    finish_ = m.finish_reason();
-    error_message_ = m.error_message();
-    usage_.prompt_tokens = m.usage().prompt_tokens();
-    usage_.completion_tokens = m.usage().completion_tokens();
+    c.finish = m.finish_reason();
+    c.error_message = m.error_message();
+    c.usage.prompt_tokens = m.usage().prompt_tokens();
+    c.usage.completion_tokens = m.usage().completion_tokens();
   }
   std::vector<LogprobEntry> lps;
   if (params_.logprobs) lps = Logprobs(m);
   if (!params_.stream) {
-    text_.append(m.text());
-    for (auto& e : lps) logprobs_.push_back(std::move(e));
+    c.text.append(m.text());
+    for (auto& e : lps) c.logprobs.push_back(std::move(e));
     return;
   }
   const std::vector<LogprobEntry>* lp = params_.logprobs ? &lps : nullptr;
   if (params_.kind == ApiKind::kChat) {
-    SplitText d = splitter_.Feed(m.text());
+    SplitText d = c.splitter.Feed(m.text());
     if (first || !d.reasoning.empty() || !d.content.empty() || !lps.empty())
-      session_->SendChunk(SseData(ChatChunk(meta_, first, d, lp, "")));
+      session_->SendChunk(SseData(ChatChunk(meta_, c.index, first, d, lp, "")));
   } else if (first || !m.text().empty() || !lps.empty()) {
-    session_->SendChunk(SseData(CompletionChunk(meta_, m.text(), lp, text_offset_, "")));
-    text_offset_ += m.text().size();
+    session_->SendChunk(SseData(CompletionChunk(meta_, c.index, m.text(), lp, c.text_offset, "")));
+    c.text_offset += m.text().size();
   }
+  c.sent = true;
 }
 
-void Exchange::OnDone(int attempt, const grpc::Status& status) {
-  if (attempt != attempt_ || done_) return;
-  call_.reset();
-  if (status.ok() && finish_ != r1serve::v1::FINISH_REASON_UNSPECIFIED &&
-      finish_ != r1serve::v1::FINISH_REASON_ERROR) {
-    if (!got_first_) worker_->breaker().OnSuccess();
-    return Complete();
+void Exchange::OnDone(Choice& c, int id, const grpc::Status& status) {
+  if (id != c.attempt_id || done_) return;
+  c.call.reset();
+  if (status.ok() && c.finish != r1serve::v1::FINISH_REASON_UNSPECIFIED &&
+      c.finish != r1serve::v1::FINISH_REASON_ERROR) {
+    if (!c.got_first) c.worker->breaker().OnSuccess();
+    return ChoiceFinished(c);
   }
   int code;
   std::string message;
   if (!status.ok()) {
     code = status.error_code();
     message = status.error_message();
-  } else if (finish_ == r1serve::v1::FINISH_REASON_ERROR) {
+  } else if (c.finish == r1serve::v1::FINISH_REASON_ERROR) {
     code = grpc::StatusCode::INTERNAL;
-    message = error_message_.empty() ? "the worker failed" : error_message_;
+    message = c.error_message.empty() ? "the worker failed" : c.error_message;
   } else {
     code = grpc::StatusCode::UNKNOWN;
     message = "the worker's stream ended without a finish reason";
   }
-  if (WorkerFault(code)) worker_->breaker().OnFailure();
-  else if (!got_first_) worker_->breaker().OnSuccess();  // the worker answered properly
-  if (code == grpc::StatusCode::UNAVAILABLE) worker_->healthy = false;  // until the next poll
-  R1_LOG(INFO) << meta_.id << ": attempt " << attempt_ << " on " << worker_->address()
-               << " failed: " << CodeLabel(code) << ": " << EscapeForLog(message);
-  if (sent_to_client_) return FailStream(message);
+  if (WorkerFault(code)) c.worker->breaker().OnFailure();
+  else if (!c.got_first) c.worker->breaker().OnSuccess();  // the worker answered properly
+  if (code == grpc::StatusCode::UNAVAILABLE) c.worker->healthy = false;  // until the next poll
+  R1_LOG(INFO) << meta_.id << ": choice " << c.index << " attempt " << c.attempts << " on "
+               << c.worker->address() << " failed: " << CodeLabel(code) << ": "
+               << EscapeForLog(message);
+  if (c.sent) return FailStream(c, message);
 
-  last_failure_ = grpc::Status(static_cast<grpc::StatusCode>(code), message);
-  if (!IsRetryableCode(code) || attempt_ >= ctx_->options.max_attempts)
-    return FailBeforeFirstByte(code, message);
-  if (!in_retry_) {
+  c.last_failure = grpc::Status(static_cast<grpc::StatusCode>(code), message);
+  if (!IsRetryableCode(code) || c.attempts >= ctx_->options.max_attempts)
+    return ChoiceFailed(c, code, message);
+  if (!c.in_retry) {
     if (!ctx_->budget.TryStartRetry()) {
       ctx_->metrics->Retry("budget_exhausted");
-      return FailBeforeFirstByte(code, message);
+      return ChoiceFailed(c, code, message);
     }
-    in_retry_ = true;
+    c.in_retry = true;
   }
   ctx_->metrics->Retry(CodeLabel(code));
-  timer_.expires_after(std::chrono::milliseconds(backoff_.NextMs()));
-  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (!ec) self->Attempt();
+  c.timer.expires_after(std::chrono::milliseconds(c.backoff.NextMs()));
+  Choice* cp = &c;
+  c.timer.async_wait([self = shared_from_this(), cp](boost::system::error_code ec) {
+    if (!ec) self->Attempt(*cp);
   });
 }
 
-void Exchange::Complete() {
-  const char* finish = FinishName(finish_);
+void Exchange::ChoiceFinished(Choice& c) {
+  c.finished = true;
   if (params_.stream) {
+    const char* finish = FinishName(c.finish);
     if (params_.kind == ApiKind::kChat) {
-      SplitText rest = splitter_.Finish();
+      SplitText rest = c.splitter.Finish();
       if (!rest.reasoning.empty() || !rest.content.empty())
-        session_->SendChunk(SseData(ChatChunk(meta_, false, rest, nullptr, "")));
-      session_->SendChunk(SseData(ChatChunk(meta_, false, {}, nullptr, finish)));
+        session_->SendChunk(SseData(ChatChunk(meta_, c.index, false, rest, nullptr, "")));
+      session_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, finish)));
     } else {
-      session_->SendChunk(SseData(CompletionChunk(meta_, "", nullptr, text_offset_, finish)));
+      session_->SendChunk(
+          SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, finish)));
     }
-    if (meta_.include_usage) session_->SendChunk(SseData(UsageChunk(meta_, usage_)));
+  }
+  if (++finished_ == choices_.size()) Complete();
+}
+
+UsageCounts Exchange::TotalUsage() const {
+  UsageCounts u;
+  for (const auto& c : choices_) {
+    // The prompt counts once per prompt, not once per choice.
+    if (c->index % params_.n == 0) u.prompt_tokens += c->usage.prompt_tokens;
+    u.completion_tokens += c->usage.completion_tokens;
+  }
+  return u;
+}
+
+void Exchange::Complete() {
+  if (params_.stream) {
+    if (meta_.include_usage) session_->SendChunk(SseData(UsageChunk(meta_, TotalUsage())));
     session_->SendChunk("data: [DONE]\n\n");
     session_->EndStream();
   } else {
-    const std::vector<LogprobEntry>* lp = params_.logprobs ? &logprobs_ : nullptr;
-    std::string body;
-    if (params_.kind == ApiKind::kChat) {
-      ReasoningSplitter split(splitter_.enabled());
-      SplitText a = split.Feed(text_);
-      SplitText b = split.Finish();
-      body = ChatResponse(meta_, split.enabled(), a.reasoning + b.reasoning, a.content + b.content,
-                          lp, finish, usage_);
-    } else {
-      body = CompletionResponse(meta_, text_, lp, finish, usage_);
+    std::vector<ChoiceOutput> outs;
+    for (auto& c : choices_) {
+      ChoiceOutput o;
+      o.logprobs = params_.logprobs ? &c->logprobs : nullptr;
+      o.finish_reason = FinishName(c->finish);
+      if (params_.kind == ApiKind::kChat) {
+        ReasoningSplitter split(c->splitter.enabled());
+        SplitText a = split.Feed(c->text);
+        SplitText b = split.Finish();
+        o.reasoning = a.reasoning + b.reasoning;
+        o.content = a.content + b.content;
+      } else {
+        o.content = c->text;
+      }
+      outs.push_back(std::move(o));
     }
-    session_->SendResponse(200, "application/json", std::move(body));
+    const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
+    session_->SendResponse(200, "application/json",
+                           params_.kind == ApiKind::kChat
+                               ? ChatResponse(meta_, split, outs, TotalUsage())
+                               : CompletionResponse(meta_, outs, TotalUsage()));
   }
   ctx_->metrics->Request(route_, 200);
   ctx_->metrics->EndToEnd(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
-  Finish(200);
+  Finish();
+}
+
+void Exchange::ChoiceFailed(Choice& c, int code, const std::string& message) {
+  if (stream_started_) return FailStream(c, message);
+  FailBeforeFirstByte(code, message);
 }
 
 void Exchange::FailBeforeFirstByte(int code, const std::string& message) {
@@ -285,38 +327,43 @@ void Exchange::FailBeforeFirstByte(int code, const std::string& message) {
     extra.emplace_back("Retry-After", std::to_string(ctx_->options.retry_after_s));
   SendError(ctx_, *session_, route_, kind.http_status, kind.type, message, "", CodeLabel(code),
             extra);
-  Finish(kind.http_status);
+  Finish();
 }
 
-void Exchange::FailStream(const std::string& message) {
+void Exchange::FailStream(Choice& c, const std::string& message) {
   if (params_.kind == ApiKind::kChat) {
-    session_->SendChunk(SseData(ChatChunk(meta_, false, {}, nullptr, "error")));
+    session_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, "error")));
   } else {
-    session_->SendChunk(SseData(CompletionChunk(meta_, "", nullptr, text_offset_, "error")));
+    session_->SendChunk(SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, "error")));
   }
   session_->SendChunk(SseData(ErrorJson("the worker failed mid-stream: " + message,
                                         "server_error", "", "upstream_error")));
   session_->SendChunk("data: [DONE]\n\n");
   session_->EndStream();
   ctx_->metrics->Request(route_, 200);
-  Finish(200);
+  Finish();
 }
 
 void Exchange::OnClientGone() {
   if (done_) return;
-  if (call_) call_->Cancel();
-  if (worker_ && !got_first_) worker_->breaker().OnAbandoned();
   ctx_->metrics->Request(route_, 499);
-  Finish(499);
+  Finish();
 }
 
-void Exchange::Finish(unsigned /*http_status*/) {
+// Ends the exchange: cancels what still runs (other choices, a client that left).
+void Exchange::Finish() {
   if (done_) return;
   done_ = true;
-  timer_.cancel();
-  if (in_retry_) {
-    ctx_->budget.RetryFinished();
-    in_retry_ = false;
+  for (auto& c : choices_) {
+    c->timer.cancel();
+    if (c->call) {
+      c->call->Cancel();
+      if (!c->got_first) c->worker->breaker().OnAbandoned();
+    }
+    if (c->in_retry) {
+      ctx_->budget.RetryFinished();
+      c->in_retry = false;
+    }
   }
   ctx_->budget.RequestFinished();
   --ctx_->active_requests;

@@ -140,25 +140,35 @@ absl::Status ParsePrompt(const json::object& o, GenParams* p) {
   const json::value* v = Field(o, "prompt");
   if (!v) return InvalidParam("prompt", "'prompt' is a required property");
   if (v->is_string()) {
-    p->prompt = std::string(v->get_string());
+    p->prompts.push_back({std::string(v->get_string()), {}});
     return absl::OkStatus();
   }
-  if (!v->is_array())
-    return InvalidParam("prompt", "'prompt' must be a string, an array of strings or of token ids");
+  const char* kShape = "'prompt' must be a string, an array of strings, an array of token ids "
+                       "or an array of arrays of token ids";
+  if (!v->is_array()) return InvalidParam("prompt", kShape);
   const json::array& arr = v->get_array();
   if (arr.empty()) return InvalidParam("prompt", "'prompt' must not be empty");
   if (arr[0].is_string() || arr[0].is_array()) {
-    if (arr.size() > 1)
-      return InvalidParam("prompt", "only one prompt per request is supported");
-    if (arr[0].is_string()) {
-      p->prompt = std::string(arr[0].get_string());
-      return absl::OkStatus();
+    // A batch: every element a string, or every element a list of ids.
+    if (arr.size() > kMaxChoices)
+      return InvalidParam("prompt", Cat("'prompt' holds at most ", kMaxChoices, " prompts"));
+    for (const json::value& e : arr) {
+      Prompt one;
+      if (e.is_string() && arr[0].is_string()) {
+        one.text = std::string(e.get_string());
+      } else if (e.is_array() && arr[0].is_array()) {
+        R1_RETURN_IF_ERROR(GetIdList(e, "prompt", &one.ids));
+        if (one.ids.empty()) return InvalidParam("prompt", "'prompt' must not hold an empty list");
+      } else {
+        return InvalidParam("prompt", kShape);
+      }
+      p->prompts.push_back(std::move(one));
     }
-    R1_RETURN_IF_ERROR(GetIdList(arr[0], "prompt", &p->prompt_ids));
-  } else {
-    R1_RETURN_IF_ERROR(GetIdList(*v, "prompt", &p->prompt_ids));
+    return absl::OkStatus();
   }
-  if (p->prompt_ids.empty()) return InvalidParam("prompt", "'prompt' must not be empty");
+  Prompt one;
+  R1_RETURN_IF_ERROR(GetIdList(*v, "prompt", &one.ids));
+  p->prompts.push_back(std::move(one));
   return absl::OkStatus();
 }
 
@@ -295,8 +305,11 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
   }
 
   std::optional<int64_t> n;
-  R1_RETURN_IF_ERROR(GetInt(o, "n", 1, 128, &n));
-  if (n && *n != 1) return InvalidParam("n", "only n=1 is supported");
+  R1_RETURN_IF_ERROR(GetInt(o, "n", 1, kMaxChoices, &n));
+  if (n) p.n = static_cast<uint32_t>(*n);
+  size_t prompts = kind == ApiKind::kChat ? 1 : p.prompts.size();
+  if (prompts * p.n > kMaxChoices)
+    return InvalidParam("n", Cat("at most ", kMaxChoices, " choices (prompts times n) per request"));
   if (const json::value* u = Field(o, "user")) {
     if (!u->is_string()) return InvalidParam("user", "'user' must be a string");
     p.user = std::string(u->get_string());

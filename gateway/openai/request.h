@@ -17,6 +17,15 @@ namespace r1::gw {
 
 enum class ApiKind { kChat, kCompletion };
 
+// One completion prompt: text, or token ids.
+struct Prompt {
+  std::optional<std::string> text;
+  std::vector<int32_t> ids;
+};
+
+// Most choices (prompts times n) one request may ask for.
+inline constexpr uint32_t kMaxChoices = 64;
+
 struct ChatTurn {
   std::string role;
   std::string content;
@@ -27,8 +36,7 @@ struct GenParams {
   ApiKind kind = ApiKind::kChat;
   std::string model;
   std::vector<ChatTurn> messages;     // chat
-  std::optional<std::string> prompt;  // completion given as text
-  std::vector<int32_t> prompt_ids;    // completion given as token ids
+  std::vector<Prompt> prompts;        // completion: one or more prompts
   bool stream = false;
   bool include_usage = false;
   uint32_t max_tokens = 0;  // 0: up to the model's limit
@@ -45,7 +53,7 @@ struct GenParams {
   bool ignore_eos = false;
   bool logprobs = false;
   uint32_t top_logprobs = 0;
-  uint32_t n = 1;
+  uint32_t n = 1;  // choices per prompt
   std::string user;
 };
 

@@ -154,12 +154,12 @@ std::string ErrorJson(std::string_view message, std::string_view type, std::stri
   return out;
 }
 
-std::string ChatChunk(const ResponseMeta& meta, bool with_role, const SplitText& delta,
+std::string ChatChunk(const ResponseMeta& meta, int index, bool with_role, const SplitText& delta,
                       const std::vector<LogprobEntry>* lps, std::string_view finish_reason) {
   std::string out;
   out.reserve(192 + delta.content.size() + delta.reasoning.size());
   AppendHead(&out, meta, "chat.completion.chunk");
-  out.append(",\"choices\":[{\"index\":0,\"delta\":{");
+  absl::StrAppend(&out, ",\"choices\":[{\"index\":", index, ",\"delta\":{");
   bool first = true;
   auto sep = [&] {
     if (!first) out.push_back(',');
@@ -189,13 +189,13 @@ std::string ChatChunk(const ResponseMeta& meta, bool with_role, const SplitText&
   return out;
 }
 
-std::string CompletionChunk(const ResponseMeta& meta, std::string_view text,
+std::string CompletionChunk(const ResponseMeta& meta, int index, std::string_view text,
                             const std::vector<LogprobEntry>* lps, size_t text_offset,
                             std::string_view finish_reason) {
   std::string out;
   out.reserve(160 + text.size());
   AppendHead(&out, meta, "text_completion");
-  out.append(",\"choices\":[{\"index\":0,\"text\":");
+  absl::StrAppend(&out, ",\"choices\":[{\"index\":", index, ",\"text\":");
   AppendJsonString(&out, text);
   out.append(",\"logprobs\":");
   AppendCompletionLogprobs(&out, lps, text_offset);
@@ -216,41 +216,51 @@ std::string UsageChunk(const ResponseMeta& meta, const UsageCounts& usage) {
   return out;
 }
 
-std::string ChatResponse(const ResponseMeta& meta, bool split, const std::string& reasoning,
-                         const std::string& content, const std::vector<LogprobEntry>* lps,
-                         std::string_view finish_reason, const UsageCounts& usage) {
+std::string ChatResponse(const ResponseMeta& meta, bool split,
+                         const std::vector<ChoiceOutput>& choices, const UsageCounts& usage) {
   std::string out;
   AppendHead(&out, meta, "chat.completion");
-  out.append(",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-  // As vLLM: with the split on and no answer after the reasoning, content is null.
-  if (split && content.empty()) out.append("null");
-  else AppendJsonString(&out, content);
-  if (split) {
-    out.append(",\"reasoning_content\":");
-    AppendNullable(&out, reasoning);
+  out.append(",\"choices\":[");
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceOutput& c = choices[i];
+    if (i) out.push_back(',');
+    absl::StrAppend(&out, "{\"index\":", i, ",\"message\":{\"role\":\"assistant\",\"content\":");
+    // As vLLM: with the split on and no answer after the reasoning, content is null.
+    if (split && c.content.empty()) out.append("null");
+    else AppendJsonString(&out, c.content);
+    if (split) {
+      out.append(",\"reasoning_content\":");
+      AppendNullable(&out, c.reasoning);
+    }
+    out.append("},\"logprobs\":");
+    AppendChatLogprobs(&out, c.logprobs);
+    out.append(",\"finish_reason\":");
+    AppendNullable(&out, c.finish_reason);
+    out.push_back('}');
   }
-  out.append("},\"logprobs\":");
-  AppendChatLogprobs(&out, lps);
-  out.append(",\"finish_reason\":");
-  AppendNullable(&out, finish_reason);
-  out.append("}],\"usage\":");
+  out.append("],\"usage\":");
   AppendUsage(&out, usage);
   out.push_back('}');
   return out;
 }
 
-std::string CompletionResponse(const ResponseMeta& meta, const std::string& text,
-                               const std::vector<LogprobEntry>* lps,
-                               std::string_view finish_reason, const UsageCounts& usage) {
+std::string CompletionResponse(const ResponseMeta& meta, const std::vector<ChoiceOutput>& choices,
+                               const UsageCounts& usage) {
   std::string out;
   AppendHead(&out, meta, "text_completion");
-  out.append(",\"choices\":[{\"index\":0,\"text\":");
-  AppendJsonString(&out, text);
-  out.append(",\"logprobs\":");
-  AppendCompletionLogprobs(&out, lps, 0);
-  out.append(",\"finish_reason\":");
-  AppendNullable(&out, finish_reason);
-  out.append("}],\"usage\":");
+  out.append(",\"choices\":[");
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceOutput& c = choices[i];
+    if (i) out.push_back(',');
+    absl::StrAppend(&out, "{\"index\":", i, ",\"text\":");
+    AppendJsonString(&out, c.content);
+    out.append(",\"logprobs\":");
+    AppendCompletionLogprobs(&out, c.logprobs, 0);
+    out.append(",\"finish_reason\":");
+    AppendNullable(&out, c.finish_reason);
+    out.push_back('}');
+  }
+  out.append("],\"usage\":");
   AppendUsage(&out, usage);
   out.push_back('}');
   return out;

@@ -40,25 +40,31 @@ struct UsageCounts {
   uint32_t completion_tokens = 0;
 };
 
-// One streamed chunk of a chat completion. `role` is set on the first chunk only; an empty
-// finish_reason is written as null. `lps` may be null.
-std::string ChatChunk(const ResponseMeta& meta, bool with_role, const SplitText& delta,
+// One streamed chunk of choice `index` of a chat completion. `role` is set on the choice's
+// first chunk only; an empty finish_reason is written as null. `lps` may be null.
+std::string ChatChunk(const ResponseMeta& meta, int index, bool with_role, const SplitText& delta,
                       const std::vector<LogprobEntry>* lps, std::string_view finish_reason);
 // One streamed chunk of a text completion; text_offset is where `text` starts in the output.
-std::string CompletionChunk(const ResponseMeta& meta, std::string_view text,
+std::string CompletionChunk(const ResponseMeta& meta, int index, std::string_view text,
                             const std::vector<LogprobEntry>* lps, size_t text_offset,
                             std::string_view finish_reason);
 // The last chunk when include_usage was asked for: "choices": [] and the usage.
 std::string UsageChunk(const ResponseMeta& meta, const UsageCounts& usage);
 
-// Whole (non-streamed) responses. For chat, `reasoning` is written as reasoning_content when
-// split is on (null when there was none) and `content` as the message content.
-std::string ChatResponse(const ResponseMeta& meta, bool split, const std::string& reasoning,
-                         const std::string& content, const std::vector<LogprobEntry>* lps,
-                         std::string_view finish_reason, const UsageCounts& usage);
-std::string CompletionResponse(const ResponseMeta& meta, const std::string& text,
-                               const std::vector<LogprobEntry>* lps,
-                               std::string_view finish_reason, const UsageCounts& usage);
+// One choice of a whole (non-streamed) response.
+struct ChoiceOutput {
+  std::string reasoning;  // chat with the split on
+  std::string content;    // chat message content, or the completion text
+  const std::vector<LogprobEntry>* logprobs = nullptr;  // null: "logprobs": null
+  std::string finish_reason;
+};
+
+// Whole (non-streamed) responses, choices in index order. For chat, reasoning is written as
+// reasoning_content when split is on (null when there was none).
+std::string ChatResponse(const ResponseMeta& meta, bool split,
+                         const std::vector<ChoiceOutput>& choices, const UsageCounts& usage);
+std::string CompletionResponse(const ResponseMeta& meta, const std::vector<ChoiceOutput>& choices,
+                               const UsageCounts& usage);
 
 // GET /v1/models.
 std::string ModelsResponse(const std::vector<std::string>& ids, int64_t created);

@@ -16,9 +16,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (r.ok()) {
     const auto& p = *r;
     bool sane = !p.model.empty() && p.temperature >= 0 && p.temperature <= 2 && p.top_p > 0 &&
-                p.top_p <= 1 && p.stop.size() <= 16 && p.n == 1 && p.top_logprobs <= 20 &&
-                (kind == r1::gw::ApiKind::kChat ? !p.messages.empty()
-                                                : (p.prompt.has_value() || !p.prompt_ids.empty()));
+                p.top_p <= 1 && p.stop.size() <= 16 && p.n >= 1 && p.top_logprobs <= 20 &&
+                (kind == r1::gw::ApiKind::kChat
+                     ? !p.messages.empty() && p.n <= r1::gw::kMaxChoices
+                     : !p.prompts.empty() && p.prompts.size() * p.n <= r1::gw::kMaxChoices);
+    for (const auto& pr : p.prompts)
+      if (!pr.text && pr.ids.empty()) std::abort();
     if (!sane) std::abort();
   } else if (r.status().code() != absl::StatusCode::kInvalidArgument) {
     std::abort();

@@ -63,20 +63,29 @@ TEST(OpenAIRequest, Defaults) {
 TEST(OpenAIRequest, CompletionPromptForms) {
   auto a = Completion(R"({"model":"m","prompt":"hello","stop":"\n","logprobs":2})");
   ASSERT_TRUE(a.ok()) << a.status();
-  EXPECT_EQ(*a->prompt, "hello");
+  ASSERT_EQ(a->prompts.size(), 1u);
+  EXPECT_EQ(*a->prompts[0].text, "hello");
   EXPECT_EQ(a->stop, std::vector<std::string>{"\n"});
   EXPECT_TRUE(a->logprobs);
   EXPECT_EQ(a->top_logprobs, 2u);
   auto b = Completion(R"({"model":"m","prompt":["hello"]})");
   ASSERT_TRUE(b.ok());
-  EXPECT_EQ(*b->prompt, "hello");
+  EXPECT_EQ(*b->prompts.at(0).text, "hello");
   auto c = Completion(R"({"model":"m","prompt":[1,2,3]})");
   ASSERT_TRUE(c.ok());
-  EXPECT_FALSE(c->prompt.has_value());
-  EXPECT_EQ(c->prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_FALSE(c->prompts.at(0).text.has_value());
+  EXPECT_EQ(c->prompts[0].ids, (std::vector<int32_t>{1, 2, 3}));
   auto d = Completion(R"({"model":"m","prompt":[[4,5]]})");
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->prompt_ids, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(d->prompts.at(0).ids, (std::vector<int32_t>{4, 5}));
+  auto e = Completion(R"({"model":"m","prompt":["a","b","c"],"n":2})");
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->prompts.size(), 3u);
+  EXPECT_EQ(*e->prompts[2].text, "c");
+  EXPECT_EQ(e->n, 2u);
+  auto f = Completion(R"({"model":"m","prompt":[[1],[2,3]]})");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->prompts[1].ids, (std::vector<int32_t>{2, 3}));
 }
 
 TEST(OpenAIRequest, BadInputNamesTheParameter) {
@@ -118,13 +127,18 @@ TEST(OpenAIRequest, BadInputNamesTheParameter) {
   EXPECT_EQ(BadParam(with(R"("logprobs":1)")), "logprobs");
   EXPECT_EQ(BadParam(with(R"("top_logprobs":3)")), "top_logprobs");  // without logprobs
   EXPECT_EQ(BadParam(with(R"("logprobs":true,"top_logprobs":21)")), "top_logprobs");
-  EXPECT_EQ(BadParam(with(R"("n":2)")), "n");
+  EXPECT_EQ(BadParam(with(R"("n":65)")), "n");
   EXPECT_EQ(BadParam(with(R"("n":0)")), "n");
+  EXPECT_EQ(BadParam(with(R"("n":1.5)")), "n");
+  EXPECT_TRUE(with(R"("n":4)").ok());
   EXPECT_EQ(BadParam(with(R"("user":1)")), "user");
   EXPECT_EQ(BadParam(Completion(R"({"model":"m"})")), "prompt");
   EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":[]})")), "prompt");
   EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":{}})")), "prompt");
   EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":[1,-2]})")), "prompt");
+  EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":["a",[1]]})")), "prompt");
+  EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":[[1],[]]})")), "prompt");
+  EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":["a","b"],"n":40})")), "n");
   EXPECT_EQ(BadParam(Completion(R"({"model":"m","prompt":"x","logprobs":6})")), "logprobs");
 }
 

@@ -32,17 +32,17 @@ TEST(OpenAIResponse, ErrorShape) {
 
 TEST(OpenAIResponse, ChatChunks) {
   ResponseMeta meta{ApiKind::kChat, "chatcmpl-1", 123, "m", true};
-  json::value first = Parse(ChatChunk(meta, true, {"", ""}, nullptr, ""));
+  json::value first = Parse(ChatChunk(meta, 0, true, {"", ""}, nullptr, ""));
   EXPECT_EQ(first.at("object").as_string(), "chat.completion.chunk");
   EXPECT_EQ(first.at("choices").at(0).at("delta").at("role").as_string(), "assistant");
   EXPECT_EQ(first.at("choices").at(0).at("delta").at("content").as_string(), "");
   EXPECT_TRUE(first.at("choices").at(0).at("finish_reason").is_null());
   EXPECT_TRUE(first.at("usage").is_null());
-  json::value mid = Parse(ChatChunk(meta, false, {"why", "so"}, nullptr, ""));
+  json::value mid = Parse(ChatChunk(meta, 0, false, {"why", "so"}, nullptr, ""));
   EXPECT_EQ(mid.at("choices").at(0).at("delta").at("reasoning_content").as_string(), "why");
   EXPECT_EQ(mid.at("choices").at(0).at("delta").at("content").as_string(), "so");
   EXPECT_FALSE(mid.at("choices").at(0).at("delta").as_object().contains("role"));
-  json::value last = Parse(ChatChunk(meta, false, {}, nullptr, "length"));
+  json::value last = Parse(ChatChunk(meta, 0, false, {}, nullptr, "length"));
   EXPECT_EQ(last.at("choices").at(0).at("finish_reason").as_string(), "length");
   EXPECT_TRUE(last.at("choices").at(0).at("delta").as_object().empty());
   json::value usage = Parse(UsageChunk(meta, {5, 7}));
@@ -53,7 +53,7 @@ TEST(OpenAIResponse, ChatChunks) {
 TEST(OpenAIResponse, WholeResponses) {
   ResponseMeta meta{ApiKind::kChat, "chatcmpl-1", 123, "m", false};
   std::vector<LogprobEntry> lps = {{"a", -0.5, {{"a", -0.5}, {"b", -1.5}}}};
-  json::value chat = Parse(ChatResponse(meta, true, "think", "answer", &lps, "stop", {3, 1}));
+  json::value chat = Parse(ChatResponse(meta, true, {{"think", "answer", &lps, "stop"}}, {3, 1}));
   auto& msg = chat.at("choices").at(0).at("message");
   EXPECT_EQ(msg.at("content").as_string(), "answer");
   EXPECT_EQ(msg.at("reasoning_content").as_string(), "think");
@@ -64,20 +64,31 @@ TEST(OpenAIResponse, WholeResponses) {
   EXPECT_EQ(lp.at("top_logprobs").as_array().size(), 2u);
   EXPECT_EQ(chat.at("usage").at("completion_tokens").as_int64(), 1);
   // Without an answer after the reasoning, content is null (as vLLM).
-  json::value only = Parse(ChatResponse(meta, true, "think", "", nullptr, "length", {1, 1}));
+  json::value only = Parse(ChatResponse(meta, true, {{"think", "", nullptr, "length"}}, {1, 1}));
   EXPECT_TRUE(only.at("choices").at(0).at("message").at("content").is_null());
   // With the split off there is no reasoning_content at all.
-  json::value plain = Parse(ChatResponse(meta, false, "", "all", nullptr, "stop", {1, 1}));
+  json::value plain = Parse(ChatResponse(meta, false, {{"", "all", nullptr, "stop"}}, {1, 1}));
   EXPECT_FALSE(plain.at("choices").at(0).at("message").as_object().contains("reasoning_content"));
 
   meta.kind = ApiKind::kCompletion;
-  json::value comp = Parse(CompletionResponse(meta, "ab", &lps, "stop", {1, 1}));
+  json::value comp = Parse(CompletionResponse(meta, {{"", "ab", &lps, "stop"}}, {1, 1}));
   EXPECT_EQ(comp.at("object").as_string(), "text_completion");
   EXPECT_EQ(comp.at("choices").at(0).at("text").as_string(), "ab");
   auto& clp = comp.at("choices").at(0).at("logprobs");
   EXPECT_EQ(clp.at("tokens").at(0).as_string(), "a");
   EXPECT_DOUBLE_EQ(clp.at("top_logprobs").at(0).at("b").as_double(), -1.5);
   EXPECT_EQ(clp.at("text_offset").at(0).as_int64(), 0);
+}
+
+TEST(OpenAIResponse, SeveralChoices) {
+  ResponseMeta meta{ApiKind::kCompletion, "cmpl-1", 1, "m", false};
+  json::value v = Parse(CompletionResponse(meta, {{"", "a", nullptr, "stop"}, {"", "b", nullptr, "length"}}, {2, 3}));
+  ASSERT_EQ(v.at("choices").as_array().size(), 2u);
+  EXPECT_EQ(v.at("choices").at(1).at("index").as_int64(), 1);
+  EXPECT_EQ(v.at("choices").at(1).at("text").as_string(), "b");
+  EXPECT_EQ(v.at("choices").at(1).at("finish_reason").as_string(), "length");
+  json::value chunk = Parse(CompletionChunk(meta, 3, "x", nullptr, 0, ""));
+  EXPECT_EQ(chunk.at("choices").at(0).at("index").as_int64(), 3);
 }
 
 TEST(OpenAIResponse, ModelsAndSse) {

@@ -136,3 +136,40 @@ test('workers found through DNS (--workers-dns NAME:PORT)', async () => {
     assert.equal(r.json.choices[0].text, 'a-0 a-1 ');
   } finally { await stop(gd); }
 });
+
+test('n choices and batched prompts, plain and streamed', async () => {
+  const chat = await client.chat.completions.create({ model: 'm', n: 3, messages: [{ role: 'user', content: '@tokens=4' }] });
+  assert.deepEqual(chat.choices.map((c) => c.index), [0, 1, 2]);
+  for (const c of chat.choices) {
+    assert.match(c.message.reasoning_content, /^([ab])-0 \1-1 \1-2 \1-3 $/);
+    assert.equal(c.finish_reason, 'stop');
+  }
+  assert.equal(chat.usage.completion_tokens, 12);
+  assert.equal(chat.usage.prompt_tokens, 3);  // counted once, not per choice
+
+  const comp = await client.completions.create({ model: 'm', prompt: ['@tokens=2', '@tokens=3'], n: 2 });
+  assert.deepEqual(comp.choices.map((c) => c.text.trim().split(' ').length), [2, 2, 3, 3]);
+  assert.equal(comp.usage.completion_tokens, 10);
+
+  const stream = await client.chat.completions.create({ model: 'm', n: 2, stream: true,
+    stream_options: { include_usage: true }, messages: [{ role: 'user', content: '@think' }] });
+  const got = [{ r: '', c: '', roles: 0, finish: null }, { r: '', c: '', roles: 0, finish: null }];
+  let usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const ch of chunk.choices) {
+      const g1 = got[ch.index];
+      if (ch.delta.role) g1.roles++;
+      g1.r += ch.delta.reasoning_content ?? '';
+      g1.c += ch.delta.content ?? '';
+      if (ch.finish_reason) g1.finish = ch.finish_reason;
+    }
+  }
+  for (const g1 of got) assert.deepEqual(g1, { r: 'Let me think.', c: '\n\nThe answer is 4.', roles: 1, finish: 'stop' });
+  assert.equal(usage.completion_tokens, 18);
+
+  // With a seed, choice k samples with seed + k.
+  const seeded = await client.completions.create({ model: 'm', prompt: '@echo', n: 2, seed: 10 });
+  assert.deepEqual(seeded.choices.map((c) => JSON.parse(c.text).seed), [10, 11]);
+  assert.deepEqual(seeded.choices.map((c) => JSON.parse(c.text).request_id), [`${seeded.id}-0`, `${seeded.id}-1`]);
+});

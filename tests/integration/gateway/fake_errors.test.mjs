@@ -54,7 +54,7 @@ const chatCases = [
   [{ model: 'm', messages: msgs, repetition_penalty: -1 }, 'repetition_penalty'],
   [{ model: 'm', messages: msgs, logprobs: 'yes' }, 'logprobs'],
   [{ model: 'm', messages: msgs, logprobs: true, top_logprobs: 50 }, 'top_logprobs'],
-  [{ model: 'm', messages: msgs, n: 3 }, 'n'],
+  [{ model: 'm', messages: msgs, n: 100 }, 'n'],
   [{ model: 'm', messages: msgs, stream: 1 }, 'stream'],
   [{ model: 'm', messages: msgs, user: 5 }, 'user'],
 ];
@@ -66,7 +66,7 @@ test('chat: wrong types, out-of-range values and missing fields give 400 naming 
 });
 
 test('completions: bad prompts give 400 naming prompt', async () => {
-  for (const prompt of [undefined, [], {}, [1, -1], ['a', 'b'], [true]]) {
+  for (const prompt of [undefined, [], {}, [1, -1], ['a', 1], [[1], 'a'], [true]]) {
     assertError(await postJson(`${g.url}/v1/completions`, { model: 'm', prompt }), 400, 'prompt');
   }
   assertError(await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: 'x', logprobs: 9 }), 400, 'logprobs');
