@@ -184,7 +184,7 @@ def main():
         retried = False
         burst = json.dumps({"model": "tiny", "prompt": "one two three", "max_tokens": 48,
                             "stream": True}).encode()
-        for _ in range(8):
+        for round_no in range(1, 9):
             results = []
             threads = [threading.Thread(target=lambda: results.append(
                 http("POST", f"{gw}/v1/completions", burst, hdr)[0])) for _ in range(12)]
@@ -195,6 +195,7 @@ def main():
             check(results == [200] * 12, f"a burst of 12 streams all succeed (retries included): {results}")
             if re.search(r"r1_gateway_retries_total\{", http("GET", f"{gw}/metrics")[1]):
                 retried = True
+                print(f"the gateway retried after {round_no} burst(s)")
                 break
         check(retried, "the gateway retried a request the small worker turned down")
 
