@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { nodeRequire, readStream, startProcess, startGateway, waitReady, postJson, sseEvents, curl, sleep, stop, metric, waitFor } from './harness.mjs';
+import { getLoad, nodeRequire, readStream, startProcess, startGateway, waitReady, postJson, sseEvents, curl, sleep, stop, metric, waitFor } from './harness.mjs';
 
 const OpenAI = nodeRequire('openai').default;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'r1gw-real-'));
@@ -93,6 +93,17 @@ test('OpenAI SDK and curl against two real workers', async () => {
   const bad = await postJson(`${g.url}/v1/completions`, { model: 'model', prompt: [999999999], max_tokens: 2 });
   assert.equal(bad.status, 400, bad.text);
   assert.equal(bad.json.error.type, 'invalid_request_error');
+
+  // A client that goes away cancels the worker's sequence at once.
+  const running = async () => (await getLoad(w1.port)).running + (await getLoad(w2.port)).running;
+  const ctrl = new AbortController();
+  const r2 = await fetch(`${g.url}/v1/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, signal: ctrl.signal,
+    body: JSON.stringify({ model: 'model', prompt: 'Go on', max_tokens: 20000, ignore_eos: true, stream: true }) });
+  await r2.body.getReader().read();
+  assert.equal(await running(), 1);
+  ctrl.abort();
+  await waitFor(async () => (await running()) === 0, 'the worker to drop the sequence', 3000);
 });
 
 test('kill -9 of a real worker under load: requests without a token yet still succeed', async () => {
