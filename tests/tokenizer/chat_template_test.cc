@@ -32,14 +32,14 @@ void WriteConfig(const std::string& dir, const json::value& cfg) {
   std::fclose(f);
 }
 
-TEST(ChatTemplate, TemplateTextIsTheReference) {
+TEST(TokChatTemplate, TemplateTextIsTheReference) {
   json::value chat = ReadJson(FixtureDir() + "/chat.json");
   EXPECT_EQ(std::string(kDeepSeekR1TemplateText), std::string(chat.at("deepseek_r1_template").as_string()));
   EXPECT_EQ(std::string(kChatMLTemplateText), std::string(chat.at("chatml_template").as_string()));
   EXPECT_TRUE(chat.at("demo_config_template_equals_reference").as_bool());
 }
 
-TEST(ChatTemplate, RenderingsEqualTransformers) {
+TEST(TokChatTemplate, RenderingsEqualTransformers) {
   json::value chat = ReadJson(FixtureDir() + "/chat.json");
   int checked = 0;
   for (const auto& c : chat.at("conversations").as_array()) {
@@ -68,14 +68,14 @@ TEST(ChatTemplate, RenderingsEqualTransformers) {
   EXPECT_GE(checked, 40);
 }
 
-TEST(ChatTemplate, GenerationPromptOpensThink) {
+TEST(TokChatTemplate, GenerationPromptOpensThink) {
   auto s = RenderChat(ChatTemplate::kDeepSeekR1, {{"user", "hi"}}, true);
   EXPECT_EQ(*s, "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>\n");
   auto c = RenderChat(ChatTemplate::kChatML, {{"user", "hi"}}, true);
   EXPECT_EQ(*c, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
 }
 
-TEST(ChatTemplate, BadRoleIsInvalidArgument) {
+TEST(TokChatTemplate, BadRoleIsInvalidArgument) {
   for (ChatTemplate t : {ChatTemplate::kDeepSeekR1, ChatTemplate::kChatML}) {
     auto r = RenderChat(t, {{"user", "a"}, {"wizard", "b"}}, true);
     ASSERT_FALSE(r.ok());
@@ -84,7 +84,7 @@ TEST(ChatTemplate, BadRoleIsInvalidArgument) {
   }
 }
 
-TEST(ChatTemplate, ResolveByFlagAndByDemoConfig) {
+TEST(TokChatTemplate, ResolveByFlagAndByDemoConfig) {
   EXPECT_EQ(*ResolveChatTemplate("deepseek-r1", "/nonexistent"), ChatTemplate::kDeepSeekR1);
   EXPECT_EQ(*ResolveChatTemplate("chatml", "/nonexistent"), ChatTemplate::kChatML);
   EXPECT_EQ(*ResolveChatTemplate("auto", DemoDir()), ChatTemplate::kDeepSeekR1);
@@ -95,7 +95,7 @@ TEST(ChatTemplate, ResolveByFlagAndByDemoConfig) {
   EXPECT_NE(bad.status().message().find("--chat-template"), absl::string_view::npos);
 }
 
-TEST(ChatTemplate, UnrecognisedOrMissingTemplateNamesTheFlag) {
+TEST(TokChatTemplate, UnrecognisedOrMissingTemplateNamesTheFlag) {
   std::string dir = MakeDir();
   auto missing = ResolveChatTemplate("auto", dir);
   ASSERT_FALSE(missing.ok());

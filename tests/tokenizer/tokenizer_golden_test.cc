@@ -192,9 +192,9 @@ TEST_P(GoldenTest, AddedTokensMatchHuggingFace) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tokenizers, GoldenTest, ::testing::Values("qwen", "demo"));
+INSTANTIATE_TEST_SUITE_P(Tok, GoldenTest, ::testing::Values("qwen", "demo"));
 
-TEST(DemoFiles, HaveDeepSeekAddedTokens) {
+TEST(TokDemoFiles, HaveDeepSeekAddedTokens) {
   const Tokenizer& t = Demo();
   const std::pair<int32_t, const char*> expected[] = {
       {151643, "<｜end▁of▁sentence｜>"}, {151644, "<｜User｜>"}, {151645, "<｜Assistant｜>"},

@@ -22,7 +22,7 @@ std::string WriteTemp(const std::string& text) {
   return tmpl;
 }
 
-TEST(Encode, InvalidUtf8IsAnError) {
+TEST(TokEncode, InvalidUtf8IsAnError) {
   for (std::string bad : {std::string("\xff"), std::string("abc\xc3"), std::string("\xed\xa0\x80"),
                           std::string("\xc0\xaf"), std::string("ok \xe4\xb8 x"),
                           std::string("\xf4\x90\x80\x80"), std::string("a\x80")}) {
@@ -33,7 +33,7 @@ TEST(Encode, InvalidUtf8IsAnError) {
   }
 }
 
-TEST(Decode, UnknownIdIsAnErrorNamingIt) {
+TEST(TokDecode, UnknownIdIsAnErrorNamingIt) {
   for (int32_t id : {-1, static_cast<int32_t>(Qwen().vocab_size()), 1 << 30}) {
     auto r = Qwen().Decode({9707, id});
     ASSERT_FALSE(r.ok());
@@ -45,7 +45,7 @@ TEST(Decode, UnknownIdIsAnErrorNamingIt) {
   EXPECT_EQ(d.Add(-5), "");
 }
 
-TEST(Vocab, LookupsAndSize) {
+TEST(TokVocab, LookupsAndSize) {
   const Tokenizer& t = Qwen();
   EXPECT_EQ(t.vocab_size(), 151669);
   EXPECT_EQ(t.TokenToId("<|im_start|>"), 151644);
@@ -59,13 +59,13 @@ TEST(Vocab, LookupsAndSize) {
   EXPECT_EQ(t.TokenBytes(21927), " Hello");
 }
 
-TEST(Encode, KnownQwenIds) {
+TEST(TokEncode, KnownQwenIds) {
   EXPECT_EQ(*Qwen().Encode("Hello world!"), (std::vector<int32_t>{9707, 1879, 0}));
   EXPECT_EQ(*Qwen().Encode("<|im_start|>user"), (std::vector<int32_t>{151644, 872}));
   EXPECT_TRUE(Qwen().Encode("")->empty());
 }
 
-TEST(Encode, ThreadsAgree) {
+TEST(TokEncode, ThreadsAgree) {
   std::string text;
   for (int i = 0; i < 200; ++i) text += "Line " + std::to_string(i) + ": 你好 wörld 😀\n";
   auto want = *Qwen().Encode(text);
@@ -80,7 +80,7 @@ TEST(Encode, ThreadsAgree) {
   for (int v : ok) EXPECT_EQ(v, 20);
 }
 
-TEST(Utf8, LossyMatchesRust) {
+TEST(TokUtf8, LossyMatchesRust) {
   auto lossy = [](const std::string& s) {
     std::string out;
     AppendUtf8Lossy(s, &out);
@@ -97,7 +97,7 @@ TEST(Utf8, LossyMatchesRust) {
   EXPECT_EQ(lossy("\xc0\xaf"), R + R);
 }
 
-TEST(Nfc, ComposesReordersAndKeepsNfcText) {
+TEST(TokNfc, ComposesReordersAndKeepsNfcText) {
   auto nfc = [](const std::string& s) {
     std::string out;
     AppendNfc(s, &out);
@@ -113,7 +113,7 @@ TEST(Nfc, ComposesReordersAndKeepsNfcText) {
   EXPECT_FALSE(IsNfcQuick("cafe\xcc\x81"));
 }
 
-TEST(Regex, WidensWhitespaceLikeOniguruma) {
+TEST(TokRegex, WidensWhitespaceLikeOniguruma) {
   EXPECT_EQ(WidenWhitespaceClasses(R"(\s+(?!\S))"), R"([\s\x{85}]+(?![^\s\x{85}]))");
   EXPECT_EQ(WidenWhitespaceClasses(R"([^\s\p{L}])"), R"([^\s\x{85}\p{L}])");
   EXPECT_EQ(WidenWhitespaceClasses(R"([]\s] \\s)"), R"([]\s\x{85}] \\s)");
@@ -132,7 +132,7 @@ std::string TinyTokenizerJson(bool pair_merges, const std::string& extra_added) 
       "merges":)" + merges + "}}";
 }
 
-TEST(Load, MergesInBothFormats) {
+TEST(TokLoad, MergesInBothFormats) {
   auto a = Tokenizer::FromFile(WriteTemp(TinyTokenizerJson(false, "")));
   auto b = Tokenizer::FromFile(WriteTemp(TinyTokenizerJson(true, "")));
   ASSERT_TRUE(a.ok()) << a.status();
@@ -144,7 +144,7 @@ TEST(Load, MergesInBothFormats) {
   EXPECT_EQ(*(*a)->Decode({5, 3, 4, 6}), "abc ab a");
 }
 
-TEST(Load, AddedTokensWithStrip) {
+TEST(TokLoad, AddedTokensWithStrip) {
   std::string added =
       R"({"id":10,"content":"<x>","single_word":false,"lstrip":true,"rstrip":true,"normalized":false,"special":true},
          {"id":11,"content":"<x>>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":false})";
@@ -158,7 +158,7 @@ TEST(Load, AddedTokensWithStrip) {
   EXPECT_FALSE((*t)->IsSpecial(11));
 }
 
-TEST(Load, ClearErrors) {
+TEST(TokLoad, ClearErrors) {
   auto missing = Tokenizer::FromFile("/nonexistent/tokenizer.json");
   EXPECT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("/nonexistent/tokenizer.json"), absl::string_view::npos);
@@ -181,13 +181,13 @@ TEST(Load, ClearErrors) {
 namespace r1::tokenizer::testing {
 namespace {
 
-TEST(DemoFiles, ClearErrorForABadSource) {
+TEST(TokDemoFiles, ClearErrorForABadSource) {
   absl::Status s = WriteDemoTokenizerFiles("/nonexistent/tokenizer.json", "/tmp");
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("/nonexistent/tokenizer.json"), absl::string_view::npos);
 }
 
-TEST(Encode, LongPathologicalInputs) {
+TEST(TokEncode, LongPathologicalInputs) {
   // Long words go through the heap merge; long runs must neither crash nor stall.
   EXPECT_EQ(Qwen().Encode(std::string(200000, 'a'))->size(), 25000u);
   auto spaces = Qwen().Encode(std::string(100000, ' ') + "x");
@@ -204,7 +204,7 @@ TEST(Encode, LongPathologicalInputs) {
 namespace r1::tokenizer::testing {
 namespace {
 
-TEST(Load, StreamingParserErrors) {
+TEST(TokLoad, StreamingParserErrors) {
   std::string base = TinyTokenizerJson(false, "");
   std::string bad_id = base;
   bad_id.replace(bad_id.find("\"b\":1"), 5, "\"b\":\"one\"");
