@@ -12,9 +12,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
+#include "common/flags.h"
+
 #include "worker/engine/sampler.h"
 #include "worker/model/qwen2.h"
 #include "worker/model/safetensors.h"
+#include "worker/tokenizer/tokenizer.h"
 
 namespace r1::model {
 namespace {
@@ -341,6 +345,33 @@ TEST(GenerateCliTest, BadInputGivesOneClearLineAndNonZeroExit) {
   CmdResult help = RunCommand(Bin("r1-generate") + " --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, ::testing::HasSubstr("--ignore-eos"));
+}
+
+TEST(GenerateCliTest, ChatTextIsTheDecodingOfTheIds) {
+  // A demo checkpoint with the DeepSeek-R1-Distill tokenizer files, from r1-mkmodel.
+  namespace fs = std::filesystem;
+  std::string dir = (fs::temp_directory_path() / ("r1_gen_text_" + std::to_string(::getpid()))).string();
+  std::string tok_json = std::string(std::getenv("R1_SOURCE_DIR")) + "/.cache/tokenizer/tokenizer.json";
+  if (!fs::exists(tok_json)) GTEST_SKIP() << "no " << tok_json << " (tools/install-deps.sh fetches it)";
+  CmdResult mk = RunCommand(Bin("r1-mkmodel") + " --preset tiny --out " + dir + " --tokenizer " + tok_json);
+  ASSERT_EQ(mk.exit_code, 0) << mk.out;
+  std::string base = Bin("r1-generate") + " --model " + dir +
+                     " --prompt 'Why is the sky blue? 天空' --chat --max-tokens 24 --temperature 0.9 "
+                     "--seed 11 --ignore-eos";
+  CmdResult ids = RunCommand(base + " --output ids 2>/dev/null");
+  CmdResult text = RunCommand(base + " --output text 2>/dev/null");
+  ASSERT_EQ(ids.exit_code, 0) << ids.out;
+  ASSERT_EQ(text.exit_code, 0) << text.out;
+  std::vector<int32_t> v;
+  for (const std::string& item : SplitCommaList(std::string(absl::StripTrailingAsciiWhitespace(ids.out))))
+    v.push_back(std::stoi(item));
+  ASSERT_EQ(v.size(), 24u);
+  auto tok = tokenizer::Tokenizer::FromDir(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto decoded = (*tok)->Decode(v);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(text.out, *decoded + "\n");
+  fs::remove_all(dir);
 }
 
 }  // namespace

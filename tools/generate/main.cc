@@ -12,11 +12,9 @@
 #include "common/flags.h"
 #include "worker/engine/sampler.h"
 #include "worker/model/qwen2.h"
-#ifdef R1_HAVE_TOKENIZER
 #include "worker/tokenizer/chat_template.h"
 #include "worker/tokenizer/detokenizer.h"
 #include "worker/tokenizer/tokenizer.h"
-#endif
 
 namespace {
 
@@ -77,7 +75,6 @@ int main(int argc, char** argv) {
     ids.push_back(id);
   }
   bool need_tokenizer = !prompt->empty() || *output == "text";
-#ifdef R1_HAVE_TOKENIZER
   std::unique_ptr<r1::tokenizer::Tokenizer> tok;
   if (need_tokenizer) {
     std::string path = tokenizer_path->empty() ? *model_dir : *tokenizer_path;
@@ -99,11 +96,6 @@ int main(int argc, char** argv) {
       ids = *enc;
     }
   }
-#else
-  (void)chat_template;
-  (void)tokenizer_path;
-  if (need_tokenizer) flags.Fail("this build has no tokenizer: use --prompt-ids and --output ids");
-#endif
   if (ids.empty()) flags.Fail("the prompt has no tokens");
 
   auto t_load = Clock::now();
@@ -162,10 +154,8 @@ int main(int argc, char** argv) {
   }
   double prefill_s = Since(t_prefill);
 
-#ifdef R1_HAVE_TOKENIZER
   std::optional<r1::tokenizer::IncrementalDetokenizer> detok;
   if (*output == "text") detok.emplace(*tok, /*skip_special_tokens=*/false);
-#endif
   auto is_eos = [&](int32_t t) {
     return !*ignore_eos && std::find(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end(), t) != cfg.eos_token_ids.end();
   };
@@ -176,17 +166,13 @@ int main(int argc, char** argv) {
   while (true) {
     int32_t t = r1::engine::SampleBatch(logits, {&so}, {&state})[0].token;
     out.push_back(t);
-#ifdef R1_HAVE_TOKENIZER
     if (detok && !is_eos(t)) std::cout << detok->Add(t) << std::flush;
-#endif
     if (is_eos(t)) {
       finish = "stop";
       break;
     }
-    if (static_cast<int64_t>(out.size()) >= *max_tokens || pos + 1 > total_len - 1 + 1 ||
-        pos >= total_len) {
-      break;
-    }
+    // The next step writes t at position pos: stop when there is no room for it.
+    if (static_cast<int64_t>(out.size()) >= *max_tokens || pos >= total_len) break;
     logits = step({t}, pos);
     ++pos;
   }
@@ -195,9 +181,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? "," : "") << out[i];
     std::cout << "\n";
   } else {
-#ifdef R1_HAVE_TOKENIZER
     std::cout << detok->Finish() << "\n";
-#endif
   }
   // Decode steps: one per generated token after the first (which came from the prefill).
   size_t decode_steps = out.size() > 0 ? out.size() - 1 : 0;

@@ -14,9 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "worker/model/safetensors_writer.h"
-#ifdef R1_HAVE_TOKENIZER
 #include "worker/tokenizer/demo_files.h"
-#endif
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -191,12 +189,8 @@ int main(int argc, char** argv) {
   }
 
   if (!tokenizer->empty()) {
-#ifdef R1_HAVE_TOKENIZER
     if (auto s = r1::tokenizer::WriteDemoTokenizerFiles(*tokenizer, dir.string()); !s.ok())
       flags.Fail(std::string(s.message()));
-#else
-    flags.Fail("this build has no tokenizer library; cannot write tokenizer files");
-#endif
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << ", "
