@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -238,7 +239,9 @@ class EngineImpl final : public Engine {
       batch.seqs.push_back(std::move(s));
       if (c.sample) sampled.push_back(req);
     }
+    auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<at::Tensor> logits = RunModel(batch);
+    auto t1 = std::chrono::steady_clock::now();
     std::vector<SampleResult> results;
     if (logits.ok() && !sampled.empty()) {
       std::vector<const SamplingOptions*> opts;
@@ -266,6 +269,9 @@ class EngineImpl final : public Engine {
       }
       return;
     }
+    R1_LOG(DEBUG) << "step: " << plan.chunks.size() << " sequences, " << plan.num_tokens
+                  << " tokens; model " << MillisBetween(t0, t1) << " ms, sampling "
+                  << MillisBetween(t1, std::chrono::steady_clock::now()) << " ms";
     Scheduler::Commit(plan);
     Clock::TimePoint done = options_.clock->Now();
     for (size_t i = 0; i < sampled.size(); ++i) Emit(sampled[i], results[i], done);
@@ -385,6 +391,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   model::LoadOptions lo;
   lo.device = options.device;
   lo.dtype = options.dtype;
+  lo.num_threads = options.threads;
   std::unique_ptr<model::Qwen2Model> model;
   try {
     R1_ASSIGN_OR_RETURN(model, model::Qwen2Model::Load(options.model_dir, lo));

@@ -98,6 +98,7 @@ struct EngineOptions {
   std::string model_dir;
   std::string device = "cpu";
   std::string dtype = "auto";
+  int32_t threads = 0;                // CPU threads for libtorch; 0: one per core
   int32_t max_running = 64;
   int32_t max_waiting = 256;
   int32_t max_model_len = 0;          // 0: the model's max_position_embeddings

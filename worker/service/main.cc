@@ -37,6 +37,7 @@ int Run(int argc, char** argv) {
                                      "gRPC address HOST:PORT (port 0: any free port)");
   std::string* device = flags.String("device", "auto", "auto, cpu, cuda or cuda:N");
   std::string* dtype = flags.String("dtype", "auto", "auto, bfloat16, float16 or float32");
+  int64_t* threads = flags.Int("threads", 0, "CPU threads for the model; 0: one per core");
   std::string* metrics_listen =
       flags.String("metrics-listen", "", "HOST:PORT for GET /metrics (empty: off)");
   double* drain_timeout = flags.Double(
@@ -73,6 +74,7 @@ int Run(int argc, char** argv) {
   positive("kv-cache-memory", *kv_memory);
   positive("max-waiting", *max_waiting);
   if (*max_model_len < 0) flags.Fail("--max-model-len must be >= 0");
+  if (*threads < 0) flags.Fail("--threads must be >= 0");
   if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*memory_limit < 0) flags.Fail("--memory-limit must be >= 0");
   std::string host;
@@ -83,14 +85,12 @@ int Run(int argc, char** argv) {
 
   auto codec = r1::service::LoadPromptCodec(*model, *chat_template);
   if (!codec.ok()) flags.Fail(std::string(codec.status().message()));
-  if (!*codec) {
-    R1_LOG(WARNING) << *model << " has no tokenizer: only token-id prompts work";
-  }
 
   r1::engine::EngineOptions eo;
   eo.model_dir = *model;
   eo.device = *device;
   eo.dtype = *dtype;
+  eo.threads = static_cast<int32_t>(std::min<int64_t>(*threads, 1024));
   eo.max_running = static_cast<int32_t>(std::min<int64_t>(*max_running, 1 << 20));
   eo.max_waiting = static_cast<int32_t>(std::min<int64_t>(*max_waiting, 1 << 20));
   eo.max_model_len = static_cast<int32_t>(std::min<int64_t>(*max_model_len, INT32_MAX));
@@ -102,6 +102,9 @@ int Run(int argc, char** argv) {
   if (!engine.ok()) {
     std::cerr << "r1-worker: " << engine.status().message() << std::endl;
     return 1;
+  }
+  if (!*codec) {
+    R1_LOG(WARNING) << *model << " has no tokenizer: only token-id prompts work";
   }
 
   r1::service::WorkerMetrics metrics;

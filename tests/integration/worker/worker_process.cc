@@ -69,7 +69,7 @@ WorkerProcess::WorkerProcess(const std::string& model, std::vector<std::string> 
     std::vector<std::string> argv = {TestPaths().worker, "--model", model, "--listen",
                                      "127.0.0.1:0", "--dtype", "float32", "--log-level",
                                      "warning", "--metrics-listen", "127.0.0.1:0",
-                                     "--kv-cache-memory", "67108864"};
+                                     "--kv-cache-memory", "67108864", "--threads", "1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());

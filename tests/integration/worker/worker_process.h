@@ -30,7 +30,7 @@ void RemoveTinyModel(const std::string& model);
 
 class WorkerProcess {
  public:
-  // Starts r1-worker --model MODEL --listen 127.0.0.1:0 --dtype float32 (64 MiB of KV cache)
+  // Starts r1-worker --model MODEL --listen 127.0.0.1:0 --dtype float32 --threads 1 (64 MiB of KV cache)
   // EXTRA... and waits for
   // its "serving ... on HOST:PORT" line.
   WorkerProcess(const std::string& model, std::vector<std::string> extra = {});
