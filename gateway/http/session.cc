@@ -143,6 +143,10 @@ void Session::Watch() {
   stream_.socket().async_read_some(
       space, [self = shared_from_this()](beast::error_code ec, size_t n) {
         self->watching_ = false;
+        if (ec == net::error::operation_aborted && !self->closed_ && !self->in_exchange_) {
+          self->ReadHeader();
+          return;
+        }
         if (ec) {
           self->Close();
           return;
@@ -237,8 +241,13 @@ void Session::ExchangeDone() {
     }
     return;
   }
-  // With a watch read pending, its completion continues (next request or close).
-  if (watching_) return;
+  // A pending watch read is cancelled; its completion reads the next request, under the
+  // idle timeout.
+  if (watching_) {
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);
+    return;
+  }
   ReadHeader();
 }
 

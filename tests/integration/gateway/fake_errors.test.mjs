@@ -17,7 +17,7 @@ test.before(async () => {
   fs.writeFileSync(keyFile, '# keys\nsk-test-one\nsk-test-two\n');
   g = await startGateway([w], ['--max-concurrent-requests', '2', '--breaker-cooldown-ms', '200']);
   gKeys = await startGateway([w], ['--api-key-file', keyFile]);
-  gSmall = await startGateway([w], ['--max-body-bytes', '1000', '--max-header-bytes', '2000', '--header-timeout', '1']);
+  gSmall = await startGateway([w], ['--max-body-bytes', '1000', '--max-header-bytes', '2000', '--header-timeout', '1', '--idle-timeout', '1']);
   for (const x of [g, gKeys, gSmall]) await waitReady(x);
 });
 test.after(async () => { for (const p of [g, gKeys, gSmall, w]) if (p) await stop(p); fs.rmSync(tmp, { recursive: true }); });
@@ -102,6 +102,15 @@ test('too-large body gives 413, too-large header 431, slow header is cut off', a
     s.on('error', () => {});
   });
   assert.ok(closed >= 900 && closed < 5000, `closed after ${closed} ms`);
+  // A kept-alive connection that stays idle is closed after --idle-timeout.
+  const idle = await new Promise((resolve) => {
+    let answeredAt = null;
+    const s = net.connect(gSmall.port, '127.0.0.1', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.on('data', (d) => { if (String(d).includes('ok')) answeredAt = Date.now(); });
+    s.on('close', () => resolve(answeredAt ? Date.now() - answeredAt : -1));
+    s.on('error', () => {});
+  });
+  assert.ok(idle >= 900 && idle < 5000, `idle connection closed after ${idle} ms`);
 });
 
 test('API keys: Bearer on /v1 routes, health and metrics open', async () => {
