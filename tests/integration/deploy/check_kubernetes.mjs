@@ -1,5 +1,6 @@
 // deploy/kubernetes: every manifest parses, validates against the Kubernetes API schemas
-// (npm kubernetes-models, @kubernetes-models/prometheus-operator), and the fields the stack
+// (npm kubernetes-models, @kubernetes-models/prometheus-operator) with no unknown fields
+// (strict_fields.mjs), and the fields the stack
 // relies on agree with each other: probes, drain timing, GPU requests, the headless Service
 // the gateway resolves, ConfigMap keys used as $(VAR), the HPA target, the ServiceMonitors.
 // Usage: node check_kubernetes.mjs [BIN_DIR]  (with BIN_DIR, flags are checked against
@@ -10,6 +11,7 @@ import {
   SOURCE_DIR, check, fail, finish, readYamlDocs, rel, importNodeModule, parseFlags,
   WORKER_FLAGS, GATEWAY_FLAGS, helpFlags,
 } from "./common.mjs";
+import { unknownFields } from "./strict_fields.mjs";
 
 const dir = path.join(SOURCE_DIR, "deploy/kubernetes");
 const binDir = process.argv[2];
@@ -48,6 +50,18 @@ for (const { file, obj } of objects) {
     check(true, where);
   } catch (e) {
     check(false, `${where}: schema: ${e.message.split("\n").slice(0, 4).join(" | ")}`);
+  }
+  // The schemas accept unknown fields; the API server's strict validation does not.
+  const unknown = unknownFields(obj.apiVersion, obj.kind, obj);
+  if (unknown) {
+    check(unknown.length === 0, `${where}: ${unknown.join("; ")}`);
+  } else if (obj.kind === "ServiceMonitor") {
+    const specKeys = ["selector", "endpoints", "namespaceSelector", "jobLabel", "targetLabels", "podTargetLabels", "sampleLimit"];
+    const epKeys = ["port", "targetPort", "path", "interval", "scrapeTimeout", "scheme", "relabelings", "metricRelabelings", "honorLabels"];
+    for (const k of Object.keys(obj.spec ?? {})) check(specKeys.includes(k), `${where}: spec.${k} is a ServiceMonitor field`);
+    for (const ep of obj.spec?.endpoints ?? []) {
+      for (const k of Object.keys(ep)) check(epKeys.includes(k), `${where}: endpoints[].${k} is a ServiceMonitor endpoint field`);
+    }
   }
   (byKind[obj.kind] ??= []).push(obj);
 }
