@@ -239,3 +239,42 @@ TEST(TokLoad, StreamingParserErrors) {
 
 }  // namespace
 }  // namespace r1::tokenizer::testing
+
+namespace r1::tokenizer::testing {
+namespace {
+
+int32_t ByteToken(const Tokenizer& t, uint8_t b) {
+  // The byte-level alphabet: printable Latin-1 bytes stand for themselves, the rest are
+  // shifted to U+0100 and up.
+  for (int32_t id = 0; id < 256 + 1000; ++id) {
+    std::string_view bytes = t.TokenBytes(id);
+    if (bytes.size() == 1 && static_cast<uint8_t>(bytes[0]) == b) return id;
+  }
+  ADD_FAILURE() << "no token for byte " << int(b);
+  return -1;
+}
+
+TEST(TokDetokenizer, HoldsBackSplitCharacters) {
+  const Tokenizer& t = Qwen();
+  IncrementalDetokenizer d(t);
+  EXPECT_EQ(d.Add(ByteToken(t, 'a')), "a");
+  EXPECT_EQ(d.Add(ByteToken(t, 0xE4)), "");
+  EXPECT_EQ(d.pending_bytes(), 1u);
+  EXPECT_EQ(d.Add(ByteToken(t, 0xB8)), "");
+  EXPECT_EQ(d.Add(ByteToken(t, 0xAD)), "中");
+  EXPECT_EQ(d.pending_bytes(), 0u);
+  // A byte that can never start a character comes out at once as U+FFFD.
+  EXPECT_EQ(d.Add(ByteToken(t, 0xFF)), "\xEF\xBF\xBD");
+  // A cut character at the end is one U+FFFD, as Hugging Face decodes it.
+  EXPECT_EQ(d.Add(ByteToken(t, 0xF0)), "");
+  EXPECT_EQ(d.Add(ByteToken(t, 0x9F)), "");
+  EXPECT_EQ(d.Finish(), "\xEF\xBF\xBD");
+  // Special tokens are skipped only when asked.
+  IncrementalDetokenizer skip(t, /*skip_special_tokens=*/true);
+  EXPECT_EQ(skip.Add(151643), "");
+  IncrementalDetokenizer keep(t);
+  EXPECT_EQ(keep.Add(151643), "<|endoftext|>");
+}
+
+}  // namespace
+}  // namespace r1::tokenizer::testing
