@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "tests/tokenizer/test_util.h"
 #include "worker/tokenizer/chat_template.h"
@@ -20,9 +21,22 @@ std::vector<ChatMessage> Messages(const json::value& v) {
   return out;
 }
 
+std::vector<std::string>& TempDirs() {
+  static auto* dirs = new std::vector<std::string>();
+  return *dirs;
+}
+void RemoveTempDirs() {
+  for (const auto& d : TempDirs()) std::filesystem::remove_all(d);
+}
+
+// A temporary directory, removed when the test program exits.
 std::string MakeDir() {
+  static const bool registered = (std::atexit(RemoveTempDirs), true);
+  (void)registered;
   char tmpl[] = "/tmp/r1_chat_XXXXXX";
-  return mkdtemp(tmpl);
+  std::string dir = mkdtemp(tmpl);
+  TempDirs().push_back(dir);
+  return dir;
 }
 
 void WriteConfig(const std::string& dir, const json::value& cfg) {

@@ -29,11 +29,17 @@ const Tokenizer& Qwen() {
   return *t;
 }
 
+std::string& DemoDirStorage() {
+  static auto* dir = new std::string();  // never destroyed: the atexit hook reads it
+  return *dir;
+}
+
 const std::string& DemoDir() {
-  static std::string dir = [] {
+  static std::string& dir = DemoDirStorage() = [] {
     char tmpl[] = "/tmp/r1_demo_tokenizer_XXXXXX";
     char* d = mkdtemp(tmpl);
     if (!d) std::abort();
+    std::atexit([] { std::filesystem::remove_all(DemoDirStorage()); });
     absl::Status s = WriteDemoTokenizerFiles(QwenTokenizerPath(), d);
     if (!s.ok()) {
       ADD_FAILURE() << s;

@@ -12,13 +12,25 @@
 namespace r1::tokenizer::testing {
 namespace {
 
+std::vector<std::string>& TempFiles() {
+  static auto* files = new std::vector<std::string>();
+  return *files;
+}
+void RemoveTempFiles() {
+  for (const auto& f : TempFiles()) std::remove(f.c_str());
+}
+
+// A temporary file, removed when the test program exits.
 std::string WriteTemp(const std::string& text) {
+  static const bool registered = (std::atexit(RemoveTempFiles), true);
+  (void)registered;
   char tmpl[] = "/tmp/r1_tok_XXXXXX";
   int fd = mkstemp(tmpl);
   EXPECT_GE(fd, 0);
   FILE* f = fdopen(fd, "w");
   std::fwrite(text.data(), 1, text.size(), f);
   std::fclose(f);
+  TempFiles().push_back(tmpl);
   return tmpl;
 }
 
