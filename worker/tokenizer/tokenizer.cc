@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -142,6 +143,7 @@ struct Tokenizer::Impl {
   std::string bytes;
   std::vector<uint32_t> bytes_off;
   absl::flat_hash_map<std::string_view, int32_t> token_to_id;  // views into id_to_token
+  std::deque<std::string> shadowed;  // vocabulary strings whose id an added token took
 
   bool nfc = false;
   std::vector<std::unique_ptr<RegexSplitter>> splits;  // applied in order
@@ -245,7 +247,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   }
   impl->bytes_off[n] = static_cast<uint32_t>(impl->bytes.size());
   for (const auto& e : vocab) {
-    impl->token_to_id.emplace(std::string_view(impl->id_to_token[e.id]), static_cast<int32_t>(e.id));
+    std::string_view key = impl->id_to_token[e.id];
+    if (!vocab_only[e.id]) {
+      // An added token took this id; the vocabulary string still maps to it.
+      key = impl->shadowed.emplace_back(doc.Text(e.off, e.len));
+    }
+    impl->token_to_id.emplace(key, static_cast<int32_t>(e.id));
   }
   // Merges and single bytes refer to the model vocabulary only (added tokens come later).
   auto vocab_id = [&](std::string_view tok) -> int32_t {
@@ -294,8 +301,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
       if (ia < 0 || ib < 0 || iab < 0) {
         return Bad(path, absl::StrCat("merge ", rank, " uses a token missing from the vocab"));
       }
-      // A token outside the byte-level alphabet can never be formed from bytes.
-      if (pure[ia] && pure[ib]) impl->bpe.AddMerge(ia, ib, iab, rank);
+      impl->bpe.AddMerge(ia, ib, iab, rank);
       ++rank;
     }
   }
