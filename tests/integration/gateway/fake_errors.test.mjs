@@ -189,3 +189,21 @@ test('Expect: 100-continue is answered at once', async () => {
   assert.equal(r.stdout, '200');
   assert.ok(Date.now() - t0 < 900, `took ${Date.now() - t0} ms (curl waits 1 s without 100 Continue)`);
 });
+
+test('pipelined requests are answered in order; Connection: close is honoured', async () => {
+  const text = await new Promise((resolve) => {
+    let out = '';
+    const body = JSON.stringify({ model: 'm', prompt: '@tokens=2', max_tokens: 2 });
+    const post = `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const s = net.connect(g.port, '127.0.0.1', () =>
+      s.write(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n${post}GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => {});
+  });
+  const statuses = [...text.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+  assert.deepEqual(statuses, ['200', '200', '200']);
+  const okAt = text.indexOf('ok\n'), cmplAt = text.indexOf('text_completion'), readyAt = text.indexOf('ready\n');
+  assert.ok(okAt < cmplAt && cmplAt < readyAt, text);
+  assert.match(text, /Connection: close/);
+});
