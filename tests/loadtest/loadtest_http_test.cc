@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <boost/json.hpp>
 
@@ -245,6 +246,34 @@ TEST(LoadtestProgram, PlotsLatencyVersusLoadWithGnuplot) {
   EXPECT_EQ(rows, 2);  // one point per level
   std::remove(png.c_str());
   std::remove((png + ".dat").c_str());
+}
+
+// docs/operations.md's flag table lists every flag of --help with the same default.
+TEST(LoadtestProgram, OperationsDocListsEveryFlagWithItsDefault) {
+  const char* src = std::getenv("R1_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  std::ifstream doc(std::string(src) + "/docs/operations.md");
+  ASSERT_TRUE(doc.good());
+  std::stringstream ss;
+  ss << doc.rdbuf();
+  std::string text = ss.str();
+  std::string help;
+  ASSERT_EQ(RunCommand(Binary() + " --help", &help), 0);
+  std::istringstream lines(help);
+  std::string line;
+  int flags = 0;
+  while (std::getline(lines, line)) {
+    // "  --name (type, default VALUE)"
+    size_t dash = line.find("  --");
+    size_t def = line.find(", default ");
+    if (dash != 0 || def == std::string::npos) continue;
+    std::string name = line.substr(4, line.find(' ', 4) - 4);
+    std::string value = line.substr(def + 10, line.rfind(')') - def - 10);
+    ++flags;
+    std::string row = "| `--" + name + "` | `" + value + "` |";
+    EXPECT_NE(text.find(row), std::string::npos) << "docs/operations.md lacks the row " << row;
+  }
+  EXPECT_GE(flags, 15);
 }
 
 TEST(LoadtestProgram, BadFlagsAndDeadTargets) {
