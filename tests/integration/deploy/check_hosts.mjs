@@ -69,6 +69,13 @@ for (const [name, unit] of [["r1-worker@.service", worker], ["r1-gateway.service
     check(m[1] in env, `${name}: ${m[1]} is set in r1serve.env`);
   }
 }
+for (const [key, program, contract] of [["R1_WORKER_ARGS", "r1-worker", WORKER_FLAGS], ["R1_GATEWAY_ARGS", "r1-gateway", GATEWAY_FLAGS]]) {
+  const help = helpFlags(binDir ? path.join(binDir, program) : null);
+  for (const f of parseFlags((env[key] ?? "").split(/\s+/)).keys()) {
+    check(contract.includes(f) || (help && help.has(f)), `r1serve.env ${key}: --${f} is a ${program} flag`);
+    if (help) check(help.has(f), `r1serve.env ${key}: --${f} is in ${program} --help`);
+  }
+}
 for (const w of (env.R1_WORKERS ?? "").split(",")) check(/^127\.0\.0\.1:5005\d$/.test(w), `R1_WORKERS entry ${w} is a worker@N port`);
 const prom = fs.readFileSync(path.join(SOURCE_DIR, "deploy/prometheus/prometheus.yml"), "utf8");
 check(prom.includes("127.0.0.1:19090"), "prometheus.yml scrapes worker 0's metrics port");
