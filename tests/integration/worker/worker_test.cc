@@ -422,6 +422,26 @@ TEST_F(WorkerTest, SigtermDrainsInFlightStreams) {
   EXPECT_EQ(w.Wait(30), 0);
 }
 
+TEST_F(WorkerTest, DrainTimeoutEndsLongStreamsAndExitsZero) {
+  WorkerProcess w(*bare_model_, {"--drain-timeout", "0.5", "--max-model-len", "30000"});
+  ASSERT_TRUE(w.ok());
+  grpc::ClientContext ctx;
+  auto reader = w.stub()->Generate(&ctx, IdsRequest(SomeIds(8, 1), 0));
+  r1serve::v1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  auto start = std::chrono::steady_clock::now();
+  w.Signal(SIGTERM);
+  uint32_t tokens = msg.token_ids_size();
+  while (reader->Read(&msg)) tokens += msg.token_ids_size();
+  grpc::Status status = reader->Finish();
+  // Either the call was cancelled, or its last message says so.
+  EXPECT_TRUE(!status.ok() || msg.finish_reason() == r1serve::v1::FINISH_REASON_CANCELLED)
+      << status.error_message();
+  EXPECT_LT(tokens, 29990u);
+  EXPECT_EQ(w.Wait(30), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
 }  // namespace
 }  // namespace r1::testing
 
