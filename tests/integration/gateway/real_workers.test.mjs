@@ -113,11 +113,12 @@ test('kill -9 of a real worker under load: requests without a token yet still su
   const g = await gateway(ws, ['--breaker-cooldown-ms', '60000']);
   let killedAt = Infinity;
   const one = () => readStream(`${g.url}/v1/completions`,
-    { model: 'model', prompt: 'Tell me a story', max_tokens: 80, ignore_eos: true, stream: true }, 'length');
+    { model: 'model', prompt: 'Tell me a story', max_tokens: 300, ignore_eos: true, stream: true }, 'length');
   const all = [];
   for (let i = 0; i < 12; i++) all.push(one());
+  // Kill while the first two on each worker still run (300 tokens) and the others wait.
   await waitFor(async () => (await metric(g, 'r1_gateway_active_streams')) === 12, '12 streams');
-  await sleep(150);
+  await sleep(50);
   killedAt = Date.now();
   await stop(ws[0], 'SIGKILL');
   const results = await Promise.all(all);
@@ -131,6 +132,8 @@ test('kill -9 of a real worker under load: requests without a token yet still su
   }
   assert.ok(tokenless >= 1, 'no request was waiting at the kill');
   assert.ok(failed <= 2, `${failed} failed: only the killed worker's running streams may`);
+  // The killed worker's waiting requests went to the others.
+  assert.ok(await metric(g, 'r1_gateway_retries_total', 'reason="unavailable"') >= 1);
   for (let i = 0; i < 4; i++) {
     const r = await postJson(`${g.url}/v1/completions`, { model: 'model', prompt: 'x', max_tokens: 2 });
     assert.equal(r.status, 200);
