@@ -47,7 +47,7 @@ SplitText ReasoningSplitter::Feed(std::string_view text) {
 
 SplitText ReasoningSplitter::Finish() {
   SplitText out;
-  if (in_reasoning_) out.reasoning = std::move(pending_);
+  if (in_reasoning_) AppendWithoutStart(&out.reasoning, pending_);
   pending_.clear();
   return out;
 }

@@ -1,11 +1,29 @@
 // libFuzzer target: the OpenAI request parser must never crash, hang or leak on any bytes,
-// and what it accepts must satisfy the documented limits.
+// and what it accepts must satisfy the documented limits. The same bytes, as model output,
+// go through the reasoning split in three pieces, which must give what one piece gives.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
+#include "gateway/openai/reasoning.h"
 #include "gateway/openai/request.h"
+
+namespace {
+r1::gw::SplitText SplitPieces(std::string_view text, size_t a, size_t b) {
+  r1::gw::ReasoningSplitter s(true);
+  r1::gw::SplitText out;
+  for (std::string_view piece : {text.substr(0, a), text.substr(a, b - a), text.substr(b)}) {
+    r1::gw::SplitText t = s.Feed(piece);
+    out.reasoning += t.reasoning;
+    out.content += t.content;
+  }
+  r1::gw::SplitText t = s.Finish();
+  out.reasoning += t.reasoning;
+  out.content += t.content;
+  return out;
+}
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -26,5 +44,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else if (r.status().code() != absl::StatusCode::kInvalidArgument) {
     std::abort();
   }
+  size_t a = body.empty() ? 0 : data[0] % (body.size() + 1);
+  size_t b = a + (body.size() - a) / 2;
+  r1::gw::SplitText whole = SplitPieces(body, body.size(), body.size());
+  r1::gw::SplitText pieces = SplitPieces(body, a, b);
+  if (whole.reasoning != pieces.reasoning || whole.content != pieces.content) std::abort();
   return 0;
 }

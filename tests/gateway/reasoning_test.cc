@@ -41,6 +41,10 @@ TEST(ReasoningSplit, OpeningTagDropped) {
             std::make_pair(std::string("hmm"), std::string("ok")));
 }
 
+TEST(ReasoningSplit, OpeningTagAtTheVeryEndDropped) {
+  EXPECT_EQ(SplitAll(true, {"x<think>"}), std::make_pair(std::string("x"), std::string("")));
+}
+
 TEST(ReasoningSplit, NoEndTagMeansAllReasoning) {
   // As vLLM's deepseek_r1 parser: output without "</think>" is reasoning (cut off early).
   EXPECT_EQ(SplitAll(true, {"still ", "thinking <"}),
