@@ -14,7 +14,7 @@ LevelReport MakeReport(const LevelResult& result) {
   r.level = result.level;
   r.wall_s = result.wall_s;
   r.client_queued = result.client_queued;
-  std::vector<double> ttft, itl, e2e;
+  std::vector<double> ttft, itl, tpot, e2e;
   for (const RequestResult& q : result.results) {
     ++r.sent;
     if (!q.ok) {
@@ -31,9 +31,14 @@ LevelReport MakeReport(const LevelResult& result) {
     }
     e2e.push_back(std::chrono::duration<double, std::milli>(q.end - q.start).count());
     for (double g : q.itl_s) itl.push_back(g * 1000.0);
+    if (q.got_token && q.output_tokens > 1) {
+      tpot.push_back(std::chrono::duration<double, std::milli>(q.last_token - q.first_token).count() /
+                     static_cast<double>(q.output_tokens - 1));
+    }
   }
   r.ttft_ms = Summarize(std::move(ttft));
   r.itl_ms = Summarize(std::move(itl));
+  r.tpot_ms = Summarize(std::move(tpot));
   r.e2e_ms = Summarize(std::move(e2e));
   if (r.wall_s > 0) {
     r.requests_per_s = static_cast<double>(r.succeeded) / r.wall_s;
@@ -84,6 +89,7 @@ std::string FormatText(const Options& options, const std::vector<LevelReport>& r
                            "max", "samples");
     out += Row("TTFT", r.ttft_ms);
     out += Row("ITL", r.itl_ms);
+    out += Row("TPOT", r.tpot_ms);
     out += Row("E2E", r.e2e_ms);
     for (const auto& [kind, n] : r.errors) {
       out += absl::StrFormat("  error      %-22s %6d  e.g. %s\n", kind, n,
@@ -113,6 +119,7 @@ json::value ToJson(const Options& options, const std::vector<LevelReport>& repor
         {"client_queued", r.client_queued},
         {"ttft_ms", SummaryJson(r.ttft_ms)},
         {"itl_ms", SummaryJson(r.itl_ms)},
+        {"tpot_ms", SummaryJson(r.tpot_ms)},
         {"e2e_ms", SummaryJson(r.e2e_ms)},
     });
   }

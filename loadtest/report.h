@@ -26,7 +26,10 @@ struct LevelReport {
   double output_tokens_per_s = 0;
   int64_t prompt_tokens = 0;       // as reported by the server (0 when it does not say)
   int64_t client_queued = 0;
-  Summary ttft_ms, itl_ms, e2e_ms;  // over succeeded requests
+  // Over succeeded requests. TPOT (time per output token) is per request: from the first
+  // to the last token, divided by the output tokens after the first (the server's count, so
+  // it is right even when one chunk carries several tokens).
+  Summary ttft_ms, itl_ms, tpot_ms, e2e_ms;
 };
 
 LevelReport MakeReport(const LevelResult& result);

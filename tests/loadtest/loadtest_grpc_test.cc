@@ -108,6 +108,9 @@ TEST_F(GrpcLoad, CountsTokensAndFollowsDelays) {
   EXPECT_EQ(r.itl_ms.count, 40u * 4);
   EXPECT_GE(r.itl_ms.p50, 9);
   EXPECT_LT(r.itl_ms.p50, 250);
+  EXPECT_EQ(r.tpot_ms.count, 40u);  // (last - first message) / 5: about 8 ms
+  EXPECT_GE(r.tpot_ms.p50, 5);
+  EXPECT_LT(r.tpot_ms.p50, 250);
   EXPECT_GE(r.e2e_ms.p50, 30 + 2 * 20);
 }
 

@@ -8,6 +8,7 @@
 #include "loadtest/http_backend.h"
 #include "loadtest/grpc_backend.h"
 #include "loadtest/prompt.h"
+#include "loadtest/report.h"
 #include "loadtest/sse.h"
 #include "loadtest/stats.h"
 
@@ -182,6 +183,54 @@ TEST(Prompt, HasTheAskedNumberOfWords) {
   std::string p = MakePrompt(25, rng);
   EXPECT_EQ(std::count(p.begin(), p.end(), ' '), 25);
   EXPECT_EQ(MakePrompt(0, rng), "");
+}
+
+TEST(Report, FiguresFromKnownTimes) {
+  using std::chrono::milliseconds;
+  auto t0 = SteadyClock::now();
+  LevelResult level;
+  level.level = Level{2, 0};
+  level.wall_s = 2.0;
+  // Two good requests: first tokens after 100 and 300 ms, then 4 more tokens 10 (20) ms
+  // apart, ending 10 ms after the last token.
+  for (int i = 0; i < 2; ++i) {
+    RequestResult r;
+    r.ok = true;
+    r.start = t0;
+    int ttft = i == 0 ? 100 : 300, gap = i == 0 ? 10 : 20;
+    for (int k = 0; k < 5; ++k) r.OnTokens(t0 + milliseconds(ttft + k * gap), 1);
+    r.output_tokens = 5;
+    r.prompt_tokens = 9;
+    r.end = t0 + milliseconds(ttft + 4 * gap + 10);
+    level.results.push_back(r);
+  }
+  RequestResult bad;
+  bad.Fail("http_503", "no worker");
+  level.results.push_back(bad);
+  level.results.push_back(bad);
+
+  LevelReport rep = MakeReport(level);
+  EXPECT_EQ(rep.sent, 4);
+  EXPECT_EQ(rep.succeeded, 2);
+  EXPECT_EQ(rep.failed, 2);
+  EXPECT_EQ(rep.errors.at("http_503"), 2);
+  EXPECT_EQ(rep.output_tokens, 10);
+  EXPECT_EQ(rep.prompt_tokens, 18);
+  EXPECT_DOUBLE_EQ(rep.requests_per_s, 1.0);
+  EXPECT_DOUBLE_EQ(rep.output_tokens_per_s, 5.0);
+  EXPECT_NEAR(rep.ttft_ms.p50, 200, 1e-6);  // halfway between 100 and 300
+  EXPECT_NEAR(rep.ttft_ms.max, 300, 1e-6);
+  EXPECT_EQ(rep.itl_ms.count, 8u);
+  EXPECT_NEAR(rep.itl_ms.p50, 15, 1e-6);   // four 10s and four 20s
+  EXPECT_NEAR(rep.tpot_ms.min, 10, 1e-6);
+  EXPECT_NEAR(rep.tpot_ms.max, 20, 1e-6);
+  EXPECT_NEAR(rep.e2e_ms.min, 150, 1e-6);
+  EXPECT_NEAR(rep.e2e_ms.max, 390, 1e-6);
+  std::string text = FormatText(Options{}, {rep});
+  EXPECT_NE(text.find("TPOT"), std::string::npos);
+  EXPECT_NE(text.find("http_503"), std::string::npos);
+  auto v = ToJson(Options{}, {rep});
+  EXPECT_NEAR(v.at("runs").at(0).at("tpot_ms").at("p50").as_double(), 15, 1e-6);
 }
 
 TEST(GrpcErrorKind, NamesCodes) {
