@@ -442,6 +442,39 @@ TEST_F(WorkerTest, DrainTimeoutEndsLongStreamsAndExitsZero) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
+TEST_F(WorkerTest, LaggingReaderGetsMergedMessages) {
+  // The client stops reading while the worker makes 400 tokens of about 500 bytes each (top
+  // logprobs): far more than HTTP/2's flow-control window, so writes back up and the worker
+  // merges the queued tokens into fewer messages, losing none.
+  WorkerProcess w(*bare_model_);
+  ASSERT_TRUE(w.ok());
+  grpc::ClientContext ctx;
+  GenerateRequest req = IdsRequest(SomeIds(8, 1), 400);
+  req.set_top_logprobs(20);
+  auto reader = w.stub()->Generate(&ctx, req);
+  r1serve::v1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  for (int i = 0; i < 6000; ++i) {
+    if (HttpGet(w.metrics_port(), "/metrics").find("r1_worker_generation_tokens_total 400") !=
+        std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int messages = 1;
+  uint32_t tokens = msg.token_ids_size(), logprobs = msg.logprobs_size();
+  while (reader->Read(&msg)) {
+    messages++;
+    tokens += msg.token_ids_size();
+    logprobs += msg.logprobs_size();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 400u);
+  EXPECT_EQ(logprobs, 400u);
+  EXPECT_EQ(msg.usage().completion_tokens(), 400u);
+  EXPECT_LT(messages, 400);
+}
+
 }  // namespace
 }  // namespace r1::testing
 
