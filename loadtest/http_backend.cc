@@ -1,5 +1,8 @@
 #include "loadtest/http_backend.h"
 
+#include <mutex>
+#include <vector>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -121,7 +124,15 @@ class HttpBackend final : public Backend {
   asio::awaitable<void> Run(RequestSpec spec, DoneCallback done) {
     RequestResult r;
     r.start = SteadyClock::now();
-    co_await Exchange(spec, r);
+    // A kept-alive connection the server has closed meanwhile fails before any response
+    // byte: that attempt is repeated once on a new connection.
+    bool stale = false;
+    co_await Exchange(spec, r, /*may_reuse=*/true, &stale);
+    if (stale) {
+      r = RequestResult();
+      r.start = SteadyClock::now();
+      co_await Exchange(spec, r, /*may_reuse=*/false, &stale);
+    }
     r.end = SteadyClock::now();
     if (r.error_kind.empty()) r.ok = true;
     if (r.output_tokens == 0) r.output_tokens = r.counted_tokens;
@@ -135,17 +146,40 @@ class HttpBackend final : public Backend {
     return otherwise;
   }
 
-  asio::awaitable<void> Exchange(const RequestSpec& spec, RequestResult& r) {
+  std::unique_ptr<beast::tcp_stream> TakeIdle() {
+    std::lock_guard<std::mutex> lock(idle_mu_);
+    if (idle_.empty()) return nullptr;
+    auto s = std::move(idle_.back());
+    idle_.pop_back();
+    return s;
+  }
+
+  void PutIdle(std::unique_ptr<beast::tcp_stream> s) {
+    s->expires_never();
+    std::lock_guard<std::mutex> lock(idle_mu_);
+    idle_.push_back(std::move(s));
+  }
+
+  asio::awaitable<void> Exchange(const RequestSpec& spec, RequestResult& r, bool may_reuse,
+                                 bool* stale) {
     constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
-    beast::tcp_stream stream(co_await asio::this_coro::executor);
-    stream.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(options_.timeout_s)));
-    auto [cec, ep] = co_await stream.async_connect(endpoints_, tuple);
-    if (cec) {
-      r.Fail(KindOf(cec, "connect"), cec.message());
-      co_return;
+    *stale = false;
+    auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(options_.timeout_s));
+    std::unique_ptr<beast::tcp_stream> stream;
+    if (options_.keep_alive && may_reuse) stream = TakeIdle();
+    bool reused = stream != nullptr;
+    if (!stream) {
+      stream = std::make_unique<beast::tcp_stream>(co_await asio::this_coro::executor);
+      stream->expires_after(timeout);
+      auto [cec, ep] = co_await stream->async_connect(endpoints_, tuple);
+      if (cec) {
+        r.Fail(KindOf(cec, "connect"), cec.message());
+        co_return;
+      }
+      stream->socket().set_option(tcp::no_delay(true));
     }
-    stream.socket().set_option(tcp::no_delay(true));
+    stream->expires_after(timeout);
 
     http::request<http::string_body> req{http::verb::post, path_, 11};
     req.set(http::field::host, target_.host + ":" + target_.port);
@@ -153,10 +187,15 @@ class HttpBackend final : public Backend {
     req.set(http::field::content_type, "application/json");
     req.set(http::field::accept, "text/event-stream");
     if (!options_.api_key.empty()) req.set(http::field::authorization, "Bearer " + options_.api_key);
+    req.keep_alive(options_.keep_alive);
     req.body() = BuildRequestBody(options_, spec);
     req.prepare_payload();
-    auto [wec, wn] = co_await http::async_write(stream, req, tuple);
+    auto [wec, wn] = co_await http::async_write(*stream, req, tuple);
     if (wec) {
+      if (reused && wec != beast::error::timeout) {
+        *stale = true;
+        co_return;
+      }
       r.Fail(KindOf(wec, "disconnected"), wec.message());
       co_return;
     }
@@ -164,8 +203,12 @@ class HttpBackend final : public Backend {
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(boost::none);
-    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple);
+    auto [hec, hn] = co_await http::async_read_header(*stream, buffer, parser, tuple);
     if (hec) {
+      if (reused && hn == 0 && hec != beast::error::timeout && hec != asio::error::operation_aborted) {
+        *stale = true;
+        co_return;
+      }
       r.Fail(KindOf(hec, "disconnected"), hec.message());
       co_return;
     }
@@ -180,7 +223,7 @@ class HttpBackend final : public Backend {
     while (!parser.is_done()) {
       parser.get().body().data = chunk;
       parser.get().body().size = sizeof(chunk);
-      auto [rec, rn] = co_await http::async_read_some(stream, buffer, parser, tuple);
+      auto [rec, rn] = co_await http::async_read_some(*stream, buffer, parser, tuple);
       size_t got = sizeof(chunk) - parser.get().body().size;
       if (ok_status) {
         sse.Feed(std::string_view(chunk, got));
@@ -202,8 +245,12 @@ class HttpBackend final : public Backend {
         r.Fail("disconnected", "the stream ended without data: [DONE]");
       }
     }
+    if (options_.keep_alive && parser.is_done() && parser.get().keep_alive() && buffer.size() == 0) {
+      PutIdle(std::move(stream));
+      co_return;
+    }
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
   }
 
   asio::io_context& io_;
@@ -211,6 +258,8 @@ class HttpBackend final : public Backend {
   Options options_;
   tcp::resolver::results_type endpoints_;
   std::string path_;
+  std::mutex idle_mu_;
+  std::vector<std::unique_ptr<beast::tcp_stream>> idle_;  // --keep-alive connections
 };
 
 }  // namespace

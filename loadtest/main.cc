@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
   int64_t* seed = flags.Int("seed", 1, "seed for lengths, prompts and arrival times");
   double* timeout = flags.Double("timeout", 300, "seconds before one request counts as timed out");
   int64_t* threads = flags.Int("threads", 2, "I/O threads for HTTP");
+  bool* keep_alive = flags.Bool("keep-alive", false, "HTTP: reuse connections between requests "
+                                                     "(else one connection per request)");
   int64_t* channels = flags.Int("grpc-channels", 4, "gRPC connections to spread requests over");
   bool* as_json = flags.Bool("json", false, "print the report as one JSON object on stdout");
   std::string* plot = flags.String("plot", "", "write a latency-versus-load plot (.png or .svg) "
@@ -124,6 +126,7 @@ int main(int argc, char** argv) {
   o.seed = static_cast<uint64_t>(*seed);
   o.timeout_s = *timeout;
   o.threads = *threads;
+  o.keep_alive = *keep_alive;
   o.grpc_channels = *channels;
 
   std::vector<int64_t> conc = ParseList<int64_t>(flags, "concurrency", *concurrency);

@@ -24,6 +24,7 @@ struct Options {
   uint64_t seed = 1;
   double timeout_s = 300;  // per request
   bool ignore_eos = true;  // ask for exactly max_tokens tokens
+  bool keep_alive = false; // HTTP: reuse connections between requests
   double temperature = 0;
   int64_t threads = 2;     // I/O threads
   int64_t grpc_channels = 4;

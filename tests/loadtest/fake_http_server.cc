@@ -96,21 +96,30 @@ std::string Chunk(bool chat, const std::string& text) {
 }  // namespace
 
 void FakeHttpServer::Serve(tcp::socket socket) {
-  beast::flat_buffer buffer;
-  http::request<http::string_body> req;
-  boost::system::error_code ec;
-  http::read(socket, buffer, req, ec);
-  if (ec || stop_) return;
-  int k = next_k_++;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    bodies_.push_back(req.body());
-    paths_.push_back(std::string(req.target()));
-    auth_.push_back(std::string(req[http::field::authorization]));
-  }
+  ++connections_;
   socket.set_option(tcp::no_delay(true));
+  beast::flat_buffer buffer;
+  while (!stop_) {
+    http::request<http::string_body> req;
+    boost::system::error_code ec;
+    http::read(socket, buffer, req, ec);
+    if (ec || stop_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bodies_.push_back(req.body());
+      paths_.push_back(std::string(req.target()));
+      auth_.push_back(std::string(req[http::field::authorization]));
+    }
+    if (!Answer(socket, std::string(req.target()), req.body(), req.keep_alive())) return;
+  }
+}
+
+bool FakeHttpServer::Answer(tcp::socket& socket, const std::string& target,
+                            const std::string& request_body, bool keep_alive) {
+  int k = next_k_++;
+  boost::system::error_code ec;
   FakeBehaviour b = behave_(k);
-  boost::json::value body = boost::json::parse(req.body(), ec);
+  boost::json::value body = boost::json::parse(request_body, ec);
   int64_t max_tokens = 16;
   bool usage = false;
   if (!ec && body.is_object()) {
@@ -119,12 +128,12 @@ void FakeHttpServer::Serve(tcp::socket socket) {
       if (auto* iu = so->as_object().if_contains("include_usage")) usage = iu->as_bool();
     }
   }
-  bool chat = req.target() == "/v1/chat/completions";
+  bool chat = target == "/v1/chat/completions";
 
   if (b.kind == FakeBehaviour::kHang) {
     // In small steps, so that the destructor need not wait the whole hang out.
     for (int waited = 0; waited < b.hang_ms && !stop_; waited += 20) Sleep(20);
-    if (stop_) return;
+    if (stop_) return false;
   }
   if (b.kind == FakeBehaviour::kHttpError) {
     std::string err = "{\"error\":{\"message\":\"fake failure " + std::to_string(b.http_status) +
@@ -134,17 +143,17 @@ void FakeHttpServer::Serve(tcp::socket socket) {
                        std::to_string(err.size()) + "\r\nConnection: close\r\n\r\n" + err;
     asio::write(socket, asio::buffer(resp), ec);
     socket.shutdown(tcp::socket::shutdown_both, ec);
-    return;
+    return false;
   }
   std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n";
   head += b.chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
   asio::write(socket, asio::buffer(head), ec);
-  if (ec) return;
+  if (ec) return false;
   Sleep(b.first_token_ms);
   int64_t n = b.kind == FakeBehaviour::kOk || b.kind == FakeBehaviour::kHang ? max_tokens : 1;
   for (int64_t i = 0; i < n; ++i) {
     if (i > 0) Sleep(b.token_gap_ms);
-    if (!Send(socket, Chunk(chat, " tok" + std::to_string(i)), b.chunked)) return;
+    if (!Send(socket, Chunk(chat, " tok" + std::to_string(i)), b.chunked)) return false;
   }
   switch (b.kind) {
     case FakeBehaviour::kErrorEvent:
@@ -153,7 +162,7 @@ void FakeHttpServer::Serve(tcp::socket socket) {
       break;
     case FakeBehaviour::kCloseEarly:
       socket.shutdown(tcp::socket::shutdown_both, ec);
-      return;
+      return false;
     case FakeBehaviour::kBadJson:
       Send(socket, "data: {not json\n\n", b.chunked);
       break;
@@ -166,7 +175,9 @@ void FakeHttpServer::Serve(tcp::socket socket) {
   }
   Send(socket, "data: [DONE]\n\n", b.chunked);
   if (b.chunked) Send(socket, "", true);  // the last chunk
+  if (b.chunked && keep_alive && !b.close_anyway) return true;
   socket.shutdown(tcp::socket::shutdown_both, ec);
+  return false;
 }
 
 }  // namespace r1::loadtest::testing

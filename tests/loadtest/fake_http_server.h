@@ -29,6 +29,9 @@ struct FakeBehaviour {
   int token_gap_ms = 0;    // between chunks
   int hang_ms = 0;
   bool chunked = true;     // Transfer-Encoding: chunked, else Connection: close framing
+  // With chunked framing and a keep-alive request, the connection stays open for the next
+  // request, unless close_anyway: then it is closed without saying so (a stale keep-alive).
+  bool close_anyway = false;
 };
 
 class FakeHttpServer {
@@ -38,6 +41,7 @@ class FakeHttpServer {
   int port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int requests() const { return next_k_.load(); }
+  int connections() const { return connections_.load(); }
   // The request bodies and paths seen, in arrival order.
   std::vector<std::string> bodies() const;
   std::vector<std::string> paths() const;
@@ -46,12 +50,16 @@ class FakeHttpServer {
  private:
   void AcceptLoop();
   void Serve(boost::asio::ip::tcp::socket socket);
+  // Answers one request; true when the connection may carry another.
+  bool Answer(boost::asio::ip::tcp::socket& socket, const std::string& target,
+              const std::string& body, bool keep_alive);
 
   std::function<FakeBehaviour(int)> behave_;
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   int port_ = 0;
   std::atomic<int> next_k_{0};
+  std::atomic<int> connections_{0};
   std::atomic<bool> stop_{false};
   std::thread accept_thread_;
   mutable std::mutex mu_;

@@ -57,6 +57,7 @@ TEST(HttpLoad, PercentilesFollowInjectedDelays) {
   EXPECT_EQ(r.succeeded, 100);
   EXPECT_EQ(r.failed, 0);
   EXPECT_EQ(server.requests(), 100);
+  EXPECT_EQ(server.connections(), 100);  // one per request without --keep-alive
   EXPECT_EQ(r.output_tokens, 500);  // from the usage chunks
   EXPECT_EQ(r.prompt_tokens, 700);
   EXPECT_EQ(r.ttft_ms.count, 100u);
@@ -117,6 +118,39 @@ TEST(HttpLoad, ClassifiesErrorsByKind) {
   // Only succeeded requests are in the latency figures.
   EXPECT_EQ(r.e2e_ms.count, 15u);
   EXPECT_EQ(r.output_tokens, 15 * 5);
+}
+
+TEST(HttpLoad, KeepAliveReusesConnections) {
+  FakeHttpServer server([](int) {
+    FakeBehaviour b;
+    b.first_token_ms = 2;
+    return b;
+  });
+  Options o = BaseOptions(server.url());
+  o.keep_alive = true;
+  o.requests = 40;
+  LevelReport r = RunOne(o, Level{4, 0});
+  EXPECT_EQ(r.succeeded, 40);
+  EXPECT_EQ(server.requests(), 40);
+  EXPECT_GE(server.connections(), 1);
+  EXPECT_LE(server.connections(), 8);  // about one per slot, not one per request
+}
+
+TEST(HttpLoad, AStaleKeptAliveConnectionIsRetriedOnANewOne) {
+  // The server keeps no connection open although its responses allow it: every reuse
+  // finds the connection closed, and the request goes again on a new one.
+  FakeHttpServer server([](int) {
+    FakeBehaviour b;
+    b.close_anyway = true;
+    return b;
+  });
+  Options o = BaseOptions(server.url());
+  o.keep_alive = true;
+  o.requests = 20;
+  LevelReport r = RunOne(o, Level{2, 0});
+  EXPECT_EQ(r.succeeded, 20) << (r.errors.empty() ? "" : r.errors.begin()->first);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(server.requests(), 20);
 }
 
 TEST(HttpLoad, ConnectionRefusedIsAConnectError) {
