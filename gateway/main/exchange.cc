@@ -195,6 +195,7 @@ void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
   if (!params_.stream) {
     c.text.append(m.text());
     for (auto& e : lps) c.logprobs.push_back(std::move(e));
+    MaybeFinishEarly(c);
     return;
   }
   const std::vector<LogprobEntry>* lp = params_.logprobs ? &lps : nullptr;
@@ -207,10 +208,22 @@ void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
     c.text_offset += m.text().size();
   }
   c.sent = true;
+  MaybeFinishEarly(c);
+}
+
+// The last message carries the finish reason and usage: the choice is complete without
+// waiting for the call's status (one thread hop less at the end of every response). The
+// call ends on its own; its OnDone is then ignored.
+void Exchange::MaybeFinishEarly(Choice& c) {
+  if (c.finish == r1serve::v1::FINISH_REASON_UNSPECIFIED ||
+      c.finish == r1serve::v1::FINISH_REASON_ERROR)
+    return;
+  c.call.reset();
+  ChoiceFinished(c);
 }
 
 void Exchange::OnDone(Choice& c, int id, const grpc::Status& status) {
-  if (id != c.attempt_id || done_) return;
+  if (id != c.attempt_id || done_ || c.finished) return;
   c.call.reset();
   if (status.ok() && c.finish != r1serve::v1::FINISH_REASON_UNSPECIFIED &&
       c.finish != r1serve::v1::FINISH_REASON_ERROR) {

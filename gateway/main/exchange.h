@@ -63,6 +63,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m);
   void OnDone(Choice& c, int id, const grpc::Status& status);
   void OnClientGone();
+  void MaybeFinishEarly(Choice& c);
   void ChoiceFinished(Choice& c);
   void ChoiceFailed(Choice& c, int code, const std::string& message);
   void Complete();
