@@ -32,6 +32,15 @@ Options BaseOptions(const std::string& url) {
   return o;
 }
 
+// Every request streams its tokens after a first-token delay of `first_token_ms`.
+std::function<FakeBehaviour(int)> AllOk(int first_token_ms) {
+  return [first_token_ms](int) {
+    FakeBehaviour b;
+    b.first_token_ms = first_token_ms;
+    return b;
+  };
+}
+
 LevelReport RunOne(const Options& o, Level level) {
   auto results = RunLoadTest(o, {level});
   EXPECT_TRUE(results.ok()) << results.status();
@@ -121,11 +130,7 @@ TEST(HttpLoad, ClassifiesErrorsByKind) {
 }
 
 TEST(HttpLoad, KeepAliveReusesConnections) {
-  FakeHttpServer server([](int) {
-    FakeBehaviour b;
-    b.first_token_ms = 2;
-    return b;
-  });
+  FakeHttpServer server(AllOk(2));
   Options o = BaseOptions(server.url());
   o.keep_alive = true;
   o.requests = 40;
@@ -167,11 +172,7 @@ TEST(HttpLoad, ConnectionRefusedIsAConnectError) {
 }
 
 TEST(HttpLoad, OpenLoopAndWarmupAndCompletionsEndpoint) {
-  FakeHttpServer server([](int) {
-    FakeBehaviour b;
-    b.first_token_ms = 5;
-    return b;
-  });
+  FakeHttpServer server(AllOk(5));
   Options o = BaseOptions(server.url());
   o.endpoint = "completions";
   o.api_key = "sk-test";
@@ -202,11 +203,7 @@ TEST(HttpLoad, OpenLoopAndWarmupAndCompletionsEndpoint) {
 }
 
 TEST(HttpLoad, DurationModeStopsSendingAtTheDeadline) {
-  FakeHttpServer server([](int) {
-    FakeBehaviour b;
-    b.first_token_ms = 20;
-    return b;
-  });
+  FakeHttpServer server(AllOk(20));
   Options o = BaseOptions(server.url());
   o.duration_s = 0.6;
   LevelReport r = RunOne(o, Level{2, 0});
