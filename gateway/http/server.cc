@@ -68,15 +68,18 @@ void Server::Accept() {
   });
 }
 
+void Server::StopAccepting() {
+  if (!acceptor_) return;
+  net::post(acceptor_->get_executor(), [this] {
+    beast::error_code ignored;
+    acceptor_->close(ignored);
+  });
+}
+
 void Server::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  if (acceptor_) {
-    net::post(acceptor_->get_executor(), [this] {
-      beast::error_code ignored;
-      acceptor_->close(ignored);
-    });
-  }
+  StopAccepting();
   ioc_.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();

@@ -22,6 +22,8 @@ class Server {
   // The bound port.
   int port() const { return port_; }
   void Stop();
+  // Closes the listening socket; open connections go on.
+  void StopAccepting();
   net::io_context& io() { return ioc_; }
   int64_t connections() const { return connections_; }
 

@@ -29,7 +29,7 @@ Gateway::Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metri
     s->SendResponse(200, "text/plain", "ok\n");
   });
   router_.Add(bhttp::verb::get, "/readyz", [this](const S& s, http::Request&&) {
-    bool ready = ctx_.pool->AnyHealthy();
+    bool ready = !ctx_.draining && ctx_.pool->AnyHealthy();
     ctx_.metrics->Request("/readyz", ready ? 200 : 503);
     s->SendResponse(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "no healthy worker\n");
   });

@@ -40,6 +40,7 @@ struct GatewayContext {
   Random* random;
   RetryBudget budget;
   std::atomic<int64_t> active_requests{0};
+  std::atomic<bool> draining{false};  // after SIGTERM: /readyz says 503
 };
 
 class Gateway {

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   int64_t* health_interval = flags.Int("health-interval-ms", 1000, "milliseconds between health and load polls of each worker");
   bool* no_split = flags.Bool("no-reasoning-split", false, "do not split '...</think>' into reasoning_content");
   int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
+  double* drain_timeout = flags.Double("drain-timeout", 30, "seconds requests in flight may take to finish after SIGTERM");
   std::string* log_level = flags.String("log-level", "info", "debug|info|warning|error");
   flags.ParseOrExit(argc, argv);
 
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   if (*health_interval < 10) flags.Fail("--health-interval-ms must be at least 10");
   if (*breaker_failures < 1 || *breaker_cooldown < 0) flags.Fail("bad breaker settings");
   if (*dns_refresh <= 0) flags.Fail("--dns-refresh must be positive");
+  if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*header_timeout < 1 || *idle_timeout < 1 || *body_timeout < 1 || *request_timeout <= 0)
     flags.Fail("timeouts must be positive");
 
@@ -132,6 +134,16 @@ int main(int argc, char** argv) {
   std::printf("LISTENING %d\n", server.port());
   std::fflush(stdout);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Drain: no new connections, /readyz 503, requests in flight may finish.
+  R1_LOG(INFO) << "r1-gateway draining " << gateway.context()->active_requests.load()
+               << " request(s)";
+  gateway.context()->draining = true;
+  server.StopAccepting();
+  auto drain_end = std::chrono::steady_clock::now() +
+                   std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
+  while (gateway.context()->active_requests > 0 && std::chrono::steady_clock::now() < drain_end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // last bytes out
   R1_LOG(INFO) << "r1-gateway stopping";
   server.Stop();
   pool.Stop();

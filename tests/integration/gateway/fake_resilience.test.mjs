@@ -139,3 +139,16 @@ test('a client that disconnects cancels its gRPC call at once', async () => {
   await p;
   await waitFor(async () => (await getLoad(w.port)).running === 0, 'cancelled', 3000);
 });
+
+test('SIGTERM drains: streams in flight finish, then the gateway exits', async () => {
+  const w = await worker(['--name', 'a']);
+  const g = await startGateway([w]);
+  await waitReady(g);
+  const inflight = readStream(`${g.url}/v1/chat/completions`, chat('@tokens=20 @interval=25', { stream: true }), 'stop');
+  await waitFor(async () => (await metric(g, 'r1_gateway_active_streams')) === 1, 'a stream');
+  const exited = new Promise((resolve) => g.proc.once('exit', (code) => resolve(code)));
+  g.proc.kill('SIGTERM');
+  const r = await inflight;
+  assert.ok(r.ok, r.text.slice(-200));
+  assert.equal(await exited, 0);
+});
