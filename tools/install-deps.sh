@@ -41,8 +41,14 @@ if [ ! -s "$TOK_DIR/tokenizer.json" ]; then
      .cache/npm/package/LICENSE "$TOK_DIR/"
 fi
 
-if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
-  echo "install-deps: installing Node test packages (tests/node)"
-  (cd tests/node && npm ci --silent --no-audit --no-fund 2>/dev/null || npm install --silent --no-audit --no-fund)
+# Node test packages: (re)installed whenever package-lock.json differs from the one installed.
+if [ -f tests/node/package-lock.json ]; then
+  want=$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)
+  have=$(cat tests/node/node_modules/.r1-lock-sha256 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    echo "install-deps: installing Node test packages (tests/node)"
+    (cd tests/node && npm ci --silent --no-audit --no-fund)
+    echo "$want" > tests/node/node_modules/.r1-lock-sha256
+  fi
 fi
 echo "install-deps: ok"
