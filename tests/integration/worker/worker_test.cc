@@ -476,6 +476,45 @@ TEST_F(WorkerTest, LaggingReaderLosesNoToken) {
   EXPECT_LE(messages, 400);
 }
 
+TEST_F(WorkerTest, ManyStreamsCancelledAtRandomPoints) {
+  // Cancels racing with writes, deadlines, finished streams: the worker keeps serving and every
+  // block comes back.
+  WorkerProcess w(*bare_model_, {"--max-running", "16"});
+  ASSERT_TRUE(w.ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> completed{0};
+  for (int i = 0; i < 48; ++i) {
+    threads.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      if (i % 4 == 3) {
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(5 * i));
+      }
+      auto reader = w.stub()->Generate(&ctx, IdsRequest(SomeIds(1 + i * 3, i), 10 + i));
+      r1serve::v1::GenerateResponse msg;
+      int reads = 0;
+      while (reader->Read(&msg)) {
+        if (i % 4 == 1 && ++reads == i % 7) ctx.TryCancel();
+      }
+      if (reader->Finish().ok()) completed++;
+      if (i % 4 == 2) ctx.TryCancel();  // after the end: a no-op
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GE(completed.load(), 24);  // the untouched half at least
+  r1serve::v1::LoadReport load;
+  for (int i = 0; i < 500; ++i) {
+    load = w.Load();
+    if (load.kv_blocks_used() == 0 && load.running() == 0 && load.waiting() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(load.kv_blocks_used(), 0u);
+  EXPECT_EQ(load.running(), 0u);
+  EXPECT_EQ(load.waiting(), 0u);
+  StreamResult after = Generate(w.stub(), IdsRequest({1, 2, 3}, 4));
+  ASSERT_TRUE(after.status.ok());
+  EXPECT_EQ(after.ids.size(), 4u);
+}
+
 }  // namespace
 }  // namespace r1::testing
 
