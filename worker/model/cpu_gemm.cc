@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -98,8 +99,12 @@ bool CpuGemmAvailable() {
 }
 
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  // Large M (prefill) is compute-bound: oneDNN's blocked GEMM is faster there. Small M (decode
+  // batches) is bandwidth-bound: this kernel reads each weight once, at memory speed.
+  constexpr int64_t kMaxRows = 32;
   if (!CpuGemmAvailable() || !x.device().is_cpu() || x.scalar_type() != at::kBFloat16 ||
-      w.scalar_type() != at::kBFloat16 || x.dim() != 2 || !w.is_contiguous() ||
+      w.scalar_type() != at::kBFloat16 || x.dim() != 2 || x.size(0) > kMaxRows ||
+      !w.is_contiguous() ||
       (b.defined() && (b.scalar_type() != at::kBFloat16 || !b.is_contiguous()))) {
     return at::linear(x, w, b);
   }
@@ -111,11 +116,14 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
   const auto* bp = b.defined() ? reinterpret_cast<const uint16_t*>(b.data_ptr()) : nullptr;
   auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
-  // Threads split the rows of W, so each weight is read by one thread, once.
-  constexpr int64_t NR = 4;
-  const int64_t groups = (N + NR - 1) / NR;
-  at::parallel_for(0, groups, 16, [&](int64_t g0, int64_t g1) {
-    RowRange<NR>(wp, xp, bp, yp, M, N, K, g0 * NR, std::min(N, g1 * NR));
+  // Threads take chunks of rows from a shared counter, so each weight is read once and a
+  // thread slowed by a busy core does less of the work instead of holding everyone up.
+  constexpr int64_t NR = 4, kChunkRows = 64;
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (N + kChunkRows - 1) / kChunkRows);
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t n0; (n0 = next.fetch_add(kChunkRows)) < N;)
+      RowRange<NR>(wp, xp, bp, yp, M, N, K, n0, std::min(N, n0 + kChunkRows));
   });
   return y;
 }

@@ -15,7 +15,8 @@ namespace r1::model {
 bool CpuGemmAvailable();
 
 // at::linear(x, w, b) for bf16 CPU tensors; x: [M, K], w: [N, K], b: [N] or undefined.
-// Returns [M, N] bf16. Falls back to at::linear when the kernel does not apply.
+// Returns [M, N] bf16. Uses the kernel for M <= 32 (decode batches); falls back to at::linear
+// otherwise (prefill, where oneDNN's blocked GEMM wins) and when the kernel does not apply.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor());
 
 }  // namespace r1::model
