@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 namespace r1::engine {
 namespace {
@@ -85,6 +86,16 @@ class EngineTest : public ::testing::Test {
     return r;
   }
 
+  // Load() is published after each step, a moment after the last delta: poll for it.
+  static EngineLoad IdleLoad(Engine* e) {
+    EngineLoad l = e->Load();
+    for (int i = 0; i < 2000 && (l.blocks_used != 0 || l.running != 0); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      l = e->Load();
+    }
+    return l;
+  }
+
   static std::string* dir_;
   FakeClock clock_;
 };
@@ -108,7 +119,7 @@ TEST_F(EngineTest, AFailingStepEndsItsRequestsWithErrorAndTheEngineGoesOn) {
   EXPECT_EQ(good->ids.size(), 5u);
   EXPECT_EQ(good->last.completion_tokens, 5);
   EXPECT_EQ(good->last.prompt_tokens, 3);
-  EXPECT_EQ(engine->Load().blocks_used, 0);
+  EXPECT_EQ(IdleLoad(engine.get()).blocks_used, 0);
 }
 
 TEST_F(EngineTest, CancelledRequestLeavesAndFreesItsBlocks) {
@@ -122,11 +133,9 @@ TEST_F(EngineTest, CancelledRequestLeavesAndFreesItsBlocks) {
   sink->Wait();
   EXPECT_EQ(sink->last.finish, FinishReason::kCancelled);
   EXPECT_EQ(sink->last.completion_tokens, static_cast<int32_t>(sink->ids.size()));
-  for (int i = 0; i < 1000 && engine->Load().blocks_used != 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(engine->Load().blocks_used, 0);
-  EXPECT_EQ(engine->Load().running, 0);
+  EngineLoad idle = IdleLoad(engine.get());
+  EXPECT_EQ(idle.blocks_used, 0);
+  EXPECT_EQ(idle.running, 0);
 }
 
 TEST_F(EngineTest, PreemptionByRecomputeKeepsGreedyIds) {
@@ -163,7 +172,7 @@ TEST_F(EngineTest, PreemptionByRecomputeKeepsGreedyIds) {
     EXPECT_EQ(sinks[i]->ids, want[i]) << "request " << i;
   }
   EXPECT_GT(tight->Load().preemptions, 0);
-  EXPECT_EQ(tight->Load().blocks_used, 0);
+  EXPECT_EQ(IdleLoad(tight.get()).blocks_used, 0);
 }
 
 TEST_F(EngineTest, TimingsComeFromTheInjectedClock) {

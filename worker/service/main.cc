@@ -132,6 +132,11 @@ int Run(int argc, char** argv) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  // Clients (the gateway) ping every few seconds to notice dead workers, also while a long
+  // prefill sends no data: accept those pings instead of answering GOAWAY too_many_pings.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   int bound = 0;
   builder.AddListeningPort(*listen, grpc::InsecureServerCredentials(), &bound);
   builder.RegisterService(&service);
