@@ -25,6 +25,8 @@ struct LoadOptions {
   // bf16 on CPU: use our AVX512-BF16 kernel (cpu_gemm.h) for the linear layers when the CPU has
   // it; false: libtorch's at::linear (for comparison).
   bool cpu_kernels = true;
+  // CUDA: replay captured CUDA graphs for decode steps (every sequence feeding one token).
+  bool cuda_graphs = true;
 };
 
 // Parses a --device value; "auto" picks cuda:0 when CUDA is available.
@@ -85,13 +87,22 @@ class Qwen2Model {
  private:
   struct Layer;
   struct Weights;
+  struct Graphs;  // CUDA graphs for decode steps (qwen2.cc; empty without CUDA)
   Qwen2Model() = default;
   at::Tensor ForwardImpl(const StepBatch& batch, KvCache& cache);
+  // A decode step (every sequence feeds one token after its cached ones) replayed from a CUDA
+  // graph captured for (batch size, context bucket); an undefined tensor when not applicable.
+  at::Tensor GraphDecode(const StepBatch& batch, KvCache& cache);
+  // The decode step's body over static device inputs (packed: ids, positions, slots, context
+  // lengths [B] each, then context slots [B, C]); capturable: no host syncs, fixed shapes.
+  at::Tensor DecodeBody(const at::Tensor& packed, int64_t B, int64_t C, KvCache& cache);
 
   ModelConfig config_;
   at::Device device_{at::kCPU};
   at::ScalarType dtype_ = at::kFloat;
   bool cpu_kernels_ = true;
+  bool cuda_graphs_ = true;
+  std::unique_ptr<Graphs> graphs_;
   std::shared_ptr<void> keepalive_;  // the mapped checkpoint, when tensors view it
   std::unique_ptr<Weights> weights_;
 };

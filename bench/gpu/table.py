@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Prints bench/gpu/run.sh's table from its log's RESULT lines (and r1-loadtest's --json report)."""
+import json
+import re
+import sys
+
+
+def main():
+    res = {}
+    order = []
+    for line in open(sys.argv[1]):
+        if not line.startswith("RESULT "):
+            continue
+        f = line.split()
+        who, rest = f[1], " ".join(f[2:])
+        if who not in res:
+            res[who] = {}
+            order.append(who)
+        r = res[who]
+        if m := re.match(r"ttft_ms prompt (\d+) median ([\d.]+)", rest):
+            r[f"TTFT {m[1]}-token prompt (ms)"] = m[2]
+        elif m := re.match(r"decode batch (\d+) context (\d+) step_ms median ([\d.]+) p99 (\S+) tok_s ([\d.]+)", rest):
+            r[f"decode batch {m[1]} (tok/s)"] = m[5]
+            r[f"decode batch {m[1]} step p99 (ms)"] = m[4]
+        elif m := re.match(r"copy_bandwidth_GBs (\S+) bytes_per_step_GB (\S+) batch1_bound_tok_s (\S+)", rest):
+            r["copy bandwidth (GB/s, read+write)"] = m[1]
+            r["bytes read per decode step (GB)"] = m[2]
+            r["batch-1 bound (tok/s)"] = m[3]
+        elif m := re.match(r"gpu_memory_used_GB (\S+)", rest):
+            r["GPU memory used (GB, nvidia-smi peak)"] = m[1]
+        elif m := re.match(r"peak_gpu_memory_GB (\S+)", rest):
+            r["torch peak reserved (GB)"] = m[1]
+    rows = []
+    for who in order:
+        for k in res[who]:
+            if k not in rows:
+                rows.append(k)
+    w = max([len(r) for r in rows] + [10])
+    print("\n" + "metric".ljust(w) + "".join(f"{o:>16}" for o in order))
+    for k in sorted(rows, key=lambda k: (not k.startswith(("decode batch 1 ", "TTFT")), k)):
+        print(k.ljust(w) + "".join(f"{res[o].get(k, '-'):>16}" for o in order))
+    if len(sys.argv) > 2:
+        try:
+            rep = json.load(open(sys.argv[2]))
+        except (OSError, ValueError) as e:
+            print(f"\nno loadtest report ({e})")
+            return
+        print("\nthrough r1-gateway (r1-loadtest, prompt ~128 words, 128 output tokens):")
+        print(f"{'streams':>8} {'ok':>6} {'fail':>5} {'out tok/s':>10} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8}  (ms)")
+        for r in rep["runs"]:
+            print(f"{r['concurrency']:>8} {r['succeeded']:>6} {r['failed']:>5} {r['output_tokens_per_s']:>10.0f} "
+                  f"{r['ttft_ms']['p50']:>9.1f} {r['ttft_ms']['p99']:>9.1f} {r['itl_ms']['p50']:>8.1f} {r['itl_ms']['p99']:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
