@@ -8,7 +8,10 @@
 //     bf16-versus-f32 gap on the same prompt (the size of bf16 rounding noise for this model).
 //   - Batch invariance: a sequence decoded in a batch of 3 (scattered blocks, other lengths)
 //     gives the same greedy ids as alone, and logits within 0.5 x that gap.
-//   - CUDA-graph decode gives the same greedy ids as eager decode, logits within 0.5 x the gap.
+//   - CUDA-graph decode (its own attention, RoPE and fused ops) against eager decode: logits
+//     within 1e-3 in float32 and 2 x the gap in bfloat16 (each path is within about one gap of
+//     transformers float32, with different roundings), and the same greedy ids except at
+//     near-ties (top-1 lead under 2 x the largest logit difference).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -110,6 +113,15 @@ std::vector<at::Tensor> RunBatch(Qwen2Model& m, const std::vector<std::vector<in
   return out;
 }
 
+// Rows where `a` and `b` pick different top tokens although `a`'s top-1 leads its top-2 by
+// more than 2 x `diff` (the largest logit difference seen): a flip at a closer near-tie is
+// bf16 rounding (transformers' own bf16 greedy ids flip on these fixtures too).
+int64_t ClearFlips(const at::Tensor& a, const at::Tensor& b, double diff) {
+  at::Tensor top2 = std::get<0>(a.topk(2, -1));
+  at::Tensor clear = (top2.select(-1, 0) - top2.select(-1, 1)) > 2 * diff;
+  return (clear & a.argmax(-1).ne(b.argmax(-1))).sum().item<int64_t>();
+}
+
 // Each prompt followed by its float32 greedy continuation, and the prompt lengths.
 void FullSequences(const std::vector<Prompt>& ps, std::vector<std::vector<int32_t>>* seqs,
                    std::vector<size_t>* plens) {
@@ -201,8 +213,6 @@ TEST_P(GpuModelTest, BatchInvariantBfloat16) {
 
 TEST_P(GpuModelTest, GraphDecodeEqualsEager) {
   const std::string c = GetParam();
-  auto eager = LoadCuda(c, "bfloat16", false), graph = LoadCuda(c, "bfloat16", true);
-  ASSERT_TRUE(eager && graph);
   std::vector<Prompt> ps = Prompts(c);
   std::vector<std::vector<int32_t>> seqs;
   std::vector<size_t> plens;
@@ -216,18 +226,22 @@ TEST_P(GpuModelTest, GraphDecodeEqualsEager) {
   seqs.push_back(longer);
   plens.push_back(50);
   ps.push_back(ps.back());
-  for (size_t n : {size_t{1}, seqs.size() - 1, seqs.size()}) {
-    std::vector<std::vector<int32_t>> s(seqs.begin(), seqs.begin() + static_cast<long>(n));
-    std::vector<size_t> pl(plens.begin(), plens.begin() + static_cast<long>(n));
-    std::vector<at::Tensor> a = RunBatch(*eager, s, pl, 0), b = RunBatch(*graph, s, pl, 0);
-    ASSERT_EQ(a.size(), n);
-    ASSERT_EQ(b.size(), n);
-    for (size_t i = 0; i < n; ++i) {
-      double diff = (a[i] - b[i]).abs().max().item<double>(), gap = HfGap(c, ps[i]);
-      std::printf("%s %s batch %zu graph vs eager: max |logit diff| %.4g (gap %.4g)\n", c.c_str(),
-                  ps[i].name.c_str(), n, diff, gap);
-      EXPECT_TRUE(at::equal(a[i].argmax(-1), b[i].argmax(-1))) << c << " " << ps[i].name;
-      EXPECT_LT(diff, 0.5 * gap) << c << " " << ps[i].name;
+  for (std::string dtype : {"float32", "bfloat16"}) {
+    auto eager = LoadCuda(c, dtype, false), graph = LoadCuda(c, dtype, true);
+    ASSERT_TRUE(eager && graph);
+    for (size_t n : {size_t{1}, seqs.size() - 1, seqs.size()}) {
+      std::vector<std::vector<int32_t>> s(seqs.begin(), seqs.begin() + static_cast<long>(n));
+      std::vector<size_t> pl(plens.begin(), plens.begin() + static_cast<long>(n));
+      std::vector<at::Tensor> a = RunBatch(*eager, s, pl, 0), b = RunBatch(*graph, s, pl, 0);
+      ASSERT_EQ(a.size(), n);
+      ASSERT_EQ(b.size(), n);
+      for (size_t i = 0; i < n; ++i) {
+        double diff = (a[i] - b[i]).abs().max().item<double>(), gap = HfGap(c, ps[i]);
+        std::printf("%s %s %s batch %zu graph vs eager: max |logit diff| %.4g (gap %.4g)\n", c.c_str(),
+                    ps[i].name.c_str(), dtype.c_str(), n, diff, gap);
+        EXPECT_EQ(ClearFlips(a[i], b[i], diff), 0) << c << " " << ps[i].name << " " << dtype;
+        EXPECT_LT(diff, dtype == "float32" ? 1e-3 : 2 * gap) << c << " " << ps[i].name << " " << dtype;
+      }
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <limits>
 #include <thread>
@@ -30,6 +31,7 @@ struct Qwen2Model::Layer {
   at::Tensor wgate;       // [I, H]
   at::Tensor wup;         // [I, H]
   at::Tensor wdown;       // [H, I]
+  at::Tensor wgate_up;    // off the CPU: [2 I, H], gate and up stacked (wgate, wup view it)
 };
 
 struct Qwen2Model::Weights {
@@ -151,7 +153,12 @@ at::Tensor Stack(const std::vector<const TensorView*>& parts, at::ScalarType dty
 }
 
 // Qwen2RMSNorm: in float32, then back to the input dtype, then times the weight.
+// On CUDA with libtorch >= 2.8: at::rms_norm, one fused kernel (float32 inside, one rounding
+// to the output dtype where transformers rounds twice; within bf16 noise, see tests/gpu).
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8)
+  if (x.is_cuda()) return at::rms_norm(x, {x.size(-1)}, w, eps);
+#endif
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
   xf = xf * at::rsqrt(var + eps);
@@ -235,6 +242,11 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
       // gate and up stay separate views of the mapping: no copy at load.
       l.wgate = Materialise(*gate, dtype, device);
       l.wup = Materialise(*up, dtype, device);
+      if (!device.is_cpu()) {  // one GEMM for both on the GPU; no extra memory kept
+        l.wgate_up = at::cat({l.wgate, l.wup}, 0);
+        l.wgate = l.wgate_up.narrow(0, 0, I);
+        l.wup = l.wgate_up.narrow(0, I, I);
+      }
       l.wdown = Materialise(*down, dtype, device);
       w->layers.push_back(std::move(l));
     }
@@ -402,15 +414,22 @@ at::Tensor Qwen2Model::DecodeBody(const at::Tensor& packed, int64_t B, int64_t C
                         .masked_fill_(at::arange(C, packed.options()).unsqueeze(0) >= lens.unsqueeze(1),
                                       -std::numeric_limits<float>::infinity())
                         .view({B, 1, 1, C});
+  // RoPE for q and k at once, in three kernels: x * cos2 + rotate(x) * sin2, where
+  // rotate(x) = [x2, x1], cos2 = [cos, cos], sin2 = [-sin, sin].
   at::Tensor freqs = pos.to(at::kFloat).unsqueeze(1) * w.inv_freq.unsqueeze(0);  // [B, D/2]
-  at::Tensor cos = freqs.cos().to(dtype_).unsqueeze(1), sin = freqs.sin().to(dtype_).unsqueeze(1);
+  at::Tensor cos = freqs.cos(), sin = freqs.sin();
+  at::Tensor cos2 = at::cat({cos, cos}, -1).to(dtype_).unsqueeze(1);
+  at::Tensor sin2 = at::cat({-sin, sin}, -1).to(dtype_).unsqueeze(1);
+  const int64_t half = D / 2;
   at::Tensor x = at::embedding(w.embed, ids);  // [B, H]
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const Layer& l = w.layers[li];
     at::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
     at::Tensor qkv = at::linear(h, l.wqkv, l.bqkv);
-    at::Tensor q = Rope(qkv.narrow(1, 0, nh * D).view({B, nh, D}), cos, sin);
-    at::Tensor k = Rope(qkv.narrow(1, nh * D, kvh * D).view({B, kvh, D}), cos, sin);
+    at::Tensor qk = qkv.narrow(1, 0, (nh + kvh) * D).view({B, nh + kvh, D});
+    at::Tensor rot = at::cat({qk.narrow(-1, half, half), qk.narrow(-1, 0, half)}, -1);
+    qk = at::addcmul(qk * cos2, rot, sin2);
+    at::Tensor q = qk.narrow(1, 0, nh), k = qk.narrow(1, nh, kvh);
     at::Tensor v = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({B, kvh, D});
     at::Tensor& kc = cache.k(static_cast<int64_t>(li));
     at::Tensor& vc = cache.v(static_cast<int64_t>(li));
@@ -418,12 +437,21 @@ at::Tensor Qwen2Model::DecodeBody(const at::Tensor& packed, int64_t B, int64_t C
     vc.index_copy_(0, slots, v);
     at::Tensor keys = kc.index_select(0, ctx).view({B, C, kvh, D});
     at::Tensor vals = vc.index_select(0, ctx).view({B, C, kvh, D});
-    at::Tensor scores = at::matmul(q.view({B, kvh, g, D}), keys.permute({0, 2, 3, 1})).mul_(scale);
-    at::Tensor probs = at::softmax(scores.to(at::kFloat).add_(mask), -1).to(dtype_);  // [B, kvh, g, C]
+    at::Tensor scores = at::matmul(q.reshape({B, kvh, g, D}), keys.permute({0, 2, 3, 1}));
+    // mask + scale * scores, in float32 (one kernel), then the softmax.
+    at::Tensor probs = at::softmax(at::add(mask, scores, scale), -1).to(dtype_);  // [B, kvh, g, C]
     at::Tensor out = at::matmul(probs, vals.permute({0, 2, 1, 3}));                   // [B, kvh, g, D]
     x.add_(at::linear(out.reshape({B, nh * D}), l.wo));
     h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-    x.add_(at::linear(at::silu(at::linear(h, l.wgate)).mul_(at::linear(h, l.wup)), l.wdown));
+    at::Tensor act;
+    if (l.wgate_up.defined()) {
+      at::Tensor gu = at::linear(h, l.wgate_up);
+      const int64_t I = l.wgate.size(0);
+      act = at::silu(gu.narrow(1, 0, I)).mul_(gu.narrow(1, I, I));
+    } else {
+      act = at::silu(at::linear(h, l.wgate)).mul_(at::linear(h, l.wup));
+    }
+    x.add_(at::linear(act, l.wdown));
   }
   return at::linear(RmsNorm(x, w.norm, c.rms_norm_eps), w.lm_head).to(at::kFloat);
 }
