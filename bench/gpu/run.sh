@@ -47,11 +47,11 @@ fi
 with_mem() {
   local label=$1; shift
   local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$OUTDIR/mem.$label" 2>/dev/null &
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"${TMPDIR:-/tmp}/r1-mem.$label" 2>/dev/null &
   local smi=$!
   "$@" 2>&1 | tee -a "$LOG" | grep -E "^RESULT|rror"
   kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
-  local peak; peak=$(sort -n "$OUTDIR/mem.$label" | tail -1)
+  local peak; peak=$(sort -n "${TMPDIR:-/tmp}/r1-mem.$label" | tail -1)
   log "RESULT $label gpu_memory_used_GB $(python3 -c "print(f'{(${peak:-0} - ${base:-0}) * 1048576 / 1e9:.2f}')")"
 }
 
