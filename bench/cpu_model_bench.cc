@@ -64,8 +64,43 @@ double ReadBandwidthGBs() {
 
 struct Result {
   std::string label;
-  double load_s, first_step_s, prefill_tok_s, decode_tok_s, peak_rss_gb;
+  double load_s, first_step_s, prefill_tok_s, decode_tok_s, batch_tok_s, peak_rss_gb;
 };
+
+// Aggregate decode tok/s of `b` sequences (16-token prompts) stepping together.
+double BatchDecodeTokS(r1::model::Qwen2Model& model, int64_t b, int64_t steps) {
+  const auto& cfg = model.config();
+  const int64_t block = 16, per_seq = (16 + steps + block) / block + 1;
+  r1::model::KvCache cache(cfg, b * per_seq, block, model.dtype(), at::kCPU);
+  std::vector<r1::model::SequenceStep> seqs(static_cast<size_t>(b));
+  r1::model::StepBatch prefill;
+  for (int64_t i = 0; i < b; ++i) {
+    auto& s = seqs[static_cast<size_t>(i)];
+    for (int64_t k = 0; k < per_seq; ++k) s.block_table.push_back(static_cast<int32_t>(i * per_seq + k));
+    s.num_new = 16;
+    for (int64_t t = 0; t < 16; ++t) prefill.tokens.push_back(static_cast<int32_t>((i * 131 + t * 17) % 150000));
+  }
+  prefill.seqs = seqs;
+  auto logits = model.Forward(prefill, cache);
+  if (!logits.ok()) return 0;
+  std::vector<double> times;
+  for (int64_t step = 0; step < steps; ++step) {
+    r1::model::StepBatch d;
+    at::Tensor next = logits->argmax(-1);
+    for (int64_t i = 0; i < b; ++i) {
+      auto& s = seqs[static_cast<size_t>(i)];
+      s.num_cached = 16 + step;
+      s.num_new = 1;
+      d.tokens.push_back(static_cast<int32_t>(next[i].item<int64_t>()));
+    }
+    d.seqs = seqs;
+    auto t = Clock::now();
+    logits = model.Forward(d, cache);
+    times.push_back(Since(t));
+    if (!logits.ok()) return 0;
+  }
+  return b / Median(times);
+}
 
 // Bytes of the checkpoint's files read from the page cache with read(), GB/s (the file is read
 // once before, so it is cached).
@@ -96,11 +131,12 @@ int main(int argc, char** argv) {
   r1::Flags flags("cpu_model_bench", "CPU prefill/decode speed, bandwidth bound and memory of one checkpoint.");
   std::string* model_dir = flags.String("model", "", "checkpoint directory (required)");
   std::string* dtypes = flags.String("dtypes", "bfloat16,float32", "dtypes to measure, comma-separated");
-  bool* compare = flags.Bool("compare-libtorch", true, "for bf16, also measure libtorch's at::linear");
+  bool* compare = flags.Bool("compare-kernel", true, "for bf16, also measure our AVX512-BF16 kernel");
   int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
   int64_t* prefill_tokens = flags.Int("prefill-tokens", 512, "prompt length for the prefill figure");
   int64_t* prefill_reps = flags.Int("prefill-reps", 3, "prefill runs (median)");
   int64_t* decode_steps = flags.Int("decode-steps", 24, "decode steps (median step time)");
+  int64_t* batch = flags.Int("decode-batch", 16, "also decode this many sequences at once (0: skip)");
   flags.ParseOrExit(argc, argv);
   if (model_dir->empty()) flags.Fail("--model is required");
   int nthreads = *threads > 0 ? static_cast<int>(*threads) : static_cast<int>(std::thread::hardware_concurrency());
@@ -119,8 +155,9 @@ int main(int argc, char** argv) {
   std::vector<Result> results;
   double bound_tok_s = 0, weights_gb = 0;
   for (const std::string& dtype : r1::SplitCommaList(*dtypes)) {
-    std::vector<bool> kernels = {true};
-    if (dtype == "bfloat16" && *compare) kernels.push_back(false);
+    // libtorch's linear (the default), and for bf16 our kernel beside it.
+    std::vector<bool> kernels = {false};
+    if (dtype == "bfloat16" && *compare) kernels.push_back(true);
     for (bool use_kernel : kernels) {
       ResetPeakRss();
       auto t0 = Clock::now();
@@ -168,13 +205,15 @@ int main(int argc, char** argv) {
         next = step({static_cast<int32_t>(next)}, pos++);
         decode.push_back(Since(t));
       }
+      double batch_tok_s = *batch > 0 ? BatchDecodeTokS(model, *batch, std::max<int64_t>(4, *decode_steps / 3)) : 0;
       std::string label = dtype + (dtype == "bfloat16" ? (use_kernel ? " (r1 kernel)" : " (libtorch linear)") : "");
-      results.push_back({label, load_s, first_step_s, P / Median(prefill), 1.0 / Median(decode), PeakRssGb()});
+      results.push_back({label, load_s, first_step_s, P / Median(prefill), 1.0 / Median(decode),
+                         batch_tok_s, PeakRssGb()});
       const Result& res = results.back();
       std::printf("%-26s load %.2f s + first step %.2f s | prefill %ld tokens: %.1f tok/s | "
-                  "decode batch 1: %.2f tok/s | peak RSS %.2f GB\n",
+                  "decode batch 1: %.2f tok/s | decode batch %ld: %.1f tok/s | peak RSS %.2f GB\n",
                   res.label.c_str(), res.load_s, res.first_step_s, P, res.prefill_tok_s,
-                  res.decode_tok_s, res.peak_rss_gb);
+                  res.decode_tok_s, *batch, res.batch_tok_s, res.peak_rss_gb);
       std::fflush(stdout);
     }
   }

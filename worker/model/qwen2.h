@@ -22,9 +22,10 @@ struct LoadOptions {
   std::string device = "cpu";  // "auto", "cpu", "cuda", "cuda:N"
   std::string dtype = "auto";  // "auto", "bfloat16", "float16", "float32"
   int num_threads = 0;         // CPU threads for libtorch; 0: one per core
-  // bf16 on CPU: use our AVX512-BF16 kernel (cpu_gemm.h) for the linear layers when the CPU has
-  // it; false: libtorch's at::linear (for comparison).
-  bool cpu_kernels = true;
+  // bf16 on CPU: our AVX512-BF16 kernel (cpu_gemm.h) for linear layers with at most 32 rows.
+  // Off by default: alone it streams the weights at 27-29 GB/s (libtorch: 17-18), yet a whole
+  // decode step measured slower with it (bench/cpu_model_bench compares both).
+  bool cpu_kernels = false;
   // CUDA: replay captured CUDA graphs for decode steps (every sequence feeding one token).
   bool cuda_graphs = true;
 };
@@ -100,7 +101,7 @@ class Qwen2Model {
   ModelConfig config_;
   at::Device device_{at::kCPU};
   at::ScalarType dtype_ = at::kFloat;
-  bool cpu_kernels_ = true;
+  bool cpu_kernels_ = false;
   bool cuda_graphs_ = true;
   std::unique_ptr<Graphs> graphs_;
   std::shared_ptr<void> keepalive_;  // the mapped checkpoint, when tensors view it
