@@ -20,51 +20,16 @@
 #include <fstream>
 
 #include "worker/model/qwen2.h"
-#include "worker/model/safetensors.h"
+#include "tests/model/fixtures.h"
 
 namespace r1::model {
 namespace {
 
-namespace json = boost::json;
-
-std::string FixtureDir() {
-  const char* src = std::getenv("R1_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/tests/fixtures/model";
-}
-
-struct Prompt {
-  std::string name;
-  std::vector<int32_t> prompt, greedy_f32;
-};
-
-std::vector<int32_t> Ints(const json::value& v) {
-  std::vector<int32_t> out;
-  for (const auto& x : v.as_array()) out.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
-  return out;
-}
-
-std::vector<Prompt> Prompts(const std::string& c) {
-  std::ifstream in(FixtureDir() + "/reference.json");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  json::value ref = json::parse(text);
-  std::vector<Prompt> out;
-  for (const auto& [name, p] : ref.at("cases").at(c).at("prompts").as_object())
-    out.push_back({std::string(name), Ints(p.at("prompt")), Ints(p.at("greedy_f32"))});
-  return out;
-}
-
-// transformers' logits at every position of prompt + greedy_f32, [L, V], on the CPU.
-at::Tensor Reference(const std::string& key) {
-  static auto file = SafetensorsFile::Open(FixtureDir() + "/logits.safetensors");
-  EXPECT_TRUE(file.ok()) << file.status();
-  const TensorView& t = (*file)->tensors().at(key);
-  return at::from_blob(const_cast<void*>(t.data), t.shape, at::kFloat).clone();
-}
-
-double HfGap(const std::string& c, const Prompt& p) {
-  std::string k = c + "." + p.name;
-  return (Reference(k + ".bf16") - Reference(k + ".f32")).abs().max().item<double>();
-}
+using fixtures::Prompt;
+using fixtures::Prompts;
+using fixtures::Reference;
+std::string FixtureDir() { return fixtures::Dir(); }
+double HfGap(const std::string& c, const Prompt& p) { return fixtures::HfGap(c, p.name); }
 
 std::unique_ptr<Qwen2Model> LoadCuda(const std::string& c, const std::string& dtype, bool graphs) {
   LoadOptions lo;

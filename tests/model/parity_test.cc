@@ -17,48 +17,16 @@
 
 #include "worker/engine/sampler.h"
 #include "worker/model/qwen2.h"
-#include "worker/model/safetensors.h"
+#include "tests/model/fixtures.h"
 #include "worker/tokenizer/tokenizer.h"
 
 namespace r1::model {
 namespace {
 
-namespace json = boost::json;
-
-std::string FixtureDir() {
-  const char* src = std::getenv("R1_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/tests/fixtures/model";
-}
-
-struct Prompt {
-  std::string name;
-  std::vector<int32_t> prompt, greedy_f32;
-};
-
-std::vector<int32_t> Ints(const json::value& v) {
-  std::vector<int32_t> out;
-  for (const auto& x : v.as_array()) out.push_back(static_cast<int32_t>(x.to_number<int64_t>()));
-  return out;
-}
-
-std::vector<Prompt> Prompts(const std::string& c) {
-  std::ifstream in(FixtureDir() + "/reference.json");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  json::value ref = json::parse(text);
-  std::vector<Prompt> out;
-  for (const auto& [name, p] : ref.at("cases").at(c).at("prompts").as_object())
-    out.push_back({std::string(name), Ints(p.at("prompt")), Ints(p.at("greedy_f32"))});
-  return out;
-}
-
-// transformers' logits at every position of prompt + greedy_f32, [L, V].
-at::Tensor Reference(const std::string& key) {
-  static auto file = SafetensorsFile::Open(FixtureDir() + "/logits.safetensors");
-  EXPECT_TRUE(file.ok()) << file.status();
-  const TensorView& t = (*file)->tensors().at(key);
-  return at::from_blob(const_cast<void*>(t.data), t.shape, at::kFloat).clone();
-}
-
+using fixtures::Prompt;
+using fixtures::Prompts;
+using fixtures::Reference;
+std::string FixtureDir() { return fixtures::Dir(); }
 
 class ParityTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
@@ -111,8 +79,7 @@ TEST_P(ParityTest, LogitsMatchThroughPrefillAndDecode) {
     seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
     at::Tensor ref = Reference(key(p));
     // transformers' own bf16-versus-f32 gap: the size of bf16 rounding noise for this model.
-    at::Tensor f32_ref = Reference(case_ + "." + p.name + ".f32");
-    double hf_gap = (Reference(case_ + "." + p.name + ".bf16") - f32_ref).abs().max().item<double>();
+    double hf_gap = fixtures::HfGap(case_, p.name);
     for (size_t chunk : {p.prompt.size(), size_t{5}}) {
       double worst = 0;
       for (auto& [pos, row] : RunSequence(*model_, seq, p.prompt.size(), chunk))
@@ -165,10 +132,7 @@ TEST_P(ParityTest, BatchedSequencesMatchTheirReferences) {
     full[i].insert(full[i].end(), prompts[i].greedy_f32.begin(), prompts[i].greedy_f32.end());
   }
   std::vector<double> worst(prompts.size(), 0), hf_gap(prompts.size(), 0);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    std::string k = case_ + "." + prompts[i].name;
-    hf_gap[i] = (Reference(k + ".bf16") - Reference(k + ".f32")).abs().max().item<double>();
-  }
+  for (size_t i = 0; i < prompts.size(); ++i) hf_gap[i] = fixtures::HfGap(case_, prompts[i].name);
   for (size_t step = 0; step <= prompts[0].greedy_f32.size() - 1; ++step) {
     StepBatch b;
     std::vector<int64_t> last_pos;
