@@ -127,28 +127,12 @@ TEST_P(GpuModelTest, Float32GreedyIdsEqualTransformers) {
     auto m = LoadCuda(c, "float32", graphs);
     ASSERT_TRUE(m);
     for (const Prompt& p : Prompts(c)) {
-      KvCache cache(m->config(), 32, 8, m->dtype(), m->device());
-      SequenceStep s;
-      for (int b = 0; b < 32; ++b) s.block_table.push_back((b * 7) % 32);
-      std::vector<int32_t> step_tokens = p.prompt, out;
-      int64_t cached = 0;
       double worst = 0;
       at::Tensor ref = Reference(c + "." + p.name + ".f32");
-      while (out.size() < p.greedy_f32.size()) {
-        StepBatch b;
-        b.tokens = step_tokens;
-        s.num_cached = cached;
-        s.num_new = static_cast<int64_t>(step_tokens.size());
-        b.seqs = {s};
-        auto logits = m->Forward(b, cache);
-        ASSERT_TRUE(logits.ok()) << logits.status();
-        cached += s.num_new;
-        at::Tensor row = logits->to(at::kCPU)[0];
-        worst = std::max(worst, (row - ref[cached - 1]).abs().max().item<double>());
-        int32_t t = static_cast<int32_t>(row.argmax().item<int64_t>());
-        out.push_back(t);
-        step_tokens = {t};
-      }
+      std::vector<int32_t> out = fixtures::GreedyIds(
+          *m, p.prompt, p.greedy_f32.size(), [&](int64_t pos, const at::Tensor& row) {
+            worst = std::max(worst, (row - ref[pos]).abs().max().item<double>());
+          });
       std::printf("%s %s cuda f32 (graphs %d): max |logit diff| %.3g\n", c.c_str(), p.name.c_str(), graphs, worst);
       EXPECT_EQ(out, p.greedy_f32) << c << " " << p.name << " graphs " << graphs;
       EXPECT_LT(worst, 1e-3) << c << " " << p.name;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/model/qwen2.h"
 #include "worker/model/safetensors.h"
 
 namespace r1::model::fixtures {
@@ -56,6 +57,37 @@ inline at::Tensor Reference(const std::string& key) {
 inline double HfGap(const std::string& c, const std::string& prompt_name) {
   std::string k = c + "." + prompt_name;
   return (Reference(k + ".bf16") - Reference(k + ".f32")).abs().max().item<double>();
+}
+
+// Greedy decoding of `prompt` for `n` tokens through Forward: the prompt in one step, then one
+// token per step, over 32 blocks of 8 in scattered order. `each(pos, row)` sees the float32 CPU
+// logits row of every step, for the position it predicts from. Returns the ids.
+template <class EachRow>
+std::vector<int32_t> GreedyIds(Qwen2Model& m, const std::vector<int32_t>& prompt, size_t n,
+                               EachRow each) {
+  KvCache cache(m.config(), 32, 8, m.dtype(), m.device());
+  SequenceStep s;
+  for (int b = 0; b < 32; ++b) s.block_table.push_back((b * 7) % 32);
+  std::vector<int32_t> step_tokens = prompt, out;
+  int64_t cached = 0;
+  while (out.size() < n) {
+    StepBatch batch;
+    batch.tokens = step_tokens;
+    s.num_cached = cached;
+    s.num_new = static_cast<int64_t>(step_tokens.size());
+    batch.seqs = {s};
+    auto logits = m.Forward(batch, cache);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) break;
+    cached += s.num_new;
+    at::Tensor row = logits->to(at::kCPU)[0];
+    each(cached - 1, row);
+    // First maximum, as torch.argmax and the greedy sampler pick.
+    int32_t t = static_cast<int32_t>(row.argmax().item<int64_t>());
+    out.push_back(t);
+    step_tokens = {t};
+  }
+  return out;
 }
 
 }  // namespace r1::model::fixtures

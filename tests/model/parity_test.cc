@@ -15,7 +15,6 @@
 #include "absl/strings/ascii.h"
 #include "common/flags.h"
 
-#include "worker/engine/sampler.h"
 #include "worker/model/qwen2.h"
 #include "tests/model/fixtures.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -96,26 +95,8 @@ TEST_P(ParityTest, LogitsMatchThroughPrefillAndDecode) {
 TEST_P(ParityTest, GreedyIdsMatchTransformersInFloat32) {
   if (dtype_ != "float32") GTEST_SKIP() << "exact ids are required in float32 only";
   for (const Prompt& p : Prompts(case_)) {
-    KvCache cache(model_->config(), 32, 8, model_->dtype(), model_->device());
-    SequenceStep s;
-    for (int b = 0; b < 32; ++b) s.block_table.push_back((b * 7) % 32);
-    engine::SamplingOptions greedy;
-    engine::SamplerState state(0);
-    std::vector<int32_t> step_tokens = p.prompt, out;
-    int64_t cached = 0;
-    while (out.size() < p.greedy_f32.size()) {
-      StepBatch b;
-      b.tokens = step_tokens;
-      s.num_cached = cached;
-      s.num_new = static_cast<int64_t>(step_tokens.size());
-      b.seqs = {s};
-      auto logits = model_->Forward(b, cache);
-      ASSERT_TRUE(logits.ok()) << logits.status();
-      cached += s.num_new;
-      int32_t t = engine::SampleBatch(*logits, {&greedy}, {&state})[0].token;
-      out.push_back(t);
-      step_tokens = {t};
-    }
+    std::vector<int32_t> out =
+        fixtures::GreedyIds(*model_, p.prompt, p.greedy_f32.size(), [](int64_t, const at::Tensor&) {});
     EXPECT_EQ(out, p.greedy_f32) << case_ << " " << p.name;
   }
 }
