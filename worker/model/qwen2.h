@@ -88,14 +88,14 @@ class Qwen2Model {
  private:
   struct Layer;
   struct Weights;
-  struct Graphs;  // CUDA graphs for decode steps (qwen2.cc; empty without CUDA)
+  struct CudaState;  // the CUDA path's state: captured graphs, buffers (qwen2_cuda.cc)
   Qwen2Model() = default;
   at::Tensor ForwardImpl(const StepBatch& batch, KvCache& cache);
-  // A decode step (every sequence feeds one token after its cached ones) replayed from a CUDA
-  // graph captured for (batch size, context bucket); an undefined tensor when not applicable.
+  // The ATen-only step (qwen2.cc): the CPU path, and the reference for the CUDA one.
+  at::Tensor EagerForward(const StepBatch& batch, KvCache& cache);
+  // The CUDA step (qwen2_cuda.cc, built only with a CUDA libtorch).
+  at::Tensor CudaForward(const StepBatch& batch, KvCache& cache);
   at::Tensor GraphDecode(const StepBatch& batch, KvCache& cache);
-  // The decode step's body over static device inputs (packed: ids, positions, slots, context
-  // lengths [B] each, then context slots [B, C]); capturable: no host syncs, fixed shapes.
   at::Tensor DecodeBody(const at::Tensor& packed, int64_t B, int64_t C, KvCache& cache);
 
   ModelConfig config_;
@@ -103,7 +103,7 @@ class Qwen2Model {
   at::ScalarType dtype_ = at::kFloat;
   bool cpu_kernels_ = false;
   bool cuda_graphs_ = true;
-  std::unique_ptr<Graphs> graphs_;
+  std::shared_ptr<CudaState> cuda_;  // shared_ptr: destroyed where CudaState is complete
   std::shared_ptr<void> keepalive_;  // the mapped checkpoint, when tensors view it
   std::unique_ptr<Weights> weights_;
 };
