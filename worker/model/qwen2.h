@@ -88,15 +88,15 @@ class Qwen2Model {
  private:
   struct Layer;
   struct Weights;
-  struct CudaState;  // the CUDA path's state: captured graphs, buffers (qwen2_cuda.cc)
+  // The CUDA path's state and code (captured graphs, static buffers, kernel calls); a nested
+  // class so that qwen2_cuda.cc can reach the weights.
+  struct CudaState;
   Qwen2Model() = default;
   at::Tensor ForwardImpl(const StepBatch& batch, KvCache& cache);
   // The ATen-only step (qwen2.cc): the CPU path, and the reference for the CUDA one.
   at::Tensor EagerForward(const StepBatch& batch, KvCache& cache);
   // The CUDA step (qwen2_cuda.cc, built only with a CUDA libtorch).
   at::Tensor CudaForward(const StepBatch& batch, KvCache& cache);
-  at::Tensor GraphDecode(const StepBatch& batch, KvCache& cache);
-  at::Tensor DecodeBody(const at::Tensor& packed, int64_t B, int64_t C, KvCache& cache);
 
   ModelConfig config_;
   at::Device device_{at::kCPU};
