@@ -159,6 +159,7 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   m->dtype_ = dtype;
   m->cpu_kernels_ = options.cpu_kernels;
   m->cuda_graphs_ = options.cuda_graphs;
+  m->cuda_kernels_ = options.cuda_kernels;
   auto w = std::make_unique<Weights>();
   R1_ASSIGN_OR_RETURN(w->checkpoint, Checkpoint::Open(dir));
   const Checkpoint& ck = *w->checkpoint;
@@ -269,7 +270,7 @@ absl::StatusOr<at::Tensor> Qwen2Model::Forward(const StepBatch& batch, KvCache& 
 
 at::Tensor Qwen2Model::ForwardImpl(const StepBatch& batch, KvCache& cache) {
 #if defined(R1_HAVE_CUDA)
-  if (device_.is_cuda()) return CudaForward(batch, cache);
+  if (device_.is_cuda() && cuda_kernels_) return CudaForward(batch, cache);
 #endif
   return EagerForward(batch, cache);
 }

@@ -28,6 +28,9 @@ struct LoadOptions {
   bool cpu_kernels = false;
   // CUDA: replay captured CUDA graphs for decode steps (every sequence feeding one token).
   bool cuda_graphs = true;
+  // CUDA: our fused kernels (worker/model/cuda) and paged attention; false runs the plain ATen
+  // step that the CPU runs (a reference for tests and benchmarks; no graphs then).
+  bool cuda_kernels = true;
 };
 
 // Parses a --device value; "auto" picks cuda:0 when CUDA is available.
@@ -103,6 +106,7 @@ class Qwen2Model {
   at::ScalarType dtype_ = at::kFloat;
   bool cpu_kernels_ = false;
   bool cuda_graphs_ = true;
+  bool cuda_kernels_ = true;
   std::shared_ptr<CudaState> cuda_;  // shared_ptr: destroyed where CudaState is complete
   std::shared_ptr<void> keepalive_;  // the mapped checkpoint, when tensors view it
   std::unique_ptr<Weights> weights_;
