@@ -3,36 +3,48 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <unordered_map>
 
 namespace r1::engine {
-namespace {
 
-// Uniform in [0, 1) from the sequence's own stream: 53 random bits, the same on every machine.
-double Uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+double UniformDraw(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
-// Penalties on a copy of the row: repetition (HF semantics, prompt and output tokens),
-// presence and frequency (OpenAI semantics, output tokens).
-void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const SamplerState& s) {
+PenaltyTerms CollectPenalties(const SamplingOptions& o, const SamplerState& s, int64_t vocab) {
+  PenaltyTerms terms;
+  auto in_range = [vocab](int32_t t) { return t >= 0 && t < vocab; };
   if (o.repetition_penalty > 0.f && o.repetition_penalty != 1.f) {
-    std::vector<int32_t> seen(s.prompt);
-    seen.insert(seen.end(), s.output.begin(), s.output.end());
+    std::vector<int32_t>& seen = terms.repeated;
+    seen.reserve(s.prompt.size() + s.output.size());
+    for (const std::vector<int32_t>* ids : {&s.prompt, &s.output})
+      for (int32_t t : *ids)
+        if (in_range(t)) seen.push_back(t);
     std::sort(seen.begin(), seen.end());
     seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    for (int32_t t : seen) {
-      if (t < 0 || t >= vocab) continue;
-      row[t] = row[t] > 0 ? row[t] / o.repetition_penalty : row[t] * o.repetition_penalty;
-    }
   }
   if (o.presence_penalty != 0.f || o.frequency_penalty != 0.f) {
-    std::unordered_map<int32_t, int> counts;
-    for (int32_t t : s.output) ++counts[t];
-    for (auto [t, n] : counts) {
-      if (t < 0 || t >= vocab) continue;
-      row[t] -= o.frequency_penalty * static_cast<float>(n) + o.presence_penalty;
+    std::vector<int32_t> out;
+    out.reserve(s.output.size());
+    for (int32_t t : s.output)
+      if (in_range(t)) out.push_back(t);
+    std::sort(out.begin(), out.end());
+    for (size_t i = 0; i < out.size();) {
+      size_t j = i;
+      while (j < out.size() && out[j] == out[i]) ++j;
+      terms.subtract.emplace_back(
+          out[i], o.frequency_penalty * static_cast<float>(j - i) + o.presence_penalty);
+      i = j;
     }
   }
+  return terms;
 }
+
+void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const SamplerState& s) {
+  PenaltyTerms terms = CollectPenalties(o, s, vocab);
+  for (int32_t t : terms.repeated)
+    row[t] = row[t] > 0 ? row[t] / o.repetition_penalty : row[t] * o.repetition_penalty;
+  for (auto [t, sub] : terms.subtract) row[t] -= sub;
+}
+
+namespace {
 
 // Samples from the candidates (token, logit) after temperature, top-k, min-p and top-p.
 int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o,
@@ -78,7 +90,7 @@ int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o
     }
   }
   sum = std::accumulate(p.begin(), p.begin() + static_cast<long>(keep), 0.0);
-  double u = Uniform(rng) * sum, acc = 0;
+  double u = UniformDraw(rng) * sum, acc = 0;
   for (size_t i = 0; i < keep; ++i) {
     acc += p[i];
     if (u < acc && p[i] > 0) return cand[i].second;

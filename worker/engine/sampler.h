@@ -43,6 +43,23 @@ struct SampleResult {
   std::vector<std::pair<int32_t, float>> top;          // most likely alternatives
 };
 
+// Uniform in [0, 1) from a sequence's own stream: 53 random bits, the same on every machine.
+// Each sampled (non-greedy) row draws exactly one per step.
+double UniformDraw(std::mt19937_64& rng);
+
+// What a row's penalties touch: the repetition penalty (HF semantics) applies to `repeated`,
+// the ids seen in the prompt or the output (unique, in range); presence and frequency (OpenAI
+// semantics, output tokens) subtract `second` from the logit of `first`.
+struct PenaltyTerms {
+  std::vector<int32_t> repeated;
+  std::vector<std::pair<int32_t, float>> subtract;
+};
+PenaltyTerms CollectPenalties(const SamplingOptions& o, const SamplerState& s, int64_t vocab);
+
+// Applies a row's penalties to `row` (vocab floats) in place: repetition first, then presence
+// and frequency.
+void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const SamplerState& s);
+
 // Samples one token per row of `logits` ([n, vocab], float32, any device) and appends it to
 // its state's `output` (so penalties see it next step). `options` and
 // `states` have n entries; each state's rng advances only for its own row.

@@ -1,0 +1,225 @@
+#include "worker/engine/device_sampler.h"
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
+
+namespace r1::engine {
+namespace {
+
+// Host vector -> a new tensor on `device` (always a copy: the vector dies first).
+template <class T>
+at::Tensor Upload(const std::vector<T>& v, at::ScalarType type, at::Device device) {
+  return at::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())}, type)
+      .to(device, type, /*non_blocking=*/false, /*copy=*/true);
+}
+
+// How a sampled row finds its candidates. Each row's way depends on its own options only, so
+// that its token never depends on the rest of the batch.
+enum class Order {
+  kById,    // no top-k or top-p: every token, in id order
+  kTopK,    // top-k (k <= kMaxTopK): the k best by topk
+  kSorted,  // top-p, or a larger k: the whole row sorted
+};
+// Beyond this many candidates a top-k row is cheaper with one full sort than with topk.
+constexpr int64_t kMaxTopK = 1024;
+
+Order OrderFor(const SamplingOptions& o) {
+  if (o.top_p > 0.f && o.top_p < 1.f) return Order::kSorted;
+  if (o.top_k <= 0) return Order::kById;
+  return o.top_k <= kMaxTopK ? Order::kTopK : Order::kSorted;
+}
+
+// Per-row settings of a group of sampled rows, uploaded together.
+struct Group {
+  std::vector<int64_t> rows;
+  std::vector<float> inv_t, top_p, min_p, u;
+  std::vector<int64_t> top_k;
+  int64_t max_k = 0;
+
+  void Add(int64_t row, const SamplingOptions& o, float uniform) {
+    rows.push_back(row);
+    inv_t.push_back(1.f / o.temperature);
+    top_p.push_back(o.top_p > 0.f && o.top_p < 1.f ? o.top_p : 1.f);
+    min_p.push_back(std::max(o.min_p, 0.f));
+    top_k.push_back(std::max(o.top_k, 0));
+    max_k = std::max<int64_t>(max_k, o.top_k);
+    u.push_back(uniform);
+  }
+};
+
+// Tokens for one group's rows of `x` ([n, V] float32): temperature, then (unless kById) by
+// logit, ties by id, with top-k and top-p, min-p, then inverse CDF at the row's uniform.
+at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order) {
+  const bool ordered = order != Order::kById;
+  const at::Device dev = x.device();
+  const int64_t V = x.size(1);
+  at::Tensor rows = Upload(g.rows, at::kLong, dev);
+  at::Tensor raw = x.index_select(0, rows);
+  at::Tensor s = raw * Upload(g.inv_t, at::kFloat, dev).unsqueeze(1);
+  // Non-finite logits are no candidates (weight 0).
+  s.masked_fill_(at::logical_not(at::isfinite(raw)), -std::numeric_limits<float>::infinity());
+  at::Tensor ids;
+  if (order == Order::kTopK && g.max_k < V) {
+    std::tie(s, ids) = s.topk(g.max_k, 1, /*largest=*/true, /*sorted=*/true);
+    // topk orders equal logits as it likes: put them in id order.
+    auto [by_id, perm] = ids.sort(1);
+    std::tie(s, perm) = s.gather(1, perm).sort(/*stable=*/true, 1, /*descending=*/true);
+    ids = by_id.gather(1, perm);
+  } else if (ordered) {
+    // Stable: equal logits keep id order, as SampleBatch's (logit, id) order does.
+    std::tie(s, ids) = s.sort(/*stable=*/true, 1, /*descending=*/true);
+  }
+  const int64_t W = s.size(1);
+  at::Tensor top = ordered ? s.select(1, 0) : std::get<0>(s.max(1));
+  top = at::where(at::isfinite(top), top, at::zeros_like(top));  // all -inf: weights 0
+  at::Tensor p = (s - top.unsqueeze(1)).exp_();  // the top token weighs 1
+  p.masked_fill_(p < Upload(g.min_p, at::kFloat, dev).unsqueeze(1), 0.f);
+  if (ordered) {
+    at::Tensor pos = at::arange(W, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
+    at::Tensor k = Upload(g.top_k, at::kLong, dev);
+    k = at::where(k > 0, k, at::full_like(k, W));
+    p.masked_fill_(pos >= k.unsqueeze(1), 0.f);
+    // top-p: keep the smallest prefix whose weight reaches top_p of the total, i.e. the
+    // tokens whose weight before them is still below it.
+    at::Tensor cum = p.cumsum(1);
+    at::Tensor before = at::constant_pad_nd(cum.narrow(1, 0, W - 1), {1, 0}, 0);
+    at::Tensor limit = Upload(g.top_p, at::kFloat, dev) * cum.select(1, W - 1);
+    at::Tensor keep_all = Upload(g.top_p, at::kFloat, dev) >= 1.f;
+    p.masked_fill_(at::logical_and(before >= limit.unsqueeze(1),
+                                   at::logical_not(keep_all).unsqueeze(1)),
+                   0.f);
+  }
+  at::Tensor cdf = p.cumsum(1);
+  at::Tensor total = cdf.narrow(1, W - 1, 1).contiguous();
+  at::Tensor target = Upload(g.u, at::kFloat, dev).unsqueeze(1) * total;
+  // The first position whose cumulative weight passes the draw; never past the last token
+  // with weight (rounding can put the draw at the total).
+  at::Tensor pick = at::minimum(at::searchsorted(cdf, target, false, /*right=*/true),
+                                at::searchsorted(cdf, total, false, /*right=*/false));
+  pick = pick.clamp_max(W - 1);
+  if (ordered) pick = ids.gather(1, pick);
+  return pick.view({-1});
+}
+
+}  // namespace
+
+at::Tensor PenalisedLogits(const at::Tensor& logits,
+                           const std::vector<const SamplingOptions*>& options,
+                           const std::vector<const SamplerState*>& states) {
+  const int64_t n = logits.size(0), V = logits.size(1);
+  // Flat indices into the [n, V] logits: repeated ids with their penalty, then subtractions.
+  std::vector<int64_t> rep_at, sub_at;
+  std::vector<float> rep, sub;
+  for (int64_t r = 0; r < n; ++r) {
+    const SamplingOptions& o = *options[r];
+    if (!o.penalised()) continue;
+    PenaltyTerms t = CollectPenalties(o, *states[r], V);
+    for (int32_t id : t.repeated) {
+      rep_at.push_back(r * V + id);
+      rep.push_back(o.repetition_penalty);
+    }
+    for (auto [id, amount] : t.subtract) {
+      sub_at.push_back(r * V + id);
+      sub.push_back(amount);
+    }
+  }
+  if (rep_at.empty() && sub_at.empty()) return logits;
+  const at::Device dev = logits.device();
+  at::Tensor x = logits.contiguous().clone();
+  at::Tensor flat = x.view({-1});
+  if (!rep_at.empty()) {
+    at::Tensor at_ = Upload(rep_at, at::kLong, dev);
+    at::Tensor f = Upload(rep, at::kFloat, dev);
+    at::Tensor v = flat.index_select(0, at_);
+    flat.index_copy_(0, at_, at::where(v > 0, v / f, v * f));
+  }
+  if (!sub_at.empty()) {
+    at::Tensor at_ = Upload(sub_at, at::kLong, dev);
+    flat.index_copy_(0, at_, flat.index_select(0, at_) - Upload(sub, at::kFloat, dev));
+  }
+  return x;
+}
+
+std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
+                                              const std::vector<const SamplingOptions*>& options,
+                                              const std::vector<SamplerState*>& states) {
+  const int64_t n = logits.size(0);
+  std::vector<SampleResult> out(static_cast<size_t>(n));
+  if (n == 0) return out;
+  at::Tensor x = logits.scalar_type() == at::kFloat ? logits : logits.to(at::kFloat);
+  bool penalised = false, sampled = false;
+  std::vector<int64_t> lp_rows;
+  int64_t max_top = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const SamplingOptions& o = *options[r];
+    penalised |= o.penalised();
+    sampled |= !o.greedy();
+    if (o.logprobs) {
+      lp_rows.push_back(r);
+      max_top = std::max<int64_t>(max_top, o.top_logprobs);
+    }
+  }
+  at::Tensor tokens;
+  if (!penalised && !sampled && lp_rows.empty()) {
+    tokens = x.argmax(1).to(at::kCPU);  // the fast path: greedy rows, first maximum
+  } else {
+    std::vector<const SamplerState*> cstates(states.begin(), states.end());
+    at::Tensor pen = penalised ? PenalisedLogits(x, options, cstates) : x;
+    // Greedy rows (the first maximum, as SampleBatch); sampled rows are overwritten.
+    tokens = pen.argmax(1);
+    Group groups[3];  // by Order
+    for (int64_t r = 0; r < n; ++r) {
+      const SamplingOptions& o = *options[r];
+      if (o.greedy()) continue;
+      // One draw per sampled row per step, as SampleBatch; below 1 also as a float.
+      float u = std::min(static_cast<float>(UniformDraw(states[r]->rng)), 0x1.fffffep-1f);
+      groups[static_cast<int>(OrderFor(o))].Add(r, o, u);
+    }
+    for (Order order : {Order::kById, Order::kTopK, Order::kSorted}) {
+      const Group& g = groups[static_cast<int>(order)];
+      if (g.rows.empty()) continue;
+      tokens.index_copy_(0, Upload(g.rows, at::kLong, x.device()), SampleGroup(pen, g, order));
+    }
+    if (!lp_rows.empty()) {
+      // Log-probabilities of the unpenalised model, packed with the ids into one float
+      // tensor so that one copy brings everything back (ids < 2^24 are exact in float32).
+      at::Tensor rows = Upload(lp_rows, at::kLong, x.device());
+      at::Tensor lp = at::log_softmax(x.index_select(0, rows), 1);
+      std::vector<at::Tensor> parts = {
+          tokens.to(at::kFloat), lp.gather(1, tokens.index_select(0, rows).unsqueeze(1)).view(-1)};
+      max_top = std::min(max_top, x.size(1));
+      if (max_top > 0) {
+        auto [vals, ids] = lp.topk(max_top, 1);
+        parts.push_back(vals.reshape(-1));
+        parts.push_back(ids.to(at::kFloat).reshape(-1));
+      }
+      at::Tensor packed = at::cat(parts).to(at::kCPU);
+      const float* p = packed.data_ptr<float>();
+      const int64_t L = static_cast<int64_t>(lp_rows.size());
+      for (int64_t r = 0; r < n; ++r) out[static_cast<size_t>(r)].token = static_cast<int32_t>(p[r]);
+      const float* chosen = p + n;
+      const float* top_v = chosen + L;
+      const float* top_i = top_v + L * max_top;
+      for (int64_t i = 0; i < L; ++i) {
+        const int64_t r = lp_rows[static_cast<size_t>(i)];
+        SampleResult& res = out[static_cast<size_t>(r)];
+        res.logprob = chosen[i];
+        const int64_t k = std::min<int64_t>(options[r]->top_logprobs, max_top);
+        for (int64_t j = 0; j < k; ++j)
+          res.top.emplace_back(static_cast<int32_t>(top_i[i * max_top + j]), top_v[i * max_top + j]);
+      }
+      tokens = at::Tensor();
+    } else {
+      tokens = tokens.to(at::kCPU);
+    }
+  }
+  if (tokens.defined()) {
+    const int64_t* t = tokens.data_ptr<int64_t>();
+    for (int64_t r = 0; r < n; ++r) out[static_cast<size_t>(r)].token = static_cast<int32_t>(t[r]);
+  }
+  for (int64_t r = 0; r < n; ++r) states[r]->output.push_back(out[static_cast<size_t>(r)].token);
+  return out;
+}
+
+}  // namespace r1::engine

@@ -1,0 +1,37 @@
+// Sampling on the logits' own device: the semantics of SampleBatch (sampler.h) written with
+// ATen ops, so that on CUDA only the chosen token ids (and the log-probabilities asked for)
+// cross to the host, not the [n, vocab] logits.
+//
+// Randomness stays on the host, per sequence: each sampled row draws one uniform from its
+// SamplerState's own stream (the same single draw per step SampleBatch makes); the device turns
+// it into a token by inverse CDF over the filtered distribution, taken in the order SampleBatch
+// uses (by logit, ties by id, when top-k or top-p is on; by id otherwise). A seed therefore
+// makes the output repeatable, a row's token never depends on the rest of the batch, and for
+// the same state both samplers pick the same token except where float32 rounding on the device
+// moves a cumulative boundary past the draw.
+//
+// Fast path: every row greedy, no penalties, no log-probabilities: one argmax on the device.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "worker/engine/sampler.h"
+
+namespace r1::engine {
+
+// Like SampleBatch: one token per row of `logits` ([n, vocab], float32, any device), appended
+// to its state's `output`.
+std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
+                                              const std::vector<const SamplingOptions*>& options,
+                                              const std::vector<SamplerState*>& states);
+
+// The logits after each row's repetition, presence and frequency penalties (the row values
+// SampleBatch samples from), on the logits' device. Returns `logits` itself when no row is
+// penalised, otherwise a new tensor.
+at::Tensor PenalisedLogits(const at::Tensor& logits,
+                           const std::vector<const SamplingOptions*>& options,
+                           const std::vector<const SamplerState*>& states);
+
+}  // namespace r1::engine
