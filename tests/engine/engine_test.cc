@@ -1,6 +1,7 @@
 // The engine in-process over the tiny model: a failing step ends only the requests in it with
 // kError and the engine keeps serving; cancellation; preemption under a small cache gives the
-// same greedy ids; deltas add up to the usage counts.
+// same greedy ids; deltas add up to the usage counts; penalties against a hand-run decode
+// loop; KV-cache sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on CPU.
 #include "worker/engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,9 @@
 #include <filesystem>
 #include <mutex>
 #include <thread>
+
+#include "worker/engine/sampler.h"
+#include "worker/model/qwen2.h"
 
 namespace r1::engine {
 namespace {
@@ -202,6 +206,98 @@ TEST_F(EngineTest, BoundedQueueAndDraining) {
   EXPECT_EQ((*e)->Submit(Req({1}, 1, s)).code(), absl::StatusCode::kResourceExhausted);
   (*e)->StopAccepting();
   EXPECT_EQ((*e)->Submit(Req({1}, 1, s)).code(), absl::StatusCode::kUnavailable);
+}
+
+// Greedy decoding by hand, one token per step, sampled by SampleBatch with `so`'s penalties
+// (which count each output token once).
+std::vector<int32_t> HandDecode(model::Qwen2Model& m, const std::vector<int32_t>& prompt,
+                                const SamplingOptions& so, size_t n) {
+  model::KvCache cache(m.config(), 16, 4, m.dtype(), m.device());
+  model::SequenceStep step;
+  for (int b = 0; b < 16; ++b) step.block_table.push_back(b);
+  SamplerState st(0);
+  st.prompt = prompt;
+  std::vector<int32_t> feed = prompt, out;
+  while (out.size() < n) {
+    model::StepBatch batch;
+    batch.tokens = feed;
+    step.num_new = static_cast<int64_t>(feed.size());
+    batch.seqs = {step};
+    auto logits = m.Forward(batch, cache);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    if (!logits.ok()) break;
+    step.num_cached += step.num_new;
+    out.push_back(SampleBatch(*logits, {&so}, {&st})[0].token);
+    feed = {out.back()};
+  }
+  return out;
+}
+
+TEST_F(EngineTest, PenaltiesCountEachOutputTokenOnce) {
+  std::vector<int32_t> prompt = {11, 200, 3001, 45, 45, 17};
+  const size_t n = 24;
+  model::LoadOptions lo;
+  lo.dtype = "float32";
+  auto m = model::Qwen2Model::Load(*dir_, lo);
+  ASSERT_TRUE(m.ok()) << m.status();
+  // The smallest frequency penalty whose output differs from twice that penalty's, so that
+  // counting a token twice would show.
+  SamplingOptions so;
+  std::vector<int32_t> want;
+  for (float f = 1.f / 4096; f < 100 && want.empty(); f *= 2) {
+    so.frequency_penalty = f;
+    std::vector<int32_t> once = HandDecode(**m, prompt, so, n);
+    so.frequency_penalty = 2 * f;
+    if (HandDecode(**m, prompt, so, n) != once) want = once;
+    so.frequency_penalty = f;
+  }
+  ASSERT_FALSE(want.empty()) << "no penalty changes this model's output";
+  auto engine = Make(1 << 20);
+  ASSERT_TRUE(engine);
+  auto sink = std::make_shared<CollectingSink>();
+  EngineRequest r = Req(prompt, static_cast<int>(n), sink);
+  r.sampling.frequency_penalty = so.frequency_penalty;
+  ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+  sink->Wait();
+  EXPECT_EQ(sink->ids, want) << "frequency penalty " << so.frequency_penalty;
+}
+
+TEST_F(EngineTest, KvCacheSizeFromFlagsAndLoadOnCpu) {
+  EngineOptions o;
+  o.model_dir = *dir_;
+  o.dtype = "float32";
+  o.device = "cpu";
+  for (double bad : {0.0, -0.5, 1.01, std::nan("")}) {
+    o.kv_cache_fraction = bad;
+    auto e = Engine::Create(o);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(e.status().message().find("--kv-cache-fraction must be in (0, 1]"),
+              std::string::npos)
+        << e.status();
+  }
+  o.kv_cache_fraction = 0.5;  // no effect on CPU
+  o.kv_cache_memory = -1;
+  EXPECT_EQ(Engine::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.kv_cache_memory = 1000;  // less than one block
+  auto tiny = Engine::Create(o);
+  ASSERT_FALSE(tiny.ok());
+  EXPECT_NE(tiny.status().message().find("holds no KV block"), std::string::npos);
+
+  o.kv_cache_memory = 0;  // CPU: the default size
+  auto e = Engine::Create(o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EngineLoad l = (*e)->Load();
+  ASSERT_GT(l.blocks_total, 0);
+  const int64_t per_block = l.kv_cache_bytes / l.blocks_total;
+  EXPECT_EQ(l.kv_cache_bytes, per_block * l.blocks_total);
+  EXPECT_LE(l.kv_cache_bytes, kDefaultCpuKvCacheMemory);
+  EXPECT_GT(l.kv_cache_bytes, kDefaultCpuKvCacheMemory - per_block);
+  // Off CUDA there are no device figures (the service reports process memory instead).
+  EXPECT_FALSE(l.device_memory_available);
+  EXPECT_EQ(l.device_memory_used + l.device_memory_total + l.allocator_allocated +
+                l.allocator_reserved,
+            0);
 }
 
 }  // namespace

@@ -14,9 +14,11 @@
 
 #include "common/log.h"
 #include "worker/engine/block_allocator.h"
+#include "worker/engine/device_sampler.h"
 #include "worker/engine/sampler.h"
 #include "worker/engine/scheduler.h"
 #include "worker/engine/stop_checker.h"
+#include "worker/model/device_memory.h"
 #include "worker/model/qwen2.h"
 
 namespace r1::engine {
@@ -58,8 +60,14 @@ class EngineImpl final : public Engine {
         scheduler_(SchedulerConfig{options.max_running, options.prefill_chunk, options.block_size},
                    &allocator_),
         max_model_len_(max_model_len),
-        rng_(std::random_device{}()) {
+        rng_(std::random_device{}()),
+        // On CUDA only ids cross to the host. On CPU the C++ sampler is as fast or faster
+        // (bench/sampler_bench).
+        sample_on_device_(model_->device().is_cuda()) {
     blocks_total_ = num_blocks;
+    kv_cache_bytes_ =
+        num_blocks * model::KvCache::BytesPerBlock(model_->config(), options.block_size,
+                                                   model_->dtype());
   }
 
   ~EngineImpl() override { Shutdown(); }
@@ -103,6 +111,13 @@ class EngineImpl final : public Engine {
     l.blocks_used = blocks_used_.load();
     l.blocks_total = blocks_total_;
     l.preemptions = preemptions_.load();
+    l.kv_cache_bytes = kv_cache_bytes_;
+    model::DeviceMemory m = ReadDeviceMemory();
+    l.device_memory_available = m.available;
+    l.device_memory_used = m.used_bytes();
+    l.device_memory_total = m.total_bytes;
+    l.allocator_allocated = m.allocated_bytes;
+    l.allocator_reserved = m.reserved_bytes;
     return l;
   }
 
@@ -127,6 +142,19 @@ class EngineImpl final : public Engine {
   int32_t max_waiting() const override { return options_.max_waiting; }
 
  private:
+  // The device's memory figures, read again when older than kDeviceMemoryRefreshMs.
+  model::DeviceMemory ReadDeviceMemory() const {
+    if (!model_->device().is_cuda()) return {};
+    std::lock_guard<std::mutex> lock(memory_mu_);
+    auto now = std::chrono::steady_clock::now();
+    if (memory_read_at_ == std::chrono::steady_clock::time_point{} ||
+        now - memory_read_at_ >= std::chrono::milliseconds(kDeviceMemoryRefreshMs)) {
+      memory_ = model::QueryDeviceMemory(model_->device());
+      memory_read_at_ = now;
+    }
+    return memory_;
+  }
+
   absl::StatusOr<at::Tensor> RunModel(const model::StepBatch& batch) {
     try {
       return model_->Forward(batch, cache_);
@@ -251,7 +279,8 @@ class EngineImpl final : public Engine {
         states.push_back(&r->state);
       }
       try {
-        results = SampleBatch(*logits, opts, states);
+        results = sample_on_device_ ? SampleBatchOnDevice(*logits, opts, states)
+                                    : SampleBatch(*logits, opts, states);
       } catch (const std::exception& e) {
         logits = absl::InternalError(std::string("sampling failed: ") + e.what());
       }
@@ -279,8 +308,7 @@ class EngineImpl final : public Engine {
 
   void Emit(Request* req, const SampleResult& r, Clock::TimePoint now) {
     int32_t tok = r.token;
-    req->tokens.push_back(tok);
-    req->state.output.push_back(tok);
+    req->tokens.push_back(tok);  // (the sampler appended it to state.output)
     if (req->first_token_at == Clock::TimePoint{}) req->first_token_at = now;
     req->last_token_at = now;
 
@@ -377,11 +405,43 @@ class EngineImpl final : public Engine {
   std::atomic<int64_t> blocks_used_{0};
   std::atomic<int64_t> preemptions_{0};
   int64_t blocks_total_ = 0;
+  int64_t kv_cache_bytes_ = 0;
+  bool sample_on_device_ = false;
+
+  mutable std::mutex memory_mu_;
+  mutable model::DeviceMemory memory_;
+  mutable std::chrono::steady_clock::time_point memory_read_at_{};
 };
+
+// The KV cache's bytes: --kv-cache-memory when given; otherwise, on CUDA, the fraction of the
+// memory free now that the model is loaded (the caching allocator's idle blocks count as free:
+// it hands them out again), and on CPU the default.
+absl::StatusOr<int64_t> KvCacheBytes(const EngineOptions& options, const at::Device& device) {
+  if (options.kv_cache_memory > 0) return options.kv_cache_memory;
+  if (!device.is_cuda()) return kDefaultCpuKvCacheMemory;
+  model::DeviceMemory m = model::QueryDeviceMemory(device);
+  if (!m.available) {
+    return absl::InternalError("cannot read the free memory of " + device.str() +
+                               " to size the KV cache: give --kv-cache-memory");
+  }
+  int64_t free = m.free_bytes + std::max<int64_t>(m.reserved_bytes - m.allocated_bytes, 0);
+  int64_t bytes = static_cast<int64_t>(static_cast<double>(free) * options.kv_cache_fraction);
+  R1_LOG(INFO) << "KV cache: --kv-cache-fraction " << options.kv_cache_fraction << " of "
+               << free << " free bytes on " << device.str() << " (" << m.total_bytes
+               << " in all) = " << bytes << " bytes";
+  return bytes;
+}
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (!(options.kv_cache_fraction > 0 && options.kv_cache_fraction <= 1)) {
+    return absl::InvalidArgumentError("--kv-cache-fraction must be in (0, 1], got " +
+                                      std::to_string(options.kv_cache_fraction));
+  }
+  if (options.kv_cache_memory < 0) {
+    return absl::InvalidArgumentError("--kv-cache-memory must be >= 0");
+  }
   if (options.block_size <= 0) return absl::InvalidArgumentError("--block-size must be > 0");
   if (options.max_running <= 0) return absl::InvalidArgumentError("--max-running must be > 0");
   if (options.max_waiting < 0) return absl::InvalidArgumentError("--max-waiting must be >= 0");
@@ -400,19 +460,21 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
   const model::ModelConfig& cfg = model->config();
   int64_t per_block = model::KvCache::BytesPerBlock(cfg, options.block_size, model->dtype());
-  int64_t num_blocks = per_block > 0 ? options.kv_cache_memory / per_block : 0;
+  R1_ASSIGN_OR_RETURN(int64_t kv_bytes, KvCacheBytes(options, model->device()));
+  int64_t num_blocks = per_block > 0 ? kv_bytes / per_block : 0;
   if (num_blocks < 1) {
     return absl::InvalidArgumentError(
-        "--kv-cache-memory " + std::to_string(options.kv_cache_memory) +
-        " holds no KV block; one block of " + std::to_string(options.block_size) + " tokens needs " +
-        std::to_string(per_block) + " bytes");
+        "a KV cache of " + std::to_string(kv_bytes) + " bytes holds no KV block (one block of " +
+        std::to_string(options.block_size) + " tokens needs " + std::to_string(per_block) +
+        " bytes): raise --kv-cache-memory or --kv-cache-fraction");
   }
   int64_t max_len = options.max_model_len > 0 ? options.max_model_len : cfg.max_position_embeddings;
   if (cfg.max_position_embeddings > 0) max_len = std::min(max_len, cfg.max_position_embeddings);
   max_len = std::min<int64_t>(max_len, num_blocks * options.block_size);
   max_len = std::min<int64_t>(max_len, INT32_MAX);
-  R1_LOG(INFO) << "KV cache: " << num_blocks << " blocks of " << options.block_size
-               << " tokens (" << per_block << " bytes each); max model length " << max_len;
+  R1_LOG(INFO) << "KV cache: " << num_blocks * per_block << " bytes, " << num_blocks
+               << " blocks of " << options.block_size << " tokens (" << per_block
+               << " bytes each); max model length " << max_len;
   std::unique_ptr<EngineImpl> engine;
   try {
     engine = std::make_unique<EngineImpl>(options, std::move(model), num_blocks,

@@ -94,6 +94,9 @@ struct EngineRequest {
   std::shared_ptr<RequestSink> sink;
 };
 
+// The KV cache's size on CPU when EngineOptions::kv_cache_memory is 0.
+constexpr int64_t kDefaultCpuKvCacheMemory = 1LL << 30;
+
 struct EngineOptions {
   std::string model_dir;
   std::string device = "cpu";
@@ -102,7 +105,10 @@ struct EngineOptions {
   int32_t max_running = 64;
   int32_t max_waiting = 256;
   int32_t max_model_len = 0;          // 0: the model's max_position_embeddings
-  int64_t kv_cache_memory = 1LL << 30;
+  // Bytes for the KV cache. 0: on CUDA, kv_cache_fraction of the device memory free once the
+  // model is loaded; on CPU, kDefaultCpuKvCacheMemory.
+  int64_t kv_cache_memory = 0;
+  double kv_cache_fraction = 0.9;     // in (0, 1]
   int32_t block_size = 16;
   int32_t prefill_chunk = 512;
   std::shared_ptr<TextCodec> codec;   // may be null
@@ -116,7 +122,17 @@ struct EngineLoad {
   int64_t blocks_used = 0;
   int64_t blocks_total = 0;
   int64_t preemptions = 0;
+  int64_t kv_cache_bytes = 0;  // the KV cache's memory (every block)
+  // Device memory, read at most every kDeviceMemoryRefreshMs (never per token). On CUDA:
+  // cudaMemGetInfo (used = total - free, all processes) and libtorch's caching allocator. Off
+  // CUDA, device_memory_available is false and the figures are 0.
+  bool device_memory_available = false;
+  int64_t device_memory_used = 0;
+  int64_t device_memory_total = 0;
+  int64_t allocator_allocated = 0;  // bytes in live tensors
+  int64_t allocator_reserved = 0;   // bytes the allocator holds from the driver
 };
+constexpr int kDeviceMemoryRefreshMs = 250;
 
 class Engine {
  public:
