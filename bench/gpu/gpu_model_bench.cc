@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
   int64_t* reps = flags.Int("reps", 5, "prefill runs per prompt length (median)");
   int64_t* steps = flags.Int("decode-steps", 128, "decode steps per batch size (median step time)");
   bool* graphs = flags.Bool("cuda-graphs", true, "let the model replay CUDA graphs for decode steps");
+  bool* kernels = flags.Bool("cuda-kernels", true,
+                             "our fused CUDA kernels and paged attention (false: the plain ATen step)");
   std::string* label = flags.String("label", "r1serve", "name printed in the RESULT lines");
   flags.ParseOrExit(argc, argv);
   if (model_dir->empty()) flags.Fail("--model is required");
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
   lo.device = *device;
   lo.dtype = *dtype;
   lo.cuda_graphs = *graphs;
+  lo.cuda_kernels = *kernels;
   auto t0 = Clock::now();
   auto m = r1::model::Qwen2Model::Load(*model_dir, lo);
   if (!m.ok()) flags.Fail(std::string(m.status().message()));

@@ -28,6 +28,7 @@ def main():
           f"(sum of kernel durations, unit {unit or 'ns'})")
     groups = collections.defaultdict(lambda: [0, 0.0])
     for n, t in step:
+        n = n.replace("(anonymous namespace)::", "")
         g = groups[n.split("(")[0].split("<")[0][:70]]
         g[0] += 1
         g[1] += t * scale

@@ -1,172 +1,370 @@
 // The CUDA path of Qwen2Model (built only when libtorch has CUDA; see worker/model/CMakeLists.txt).
+//
+// One step, whatever mix of prefills and decodes it holds, runs a fixed set of kernels per layer:
+//   qkv GEMM (+bias) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
+//   -> residual add + RMSNorm (kernels.cu) -> gate/up GEMM -> SiLU-and-mul (kernels.cu)
+//   -> down GEMM -> residual add + RMSNorm with the next layer's weight (kernels.cu).
+// Attention: every query that has cached keys (decodes, later prefill chunks) goes through one
+// paged-attention launch that reads only its own sequence's live KV blocks; a prompt chunk with
+// nothing cached (a fresh prefill) goes through scaled_dot_product_attention (flash) instead.
+// The host's index arithmetic (ids, positions, slots, block tables, logit rows) travels to the
+// device as one int32 buffer in one copy.
+//
+// Decode steps (each sequence feeds one token) replay a CUDA graph captured for (batch size,
+// context bucket): batch sizes 1, 2, 4, ..., 256 (padding rows repeat row 0: they write the same
+// K/V into the same slot, so they change nothing) and contexts 64, 128, ..., 32768 keys (the
+// width of the block-table rows). Larger batches or contexts run the same code eagerly.
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/version.h>
 
 #include <cmath>
-#include <limits>
+#include <cstring>
 #include <map>
+#include <utility>
 
+#include "worker/model/cuda/kernels.h"
 #include "worker/model/qwen2_internal.h"
 
 namespace r1::model {
 
-// Captured decode graphs, keyed by (batch size, context bucket). A graph bakes in the
-// addresses of the KV cache it was captured with: a different cache drops them all.
-struct Qwen2Model::CudaState {
-  struct Entry {
-    std::unique_ptr<at::cuda::CUDAGraph> graph;
-    at::Tensor packed;  // the static input buffer the graph reads
-    at::Tensor out;     // the static logits it writes
-  };
-  std::map<std::pair<int64_t, int64_t>, Entry> entries;
-  std::vector<const void*> cache_key;  // every layer's K and V address, then the block count
-  decltype(at::cuda::graph_pool_handle()) pool;  // one memory pool shared by all graphs
-  bool has_pool = false;
-};
-
-// Decode graphs are captured for batch sizes 1, 2, 4, ... up to this one (a batch is padded up
-// to the next captured size) and context buckets 64, 128, ... up to kMaxGraphContext; beyond
-// either, the step runs eagerly.
+// scaled_dot_product_attention (flash on CUDA) for fresh prompt chunks: libtorch >= 2.0; older
+// ones send every query through the paged kernel.
+#if TORCH_VERSION_MAJOR >= 2
+constexpr bool kHaveSdpa = true;
+#else
+constexpr bool kHaveSdpa = false;
+#endif
 constexpr int64_t kMaxGraphBatch = 256;
 constexpr int64_t kMaxGraphContext = 32768;
 
+struct Qwen2Model::CudaState {
+  // Where each input sits in the packed int32 buffer of a step.
+  struct Layout {
+    int64_t T = 0;   // tokens fed
+    int64_t Bq = 0;  // paged-attention queries
+    int64_t S = 0;   // block-table rows
+    int64_t MB = 0;  // blocks per row
+    int64_t R = 0;   // logit rows
+    int nsplit = 1;  // paged-attention key splits
+    bool identity_logits = false;  // logit rows are 0..T-1
+    int64_t size() const { return 3 * T + 3 * Bq + S * MB + R; }
+  };
+  struct Plan {
+    Layout lay;
+    std::vector<int32_t> host;                     // the packed buffer
+    std::vector<std::pair<int64_t, int64_t>> sdpa;  // (first row, rows) of fresh prompt chunks
+  };
+  struct Entry {
+    std::unique_ptr<at::cuda::CUDAGraph> graph;
+    Layout lay;
+    at::Tensor packed;  // the static input buffer the graph reads
+    at::Tensor out;     // the static logits it writes
+  };
 
-at::Tensor Qwen2Model::DecodeBody(const at::Tensor& packed, int64_t B, int64_t C, KvCache& cache) {
-  const ModelConfig& c = config_;
-  const Weights& w = *weights_;
-  const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, D = c.head_dim();
-  const int64_t g = nh / kvh;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  at::Tensor ids = packed.narrow(0, 0, B), pos = packed.narrow(0, B, B);
-  at::Tensor slots = packed.narrow(0, 2 * B, B), lens = packed.narrow(0, 3 * B, B);
-  at::Tensor ctx = packed.narrow(0, 4 * B, B * C);
-  // Keys at or past each sequence's length are padding: -inf before the softmax.
-  at::Tensor mask = at::zeros({B, C}, packed.options().dtype(at::kFloat))
-                        .masked_fill_(at::arange(C, packed.options()).unsqueeze(0) >= lens.unsqueeze(1),
-                                      -std::numeric_limits<float>::infinity())
-                        .view({B, 1, 1, C});
-  // RoPE for q and k at once, in three kernels: x * cos2 + rotate(x) * sin2, where
-  // rotate(x) = [x2, x1], cos2 = [cos, cos], sin2 = [-sin, sin].
-  at::Tensor freqs = pos.to(at::kFloat).unsqueeze(1) * w.inv_freq.unsqueeze(0);  // [B, D/2]
-  at::Tensor cos = freqs.cos(), sin = freqs.sin();
-  at::Tensor cos2 = at::cat({cos, cos}, -1).to(dtype_).unsqueeze(1);
-  at::Tensor sin2 = at::cat({-sin, sin}, -1).to(dtype_).unsqueeze(1);
-  const int64_t half = D / 2;
-  at::Tensor x = at::embedding(w.embed, ids);  // [B, H]
-  for (size_t li = 0; li < w.layers.size(); ++li) {
-    const Layer& l = w.layers[li];
-    at::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
-    at::Tensor qkv = at::linear(h, l.wqkv, l.bqkv);
-    at::Tensor qk = qkv.narrow(1, 0, (nh + kvh) * D).view({B, nh + kvh, D});
-    at::Tensor rot = at::cat({qk.narrow(-1, half, half), qk.narrow(-1, 0, half)}, -1);
-    qk = at::addcmul(qk * cos2, rot, sin2);
-    at::Tensor q = qk.narrow(1, 0, nh), k = qk.narrow(1, nh, kvh);
-    at::Tensor v = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({B, kvh, D});
-    at::Tensor& kc = cache.k(static_cast<int64_t>(li));
-    at::Tensor& vc = cache.v(static_cast<int64_t>(li));
-    kc.index_copy_(0, slots, k);
-    vc.index_copy_(0, slots, v);
-    at::Tensor keys = kc.index_select(0, ctx).view({B, C, kvh, D});
-    at::Tensor vals = vc.index_select(0, ctx).view({B, C, kvh, D});
-    at::Tensor scores = at::matmul(q.reshape({B, kvh, g, D}), keys.permute({0, 2, 3, 1}));
-    // mask + scale * scores, in float32 (one kernel), then the softmax.
-    at::Tensor probs = at::softmax(at::add(mask, scores, scale), -1).to(dtype_);  // [B, kvh, g, C]
-    at::Tensor out = at::matmul(probs, vals.permute({0, 2, 1, 3}));                   // [B, kvh, g, D]
-    x.add_(at::linear(out.reshape({B, nh * D}), l.wo));
-    h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-    at::Tensor act;
-    if (l.wgate_up.defined()) {
-      at::Tensor gu = at::linear(h, l.wgate_up);
-      const int64_t I = l.wgate.size(0);
-      act = at::silu(gu.narrow(1, 0, I)).mul_(gu.narrow(1, I, I));
-    } else {
-      act = at::silu(at::linear(h, l.wgate)).mul_(at::linear(h, l.wup));
+  Qwen2Model& m;
+  int num_sms = 0;
+  std::map<std::pair<int64_t, int64_t>, Entry> entries;
+  std::vector<const void*> cache_key;  // every layer's K and V address, then the cache geometry
+  decltype(at::cuda::graph_pool_handle()) pool;  // one memory pool shared by all graphs
+  bool has_pool = false;
+
+  explicit CudaState(Qwen2Model& model) : m(model) {
+    num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  }
+
+  cuda::DType KernelDType() const {
+    switch (m.dtype_) {
+      case at::kBFloat16: return cuda::DType::kBF16;
+      case at::kHalf: return cuda::DType::kF16;
+      default: return cuda::DType::kF32;
     }
-    x.add_(at::linear(act, l.wdown));
   }
-  return at::linear(RmsNorm(x, w.norm, c.rms_norm_eps), w.lm_head).to(at::kFloat);
-}
 
-at::Tensor Qwen2Model::GraphDecode(const StepBatch& batch, KvCache& cache) {
-  const int64_t real_b = static_cast<int64_t>(batch.seqs.size());
-  if (real_b > kMaxGraphBatch) return {};
-  int64_t B = 1;
-  while (B < real_b) B *= 2;
-  int64_t max_len = 0;
-  for (const SequenceStep& s : batch.seqs) {
-    if (s.num_new != 1 || s.num_cached == 0 || !s.want_logits) return {};
-    max_len = std::max(max_len, s.num_cached + 1);
+  // Key splits for the paged attention: enough thread blocks to fill the GPU twice when there
+  // are few queries, and at least 64 keys a split.
+  int SplitsFor(int64_t queries, int64_t max_len) const {
+    const int64_t blocks = std::max<int64_t>(1, queries * m.config_.num_key_value_heads);
+    const int64_t want = (2 * num_sms + blocks - 1) / blocks;
+    const int64_t most = std::max<int64_t>(1, (max_len + 63) / 64);
+    return static_cast<int>(std::clamp<int64_t>(std::min(want, most), 1, 64));
   }
-  int64_t C = 64;
-  while (C < max_len) C *= 2;
-  if (C > kMaxGraphContext) return {};
-  if (!cuda_) cuda_ = std::make_shared<CudaState>();
-  CudaState& gs = *cuda_;
-  std::vector<const void*> key;
-  for (int64_t li = 0; li < config_.num_hidden_layers; ++li) {
-    key.push_back(cache.k(li).data_ptr());
-    key.push_back(cache.v(li).data_ptr());
-  }
-  key.push_back(reinterpret_cast<const void*>(cache.num_blocks() * 4096 + cache.block_size()));
-  if (key != gs.cache_key) {
-    gs.entries.clear();
-    gs.cache_key = std::move(key);
-  }
-  // Inputs, packed: ids, positions, slots, lengths [B] each, then each sequence's C context
-  // slots (padding repeats its first slot; the mask hides it). Padding rows (real_b..B) repeat
-  // sequence 0 exactly: they write the same K/V into the same slot, so they change nothing.
-  const int64_t bs = cache.block_size();
-  std::vector<int64_t> host(static_cast<size_t>(4 * B + B * C));
-  for (int64_t i = 0; i < B; ++i) {
-    const int64_t r = i < real_b ? i : 0;
-    const SequenceStep& s = batch.seqs[static_cast<size_t>(r)];
-    auto slot_of = [&](int64_t p) { return int64_t{s.block_table[static_cast<size_t>(p / bs)]} * bs + p % bs; };
-    const int64_t len = s.num_cached + 1;
-    host[static_cast<size_t>(i)] = batch.tokens[static_cast<size_t>(r)];
-    host[static_cast<size_t>(B + i)] = s.num_cached;
-    host[static_cast<size_t>(2 * B + i)] = slot_of(s.num_cached);
-    host[static_cast<size_t>(3 * B + i)] = len;
-    int64_t* row = host.data() + 4 * B + i * C;
-    for (int64_t p = 0; p < C; ++p) row[p] = p < len ? slot_of(p) : row[0];
-  }
-  at::Tensor src = at::from_blob(host.data(), {static_cast<int64_t>(host.size())}, at::kLong);
-  auto it = gs.entries.find({B, C});
-  if (it == gs.entries.end()) {
-    c10::cuda::CUDAGuard device_guard(device_);
-    CudaState::Entry e;
-    e.packed = src.to(device_);
-    at::cuda::getCurrentCUDAStream().synchronize();
-    at::cuda::CUDAStream side = at::cuda::getStreamFromPool(false, device_.index());
-    {
-      c10::cuda::CUDAStreamGuard stream_guard(side);
-      // Warm-up off the graph (it writes the same K/V the replay writes), then capture.
-      DecodeBody(e.packed, B, C, cache);
-      side.synchronize();
-      if (!gs.has_pool) {
-        gs.pool = at::cuda::graph_pool_handle();
-        gs.has_pool = true;
+
+  // Host-side arithmetic for a general step. Fresh prompt chunks (nothing cached, 2+ tokens)
+  // go to SDPA; every other token is a paged-attention query.
+  Plan MakePlan(const StepBatch& batch, int64_t bs) const {
+    Plan p;
+    Layout& L = p.lay;
+    L.T = static_cast<int64_t>(batch.tokens.size());
+    std::vector<int32_t> pos, slots, q_rows, q_lens, q_seq, logit_rows;
+    std::vector<const SequenceStep*> paged;
+    int64_t off = 0, max_len = 0;
+    for (const SequenceStep& s : batch.seqs) {
+      auto slot_of = [&](int64_t q) {
+        return static_cast<int32_t>(int64_t{s.block_table[static_cast<size_t>(q / bs)]} * bs + q % bs);
+      };
+      const bool fresh = kHaveSdpa && s.num_cached == 0 && s.num_new > 1;
+      for (int64_t j = 0; j < s.num_new; ++j) {
+        pos.push_back(static_cast<int32_t>(s.num_cached + j));
+        slots.push_back(slot_of(s.num_cached + j));
+        if (!fresh) {
+          q_rows.push_back(static_cast<int32_t>(off + j));
+          q_lens.push_back(static_cast<int32_t>(s.num_cached + j + 1));
+          q_seq.push_back(static_cast<int32_t>(paged.size()));
+        }
       }
-      e.graph = std::make_unique<at::cuda::CUDAGraph>();
-      e.graph->capture_begin(gs.pool, cudaStreamCaptureModeThreadLocal);
-      e.out = DecodeBody(e.packed, B, C, cache);
-      e.graph->capture_end();
+      if (fresh) {
+        p.sdpa.emplace_back(off, s.num_new);
+      } else {
+        paged.push_back(&s);
+        max_len = std::max(max_len, s.num_cached + s.num_new);
+      }
+      off += s.num_new;
+      if (s.want_logits) logit_rows.push_back(static_cast<int32_t>(off - 1));
     }
-    side.synchronize();
-    it = gs.entries.emplace(std::make_pair(B, C), std::move(e)).first;
-  } else {
-    it->second.packed.copy_(src);
+    L.Bq = static_cast<int64_t>(q_rows.size());
+    L.S = static_cast<int64_t>(paged.size());
+    L.MB = (max_len + bs - 1) / bs;
+    L.R = static_cast<int64_t>(logit_rows.size());
+    L.nsplit = SplitsFor(L.Bq, max_len);
+    L.identity_logits = L.R == L.T;
+    for (int64_t i = 0; i < L.R && L.identity_logits; ++i) L.identity_logits = logit_rows[i] == i;
+    p.host.reserve(static_cast<size_t>(L.size()));
+    for (int32_t t : batch.tokens) p.host.push_back(t);
+    auto append = [&](const std::vector<int32_t>& v) { p.host.insert(p.host.end(), v.begin(), v.end()); };
+    append(pos);
+    append(slots);
+    append(q_rows);
+    append(q_lens);
+    append(q_seq);
+    for (const SequenceStep* s : paged) {
+      for (int64_t b = 0; b < L.MB; ++b)
+        p.host.push_back(b < static_cast<int64_t>(s->block_table.size()) ? s->block_table[static_cast<size_t>(b)] : 0);
+    }
+    append(logit_rows);
+    return p;
   }
-  it->second.graph->replay();
-  return it->second.out.narrow(0, 0, real_b).clone();  // the next replay overwrites `out`
-}
+
+  // A pinned host copy of the packed buffer (so the upload is asynchronous; libtorch's host
+  // allocator keeps the block until the copy is done).
+  static at::Tensor Pinned(const std::vector<int32_t>& v) {
+    at::Tensor t = at::empty({static_cast<int64_t>(v.size())},
+                             at::TensorOptions().dtype(at::kInt).pinned_memory(true));
+    std::memcpy(t.data_ptr(), v.data(), v.size() * sizeof(int32_t));
+    return t;
+  }
+
+  static void Check(int rc) { C10_CUDA_CHECK(static_cast<cudaError_t>(rc)); }
+
+  // The step's body over the packed device buffer. Capturable: no host syncs, shapes fixed by
+  // the layout; `sdpa` must be empty when capturing.
+  at::Tensor Body(const at::Tensor& packed, const Layout& L,
+                  const std::vector<std::pair<int64_t, int64_t>>& sdpa, KvCache& cache) {
+    const ModelConfig& c = m.config_;
+    const Weights& w = *m.weights_;
+    const int64_t T = L.T, H = c.hidden_size, nh = c.num_attention_heads,
+                  kvh = c.num_key_value_heads, D = c.head_dim(), g = nh / kvh;
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    const cuda::DType dt = KernelDType();
+    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+    int64_t o = 0;
+    auto take = [&](int64_t n) {
+      at::Tensor v = packed.narrow(0, o, n);
+      o += n;
+      return v;
+    };
+    at::Tensor ids = take(T), pos = take(T), slots = take(T);
+    at::Tensor q_rows = take(L.Bq), q_lens = take(L.Bq), q_seq = take(L.Bq);
+    at::Tensor tables = take(L.S * L.MB), logit_rows = take(L.R);
+
+    at::Tensor x = at::index_select(w.embed, 0, ids);  // [T, H], the residual stream
+    at::Tensor h = at::empty_like(x);
+    at::Tensor attn = at::empty({T, nh * D}, x.options());
+    at::Tensor act = at::empty({T, c.intermediate_size}, x.options());
+    at::Tensor partial;
+    if (L.nsplit > 1 && L.Bq > 0)
+      partial = at::empty({L.Bq * nh * L.nsplit * (D + 2)}, x.options().dtype(at::kFloat));
+    Check(cuda::AddRmsNorm(dt, x.data_ptr(), nullptr, w.layers[0].input_norm.data_ptr(),
+                           h.data_ptr(), T, H, eps, stream));
+
+    cuda::PagedAttentionArgs pa;
+    pa.dt = dt;
+    pa.ld = (nh + 2 * kvh) * D;
+    pa.q_rows = q_rows.data_ptr<int32_t>();
+    pa.q_lens = q_lens.data_ptr<int32_t>();
+    pa.q_seq = q_seq.data_ptr<int32_t>();
+    pa.tables = tables.data_ptr<int32_t>();
+    pa.table_stride = L.MB;
+    pa.block_size = static_cast<int>(cache.block_size());
+    pa.n_queries = static_cast<int>(L.Bq);
+    pa.nh = static_cast<int>(nh);
+    pa.kvh = static_cast<int>(kvh);
+    pa.D = static_cast<int>(D);
+    pa.scale = static_cast<float>(scale);
+    pa.nsplit = L.nsplit;
+    pa.partial = partial.defined() ? partial.data_ptr<float>() : nullptr;
+    pa.out = attn.data_ptr();
+    pa.out_ld = nh * D;
+
+    for (size_t li = 0; li < w.layers.size(); ++li) {
+      const Layer& l = w.layers[li];
+      at::Tensor& kc = cache.k(static_cast<int64_t>(li));
+      at::Tensor& vc = cache.v(static_cast<int64_t>(li));
+      at::Tensor qkv = at::addmm(l.bqkv, h, l.wqkv.t());  // [T, (nh + 2 kvh) D]
+      Check(cuda::RopeKvWrite(dt, qkv.data_ptr(), pa.ld, pos.data_ptr<int32_t>(),
+                              slots.data_ptr<int32_t>(), w.inv_freq.data_ptr<float>(),
+                              kc.data_ptr(), vc.data_ptr(), T, static_cast<int>(nh),
+                              static_cast<int>(kvh), static_cast<int>(D), stream));
+      pa.qkv = qkv.data_ptr();
+      pa.k_cache = kc.data_ptr();
+      pa.v_cache = vc.data_ptr();
+      Check(cuda::PagedAttention(pa, stream));
+#if TORCH_VERSION_MAJOR >= 2
+      for (const auto& [first, n] : sdpa) {
+        at::Tensor rows = qkv.narrow(0, first, n);
+        at::Tensor q = rows.narrow(1, 0, nh * D).view({n, nh, D}).transpose(0, 1).unsqueeze(0);
+        auto heads = [&](int64_t at_col) {  // k or v heads repeated for their query group
+          return rows.narrow(1, at_col, kvh * D).view({n, kvh, 1, D}).expand({n, kvh, g, D})
+              .reshape({n, nh, D}).transpose(0, 1).unsqueeze(0);
+        };
+        at::Tensor out = at::scaled_dot_product_attention(q, heads(nh * D), heads((nh + kvh) * D),
+                                                          {}, 0.0, /*is_causal=*/true, scale);
+        attn.narrow(0, first, n).view({n, nh, D}).copy_(out.squeeze(0).transpose(0, 1));
+      }
+#else
+      (void)sdpa;
+      (void)g;
+#endif
+      at::Tensor ao = at::mm(attn, l.wo.t());
+      Check(cuda::AddRmsNorm(dt, x.data_ptr(), ao.data_ptr(), l.post_norm.data_ptr(), h.data_ptr(),
+                             T, H, eps, stream));
+      at::Tensor gu = at::mm(h, l.wgate_up.t());
+      Check(cuda::SiluMul(dt, gu.data_ptr(), act.data_ptr(), T, c.intermediate_size, stream));
+      at::Tensor down = at::mm(act, l.wdown.t());
+      const at::Tensor& next = li + 1 < w.layers.size() ? w.layers[li + 1].input_norm : w.norm;
+      Check(cuda::AddRmsNorm(dt, x.data_ptr(), down.data_ptr(), next.data_ptr(), h.data_ptr(), T,
+                             H, eps, stream));
+    }
+    // h is the final norm of every row.
+    at::Tensor last = L.identity_logits ? h : at::index_select(h, 0, logit_rows);
+    return at::mm(last, w.lm_head.t()).to(at::kFloat);
+  }
+
+  at::Tensor Eager(const StepBatch& batch, KvCache& cache) {
+    // (A step with no logit rows still runs: it writes the K/V of its prompt chunks.)
+    Plan p = MakePlan(batch, cache.block_size());
+    at::Tensor packed = Pinned(p.host).to(m.device_, /*non_blocking=*/true);
+    at::Tensor out = Body(packed, p.lay, p.sdpa, cache);
+    return out;
+  }
+
+  // A decode step from a captured graph; an undefined tensor when the step does not qualify.
+  at::Tensor Graph(const StepBatch& batch, KvCache& cache) {
+    const int64_t real_b = static_cast<int64_t>(batch.seqs.size());
+    if (real_b > kMaxGraphBatch) return {};
+    int64_t max_len = 0;
+    for (const SequenceStep& s : batch.seqs) {
+      if (s.num_new != 1 || !s.want_logits) return {};
+      max_len = std::max(max_len, s.num_cached + 1);
+    }
+    int64_t B = 1;
+    while (B < real_b) B *= 2;
+    int64_t C = 64;
+    while (C < max_len) C *= 2;
+    if (C > kMaxGraphContext) return {};
+    const int64_t bs = cache.block_size();
+
+    std::vector<const void*> key;
+    for (int64_t li = 0; li < m.config_.num_hidden_layers; ++li) {
+      key.push_back(cache.k(li).data_ptr());
+      key.push_back(cache.v(li).data_ptr());
+    }
+    key.push_back(reinterpret_cast<const void*>(cache.num_blocks()));
+    key.push_back(reinterpret_cast<const void*>(bs));
+    if (key != cache_key) {
+      entries.clear();
+      cache_key = std::move(key);
+    }
+
+    // Packed inputs for B rows; row i >= real_b repeats row 0.
+    Layout L;
+    L.T = L.Bq = L.S = L.R = B;
+    L.MB = (C + bs - 1) / bs;
+    L.nsplit = SplitsFor(B, C);
+    L.identity_logits = true;
+    std::vector<int32_t> host(static_cast<size_t>(L.size()));
+    int32_t* ids = host.data();
+    int32_t* pos = ids + B;
+    int32_t* slots = pos + B;
+    int32_t* q_rows = slots + B;
+    int32_t* q_lens = q_rows + B;
+    int32_t* q_seq = q_lens + B;
+    int32_t* tables = q_seq + B;
+    int32_t* logit_rows = tables + B * L.MB;
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t r = i < real_b ? i : 0;
+      const SequenceStep& s = batch.seqs[static_cast<size_t>(r)];
+      ids[i] = batch.tokens[static_cast<size_t>(r)];
+      pos[i] = static_cast<int32_t>(s.num_cached);
+      slots[i] = static_cast<int32_t>(int64_t{s.block_table[static_cast<size_t>(s.num_cached / bs)]} * bs +
+                                      s.num_cached % bs);
+      q_rows[i] = static_cast<int32_t>(i);
+      q_lens[i] = static_cast<int32_t>(s.num_cached + 1);
+      q_seq[i] = static_cast<int32_t>(i);
+      for (int64_t b = 0; b < L.MB; ++b)
+        tables[i * L.MB + b] = b < static_cast<int64_t>(s.block_table.size()) ? s.block_table[static_cast<size_t>(b)] : 0;
+      logit_rows[i] = static_cast<int32_t>(i);
+    }
+    at::Tensor src = Pinned(host);
+
+    auto it = entries.find({B, C});
+    if (it == entries.end()) {
+      Entry e;
+      e.lay = L;
+      e.packed = src.to(m.device_);
+      at::cuda::getCurrentCUDAStream().synchronize();
+      at::cuda::CUDAStream side = at::cuda::getStreamFromPool(false, m.device_.index());
+      {
+        c10::cuda::CUDAStreamGuard stream_guard(side);
+        // Warm-up off the graph (it writes the same K/V the replay writes), then capture.
+        Body(e.packed, L, {}, cache);
+        side.synchronize();
+        if (!has_pool) {
+          pool = at::cuda::graph_pool_handle();
+          has_pool = true;
+        }
+        e.graph = std::make_unique<at::cuda::CUDAGraph>();
+        e.graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
+        e.out = Body(e.packed, L, {}, cache);
+        e.graph->capture_end();
+      }
+      side.synchronize();
+      it = entries.emplace(std::make_pair(B, C), std::move(e)).first;
+    } else {
+      it->second.packed.copy_(src, /*non_blocking=*/true);
+    }
+    it->second.graph->replay();
+    return it->second.out.narrow(0, 0, real_b).clone();  // the next replay overwrites `out`
+  }
+};
 
 at::Tensor Qwen2Model::CudaForward(const StepBatch& batch, KvCache& cache) {
+  c10::cuda::CUDAGuard device_guard(device_);
+  const ModelConfig& c = config_;
+  if (!cuda::PagedAttentionSupported(static_cast<int>(c.num_attention_heads),
+                                     static_cast<int>(c.num_key_value_heads),
+                                     static_cast<int>(c.head_dim())))
+    return EagerForward(batch, cache);
+  if (!cuda_) cuda_ = std::make_shared<CudaState>(*this);
   if (cuda_graphs_) {
-    at::Tensor out = GraphDecode(batch, cache);
+    at::Tensor out = cuda_->Graph(batch, cache);
     if (out.defined()) return out;
   }
-  return EagerForward(batch, cache);
+  return cuda_->Eager(batch, cache);
 }
 
 }  // namespace r1::model
