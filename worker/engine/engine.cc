@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "worker/engine/block_allocator.h"
 #include "worker/engine/device_sampler.h"
@@ -437,7 +438,7 @@ absl::StatusOr<int64_t> KvCacheBytes(const EngineOptions& options, const at::Dev
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   if (!(options.kv_cache_fraction > 0 && options.kv_cache_fraction <= 1)) {
     return absl::InvalidArgumentError("--kv-cache-fraction must be in (0, 1], got " +
-                                      std::to_string(options.kv_cache_fraction));
+                                      absl::StrCat(options.kv_cache_fraction));
   }
   if (options.kv_cache_memory < 0) {
     return absl::InvalidArgumentError("--kv-cache-memory must be >= 0");

@@ -1,8 +1,5 @@
 #include "worker/service/inference_service.h"
 
-#include <unistd.h>
-
-#include <fstream>
 #include <mutex>
 
 #include "common/log.h"
@@ -252,10 +249,9 @@ r1serve::v1::LoadReport InferenceService::MakeLoadReport() const {
   r.set_waiting(load.waiting);
   r.set_kv_blocks_used(load.blocks_used);
   r.set_kv_blocks_total(load.blocks_total);
-  r.set_device_memory_used_bytes(ResidentMemoryBytes());
-  r.set_device_memory_total_bytes(options_.memory_limit > 0
-                                      ? static_cast<uint64_t>(options_.memory_limit)
-                                      : MachineMemoryBytes());
+  ReportedMemory mem = MemoryForReport(load, options_.memory_limit);
+  r.set_device_memory_used_bytes(mem.used);
+  r.set_device_memory_total_bytes(mem.total);
   r.set_max_running(engine_->max_running());
   r.set_max_waiting(engine_->max_waiting());
   r.set_max_model_len(engine_->max_model_len());
@@ -266,20 +262,8 @@ r1serve::v1::LoadReport InferenceService::MakeLoadReport() const {
 }
 
 void InferenceService::UpdateMetrics() {
-  r1serve::v1::LoadReport r = MakeLoadReport();
-  metrics_->Update(engine_->Load(), r.device_memory_used_bytes(), r.device_memory_total_bytes());
-}
-
-uint64_t ResidentMemoryBytes() {
-  std::ifstream f("/proc/self/statm");
-  uint64_t size = 0, resident = 0;
-  f >> size >> resident;
-  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-}
-
-uint64_t MachineMemoryBytes() {
-  return static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-         static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  engine::EngineLoad load = engine_->Load();
+  metrics_->Update(load, MemoryForReport(load, options_.memory_limit));
 }
 
 }  // namespace r1::service

@@ -10,6 +10,7 @@
 
 #include "r1serve/v1/inference.grpc.pb.h"
 #include "worker/engine/engine.h"
+#include "worker/service/memory_report.h"
 #include "worker/service/prompt_codec.h"
 #include "worker/service/worker_metrics.h"
 
@@ -48,9 +49,5 @@ class InferenceService final : public r1serve::v1::Inference::CallbackService {
   std::atomic<int> active_{0};
   std::atomic<uint64_t> next_id_{1};
 };
-
-// Resident memory of this process, and the machine's memory, in bytes.
-uint64_t ResidentMemoryBytes();
-uint64_t MachineMemoryBytes();
 
 }  // namespace r1::service

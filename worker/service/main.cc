@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
@@ -47,8 +48,15 @@ int Run(int argc, char** argv) {
       flags.Int("max-waiting", 256, "most requests queued; beyond it RESOURCE_EXHAUSTED");
   int64_t* max_model_len = flags.Int(
       "max-model-len", 0, "most tokens (prompt + output) per sequence; 0: the model's limit");
-  int64_t* kv_memory =
-      flags.Int("kv-cache-memory", 1LL << 30, "bytes for the KV cache (sets the block count)");
+  int64_t* kv_memory = flags.Int(
+      "kv-cache-memory", 0,
+      "bytes for the KV cache (sets the block count); 0: on CUDA --kv-cache-fraction of the "
+      "device memory free after loading the model, on CPU " +
+          std::to_string(r1::engine::kDefaultCpuKvCacheMemory));
+  double* kv_fraction = flags.Double(
+      "kv-cache-fraction", 0.9,
+      "on CUDA without --kv-cache-memory: the share of free device memory the KV cache takes, "
+      "in (0, 1]");
   int64_t* block_size = flags.Int("block-size", 16, "tokens per KV-cache block");
   int64_t* prefill_chunk = flags.Int(
       "prefill-chunk", 512, "tokens fed per engine step (decodes plus prefill chunks)");
@@ -71,7 +79,10 @@ int Run(int argc, char** argv) {
   positive("max-running", *max_running);
   positive("block-size", *block_size);
   positive("prefill-chunk", *prefill_chunk);
-  positive("kv-cache-memory", *kv_memory);
+  if (*kv_memory < 0) flags.Fail("--kv-cache-memory must be >= 0");
+  if (!(*kv_fraction > 0 && *kv_fraction <= 1)) {
+    flags.Fail("--kv-cache-fraction must be in (0, 1], got " + absl::StrCat(*kv_fraction));
+  }
   positive("max-waiting", *max_waiting);
   if (*max_model_len < 0) flags.Fail("--max-model-len must be >= 0");
   if (*threads < 0) flags.Fail("--threads must be >= 0");
@@ -95,6 +106,7 @@ int Run(int argc, char** argv) {
   eo.max_waiting = static_cast<int32_t>(std::min<int64_t>(*max_waiting, 1 << 20));
   eo.max_model_len = static_cast<int32_t>(std::min<int64_t>(*max_model_len, INT32_MAX));
   eo.kv_cache_memory = *kv_memory;
+  eo.kv_cache_fraction = *kv_fraction;
   eo.block_size = static_cast<int32_t>(std::min<int64_t>(*block_size, 1 << 16));
   eo.prefill_chunk = static_cast<int32_t>(std::min<int64_t>(*prefill_chunk, 1 << 20));
   eo.codec = *codec ? (*codec)->text_codec() : nullptr;

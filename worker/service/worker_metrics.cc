@@ -39,9 +39,15 @@ WorkerMetrics::WorkerMetrics() : registry(std::make_shared<prometheus::Registry>
   waiting = gauge("r1_worker_waiting_sequences", "Sequences waiting to be scheduled");
   kv_cache_usage = gauge("r1_worker_kv_cache_usage_ratio", "KV-cache blocks in use / all blocks");
   memory_used = gauge("r1_worker_device_memory_used_bytes",
-                      "Device memory in use (CPU: the process's resident memory)");
+                      "Device memory in use as the load report shows it (CUDA: used less the "
+                      "KV cache's free blocks; CPU: the process's resident memory)");
   memory_total = gauge("r1_worker_device_memory_total_bytes",
-                       "Device memory in all (CPU: machine memory or --memory-limit)");
+                       "Device memory in all (CPU: machine memory; or --memory-limit)");
+  memory_allocated = gauge("r1_worker_device_memory_allocated_bytes",
+                           "CUDA caching allocator: bytes in live tensors (0 on CPU)");
+  memory_reserved = gauge("r1_worker_device_memory_reserved_bytes",
+                          "CUDA caching allocator: bytes held from the driver (0 on CPU)");
+  kv_cache_bytes = gauge("r1_worker_kv_cache_bytes", "Memory of the whole KV cache");
   auto counter = [&](const char* name, const char* help) {
     return &BuildCounter().Name(name).Help(help).Register(*registry).Add({});
   };
@@ -75,15 +81,17 @@ prometheus::Counter& WorkerMetrics::requests(engine::FinishReason reason) {
   }
 }
 
-void WorkerMetrics::Update(const engine::EngineLoad& load, uint64_t memory_used_bytes,
-                           uint64_t memory_total_bytes) {
+void WorkerMetrics::Update(const engine::EngineLoad& load, ReportedMemory memory) {
   running->Set(load.running);
   waiting->Set(load.waiting);
   kv_cache_usage->Set(load.blocks_total > 0
                           ? static_cast<double>(load.blocks_used) / load.blocks_total
                           : 0.0);
-  memory_used->Set(static_cast<double>(memory_used_bytes));
-  memory_total->Set(static_cast<double>(memory_total_bytes));
+  memory_used->Set(static_cast<double>(memory.used));
+  memory_total->Set(static_cast<double>(memory.total));
+  memory_allocated->Set(static_cast<double>(load.allocator_allocated));
+  memory_reserved->Set(static_cast<double>(load.allocator_reserved));
+  kv_cache_bytes->Set(static_cast<double>(load.kv_cache_bytes));
   if (load.preemptions > preemptions_seen_) {
     preemptions->Increment(static_cast<double>(load.preemptions - preemptions_seen_));
     preemptions_seen_ = load.preemptions;

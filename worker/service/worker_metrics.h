@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "worker/engine/engine.h"
+#include "worker/service/memory_report.h"
 
 namespace r1::service {
 
@@ -26,6 +27,9 @@ struct WorkerMetrics {
   prometheus::Gauge* kv_cache_usage = nullptr;
   prometheus::Gauge* memory_used = nullptr;
   prometheus::Gauge* memory_total = nullptr;
+  prometheus::Gauge* memory_allocated = nullptr;
+  prometheus::Gauge* memory_reserved = nullptr;
+  prometheus::Gauge* kv_cache_bytes = nullptr;
   prometheus::Counter* prompt_tokens = nullptr;
   prometheus::Counter* generation_tokens = nullptr;
   prometheus::Counter* preemptions = nullptr;
@@ -35,9 +39,9 @@ struct WorkerMetrics {
 
   prometheus::Counter& requests(engine::FinishReason reason);
 
-  // Copies the engine's gauges and its preemption count (called before each scrape).
-  void Update(const engine::EngineLoad& load, uint64_t memory_used_bytes,
-              uint64_t memory_total_bytes);
+  // Copies the engine's gauges and its preemption count, and the memory the load report shows
+  // (called before each scrape).
+  void Update(const engine::EngineLoad& load, ReportedMemory memory);
 
  private:
   prometheus::Counter* requests_[4] = {};

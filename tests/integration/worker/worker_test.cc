@@ -2,8 +2,12 @@
 // cancellation, admission, validation, health, metrics and draining.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <thread>
 
 #include "tests/integration/worker/worker_process.h"
@@ -72,13 +76,35 @@ TEST_F(WorkerTest, HealthLoadAndMetrics) {
         "r1_worker_e2e_latency_seconds", "r1_worker_queue_time_seconds",
         "r1_worker_running_sequences", "r1_worker_waiting_sequences",
         "r1_worker_kv_cache_usage_ratio", "r1_worker_device_memory_used_bytes",
-        "r1_worker_device_memory_total_bytes 123456789", "r1_worker_prompt_tokens_total 5",
+        "r1_worker_device_memory_total_bytes 123456789",
+        // CPU: no CUDA allocator; 64 MiB of KV cache: 16,384 blocks of 16 x 256 bytes.
+        "r1_worker_device_memory_allocated_bytes 0", "r1_worker_device_memory_reserved_bytes 0",
+        "r1_worker_kv_cache_bytes 67108864", "r1_worker_prompt_tokens_total 5",
         "r1_worker_generation_tokens_total 6", "r1_worker_preemptions_total",
         "r1_worker_requests_total{finish_reason=\"length\"} 1",
         "r1_worker_rejected_requests_total{reason=\"queue_full\"} 0"}) {
     EXPECT_NE(m.find(name), std::string::npos) << name << "\n" << m;
   }
   EXPECT_NE(HttpGet(w.metrics_port(), "/nope").find("404"), std::string::npos);
+}
+
+TEST_F(WorkerTest, BadKvCacheFlagsGiveOneLineAndExitTwo) {
+  ASSERT_FALSE(bare_model_->empty());
+  for (const char* bad : {"--kv-cache-fraction 0", "--kv-cache-fraction 1.5",
+                          "--kv-cache-fraction nan", "--kv-cache-memory -1"}) {
+    std::string cmd = TestPaths().worker + " --model " + *bare_model_ + " " + bad + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    int status = pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << bad << ": " << status;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << bad << ": " << out;
+    std::string flag = std::string(bad).substr(0, std::string(bad).find(' '));
+    EXPECT_EQ(out.rfind("r1-worker: ", 0), 0u) << out;
+    EXPECT_NE(out.find(flag), std::string::npos) << out;
+  }
 }
 
 TEST_F(WorkerTest, ThirtyTwoConcurrentStreamsUnderCachePressure) {
