@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "tests/engine/sampler_batch.h"
 #include "worker/engine/device_sampler.h"
 #include "worker/engine/sampler.h"
 
@@ -198,27 +199,6 @@ TEST(DeviceSamplerTest, PenaltiesGiveTheCpuSamplersAdjustedLogits) {
   EXPECT_TRUE(PenalisedLogits(x, plain, ps).is_same(x));
 }
 
-// A mixed batch: greedy, penalised greedy, temperature, top-k, top-p, min-p, logprobs.
-std::vector<SamplingOptions> MixedOptions() {
-  std::vector<SamplingOptions> o(8);
-  o[1].repetition_penalty = 1.5f;
-  o[2].temperature = 1.f;
-  o[3].temperature = 0.8f;
-  o[3].top_k = 40;
-  o[4].temperature = 1.2f;
-  o[4].top_p = 0.9f;
-  o[5].temperature = 1.f;
-  o[5].min_p = 0.05f;
-  o[5].presence_penalty = 0.3f;
-  o[6].temperature = 0.9f;
-  o[6].top_k = 3000;  // more than kMaxTopK: the full-sort path
-  o[6].top_p = 0.7f;
-  o[7].temperature = 1.f;
-  o[7].logprobs = true;
-  o[7].top_logprobs = 2;
-  return o;
-}
-
 TEST(DeviceSamplerTest, ASeedRepeatsAndARowIgnoresTheRestOfTheBatch) {
   const int64_t V = 4000;
   at::Tensor x = RandomLogits(8, V, 5);
@@ -263,26 +243,17 @@ TEST(DeviceSamplerTest, SameDrawsAsTheCpuSamplerForTheSameSeed) {
   // Both samplers take one draw per sampled row and invert the CDF in the same order, so they
   // agree except where float32 rounding moves a boundary past the draw (rare).
   const int64_t V = 2000;
-  std::vector<SamplingOptions> o = MixedOptions();
+  SamplerBatch a(MixedOptions(), 40), b(MixedOptions(), 40);
   int same = 0, total = 0;
-  std::vector<SamplerState> a(8, SamplerState(0)), b(8, SamplerState(0));
-  for (int i = 0; i < 8; ++i) a[i] = b[i] = SamplerState(40 + i);
-  std::vector<const SamplingOptions*> opts;
-  std::vector<SamplerState*> pa, pb;
-  for (int i = 0; i < 8; ++i) {
-    opts.push_back(&o[i]);
-    pa.push_back(&a[i]);
-    pb.push_back(&b[i]);
-  }
   for (int step = 0; step < 40; ++step) {
     at::Tensor x = RandomLogits(8, V, 100 + step) * 0.5;
-    auto dev = SampleBatchOnDevice(x, opts, pa);
-    auto cpu = SampleBatch(x, opts, pb);
+    auto dev = SampleBatchOnDevice(x, a.opts, a.ptrs);
+    auto cpu = SampleBatch(x, b.opts, b.ptrs);
     for (int i = 0; i < 8; ++i) {
       same += dev[i].token == cpu[i].token;
       ++total;
       // Keep the histories equal so the penalties stay comparable.
-      a[i].output = b[i].output;
+      a.states[i].output = b.states[i].output;
     }
   }
   EXPECT_GE(same, total - 3) << same << " of " << total;

@@ -12,44 +12,12 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/engine/collecting_sink.h"
 #include "worker/engine/sampler.h"
 #include "worker/model/qwen2.h"
 
 namespace r1::engine {
 namespace {
-
-class CollectingSink : public RequestSink {
- public:
-  void OnDelta(Delta d) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const TokenInfo& t : d.tokens) ids.push_back(t.id);
-    deltas++;
-    if (d.finish != FinishReason::kNone) {
-      last = d;
-      done = true;
-      cv_.notify_all();
-    }
-  }
-  bool Cancelled() const override { return cancel.load(); }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return done; });
-  }
-  int Count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return static_cast<int>(ids.size());
-  }
-
-  std::atomic<bool> cancel{false};
-  std::vector<int32_t> ids;
-  int deltas = 0;
-  Delta last;
-  bool done = false;
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-};
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -88,16 +56,6 @@ class EngineTest : public ::testing::Test {
     r.ignore_eos = true;
     r.sink = std::move(sink);
     return r;
-  }
-
-  // Load() is published after each step, a moment after the last delta: poll for it.
-  static EngineLoad IdleLoad(Engine* e) {
-    EngineLoad l = e->Load();
-    for (int i = 0; i < 2000 && (l.blocks_used != 0 || l.running != 0); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      l = e->Load();
-    }
-    return l;
   }
 
   static std::string* dir_;
