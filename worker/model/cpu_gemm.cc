@@ -2,9 +2,12 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+
+#include "worker/model/cpu_parallel.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
 #define R1_HAVE_AVX512BF16_KERNEL 1
@@ -69,6 +72,34 @@ R1_TARGET inline void MicroKernel(const uint16_t* w, const uint16_t* x, int64_t 
   }
 }
 
+// One row of x against rows [n0, n1) of W, one W row at a time: each thread reads one
+// sequential stream, which the hardware prefetchers follow best (interleaving 4 rows measured
+// 17 GB/s against 23-25 for this on the 1.5B shape's weights, 2 threads). Four accumulators
+// hide vdpbf16ps's latency.
+R1_TARGET void GemvRows(const uint16_t* w, const uint16_t* x, const uint16_t* bias, uint16_t* y,
+                        int64_t K, int64_t n0, int64_t n1) {
+  const int64_t tail = K % 32;
+  const __mmask32 mask = static_cast<__mmask32>((1ull << tail) - 1);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint16_t* r = w + n * K;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    for (; k + 128 <= K; k += 128) {
+      a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(r + k), (__m512bh)_mm512_loadu_si512(x + k));
+      a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(r + k + 32), (__m512bh)_mm512_loadu_si512(x + k + 32));
+      a2 = _mm512_dpbf16_ps(a2, (__m512bh)_mm512_loadu_si512(r + k + 64), (__m512bh)_mm512_loadu_si512(x + k + 64));
+      a3 = _mm512_dpbf16_ps(a3, (__m512bh)_mm512_loadu_si512(r + k + 96), (__m512bh)_mm512_loadu_si512(x + k + 96));
+    }
+    for (; k + 32 <= K; k += 32)
+      a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(r + k), (__m512bh)_mm512_loadu_si512(x + k));
+    if (tail)
+      a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_maskz_loadu_epi16(mask, r + k),
+                            (__m512bh)_mm512_maskz_loadu_epi16(mask, x + k));
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    y[n] = ToBf16(s + (bias ? FromBf16(bias[n]) : 0.f));
+  }
+}
+
 // Rows [n0, n1) of W against all M rows of x, in M blocks that stay in L2.
 template <int NR>
 R1_TARGET void RowRange(const uint16_t* w, const uint16_t* x, const uint16_t* bias, uint16_t* y,
@@ -116,15 +147,22 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
   const auto* bp = b.defined() ? reinterpret_cast<const uint16_t*>(b.data_ptr()) : nullptr;
   auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
-  // Threads take chunks of rows from a shared counter, so each weight is read once and a
-  // thread slowed by a busy core does less of the work instead of holding everyone up.
-  constexpr int64_t NR = 4, kChunkRows = 64;
+  // Threads take chunks of rows (about 128 KiB of W each) from a shared counter, so each
+  // weight is read once and a thread slowed by a busy core does less of the work instead of
+  // holding everyone up.
+  constexpr int64_t NR = 4, kChunkBytes = 128 << 10;
+  const int64_t chunk = std::max<int64_t>(NR, kChunkBytes / (2 * K) / NR * NR);
   std::atomic<int64_t> next{0};
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (N + kChunkRows - 1) / kChunkRows);
-  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-    for (int64_t n0; (n0 = next.fetch_add(kChunkRows)) < N;)
-      RowRange<NR>(wp, xp, bp, yp, M, N, K, n0, std::min(N, n0 + kChunkRows));
-  });
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (N + chunk - 1) / chunk);
+  ParallelRun(
+      [&](int, int) {
+        for (int64_t n0; (n0 = next.fetch_add(chunk)) < N;) {
+          const int64_t n1 = std::min(N, n0 + chunk);
+          if (M == 1) GemvRows(wp, xp, bp, yp, K, n0, n1);
+          else RowRange<NR>(wp, xp, bp, yp, M, N, K, n0, n1);
+        }
+      },
+      static_cast<int>(threads));
   return y;
 }
 

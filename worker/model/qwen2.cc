@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/model/cpu_gemm.h"
+#include "worker/model/cpu_weights.h"
 #include "worker/model/qwen2_internal.h"
 #include "worker/model/safetensors.h"
 
@@ -167,6 +168,44 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   const int64_t D = cfg.head_dim(), QD = cfg.num_attention_heads * D,
                 KD = cfg.num_key_value_heads * D;
+  // On CPU with cpu_copy_weights: every weight but the embedding is copied into the arena (in
+  // access order) and its pages of the mapping are dropped, so the RSS holds one copy.
+  // Otherwise the weights view the mapping, advised MADV_HUGEPAGE: pages read in by faults
+  // then arrive as 2 MiB folios, mapped 2 MiB at a time (fewer TLB misses, longer prefetch).
+  std::shared_ptr<WeightArena> arena;
+  if (device.is_cpu()) {
+    std::vector<std::string> names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"};
+    for (int64_t i = 0; i < cfg.num_hidden_layers; ++i)
+      for (const char* n : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                            "self_attn.v_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias",
+                            "self_attn.v_proj.bias", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+                            "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
+        names.push_back(absl::StrCat("model.layers.", i, ".", n));
+    std::vector<const TensorView*> views;
+    for (const std::string& n : names)
+      if (ck.Has(n)) views.push_back(*ck.Get(n));
+    AdviseHugePages(views);
+  }
+  if (device.is_cpu() && options.cpu_copy_weights) {
+    // Upper bound: every checkpoint element (>= 2 bytes each) in the model dtype, plus the
+    // alignment of a few hundred tensors. Untouched reserved pages cost nothing.
+    size_t bytes = ck.total_bytes() / 2 * c10::elementSize(dtype) + (size_t{8} << 20);
+    arena = WeightArena::Create(bytes);
+  }
+  auto put = [&](const TensorView* t) {
+    if (!arena) return Materialise(*t, dtype, device);
+    at::Tensor r = arena->Copy(View(*t), dtype);
+    WeightArena::ReleaseMapped(t->data, t->nbytes);
+    return r;
+  };
+  auto stack = [&](const std::vector<const TensorView*>& parts) {
+    if (!arena) return Stack(parts, dtype, device);
+    std::vector<at::Tensor> views;
+    for (const TensorView* p : parts) views.push_back(View(*p));
+    at::Tensor r = arena->Stack(views, dtype);
+    for (const TensorView* p : parts) WeightArena::ReleaseMapped(p->data, p->nbytes);
+    return r;
+  };
   try {
     R1_ASSIGN_OR_RETURN(const TensorView* embed, ck.GetShaped("model.embed_tokens.weight", {V, H}));
     w->embed = Materialise(*embed, dtype, device);
@@ -185,29 +224,30 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
       R1_ASSIGN_OR_RETURN(auto gate, ck.GetShaped(p + "mlp.gate_proj.weight", {I, H}));
       R1_ASSIGN_OR_RETURN(auto up, ck.GetShaped(p + "mlp.up_proj.weight", {I, H}));
       R1_ASSIGN_OR_RETURN(auto down, ck.GetShaped(p + "mlp.down_proj.weight", {H, I}));
-      l.input_norm = Materialise(*ln1, dtype, device);
-      l.wqkv = Stack({q, k, v}, dtype, device);
-      l.bqkv = Stack({qb, kb, vb}, dtype, device);
-      l.wo = Materialise(*o, dtype, device);
-      l.post_norm = Materialise(*ln2, dtype, device);
-      // gate and up stay separate views of the mapping: no copy at load.
-      l.wgate = Materialise(*gate, dtype, device);
-      l.wup = Materialise(*up, dtype, device);
+      l.input_norm = put(ln1);
+      l.wqkv = stack({q, k, v});
+      l.bqkv = stack({qb, kb, vb});
+      l.wo = put(o);
+      l.post_norm = put(ln2);
+      // Without the arena, gate and up stay separate views of the mapping: no copy at load.
+      l.wgate = put(gate);
+      l.wup = put(up);
       if (!device.is_cpu()) {  // one GEMM for both on the GPU; no extra memory kept
         l.wgate_up = at::cat({l.wgate, l.wup}, 0);
         l.wgate = l.wgate_up.narrow(0, 0, I);
         l.wup = l.wgate_up.narrow(0, I, I);
       }
-      l.wdown = Materialise(*down, dtype, device);
+      l.wdown = put(down);
       w->layers.push_back(std::move(l));
     }
     R1_ASSIGN_OR_RETURN(const TensorView* norm, ck.GetShaped("model.norm.weight", {H}));
-    w->norm = Materialise(*norm, dtype, device);
+    w->norm = put(norm);
     if (cfg.tie_word_embeddings) {
-      w->lm_head = w->embed;
+      // The arena holds a copy for the lm_head pass; lookups keep viewing the mapping.
+      w->lm_head = arena ? arena->Copy(w->embed, dtype) : w->embed;
     } else {
       R1_ASSIGN_OR_RETURN(const TensorView* head, ck.GetShaped("lm_head.weight", {V, H}));
-      w->lm_head = Materialise(*head, dtype, device);
+      w->lm_head = put(head);
     }
     // inv_freq as transformers computes it: 1 / theta^(arange(0, D, 2) / D) in float32.
     w->inv_freq = at::pow(cfg.rope_theta, at::arange(0, D, 2, at::kLong).to(at::kFloat) / D)
