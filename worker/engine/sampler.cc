@@ -1,5 +1,7 @@
 #include "worker/engine/sampler.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -45,6 +47,24 @@ void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const S
 }
 
 namespace {
+
+// The first maximum of a row, as std::max_element and torch.argmax give it: a max pass over
+// 16 independent lanes (which the compiler turns into vector max instructions), then a scan
+// for the first position holding it. Several times faster than std::max_element.
+int32_t FirstMax(const float* row, int64_t vocab) {
+  constexpr int64_t kLanes = 16;
+  if (vocab < kLanes) return static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+  float lane[kLanes];
+  std::copy(row, row + kLanes, lane);
+  int64_t i = kLanes;
+  for (; i + kLanes <= vocab; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] = row[i + j] > lane[j] ? row[i + j] : lane[j];
+  float m = *std::max_element(lane, lane + kLanes);
+  for (; i < vocab; ++i) m = row[i] > m ? row[i] : m;
+  for (int64_t k = 0; k < vocab; ++k)
+    if (row[k] == m) return static_cast<int32_t>(k);
+  return static_cast<int32_t>(std::max_element(row, row + vocab) - row);  // NaNs
+}
 
 // Samples from the candidates (token, logit) after temperature, top-k, min-p and top-p.
 int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o,
@@ -111,36 +131,33 @@ std::vector<SampleResult> SampleBatch(const at::Tensor& logits,
   bool any_logprobs = false;
   for (const SamplingOptions* o : options) any_logprobs |= o->logprobs;
   at::Tensor logp = any_logprobs ? at::log_softmax(cpu, 1) : at::Tensor();
-  std::vector<float> scratch;
-  for (int64_t r = 0; r < n; ++r) {
-    const SamplingOptions& o = *options[r];
-    SamplerState& st = *states[r];
-    const float* row = cpu.data_ptr<float>() + r * vocab;
-    if (o.penalised()) {
-      scratch.assign(row, row + vocab);
-      ApplyPenalties(scratch.data(), vocab, o, st);
-      row = scratch.data();
-    }
-    int32_t tok;
-    if (o.greedy()) {
-      // First maximum, as torch.argmax does.
-      tok = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
-    } else {
-      tok = SampleFiltered(row, vocab, o, st.rng);
-    }
-    SampleResult& res = out[static_cast<size_t>(r)];
-    res.token = tok;
-    if (o.logprobs) {
-      at::Tensor lp = logp[r];
-      res.logprob = lp[tok].item<float>();
-      if (o.top_logprobs > 0) {
-        auto [vals, idx] = lp.topk(std::min<int64_t>(o.top_logprobs, vocab));
-        for (int64_t i = 0; i < vals.size(0); ++i)
-          res.top.emplace_back(static_cast<int32_t>(idx[i].item<int64_t>()), vals[i].item<float>());
+  // Rows are independent (each has its own state and result): spread them over the threads.
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch;
+    for (int64_t r = begin; r < end; ++r) {
+      const SamplingOptions& o = *options[r];
+      SamplerState& st = *states[r];
+      const float* row = cpu.data_ptr<float>() + r * vocab;
+      if (o.penalised()) {
+        scratch.assign(row, row + vocab);
+        ApplyPenalties(scratch.data(), vocab, o, st);
+        row = scratch.data();
       }
+      const int32_t tok = o.greedy() ? FirstMax(row, vocab) : SampleFiltered(row, vocab, o, st.rng);
+      SampleResult& res = out[static_cast<size_t>(r)];
+      res.token = tok;
+      if (o.logprobs) {
+        const float* lp = logp.data_ptr<float>() + r * vocab;
+        res.logprob = lp[tok];
+        if (o.top_logprobs > 0) {
+          auto [vals, idx] = logp[r].topk(std::min<int64_t>(o.top_logprobs, vocab));
+          for (int64_t i = 0; i < vals.size(0); ++i)
+            res.top.emplace_back(static_cast<int32_t>(idx[i].item<int64_t>()), vals[i].item<float>());
+        }
+      }
+      st.output.push_back(tok);
     }
-    st.output.push_back(tok);
-  }
+  });
   return out;
 }
 
