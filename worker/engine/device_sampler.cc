@@ -54,8 +54,10 @@ at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order) {
   const bool ordered = order != Order::kById;
   const at::Device dev = x.device();
   const int64_t V = x.size(1);
-  at::Tensor rows = Upload(g.rows, at::kLong, dev);
-  at::Tensor raw = x.index_select(0, rows);
+  // Every row of x in order (rows are added in order): no gather needed.
+  at::Tensor raw = static_cast<int64_t>(g.rows.size()) == x.size(0)
+                       ? x
+                       : x.index_select(0, Upload(g.rows, at::kLong, dev));
   at::Tensor s = raw * Upload(g.inv_t, at::kFloat, dev).unsqueeze(1);
   // Non-finite logits are no candidates (weight 0).
   s.masked_fill_(at::logical_not(at::isfinite(raw)), -std::numeric_limits<float>::infinity());
@@ -148,13 +150,14 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
   std::vector<SampleResult> out(static_cast<size_t>(n));
   if (n == 0) return out;
   at::Tensor x = logits.scalar_type() == at::kFloat ? logits : logits.to(at::kFloat);
-  bool penalised = false, sampled = false;
+  bool penalised = false, sampled = false, greedy = false;
   std::vector<int64_t> lp_rows;
   int64_t max_top = 0;
   for (int64_t r = 0; r < n; ++r) {
     const SamplingOptions& o = *options[r];
     penalised |= o.penalised();
     sampled |= !o.greedy();
+    greedy |= o.greedy();
     if (o.logprobs) {
       lp_rows.push_back(r);
       max_top = std::max<int64_t>(max_top, o.top_logprobs);
@@ -167,7 +170,8 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
     std::vector<const SamplerState*> cstates(states.begin(), states.end());
     at::Tensor pen = penalised ? PenalisedLogits(x, options, cstates) : x;
     // Greedy rows (the first maximum, as SampleBatch); sampled rows are overwritten.
-    tokens = pen.argmax(1);
+    tokens = greedy ? pen.argmax(1)
+                    : at::zeros({n}, at::TensorOptions().dtype(at::kLong).device(x.device()));
     Group groups[3];  // by Order
     for (int64_t r = 0; r < n; ++r) {
       const SamplingOptions& o = *options[r];
