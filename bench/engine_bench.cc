@@ -1,6 +1,6 @@
 // engine_bench: the engine in-process (no gRPC) with N concurrent greedy streams; prints
-// decode tok/s and steps/s, so per-step host overhead can be profiled (perf record) apart from
-// the service.
+// decode tok/s, so per-step host overhead can be profiled (perf record, or --log-level debug for
+// each step's plan / model / sampling / emit times) apart from the service.
 //   engine_bench --model DIR [--device cpu] [--dtype float32] [--streams 256]
 //                [--prompt-len 16] [--max-tokens 64] [--threads 0]
 #include <atomic>
@@ -51,12 +51,16 @@ int main(int argc, char** argv) {
   int64_t* prompt_len = flags.Int("prompt-len", 16, "prompt tokens per request");
   int64_t* max_tokens = flags.Int("max-tokens", 64, "tokens generated per request");
   int64_t* threads = flags.Int("threads", 0, "CPU threads for the model; 0: one per core");
+  std::string* log_level =
+      flags.String("log-level", "warning", "debug prints each step's plan/model/sampling/emit ms");
   flags.ParseOrExit(argc, argv);
   if (model->empty()) flags.Fail("--model is required");
   if (*streams <= 0 || *prompt_len <= 0 || *max_tokens <= 0) {
     flags.Fail("--streams, --prompt-len and --max-tokens must be > 0");
   }
-  r1::SetLogLevel(r1::LogLevel::kWarning);
+  r1::LogLevel level;
+  if (!r1::ParseLogLevel(*log_level, &level)) flags.Fail("--log-level: unknown level " + *log_level);
+  r1::SetLogLevel(level);
   r1::engine::EngineOptions o;
   o.model_dir = *model;
   o.device = *device;

@@ -242,6 +242,7 @@ class EngineImpl final : public Engine {
   }
 
   void Step() {
+    auto t_plan = std::chrono::steady_clock::now();
     StepPlan plan = scheduler_.Schedule();
     preemptions_ += static_cast<int64_t>(plan.preempted.size());
     for (Sequence* s : plan.preempted) {
@@ -299,12 +300,14 @@ class EngineImpl final : public Engine {
       }
       return;
     }
-    R1_LOG(DEBUG) << "step: " << plan.chunks.size() << " sequences, " << plan.num_tokens
-                  << " tokens; model " << MillisBetween(t0, t1) << " ms, sampling "
-                  << MillisBetween(t1, std::chrono::steady_clock::now()) << " ms";
+    auto t2 = std::chrono::steady_clock::now();
     Scheduler::Commit(plan);
     Clock::TimePoint done = options_.clock->Now();
     for (size_t i = 0; i < sampled.size(); ++i) Emit(sampled[i], results[i], done);
+    R1_LOG(DEBUG) << "step: " << plan.chunks.size() << " sequences, " << plan.num_tokens
+                  << " tokens; plan " << MillisBetween(t_plan, t0) << " ms, model "
+                  << MillisBetween(t0, t1) << " ms, sampling " << MillisBetween(t1, t2)
+                  << " ms, emit " << MillisBetween(t2, std::chrono::steady_clock::now()) << " ms";
   }
 
   void Emit(Request* req, const SampleResult& r, Clock::TimePoint now) {
