@@ -13,6 +13,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/host_memory.h"
 
 namespace {
 
@@ -53,7 +54,10 @@ int main(int argc, char** argv) {
   int64_t* threads = flags.Int("threads", 0, "CPU threads for the model; 0: one per core");
   std::string* log_level =
       flags.String("log-level", "warning", "debug prints each step's plan/model/sampling/emit ms");
+  bool* keep_freed =
+      flags.Bool("keep-freed-memory", true, "as r1-worker's flag: malloc keeps freed memory");
   flags.ParseOrExit(argc, argv);
+  if (*keep_freed) r1::engine::KeepFreedHostMemory();
   if (model->empty()) flags.Fail("--model is required");
   if (*streams <= 0 || *prompt_len <= 0 || *max_tokens <= 0) {
     flags.Fail("--streams, --prompt-len and --max-tokens must be > 0");
