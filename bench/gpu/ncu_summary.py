@@ -1,39 +1,66 @@
 #!/usr/bin/env python3
-"""Summarises `ncu --csv --page raw --metrics gpu__time_duration.sum` over gpu_model_bench with
-CUDA graphs (--graph-profiling node): finds the last decode step (the repeating tail of kernel
-names) and prints its kernels grouped by name, with their total GPU time.
+"""Summarises `ncu --csv --page raw --metrics gpu__time_duration.sum[,dram__bytes_read.sum]` over
+gpu_model_bench with CUDA graphs (--graph-profiling node): finds the last decode step (the
+repeating tail of kernel names) and prints its kernels grouped by name, with their total GPU
+time and, when DRAM bytes were collected, the read bandwidth they reached.
 Usage: ncu_summary.py NCU.csv"""
 import collections
 import csv
+import re
 import sys
+
+TIME_SCALE_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}
+BYTE_SCALE = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def short(name):
+    """Kernel name without namespaces' noise, template arguments and parameters."""
+    name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
+    name = re.sub(r"^void ", "", name)
+    return name.split("(")[0].split("<")[0][:70]
+
+
+def number(s):
+    try:
+        return float(s.replace(",", ""))
+    except ValueError:
+        return None
 
 
 def main():
     rows = list(csv.reader(open(sys.argv[1], errors="replace")))
     head = next(i for i, r in enumerate(rows) if "Kernel Name" in r)
     cols = rows[head]
+    units = rows[head + 1] if len(rows) > head + 1 else []
     name_i, t_i = cols.index("Kernel Name"), cols.index("gpu__time_duration.sum")
-    unit = rows[head + 1][t_i] if len(rows) > head + 1 else ""
-    data = [(r[name_i], float(r[t_i].replace(",", ""))) for r in rows[head + 1:]
-            if len(r) > t_i and r[t_i].replace(",", "").replace(".", "", 1).isdigit()]
-    names = [n for n, _ in data]
+    b_i = cols.index("dram__bytes_read.sum") if "dram__bytes_read.sum" in cols else None
+    t_scale = TIME_SCALE_US.get(units[t_i] if units else "", 1e-3)
+    b_scale = BYTE_SCALE.get(units[b_i], 1) if b_i is not None and units else 1
+    data = []
+    for r in rows[head + 1:]:
+        if len(r) <= t_i or number(r[t_i]) is None:
+            continue
+        b = number(r[b_i]) * b_scale if b_i is not None and number(r[b_i]) is not None else 0.0
+        data.append((r[name_i], number(r[t_i]) * t_scale, b))
+    names = [n for n, _, _ in data]
     period = next((n for n in range(50, len(names) // 2 + 1) if names[-n:] == names[-2 * n:-n]), None)
     if not period:
         print(f"no repeating step found in {len(names)} kernels")
         return
     step = data[-period:]
-    scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1e-3)
-    total = sum(t for _, t in step) * scale
+    total = sum(t for _, t, _ in step)
+    total_b = sum(b for _, _, b in step)
     print(f"one decode step (graph replay): {period} kernels, {total:.0f} us of GPU time "
-          f"(sum of kernel durations, unit {unit or 'ns'})")
-    groups = collections.defaultdict(lambda: [0, 0.0])
-    for n, t in step:
-        n = n.replace("(anonymous namespace)::", "")
-        g = groups[n.split("(")[0].split("<")[0][:70]]
+          f"(sum of kernel durations), {total_b / 1e9:.3f} GB read from DRAM")
+    groups = collections.defaultdict(lambda: [0, 0.0, 0.0])
+    for n, t, b in step:
+        g = groups[short(n)]
         g[0] += 1
-        g[1] += t * scale
-    for n, (c, t) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:20]:
-        print(f"{t:9.1f} us {c:5d} x  {n}")
+        g[1] += t
+        g[2] += b
+    for n, (c, t, b) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:20]:
+        bw = f"{b / (t * 1e-6) / 1e9:7.0f} GB/s" if b else ""
+        print(f"{t:9.1f} us {c:5d} x  {t / c:7.2f} us each  {bw}  {n}")
 
 
 if __name__ == "__main__":

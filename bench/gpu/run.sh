@@ -4,8 +4,9 @@
 #   bash bench/gpu/run.sh [OUTDIR]
 # Environment: BATCHES / EAGER_BATCHES (decode batch sizes, default 1,16,64,256 / 1,16), BUILD (default /tmp/b; configured and built here unless SKIP_BUILD=1),
 #   MODEL (default /tmp/m15; made with r1-mkmodel when missing), SERVE=1 to also run
-#   r1-worker + r1-gateway + r1-loadtest at CONCURRENCY (default 16,64,256), TESTS=1 to run
-#   the GPU tests first, HF=0 to skip the transformers baseline.
+#   r1-worker + r1-gateway + r1-loadtest at CONCURRENCY (default 1,16,64,256; 1 is the idle
+#   time to first token through the gateway), TESTS=1 to run the GPU tests first, HF=0 to skip
+#   the transformers baseline.
 # Prints one table at the end; every raw line goes to OUTDIR/bench.log.
 set -uo pipefail
 OUTDIR=${1:-${OUT:-/tmp/gpu-bench}}
@@ -17,13 +18,13 @@ MODEL=${MODEL:-/tmp/m15}
 SERVE=${SERVE:-0}
 TESTS=${TESTS:-0}
 HF=${HF:-1}
-CONCURRENCY=${CONCURRENCY:-16,64,256}
+CONCURRENCY=${CONCURRENCY:-1,16,64,256}
 log() { echo "$@" | tee -a "$LOG"; }
 
 if [ -f .device/setup.sh ] && [ -z "${DEVICE_CMAKE_ARGS:-}" ]; then source .device/setup.sh .device/debs; fi  # (sourcing without args would pass ours)
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   targets="r1-mkmodel r1-generate gpu_model_bench"
-  [ "$TESTS" = 1 ] && targets="$targets gpu_model_test"
+  [ "$TESTS" = 1 ] && targets="$targets gpu_model_test gpu_kernels_test gpu_engine_test"
   [ "$SERVE" = 1 ] && targets="$targets r1-worker r1-gateway r1-loadtest"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release ${DEVICE_CMAKE_ARGS:-} >"$OUTDIR/cmake.log" 2>&1 \
     || { tail -30 "$OUTDIR/cmake.log"; exit 1; }
@@ -40,7 +41,9 @@ if [ ! -f "$MODEL/config.json" ]; then
 fi
 
 if [ "$TESTS" = 1 ]; then
-  "$BUILD/tests/gpu_model_test" 2>&1 | tee "$OUTDIR/gpu_test.log" | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |max \|" 
+  for t in gpu_kernels_test gpu_model_test gpu_engine_test; do
+    "$BUILD/tests/$t" 2>&1 | tee "$OUTDIR/$t.log" | grep -E "^\[ *(FAILED|PASSED|SKIPPED) |Failure"
+  done
 fi
 
 # Runs a command while sampling the GPU's used memory; appends "RESULT <label> gpu_memory_used_GB X".
@@ -69,7 +72,8 @@ ids=$(python3 -c "print(','.join(str((i * 7919) % 150000) for i in range(128)))"
 if [ "$SERVE" = 1 ]; then
   WPORT=50151; GPORT=18180
   "$BIN/r1-worker" --model "$MODEL" --listen 127.0.0.1:$WPORT --device cuda --dtype bfloat16 \
-    --max-running 256 --max-waiting 1024 --kv-cache-memory $((16 << 30)) >"$OUTDIR/worker.log" 2>&1 &
+    --metrics-listen 127.0.0.1:$((WPORT + 1000)) --max-running 256 --max-waiting 1024 \
+    --kv-cache-memory $((16 << 30)) >"$OUTDIR/worker.log" 2>&1 &
   wpid=$!
   "$BIN/r1-gateway" --listen 127.0.0.1:$GPORT --workers 127.0.0.1:$WPORT >"$OUTDIR/gateway.log" 2>&1 &
   gpid=$!
@@ -78,6 +82,7 @@ if [ "$SERVE" = 1 ]; then
     --warmup 8 --prompt-len 128 --output-len 128 --progress=false --json >"$OUTDIR/loadtest.json" 2>"$OUTDIR/loadtest.err"
   echo "loadtest exit $?" | tee -a "$LOG"
   tail -3 "$OUTDIR/loadtest.err"
+  curl -fs http://127.0.0.1:$((WPORT + 1000))/metrics | grep -E "^r1_worker_.*(memory|kv_cache)" | tee -a "$LOG"
   log "RESULT serve gpu_memory_used_GB $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1 | awk '{printf "%.2f", $1*1048576/1e9}')"
   kill "$gpid" "$wpid" 2>/dev/null; wait "$gpid" "$wpid" 2>/dev/null
 fi

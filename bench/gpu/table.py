@@ -37,7 +37,10 @@ def main():
                 rows.append(k)
     w = max([len(r) for r in rows] + [10])
     print("\n" + "metric".ljust(w) + "".join(f"{o:>16}" for o in order))
-    for k in sorted(rows, key=lambda k: (not k.startswith(("decode batch 1 ", "TTFT")), k)):
+    def order_key(k):  # TTFT and batch 1 first, then by batch size
+        nums = [int(n) for n in re.findall(r"\d+", k)] or [0]
+        return (not k.startswith(("decode batch 1 ", "TTFT")), re.sub(r"\d+", "", k), nums)
+    for k in sorted(rows, key=order_key):
         print(k.ljust(w) + "".join(f"{res[o].get(k, '-'):>16}" for o in order))
     if len(sys.argv) > 2:
         try:

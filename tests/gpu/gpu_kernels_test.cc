@@ -141,6 +141,7 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
     for (int nsplit : {1, 3, 16}) {
       at::Tensor out = at::zeros({2 * B + 1, nh * D}, Opts());
       at::Tensor partial = at::empty({B * nh * nsplit * (D + 2)}, Opts().dtype(at::kFloat));
+      at::Tensor counters = at::zeros({B * kvh}, Opts().dtype(at::kInt));
       cuda::PagedAttentionArgs a;
       a.dt = KD(GetParam());
       a.qkv = qkv.data_ptr();
@@ -160,6 +161,7 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       a.scale = scale;
       a.nsplit = nsplit;
       a.partial = partial.data_ptr<float>();
+      a.counters = counters.data_ptr<int>();
       a.out = out.data_ptr();
       a.out_ld = nh * D;
       ASSERT_TRUE(cuda::PagedAttentionSupported(nh, kvh, D));
@@ -179,8 +181,63 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       }
       std::printf("paged attention nh %d kvh %d D %d nsplit %d: max |diff| %.3g\n", nh, kvh, D, nsplit, worst);
       EXPECT_LT(worst, Bf16() ? 1e-2 : 1e-5) << "nh " << nh << " D " << D << " nsplit " << nsplit;
-      // Rows that are not queries stay untouched.
+      // Rows that are not queries stay untouched; the split counters are back to zero.
       EXPECT_EQ(out[0].abs().sum().item<double>(), 0.0);
+      EXPECT_EQ(counters.abs().sum().item<int64_t>(), 0);
+    }
+  }
+}
+// The fused GEMV against the unfused ATen ops it replaces, for every epilogue, with and without
+// the norm prologue, for 1, 3 and 8 rows and several K.
+TEST_P(GpuKernelsTest, GemvMatchesUnfusedOps) {
+  const float eps = 1e-6f;
+  const double tol = Bf16() ? 2.0 / 128 : 1e-4;
+  for (int K : {48, 1536, 8960}) {
+    for (int M : {1, 3, 8}) {
+      if (!cuda::GemvSupported(KD(GetParam()), M, K)) continue;
+      const int64_t N = 200;
+      at::Tensor x = at::randn({M, K}, Opts());
+      at::Tensor w = at::randn({2 * N, K}, Opts()) / std::sqrt(static_cast<double>(K));
+      at::Tensor nw = at::rand({K}, Opts()) + 0.5, bias = at::randn({2 * N}, Opts());
+      at::Tensor xf = x.to(at::kFloat);
+      at::Tensor normed = nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(GetParam());
+      auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y,
+                     cuda::GemvOut mode) {
+        cuda::GemvArgs a;
+        a.dt = KD(GetParam());
+        a.x = x.data_ptr();
+        a.ldx = K;
+        a.M = M;
+        a.K = K;
+        a.norm_w = norm ? norm->data_ptr() : nullptr;
+        a.eps = eps;
+        a.w = w.data_ptr();
+        a.N = n;
+        a.bias = b ? b->data_ptr() : nullptr;
+        a.y = y.data_ptr();
+        a.ldy = y.size(1);
+        a.mode = mode;
+        return cuda::Gemv(a, Stream());
+      };
+      const std::string where = "K " + std::to_string(K) + " M " + std::to_string(M);
+      at::Tensor wn = w.narrow(0, 0, N), bn = bias.narrow(0, 0, N);
+      // kStore, with norm and bias (the qkv projection).
+      at::Tensor y = at::empty({M, N}, Opts());
+      ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
+      EXPECT_LT(RelDiff(y, at::addmm(bn, normed, wn.t())), tol) << "store " << where;
+      // kStoreF32 without norm (logits), rounded to the dtype as the reference's matmul is.
+      at::Tensor yf = at::empty({M, N}, Opts().dtype(at::kFloat));
+      ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
+      EXPECT_LT(RelDiff(yf, at::mm(x, wn.t()).to(at::kFloat)), tol) << "store f32 " << where;
+      // kResidual (o_proj and down_proj): y += x W^T.
+      at::Tensor res = at::randn({M, N}, Opts()), want = res + at::mm(x, wn.t());
+      ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
+      EXPECT_LT(RelDiff(res, want), tol) << "residual " << where;
+      // kSiluMul with norm (gate/up stacked).
+      at::Tensor act = at::empty({M, N}, Opts());
+      at::Tensor gu = at::mm(normed, w.t());
+      ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
+      EXPECT_LT(RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N)), tol) << "silu " << where;
     }
   }
 }

@@ -21,6 +21,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -71,8 +72,18 @@ struct Qwen2Model::CudaState {
   decltype(at::cuda::graph_pool_handle()) pool;  // one memory pool shared by all graphs
   bool has_pool = false;
 
+  // Paged attention's per-(query, kv head) counters for merging key splits: zero between launches.
+  // Allocated once, for the most queries a launch takes, so captured graphs keep their address.
+  at::Tensor split_counters;
+  // Steps of at most this many tokens use the fused GEMVs (R1_GEMV_MAX_ROWS overrides it).
+  int gemv_max_rows = 1;
+
   explicit CudaState(Qwen2Model& model) : m(model) {
     num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    split_counters = at::zeros({65536 * m.config_.num_key_value_heads},
+                               at::TensorOptions().dtype(at::kInt).device(m.device_));
+    if (const char* env = std::getenv("R1_GEMV_MAX_ROWS"))
+      gemv_max_rows = std::clamp(std::atoi(env), 0, cuda::kGemvMaxRows);
   }
 
   cuda::DType KernelDType() const {
@@ -84,11 +95,11 @@ struct Qwen2Model::CudaState {
   }
 
   // Key splits for the paged attention: enough thread blocks to fill the GPU twice when there
-  // are few queries, and at least 64 keys a split.
+  // are few queries, and at least 16 keys a split.
   int SplitsFor(int64_t queries, int64_t max_len) const {
     const int64_t blocks = std::max<int64_t>(1, queries * m.config_.num_key_value_heads);
     const int64_t want = (2 * num_sms + blocks - 1) / blocks;
-    const int64_t most = std::max<int64_t>(1, (max_len + 63) / 64);
+    const int64_t most = std::max<int64_t>(1, (max_len + 15) / 16);
     return static_cast<int>(std::clamp<int64_t>(std::min(want, most), 1, 64));
   }
 
@@ -182,14 +193,44 @@ struct Qwen2Model::CudaState {
     at::Tensor tables = take(L.S * L.MB), logit_rows = take(L.R);
 
     at::Tensor x = at::index_select(w.embed, 0, ids);  // [T, H], the residual stream
-    at::Tensor h = at::empty_like(x);
     at::Tensor attn = at::empty({T, nh * D}, x.options());
     at::Tensor act = at::empty({T, c.intermediate_size}, x.options());
     at::Tensor partial;
     if (L.nsplit > 1 && L.Bq > 0)
       partial = at::empty({L.Bq * nh * L.nsplit * (D + 2)}, x.options().dtype(at::kFloat));
-    Check(cuda::AddRmsNorm(dt, x.data_ptr(), nullptr, w.layers[0].input_norm.data_ptr(),
-                           h.data_ptr(), T, H, eps, stream));
+    // A few rows (decode batches up to kGemvMaxRows): our GEMVs with the norms, the residual
+    // adds and SiLU-and-mul fused in. More rows: cuBLAS GEMMs and the separate kernels.
+    const int I = static_cast<int>(c.intermediate_size);
+    const bool small = T <= gemv_max_rows &&
+                       cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H)) &&
+                       cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(nh * D)) &&
+                       cuda::GemvSupported(dt, static_cast<int>(T), I);
+    at::Tensor h, qkv_buf;
+    if (small) {
+      qkv_buf = at::empty({T, (nh + 2 * kvh) * D}, x.options());
+    } else {
+      h = at::empty_like(x);
+      Check(cuda::AddRmsNorm(dt, x.data_ptr(), nullptr, w.layers[0].input_norm.data_ptr(),
+                             h.data_ptr(), T, H, eps, stream));
+    }
+    auto gemv = [&](const at::Tensor& in, const at::Tensor* norm, const at::Tensor& wt,
+                    const at::Tensor* bias, at::Tensor& out, cuda::GemvOut mode) {
+      cuda::GemvArgs ga;
+      ga.dt = dt;
+      ga.x = in.data_ptr();
+      ga.ldx = in.size(1);
+      ga.M = static_cast<int>(in.size(0));
+      ga.K = static_cast<int>(in.size(1));
+      ga.norm_w = norm != nullptr ? norm->data_ptr() : nullptr;
+      ga.eps = eps;
+      ga.w = wt.data_ptr();
+      ga.N = mode == cuda::GemvOut::kSiluMul ? wt.size(0) / 2 : wt.size(0);
+      ga.bias = bias != nullptr ? bias->data_ptr() : nullptr;
+      ga.y = out.data_ptr();
+      ga.ldy = out.size(1);
+      ga.mode = mode;
+      Check(cuda::Gemv(ga, stream));
+    };
 
     cuda::PagedAttentionArgs pa;
     pa.dt = dt;
@@ -207,6 +248,7 @@ struct Qwen2Model::CudaState {
     pa.scale = static_cast<float>(scale);
     pa.nsplit = L.nsplit;
     pa.partial = partial.defined() ? partial.data_ptr<float>() : nullptr;
+    pa.counters = split_counters.data_ptr<int>();
     pa.out = attn.data_ptr();
     pa.out_ld = nh * D;
 
@@ -214,7 +256,13 @@ struct Qwen2Model::CudaState {
       const Layer& l = w.layers[li];
       at::Tensor& kc = cache.k(static_cast<int64_t>(li));
       at::Tensor& vc = cache.v(static_cast<int64_t>(li));
-      at::Tensor qkv = at::addmm(l.bqkv, h, l.wqkv.t());  // [T, (nh + 2 kvh) D]
+      at::Tensor qkv;  // [T, (nh + 2 kvh) D]
+      if (small) {
+        qkv = qkv_buf;
+        gemv(x, &l.input_norm, l.wqkv, &l.bqkv, qkv, cuda::GemvOut::kStore);
+      } else {
+        qkv = at::addmm(l.bqkv, h, l.wqkv.t());
+      }
       Check(cuda::RopeKvWrite(dt, qkv.data_ptr(), pa.ld, pos.data_ptr<int32_t>(),
                               slots.data_ptr<int32_t>(), w.inv_freq.data_ptr<float>(),
                               kc.data_ptr(), vc.data_ptr(), T, static_cast<int>(nh),
@@ -239,6 +287,12 @@ struct Qwen2Model::CudaState {
       (void)sdpa;
       (void)g;
 #endif
+      if (small) {
+        gemv(attn, nullptr, l.wo, nullptr, x, cuda::GemvOut::kResidual);
+        gemv(x, &l.post_norm, l.wgate_up, nullptr, act, cuda::GemvOut::kSiluMul);
+        gemv(act, nullptr, l.wdown, nullptr, x, cuda::GemvOut::kResidual);
+        continue;
+      }
       at::Tensor ao = at::mm(attn, l.wo.t());
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), ao.data_ptr(), l.post_norm.data_ptr(), h.data_ptr(),
                              T, H, eps, stream));
@@ -248,6 +302,12 @@ struct Qwen2Model::CudaState {
       const at::Tensor& next = li + 1 < w.layers.size() ? w.layers[li + 1].input_norm : w.norm;
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), down.data_ptr(), next.data_ptr(), h.data_ptr(), T,
                              H, eps, stream));
+    }
+    if (small) {  // the final norm inside the lm_head GEMV, logits straight to float32
+      at::Tensor last = L.identity_logits ? x : at::index_select(x, 0, logit_rows);
+      at::Tensor logits = at::empty({L.R, c.vocab_size}, x.options().dtype(at::kFloat));
+      if (L.R > 0) gemv(last, &w.norm, w.lm_head, nullptr, logits, cuda::GemvOut::kStoreF32);
+      return logits;
     }
     // h is the final norm of every row.
     at::Tensor last = L.identity_logits ? h : at::index_select(h, 0, logit_rows);
@@ -286,7 +346,10 @@ struct Qwen2Model::CudaState {
     key.push_back(reinterpret_cast<const void*>(cache.num_blocks()));
     key.push_back(reinterpret_cast<const void*>(bs));
     if (key != cache_key) {
+      // Drop the graphs and their pool: a pool whose graphs are all gone must not be captured
+      // into again (libtorch asserts on it); the next capture takes a fresh one.
       entries.clear();
+      has_pool = false;
       cache_key = std::move(key);
     }
 
@@ -339,7 +402,20 @@ struct Qwen2Model::CudaState {
         }
         e.graph = std::make_unique<at::cuda::CUDAGraph>();
         e.graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
-        e.out = Body(e.packed, L, {}, cache);
+        try {
+          e.out = Body(e.packed, L, {}, cache);
+        } catch (...) {
+          // Leave the stream usable (end the capture and drop what it held), stop capturing
+          // for this model, and report the error; the caller's step fails, later steps run
+          // eagerly.
+          cudaGraph_t partial = nullptr;
+          (void)cudaStreamEndCapture(side.stream(), &partial);
+          if (partial != nullptr) (void)cudaGraphDestroy(partial);
+          (void)cudaGetLastError();
+          e.graph.release();  // its capture never ended: its destructor must not run
+          m.cuda_graphs_ = false;
+          throw;
+        }
         e.graph->capture_end();
       }
       side.synchronize();

@@ -37,7 +37,8 @@ int SiluMul(DType dt, const void* gu, void* out, int64_t rows, int64_t I, cudaSt
 // at the start of the row); it attends to keys 0 .. q_lens[b] - 1 of the sequence whose block
 // table is tables[q_seq[b] * table_stride ...]. Writes row q_rows[b] of out ([*, nh D]).
 // nsplit > 1 splits each query's keys into nsplit parts (more thread blocks when there are few
-// queries; flash-decoding); then `partial` must hold n_queries * nh * nsplit * (D + 2) floats.
+// queries; flash-decoding); then `partial` must hold n_queries * nh * nsplit * (D + 2) floats
+// and `counters` n_queries * kvh ints that are zero (the kernel leaves them zero again).
 struct PagedAttentionArgs {
   DType dt = DType::kBF16;
   const void* qkv = nullptr;
@@ -55,6 +56,7 @@ struct PagedAttentionArgs {
   float scale = 1.f;
   int nsplit = 1;
   float* partial = nullptr;
+  int* counters = nullptr;
   void* out = nullptr;
   int64_t out_ld = 0;
 };
@@ -62,5 +64,39 @@ struct PagedAttentionArgs {
 // then uses another path.
 bool PagedAttentionSupported(int nh, int kvh, int D);
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
+
+// y = x W^T for a few rows of x (a decode step's batch): a memory-bound GEMV that streams W once
+// with 16-byte loads, with the step's neighbouring ops fused in:
+//   - prologue (norm_w != nullptr): x is first replaced by Qwen2RMSNorm(x) * norm_w (as
+//     AddRmsNorm computes it), so no separate norm kernel runs;
+//   - epilogue, by mode:
+//       kStore     y[m, n] = x.W[n] + bias[n] (rounded once; bias may be null)
+//       kResidual  y[m, n] += x.W[n] (the product rounded to the dtype, then the add): the
+//                  residual add of o_proj and down_proj
+//       kSiluMul   W holds 2 N rows (gate, then up): y[m, n] = silu(x.W[n]) * x.W[N + n]
+//       kStoreF32  like kStore into a float32 y (the logits)
+// W: [N (2 N for kSiluMul), K] row-major. x: [M, ldx]; y: [M, ldy].
+enum class GemvOut { kStore, kResidual, kSiluMul, kStoreF32 };
+struct GemvArgs {
+  DType dt = DType::kBF16;
+  const void* x = nullptr;
+  int64_t ldx = 0;
+  int M = 0;
+  int K = 0;
+  const void* norm_w = nullptr;
+  float eps = 1e-6f;
+  const void* w = nullptr;
+  int64_t N = 0;
+  const void* bias = nullptr;
+  void* y = nullptr;
+  int64_t ldy = 0;
+  GemvOut mode = GemvOut::kStore;
+};
+// The largest M the GEMV takes; larger batches use cuBLAS GEMMs.
+constexpr int kGemvMaxRows = 8;
+// False when the shapes do not suit it (M > kGemvMaxRows, K not a multiple of 16 bytes' worth of
+// elements, or the staged rows of x too large for shared memory).
+bool GemvSupported(DType dt, int M, int K);
+int Gemv(const GemvArgs& a, cudaStream_t stream);
 
 }  // namespace r1::model::cuda
