@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 namespace r1::engine {
 
@@ -78,38 +77,50 @@ int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };
-  bool need_sorted = (o.top_p > 0.f && o.top_p < 1.f) || o.top_k > 0;
-  if (o.top_k > 0 && static_cast<size_t>(o.top_k) < cand.size()) {
-    std::partial_sort(cand.begin(), cand.begin() + o.top_k, cand.end(), by_logit);
-    cand.resize(static_cast<size_t>(o.top_k));
-  } else if (need_sorted) {
-    std::sort(cand.begin(), cand.end(), by_logit);
-  }
-  float max_logit = need_sorted ? cand.front().first
-                                : std::max_element(cand.begin(), cand.end(), [](auto& a, auto& b) {
-                                    return a.first < b.first;
-                                  })->first;
-  std::vector<double> p(cand.size());
-  double sum = 0;
-  for (size_t i = 0; i < cand.size(); ++i) sum += p[i] = std::exp(double(cand[i].first - max_logit));
+  const float max_logit =
+      std::max_element(cand.begin(), cand.end(), [](auto& a, auto& b) {
+        return a.first < b.first;
+      })->first;
+  // A candidate's weight: 1 for the top token; 0 below min-p (relative to the top's 1).
+  const double min_p = o.min_p > 0.f ? o.min_p : 0.0;
+  auto weight = [&](float logit) {
+    double w = std::exp(static_cast<double>(logit - max_logit));
+    return w < min_p ? 0.0 : w;
+  };
   size_t keep = cand.size();
-  if (o.min_p > 0.f) {  // the max has p = 1/sum
-    double floor_p = o.min_p;  // relative to the top token's unnormalised weight of 1
-    for (size_t i = 0; i < cand.size(); ++i)
-      if (p[i] < floor_p) p[i] = 0;
+  bool sorted = false;
+  if (o.top_k > 0 && static_cast<size_t>(o.top_k) < cand.size()) {
+    keep = static_cast<size_t>(o.top_k);
+    std::partial_sort(cand.begin(), cand.begin() + static_cast<long>(keep), cand.end(), by_logit);
+    sorted = true;
   }
   if (o.top_p > 0.f && o.top_p < 1.f) {
-    double total = std::accumulate(p.begin(), p.end(), 0.0);
+    // The smallest prefix by logit whose weight reaches top_p of the total. Only that prefix
+    // needs ordering: sort 256, then 4x more while the sorted part falls short.
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += weight(cand[i].first);
+    const double target = o.top_p * total;
+    if (!sorted) {
+      for (size_t n = std::min<size_t>(256, keep);; n = std::min(n * 4, keep)) {
+        std::partial_sort(cand.begin(), cand.begin() + static_cast<long>(n),
+                          cand.begin() + static_cast<long>(keep), by_logit);
+        double cum = 0;
+        for (size_t i = 0; i < n && cum < target; ++i) cum += weight(cand[i].first);
+        if (cum >= target || n == keep) break;
+      }
+    }
     double cum = 0;
-    for (size_t i = 0; i < cand.size(); ++i) {
-      cum += p[i];
-      if (cum >= o.top_p * total) {  // keep the smallest prefix reaching top_p
+    for (size_t i = 0; i < keep; ++i) {
+      cum += weight(cand[i].first);
+      if (cum >= target) {
         keep = i + 1;
         break;
       }
     }
   }
-  sum = std::accumulate(p.begin(), p.begin() + static_cast<long>(keep), 0.0);
+  std::vector<double> p(keep);
+  double sum = 0;
+  for (size_t i = 0; i < keep; ++i) sum += p[i] = weight(cand[i].first);
   double u = UniformDraw(rng) * sum, acc = 0;
   for (size_t i = 0; i < keep; ++i) {
     acc += p[i];
