@@ -56,13 +56,23 @@ std::string LoadAverage() {
 }
 
 // Read bandwidth: `threads` threads (the team our kernels run on) each sum their part of a
-// 2 GiB buffer; best of several passes.
-double ReadBandwidthGBs(int threads) {
-  const size_t n = size_t{512} << 20;  // floats
-  std::vector<float> buf(n, 1.0f);
+// 1 GiB buffer; best of `reps` passes.
+double ReadBandwidthGBs(int threads, int reps) {
+  const size_t n = size_t{256} << 20;  // floats
+  // Distinct pages (a buffer of one repeated value could be deduplicated under a hypervisor and
+  // read from cache); small values, no denormals.
+  static const std::vector<float> buf = [n] {
+    std::vector<float> b(n);
+    uint64_t x = 88172645463325252ull;
+    for (float& f : b) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      f = static_cast<float>(x & 0xffff) * 1e-5f;
+    }
+    return b;
+  }();
   double best = 0;
   std::vector<float> partial(64 * 16, 0.f);
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < reps; ++rep) {
     auto t = Clock::now();
     r1::model::ParallelRun(
         [&](int tid, int nt) {
@@ -218,12 +228,14 @@ int main(int argc, char** argv) {
   if (vars.empty()) flags.Fail("--variants is empty");
 
   std::printf("load average at start: %s\n", LoadAverage().c_str());
-  const double bw1 = ReadBandwidthGBs(1), bw = ReadBandwidthGBs(nthreads);
+  // Bandwidth is measured again in every round: a busy machine only lowers it, so the best
+  // figure of the run is the bound's.
+  double bw1 = ReadBandwidthGBs(1, 5), bw = ReadBandwidthGBs(nthreads, 5);
   std::printf("threads %d (OpenMP team: %s); AVX512-BF16 kernel available: %s\n", nthreads,
               r1::model::ParallelAvailable() ? "yes" : "NO, one thread",
               r1::model::CpuGemmAvailable() ? "yes" : "no");
-  std::printf("memory read bandwidth (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1\n", bw,
-              nthreads, bw1);
+  std::printf("memory read bandwidth at start (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1\n",
+              bw, nthreads, bw1);
   std::fflush(stdout);
   double ckpt_gb = 0, cache_gbs = PageCacheReadGBs(*model_dir, &ckpt_gb);
   std::printf("checkpoint %.2f GB; read from the page cache at %.1f GB/s (%.2f s)\n", ckpt_gb,
@@ -232,7 +244,7 @@ int main(int argc, char** argv) {
 
   // Load every variant (peak RSS is the process's: exact when one variant runs alone).
   ResetPeakRss();
-  double bound_tok_s = 0, weights_gb = 0;
+  double weights_gb = 0;
   const int64_t P = *prefill_tokens;
   for (Variant& v : vars) {
     double rss0 = StatusGb("VmRSS:");
@@ -248,17 +260,17 @@ int main(int argc, char** argv) {
     v.rss_gb = StatusGb("VmRSS:") - rss0;
     const auto& cfg = v.model->config();
     int64_t embed_bytes = cfg.vocab_size * cfg.hidden_size * static_cast<int64_t>(c10::elementSize(v.model->dtype()));
-    if (v.dtype == "bfloat16" && bound_tok_s == 0) {
-      weights_gb = (v.model->weight_bytes() - embed_bytes) / 1e9;
-      bound_tok_s = bw / weights_gb;
-    }
+    if (v.dtype == "bfloat16" && weights_gb == 0) weights_gb = (v.model->weight_bytes() - embed_bytes) / 1e9;
     std::printf("%-24s loaded in %.2f s, first step %.2f s, RSS +%.2f GB; file pages mapped 2 MiB "
                 "at a time (process): %.2f GB\n",
                 v.label.c_str(), v.load_s, v.first_step_s, v.rss_gb, r1::model::FilePmdMappedBytes() / 1e9);
     std::fflush(stdout);
   }
 
+  std::vector<double> round_bw;
   for (int64_t r = 0; r < *rounds; ++r) {
+    round_bw.push_back(ReadBandwidthGBs(nthreads, 2));
+    bw = std::max(bw, round_bw.back());
     for (Variant& v : vars) {
       if (P > 0) {
         Stream s(*v.model, 1, P + 1);
@@ -294,17 +306,24 @@ int main(int argc, char** argv) {
 
   std::printf("load average at end: %s; peak RSS of the process %.2f GB\n", LoadAverage().c_str(),
               StatusGb("VmHWM:"));
+  const double bound_tok_s = weights_gb > 0 ? bw / weights_gb : 0;
   for (const Variant& v : vars) {
     std::string line = absl::StrFormat("%-24s", v.label);
-    if (P > 0) line += absl::StrFormat(" | prefill %d tokens: %.1f tok/s", P, P / Median(v.prefill));
+    if (P > 0) {
+      std::vector<double> tok_s;
+      for (double t : v.prefill) tok_s.push_back(P / t);
+      line += absl::StrFormat(" | prefill %d tokens: %.1f tok/s%s", P, Median(tok_s), Spread(tok_s));
+    }
     line += absl::StrFormat(" | decode batch 1: %.2f tok/s%s", 1.0 / Median(v.decode), Spread(v.decode_rounds));
     if (*batch > 0)
       line += absl::StrFormat(" | batch %d: %.1f tok/s%s", *batch, *batch / Median(v.batch), Spread(v.batch_rounds));
     std::printf("%s\n", line.c_str());
   }
   if (bound_tok_s > 0) {
-    std::printf("batch-1 bound: %.2f GB of weights (all but the embedding) / %.1f GB/s = %.2f tok/s\n",
+    std::printf("batch-1 bound: %.2f GB of weights (all but the embedding) / %.1f GB/s (best of the run) = %.2f tok/s\n",
                 weights_gb, bw, bound_tok_s);
+    std::printf("  (median of the rounds' bandwidth: %.1f GB/s, a bound of %.2f tok/s)\n", Median(round_bw),
+                Median(round_bw) / weights_gb);
     for (const Variant& v : vars)
       if (v.dtype == "bfloat16")
         std::printf("%-24s decode at %.0f%% of the bound\n", v.label.c_str(), 100 / Median(v.decode) / bound_tok_s);

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -62,6 +63,29 @@ TEST(CpuGemmTest, LargeOutputSpreadOverThreadsMatches) {
     at::Tensor ref = at::linear(x.to(at::kFloat), w.to(at::kFloat));
     at::Tensor got = Linear(x, w).to(at::kFloat);
     EXPECT_TRUE(((got - ref).abs() <= ref.abs() / 128 + 1e-3).all().item<bool>()) << "M " << M;
+  }
+}
+
+TEST(CpuGemmTest, GateUpMatchesUnfusedSwiGlu) {
+  if (!CpuGemmAvailable()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  at::manual_seed(2);
+  for (int64_t K : {48, 1536}) {
+    for (int64_t N : {7, 600}) {
+      at::Tensor wg = (at::randn({N, K}) / std::sqrt(K)).to(at::kBFloat16);
+      at::Tensor wu = (at::randn({N, K}) / std::sqrt(K)).to(at::kBFloat16);
+      for (int64_t M : {1, 5, 32, 40}) {  // 40: past the kernel's rows, the unfused fallback
+        at::Tensor x = at::randn({M, K}).to(at::kBFloat16);
+        at::Tensor xf = x.to(at::kFloat);
+        at::Tensor ref = at::silu(at::linear(xf, wg.to(at::kFloat))) * at::linear(xf, wu.to(at::kFloat));
+        at::Tensor got = GateUp(x, wg, wu);
+        ASSERT_EQ(got.scalar_type(), at::kBFloat16);
+        ASSERT_EQ(got.sizes(), ref.sizes());
+        // g, silu(g), u and the product are each rounded to bf16 (as the unfused ops do).
+        at::Tensor err = (got.to(at::kFloat) - ref).abs();
+        EXPECT_TRUE((err <= ref.abs() * (4.0 / 128) + 2e-2).all().item<bool>())
+            << "M " << M << " N " << N << " K " << K << " max err " << err.max().item<float>();
+      }
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -129,41 +130,82 @@ bool CpuGemmAvailable() {
   return ok;
 }
 
-at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  // Large M (prefill) is compute-bound: oneDNN's blocked GEMM is faster there. Small M (decode
-  // batches) is bandwidth-bound: this kernel reads each weight once, at memory speed.
-  constexpr int64_t kMaxRows = 32;
-  if (!CpuGemmAvailable() || !x.device().is_cpu() || x.scalar_type() != at::kBFloat16 ||
-      w.scalar_type() != at::kBFloat16 || x.dim() != 2 || x.size(0) > kMaxRows ||
-      !w.is_contiguous() ||
-      (b.defined() && (b.scalar_type() != at::kBFloat16 || !b.is_contiguous()))) {
-    return at::linear(x, w, b);
-  }
-  at::Tensor xc = x.contiguous();
-  const int64_t M = xc.size(0), K = xc.size(1), N = w.size(0);
-  TORCH_CHECK(w.size(1) == K, "Linear: x is [", M, ", ", K, "] but w is [", N, ", ", w.size(1), "]");
-  at::Tensor y = at::empty({M, N}, xc.options());
-  const auto* xp = reinterpret_cast<const uint16_t*>(xc.data_ptr());
-  const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr());
-  const auto* bp = b.defined() ? reinterpret_cast<const uint16_t*>(b.data_ptr()) : nullptr;
-  auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
-  // Threads take chunks of rows (about 128 KiB of W each) from a shared counter, so each
-  // weight is read once and a thread slowed by a busy core does less of the work instead of
-  // holding everyone up.
-  constexpr int64_t NR = 4, kChunkBytes = 128 << 10;
-  const int64_t chunk = std::max<int64_t>(NR, kChunkBytes / (2 * K) / NR * NR);
+namespace {
+
+// Large M (prefill) is compute-bound: oneDNN's blocked GEMM is faster there. Small M (decode
+// batches) is bandwidth-bound: these kernels read each weight once, at memory speed.
+constexpr int64_t kMaxRows = 32;
+
+bool KernelApplies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor()) {
+  return CpuGemmAvailable() && x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
+         w.scalar_type() == at::kBFloat16 && x.dim() == 2 && x.size(0) <= kMaxRows &&
+         w.dim() == 2 && w.is_contiguous() && w.size(1) == x.size(1) &&
+         (!b.defined() || (b.scalar_type() == at::kBFloat16 && b.is_contiguous()));
+}
+
+// Calls fn(n0, n1) over chunks of rows [0, N) of the weights (rows of `row_bytes`), on every
+// thread. Threads take chunks of about 128 KiB from a shared counter, so each weight is read
+// once and a thread slowed by a busy core does less of the work instead of holding everyone up.
+template <typename Fn>
+void ForEachChunk(int64_t N, int64_t row_bytes, const Fn& fn) {
+  constexpr int64_t kChunkBytes = 128 << 10;
+  const int64_t chunk = std::max<int64_t>(4, kChunkBytes / row_bytes / 4 * 4);
   std::atomic<int64_t> next{0};
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), (N + chunk - 1) / chunk);
   ParallelRun(
       [&](int, int) {
-        for (int64_t n0; (n0 = next.fetch_add(chunk)) < N;) {
-          const int64_t n1 = std::min(N, n0 + chunk);
-          if (M == 1) GemvRows(wp, xp, bp, yp, K, n0, n1);
-          else RowRange<NR>(wp, xp, bp, yp, M, N, K, n0, n1);
-        }
+        for (int64_t n0; (n0 = next.fetch_add(chunk)) < N;) fn(n0, std::min(N, n0 + chunk));
       },
       static_cast<int>(threads));
+}
+
+// Rows [n0, n1) of y = x · Wᵀ (+ b).
+R1_TARGET void Rows(const uint16_t* w, const uint16_t* x, const uint16_t* bias, uint16_t* y,
+                    int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1) {
+  if (M == 1) GemvRows(w, x, bias, y, K, n0, n1);
+  else RowRange<4>(w, x, bias, y, M, N, K, n0, n1);
+}
+
+const uint16_t* Bf16Ptr(const at::Tensor& t) {
+  return t.defined() ? reinterpret_cast<const uint16_t*>(t.data_ptr()) : nullptr;
+}
+
+// SiLU as ATen computes it for bf16: in float, x / (1 + exp(-x)), rounded to bf16.
+inline float Silu(float v) { return v / (1.f + std::exp(-v)); }
+
+}  // namespace
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!KernelApplies(x, w, b)) return at::linear(x, w, b);
+  at::Tensor xc = x.contiguous();
+  const int64_t M = xc.size(0), K = xc.size(1), N = w.size(0);
+  at::Tensor y = at::empty({M, N}, xc.options());
+  const uint16_t *xp = Bf16Ptr(xc), *wp = Bf16Ptr(w), *bp = Bf16Ptr(b);
+  auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
+  ForEachChunk(N, 2 * K, [&](int64_t n0, int64_t n1) { Rows(wp, xp, bp, yp, M, N, K, n0, n1); });
   return y;
+}
+
+at::Tensor GateUp(const at::Tensor& x, const at::Tensor& wgate, const at::Tensor& wup) {
+  if (!KernelApplies(x, wgate) || !KernelApplies(x, wup) || wgate.sizes() != wup.sizes())
+    return at::silu(Linear(x, wgate)).mul_(Linear(x, wup));
+  at::Tensor xc = x.contiguous();
+  const int64_t M = xc.size(0), K = xc.size(1), N = wgate.size(0);
+  at::Tensor g = at::empty({M, N}, xc.options()), u = at::empty({M, N}, xc.options());
+  at::Tensor out = at::empty({M, N}, xc.options());
+  auto *gp = reinterpret_cast<uint16_t*>(g.data_ptr()), *up = reinterpret_cast<uint16_t*>(u.data_ptr());
+  auto* op = reinterpret_cast<uint16_t*>(out.data_ptr());
+  const uint16_t *xp = Bf16Ptr(xc), *wg = Bf16Ptr(wgate), *wu = Bf16Ptr(wup);
+  // Each chunk of columns: its rows of both weights, then the activation, on one thread.
+  ForEachChunk(N, 4 * K, [&](int64_t n0, int64_t n1) {
+    Rows(wg, xp, nullptr, gp, M, N, K, n0, n1);
+    Rows(wu, xp, nullptr, up, M, N, K, n0, n1);
+    // silu(g) * u with the unfused ops' roundings: g, silu(g), u and the product in bf16.
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t i = m * N + n0; i < m * N + n1; ++i)
+        op[i] = ToBf16(FromBf16(ToBf16(Silu(FromBf16(gp[i])))) * FromBf16(up[i]));
+  });
+  return out;
 }
 
 #else  // no AVX512-BF16 kernel in this build
@@ -171,6 +213,9 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 bool CpuGemmAvailable() { return false; }
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return at::linear(x, w, b);
+}
+at::Tensor GateUp(const at::Tensor& x, const at::Tensor& wgate, const at::Tensor& wup) {
+  return at::silu(at::linear(x, wgate)).mul_(at::linear(x, wup));
 }
 
 #endif

@@ -19,4 +19,10 @@ bool CpuGemmAvailable();
 // otherwise (prefill, where oneDNN's blocked GEMM wins) and when the kernel does not apply.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor());
 
+// The SwiGLU MLP's first half, silu(x · Wgateᵀ) * (x · Wupᵀ), in one pass: each thread's chunk
+// of columns reads its rows of both weights and applies the activation (one team instead of
+// two linear calls and two elementwise ops). Rounds as the unfused bf16 ops do. Same
+// conditions and fallback as Linear.
+at::Tensor GateUp(const at::Tensor& x, const at::Tensor& wgate, const at::Tensor& wup);
+
 }  // namespace r1::model

@@ -385,7 +385,8 @@ at::Tensor Qwen2Model::EagerForward(const StepBatch& batch, KvCache& cache) {
     }
     x.add_(linear(attn.view({T, nh * D}), l.wo));
     h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-    at::Tensor act = at::silu(linear(h, l.wgate)).mul_(linear(h, l.wup));
+    at::Tensor act = cpu_kernels_ ? GateUp(h, l.wgate, l.wup)
+                                  : at::silu(linear(h, l.wgate)).mul_(linear(h, l.wup));
     x.add_(linear(act, l.wdown));
   }
   if (logit_rows.empty()) return at::empty({0, c.vocab_size}, x.options().dtype(at::kFloat));
