@@ -82,7 +82,21 @@ class EngineImpl final : public Engine {
     s.num_new = 1;
     s.block_table = {0};
     batch.seqs.push_back(s);
-    return RunModel(batch).status();
+    R1_RETURN_IF_ERROR(RunModel(batch).status());
+    // On CUDA: the largest step the scheduler plans, and the decode graphs of every batch size
+    // up to --max-running for contexts up to 1,024 keys (longer ones are captured when met).
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      R1_RETURN_IF_ERROR(model_->WarmUp(cache_, options_.max_running, options_.prefill_chunk,
+                                        std::min<int64_t>(1024, max_model_len_)));
+    } catch (const c10::Error& e) {
+      return absl::InternalError(std::string("warm-up failed: ") + e.what_without_backtrace());
+    }
+    if (model_->device().is_cuda()) {
+      R1_LOG(INFO) << "warm-up (allocator and decode graphs up to batch " << options_.max_running
+                   << ") took " << MillisBetween(t0, std::chrono::steady_clock::now()) << " ms";
+    }
+    return absl::OkStatus();
   }
 
   void Start() { thread_ = std::thread([this] { Loop(); }); }

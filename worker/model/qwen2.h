@@ -87,6 +87,13 @@ class Qwen2Model {
   // Errors (bad batch, a libtorch failure) come back as a Status.
   absl::StatusOr<at::Tensor> Forward(const StepBatch& batch, KvCache& cache);
 
+  // Runs the steps a server meets first, so that no request pays for one-time set-up: one
+  // step of `max_tokens` prompt tokens (sizes the allocator's caches) and, on CUDA with graphs,
+  // decode steps at batch sizes 1, 2, 4, ... up to `max_batch` and contexts up to
+  // `max_context` keys (captures their graphs). It writes K/V into the cache's first blocks, so
+  // call it before any sequence holds blocks. A no-op on CPU.
+  absl::Status WarmUp(KvCache& cache, int64_t max_batch, int64_t max_tokens, int64_t max_context);
+
   const ModelConfig& config() const { return config_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }

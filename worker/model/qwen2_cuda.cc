@@ -4,9 +4,9 @@
 //   qkv GEMM (+bias) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
 //   -> residual add + RMSNorm (kernels.cu) -> gate/up GEMM -> SiLU-and-mul (kernels.cu)
 //   -> down GEMM -> residual add + RMSNorm with the next layer's weight (kernels.cu).
-// Attention: every query that has cached keys (decodes, later prefill chunks) goes through one
-// paged-attention launch that reads only its own sequence's live KV blocks; a prompt chunk with
-// nothing cached (a fresh prefill) goes through scaled_dot_product_attention (flash) instead.
+// Attention: every query goes through one paged-attention launch that reads only its own
+// sequence's live KV blocks, except long prompt chunks with nothing cached (fresh prefills of
+// more than kSdpaMinTokens), which go through scaled_dot_product_attention (flash) instead.
 // The host's index arithmetic (ids, positions, slots, block tables, logit rows) travels to the
 // device as one int32 buffer in one copy.
 //
@@ -31,8 +31,11 @@
 
 namespace r1::model {
 
-// scaled_dot_product_attention (flash on CUDA) for fresh prompt chunks: libtorch >= 2.0; older
-// ones send every query through the paged kernel.
+// scaled_dot_product_attention (flash on CUDA) for fresh prompt chunks longer than
+// kSdpaMinTokens (shorter ones are cheap in the paged kernel, and each SDPA call costs ~20 ATen
+// ops of host time a layer): libtorch >= 2.0; older ones send every query through the paged
+// kernel.
+constexpr int64_t kSdpaMinTokens = 256;
 #if TORCH_VERSION_MAJOR >= 2
 constexpr bool kHaveSdpa = true;
 #else
@@ -116,7 +119,7 @@ struct Qwen2Model::CudaState {
       auto slot_of = [&](int64_t q) {
         return static_cast<int32_t>(int64_t{s.block_table[static_cast<size_t>(q / bs)]} * bs + q % bs);
       };
-      const bool fresh = kHaveSdpa && s.num_cached == 0 && s.num_new > 1;
+      const bool fresh = kHaveSdpa && s.num_cached == 0 && s.num_new > kSdpaMinTokens;
       for (int64_t j = 0; j < s.num_new; ++j) {
         pos.push_back(static_cast<int32_t>(s.num_cached + j));
         slots.push_back(slot_of(s.num_cached + j));
