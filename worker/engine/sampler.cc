@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace r1::engine {
 
@@ -65,10 +66,43 @@ int32_t FirstMax(const float* row, int64_t vocab) {
   return static_cast<int32_t>(std::max_element(row, row + vocab) - row);  // NaNs
 }
 
+// Temperature and min-p only: every finite logit in id order, straight from the row (no
+// candidate list to build).
+int32_t SampleAll(const float* row, int64_t vocab, float inv_t, double min_p,
+                  std::mt19937_64& rng) {
+  float max_logit = -std::numeric_limits<float>::infinity();
+  bool any = false;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!std::isfinite(row[i])) continue;
+    float l = row[i] * inv_t;
+    if (!any || l > max_logit) max_logit = l;
+    any = true;
+  }
+  if (!any) return 0;
+  thread_local std::vector<double> p;
+  p.resize(static_cast<size_t>(vocab));
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    double w = std::isfinite(row[i]) ? std::exp(static_cast<double>(row[i] * inv_t - max_logit))
+                                     : 0.0;
+    sum += p[static_cast<size_t>(i)] = w < min_p ? 0.0 : w;
+  }
+  double u = UniformDraw(rng) * sum, acc = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    acc += p[static_cast<size_t>(i)];
+    if (u < acc && p[static_cast<size_t>(i)] > 0) return static_cast<int32_t>(i);
+  }
+  for (int64_t i = vocab; i-- > 0;)  // rounding: the last token with weight
+    if (p[static_cast<size_t>(i)] > 0) return static_cast<int32_t>(i);
+  return 0;
+}
+
 // Samples from the candidates (token, logit) after temperature, top-k, min-p and top-p.
 int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o,
                        std::mt19937_64& rng) {
   const float inv_t = 1.f / o.temperature;
+  const bool top_p = o.top_p > 0.f && o.top_p < 1.f;
+  if (o.top_k <= 0 && !top_p) return SampleAll(row, vocab, inv_t, std::max(o.min_p, 0.f), rng);
   std::vector<std::pair<float, int32_t>> cand;  // (scaled logit, token)
   cand.reserve(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i)
@@ -94,7 +128,7 @@ int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o
     std::partial_sort(cand.begin(), cand.begin() + static_cast<long>(keep), cand.end(), by_logit);
     sorted = true;
   }
-  if (o.top_p > 0.f && o.top_p < 1.f) {
+  if (top_p) {
     // The smallest prefix by logit whose weight reaches top_p of the total. Only that prefix
     // needs ordering: sort 256, then 4x more while the sorted part falls short.
     double total = 0;
