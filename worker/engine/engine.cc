@@ -208,12 +208,15 @@ class EngineImpl final : public Engine {
     while (TakeInbox()) {
       DropCancelled();
       if (scheduler_.empty()) {
+        Flush();
         Publish();
         continue;
       }
       Step();
+      if (scheduler_.empty()) Flush();
       Publish();
     }
+    Flush();
     // Shutting down: end every request still here.
     for (auto& [id, req] : live_) {
       Delta d;
@@ -245,6 +248,7 @@ class EngineImpl final : public Engine {
     for (auto it = live_.begin(); it != live_.end();) {
       Request* req = it->second.get();
       if (req->req.sink->Cancelled()) {
+        Flush();  // its earlier tokens go first
         Delta d;
         Finalize(req, FinishReason::kCancelled, &d);
         req->req.sink->OnDelta(std::move(d));
@@ -262,7 +266,10 @@ class EngineImpl final : public Engine {
     for (Sequence* s : plan.preempted) {
       R1_LOG(DEBUG) << "preempted " << static_cast<Request*>(s)->req.request_id;
     }
-    if (plan.chunks.empty()) return;
+    if (plan.chunks.empty()) {
+      Flush();
+      return;
+    }
     Clock::TimePoint now = options_.clock->Now();
     model::StepBatch batch;
     batch.tokens.reserve(plan.num_tokens);
@@ -285,6 +292,8 @@ class EngineImpl final : public Engine {
     }
     auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<at::Tensor> logits = RunModel(batch);
+    // The GPU runs the step queued just now: deliver the previous step's tokens meanwhile.
+    Flush();
     auto t1 = std::chrono::steady_clock::now();
     std::vector<SampleResult> results;
     if (logits.ok() && !sampled.empty()) {
@@ -372,11 +381,18 @@ class EngineImpl final : public Engine {
     }
     if (finish != FinishReason::kNone) {
       Finalize(req, finish, &d);
-      req->req.sink->OnDelta(std::move(d));
+      outbox_.emplace_back(req->req.sink, std::move(d));
       live_.erase(req->id);
       return;
     }
-    req->req.sink->OnDelta(std::move(d));
+    outbox_.emplace_back(req->req.sink, std::move(d));
+  }
+
+  // Delivers the queued deltas (each request's in order). Emit queues them so that the sinks'
+  // work (protobuf, gRPC writes, metrics) runs while the GPU computes the next step.
+  void Flush() {
+    for (auto& [sink, d] : outbox_) sink->OnDelta(std::move(d));
+    outbox_.clear();
   }
 
   // Fills the totals of a last delta and takes the request out of the scheduler.
@@ -408,6 +424,7 @@ class EngineImpl final : public Engine {
   std::mt19937_64 rng_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Request>> live_;
+  std::vector<std::pair<std::shared_ptr<RequestSink>, Delta>> outbox_;  // see Flush()
 
   // The handoff.
   std::mutex mu_;
