@@ -143,17 +143,18 @@ bool KernelApplies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
          (!b.defined() || (b.scalar_type() == at::kBFloat16 && b.is_contiguous()));
 }
 
-// Calls fn(n0, n1) over chunks of rows [0, N) of the weights (rows of `row_bytes`), on every
-// thread. Threads take chunks of about 128 KiB from a shared counter, so each weight is read
-// once and a thread slowed by a busy core does less of the work instead of holding everyone up.
+// Calls fn(n0, n1) over chunks of rows [0, N) of the weights (rows of `row_bytes`) on the
+// caller and the pool workers that join (cpu_parallel.h). They take chunks of about 128 KiB
+// from a shared counter, so each weight is read once and a thread slowed by a busy core does
+// less of the work instead of holding everyone up.
 template <typename Fn>
 void ForEachChunk(int64_t N, int64_t row_bytes, const Fn& fn) {
   constexpr int64_t kChunkBytes = 128 << 10;
   const int64_t chunk = std::max<int64_t>(4, kChunkBytes / row_bytes / 4 * 4);
   std::atomic<int64_t> next{0};
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (N + chunk - 1) / chunk);
+  const int64_t threads = std::min<int64_t>(ParallelThreads(), (N + chunk - 1) / chunk);
   ParallelRun(
-      [&](int, int) {
+      [&](int) {
         for (int64_t n0; (n0 = next.fetch_add(chunk)) < N;) fn(n0, std::min(N, n0 + chunk));
       },
       static_cast<int>(threads));

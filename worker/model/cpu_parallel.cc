@@ -1,54 +1,116 @@
 #include "worker/model/cpu_parallel.h"
 
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace r1::model {
 namespace {
 
-using GompParallelFn = void (*)(void (*)(void*), void*, unsigned, unsigned);
-using OmpIntFn = int (*)();
+// The job word: generation (high 32 bits), closed flag (bit 31), workers joined (low 31 bits).
+constexpr uint64_t kClosed = uint64_t{1} << 31;
+constexpr uint64_t kJoinedMask = kClosed - 1;
+// About 50-100 us of spinning: covers the gaps between the linear layers of a decode step.
+constexpr int kSpins = 4000;
 
-struct Runtime {
-  GompParallelFn parallel = nullptr;
-  OmpIntFn thread_num = nullptr, num_threads = nullptr, in_parallel = nullptr;
+thread_local bool t_inside = false;
+
+class Pool {
+ public:
+  explicit Pool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~Pool() {
+    stop_.store(true);
+    gen_.fetch_add(1);
+    gen_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  int workers() const { return static_cast<int>(threads_.size()); }
+
+  void Run(const std::function<void(int)>& fn, int max_workers) {
+    const uint64_t gen = (job_.load() >> 32) + 1;
+    fn_.store(&fn);
+    max_workers_.store(max_workers);
+    finished_.store(0);
+    job_.store(gen << 32);      // open, nobody joined
+    gen_.store(gen);            // wake the workers
+    gen_.notify_all();
+    t_inside = true;
+    fn(0);
+    t_inside = false;
+    // Close the job; the count it had is who we wait for.
+    const uint64_t joined = job_.fetch_or(kClosed) & kJoinedMask;
+    for (int spin = 0; finished_.load(std::memory_order_acquire) < joined; ++spin) {
+      if (spin < kSpins) _mm_pause();
+      else std::this_thread::yield();  // a joined worker was parked: give it the core
+    }
+  }
+
+ private:
+  void Work() {
+    uint64_t seen = 0;
+    while (true) {
+      uint64_t g = gen_.load();
+      for (int spin = 0; g == seen && spin < kSpins; ++spin) {
+        _mm_pause();
+        g = gen_.load();
+      }
+      if (g == seen) {
+        gen_.wait(seen);
+        continue;
+      }
+      seen = g;
+      if (stop_.load()) return;
+      // Join if the job of generation g is still open and has room.
+      uint64_t j = job_.load();
+      int slot = -1;
+      while ((j >> 32) == g && !(j & kClosed) && static_cast<int>(j & kJoinedMask) < max_workers_.load()) {
+        if (job_.compare_exchange_weak(j, j + 1)) {
+          slot = static_cast<int>(j & kJoinedMask) + 1;
+          break;
+        }
+      }
+      if (slot < 0) continue;
+      t_inside = true;
+      (*fn_.load())(slot);
+      t_inside = false;
+      finished_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::atomic<uint64_t> gen_{0}, job_{0};
+  std::atomic<uint64_t> finished_{0};
+  std::atomic<bool> stop_{false};
+  // Set by the caller before it opens a job; read by the workers that join it.
+  std::atomic<const std::function<void(int)>*> fn_{nullptr};
+  std::atomic<int> max_workers_{0};
 };
 
-const Runtime& Omp() {
-  static const Runtime rt = [] {
-    Runtime r;
-    r.parallel = reinterpret_cast<GompParallelFn>(dlsym(RTLD_DEFAULT, "GOMP_parallel"));
-    r.thread_num = reinterpret_cast<OmpIntFn>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"));
-    r.num_threads = reinterpret_cast<OmpIntFn>(dlsym(RTLD_DEFAULT, "omp_get_num_threads"));
-    r.in_parallel = reinterpret_cast<OmpIntFn>(dlsym(RTLD_DEFAULT, "omp_in_parallel"));
-    if (!r.thread_num || !r.num_threads || !r.in_parallel) r.parallel = nullptr;
-    return r;
-  }();
-  return rt;
-}
-
-struct Call {
-  const std::function<void(int, int)>* fn;
-};
-
-void Trampoline(void* p) {
-  const Runtime& rt = Omp();
-  (*static_cast<Call*>(p)->fn)(rt.thread_num(), rt.num_threads());
-}
+std::mutex g_mu;  // one caller at a time; guards g_pool's creation
+Pool* g_pool = nullptr;
 
 }  // namespace
 
-bool ParallelAvailable() { return Omp().parallel != nullptr && at::get_num_threads() > 1; }
+int ParallelThreads() { return std::max(1, at::get_num_threads()); }
 
-void ParallelRun(const std::function<void(int, int)>& fn, int threads) {
-  const Runtime& rt = Omp();
-  if (threads <= 0) threads = at::get_num_threads();
-  if (threads <= 1 || !rt.parallel || rt.in_parallel()) {
-    fn(0, 1);
+void ParallelRun(const std::function<void(int)>& fn, int threads) {
+  if (threads <= 0) threads = ParallelThreads();
+  std::unique_lock<std::mutex> lock(g_mu, std::try_to_lock);
+  if (threads <= 1 || t_inside || !lock.owns_lock()) {
+    fn(0);
     return;
   }
-  Call call{&fn};
-  rt.parallel(&Trampoline, &call, static_cast<unsigned>(threads), 0);
+  // Sized once, for the cores libtorch uses; never destroyed (workers sleep when idle).
+  if (!g_pool) g_pool = new Pool(std::max(1, ParallelThreads() - 1));
+  g_pool->Run(fn, std::min(threads - 1, g_pool->workers()));
 }
 
 }  // namespace r1::model

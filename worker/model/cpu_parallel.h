@@ -1,22 +1,31 @@
-// Work spread over libtorch's intra-op threads from code built without -fopenmp.
+// A small pool of threads for our CPU kernels, built to share a busy machine.
 //
-// at::parallel_for is a header template that runs serially unless the including file is built
-// with -fopenmp (ATen/ParallelOpenMP.h defines INTRA_OP_PARALLEL only under _OPENMP), so our
-// kernels would silently use one core. ParallelRun starts an OpenMP team through the runtime
-// libtorch itself loaded (libgomp, found with dlsym): the same threads libtorch's ops use, so
-// no second pool spins against them.
+// Two things ruled out the usual pools. at::parallel_for is a header template that runs
+// serially unless the including file is built with -fopenmp (ATen/ParallelOpenMP.h defines
+// INTRA_OP_PARALLEL only under _OPENMP), so the kernels silently used one core. libgomp's
+// teams (reached with GOMP_parallel) do run in parallel, but their waits spin: with other
+// processes on the 2 cores a decode step fell from 8-9 tok/s to ~1.3 (with
+// OMP_WAIT_POLICY=passive: 3.6-5.5), because every one of its ~140 joins waits for a thread
+// that the scheduler has parked.
+//
+// Here the caller never waits for a worker that has not started: fn runs on the caller at
+// once and on each worker that wakes while the job is open; the work inside is shared through
+// an atomic counter, so whoever runs takes it. After its own part the caller waits only for
+// the workers that joined. Idle workers spin briefly, then sleep on a futex.
 #pragma once
 
 #include <functional>
 
 namespace r1::model {
 
-// Calls fn(thread, threads) once on each of `threads` threads (at::get_num_threads() when 0),
-// the caller being thread 0, and returns when all are done. Serial (fn(0, 1)) when no OpenMP
-// runtime is loaded or when called from inside a team.
-void ParallelRun(const std::function<void(int, int)>& fn, int threads = 0);
+// Runs fn(slot) on the calling thread (slot 0) and on up to threads - 1 pool workers that
+// join in time (slots 1, 2, ...); returns when every call has returned. Nobody is promised a
+// call but the caller: fn must take its work from a shared counter until none is left.
+// threads <= 0: at::get_num_threads(). Concurrent callers, and calls from inside fn, run
+// serially on the calling thread.
+void ParallelRun(const std::function<void(int)>& fn, int threads = 0);
 
-// True when ParallelRun can use more than one thread.
-bool ParallelAvailable();
+// Threads ParallelRun may use (at::get_num_threads()).
+int ParallelThreads();
 
 }  // namespace r1::model

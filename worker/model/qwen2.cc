@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/cpu_attention.h"
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_weights.h"
 #include "worker/model/qwen2_internal.h"
@@ -376,6 +377,8 @@ at::Tensor Qwen2Model::EagerForward(const StepBatch& batch, KvCache& cache) {
       at::Tensor out;
       if (s.num_cached == 0) {  // the keys are exactly this step's
         out = Attend(qs, k.narrow(0, off, s.num_new), v.narrow(0, off, s.num_new), 0, scale);
+      } else if (cpu_kernels_ && s.num_new == 1 && DecodeAttentionApplies(qs, kc)) {
+        out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale);  // reads the cache in place
       } else {
         out = Attend(qs, kc.index_select(0, ctx_t[i]), vc.index_select(0, ctx_t[i]),
                      s.num_cached, scale);

@@ -1,0 +1,26 @@
+// Decode attention (one new query token) for bf16 on CPU, straight from the paged KV cache.
+//
+// ATen's bf16 at::bmm goes to oneDNN, which starts an OpenMP team for each of the two small
+// products per layer; libgomp's threads then spin for milliseconds after every one of them,
+// taking a core from the linear layers on a 2-core machine. This runs the same arithmetic on
+// our pool (cpu_parallel.h) and reads K and V through the slots, without gathering them.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace r1::model {
+
+// True when DecodeAttention handles these tensors (bf16 CPU, AVX512-BF16 present).
+bool DecodeAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
+
+// q: [1, heads, D] bf16; k_cache, v_cache: [slots, kv_heads, D] bf16, contiguous; slots: the
+// cache rows of positions 0..ctx-1 (the new token's K/V already written). Returns [1, heads, D]
+// bf16 with the roundings of the ATen path (scores, scaled scores and probabilities in bf16,
+// softmax in float).
+at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                           const std::vector<int64_t>& slots, double scale);
+
+}  // namespace r1::model
