@@ -58,8 +58,9 @@ std::string LoadAverage() {
 
 // Read bandwidth: `threads` threads (the pool our kernels run on) sum a 1 GiB buffer, taking
 // 256 KiB chunks from a shared counter; best of `reps` passes.
+constexpr size_t kBandwidthBytes = size_t{1} << 30;
 double ReadBandwidthGBs(int threads, int reps) {
-  const size_t n = size_t{256} << 20;  // floats
+  const size_t n = kBandwidthBytes / sizeof(float);
   // Distinct pages (a buffer of one repeated value could be deduplicated under a hypervisor and
   // read from cache); small values, no denormals.
   static const std::vector<float> buf = [n] {
@@ -305,8 +306,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("load average at end: %s; peak RSS of the process %.2f GB\n", LoadAverage().c_str(),
-              StatusGb("VmHWM:"));
+  std::printf("load average at end: %s; peak RSS of the process %.2f GB (with the bandwidth test's %.2f GB buffer)\n",
+              LoadAverage().c_str(), StatusGb("VmHWM:"), kBandwidthBytes / 1e9);
   const double bound_tok_s = weights_gb > 0 ? bw / weights_gb : 0;
   for (const Variant& v : vars) {
     std::string line = absl::StrFormat("%-24s", v.label);

@@ -193,23 +193,29 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
     size_t bytes = ck.total_bytes() / 2 * c10::elementSize(dtype) + (size_t{8} << 20);
     arena = WeightArena::Create(bytes);
   }
+  // Whatever was copied (into the arena, or converted to another dtype) drops its pages of the
+  // mapping from the RSS: a float32 model then holds one copy, not the file beside it.
   auto put = [&](const TensorView* t) {
-    if (!arena) return Materialise(*t, dtype, device);
-    at::Tensor r = arena->Copy(View(*t), dtype);
-    WeightArena::ReleaseMapped(t->data, t->nbytes);
+    at::Tensor r = arena ? arena->Copy(View(*t), dtype) : Materialise(*t, dtype, device);
+    if (device.is_cpu() && r.data_ptr() != t->data) WeightArena::ReleaseMapped(t->data, t->nbytes);
     return r;
   };
   auto stack = [&](const std::vector<const TensorView*>& parts) {
-    if (!arena) return Stack(parts, dtype, device);
-    std::vector<at::Tensor> views;
-    for (const TensorView* p : parts) views.push_back(View(*p));
-    at::Tensor r = arena->Stack(views, dtype);
-    for (const TensorView* p : parts) WeightArena::ReleaseMapped(p->data, p->nbytes);
+    at::Tensor r;
+    if (arena) {
+      std::vector<at::Tensor> views;
+      for (const TensorView* p : parts) views.push_back(View(*p));
+      r = arena->Stack(views, dtype);
+    } else {
+      r = Stack(parts, dtype, device);
+    }
+    if (device.is_cpu())
+      for (const TensorView* p : parts) WeightArena::ReleaseMapped(p->data, p->nbytes);
     return r;
   };
   try {
     R1_ASSIGN_OR_RETURN(const TensorView* embed, ck.GetShaped("model.embed_tokens.weight", {V, H}));
-    w->embed = Materialise(*embed, dtype, device);
+    w->embed = arena ? Materialise(*embed, dtype, device) : put(embed);
     for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
       std::string p = absl::StrCat("model.layers.", i, ".");
       Layer l;
