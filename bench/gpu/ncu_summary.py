@@ -13,9 +13,16 @@ TIME_SCALE_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecon
 BYTE_SCALE = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
+GEMV_MODES = {"0": "store (qkv)", "1": "residual (o, down)", "2": "silu-mul (gate/up)",
+              "3": "f32 logits (lm_head)"}
+
+
 def short(name):
-    """Kernel name without namespaces' noise, template arguments and parameters."""
+    """Kernel name without namespaces' noise, template arguments and parameters (our GEMV keeps
+    its epilogue, which tells the projections apart)."""
     name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
+    if m := re.search(r"GemvKernel<.*?GemvOut\)(\d)", name):
+        return "r1::GemvKernel " + GEMV_MODES.get(m[1], m[1])
     name = re.sub(r"^void ", "", name)
     return name.split("(")[0].split("<")[0][:70]
 
@@ -61,6 +68,11 @@ def main():
     for n, (c, t, b) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:20]:
         bw = f"{b / (t * 1e-6) / 1e9:7.0f} GB/s" if b else ""
         print(f"{t:9.1f} us {c:5d} x  {t / c:7.2f} us each  {bw}  {n}")
+    if len(sys.argv) > 2:  # the first N kernels of the step, one by one
+        print("\nthe step's first kernels:")
+        for n, t, b in step[:int(sys.argv[2])]:
+            bw = f"{b / (t * 1e-6) / 1e9:7.0f} GB/s" if b else ""
+            print(f"{t:8.2f} us {b / 1e6:8.2f} MB {bw}  {n[:150]}")
 
 
 if __name__ == "__main__":

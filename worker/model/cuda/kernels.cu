@@ -565,7 +565,7 @@ int LaunchGemv(const GemvArgs& a, cudaStream_t stream) {
     raised = true;
   }
   // Large N (the vocabulary): several outputs per warp, so fewer blocks re-stage x.
-  const int units = a.N >= 65536 ? 8 : 1;
+  const int units = a.units > 0 ? a.units : (a.N >= 65536 ? 8 : 1);
   const int64_t per_block = static_cast<int64_t>(kGemvThreads / 32) * units;
   const int64_t blocks = (a.N + per_block - 1) / per_block;
   return static_cast<int>(Launch(GemvKernel<T, kM, kMode>, dim3(static_cast<unsigned>(blocks)),

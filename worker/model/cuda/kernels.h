@@ -91,6 +91,7 @@ struct GemvArgs {
   void* y = nullptr;
   int64_t ldy = 0;
   GemvOut mode = GemvOut::kStore;
+  int units = 0;  // outputs per warp; 0: 8 for N >= 65,536 (the vocabulary), else 1
 };
 // The largest M the GEMV takes; larger batches use cuBLAS GEMMs.
 constexpr int kGemvMaxRows = 8;
