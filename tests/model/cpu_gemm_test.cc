@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -89,6 +90,15 @@ TEST(CpuGemmTest, GateUpMatchesUnfusedSwiGlu) {
       }
     }
   }
+}
+
+TEST(CpuGemmTest, ToFloatIsExactlyTheBf16Values) {
+  at::Tensor x = (at::randn({3, 1000}) * 100).to(at::kBFloat16);
+  x[0][0] = -std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(at::equal(ToFloat(x), x.to(at::kFloat)));
+  EXPECT_TRUE(at::equal(ToFloat(x.t()), x.t().to(at::kFloat)));  // not contiguous
+  at::Tensor f = at::randn({5});
+  EXPECT_TRUE(at::equal(ToFloat(f), f));
 }
 
 // The ATen decode-attention math of qwen2.cc (bf16 bmm, scale, float softmax, bf16 bmm).

@@ -209,7 +209,19 @@ at::Tensor GateUp(const at::Tensor& x, const at::Tensor& wgate, const at::Tensor
   return out;
 }
 
-#else  // no AVX512-BF16 kernel in this build
+#endif
+
+at::Tensor ToFloat(const at::Tensor& x) {
+  if (!x.device().is_cpu() || x.scalar_type() != at::kBFloat16) return x.to(at::kFloat);
+  at::Tensor xc = x.contiguous();
+  at::Tensor y = at::empty(xc.sizes(), xc.options().dtype(at::kFloat));
+  const auto* src = reinterpret_cast<const uint16_t*>(xc.data_ptr());
+  auto* dst = reinterpret_cast<uint32_t*>(y.data_ptr());  // bf16 is the top half of a float
+  for (int64_t i = 0, n = xc.numel(); i < n; ++i) dst[i] = static_cast<uint32_t>(src[i]) << 16;
+  return y;
+}
+
+#ifndef R1_HAVE_AVX512BF16_KERNEL  // no AVX512-BF16 kernel in this build
 
 bool CpuGemmAvailable() { return false; }
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {

@@ -25,4 +25,9 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b 
 // conditions and fallback as Linear.
 at::Tensor GateUp(const at::Tensor& x, const at::Tensor& wgate, const at::Tensor& wup);
 
+// x.to(float) on the calling thread for a bf16 CPU tensor (x.to(at::kFloat) otherwise). The
+// logits of a decode step are large enough for libtorch to start an OpenMP team for the
+// conversion, whose threads then spin for milliseconds against our pool's.
+at::Tensor ToFloat(const at::Tensor& x);
+
 }  // namespace r1::model

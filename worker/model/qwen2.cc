@@ -401,7 +401,8 @@ at::Tensor Qwen2Model::EagerForward(const StepBatch& batch, KvCache& cache) {
   if (logit_rows.empty()) return at::empty({0, c.vocab_size}, x.options().dtype(at::kFloat));
   at::Tensor last = x.index_select(0, long_tensor(logit_rows));
   last = RmsNorm(last, w.norm, c.rms_norm_eps);
-  return linear(last, w.lm_head).to(at::kFloat);
+  at::Tensor logits = linear(last, w.lm_head);
+  return cpu_kernels_ ? ToFloat(logits) : logits.to(at::kFloat);
 }
 
 }  // namespace r1::model
