@@ -16,6 +16,7 @@
 
 #include "worker/model/cpu_attention.h"
 #include "worker/model/cpu_parallel.h"
+#include "tests/model/fixtures.h"
 
 namespace r1::model {
 namespace {
@@ -128,6 +129,38 @@ TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
     // Same roundings; only the order of float sums differs (a bf16 step at most, mostly none).
     EXPECT_TRUE((err <= ref.to(at::kFloat).abs() / 64 + 1e-2).all().item<bool>())
         << "ctx " << ctx << " max err " << err.max().item<float>();
+  }
+}
+
+// A prompt fed in chunks of 3 tokens (each chunk attends to the cached ones, masked only
+// among its own keys) gives transformers' logits for every position.
+TEST(ChunkedPrefillTest, MatchesTransformersPerChunk) {
+  for (const char* dtype : {"float32", "bfloat16"}) {
+    LoadOptions lo;
+    lo.dtype = dtype;
+    auto m = Qwen2Model::Load(fixtures::Dir() + "/gqa_untied", lo);
+    ASSERT_TRUE(m.ok()) << m.status();
+    for (const fixtures::Prompt& p : fixtures::Prompts("gqa_untied")) {
+      const std::string key = "gqa_untied." + p.name;
+      at::Tensor ref = fixtures::Reference(key + ".f32");
+      const double tol = std::string(dtype) == "float32" ? 1e-3 : 2 * fixtures::HfGap("gqa_untied", p.name) + 1e-3;
+      KvCache cache((*m)->config(), 32, 8, (*m)->dtype(), at::kCPU);
+      SequenceStep s;
+      for (int b = 0; b < 32; ++b) s.block_table.push_back((b * 5) % 32);
+      const int64_t len = static_cast<int64_t>(p.prompt.size());
+      for (int64_t at_pos = 0; at_pos < len; at_pos += 3) {
+        StepBatch batch;
+        s.num_cached = at_pos;
+        s.num_new = std::min<int64_t>(3, len - at_pos);
+        batch.tokens.assign(p.prompt.begin() + at_pos, p.prompt.begin() + at_pos + s.num_new);
+        batch.seqs = {s};
+        auto logits = (*m)->Forward(batch, cache);
+        ASSERT_TRUE(logits.ok()) << logits.status();
+        const int64_t last = at_pos + s.num_new - 1;
+        double err = ((*logits)[0] - ref[last]).abs().max().item<double>();
+        EXPECT_LE(err, tol) << dtype << " " << p.name << " position " << last;
+      }
+    }
   }
 }
 

@@ -122,11 +122,13 @@ at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   at::Tensor vh = v.permute({1, 0, 2});  // [kvh, ctx, D]
   at::Tensor scores = at::bmm(qh, kh).mul_(scale);  // [kvh, g*n, ctx]
   if (n > 1) {
-    at::Tensor mask = at::ones({n, ctx}, at::TensorOptions().dtype(at::kBool).device(q.device()))
-                          .triu_(num_cached + 1);
-    scores.view({kvh, g, n, ctx}).masked_fill_(mask, -std::numeric_limits<float>::infinity());
+    // Every query sees all num_cached earlier keys: only the new keys' [n, n] block is masked.
+    at::Tensor mask = at::ones({n, n}, at::TensorOptions().dtype(at::kBool).device(q.device())).triu_(1);
+    scores.view({kvh, g, n, ctx}).narrow(3, num_cached, n).masked_fill_(mask, -std::numeric_limits<float>::infinity());
   }
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  // Softmax in float inside, rounded once to the input dtype (what a float softmax followed by
+  // .to() gives, without writing and reading the float scores).
+  at::Tensor probs = at::softmax(scores, -1);
   at::Tensor out = at::bmm(probs, vh);  // [kvh, g*n, D]
   return out.view({kvh, g, n, d}).permute({2, 0, 1, 3}).reshape({n, heads, d});
 }
