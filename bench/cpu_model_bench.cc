@@ -328,7 +328,8 @@ int main(int argc, char** argv) {
                 Median(round_bw) / weights_gb);
     for (const Variant& v : vars)
       if (v.dtype == "bfloat16")
-        std::printf("%-24s decode at %.0f%% of the bound\n", v.label.c_str(), 100 / Median(v.decode) / bound_tok_s);
+        std::printf("%-24s decode at %.0f%% of the bound (%.0f%% of the median-bandwidth bound)\n", v.label.c_str(),
+                    100 / Median(v.decode) / bound_tok_s, 100 / Median(v.decode) / (Median(round_bw) / weights_gb));
   }
   return 0;
 }

@@ -23,8 +23,9 @@ struct LoadOptions {
   std::string dtype = "auto";  // "auto", "bfloat16", "float16", "float32"
   int num_threads = 0;         // CPU threads for libtorch; 0: one per core
   // bf16 on CPU: our AVX512-BF16 kernel (cpu_gemm.h) for linear layers with at most 32 rows
-  // (decode), libtorch's at::linear otherwise. Batch-1 decode of the 1.5B shape: 9.0 tok/s
-  // against 5.0 with at::linear for every layer (bench/cpu_model_bench compares both).
+  // (decode), libtorch's at::linear otherwise; also the fused gate/up and decode attention
+  // (cpu_attention.h). Batch-1 decode of the 1.5B shape on 2 cores: 7.8 tok/s against 5.2 with
+  // at::linear for every layer (bench/cpu_model_bench compares both).
   bool cpu_kernels = true;
   // CPU: copy the weights (all but the embedding table) at load into one anonymous region
   // backed by transparent huge pages (cpu_weights.h) instead of viewing the mapped file. Only
