@@ -138,7 +138,7 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
     at::Tensor d_rows = at::tensor(rows, at::kInt).cuda(), d_lens = at::tensor(lens, at::kInt).cuda();
     at::Tensor d_seq = at::tensor(seq, at::kInt).cuda(), d_tables = at::tensor(tables, at::kInt).cuda();
     const float scale = 1.f / std::sqrt(static_cast<float>(D));
-    for (int nsplit : {1, 3, 16}) {
+    for (auto [nsplit, keys] : std::vector<std::pair<int, int>>{{1, 1}, {3, 1}, {16, 1}, {1, 4}, {3, 4}}) {
       at::Tensor out = at::zeros({2 * B + 1, nh * D}, Opts());
       at::Tensor partial = at::empty({B * nh * nsplit * (D + 2)}, Opts().dtype(at::kFloat));
       at::Tensor counters = at::zeros({B * kvh}, Opts().dtype(at::kInt));
@@ -160,6 +160,7 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       a.D = D;
       a.scale = scale;
       a.nsplit = nsplit;
+      a.keys = keys;
       a.partial = partial.data_ptr<float>();
       a.counters = counters.data_ptr<int>();
       a.out = out.data_ptr();
@@ -179,8 +180,9 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
         at::Tensor want = at::bmm(p.unsqueeze(1), vv).squeeze(1).reshape({nh * D});
         worst = std::max(worst, (out[rows[b]].to(at::kFloat) - want).abs().max().item<double>());
       }
-      std::printf("paged attention nh %d kvh %d D %d nsplit %d: max |diff| %.3g\n", nh, kvh, D, nsplit, worst);
-      EXPECT_LT(worst, Bf16() ? 1e-2 : 1e-5) << "nh " << nh << " D " << D << " nsplit " << nsplit;
+      std::printf("paged attention nh %d kvh %d D %d nsplit %d keys %d: max |diff| %.3g\n", nh, kvh, D,
+                  nsplit, keys, worst);
+      EXPECT_LT(worst, Bf16() ? 1e-2 : 1e-5) << "nh " << nh << " D " << D << " nsplit " << nsplit << " keys " << keys;
       // Rows that are not queries stay untouched; the split counters are back to zero.
       EXPECT_EQ(out[0].abs().sum().item<double>(), 0.0);
       EXPECT_EQ(counters.abs().sum().item<int64_t>(), 0);

@@ -57,6 +57,7 @@ struct PagedAttentionArgs {
   int nsplit = 1;
   float* partial = nullptr;
   int* counters = nullptr;
+  int keys = 0;  // keys a warp loads at once: 1 or 4; 0: 1 (R1_ATTN_KEYS=4 changes it)
   void* out = nullptr;
   int64_t out_ld = 0;
 };
