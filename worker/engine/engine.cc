@@ -327,6 +327,8 @@ class EngineImpl final : public Engine {
     Scheduler::Commit(plan);
     Clock::TimePoint done = options_.clock->Now();
     for (size_t i = 0; i < sampled.size(); ++i) Emit(sampled[i], results[i], done);
+    // On the CPU the next step's model call computes before it returns: deliver now.
+    if (!model_->device().is_cuda()) Flush();
     R1_LOG(DEBUG) << "step: " << plan.chunks.size() << " sequences, " << plan.num_tokens
                   << " tokens; plan " << MillisBetween(t_plan, t0) << " ms, model "
                   << MillisBetween(t0, t1) << " ms, sampling " << MillisBetween(t1, t2)
@@ -388,8 +390,10 @@ class EngineImpl final : public Engine {
     outbox_.emplace_back(req->req.sink, std::move(d));
   }
 
-  // Delivers the queued deltas (each request's in order). Emit queues them so that the sinks'
-  // work (protobuf, gRPC writes, metrics) runs while the GPU computes the next step.
+  // Delivers the queued deltas (each request's in order). Emit queues them; on CUDA they are
+  // delivered after the next step is queued, so that the sinks' work (protobuf, gRPC writes,
+  // metrics) runs while the GPU computes it. On the CPU, where a step computes before the
+  // model call returns, the step delivers its own deltas at its end.
   void Flush() {
     for (auto& [sink, d] : outbox_) sink->OnDelta(std::move(d));
     outbox_.clear();
