@@ -85,12 +85,19 @@ class EngineImpl final : public Engine {
     R1_RETURN_IF_ERROR(RunModel(batch).status());
     // On CUDA: the largest step the scheduler plans, and the decode graphs of every batch size
     // up to --max-running for contexts up to 1,024 keys (longer ones are captured when met).
+    // Not fatal: a GPU with little memory left after the KV cache may fail to capture the
+    // largest graphs; those steps then capture when first met, or run eagerly.
     auto t0 = std::chrono::steady_clock::now();
+    absl::Status warm;
     try {
-      R1_RETURN_IF_ERROR(model_->WarmUp(cache_, options_.max_running, options_.prefill_chunk,
-                                        std::min<int64_t>(1024, max_model_len_)));
+      warm = model_->WarmUp(cache_, options_.max_running, options_.prefill_chunk,
+                            std::min<int64_t>(1024, max_model_len_));
     } catch (const c10::Error& e) {
-      return absl::InternalError(std::string("warm-up failed: ") + e.what_without_backtrace());
+      warm = absl::InternalError(e.what_without_backtrace());
+    }
+    if (!warm.ok()) {
+      R1_LOG(WARNING) << "warm-up stopped early (" << warm.message()
+                      << "); steps it did not reach capture their graphs when first met, or run eagerly";
     }
     if (model_->device().is_cuda()) {
       R1_LOG(INFO) << "warm-up (allocator and decode graphs up to batch " << options_.max_running
