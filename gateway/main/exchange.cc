@@ -46,22 +46,23 @@ void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string
     auto* ids = r->mutable_token_ids();
     for (int32_t t : p.prompts[prompt].ids) ids->add_ids(t);
   }
+  const SamplingOptions& o = p.sampling;
   auto* s = r->mutable_sampling();
-  s->set_temperature(static_cast<float>(p.temperature));
-  s->set_top_p(static_cast<float>(p.top_p));
-  s->set_top_k(p.top_k);
-  s->set_min_p(static_cast<float>(p.min_p));
-  s->set_repetition_penalty(static_cast<float>(p.repetition_penalty));
-  s->set_presence_penalty(static_cast<float>(p.presence_penalty));
-  s->set_frequency_penalty(static_cast<float>(p.frequency_penalty));
+  s->set_temperature(o.temperature);
+  s->set_top_p(o.top_p);
+  s->set_top_k(o.top_k);
+  s->set_min_p(o.min_p);
+  s->set_repetition_penalty(o.repetition_penalty);
+  s->set_presence_penalty(o.presence_penalty);
+  s->set_frequency_penalty(o.frequency_penalty);
   // With a seed, the n choices of one prompt differ but stay repeatable.
-  if (p.seed) s->set_seed(*p.seed + k);
+  if (o.seed) s->set_seed(*o.seed + k);
   r->set_max_tokens(p.max_tokens);
   for (const std::string& stop : p.stop) r->add_stop(stop);
   for (int32_t t : p.stop_token_ids) r->add_stop_token_ids(t);
   r->set_ignore_eos(p.ignore_eos);
-  r->set_logprobs(p.logprobs);
-  r->set_top_logprobs(p.top_logprobs);
+  r->set_logprobs(o.logprobs);
+  r->set_top_logprobs(static_cast<uint32_t>(o.top_logprobs));
 }
 
 // Failures that say something about the worker (they count against its breaker).
@@ -191,14 +192,14 @@ void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
     c.usage.completion_tokens = m.usage().completion_tokens();
   }
   std::vector<LogprobEntry> lps;
-  if (params_.logprobs) lps = Logprobs(m);
+  if (params_.sampling.logprobs) lps = Logprobs(m);
   if (!params_.stream) {
     c.text.append(m.text());
     for (auto& e : lps) c.logprobs.push_back(std::move(e));
     MaybeFinishEarly(c);
     return;
   }
-  const std::vector<LogprobEntry>* lp = params_.logprobs ? &lps : nullptr;
+  const std::vector<LogprobEntry>* lp = params_.sampling.logprobs ? &lps : nullptr;
   if (params_.kind == ApiKind::kChat) {
     SplitText d = c.splitter.Feed(m.text());
     if (first || !d.reasoning.empty() || !d.content.empty() || !lps.empty())
@@ -304,7 +305,7 @@ void Exchange::Complete() {
     std::vector<ChoiceOutput> outs;
     for (auto& c : choices_) {
       ChoiceOutput o;
-      o.logprobs = params_.logprobs ? &c->logprobs : nullptr;
+      o.logprobs = params_.sampling.logprobs ? &c->logprobs : nullptr;
       o.finish_reason = FinishName(c->finish);
       if (params_.kind == ApiKind::kChat) {
         ReasoningSplitter split(c->splitter.enabled());

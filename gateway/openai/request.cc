@@ -22,8 +22,9 @@ const json::value* Field(const json::object& o, std::string_view name) {
   return &it->value();
 }
 
+template <typename Number>
 absl::Status GetNumber(const json::object& o, std::string_view name, double lo, double hi,
-                       double* out) {
+                       Number* out) {
   const json::value* v = Field(o, name);
   if (!v) return absl::OkStatus();
   double d;
@@ -34,7 +35,7 @@ absl::Status GetNumber(const json::object& o, std::string_view name, double lo, 
   if (!std::isfinite(d) || d < lo || d > hi)
     return InvalidParam(name, Cat("'", name, "' must be between ", lo, " and ", hi,
                                            ", got ", d));
-  *out = d;
+  *out = static_cast<Number>(d);
   return absl::OkStatus();
 }
 
@@ -264,22 +265,23 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
   if (max_completion_tokens) p.max_tokens = static_cast<uint32_t>(*max_completion_tokens);
   else if (max_tokens) p.max_tokens = static_cast<uint32_t>(*max_tokens);
 
-  R1_RETURN_IF_ERROR(GetNumber(o, "temperature", 0.0, 2.0, &p.temperature));
-  R1_RETURN_IF_ERROR(GetNumber(o, "top_p", 0.0, 1.0, &p.top_p));
-  if (p.top_p == 0.0) return InvalidParam("top_p", "'top_p' must be greater than 0");
+  SamplingOptions& sp = p.sampling;
+  R1_RETURN_IF_ERROR(GetNumber(o, "temperature", 0.0, 2.0, &sp.temperature));
+  R1_RETURN_IF_ERROR(GetNumber(o, "top_p", 0.0, 1.0, &sp.top_p));
+  if (sp.top_p == 0.f) return InvalidParam("top_p", "'top_p' must be greater than 0");
   std::optional<int64_t> top_k;
   R1_RETURN_IF_ERROR(GetInt(o, "top_k", -1, 1 << 30, &top_k));
-  if (top_k && *top_k > 0) p.top_k = static_cast<int32_t>(*top_k);
-  R1_RETURN_IF_ERROR(GetNumber(o, "min_p", 0.0, 1.0, &p.min_p));
-  R1_RETURN_IF_ERROR(GetNumber(o, "presence_penalty", -2.0, 2.0, &p.presence_penalty));
-  R1_RETURN_IF_ERROR(GetNumber(o, "frequency_penalty", -2.0, 2.0, &p.frequency_penalty));
-  R1_RETURN_IF_ERROR(GetNumber(o, "repetition_penalty", 0.0, 100.0, &p.repetition_penalty));
-  if (p.repetition_penalty == 0.0)
+  if (top_k && *top_k > 0) sp.top_k = static_cast<int32_t>(*top_k);
+  R1_RETURN_IF_ERROR(GetNumber(o, "min_p", 0.0, 1.0, &sp.min_p));
+  R1_RETURN_IF_ERROR(GetNumber(o, "presence_penalty", -2.0, 2.0, &sp.presence_penalty));
+  R1_RETURN_IF_ERROR(GetNumber(o, "frequency_penalty", -2.0, 2.0, &sp.frequency_penalty));
+  R1_RETURN_IF_ERROR(GetNumber(o, "repetition_penalty", 0.0, 100.0, &sp.repetition_penalty));
+  if (sp.repetition_penalty == 0.f)
     return InvalidParam("repetition_penalty", "'repetition_penalty' must be greater than 0");
 
   std::optional<int64_t> seed;
   R1_RETURN_IF_ERROR(GetInt(o, "seed", 0, std::numeric_limits<int64_t>::max(), &seed));
-  if (seed) p.seed = static_cast<uint64_t>(*seed);
+  if (seed) sp.seed = static_cast<uint64_t>(*seed);
 
   R1_RETURN_IF_ERROR(ParseStop(o, &p));
   if (const json::value* ids = Field(o, "stop_token_ids"))
@@ -287,20 +289,20 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
   R1_RETURN_IF_ERROR(GetBool(o, "ignore_eos", &p.ignore_eos));
 
   if (kind == ApiKind::kChat) {
-    R1_RETURN_IF_ERROR(GetBool(o, "logprobs", &p.logprobs));
+    R1_RETURN_IF_ERROR(GetBool(o, "logprobs", &sp.logprobs));
     std::optional<int64_t> top;
     R1_RETURN_IF_ERROR(GetInt(o, "top_logprobs", 0, 20, &top));
     if (top) {
-      if (!p.logprobs && *top > 0)
+      if (!sp.logprobs && *top > 0)
         return InvalidParam("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
-      p.top_logprobs = static_cast<uint32_t>(*top);
+      sp.top_logprobs = static_cast<int32_t>(*top);
     }
   } else {
     std::optional<int64_t> lp;
     R1_RETURN_IF_ERROR(GetInt(o, "logprobs", 0, 5, &lp));
     if (lp) {
-      p.logprobs = true;
-      p.top_logprobs = static_cast<uint32_t>(*lp);
+      sp.logprobs = true;
+      sp.top_logprobs = static_cast<int32_t>(*lp);
     }
   }
 

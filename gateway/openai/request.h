@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/sampling.h"
 #include "common/status.h"
 
 namespace r1::gw {
@@ -40,19 +41,11 @@ struct GenParams {
   bool stream = false;
   bool include_usage = false;
   uint32_t max_tokens = 0;  // 0: up to the model's limit
-  double temperature = 1.0;
-  double top_p = 1.0;
-  int32_t top_k = 0;
-  double min_p = 0.0;
-  double presence_penalty = 0.0;
-  double frequency_penalty = 0.0;
-  double repetition_penalty = 1.0;
-  std::optional<uint64_t> seed;
+  // OpenAI's default temperature is 1. With a seed, choice k of a prompt samples with seed + k.
+  SamplingOptions sampling{.temperature = 1.f};
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
-  bool logprobs = false;
-  uint32_t top_logprobs = 0;
   uint32_t n = 1;  // choices per prompt
   std::string user;
 };

@@ -35,17 +35,17 @@ TEST(OpenAIRequest, ChatWithEveryParameter) {
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
   EXPECT_EQ(r->max_tokens, 9u);  // max_completion_tokens wins
-  EXPECT_DOUBLE_EQ(r->temperature, 0.5);
-  EXPECT_DOUBLE_EQ(r->top_p, 0.9);
-  EXPECT_EQ(r->top_k, 40);
-  EXPECT_DOUBLE_EQ(r->min_p, 0.05);
+  EXPECT_FLOAT_EQ(r->sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r->sampling.top_p, 0.9f);
+  EXPECT_EQ(r->sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(r->sampling.min_p, 0.05f);
   EXPECT_EQ(r->stop, (std::vector<std::string>{"x", "y"}));
-  EXPECT_EQ(r->seed, 42u);
-  EXPECT_DOUBLE_EQ(r->presence_penalty, 0.1);
-  EXPECT_DOUBLE_EQ(r->frequency_penalty, -0.2);
-  EXPECT_DOUBLE_EQ(r->repetition_penalty, 1.1);
-  EXPECT_TRUE(r->logprobs);
-  EXPECT_EQ(r->top_logprobs, 3u);
+  EXPECT_EQ(r->sampling.seed, 42u);
+  EXPECT_FLOAT_EQ(r->sampling.presence_penalty, 0.1f);
+  EXPECT_FLOAT_EQ(r->sampling.frequency_penalty, -0.2f);
+  EXPECT_FLOAT_EQ(r->sampling.repetition_penalty, 1.1f);
+  EXPECT_TRUE(r->sampling.logprobs);
+  EXPECT_EQ(r->sampling.top_logprobs, 3);
   EXPECT_EQ(r->user, "u");
 }
 
@@ -54,10 +54,10 @@ TEST(OpenAIRequest, Defaults) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->stream);
   EXPECT_EQ(r->max_tokens, 0u);
-  EXPECT_DOUBLE_EQ(r->temperature, 1.0);
-  EXPECT_DOUBLE_EQ(r->top_p, 1.0);
-  EXPECT_EQ(r->top_k, 0);
-  EXPECT_FALSE(r->seed.has_value());
+  EXPECT_FLOAT_EQ(r->sampling.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(r->sampling.top_p, 1.0f);
+  EXPECT_EQ(r->sampling.top_k, 0);
+  EXPECT_FALSE(r->sampling.seed.has_value());
 }
 
 TEST(OpenAIRequest, CompletionPromptForms) {
@@ -66,8 +66,8 @@ TEST(OpenAIRequest, CompletionPromptForms) {
   ASSERT_EQ(a->prompts.size(), 1u);
   EXPECT_EQ(*a->prompts[0].text, "hello");
   EXPECT_EQ(a->stop, std::vector<std::string>{"\n"});
-  EXPECT_TRUE(a->logprobs);
-  EXPECT_EQ(a->top_logprobs, 2u);
+  EXPECT_TRUE(a->sampling.logprobs);
+  EXPECT_EQ(a->sampling.top_logprobs, 2);
   auto b = Completion(R"({"model":"m","prompt":["hello"]})");
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(*b->prompts.at(0).text, "hello");

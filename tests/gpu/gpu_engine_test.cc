@@ -123,7 +123,6 @@ TEST_F(GpuEngineTest, SeededSamplingDoesNotDependOnTheBatch) {
     EngineRequest r = Req(prompt, 16, nullptr);
     r.sampling.temperature = 0.9f;
     r.sampling.top_p = 0.9f;
-    r.sampling.has_seed = true;
     r.sampling.seed = seed;
     return r;
   };

@@ -33,7 +33,7 @@ TEST(Validate, DefaultsMeanGreedyWithFiltersOff) {
   EXPECT_EQ(r->sampling.temperature, 0.f);
   EXPECT_EQ(r->sampling.top_p, 1.f);
   EXPECT_EQ(r->sampling.repetition_penalty, 1.f);
-  EXPECT_FALSE(r->sampling.has_seed);
+  EXPECT_FALSE(r->sampling.seed.has_value());
   EXPECT_EQ(r->max_tokens, 0);
 }
 
@@ -66,14 +66,14 @@ TEST(Validate, CopiesEveryField) {
   EXPECT_FLOAT_EQ(r->sampling.repetition_penalty, 1.1f);
   EXPECT_FLOAT_EQ(r->sampling.presence_penalty, 0.5f);
   EXPECT_FLOAT_EQ(r->sampling.frequency_penalty, -0.5f);
-  EXPECT_TRUE(r->sampling.has_seed);
-  EXPECT_EQ(r->sampling.seed, 42u);
+  ASSERT_TRUE(r->sampling.seed.has_value());
+  EXPECT_EQ(*r->sampling.seed, 42u);
   EXPECT_EQ(r->max_tokens, 10);
   EXPECT_EQ(r->stop, std::vector<std::string>{"\n\n"});
   EXPECT_EQ(r->stop_token_ids, std::vector<int32_t>{7});
   EXPECT_TRUE(r->ignore_eos);
-  EXPECT_TRUE(r->logprobs);  // top_logprobs implies logprobs
-  EXPECT_EQ(r->top_logprobs, 3);
+  EXPECT_TRUE(r->sampling.logprobs);  // top_logprobs implies logprobs
+  EXPECT_EQ(r->sampling.top_logprobs, 3);
 }
 
 TEST(Validate, TextAndChatPromptsGoThroughTheCodec) {

@@ -36,19 +36,6 @@ struct Request : Sequence {
   Clock::TimePoint scheduled_at{}, first_token_at{}, last_token_at{};
 };
 
-SamplingOptions ToOptions(const EngineRequest& r) {
-  SamplingOptions o;
-  o.temperature = r.sampling.temperature;
-  o.top_p = r.sampling.top_p;
-  o.top_k = r.sampling.top_k;
-  o.min_p = r.sampling.min_p;
-  o.repetition_penalty = r.sampling.repetition_penalty;
-  o.presence_penalty = r.sampling.presence_penalty;
-  o.frequency_penalty = r.sampling.frequency_penalty;
-  o.logprobs = r.logprobs || r.top_logprobs > 0;
-  o.top_logprobs = r.top_logprobs;
-  return o;
-}
 
 class EngineImpl final : public Engine {
  public:
@@ -197,12 +184,13 @@ class EngineImpl final : public Engine {
       in.swap(inbox_);
     }
     for (EngineRequest& r : in) {
-      uint64_t seed = r.sampling.has_seed ? r.sampling.seed : rng_();
+      uint64_t seed = r.sampling.seed ? *r.sampling.seed : rng_();
       auto req = std::make_unique<Request>(std::move(r), seed);
       req->id = next_id_++;
       req->tokens = req->req.prompt;
       req->num_prompt = req->num_tokens();
-      req->options = ToOptions(req->req);
+      req->options = req->req.sampling;
+      req->options.logprobs |= req->options.top_logprobs > 0;
       req->state.prompt = req->req.prompt;
       if (options_.codec) req->text = options_.codec->NewStream();
       scheduler_.Add(req.get());

@@ -14,25 +14,16 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/sampling.h"
 #include "common/status.h"
 
 namespace r1::engine {
 
+using r1::SamplingOptions;
+
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
 const char* FinishReasonName(FinishReason r);  // "stop", "length", "cancelled", "error"
 
-// Sampling settings as the request gives them (validated by the service).
-struct SamplingParams {
-  float temperature = 0.f;
-  float top_p = 1.f;
-  int32_t top_k = 0;
-  float min_p = 0.f;
-  float repetition_penalty = 1.f;
-  float presence_penalty = 0.f;
-  float frequency_penalty = 0.f;
-  bool has_seed = false;
-  uint64_t seed = 0;
-};
 
 struct TokenInfo {
   int32_t id = -1;
@@ -83,13 +74,11 @@ class TextCodec {
 struct EngineRequest {
   std::string request_id;
   std::vector<int32_t> prompt;  // non-empty
-  SamplingParams sampling;
+  SamplingOptions sampling;  // logprobs and top_logprobs included
   int32_t max_tokens = 0;       // 0: up to the model length
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
-  bool logprobs = false;
-  int32_t top_logprobs = 0;
   Clock::TimePoint arrival{};
   std::shared_ptr<RequestSink> sink;
 };

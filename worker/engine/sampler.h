@@ -9,25 +9,11 @@
 #include <random>
 #include <vector>
 
+#include "common/sampling.h"
+
 namespace r1::engine {
 
-struct SamplingOptions {
-  float temperature = 0.f;         // 0: greedy
-  float top_p = 1.f;               // 1 (or 0): off
-  int32_t top_k = 0;               // 0: off
-  float min_p = 0.f;               // 0: off
-  float repetition_penalty = 1.f;  // 1 (or 0): off; applies to prompt and output tokens
-  float presence_penalty = 0.f;    // applies to output tokens
-  float frequency_penalty = 0.f;   // applies to output tokens
-  int32_t top_logprobs = 0;        // alternatives to report, 0..20
-  bool logprobs = false;
-
-  bool greedy() const { return temperature <= 0.f; }
-  bool penalised() const {
-    return (repetition_penalty > 0.f && repetition_penalty != 1.f) || presence_penalty != 0.f ||
-           frequency_penalty != 0.f;
-  }
-};
+using r1::SamplingOptions;
 
 // Per-sequence state the sampler needs: its random stream and the tokens seen so far.
 struct SamplerState {

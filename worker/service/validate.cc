@@ -103,8 +103,7 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
   out.sampling.repetition_penalty = s.repetition_penalty() > 0 ? s.repetition_penalty() : 1.f;
   out.sampling.presence_penalty = s.presence_penalty();
   out.sampling.frequency_penalty = s.frequency_penalty();
-  out.sampling.has_seed = s.has_seed();
-  out.sampling.seed = s.seed();
+  if (s.has_seed()) out.sampling.seed = s.seed();
 
   if (req.stop_size() > 16) {
     return Bad("stop", "at most 16 strings, got " + std::to_string(req.stop_size()));
@@ -123,8 +122,8 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
   if (req.top_logprobs() > 20) {
     return Bad("top_logprobs", "at most 20, got " + std::to_string(req.top_logprobs()));
   }
-  out.logprobs = req.logprobs() || req.top_logprobs() > 0;
-  out.top_logprobs = static_cast<int32_t>(req.top_logprobs());
+  out.sampling.logprobs = req.logprobs() || req.top_logprobs() > 0;
+  out.sampling.top_logprobs = static_cast<int32_t>(req.top_logprobs());
   out.ignore_eos = req.ignore_eos();
   if (req.max_tokens() > static_cast<uint32_t>(limits.max_model_len)) {
     return Bad("max_tokens", std::to_string(req.max_tokens()) + " exceeds the model length " +
