@@ -1,9 +1,8 @@
 #include "gateway/main/exchange.h"
 
-#include <ctime>
-
 #include "common/log.h"
 #include "gateway/upstream/status_map.h"
+#include "gateway/upstream/worker_pool.h"
 
 namespace r1::gw {
 namespace {
@@ -65,92 +64,73 @@ void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string
   r->set_top_logprobs(static_cast<uint32_t>(o.top_logprobs));
 }
 
-// Failures that say something about the worker (they count against its breaker).
-bool WorkerFault(int code) {
-  auto c = static_cast<grpc::StatusCode>(code);
-  return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-         c == grpc::StatusCode::INTERNAL || c == grpc::StatusCode::UNKNOWN ||
-         c == grpc::StatusCode::DEADLINE_EXCEEDED || c == grpc::StatusCode::DATA_LOSS;
-}
-
 }  // namespace
 
 void Exchange::Choice::ResetOutput() {
-  got_first = false;
+  answered = false;
   splitter = ReasoningSplitter(splitter.enabled());
   text.clear();
   logprobs.clear();
   text_offset = 0;
   finish = r1serve::v1::FINISH_REASON_UNSPECIFIED;
-  error_message.clear();
   usage = {};
 }
 
-Exchange::Exchange(GatewayContext* ctx, std::shared_ptr<http::Session> session, GenParams params,
-                   std::string route)
-    : ctx_(ctx), session_(std::move(session)), params_(std::move(params)), route_(std::move(route)) {}
+Exchange::Exchange(GatewayContext* ctx, std::shared_ptr<ResponseSink> sink,
+                   std::shared_ptr<Strand> strand, GenParams params, std::string route)
+    : ctx_(ctx),
+      sink_(std::move(sink)),
+      strand_(std::move(strand)),
+      params_(std::move(params)),
+      route_(std::move(route)) {}
 
 Exchange::~Exchange() = default;
 
 void Exchange::Start() {
-  ctx_->budget.RequestStarted();
   start_ = ctx_->clock->Now();
-  deadline_ = std::chrono::system_clock::now() +
-              std::chrono::milliseconds(static_cast<int64_t>(ctx_->options.request_timeout_s * 1000));
   meta_.kind = params_.kind;
   meta_.id = (params_.kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-") + RandomId(ctx_->random);
-  meta_.created = static_cast<int64_t>(std::time(nullptr));
+  meta_.created = UnixSeconds(*ctx_->clock);
   meta_.model = params_.model;
   meta_.include_usage = params_.stream && params_.include_usage;
   const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
   const size_t prompts = params_.kind == ApiKind::kChat ? 1 : params_.prompts.size();
   for (size_t p = 0; p < prompts; ++p) {
     for (uint32_t k = 0; k < params_.n; ++k) {
-      auto c = std::make_unique<Choice>(static_cast<int>(choices_.size()), ctx_,
-                                        session_->executor(), split);
+      auto c = std::make_unique<Choice>(static_cast<int>(choices_.size()),
+                                        ctx_->retry.NewState(), strand_->NewTimer(), split);
       BuildProto(params_, p, k, meta_.id, &c->proto);
       choices_.push_back(std::move(c));
     }
   }
-  session_->SetCancelHandler([self = shared_from_this()] { self->OnClientGone(); });
-  for (auto& c : choices_) Attempt(*c);
+  sink_->SetCancelHandler([self = shared_from_this()] { self->OnClientGone(); });
+  for (auto& c : choices_) StartAttempt(*c);
 }
 
-void Exchange::Attempt(Choice& c) {
+void Exchange::StartAttempt(Choice& c) {
   if (done_) return;
-  c.worker = ctx_->pool->Pick(c.tried);
-  if (!c.worker) {
-    if (c.last_failure)
-      return ChoiceFailed(c, c.last_failure->error_code(), c.last_failure->error_message());
+  std::optional<WorkerLease> lease = ctx_->pool->Pick(c.tried);
+  if (!lease) {
+    if (c.last_failure) return ChoiceFailed(c, *c.last_failure);
     const std::string message = ctx_->pool->AllBreakersOpen()
                                     ? "every worker's circuit breaker is open; retry later"
                                     : "no healthy worker; retry later";
     if (stream_started_) return FailStream(c, message);
     ctx_->metrics->Rejected("no_worker");
-    SendError(ctx_, *session_, route_, 503, "server_error", message, "", "no_worker_available",
+    SendError(ctx_, *sink_, route_, 503, "server_error", message, "", "no_worker_available",
               {{"Retry-After", std::to_string(ctx_->options.retry_after_s)}});
     return Finish();
   }
-  c.tried.push_back(c.worker.get());
+  c.tried.push_back(&lease->worker());
   c.ResetOutput();
-  ctx_->metrics->Attempt(c.worker->address());
-  ++c.worker->active;
-  ++c.attempts;
-  const int id = c.attempt_id = ++next_attempt_id_;
+  ctx_->metrics->Attempt(lease->worker().address());
+  c.retry.AttemptStarted();
   auto self = shared_from_this();
   Choice* cp = &c;
-  std::shared_ptr<Worker> worker = c.worker;
-  c.call = GenerateCall::Start(
-      c.worker->stub(), c.proto, deadline_,
-      [self, cp, id](r1serve::v1::GenerateResponse&& m) {
-        self->session_->Post([self, cp, id, m = std::move(m)]() mutable {
-          self->OnMessage(*cp, id, std::move(m));
-        });
-      },
-      [self, cp, id, worker](const grpc::Status& status) {
-        --worker->active;
-        self->session_->Post([self, cp, id, status] { self->OnDone(*cp, id, status); });
-      });
+  c.attempt = Attempt::Start(
+      ctx_->attempt_env, strand_, std::move(*lease), c.proto,
+      [self, cp](r1serve::v1::GenerateResponse&& m) { self->OnMessage(*cp, std::move(m)); },
+      [self, cp](const grpc::Status& outcome) { self->OnAttemptEnd(*cp, outcome); });
 }
 
 std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse& m) const {
@@ -166,28 +146,23 @@ std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse
   return out;
 }
 
-void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
-  if (id != c.attempt_id || done_) return;
-  const bool first = !c.got_first;
+void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
+  if (done_ || c.finished) return;
+  const bool first = !c.answered;
   if (first) {
-    c.got_first = true;
-    if (c.in_retry) {
-      ctx_->budget.RetryFinished();
-      c.in_retry = false;
-    }
-    c.worker->breaker().OnSuccess();
+    c.answered = true;
+    c.retry.Answered();
     if (!first_token_seen_) {
       first_token_seen_ = true;
       ctx_->metrics->TimeToFirstToken(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
     }
     if (params_.stream && !stream_started_) {
-      session_->StartStream();
+      sink_->StartStream();
       stream_started_ = true;
     }
   }
   if (m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED) {
     c.finish = m.finish_reason();
-    c.error_message = m.error_message();
     c.usage.prompt_tokens = m.usage().prompt_tokens();
     c.usage.completion_tokens = m.usage().completion_tokens();
   }
@@ -203,9 +178,9 @@ void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
   if (params_.kind == ApiKind::kChat) {
     SplitText d = c.splitter.Feed(m.text());
     if (first || !d.reasoning.empty() || !d.content.empty() || !lps.empty())
-      session_->SendChunk(SseData(ChatChunk(meta_, c.index, first, d, lp, "")));
+      sink_->SendChunk(SseData(ChatChunk(meta_, c.index, first, d, lp, "")));
   } else if (first || !m.text().empty() || !lps.empty()) {
-    session_->SendChunk(SseData(CompletionChunk(meta_, c.index, m.text(), lp, c.text_offset, "")));
+    sink_->SendChunk(SseData(CompletionChunk(meta_, c.index, m.text(), lp, c.text_offset, "")));
     c.text_offset += m.text().size();
   }
   c.sent = true;
@@ -214,72 +189,46 @@ void Exchange::OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m) {
 
 // The last message carries the finish reason and usage: the choice is complete without
 // waiting for the call's status (one thread hop less at the end of every response). The
-// call ends on its own; its OnDone is then ignored.
+// attempt then ends on its own, giving its lease back when the call's status comes.
 void Exchange::MaybeFinishEarly(Choice& c) {
   if (c.finish == r1serve::v1::FINISH_REASON_UNSPECIFIED ||
       c.finish == r1serve::v1::FINISH_REASON_ERROR)
     return;
-  c.call.reset();
+  c.attempt.reset();
   ChoiceFinished(c);
 }
 
-void Exchange::OnDone(Choice& c, int id, const grpc::Status& status) {
-  if (id != c.attempt_id || done_ || c.finished) return;
-  c.call.reset();
-  if (status.ok() && c.finish != r1serve::v1::FINISH_REASON_UNSPECIFIED &&
-      c.finish != r1serve::v1::FINISH_REASON_ERROR) {
-    if (!c.got_first) c.worker->breaker().OnSuccess();
-    return ChoiceFinished(c);
-  }
-  int code;
-  std::string message;
-  if (!status.ok()) {
-    code = status.error_code();
-    message = status.error_message();
-  } else if (c.finish == r1serve::v1::FINISH_REASON_ERROR) {
-    code = grpc::StatusCode::INTERNAL;
-    message = c.error_message.empty() ? "the worker failed" : c.error_message;
-  } else {
-    code = grpc::StatusCode::UNKNOWN;
-    message = "the worker's stream ended without a finish reason";
-  }
-  if (WorkerFault(code)) c.worker->breaker().OnFailure();
-  else if (!c.got_first) c.worker->breaker().OnSuccess();  // the worker answered properly
-  if (code == grpc::StatusCode::UNAVAILABLE) c.worker->healthy = false;  // until the next poll
-  R1_LOG(INFO) << meta_.id << ": choice " << c.index << " attempt " << c.attempts << " on "
-               << c.worker->address() << " failed: " << CodeLabel(code) << ": "
-               << EscapeForLog(message);
-  if (c.sent) return FailStream(c, message);
+void Exchange::OnAttemptEnd(Choice& c, const grpc::Status& outcome) {
+  if (done_ || c.finished) return;
+  std::shared_ptr<Attempt> attempt = std::move(c.attempt);
+  if (outcome.ok()) return ChoiceFinished(c);
+  const grpc::StatusCode code = outcome.error_code();
+  R1_LOG(INFO) << meta_.id << ": choice " << c.index << " attempt " << c.retry.attempts()
+               << " on " << attempt->worker().address() << " failed: " << CodeLabel(code)
+               << ": " << EscapeForLog(outcome.error_message());
+  if (c.sent) return FailStream(c, outcome.error_message());
 
-  c.last_failure = grpc::Status(static_cast<grpc::StatusCode>(code), message);
-  if (!IsRetryableCode(code) || c.attempts >= ctx_->options.max_attempts)
-    return ChoiceFailed(c, code, message);
-  if (!c.in_retry) {
-    if (!ctx_->budget.TryStartRetry()) {
-      ctx_->metrics->Retry("budget_exhausted");
-      return ChoiceFailed(c, code, message);
-    }
-    c.in_retry = true;
-  }
+  c.last_failure = outcome;
+  const RetryDecision d = ctx_->retry.OnFailure(c.retry, code, attempt->got_first());
+  if (d.verdict == RetryVerdict::kBudgetExhausted) ctx_->metrics->Retry("budget_exhausted");
+  if (d.verdict != RetryVerdict::kRetry) return ChoiceFailed(c, outcome);
   ctx_->metrics->Retry(CodeLabel(code));
-  c.timer.expires_after(std::chrono::milliseconds(c.backoff.NextMs()));
   Choice* cp = &c;
-  c.timer.async_wait([self = shared_from_this(), cp](boost::system::error_code ec) {
-    if (!ec) self->Attempt(*cp);
-  });
+  c.backoff->Start(d.delay, [self = shared_from_this(), cp] { self->StartAttempt(*cp); });
 }
 
 void Exchange::ChoiceFinished(Choice& c) {
   c.finished = true;
+  c.retry.Finished();
   if (params_.stream) {
     const char* finish = FinishName(c.finish);
     if (params_.kind == ApiKind::kChat) {
       SplitText rest = c.splitter.Finish();
       if (!rest.reasoning.empty() || !rest.content.empty())
-        session_->SendChunk(SseData(ChatChunk(meta_, c.index, false, rest, nullptr, "")));
-      session_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, finish)));
+        sink_->SendChunk(SseData(ChatChunk(meta_, c.index, false, rest, nullptr, "")));
+      sink_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, finish)));
     } else {
-      session_->SendChunk(
+      sink_->SendChunk(
           SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, finish)));
     }
   }
@@ -298,9 +247,9 @@ UsageCounts Exchange::TotalUsage() const {
 
 void Exchange::Complete() {
   if (params_.stream) {
-    if (meta_.include_usage) session_->SendChunk(SseData(UsageChunk(meta_, TotalUsage())));
-    session_->SendChunk("data: [DONE]\n\n");
-    session_->EndStream();
+    if (meta_.include_usage) sink_->SendChunk(SseData(UsageChunk(meta_, TotalUsage())));
+    sink_->SendChunk("data: [DONE]\n\n");
+    sink_->EndStream();
   } else {
     std::vector<ChoiceOutput> outs;
     for (auto& c : choices_) {
@@ -319,41 +268,43 @@ void Exchange::Complete() {
       outs.push_back(std::move(o));
     }
     const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
-    session_->SendResponse(200, "application/json",
-                           params_.kind == ApiKind::kChat
-                               ? ChatResponse(meta_, split, outs, TotalUsage())
-                               : CompletionResponse(meta_, outs, TotalUsage()));
+    sink_->SendResponse(200, "application/json",
+                        params_.kind == ApiKind::kChat
+                            ? ChatResponse(meta_, split, outs, TotalUsage())
+                            : CompletionResponse(meta_, outs, TotalUsage()),
+                        {});
   }
   ctx_->metrics->Request(route_, 200);
   ctx_->metrics->EndToEnd(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
   Finish();
 }
 
-void Exchange::ChoiceFailed(Choice& c, int code, const std::string& message) {
-  if (stream_started_) return FailStream(c, message);
-  FailBeforeFirstByte(code, message);
+void Exchange::ChoiceFailed(Choice& c, const grpc::Status& status) {
+  if (stream_started_) return FailStream(c, status.error_message());
+  FailBeforeFirstByte(status);
 }
 
-void Exchange::FailBeforeFirstByte(int code, const std::string& message) {
-  HttpErrorKind kind = HttpForStatusCode(code);
+void Exchange::FailBeforeFirstByte(const grpc::Status& status) {
+  const HttpErrorKind kind = HttpForStatus(status.error_code());
   http::Headers extra;
   if (kind.http_status == 503 || kind.http_status == 429)
     extra.emplace_back("Retry-After", std::to_string(ctx_->options.retry_after_s));
-  SendError(ctx_, *session_, route_, kind.http_status, kind.type, message, "", CodeLabel(code),
-            extra);
+  SendError(ctx_, *sink_, route_, kind.http_status, kind.type, status.error_message(), "",
+            CodeLabel(status.error_code()), extra);
   Finish();
 }
 
 void Exchange::FailStream(Choice& c, const std::string& message) {
   if (params_.kind == ApiKind::kChat) {
-    session_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, "error")));
+    sink_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, "error")));
   } else {
-    session_->SendChunk(SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, "error")));
+    sink_->SendChunk(
+        SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, "error")));
   }
-  session_->SendChunk(SseData(ErrorJson("the worker failed mid-stream: " + message,
-                                        "server_error", "", "upstream_error")));
-  session_->SendChunk("data: [DONE]\n\n");
-  session_->EndStream();
+  sink_->SendChunk(SseData(ErrorJson("the worker failed mid-stream: " + message,
+                                     "server_error", "", "upstream_error")));
+  sink_->SendChunk("data: [DONE]\n\n");
+  sink_->EndStream();
   ctx_->metrics->Request(route_, 200);
   Finish();
 }
@@ -369,19 +320,13 @@ void Exchange::Finish() {
   if (done_) return;
   done_ = true;
   for (auto& c : choices_) {
-    c->timer.cancel();
-    if (c->call) {
-      c->call->Cancel();
-      if (!c->got_first) c->worker->breaker().OnAbandoned();
-    }
-    if (c->in_retry) {
-      ctx_->budget.RetryFinished();
-      c->in_retry = false;
-    }
+    c->backoff->Cancel();
+    if (c->attempt) c->attempt->Cancel();
+    c->attempt.reset();
+    c->retry.Finished();
   }
-  ctx_->budget.RequestFinished();
   --ctx_->active_requests;
-  session_->SetCancelHandler(nullptr);
+  sink_->SetCancelHandler(nullptr);
 }
 
 }  // namespace r1::gw

@@ -1,6 +1,9 @@
-// One generation request from parse to last byte: one or more choices (n per prompt), each a
-// streaming Generate call. Lives on its session's strand; gRPC callbacks are posted there.
-// A choice is retried only while nothing of it has reached the client.
+// One generation request from parse to last byte (Envoy's router filter): the fan-out over its
+// choices (n per prompt; one Generate call each) and the formatting of what comes back, as
+// SSE chunks or one JSON body. Each choice runs as a series of Attempts (upstream/attempt.h),
+// retried as the RetryPolicy says while nothing of the choice has reached the client.
+//
+// Lives on one strand (the HTTP session's); attempts post their events there.
 #pragma once
 
 #include <memory>
@@ -8,81 +11,73 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/steady_timer.hpp>
-
 #include "gateway/main/gateway.h"
 #include "gateway/openai/reasoning.h"
 #include "gateway/openai/request.h"
 #include "gateway/openai/response.h"
-#include "gateway/upstream/backoff.h"
-#include "gateway/upstream/generate_call.h"
+#include "gateway/upstream/attempt.h"
+#include "gateway/upstream/retry_policy.h"
+#include "gateway/upstream/strand.h"
 
 namespace r1::gw {
 
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
-  Exchange(GatewayContext* ctx, std::shared_ptr<http::Session> session, GenParams params,
-           std::string route);
+  Exchange(GatewayContext* ctx, std::shared_ptr<ResponseSink> sink,
+           std::shared_ptr<Strand> strand, GenParams params, std::string route);
   ~Exchange();
-  // On the session's strand.
+  // On the strand. The request must already count in ctx->active_requests; the exchange
+  // takes it off when it ends.
   void Start();
 
  private:
   struct Choice {
-    Choice(int index, GatewayContext* ctx, const boost::asio::any_io_executor& ex, bool split)
-        : index(index),
-          backoff(ctx->options.retry_base_ms, ctx->options.retry_cap_ms, ctx->random),
-          timer(ex),
-          splitter(split) {}
+    Choice(int index, RetryState retry, std::unique_ptr<Timer> backoff, bool split)
+        : index(index), retry(std::move(retry)), backoff(std::move(backoff)), splitter(split) {}
     void ResetOutput();
 
     const int index;
     r1serve::v1::GenerateRequest proto;
-    JitteredBackoff backoff;
-    boost::asio::steady_timer timer;
-    std::shared_ptr<GenerateCall> call;
-    std::shared_ptr<Worker> worker;
+    RetryState retry;
+    std::unique_ptr<Timer> backoff;  // the wait before the next attempt
+    std::shared_ptr<Attempt> attempt;  // the current one, while it runs
     std::vector<const Worker*> tried;
-    int attempts = 0;
-    int attempt_id = 0;  // callbacks of earlier attempts are dropped
-    bool in_retry = false;  // holds retry budget
-    bool got_first = false;  // the current attempt sent a message
-    bool sent = false;       // some of this choice reached the client
-    bool finished = false;
     std::optional<grpc::Status> last_failure;
+    bool sent = false;  // some of this choice reached the client
+    bool finished = false;
+    // The current attempt's output.
+    bool answered = false;
     ReasoningSplitter splitter;
     std::string text;
     std::vector<LogprobEntry> logprobs;
     size_t text_offset = 0;
     r1serve::v1::FinishReason finish = r1serve::v1::FINISH_REASON_UNSPECIFIED;
-    std::string error_message;
     UsageCounts usage;
   };
 
-  void Attempt(Choice& c);
-  void OnMessage(Choice& c, int id, r1serve::v1::GenerateResponse&& m);
-  void OnDone(Choice& c, int id, const grpc::Status& status);
+  void StartAttempt(Choice& c);
+  void OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m);
+  void OnAttemptEnd(Choice& c, const grpc::Status& outcome);
   void OnClientGone();
   void MaybeFinishEarly(Choice& c);
   void ChoiceFinished(Choice& c);
-  void ChoiceFailed(Choice& c, int code, const std::string& message);
+  void ChoiceFailed(Choice& c, const grpc::Status& status);
   void Complete();
-  void FailBeforeFirstByte(int code, const std::string& message);
+  void FailBeforeFirstByte(const grpc::Status& status);
   void FailStream(Choice& c, const std::string& message);
   void Finish();
   UsageCounts TotalUsage() const;
   std::vector<LogprobEntry> Logprobs(const r1serve::v1::GenerateResponse& m) const;
 
   GatewayContext* ctx_;
-  std::shared_ptr<http::Session> session_;
+  std::shared_ptr<ResponseSink> sink_;
+  std::shared_ptr<Strand> strand_;
   GenParams params_;
   std::string route_;
   ResponseMeta meta_;
   Clock::TimePoint start_;
-  std::chrono::system_clock::time_point deadline_;
   std::vector<std::unique_ptr<Choice>> choices_;
   size_t finished_ = 0;
-  int next_attempt_id_ = 0;
   bool stream_started_ = false;
   bool first_token_seen_ = false;
   bool done_ = false;

@@ -1,7 +1,5 @@
 #include "gateway/main/gateway.h"
 
-#include <ctime>
-
 #include "common/log.h"
 #include "gateway/main/api_keys.h"
 #include "gateway/main/exchange.h"
@@ -12,17 +10,43 @@ namespace r1::gw {
 
 namespace bhttp = boost::beast::http;
 
-void SendError(GatewayContext* ctx, http::Session& session, const std::string& route,
+namespace {
+Clock::Duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(s));
+}
+}  // namespace
+
+GatewayContext::GatewayContext(GatewayOptions options_in, WorkerPool* pool_in,
+                               GatewayMetrics* metrics_in, const Clock* clock_in,
+                               Random* random_in, StartCallFn start_call)
+    : options(std::move(options_in)),
+      pool(pool_in),
+      metrics(metrics_in),
+      clock(clock_in),
+      random(random_in),
+      retry(options.retry, &active_requests, random_in),
+      // A first-token timeout past the call's deadline would never fire: none.
+      attempt_env{clock_in, std::move(start_call),
+              options.first_token_timeout_s < options.request_timeout_s
+                  ? Seconds(options.first_token_timeout_s)
+                  : Clock::Duration::zero(),
+              Seconds(options.request_timeout_s)} {}
+
+int64_t UnixSeconds(const Clock& clock) {
+  return std::chrono::duration_cast<std::chrono::seconds>(clock.WallNow().time_since_epoch())
+      .count();
+}
+
+void SendError(GatewayContext* ctx, ResponseSink& sink, const std::string& route,
                unsigned status, std::string_view type, std::string_view message,
                std::string_view param, std::string_view code, const http::Headers& extra) {
   ctx->metrics->Request(route, status);
-  session.SendResponse(status, "application/json", ErrorJson(message, type, param, code), extra);
+  sink.SendResponse(status, "application/json", ErrorJson(message, type, param, code), extra);
 }
 
 Gateway::Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metrics,
-                 const Clock* clock, Random* random)
-    : ctx_{options, pool, metrics, clock, random,
-           RetryBudget(options.retry_budget_percent, options.retry_budget_min)} {
+                 const Clock* clock, Random* random, StartCallFn start_call)
+    : ctx_(std::move(options), pool, metrics, clock, random, std::move(start_call)) {
   using S = std::shared_ptr<http::Session>;
   router_.Add(bhttp::verb::get, "/healthz", [this](const S& s, http::Request&&) {
     ctx_.metrics->Request("/healthz", 200);
@@ -40,7 +64,7 @@ Gateway::Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metri
   router_.Add(bhttp::verb::get, "/v1/models", [this](const S& s, http::Request&&) {
     ctx_.metrics->Request("/v1/models", 200);
     s->SendResponse(200, "application/json",
-                    ModelsResponse(ctx_.pool->ModelIds(), static_cast<int64_t>(std::time(nullptr))));
+                    ModelsResponse(ctx_.pool->ModelIds(), UnixSeconds(*ctx_.clock)));
   });
   router_.Add(bhttp::verb::post, "/v1/chat/completions", [this](const S& s, http::Request&& r) {
     Generate(s, std::move(r), true);
@@ -55,18 +79,19 @@ void Gateway::Handle(const std::shared_ptr<http::Session>& session, http::Reques
   unsigned status = 0;
   const http::Router::Route* route = router_.Find(request.method(), path, &status);
   const std::string route_label = route ? std::string(path) : "other";
+  SessionSink sink(session);
   if (path.substr(0, 4) == "/v1/" && !ctx_.options.api_keys.empty()) {
     auto auth = request[bhttp::field::authorization];
     if (!Authorized(std::string_view(auth.data(), auth.size()), ctx_.options.api_keys)) {
       ctx_.metrics->Rejected("unauthorized");
-      SendError(&ctx_, *session, route_label, 401, "invalid_request_error",
+      SendError(&ctx_, sink, route_label, 401, "invalid_request_error",
                 "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY'.", "",
                 "invalid_api_key", {{"WWW-Authenticate", "Bearer"}});
       return;
     }
   }
   if (!route) {
-    SendError(&ctx_, *session, route_label, status, "invalid_request_error",
+    SendError(&ctx_, sink, route_label, status, "invalid_request_error",
               status == 404 ? "no such route: " + EscapeForLog(path, 100)
                             : "method not allowed on " + EscapeForLog(path, 100));
     return;
@@ -77,24 +102,28 @@ void Gateway::Handle(const std::shared_ptr<http::Session>& session, http::Reques
 void Gateway::Generate(const std::shared_ptr<http::Session>& session, http::Request&& request,
                        bool chat) {
   const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
+  auto sink = std::make_shared<SessionSink>(session);
   auto params = ParseGenRequest(chat ? ApiKind::kChat : ApiKind::kCompletion, request.body());
   if (!params.ok()) {
     ctx_.metrics->Rejected("bad_request");
     R1_LOG(DEBUG) << "bad request on " << route << ": " << EscapeForLog(std::string(params.status().message()));
-    HttpErrorKind kind = HttpForStatusCode(static_cast<int>(params.status().code()));
-    SendError(&ctx_, *session, route, kind.http_status, kind.type,
+    HttpErrorKind kind = HttpForStatus(params.status().code());
+    SendError(&ctx_, *sink, route, kind.http_status, kind.type,
               std::string(params.status().message()), ParamOf(params.status()));
     return;
   }
   if (++ctx_.active_requests > ctx_.options.max_concurrent_requests) {
     --ctx_.active_requests;
     ctx_.metrics->Rejected("overload");
-    SendError(&ctx_, *session, route, 429, "rate_limit_error",
+    SendError(&ctx_, *sink, route, 429, "rate_limit_error",
               "too many concurrent requests; retry later", "", "rate_limit_exceeded",
               {{"Retry-After", std::to_string(ctx_.options.retry_after_s)}});
     return;
   }
-  std::make_shared<Exchange>(&ctx_, session, std::move(*params), route)->Start();
+  std::make_shared<Exchange>(&ctx_, std::move(sink),
+                             std::make_shared<AsioStrand>(session->executor()),
+                             std::move(*params), route)
+      ->Start();
 }
 
 }  // namespace r1::gw

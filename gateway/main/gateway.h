@@ -1,6 +1,8 @@
 // The gateway: routes HTTP requests (health, metrics, models, the OpenAI generation routes)
-// and runs each generation as an Exchange: pick a worker, stream its Generate call back as
-// SSE chunks or one JSON body, retry before the first token, open breakers on failures.
+// and runs each generation as an Exchange (exchange.h): its choices fan out into Attempts,
+// one Generate call on one worker each (upstream/attempt.h), retried before the first token
+// as the RetryPolicy says (upstream/retry_policy.h); the exchange formats what comes back as
+// SSE chunks or one JSON body.
 #pragma once
 
 #include <atomic>
@@ -13,7 +15,10 @@
 #include "gateway/http/router.h"
 #include "gateway/http/session.h"
 #include "gateway/main/metrics.h"
-#include "gateway/upstream/retry_budget.h"
+#include "gateway/main/response_sink.h"
+#include "gateway/upstream/attempt.h"
+#include "gateway/upstream/generate_call.h"
+#include "gateway/upstream/retry_policy.h"
 #include "gateway/upstream/worker_pool.h"
 
 namespace r1::gw {
@@ -21,32 +26,38 @@ namespace r1::gw {
 struct GatewayOptions {
   std::vector<std::string> api_keys;  // empty: no authentication
   int64_t max_concurrent_requests = 1024;
-  int max_attempts = 3;
-  uint64_t retry_base_ms = 25;
-  uint64_t retry_cap_ms = 250;
-  double retry_budget_percent = 20;
-  uint32_t retry_budget_min = 10;
+  RetryOptions retry;
   bool reasoning_split = true;
-  double request_timeout_s = 600;
+  double request_timeout_s = 600;     // each attempt's gRPC deadline
+  double first_token_timeout_s = 120;  // 0: none
   int retry_after_s = 1;
 };
 
 // What every exchange shares.
 struct GatewayContext {
-  GatewayOptions options;
-  WorkerPool* pool;
-  GatewayMetrics* metrics;
-  const Clock* clock;
-  Random* random;
-  RetryBudget budget;
+  GatewayContext(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metrics,
+                 const Clock* clock, Random* random, StartCallFn start_call);
+
+  const GatewayOptions options;
+  WorkerPool* const pool;
+  GatewayMetrics* const metrics;
+  const Clock* const clock;
+  Random* const random;
+  // Generation requests in flight: admission (--max-concurrent-requests), draining and the
+  // retry budget all read this one counter.
   std::atomic<int64_t> active_requests{0};
+  RetryPolicy retry;
+  AttemptEnv attempt_env;  // what every attempt shares: the clock, the call starter, timeouts
   std::atomic<bool> draining{false};  // after SIGTERM: /readyz says 503
 };
+
+// Seconds since the Unix epoch on `clock`'s calendar (OpenAI's "created").
+int64_t UnixSeconds(const Clock& clock);
 
 class Gateway {
  public:
   Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metrics, const Clock* clock,
-          Random* random);
+          Random* random, StartCallFn start_call = StartGenerateCall);
   // The http::Handler.
   void Handle(const std::shared_ptr<http::Session>& session, http::Request&& request);
   GatewayContext* context() { return &ctx_; }
@@ -60,7 +71,7 @@ class Gateway {
 };
 
 // Sends an OpenAI-shaped error and counts it.
-void SendError(GatewayContext* ctx, http::Session& session, const std::string& route,
+void SendError(GatewayContext* ctx, ResponseSink& sink, const std::string& route,
                unsigned status, std::string_view type, std::string_view message,
                std::string_view param = "", std::string_view code = "",
                const http::Headers& extra = {});

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   int64_t* header_timeout = flags.Int("header-timeout", 10, "seconds for a new connection's first request header");
   int64_t* idle_timeout = flags.Int("idle-timeout", 60, "seconds a kept-alive connection may idle");
   int64_t* body_timeout = flags.Int("body-timeout", 30, "seconds to receive a request body");
-  double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one generation");
+  double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one attempt's Generate call (each retry gets its own)");
+  double* first_token_timeout = flags.Double("first-token-timeout", 120, "seconds an attempt may wait for its first token; then the worker counts as failed and the request is retried elsewhere (0: no limit)");
   double* breaker_threshold = flags.Double("breaker-memory-threshold", 0.90, "open a worker's breaker when its device memory use is above this fraction of total");
   int64_t* breaker_failures = flags.Int("breaker-failures", 5, "consecutive failures that open a worker's breaker");
   int64_t* breaker_cooldown = flags.Int("breaker-cooldown-ms", 5000, "milliseconds an open breaker waits before a half-open probe");
@@ -62,6 +63,10 @@ int main(int argc, char** argv) {
   if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*header_timeout < 1 || *idle_timeout < 1 || *body_timeout < 1 || *request_timeout <= 0)
     flags.Fail("timeouts must be positive");
+  // Durations are held in nanoseconds: keep them far from overflowing (1e8 s is 3 years).
+  if (!(*request_timeout <= 1e8)) flags.Fail("--request-timeout must be at most 1e8 seconds");
+  if (!(*first_token_timeout >= 0 && *first_token_timeout <= 1e8))
+    flags.Fail("--first-token-timeout must be in [0, 1e8] seconds");
 
   r1::gw::GatewayOptions gopts;
   if (!api_key_file->empty()) {
@@ -70,13 +75,14 @@ int main(int argc, char** argv) {
     gopts.api_keys = *keys;
   }
   gopts.max_concurrent_requests = *max_concurrent;
-  gopts.max_attempts = static_cast<int>(*max_attempts);
-  gopts.retry_base_ms = static_cast<uint64_t>(*retry_base);
-  gopts.retry_cap_ms = static_cast<uint64_t>(*retry_cap);
-  gopts.retry_budget_percent = *budget_percent;
-  gopts.retry_budget_min = static_cast<uint32_t>(std::max<int64_t>(0, *budget_min));
+  gopts.retry.max_attempts = static_cast<int>(*max_attempts);
+  gopts.retry.base_ms = static_cast<uint64_t>(*retry_base);
+  gopts.retry.cap_ms = static_cast<uint64_t>(*retry_cap);
+  gopts.retry.budget_percent = *budget_percent;
+  gopts.retry.budget_min = static_cast<uint32_t>(std::max<int64_t>(0, *budget_min));
   gopts.reasoning_split = !*no_split;
   gopts.request_timeout_s = *request_timeout;
+  gopts.first_token_timeout_s = *first_token_timeout;
 
   r1::gw::PoolOptions popts;
   popts.static_workers = r1::SplitCommaList(*workers);
@@ -139,9 +145,10 @@ int main(int argc, char** argv) {
                << " request(s)";
   gateway.context()->draining = true;
   server.StopAccepting();
-  auto drain_end = std::chrono::steady_clock::now() +
-                   std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
-  while (gateway.context()->active_requests > 0 && std::chrono::steady_clock::now() < drain_end)
+  const r1::Clock* clock = r1::SystemClock::Get();
+  auto drain_end =
+      clock->Now() + std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
+  while (gateway.context()->active_requests > 0 && clock->Now() < drain_end)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // last bytes out
   R1_LOG(INFO) << "r1-gateway stopping";

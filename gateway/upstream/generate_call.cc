@@ -1,10 +1,12 @@
 #include "gateway/upstream/generate_call.h"
 
+#include "gateway/upstream/worker_pool.h"
+
 namespace r1::gw {
 
 std::shared_ptr<GenerateCall> GenerateCall::Start(r1serve::v1::Inference::Stub* stub,
                                                   const r1serve::v1::GenerateRequest& request,
-                                                  std::chrono::system_clock::time_point deadline,
+                                                  Clock::WallTime deadline,
                                                   MessageFn on_message, DoneFn on_done) {
   std::shared_ptr<GenerateCall> call(new GenerateCall(std::move(on_message), std::move(on_done)));
   call->self_ = call;
@@ -27,6 +29,14 @@ void GenerateCall::OnDone(const grpc::Status& status) {
   on_message_ = nullptr;
   on_done_ = nullptr;
   std::shared_ptr<GenerateCall> self = std::move(self_);  // may free this object last
+}
+
+std::shared_ptr<UpstreamCall> StartGenerateCall(Worker& worker,
+                                                const r1serve::v1::GenerateRequest& request,
+                                                Clock::WallTime deadline, CallMessageFn on_message,
+                                                CallDoneFn on_done) {
+  return GenerateCall::Start(worker.stub(), request, deadline, std::move(on_message),
+                             std::move(on_done));
 }
 
 }  // namespace r1::gw

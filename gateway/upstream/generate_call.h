@@ -11,21 +11,23 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "gateway/upstream/upstream_call.h"
 #include "r1serve/v1/inference.grpc.pb.h"
 
 namespace r1::gw {
 
-class GenerateCall : public grpc::ClientReadReactor<r1serve::v1::GenerateResponse> {
+class GenerateCall final : public grpc::ClientReadReactor<r1serve::v1::GenerateResponse>,
+                           public UpstreamCall {
  public:
-  using MessageFn = std::function<void(r1serve::v1::GenerateResponse&&)>;
-  using DoneFn = std::function<void(const grpc::Status&)>;
+  using MessageFn = CallMessageFn;
+  using DoneFn = CallDoneFn;
 
   // Starts the call. The object stays alive until OnDone ran and the caller dropped it.
   static std::shared_ptr<GenerateCall> Start(r1serve::v1::Inference::Stub* stub,
                                              const r1serve::v1::GenerateRequest& request,
-                                             std::chrono::system_clock::time_point deadline,
+                                             Clock::WallTime deadline,
                                              MessageFn on_message, DoneFn on_done);
-  void Cancel() { context_.TryCancel(); }
+  void Cancel() override { context_.TryCancel(); }
 
   void OnReadDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
@@ -40,5 +42,11 @@ class GenerateCall : public grpc::ClientReadReactor<r1serve::v1::GenerateRespons
   DoneFn on_done_;
   std::shared_ptr<GenerateCall> self_;  // keeps the reactor alive until OnDone
 };
+
+// The StartCallFn of production: GenerateCall on the worker's channel.
+std::shared_ptr<UpstreamCall> StartGenerateCall(Worker& worker,
+                                                const r1serve::v1::GenerateRequest& request,
+                                                Clock::WallTime deadline, CallMessageFn on_message,
+                                                CallDoneFn on_done);
 
 }  // namespace r1::gw

@@ -2,12 +2,15 @@
 
 #include <cctype>
 
-#include "absl/status/status.h"
-
 namespace r1::gw {
 
-HttpErrorKind HttpForStatusCode(int code) {
-  switch (static_cast<absl::StatusCode>(code)) {
+absl::StatusCode ToAbsl(grpc::StatusCode code) {
+  // grpc::StatusCode and absl::StatusCode both follow google.rpc.Code.
+  return static_cast<absl::StatusCode>(static_cast<int>(code));
+}
+
+HttpErrorKind HttpForStatus(absl::StatusCode code) {
+  switch (code) {
     case absl::StatusCode::kOk: return {200, ""};
     case absl::StatusCode::kCancelled: return {499, "invalid_request_error"};
     case absl::StatusCode::kInvalidArgument:
@@ -26,15 +29,14 @@ HttpErrorKind HttpForStatusCode(int code) {
   }
 }
 
-bool IsRetryableCode(int code) {
-  auto c = static_cast<absl::StatusCode>(code);
-  return c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kResourceExhausted;
-}
+HttpErrorKind HttpForStatus(grpc::StatusCode code) { return HttpForStatus(ToAbsl(code)); }
 
-std::string CodeLabel(int code) {
-  std::string s = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+std::string CodeLabel(absl::StatusCode code) {
+  std::string s = absl::StatusCodeToString(code);
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
+
+std::string CodeLabel(grpc::StatusCode code) { return CodeLabel(ToAbsl(code)); }
 
 }  // namespace r1::gw

@@ -1,8 +1,14 @@
-// The one place where status codes (absl and gRPC share the canonical numbering) become
-// HTTP status codes and OpenAI error types, and where retryable upstream failures are named.
+// The one place where status codes become HTTP status codes, OpenAI error types and metric
+// labels. Parse errors arrive as absl::StatusCode, worker failures as grpc::StatusCode; the
+// gRPC overloads convert through ToAbsl, the only place that relies on the two enums sharing
+// the canonical numbering.
 #pragma once
 
 #include <string>
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
 
 namespace r1::gw {
 
@@ -11,14 +17,13 @@ struct HttpErrorKind {
   const char* type;  // OpenAI error "type"
 };
 
-// `code` is an absl::StatusCode or grpc::StatusCode value.
-HttpErrorKind HttpForStatusCode(int code);
+absl::StatusCode ToAbsl(grpc::StatusCode code);
 
-// Upstream failures worth another attempt (before the first token): UNAVAILABLE (connection
-// failure, worker dying or draining) and RESOURCE_EXHAUSTED (queue full).
-bool IsRetryableCode(int code);
+HttpErrorKind HttpForStatus(absl::StatusCode code);
+HttpErrorKind HttpForStatus(grpc::StatusCode code);
 
-// Short lowercase name for metrics labels ("unavailable", "resource_exhausted", ...).
-std::string CodeLabel(int code);
+// Short lowercase name for metrics labels and error codes ("unavailable", ...).
+std::string CodeLabel(absl::StatusCode code);
+std::string CodeLabel(grpc::StatusCode code);
 
 }  // namespace r1::gw

@@ -97,8 +97,8 @@ void WorkerPool::SetAddresses(const std::vector<std::string>& dns_addresses) {
 }
 
 void WorkerPool::PollWorker(Worker* w) {
-  auto deadline = std::chrono::system_clock::now() +
-                  std::chrono::milliseconds(options_.health_timeout_ms);
+  const Clock::WallTime deadline =
+      clock_->WallNow() + std::chrono::milliseconds(options_.health_timeout_ms);
   grpc::ClientContext hctx;
   hctx.set_deadline(deadline);
   grpc::health::v1::HealthCheckRequest hreq;
@@ -156,7 +156,7 @@ void WorkerPool::Loop() {
   }
 }
 
-std::shared_ptr<Worker> WorkerPool::Pick(const std::vector<const Worker*>& tried) {
+std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried) {
   std::vector<std::shared_ptr<Worker>> usable = Snapshot();
   usable.erase(std::remove_if(usable.begin(), usable.end(),
                               [](const std::shared_ptr<Worker>& w) {
@@ -172,10 +172,18 @@ std::shared_ptr<Worker> WorkerPool::Pick(const std::vector<const Worker*>& tried
     std::vector<int64_t> loads;
     for (auto& w : usable) loads.push_back(w->active.load());
     int i = PickLeastLoaded(loads, random_);
-    if (usable[i]->breaker().TryAcquire()) return usable[i];
+    if (auto lease = WorkerLease::TryTake(usable[i])) return lease;
     usable.erase(usable.begin() + i);  // lost the half-open probe to another request
   }
-  return nullptr;
+  return std::nullopt;
+}
+
+std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address) {
+  auto w = std::make_shared<Worker>(address, options_.breaker, clock_);
+  w->healthy = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  workers_.push_back(w);
+  return w;
 }
 
 std::vector<std::shared_ptr<Worker>> WorkerPool::Snapshot() const {

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "common/status.h"
 #include "common/random.h"
 #include "gateway/upstream/circuit_breaker.h"
+#include "gateway/upstream/worker_lease.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "r1serve/v1/inference.grpc.pb.h"
 
@@ -72,9 +74,10 @@ class WorkerPool {
   void Start();
   void Stop();
 
-  // Least connections among usable workers, preferring ones not in `tried`; takes the
-  // breaker's permission. Null when none is usable.
-  std::shared_ptr<Worker> Pick(const std::vector<const Worker*>& tried);
+  // Least connections among usable workers, preferring ones not in `tried`; takes a lease on
+  // the worker picked (an active stream and the breaker's permission). Empty when none is
+  // usable.
+  std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried);
   std::vector<std::shared_ptr<Worker>> Snapshot() const;
   bool AnyHealthy() const;
   // Some worker is healthy but every healthy one has an open breaker.
@@ -83,6 +86,9 @@ class WorkerPool {
   std::vector<std::string> ModelIds() const;
   // Polls every worker now (tests and startup).
   void PollOnce();
+  // Adds a worker by hand, outside --workers and DNS, marked healthy (unit tests that run the
+  // pool without Start()).
+  std::shared_ptr<Worker> AddForTest(const std::string& address);
 
  private:
   void SetAddresses(const std::vector<std::string>& dns_addresses);

@@ -9,8 +9,9 @@
 //   @die_after=K     after K tokens, kill this process (SIGKILL); K=0 dies before any token
 //   @think           emit reasoning, then "</think>" split across two messages, then answer
 //   @echo            emit one message holding the request's fields as JSON
-// Global flags can make every request fail and can report memory pressure while a file
-// exists. Prints "PORT <n>" on stdout once serving.
+// Global flags can make every request fail, make every request hang (accepted, never a token:
+// a stuck engine behind a live gRPC server) and report memory pressure while a file exists.
+// Prints "PORT <n>" on stdout once serving.
 #include <signal.h>
 #include <unistd.h>
 
@@ -38,6 +39,7 @@ struct Options {
   int64_t tokens = 8;
   int64_t interval_ms = 0;
   int64_t fail_before = 0;
+  bool hang = false;
   std::atomic<int64_t> running{0};
   std::atomic<int64_t> served{0};
 };
@@ -136,6 +138,10 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     int64_t fail_before = Directive(prompt, "fail_before", o_->fail_before);
     if (fail_before > 0)
       return grpc::Status(static_cast<grpc::StatusCode>(fail_before), "scripted failure");
+    if (o_->hang) {
+      while (!ctx->IsCancelled()) Sleep(ctx, 1000);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while hanging");
+    }
     int64_t die_after = Directive(prompt, "die_after", -1);
     if (die_after == 0) kill(getpid(), SIGKILL);
     int64_t n = Directive(prompt, "tokens", o_->tokens);
@@ -235,6 +241,7 @@ int main(int argc, char** argv) {
   int64_t* tokens = flags.Int("tokens", 8, "tokens per request unless @tokens= says otherwise");
   int64_t* interval = flags.Int("interval-ms", 0, "pause between tokens unless @interval= says otherwise");
   int64_t* fail_before = flags.Int("fail-before-first", 0, "when > 0, every Generate fails with this gRPC code");
+  bool* hang = flags.Bool("hang", false, "accept every Generate and never send a token (until cancelled)");
   flags.ParseOrExit(argc, argv);
 
   Options o;
@@ -244,6 +251,7 @@ int main(int argc, char** argv) {
   o.tokens = *tokens;
   o.interval_ms = *interval;
   o.fail_before = *fail_before;
+  o.hang = *hang;
   FakeInference service(&o);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -6,25 +6,28 @@ namespace r1::gw {
 namespace {
 
 TEST(RetryBudget, MinimumConcurrencyAlwaysAllowed) {
-  RetryBudget b(20, 2);
-  EXPECT_TRUE(b.TryStartRetry());
-  EXPECT_TRUE(b.TryStartRetry());
+  std::atomic<int64_t> requests{0};
+  RetryBudget b(20, 2, &requests);
+  auto t1 = b.TryStartRetry();
+  auto t2 = b.TryStartRetry();
+  EXPECT_TRUE(t1 && t2);
   EXPECT_FALSE(b.TryStartRetry());
-  b.RetryFinished();
+  t1.reset();  // the token gives its place back
+  EXPECT_EQ(b.active_retries(), 1);
   EXPECT_TRUE(b.TryStartRetry());
 }
 
-TEST(RetryBudget, PercentOfActiveRequests) {
-  RetryBudget b(20, 1);
-  for (int i = 0; i < 50; ++i) b.RequestStarted();
-  int granted = 0;
-  while (b.TryStartRetry()) ++granted;
-  EXPECT_EQ(granted, 10);  // 20% of 50
-  for (int i = 0; i < 40; ++i) b.RequestFinished();
-  for (int i = 0; i < 10; ++i) b.RetryFinished();
-  granted = 0;
-  while (b.TryStartRetry()) ++granted;
-  EXPECT_EQ(granted, 2);  // 20% of 10
+TEST(RetryBudget, PercentOfRequestsInFlight) {
+  std::atomic<int64_t> requests{50};
+  RetryBudget b(20, 1, &requests);
+  std::vector<RetryBudget::Token> tokens;
+  while (auto t = b.TryStartRetry()) tokens.push_back(std::move(*t));
+  EXPECT_EQ(tokens.size(), 10u);  // 20% of 50
+  requests = 10;
+  tokens.clear();
+  EXPECT_EQ(b.active_retries(), 0);
+  while (auto t = b.TryStartRetry()) tokens.push_back(std::move(*t));
+  EXPECT_EQ(tokens.size(), 2u);  // 20% of 10
 }
 
 }  // namespace

@@ -207,3 +207,15 @@ test('pipelined requests are answered in order; Connection: close is honoured', 
   assert.ok(okAt < cmplAt && cmplAt < readyAt, text);
   assert.match(text, /Connection: close/);
 });
+
+test('bad timeout flags: one clear line on stderr and exit status 2', async () => {
+  const { spawnSync } = await import('node:child_process');
+  for (const [flag, value] of [['--first-token-timeout', '-1'], ['--first-token-timeout', 'nan'],
+    ['--request-timeout', '1e300']]) {
+    const r = spawnSync(process.env.R1_GATEWAY, ['--workers', '127.0.0.1:1', flag, value],
+      { encoding: 'utf8', timeout: 10000 });
+    assert.equal(r.status, 2, `${flag} ${value}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.ok(r.stderr.includes(flag), r.stderr);
+  }
+});

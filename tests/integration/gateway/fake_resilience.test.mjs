@@ -1,5 +1,6 @@
-// Retries, mid-stream failures, kill -9 of a worker under load, circuit breaking on memory
-// pressure and on failures, and cancellation of a client that goes away; fake workers.
+// Retries, mid-stream failures, kill -9 of a worker under load, a worker that hangs before its
+// first token, circuit breaking on memory pressure and on failures, and cancellation of a
+// client that goes away; fake workers.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -84,6 +85,32 @@ test('kill -9 of a worker mid-load: every request that had no token yet succeeds
   assert.ok(tokenless >= 6, `only ${tokenless} requests were tokenless at the kill`);
   // New requests keep succeeding.
   for (let i = 0; i < 6; i++) assert.equal((await postJson(`${g.url}/v1/chat/completions`, chat('x'))).status, 200);
+});
+
+test('a worker that never sends a token is abandoned at --first-token-timeout; another serves', async () => {
+  const hung = await worker(['--name', 'hung', '--hang']);
+  const good = await worker(['--name', 'good']);
+  const g = await gateway([hung, good],
+    ['--first-token-timeout', '1', '--breaker-failures', '1', '--breaker-cooldown-ms', '60000']);
+  // Sent together, with the good worker's streams lasting 3 s: least connections puts about
+  // half of them on the hung worker while the first second runs.
+  const t0 = Date.now();
+  const results = await Promise.all(Array.from({ length: 4 }, () => readStream(
+    `${g.url}/v1/chat/completions`, chat('@tokens=3 @interval=1500', { stream: true }), 'stop')));
+  const waits = results.map((r) => r.firstAt - t0);
+  for (const r of results) {
+    assert.ok(r.ok, r.text.slice(-300));
+    assert.match(r.text, /good-0/);
+  }
+  // Those that met the hung worker got their first token about one timeout later, not after
+  // the 600 s request deadline.
+  assert.ok(waits.some((w) => w >= 950), `no request met the hung worker: ${waits}`);
+  assert.ok(waits.every((w) => w < 4000), `first tokens took ${waits} ms`);
+  assert.ok(await metric(g, 'r1_gateway_retries_total', 'reason="deadline_exceeded"') >= 1);
+  // Counted against the hung worker (one failure opens its breaker here), and its calls were
+  // cancelled rather than left running.
+  assert.equal(await metric(g, 'r1_gateway_breaker_state', `worker="127.0.0.1:${hung.port}"`), 2);
+  await waitFor(async () => (await getLoad(hung.port)).running === 0, 'the hung calls to be cancelled', 3000);
 });
 
 test('memory pressure opens the breaker, traffic moves away and comes back', async () => {

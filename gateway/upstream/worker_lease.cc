@@ -1,0 +1,52 @@
+#include "gateway/upstream/worker_lease.h"
+
+#include "gateway/upstream/retry_policy.h"
+#include "gateway/upstream/worker_pool.h"
+
+namespace r1::gw {
+
+std::optional<WorkerLease> WorkerLease::TryTake(std::shared_ptr<Worker> worker) {
+  if (!worker->breaker().TryAcquire()) return std::nullopt;
+  return WorkerLease(std::move(worker));
+}
+
+WorkerLease::WorkerLease(std::shared_ptr<Worker> worker) : worker_(std::move(worker)), held_(true) {
+  ++worker_->active;
+}
+
+WorkerLease::WorkerLease(WorkerLease&& o) noexcept
+    : worker_(std::move(o.worker_)), held_(o.held_), answered_(o.answered_) {
+  o.held_ = false;
+}
+
+WorkerLease::~WorkerLease() { Abandon(); }
+
+void WorkerLease::Answered() {
+  if (!held_ || answered_) return;
+  answered_ = true;
+  worker_->breaker().OnSuccess();
+}
+
+void WorkerLease::Release(grpc::StatusCode outcome) {
+  if (!held_) return;
+  if (IsWorkerFault(outcome)) {
+    worker_->breaker().OnFailure();
+  } else if (!answered_) {
+    worker_->breaker().OnSuccess();  // the worker answered properly, e.g. a bad-input error
+  }
+  if (outcome == grpc::StatusCode::UNAVAILABLE) worker_->healthy = false;
+  GiveBack();
+}
+
+void WorkerLease::Abandon() {
+  if (!held_) return;
+  if (!answered_) worker_->breaker().OnAbandoned();
+  GiveBack();
+}
+
+void WorkerLease::GiveBack() {
+  held_ = false;
+  --worker_->active;
+}
+
+}  // namespace r1::gw

@@ -1,0 +1,278 @@
+// The exchange without a network: a real worker pool with hand-added workers, scripted calls,
+// a hand-driven strand on a fake clock and a recording sink. Checks the fan-out over choices,
+// the formatting of streamed and whole responses, retries (a failing and a silent worker),
+// cancellation and the errors a client sees.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "gateway/main/exchange.h"
+#include "gateway/upstream/worker_pool.h"
+#include "tests/gateway/fakes.h"
+
+namespace r1::gw {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+using r1serve::v1::FINISH_REASON_LENGTH;
+using r1serve::v1::FINISH_REASON_STOP;
+
+class ExchangeTest : public ::testing::Test {
+ protected:
+  // Two healthy workers; breakers open after `breaker_failures` consecutive faults.
+  void Init(int breaker_failures = 1) {
+    PoolOptions po;
+    po.breaker.failure_threshold = breaker_failures;
+    po.breaker.cooldown = 60s;
+    pool_ = std::make_unique<WorkerPool>(po, &clock_, &random_);
+    a_ = pool_->AddForTest("10.0.0.1:50051");
+    b_ = pool_->AddForTest("10.0.0.2:50051");
+    GatewayOptions o;
+    o.first_token_timeout_s = 30;
+    o.request_timeout_s = 600;
+    ctx_ = std::make_unique<GatewayContext>(o, pool_.get(), &metrics_, &clock_, &random_,
+                                            calls_.Starter());
+  }
+  void Run(ApiKind kind, const std::string& body) {
+    auto params = ParseGenRequest(kind, body);
+    ASSERT_TRUE(params.ok()) << params.status();
+    ++ctx_->active_requests;  // as Gateway::Generate does
+    std::make_shared<Exchange>(ctx_.get(), sink_, strand_, std::move(*params),
+                               kind == ApiKind::kChat ? "/v1/chat/completions"
+                                                      : "/v1/completions")
+        ->Start();
+  }
+  testing::FakeCall& call(size_t i) { return *calls_.calls.at(i); }
+  // Sends messages and ends the call properly.
+  void Finish(size_t i, const std::vector<std::string>& texts,
+              r1serve::v1::FinishReason f = FINISH_REASON_STOP) {
+    for (size_t k = 0; k < texts.size(); ++k)
+      call(i).Send(testing::Piece(texts[k], k + 1 == texts.size() ? f
+                                      : r1serve::v1::FINISH_REASON_UNSPECIFIED,
+                                  static_cast<uint32_t>(texts.size())));
+    call(i).Done(grpc::Status::OK);
+    strand_->RunPending();
+  }
+  // The JSON events of the SSE stream so far ("[DONE]" left as a string).
+  std::vector<json::value> Events() const {
+    std::vector<json::value> out;
+    for (const std::string& c : sink_->chunks) {
+      EXPECT_EQ(c.substr(0, 6), "data: ");
+      EXPECT_EQ(c.substr(c.size() - 2), "\n\n");
+      std::string payload = c.substr(6, c.size() - 8);
+      out.push_back(payload == "[DONE]" ? json::value("[DONE]") : json::parse(payload));
+    }
+    return out;
+  }
+  double Metric(const std::string& series) {
+    const std::string text = metrics_.Serialize(*pool_);
+    size_t p = text.find("\n" + series + " ");
+    return p == std::string::npos ? 0 : std::stod(text.substr(p + series.size() + 2));
+  }
+
+  FakeClock clock_;
+  FakeRandom random_{0};  // ties go to the last worker; backoff delays are 0
+  GatewayMetrics metrics_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::shared_ptr<Worker> a_, b_;
+  testing::FakeCalls calls_;
+  std::unique_ptr<GatewayContext> ctx_;
+  std::shared_ptr<testing::ManualStrand> strand_ =
+      std::make_shared<testing::ManualStrand>(&clock_);
+  std::shared_ptr<testing::FakeSink> sink_ = std::make_shared<testing::FakeSink>();
+};
+
+TEST_F(ExchangeTest, FansOutOneCallPerChoiceAndStreamsEach) {
+  Init();
+  Run(ApiKind::kCompletion,
+      R"({"model":"m","prompt":["x","y"],"n":2,"seed":7,"stream":true,"max_tokens":5})");
+  ASSERT_EQ(calls_.calls.size(), 4u);
+  const std::string id = call(0).request.request_id().substr(0, call(0).request.request_id().size() - 2);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(call(i).request.request_id(), id + "-" + std::to_string(i));
+    EXPECT_EQ(call(i).request.text(), i < 2 ? "x" : "y");
+    EXPECT_EQ(call(i).request.sampling().seed(), 7 + i % 2);  // seed + k within a prompt
+    EXPECT_EQ(call(i).request.max_tokens(), 5u);
+  }
+  // Least connections: the four calls alternate between the two workers.
+  EXPECT_EQ(a_->active, 2);
+  EXPECT_EQ(b_->active, 2);
+  EXPECT_FALSE(sink_->streaming);  // the 200 header waits for a first token
+
+  Finish(2, {"c", "d"}, FINISH_REASON_LENGTH);
+  EXPECT_TRUE(sink_->streaming);
+  Finish(0, {"a"});
+  Finish(3, {"e"});
+  EXPECT_FALSE(sink_->ended);
+  Finish(1, {"b"});
+  ASSERT_TRUE(sink_->ended);
+  std::vector<json::value> ev = Events();
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_EQ(ev.back(), json::value("[DONE]"));
+  // Each choice's text, in order, with its finish reason.
+  std::map<int64_t, std::string> text, finish;
+  for (size_t i = 0; i + 1 < ev.size(); ++i) {
+    const auto& ch = ev[i].at("choices").at(0);
+    EXPECT_EQ(ev[i].at("object"), "text_completion");
+    EXPECT_EQ(ev[i].at("created").as_int64(), 1'700'000'000);
+    const int64_t index = ch.at("index").as_int64();
+    text[index] += std::string(ch.at("text").as_string());
+    if (!ch.at("finish_reason").is_null())
+      finish[index] = std::string(ch.at("finish_reason").as_string());
+  }
+  EXPECT_EQ(text, (std::map<int64_t, std::string>{{0, "a"}, {1, "b"}, {2, "cd"}, {3, "e"}}));
+  EXPECT_EQ(finish, (std::map<int64_t, std::string>{
+                        {0, "stop"}, {1, "stop"}, {2, "length"}, {3, "stop"}}));
+  EXPECT_EQ(ctx_->active_requests, 0);
+  EXPECT_EQ(a_->active + b_->active, 0);
+  EXPECT_EQ(Metric(R"(r1_gateway_requests_total{code="200",route="/v1/completions"})"), 1);
+}
+
+TEST_F(ExchangeTest, WholeChatResponseWithReasoningSplit) {
+  Init();
+  Run(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  EXPECT_EQ(call(0).request.chat().messages(0).content(), "hi");
+  Finish(0, {"Let me think.</th", "ink>The answer", " is 4."});
+  ASSERT_TRUE(sink_->ended);
+  EXPECT_EQ(sink_->status, 200u);
+  EXPECT_EQ(sink_->content_type, "application/json");
+  json::value v = json::parse(sink_->body);
+  EXPECT_EQ(v.at("object"), "chat.completion");
+  const auto& msg = v.at("choices").at(0).at("message");
+  EXPECT_EQ(msg.at("reasoning_content"), "Let me think.");
+  EXPECT_EQ(msg.at("content"), "The answer is 4.");
+  EXPECT_EQ(v.at("choices").at(0).at("finish_reason"), "stop");
+  EXPECT_EQ(v.at("usage").at("prompt_tokens").as_int64(), 5);
+  EXPECT_EQ(v.at("usage").at("completion_tokens").as_int64(), 3);
+}
+
+TEST_F(ExchangeTest, FailureBeforeTheFirstTokenIsRetriedOnAnotherWorker) {
+  Init();
+  Run(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  EXPECT_EQ(call(0).worker, b_.get());
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"));
+  strand_->RunPending();
+  EXPECT_EQ(calls_.calls.size(), 1u);  // waiting for the backoff
+  EXPECT_TRUE(sink_->chunks.empty());
+  strand_->Advance(0ms);
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).worker, a_.get());
+  Finish(1, {"ok"});
+  std::vector<json::value> ev = Events();
+  ASSERT_EQ(ev.size(), 3u);  // role and text, finish, [DONE]
+  EXPECT_EQ(ev[0].at("choices").at(0).at("delta").at("reasoning_content"), "ok");
+  EXPECT_EQ(ev[1].at("choices").at(0).at("finish_reason"), "stop");
+  EXPECT_EQ(Metric(R"(r1_gateway_retries_total{reason="unavailable"})"), 1);
+  EXPECT_EQ(Metric(R"(r1_gateway_upstream_attempts_total{worker="10.0.0.1:50051"})"), 1);
+  EXPECT_EQ(Metric(R"(r1_gateway_upstream_attempts_total{worker="10.0.0.2:50051"})"), 1);
+  EXPECT_EQ(ctx_->retry.budget().active_retries(), 0);
+}
+
+TEST_F(ExchangeTest, ASilentWorkerIsAbandonedAtTheFirstTokenTimeout) {
+  Init();
+  Run(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  strand_->Advance(30s - 1ms);
+  EXPECT_EQ(calls_.calls.size(), 1u);
+  strand_->Advance(1ms);  // the timeout, then the (zero) backoff
+  EXPECT_TRUE(call(0).cancelled);
+  EXPECT_EQ(b_->breaker().State(), BreakerState::kOpen);  // counted against the silent one
+  EXPECT_EQ(b_->active, 0);
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).worker, a_.get());
+  EXPECT_EQ(call(1).deadline, clock_.WallNow() + 600s);  // its own deadline
+  Finish(1, {"ok"});
+  EXPECT_TRUE(sink_->ended);
+  EXPECT_EQ(Events().back(), json::value("[DONE]"));
+  EXPECT_EQ(Metric(R"(r1_gateway_retries_total{reason="deadline_exceeded"})"), 1);
+  // The first call's own end, much later, changes nothing.
+  call(0).Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  strand_->RunPending();
+  EXPECT_EQ(a_->active + b_->active, 0);
+}
+
+TEST_F(ExchangeTest, OutOfAttemptsGivesTheLastFailure) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x"})");
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(calls_.calls.size(), i + 1);
+    call(i).Done(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full"));
+    strand_->Advance(0ms);
+  }
+  EXPECT_EQ(calls_.calls.size(), 3u);  // --max-attempts 3
+  EXPECT_EQ(sink_->status, 429u);
+  EXPECT_EQ(json::parse(sink_->body).at("error").at("code"), "resource_exhausted");
+  EXPECT_EQ(json::parse(sink_->body).at("error").at("message"), "queue full");
+  EXPECT_EQ(sink_->headers, (http::Headers{{"Retry-After", "1"}}));
+  EXPECT_EQ(ctx_->active_requests, 0);
+  EXPECT_EQ(ctx_->retry.budget().active_retries(), 0);
+}
+
+TEST_F(ExchangeTest, NotRetryableFailuresAnswerAtOnce) {
+  Init();
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x"})");
+  call(0).Done(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "prompt too long"));
+  strand_->RunPending();
+  EXPECT_EQ(calls_.calls.size(), 1u);
+  EXPECT_EQ(sink_->status, 400u);
+  EXPECT_EQ(json::parse(sink_->body).at("error").at("type"), "invalid_request_error");
+  EXPECT_EQ(b_->breaker().State(), BreakerState::kClosed);  // a proper answer
+}
+
+TEST_F(ExchangeTest, FailureAfterTheFirstTokenEndsTheStream) {
+  Init();
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
+  call(0).Send(testing::Piece("a"));
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker died"));
+  strand_->Advance(1s);
+  EXPECT_EQ(calls_.calls.size(), 1u);  // no retry once the client has tokens
+  std::vector<json::value> ev = Events();
+  ASSERT_EQ(ev.size(), 4u);
+  EXPECT_EQ(ev[0].at("choices").at(0).at("text"), "a");
+  EXPECT_EQ(ev[1].at("choices").at(0).at("finish_reason"), "error");
+  EXPECT_EQ(ev[2].at("error").at("message"), "the worker failed mid-stream: worker died");
+  EXPECT_EQ(ev[3], json::value("[DONE]"));
+  EXPECT_TRUE(sink_->ended);
+}
+
+TEST_F(ExchangeTest, ClientLeavingCancelsEveryCall) {
+  Init();
+  Run(ApiKind::kChat,
+      R"({"model":"m","messages":[{"role":"user","content":"hi"}],"n":2,"stream":true})");
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  call(0).Send(testing::Piece("a"));
+  strand_->RunPending();
+  const size_t chunks = sink_->chunks.size();
+  sink_->Leave();
+  EXPECT_TRUE(call(0).cancelled);
+  EXPECT_TRUE(call(1).cancelled);
+  EXPECT_EQ(a_->active + b_->active, 0);  // leases back at once
+  EXPECT_EQ(ctx_->active_requests, 0);
+  call(1).Send(testing::Piece("late"));
+  call(0).Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  call(1).Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  strand_->RunPending();
+  EXPECT_EQ(sink_->chunks.size(), chunks);  // nothing more is written
+  EXPECT_EQ(Metric(R"(r1_gateway_requests_total{code="499",route="/v1/chat/completions"})"), 1);
+  // Neither worker is blamed for the client leaving.
+  EXPECT_EQ(a_->breaker().State(), BreakerState::kClosed);
+  EXPECT_EQ(b_->breaker().State(), BreakerState::kClosed);
+}
+
+TEST_F(ExchangeTest, NoHealthyWorkerIs503) {
+  Init();
+  a_->healthy = false;
+  b_->healthy = false;
+  Run(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}]})");
+  EXPECT_TRUE(calls_.calls.empty());
+  EXPECT_EQ(sink_->status, 503u);
+  EXPECT_EQ(json::parse(sink_->body).at("error").at("code"), "no_worker_available");
+  EXPECT_EQ(sink_->headers, (http::Headers{{"Retry-After", "1"}}));
+  EXPECT_EQ(ctx_->active_requests, 0);
+}
+
+}  // namespace
+}  // namespace r1::gw
