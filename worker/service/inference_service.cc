@@ -210,7 +210,7 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
   req->arrival = arrival;
   auto sink = std::make_shared<StreamSink>(stream, metrics_,
                                            codec_ ? codec_->text_codec() : nullptr,
-                                           req->logprobs, arrival);
+                                           req->sampling.logprobs, arrival);
   stream->Attach(sink);
   req->sink = sink;
   (void)context;
