@@ -33,8 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto r = r1::gw::ParseGenRequest(kind, body);
   if (r.ok()) {
     const auto& p = *r;
-    bool sane = !p.model.empty() && p.temperature >= 0 && p.temperature <= 2 && p.top_p > 0 &&
-                p.top_p <= 1 && p.stop.size() <= 16 && p.n >= 1 && p.top_logprobs <= 20 &&
+    const auto& o = p.sampling;
+    bool sane = !p.model.empty() && o.temperature >= 0 && o.temperature <= 2 && o.top_p > 0 &&
+                o.top_p <= 1 && p.stop.size() <= 16 && p.n >= 1 && o.top_logprobs <= 20 &&
                 (kind == r1::gw::ApiKind::kChat
                      ? !p.messages.empty() && p.n <= r1::gw::kMaxChoices
                      : !p.prompts.empty() && p.prompts.size() * p.n <= r1::gw::kMaxChoices);
