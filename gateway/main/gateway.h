@@ -20,7 +20,10 @@ namespace r1::gw {
 
 struct GatewayOptions {
   std::vector<std::string> api_keys;  // empty: no authentication
+  // Most sequences in flight: a request counts once per choice (n x prompts), since each is a
+  // worker stream with its own KV cache.
   int64_t max_concurrent_requests = 1024;
+  bool metrics_route = true;  // GET /metrics on the API port (off with --metrics-listen)
   int max_attempts = 3;
   uint64_t retry_base_ms = 25;
   uint64_t retry_cap_ms = 250;
@@ -40,6 +43,7 @@ struct GatewayContext {
   Random* random;
   RetryBudget budget;
   std::atomic<int64_t> active_requests{0};
+  std::atomic<int64_t> active_sequences{0};  // released when an exchange is destroyed
   std::atomic<bool> draining{false};  // after SIGTERM: /readyz says 503
 };
 
