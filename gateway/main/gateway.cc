@@ -3,7 +3,7 @@
 #include <ctime>
 
 #include "common/log.h"
-#include "gateway/main/api_keys.h"
+#include "common/api_keys.h"
 #include "gateway/main/exchange.h"
 #include "gateway/openai/response.h"
 #include "gateway/upstream/status_map.h"

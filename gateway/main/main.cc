@@ -3,11 +3,11 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/api_keys.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "gateway/http/server.h"
-#include "gateway/main/api_keys.h"
 #include "gateway/main/gateway.h"
 
 namespace {
@@ -46,6 +46,11 @@ int main(int argc, char** argv) {
   int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
   double* drain_timeout = flags.Double("drain-timeout", 30, "seconds requests in flight may take to finish after SIGTERM");
   std::string* metrics_listen = flags.String("metrics-listen", "", "HOST:PORT to serve GET /metrics on instead of the API port (its worker labels name internal addresses)");
+  std::string* worker_tls_ca = flags.String("worker-tls-ca", "", "PEM CA bundle: talk TLS to workers and check their certificates against it (empty: plaintext)");
+  std::string* worker_tls_cert = flags.String("worker-tls-cert", "", "PEM client certificate presented to workers (mTLS), with --worker-tls-key");
+  std::string* worker_tls_key = flags.String("worker-tls-key", "", "PEM private key of --worker-tls-cert");
+  std::string* worker_tls_name = flags.String("worker-tls-server-name", "", "name the workers' certificates must carry (default: the host of each worker address)");
+  std::string* worker_token = flags.String("worker-token-file", "", "file whose first token is sent to workers as 'authorization: Bearer TOKEN'");
   std::string* log_level = flags.String("log-level", "info", "debug|info|warning|error");
   flags.ParseOrExit(argc, argv);
 
@@ -69,7 +74,7 @@ int main(int argc, char** argv) {
 
   r1::gw::GatewayOptions gopts;
   if (!api_key_file->empty()) {
-    auto keys = r1::gw::LoadApiKeys(*api_key_file);
+    auto keys = r1::LoadKeyFile(*api_key_file);
     if (!keys.ok()) flags.Fail(std::string(keys.status().message()));
     gopts.api_keys = *keys;
   }
@@ -103,6 +108,10 @@ int main(int argc, char** argv) {
   popts.memory_threshold = *breaker_threshold;
   popts.breaker.failure_threshold = static_cast<int>(*breaker_failures);
   popts.breaker.cooldown = std::chrono::milliseconds(*breaker_cooldown);
+  auto security = r1::gw::LoadChannelSecurity(
+      {*worker_tls_ca, *worker_tls_cert, *worker_tls_key, *worker_tls_name, *worker_token});
+  if (!security.ok()) flags.Fail(std::string(security.status().message()));
+  popts.security = std::move(*security);
 
   r1::SystemRandom random;
   r1::gw::GatewayMetrics metrics;
@@ -147,8 +156,11 @@ int main(int argc, char** argv) {
     }
     std::printf("METRICS %d\n", *mport);
   }
+  const r1::gw::ChannelSecurity& sec = popts.security;
   R1_LOG(INFO) << "r1-gateway listening on port " << server.port() << " with "
-               << pool.Snapshot().size() << " worker(s)";
+               << pool.Snapshot().size() << " worker(s), reached over "
+               << (!sec.tls() ? "plaintext" : sec.cert.empty() ? "TLS" : "mTLS")
+               << (sec.token.empty() ? "" : " + token");
   std::printf("LISTENING %d\n", server.port());
   std::fflush(stdout);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
