@@ -14,7 +14,9 @@ TEST(StatusMap, GrpcCodesToHttp) {
   EXPECT_EQ(HttpForStatusCode(grpc::StatusCode::UNAVAILABLE).http_status, 503u);
   EXPECT_EQ(HttpForStatusCode(grpc::StatusCode::DEADLINE_EXCEEDED).http_status, 504u);
   EXPECT_EQ(HttpForStatusCode(grpc::StatusCode::INTERNAL).http_status, 500u);
-  EXPECT_EQ(HttpForStatusCode(grpc::StatusCode::UNAUTHENTICATED).http_status, 401u);
+  // A worker refusing the gateway's credentials is not the client's fault.
+  EXPECT_EQ(HttpForStatusCode(grpc::StatusCode::UNAUTHENTICATED).http_status, 502u);
+  EXPECT_EQ(HttpForStatusCode(grpc::StatusCode::PERMISSION_DENIED).http_status, 502u);
   EXPECT_STREQ(HttpForStatusCode(grpc::StatusCode::INVALID_ARGUMENT).type, "invalid_request_error");
   // absl codes share the numbering.
   EXPECT_EQ(HttpForStatusCode(static_cast<int>(absl::StatusCode::kInvalidArgument)).http_status, 400u);

@@ -202,6 +202,16 @@ test('--metrics-listen serves /metrics on its own port, and the API port no long
   assert.equal((await fetch(`${g.url}/healthz`)).status, 200);
 });
 
+test('a worker refusing the gateway\'s credentials gives 502, not the client\'s 401', async () => {
+  const g = await gateway([]);
+  await waitReady(g);
+  for (const code of [16, 7]) {  // UNAUTHENTICATED, PERMISSION_DENIED
+    const r = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: `@fail_before=${code}` });
+    assert.equal(r.status, 502, r.text);
+    assert.equal(r.json.error.type, 'server_error');
+  }
+});
+
 test('error bodies never name internal addresses', async () => {
   const doomed = await startFakeWorker(['--name', 'd']);
   started.push(doomed);
