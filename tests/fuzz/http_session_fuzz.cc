@@ -18,7 +18,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -111,20 +113,45 @@ Harness& H() {
   return *h;
 }
 
+// Waits until `end` for `events` on fd. libFuzzer's SIGALRM (its -timeout watchdog) interrupts
+// system calls now and then: EINTR is retried, in poll() and in the calls below.
+bool Wait(int fd, short events, std::chrono::steady_clock::time_point end) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    end - std::chrono::steady_clock::now()).count());
+    if (left <= 0) return false;
+    int r = poll(&p, 1, left);
+    if (r > 0) return true;
+    if (r == 0 || errno != EINTR) return false;
+  }
+}
+
 // Reads until the peer closes; a hang (5 s) is a failure.
 std::string ReadAll(int fd) {
   std::string out;
   char buf[8192];
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    end - std::chrono::steady_clock::now()).count());
-    if (left <= 0 || poll(&p, 1, left) <= 0) Fail("the server did not close the connection");
+    if (!Wait(fd, POLLIN, end)) {
+      std::fprintf(stderr, "after %zu bytes: %s\n", out.size(), out.substr(0, 300).c_str());
+      Fail("the server did not close the connection");
+    }
     ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return out;
     out.append(buf, static_cast<size_t>(n));
   }
+}
+
+// connect(), finished by waiting when a signal interrupted it.
+bool Connect(int fd, const sockaddr_in& addr) {
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return true;
+  if (errno != EINTR && errno != EINPROGRESS) return false;
+  if (!Wait(fd, POLLOUT, std::chrono::steady_clock::now() + std::chrono::seconds(5))) return false;
+  int err = 0;
+  socklen_t len = sizeof err;
+  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
 }
 
 // Checks the responses against the requests the handler answered.
@@ -168,9 +195,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(h.server->port()));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Fail("connect");
+  if (fd < 0 || !Connect(fd, addr)) {
+    std::fprintf(stderr, "connect: %s (open connections %lld)\n", std::strerror(errno),
+                 static_cast<long long>(h.server->connections()));
+    Fail("connect");
+  }
   for (size_t sent = 0; sent < size;) {
     ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the server closed early (a refusal): what it sent is still read
     sent += static_cast<size_t>(n);
   }

@@ -28,6 +28,15 @@ cmake --build "$build" --target "$target" >/dev/null
 corpus="$build/corpus-$target"
 mkdir -p "$corpus"
 cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true
+# -error_exitcode=1: libFuzzer's default for a finding is 77, which ctest reads as "skipped".
+log="$build/$target.log"
+status=0
 "$build/$target" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
-  -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/" ${dict[@]+"${dict[@]}"} \
-  "$corpus" 2>&1 | tail -25
+  -rss_limit_mb=2048 -print_final_stats=1 -error_exitcode=1 -artifact_prefix="$build/" \
+  ${dict[@]+"${dict[@]}"} "$corpus" > "$log" 2>&1 || status=$?
+if [ "$status" != 0 ]; then
+  echo "run_fuzz: $target failed (exit $status); what it found (full log: $log):"
+  grep -E "^$target:|ERROR|SUMMARY|^artifact_prefix|Test unit written" "$log" | head -20
+fi
+tail -12 "$log"
+exit "$status"
