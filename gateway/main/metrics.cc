@@ -52,16 +52,26 @@ GatewayMetrics::GatewayMetrics()
                           .Name("r1_gateway_worker_healthy")
                           .Help("1 when the worker's last health check passed")
                           .Register(*registry_)),
+      open_connections_(prometheus::BuildGauge()
+                            .Name("r1_gateway_open_connections")
+                            .Help("Client connections open, lingering ones included")
+                            .Register(*registry_)
+                            .Add({})),
       ttft_(&ttft_family_.Add({}, LatencyBuckets())),
       e2e_(&e2e_family_.Add({}, LatencyBuckets())) {}
 
-std::string GatewayMetrics::Serialize(const WorkerPool& pool) {
+void GatewayMetrics::Refresh(const WorkerPool& pool) {
   for (auto& w : pool.Snapshot()) {
     prometheus::Labels l = {{"worker", w->address()}};
     active_streams_.Add(l).Set(static_cast<double>(w->active.load()));
     breaker_state_.Add(l).Set(static_cast<double>(w->breaker().State()));
     worker_healthy_.Add(l).Set(w->healthy && !w->removed ? 1 : 0);
   }
+  if (connection_count_) open_connections_.Set(static_cast<double>(connection_count_()));
+}
+
+std::string GatewayMetrics::Serialize(const WorkerPool& pool) {
+  Refresh(pool);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -12,7 +12,8 @@
 
 namespace r1::gw {
 
-Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock)
+Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock,
+               const ChannelSecurity& security)
     : address_(std::move(address)), breaker_(breaker, clock) {
   grpc::ChannelArguments args;
   // A worker that comes back is found again quickly.
@@ -22,7 +23,7 @@ Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock)
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // the gateway decides about retries
-  channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  channel_ = MakeWorkerChannel(address_, security, args);
   stub_ = r1serve::v1::Inference::NewStub(channel_);
   health_ = grpc::health::v1::Health::NewStub(channel_);
 }
@@ -92,7 +93,7 @@ void WorkerPool::SetAddresses(const std::vector<std::string>& dns_addresses) {
   for (const std::string& a : want) {
     if (have.count(a)) continue;
     R1_LOG(INFO) << "worker " << a << " added";
-    workers_.push_back(std::make_shared<Worker>(a, options_.breaker, clock_));
+    workers_.push_back(std::make_shared<Worker>(a, options_.breaker, clock_, options_.security));
   }
 }
 
@@ -111,6 +112,9 @@ void WorkerPool::PollWorker(Worker* w) {
   r1serve::v1::LoadRequest lreq;
   r1serve::v1::LoadReport report;
   grpc::Status ls = w->stub()->GetLoad(&lctx, lreq, &report);
+  // A worker that wants a token this gateway lacks (--worker-token-file) answers health
+  // checks but nothing else.
+  if (ls.error_code() == grpc::StatusCode::UNAUTHENTICATED) healthy = false;
   if (ls.ok()) {
     w->SetLoad(report);
     if (report.draining()) healthy = false;
@@ -128,6 +132,13 @@ void WorkerPool::PollWorker(Worker* w) {
   if (healthy != w->healthy.load()) {
     R1_LOG(INFO) << "worker " << w->address() << (healthy ? " healthy" : " unhealthy");
   }
+  // Why, once per outage: a TLS or token mismatch otherwise shows only as 503s.
+  if (!healthy && !w->outage_logged) {
+    const grpc::Status& why = !hs.ok() ? hs : ls;
+    R1_LOG(WARNING) << "worker " << w->address() << " not usable: "
+                    << (why.ok() ? "not serving" : why.error_message());
+  }
+  w->outage_logged = !healthy;
   w->healthy = healthy;
 }
 

@@ -20,6 +20,7 @@
 #include "common/status.h"
 #include "common/random.h"
 #include "gateway/upstream/circuit_breaker.h"
+#include "gateway/upstream/worker_channel.h"
 #include "gateway/upstream/worker_lease.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "r1serve/v1/inference.grpc.pb.h"
@@ -28,7 +29,8 @@ namespace r1::gw {
 
 class Worker {
  public:
-  Worker(std::string address, BreakerOptions breaker, const Clock* clock);
+  Worker(std::string address, BreakerOptions breaker, const Clock* clock,
+         const ChannelSecurity& security = {});
   const std::string& address() const { return address_; }
   r1serve::v1::Inference::Stub* stub() { return stub_.get(); }
   grpc::health::v1::Health::Stub* health_stub() { return health_.get(); }
@@ -37,6 +39,7 @@ class Worker {
   std::atomic<int64_t> active{0};  // streams in flight through this gateway
   std::atomic<bool> healthy{false};
   std::atomic<bool> removed{false};  // gone from DNS: no new requests
+  bool outage_logged = false;  // the poller thread's: why it is unhealthy was logged
 
   void SetLoad(const r1serve::v1::LoadReport& report);
   bool GetLoad(r1serve::v1::LoadReport* report) const;
@@ -60,6 +63,7 @@ struct PoolOptions {
   int health_timeout_ms = 1000;
   double memory_threshold = 0.90;  // of device_memory_total_bytes
   BreakerOptions breaker;
+  ChannelSecurity security;  // TLS and token for the worker channels
 };
 
 // True when a load report shows pressure: memory above `threshold` of total or KV use above 1.

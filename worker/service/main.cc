@@ -19,6 +19,7 @@
 #include "worker/engine/host_memory.h"
 #include "worker/service/inference_service.h"
 #include "worker/service/prompt_codec.h"
+#include "worker/service/server_credentials.h"
 #include "worker/service/worker_metrics.h"
 
 namespace {
@@ -83,6 +84,10 @@ int Run(int argc, char** argv) {
       "keep-freed-memory", true,
       "keep freed host memory for reuse (one malloc arena, no mmap, no trim): large per-step "
       "buffers then cost no page faults; resident memory stays at its peak");
+  std::string* tls_cert = flags.String("tls-cert", "", "PEM certificate (chain) for TLS on the gRPC port, with --tls-key (empty: plaintext)");
+  std::string* tls_key = flags.String("tls-key", "", "PEM private key of --tls-cert");
+  std::string* tls_client_ca = flags.String("tls-client-ca", "", "PEM CA bundle: clients must present a certificate it signed (mTLS; needs --tls-cert)");
+  std::string* token_file = flags.String("auth-token-file", "", "file of accepted tokens, one a line: Inference calls must send 'authorization: Bearer TOKEN' (health checks stay open)");
   // Kernel tuning (model/kernel_tuning.h), logged at start.
   r1::model::KernelTuning tuning_defaults;
   bool* cpu_kernels = flags.Bool("cpu-kernels", tuning_defaults.cpu_kernels,
@@ -122,6 +127,10 @@ int Run(int argc, char** argv) {
   if (absl::Status s = r1::SplitHostPort(*listen, "--listen", &host, &port); !s.ok()) {
     flags.Fail(std::string(s.message()));
   }
+
+  auto security =
+      r1::service::WorkerSecurity::Load({*tls_cert, *tls_key, *tls_client_ca, *token_file});
+  if (!security.ok()) flags.Fail(std::string(security.status().message()));
 
   auto clamp32 = [](int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, INT32_MIN, INT32_MAX)); };
   r1::engine::EngineOptions eo;
@@ -193,8 +202,8 @@ int Run(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   int bound = 0;
-  builder.AddListeningPort(*listen, grpc::InsecureServerCredentials(), &bound);
-  builder.RegisterService(&service);
+  builder.AddListeningPort(*listen, security->credentials(), &bound);
+  builder.RegisterService(security->Guard(&service));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) {
     std::cerr << "r1-worker: cannot listen on " << *listen << std::endl;
@@ -203,8 +212,8 @@ int Run(int argc, char** argv) {
   }
   // Load and warm-up ran in Engine::Create.
   server->GetHealthCheckService()->SetServingStatus(true);
-  std::cout << "r1-worker: serving " << so.model_id << " on " << host << ":" << bound
-            << std::endl;
+  std::cout << "r1-worker: serving " << so.model_id << " on " << host << ":" << bound << " ("
+            << security->Describe() << ")" << std::endl;
 
   int sig = 0;
   sigwait(&signals, &sig);
