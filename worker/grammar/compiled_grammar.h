@@ -1,0 +1,50 @@
+// A grammar compiled for one vocabulary: the linked automaton, the mask classes of its states
+// and the masks computed so far. Immutable to its users and shared by every matcher (the
+// caches inside are thread-safe), so a schema compiles once for all requests.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/grammar/automaton.h"
+#include "worker/grammar/mask_cache.h"
+#include "worker/grammar/mask_classes.h"
+#include "worker/grammar/schema_compiler.h"
+#include "worker/grammar/stack_closure.h"
+#include "worker/grammar/token_vocabulary.h"
+
+namespace r1::grammar {
+
+class CompiledGrammar {
+ public:
+  // max_stack_masks: the LRU size for masks of recursive states (each is one bitmask).
+  static absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Create(
+      const GrammarRules& rules, std::shared_ptr<const TokenVocabulary> vocab,
+      size_t max_stack_masks);
+
+  const Automaton& automaton() const { return automaton_; }
+  const TokenVocabulary& vocabulary() const { return *vocab_; }
+  // Sets bits to the tokens some stack can read (end-of-sequence not included). Stacks come
+  // from Expand: every top reads bytes.
+  void FillMask(const std::vector<Stack>& stacks, uint32_t* bits) const;
+
+  size_t num_states() const { return automaton_.num_states(); }
+  int32_t num_mask_classes() const { return classes_.count; }
+  MaskStats stats() const { return cache_.stats(); }
+
+ private:
+  CompiledGrammar(Automaton a, std::shared_ptr<const TokenVocabulary> vocab,
+                  size_t max_stack_masks);
+  std::shared_ptr<const ContextFreeMask> ContextFreeOf(int32_t state) const;
+  void ComputeStackMask(const std::vector<Stack>& stacks, uint32_t* bits) const;
+
+  Automaton automaton_;
+  std::shared_ptr<const TokenVocabulary> vocab_;
+  MaskClasses classes_;
+  mutable MaskCache cache_;
+};
+
+}  // namespace r1::grammar

@@ -1,0 +1,33 @@
+#include "worker/grammar/options.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace r1::grammar {
+namespace {
+
+absl::Status InRange(const char* name, int64_t v, int64_t lo, int64_t hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("grammar option ", name, " = ", v, " is outside [", lo, ", ", hi, "]"));
+}
+
+}  // namespace
+
+absl::Status GrammarOptions::Validate() const {
+  R1_RETURN_IF_ERROR(InRange("max_whitespace", max_whitespace, 0, 100));
+  // 18 digits stay inside int64; exponents of 3 digits could overflow a double (1e999).
+  R1_RETURN_IF_ERROR(InRange("max_integer_digits", max_integer_digits, 1, 18));
+  R1_RETURN_IF_ERROR(InRange("max_fraction_digits", max_fraction_digits, 0, 100));
+  R1_RETURN_IF_ERROR(InRange("max_exponent_digits", max_exponent_digits, 0, 2));
+  R1_RETURN_IF_ERROR(InRange("max_repeat", max_repeat, 1, 1000000));
+  R1_RETURN_IF_ERROR(InRange("max_states", max_states, 100, 100000000));
+  return absl::OkStatus();
+}
+
+std::string GrammarOptions::Fingerprint() const {
+  return absl::StrCat(max_whitespace, ",", max_integer_digits, ",", max_fraction_digits, ",",
+                      max_exponent_digits, ",", max_repeat, ",", max_states, ",",
+                      strict_properties);
+}
+
+}  // namespace r1::grammar
