@@ -79,6 +79,7 @@ class Builder {
       for (int b : {'+', '-', '.', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'E', 'e'}) {
         State n = s;
         if (!Step(&n, static_cast<char>(b))) continue;
+        Forget(&n);
         const int32_t to = id_of(n);
         auto& v = out.states[self].bytes;
         if (!v.empty() && v.back().to == to && v.back().hi + 1 == b) v.back().hi = b;
@@ -90,6 +91,14 @@ class Builder {
 
  private:
   bool Exponent() const { return !spec_.integer && !bounded_; }
+
+  // Clears what no longer matters, so that states differing only there are one state (the
+  // enumeration stays small: a few hundred states before minimisation, not thousands).
+  void Forget(State* s) const {
+    if (s->phase != kZero && s->phase != kInt) s->nint = 0;  // counted while reading it
+    if (s->phase >= kE) s->nfrac = 0;
+    if (!bounded_ && !s->neg) s->nonzero = false;  // only "no negative zero" needs it then
+  }
 
   // Feeds one digit of the integer part (d is '0'..'9') to the bound comparisons.
   void IntDigit(State* s, char d) const {
