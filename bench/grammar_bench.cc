@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
   if (!doc.ok()) flags.Fail(std::string(doc.status().message()));
 
   std::printf("\n%-18s %9s %7s %7s | %28s | %28s | %s\n", "case", "compile", "states", "classes",
-              "first walk: calls mean med", "warm walks: calls mean med p99", "misses (context-free, stack): n, mean cost");
+              "first walk: calls mean med", "warm walks: calls mean med p99",
+              "misses (context-free, stack): n, mean cost; cache MiB");
   std::vector<double> all_warm, all_cold, compile_ms;
   std::mt19937_64 rng(static_cast<uint64_t>(*seed));
   const double cpu0 = CpuNow();
@@ -124,14 +125,15 @@ int main(int argc, char** argv) {
     const Summary sc = Summarize(cold), sw = Summarize(warm);
     auto mean_cost = [](uint64_t ns, uint64_t n) { return n ? ns / 1e3 / n : 0.0; };
     std::printf("%-18s %6.2f ms %7zu %7d | %6zu %8.1f us %7.1f us | %6zu %6.1f us %5.1f us %6.0f us | "
-                "cf %llu (%.0f us), stack %llu of %llu (%.0f us)\n",
+                "cf %llu (%.0f us), stack %llu of %llu (%.0f us); %.1f MiB, %llu evicted\n",
                 std::string(tc.at("name").as_string()).c_str(), compile, g->num_states(),
                 g->num_mask_classes(), sc.n, sc.mean, sc.median, sw.n, sw.mean, sw.median, sw.p99,
                 static_cast<unsigned long long>(st.context_free_misses),
                 mean_cost(st.context_free_miss_ns, st.context_free_misses),
                 static_cast<unsigned long long>(st.stack_misses),
                 static_cast<unsigned long long>(st.stack_misses + st.stack_hits),
-                mean_cost(st.stack_miss_ns, st.stack_misses));
+                mean_cost(st.stack_miss_ns, st.stack_misses), st.cached_bytes / 1048576.0,
+                static_cast<unsigned long long>(st.evictions));
     all_cold.insert(all_cold.end(), cold.begin(), cold.end());
     all_warm.insert(all_warm.end(), warm.begin(), warm.end());
   }

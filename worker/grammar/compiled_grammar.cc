@@ -19,18 +19,18 @@ uint64_t NanosSince(std::chrono::steady_clock::time_point t0) {
 
 absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::Create(
     const GrammarRules& rules, std::shared_ptr<const TokenVocabulary> vocab,
-    size_t max_stack_masks) {
+    size_t max_cache_bytes) {
   R1_ASSIGN_OR_RETURN(Automaton a, Automaton::Link(rules.rules, rules.root));
   return std::shared_ptr<const CompiledGrammar>(
-      new CompiledGrammar(std::move(a), std::move(vocab), max_stack_masks));
+      new CompiledGrammar(std::move(a), std::move(vocab), max_cache_bytes));
 }
 
 CompiledGrammar::CompiledGrammar(Automaton a, std::shared_ptr<const TokenVocabulary> vocab,
-                                 size_t max_stack_masks)
+                                 size_t max_cache_bytes)
     : automaton_(std::move(a)),
       vocab_(std::move(vocab)),
       classes_(KEquivalenceClasses(automaton_, vocab_->max_token_bytes())),
-      cache_(static_cast<size_t>(classes_.count), max_stack_masks) {}
+      cache_(max_cache_bytes) {}
 
 std::shared_ptr<const ContextFreeMask> CompiledGrammar::ContextFreeOf(int32_t state) const {
   const int32_t cls = classes_.of_state[state];
@@ -77,14 +77,13 @@ void CompiledGrammar::FillMask(const std::vector<Stack>& stacks, uint32_t* bits)
   std::string key;
   for (const auto& p : parts) key.append(reinterpret_cast<const char*>(p.data()), p.size() * 4);
   if (auto hit = cache_.StackMask(key)) {
-    std::memcpy(bits, hit->data(), hit->size() * sizeof(uint32_t));
+    hit->WriteTo(bits, *vocab_);
     cache_.Count(/*context_free=*/false, /*hit=*/true, 0);
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
   ComputeStackMask(stacks, bits);
-  cache_.PutStackMask(key, std::make_shared<const std::vector<uint32_t>>(
-                               bits, bits + vocab_->bitmask_words()));
+  cache_.PutStackMask(key, TokenSet::FromBits(bits, *vocab_));
   cache_.Count(/*context_free=*/false, /*hit=*/false, NanosSince(t0));
 }
 

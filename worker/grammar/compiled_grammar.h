@@ -20,10 +20,10 @@ namespace r1::grammar {
 
 class CompiledGrammar {
  public:
-  // max_stack_masks: the LRU size for masks of recursive states (each is one bitmask).
+  // max_cache_bytes bounds the masks kept (least recently used dropped first).
   static absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Create(
       const GrammarRules& rules, std::shared_ptr<const TokenVocabulary> vocab,
-      size_t max_stack_masks);
+      size_t max_cache_bytes);
 
   const Automaton& automaton() const { return automaton_; }
   const TokenVocabulary& vocabulary() const { return *vocab_; }
@@ -37,7 +37,7 @@ class CompiledGrammar {
 
  private:
   CompiledGrammar(Automaton a, std::shared_ptr<const TokenVocabulary> vocab,
-                  size_t max_stack_masks);
+                  size_t max_cache_bytes);
   std::shared_ptr<const ContextFreeMask> ContextFreeOf(int32_t state) const;
   void ComputeStackMask(const std::vector<Stack>& stacks, uint32_t* bits) const;
 

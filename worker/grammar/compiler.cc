@@ -51,7 +51,7 @@ absl::StatusOr<GrammarCompiler::GrammarPtr> GrammarCompiler::Cached(
   R1_RETURN_IF_ERROR(options_.grammar.Validate());
   R1_ASSIGN_OR_RETURN(GrammarRules r, rules());
   R1_ASSIGN_OR_RETURN(GrammarPtr g,
-                      CompiledGrammar::Create(r, vocab_, options_.stack_masks_per_grammar));
+                      CompiledGrammar::Create(r, vocab_, options_.mask_cache_bytes));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = cache_.find(key);
   if (it != cache_.end()) return it->second.grammar;

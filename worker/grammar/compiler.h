@@ -28,9 +28,10 @@ namespace r1::grammar {
 struct CompilerOptions {
   GrammarOptions grammar;
   // Compiled grammars kept (least recently used dropped first).
-  size_t cache_entries = 64;
-  // Per grammar: masks of recursive states kept (each one vocabulary bitmask, ~19 KB for Qwen).
-  size_t stack_masks_per_grammar = 256;
+  size_t cache_entries = 32;
+  // Per grammar: bytes of cached masks (least recently used dropped first). The most memory
+  // the cache holds is about cache_entries times this.
+  size_t mask_cache_bytes = size_t{16} << 20;
 };
 
 struct CompilerCacheStats {

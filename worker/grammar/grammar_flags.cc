@@ -25,8 +25,8 @@ GrammarFlags AddGrammarFlags(Flags& flags) {
       "structured outputs: write only listed properties unless additionalProperties allows more");
   f.cache_entries = flags.Int("grammar-cache-entries", static_cast<int64_t>(d.cache_entries),
                               "structured outputs: compiled schemas kept");
-  f.stack_masks = flags.Int("grammar-stack-masks", static_cast<int64_t>(d.stack_masks_per_grammar),
-                            "structured outputs: masks of recursive states kept per schema");
+  f.mask_cache_mb = flags.Int("grammar-mask-cache-mb", static_cast<int64_t>(d.mask_cache_bytes >> 20),
+                              "structured outputs: MiB of token masks cached per schema");
   return f;
 }
 
@@ -42,9 +42,9 @@ absl::StatusOr<CompilerOptions> CompilerOptionsFromFlags(const GrammarFlags& f) 
   if (absl::Status s = o.grammar.Validate(); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("--grammar-*: ", s.message()));
   if (*f.cache_entries < 0) return absl::InvalidArgumentError("--grammar-cache-entries must be >= 0");
-  if (*f.stack_masks < 0) return absl::InvalidArgumentError("--grammar-stack-masks must be >= 0");
+  if (*f.mask_cache_mb < 0) return absl::InvalidArgumentError("--grammar-mask-cache-mb must be >= 0");
   o.cache_entries = static_cast<size_t>(*f.cache_entries);
-  o.stack_masks_per_grammar = static_cast<size_t>(*f.stack_masks);
+  o.mask_cache_bytes = static_cast<size_t>(*f.mask_cache_mb) << 20;
   return o;
 }
 

@@ -19,7 +19,7 @@ struct GrammarFlags {
   int64_t* max_states;
   bool* strict_properties;
   int64_t* cache_entries;
-  int64_t* stack_masks;
+  int64_t* mask_cache_mb;
 };
 
 // Registers the flags with the defaults of CompilerOptions.

@@ -2,47 +2,62 @@
 
 namespace r1::grammar {
 
-MaskCache::MaskCache(size_t num_classes, size_t max_stack_masks)
-    : context_free_(num_classes), max_stack_masks_(max_stack_masks) {}
+std::string MaskCache::ContextFreeKey(int32_t cls) {
+  std::string key = "c";
+  key.append(reinterpret_cast<const char*>(&cls), sizeof cls);
+  return key;
+}
+
+MaskCache::Entry* MaskCache::Find(const std::string& key) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.pos);
+  return &it->second;
+}
+
+MaskCache::Entry* MaskCache::Insert(const std::string& key, Entry e) {
+  if (Entry* old = Find(key)) return old;
+  lru_.push_front(key);
+  e.pos = lru_.begin();
+  bytes_ += e.bytes;
+  Entry* stored = &entries_.emplace(key, std::move(e)).first->second;
+  while (bytes_ > max_bytes_ && lru_.size() > 1) {
+    auto victim = entries_.find(lru_.back());
+    bytes_ -= victim->second.bytes;
+    entries_.erase(victim);
+    lru_.pop_back();
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  cached_bytes_.store(bytes_, std::memory_order_relaxed);
+  return stored;
+}
 
 std::shared_ptr<const ContextFreeMask> MaskCache::ContextFree(int32_t cls) {
   std::lock_guard<std::mutex> lock(mu_);
-  return context_free_[cls];
+  Entry* e = Find(ContextFreeKey(cls));
+  return e ? e->context_free : nullptr;
 }
 
 std::shared_ptr<const ContextFreeMask> MaskCache::PutContextFree(int32_t cls, ContextFreeMask m) {
-  const uint64_t size = m.tokens.memory_bytes() + m.exits.size() * sizeof(uint32_t);
-  auto p = std::make_shared<const ContextFreeMask>(std::move(m));
+  Entry e;
+  e.bytes = m.tokens.memory_bytes() + m.exits.size() * sizeof(uint32_t) + 64;
+  e.context_free = std::make_shared<const ContextFreeMask>(std::move(m));
   std::lock_guard<std::mutex> lock(mu_);
-  if (context_free_[cls]) return context_free_[cls];
-  bytes_ += size;
-  context_free_[cls] = p;
-  return p;
+  return Insert(ContextFreeKey(cls), std::move(e))->context_free;
 }
 
-std::shared_ptr<const std::vector<uint32_t>> MaskCache::StackMask(const std::string& key) {
+std::shared_ptr<const TokenSet> MaskCache::StackMask(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = stack_masks_.find(key);
-  if (it == stack_masks_.end()) return nullptr;
-  lru_.splice(lru_.begin(), lru_, it->second.pos);
-  return it->second.bits;
+  Entry* e = Find("s" + key);
+  return e ? e->stack : nullptr;
 }
 
-void MaskCache::PutStackMask(const std::string& key,
-                             std::shared_ptr<const std::vector<uint32_t>> bits) {
-  if (max_stack_masks_ == 0) return;
-  const uint64_t size = bits->size() * sizeof(uint32_t);
+void MaskCache::PutStackMask(const std::string& key, TokenSet tokens) {
+  Entry e;
+  e.bytes = tokens.memory_bytes() + key.size() + 64;
+  e.stack = std::make_shared<const TokenSet>(std::move(tokens));
   std::lock_guard<std::mutex> lock(mu_);
-  if (stack_masks_.count(key)) return;
-  lru_.push_front(key);
-  stack_masks_.emplace(key, Entry{std::move(bits), lru_.begin()});
-  bytes_ += size;
-  while (stack_masks_.size() > max_stack_masks_) {
-    auto old = stack_masks_.find(lru_.back());
-    bytes_ -= old->second.bits->size() * sizeof(uint32_t);
-    stack_masks_.erase(old);
-    lru_.pop_back();
-  }
+  Insert("s" + key, std::move(e));
 }
 
 void MaskCache::Count(bool context_free, bool hit, uint64_t miss_ns) {
@@ -65,7 +80,8 @@ MaskStats MaskCache::stats() const {
   s.stack_hits = st_hits_.load();
   s.stack_misses = st_misses_.load();
   s.stack_miss_ns = st_miss_ns_.load();
-  s.cached_bytes = bytes_.load();
+  s.cached_bytes = cached_bytes_.load();
+  s.evictions = evictions_.load();
   return s;
 }
 

@@ -17,7 +17,8 @@ struct MaskClasses {
   int32_t count = 0;
 };
 
-// Moore's refinement stopped after k rounds (or when stable).
+// Moore's refinement stopped after k rounds (or when stable); each round only revisits the
+// predecessors of the states that changed class in the one before.
 MaskClasses KEquivalenceClasses(const Automaton& a, size_t k);
 
 }  // namespace r1::grammar

@@ -29,7 +29,7 @@ struct Member {
 };
 
 // Inlining an item schema more often than this many NFA states' worth makes it a rule.
-constexpr size_t kInlineBudget = 20000;
+constexpr size_t kInlineBudget = 4096;
 
 class SchemaCompiler {
  public:
