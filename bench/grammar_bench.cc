@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <numeric>
 #include <random>
@@ -77,18 +78,24 @@ int main(int argc, char** argv) {
   auto t0 = Clock::now();
   auto vocab = TokenVocabulary::FromTokenizer(**tok, *vocab_size);
   if (!vocab.ok()) flags.Fail(std::string(vocab.status().message()));
-  std::printf("vocabulary: %zu grammar tokens, %zu trie nodes, prepared in %.1f ms\n",
-              (*vocab)->num_grammar_tokens(), (*vocab)->trie().size(), Micros(Clock::now() - t0) / 1e3);
+  std::printf("vocabulary: %zu grammar tokens, tries of %zu and %zu nodes (tokens of at most %zu "
+              "bytes, longer ones), prepared in %.1f ms\n",
+              (*vocab)->num_grammar_tokens(), (*vocab)->short_trie().size(),
+              (*vocab)->long_trie().size(), TokenVocabulary::kShortTokenBytes,
+              Micros(Clock::now() - t0) / 1e3);
 
   auto doc = LoadTestCases(*cases_path);
   if (!doc.ok()) flags.Fail(std::string(doc.status().message()));
 
   std::printf("\n%-18s %9s %7s %7s | %28s | %28s | %s\n", "case", "compile", "states", "classes",
               "first walk: calls mean med", "warm walks: calls mean med p99",
-              "misses (context-free, stack): n, mean cost; cache MiB");
+              "misses (context-free, long tokens, stack): n, mean cost; cache MiB");
   std::vector<double> all_warm, all_cold, compile_ms;
   std::mt19937_64 rng(static_cast<uint64_t>(*seed));
   const double cpu0 = CpuNow();
+  const auto wall0 = Clock::now();
+  double load0 = 0;
+  getloadavg(&load0, 1);
   for (const auto& c : doc->at("cases").as_array()) {
     const json::object& tc = c.as_object();
     // Compile time: a fresh compiler each time (no cache); the median of the repetitions.
@@ -122,17 +129,18 @@ int main(int argc, char** argv) {
       RandomWalk(m, 151643, rng, opt);
     }
     const MaskStats st = g->stats();
+    auto misses = [](const MaskStats::Counts& c) { return static_cast<unsigned long long>(c.misses); };
     const Summary sc = Summarize(cold), sw = Summarize(warm);
     auto mean_cost = [](uint64_t ns, uint64_t n) { return n ? ns / 1e3 / n : 0.0; };
     std::printf("%-18s %6.2f ms %7zu %7d | %6zu %8.1f us %7.1f us | %6zu %6.1f us %5.1f us %6.0f us | "
-                "cf %llu (%.0f us), stack %llu of %llu (%.0f us); %.1f MiB, %llu evicted\n",
+                "cf %llu (%.0f us), long %llu (%.0f us), stack %llu of %llu (%.0f us); %.1f MiB, "
+                "%llu evicted\n",
                 std::string(tc.at("name").as_string()).c_str(), compile, g->num_states(),
                 g->num_mask_classes(), sc.n, sc.mean, sc.median, sw.n, sw.mean, sw.median, sw.p99,
-                static_cast<unsigned long long>(st.context_free_misses),
-                mean_cost(st.context_free_miss_ns, st.context_free_misses),
-                static_cast<unsigned long long>(st.stack_misses),
-                static_cast<unsigned long long>(st.stack_misses + st.stack_hits),
-                mean_cost(st.stack_miss_ns, st.stack_misses), st.cached_bytes / 1048576.0,
+                misses(st.context_free), mean_cost(st.context_free.miss_ns, st.context_free.misses),
+                misses(st.long_tokens), mean_cost(st.long_tokens.miss_ns, st.long_tokens.misses),
+                misses(st.stack), static_cast<unsigned long long>(st.stack.misses + st.stack.hits),
+                mean_cost(st.stack.miss_ns, st.stack.misses), st.cached_bytes / 1048576.0,
                 static_cast<unsigned long long>(st.evictions));
     all_cold.insert(all_cold.end(), cold.begin(), cold.end());
     all_warm.insert(all_warm.end(), warm.begin(), warm.end());
@@ -145,6 +153,10 @@ int main(int argc, char** argv) {
               "first walks mean %.1f us; warm walks mean %.1f us median %.1f us p99 %.1f us\n",
               sa.mean, sa.median, sa.n, sc.mean, sw.mean, sw.median, sw.p99);
   std::printf("compile: median %.2f ms, max %.2f ms over %zu cases\n", sm.median, sm.max, sm.n);
-  std::printf("thread CPU time of the compile and walk phase: %.2f s\n", CpuNow() - cpu0);
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  std::printf("thread CPU time of the compile and walk phase: %.2f s of %.2f s wall; load average "
+              "%.2f at the end (%.2f at the start)\n",
+              CpuNow() - cpu0, Micros(Clock::now() - wall0) / 1e6, load[0], load0);
   return 0;
 }

@@ -276,24 +276,28 @@ TEST(GrammarCompilerCache, OneGrammarOnManyThreads) {
   EXPECT_EQ(complete, std::vector<int>(4, 10));
 }
 
-TEST(GrammarVocabulary, TrieHoldsEveryGrammarToken) {
+TEST(GrammarVocabulary, TriesHoldEveryGrammarToken) {
   const TokenVocabulary& v = *QwenVocab();
-  const TokenTrie& t = v.trie();
   size_t tokens = 0;
-  std::vector<uint8_t> prefix;
-  // Walk the preorder trie, rebuilding each node's bytes, and compare with the token's.
-  std::vector<uint32_t> path = {0};
-  for (uint32_t i = 1; i < t.size(); ++i) {
-    while (t.depth[path.back()] + 1 != t.depth[i]) path.pop_back(), prefix.pop_back();
-    ASSERT_LT(i, t.end[path.back()]);
-    path.push_back(i);
-    prefix.push_back(t.byte[i]);
-    if (t.token[i] >= 0) {
-      ++tokens;
-      ASSERT_EQ(v.TokenBytes(t.token[i]), std::string(prefix.begin(), prefix.end()));
+  for (const TokenTrie* t : {&v.short_trie(), &v.long_trie()}) {
+    const bool is_short = t == &v.short_trie();
+    std::vector<uint8_t> prefix;
+    // Walk the preorder trie, rebuilding each node's bytes, and compare with the token's.
+    std::vector<uint32_t> path = {0};
+    for (uint32_t i = 1; i < t->size(); ++i) {
+      while (t->depth[path.back()] + 1 != t->depth[i]) path.pop_back(), prefix.pop_back();
+      ASSERT_LT(i, t->end[path.back()]);
+      path.push_back(i);
+      prefix.push_back(t->byte[i]);
+      if (t->token[i] >= 0) {
+        ++tokens;
+        ASSERT_EQ(v.TokenBytes(t->token[i]), std::string(prefix.begin(), prefix.end()));
+        ASSERT_EQ(prefix.size() <= TokenVocabulary::kShortTokenBytes, is_short);
+      }
     }
   }
   EXPECT_EQ(tokens, v.num_grammar_tokens());
+  EXPECT_GT(v.long_trie().size(), 1u);  // Qwen has tokens of more than 32 bytes
   EXPECT_EQ(v.bitmask_words(), 4748u);  // 151,936 bits
   for (int b = 0; b < 256; ++b) EXPECT_GE(v.ByteToken(static_cast<uint8_t>(b)), 0) << b;
 

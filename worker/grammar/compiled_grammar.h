@@ -32,18 +32,24 @@ class CompiledGrammar {
   void FillMask(const std::vector<Stack>& stacks, uint32_t* bits) const;
 
   size_t num_states() const { return automaton_.num_states(); }
-  int32_t num_mask_classes() const { return classes_.count; }
+  int32_t num_mask_classes() const { return short_classes_.count; }
   MaskStats stats() const { return cache_.stats(); }
 
  private:
   CompiledGrammar(Automaton a, std::shared_ptr<const TokenVocabulary> vocab,
                   size_t max_cache_bytes);
-  std::shared_ptr<const ContextFreeMask> ContextFreeOf(int32_t state) const;
-  void ComputeStackMask(const std::vector<Stack>& stacks, uint32_t* bits) const;
+  // The context-free mask of the short or the long tokens, shared by the state's mask class.
+  std::shared_ptr<const ContextFreeMask> ContextFreeOf(MaskKind kind, int32_t state) const;
+  // bits := (or |=) every token state q reads in a fresh frame.
+  void ContextFreeTokens(int32_t q, bool overwrite, uint32_t* bits) const;
+  // bits := (or |=) the short or the long tokens the stacks read, through the stack LRU.
+  void StackMask(MaskKind kind, const std::vector<Stack>& stacks, bool overwrite,
+                 uint32_t* bits) const;
 
   Automaton automaton_;
   std::shared_ptr<const TokenVocabulary> vocab_;
-  MaskClasses classes_;
+  MaskClasses short_classes_;  // k = the short-token length
+  MaskClasses long_classes_;   // k = the longest token
   mutable MaskCache cache_;
 };
 

@@ -2,9 +2,9 @@
 
 namespace r1::grammar {
 
-std::string MaskCache::ContextFreeKey(int32_t cls) {
-  std::string key = "c";
-  key.append(reinterpret_cast<const char*>(&cls), sizeof cls);
+std::string MaskCache::ContextFreeKey(MaskKind kind, int32_t id) {
+  std::string key = kind == MaskKind::kContextFree ? "c" : "l";
+  key.append(reinterpret_cast<const char*>(&id), sizeof id);
   return key;
 }
 
@@ -32,18 +32,19 @@ MaskCache::Entry* MaskCache::Insert(const std::string& key, Entry e) {
   return stored;
 }
 
-std::shared_ptr<const ContextFreeMask> MaskCache::ContextFree(int32_t cls) {
+std::shared_ptr<const ContextFreeMask> MaskCache::ContextFree(MaskKind kind, int32_t id) {
   std::lock_guard<std::mutex> lock(mu_);
-  Entry* e = Find(ContextFreeKey(cls));
+  Entry* e = Find(ContextFreeKey(kind, id));
   return e ? e->context_free : nullptr;
 }
 
-std::shared_ptr<const ContextFreeMask> MaskCache::PutContextFree(int32_t cls, ContextFreeMask m) {
+std::shared_ptr<const ContextFreeMask> MaskCache::PutContextFree(MaskKind kind, int32_t id,
+                                                                ContextFreeMask m) {
   Entry e;
   e.bytes = m.tokens.memory_bytes() + m.exits.size() * sizeof(uint32_t) + 64;
   e.context_free = std::make_shared<const ContextFreeMask>(std::move(m));
   std::lock_guard<std::mutex> lock(mu_);
-  return Insert(ContextFreeKey(cls), std::move(e))->context_free;
+  return Insert(ContextFreeKey(kind, id), std::move(e))->context_free;
 }
 
 std::shared_ptr<const TokenSet> MaskCache::StackMask(const std::string& key) {
@@ -60,26 +61,24 @@ void MaskCache::PutStackMask(const std::string& key, TokenSet tokens) {
   Insert("s" + key, std::move(e));
 }
 
-void MaskCache::Count(bool context_free, bool hit, uint64_t miss_ns) {
-  auto& hits = context_free ? cf_hits_ : st_hits_;
-  auto& misses = context_free ? cf_misses_ : st_misses_;
-  auto& ns = context_free ? cf_miss_ns_ : st_miss_ns_;
+void MaskCache::Count(MaskKind kind, bool hit, uint64_t miss_ns) {
+  AtomicCounts& c = counts_[static_cast<int>(kind)];
   if (hit) {
-    hits.fetch_add(1, std::memory_order_relaxed);
+    c.hits.fetch_add(1, std::memory_order_relaxed);
   } else {
-    misses.fetch_add(1, std::memory_order_relaxed);
-    ns.fetch_add(miss_ns, std::memory_order_relaxed);
+    c.misses.fetch_add(1, std::memory_order_relaxed);
+    c.miss_ns.fetch_add(miss_ns, std::memory_order_relaxed);
   }
 }
 
 MaskStats MaskCache::stats() const {
   MaskStats s;
-  s.context_free_hits = cf_hits_.load();
-  s.context_free_misses = cf_misses_.load();
-  s.context_free_miss_ns = cf_miss_ns_.load();
-  s.stack_hits = st_hits_.load();
-  s.stack_misses = st_misses_.load();
-  s.stack_miss_ns = st_miss_ns_.load();
+  MaskStats::Counts* out[3] = {&s.context_free, &s.long_tokens, &s.stack};
+  for (int k = 0; k < 3; ++k) {
+    out[k]->hits = counts_[k].hits.load();
+    out[k]->misses = counts_[k].misses.load();
+    out[k]->miss_ns = counts_[k].miss_ns.load();
+  }
   s.cached_bytes = cached_bytes_.load();
   s.evictions = evictions_.load();
   return s;

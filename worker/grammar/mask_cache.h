@@ -1,7 +1,8 @@
 // The masks a compiled grammar has computed, shared by every matcher of that grammar on any
 // thread, in one LRU bounded in bytes:
-//   - context-free masks, one per mask class of a state (mask_classes.h): the tokens read in a
-//     fresh frame plus the exit nodes;
+//   - context-free masks of the short tokens, one per mask class of a state (mask_classes.h):
+//     the tokens read in a fresh frame plus the exit nodes;
+//   - the same for the few long tokens, by their own (finer) mask class;
 //   - whole masks of states with a stack below the top (recursion), keyed by the stack (inside
 //     a string at a given depth the key repeats at every token).
 #pragma once
@@ -26,23 +27,27 @@ struct ContextFreeMask {
 
 // Counters since the grammar was compiled.
 struct MaskStats {
-  uint64_t context_free_hits = 0, context_free_misses = 0, context_free_miss_ns = 0;
-  uint64_t stack_hits = 0, stack_misses = 0, stack_miss_ns = 0;
+  struct Counts {
+    uint64_t hits = 0, misses = 0, miss_ns = 0;
+  };
+  Counts context_free, long_tokens, stack;
   uint64_t cached_bytes = 0, evictions = 0;
 };
+
+enum class MaskKind { kContextFree, kLongTokens, kStack };
 
 class MaskCache {
  public:
   explicit MaskCache(size_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // nullptr when not cached.
-  std::shared_ptr<const ContextFreeMask> ContextFree(int32_t cls);
+  // kind kContextFree or kLongTokens; id: a mask class. nullptr when not cached.
+  std::shared_ptr<const ContextFreeMask> ContextFree(MaskKind kind, int32_t id);
   // Stores (unless another thread was first) and returns the stored mask.
-  std::shared_ptr<const ContextFreeMask> PutContextFree(int32_t cls, ContextFreeMask m);
+  std::shared_ptr<const ContextFreeMask> PutContextFree(MaskKind kind, int32_t id, ContextFreeMask m);
   std::shared_ptr<const TokenSet> StackMask(const std::string& key);
   void PutStackMask(const std::string& key, TokenSet tokens);
 
-  void Count(bool context_free, bool hit, uint64_t miss_ns);
+  void Count(MaskKind kind, bool hit, uint64_t miss_ns);
   MaskStats stats() const;
 
  private:
@@ -52,7 +57,7 @@ class MaskCache {
     size_t bytes = 0;
     std::list<std::string>::iterator pos;
   };
-  static std::string ContextFreeKey(int32_t cls);
+  static std::string ContextFreeKey(MaskKind kind, int32_t id);
   // Finds and marks as recently used; nullptr when absent. mu_ held.
   Entry* Find(const std::string& key);
   // Inserts unless present, then evicts the least recently used beyond max_bytes_ (the new
@@ -64,8 +69,10 @@ class MaskCache {
   std::list<std::string> lru_;  // most recent first
   size_t bytes_ = 0;
   const size_t max_bytes_;
-  std::atomic<uint64_t> cf_hits_{0}, cf_misses_{0}, cf_miss_ns_{0};
-  std::atomic<uint64_t> st_hits_{0}, st_misses_{0}, st_miss_ns_{0};
+  struct AtomicCounts {
+    std::atomic<uint64_t> hits{0}, misses{0}, miss_ns{0};
+  };
+  AtomicCounts counts_[3];  // by MaskKind
   std::atomic<uint64_t> cached_bytes_{0}, evictions_{0};
 };
 

@@ -140,11 +140,16 @@ class Refiner {
 
 }  // namespace
 
-MaskClasses KEquivalenceClasses(const Automaton& a, size_t k) {
+std::vector<MaskClasses> KEquivalenceClasses(const Automaton& a, const std::vector<size_t>& ks) {
   Refiner r(a);
-  for (size_t round = 0; round < k && r.Round(); ++round) {
+  std::vector<MaskClasses> out;
+  size_t round = 0;
+  bool stable = false;
+  for (size_t k : ks) {
+    for (; round < k && !stable; ++round) stable = !r.Round();
+    out.push_back(r.Result());
   }
-  return r.Result();
+  return out;
 }
 
 }  // namespace r1::grammar

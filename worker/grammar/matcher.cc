@@ -6,6 +6,13 @@
 #include "worker/grammar/bitmask.h"
 
 namespace r1::grammar {
+namespace {
+
+// Ambiguous recursive grammars (anyOf of two $refs that read the same text) keep one stack per
+// reading; past this many the rest are dropped, so fewer texts are allowed, never more.
+constexpr size_t kMaxStacks = 1024;
+
+}  // namespace
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const CompiledGrammar> grammar,
                                std::vector<int32_t> eos_ids)
@@ -81,6 +88,7 @@ bool GrammarMatcher::Step(std::string_view bytes, std::vector<Stack>* stacks, bo
       Expand(a, moved, 0, &e);  // appends; sorted and unique when done
     }
     if (e.ready.empty() && !e.floor_done) return false;
+    if (e.ready.size() > kMaxStacks) e.ready.resize(kMaxStacks);
     *stacks = std::move(e.ready);
     *complete = e.floor_done;
     cur = stacks;

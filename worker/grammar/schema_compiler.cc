@@ -220,9 +220,9 @@ class SchemaCompiler {
     return nfa.Alt(alts);
   }
 
-  // oneOf is generated as anyOf, so a text must not fit two branches. Branches of bounded shape
-  // (no calls) are checked pairwise; texts of one value spelled differently by two branches
-  // (another property order) are not caught, and branches with calls are not checked.
+  // oneOf is generated as anyOf, so a text must not fit two branches. Branches without calls
+  // are checked pairwise; texts of one value spelled differently by two branches (another
+  // property order) are not caught, and branches with calls are not checked.
   absl::Status CheckDisjoint(const Nfa& nfa, const std::vector<Frag>& alts, const std::string& ptr) {
     std::vector<std::optional<Dfa>> dfas;
     for (const Frag& f : alts) {
@@ -279,8 +279,9 @@ class SchemaCompiler {
       auto rest_dfa = Determinize(rest_nfa, rf, MaxStates());
       if (!rest_dfa.ok()) return TooLarge();
       if (rest_dfa->HasCalls())
-        return KeywordError(ptr, key, "is supported beside keywords that describe a value of "
-                                      "bounded shape only (no open objects, arrays or $ref)");
+        return KeywordError(ptr, key, "is supported beside other keywords only when they need no "
+                                      "recursion (no free-form values such as {} or "
+                                      "additionalProperties: true, no recursive $ref)");
       allowed = Intersect(allowed, *rest_dfa);
     }
     if (allowed.Empty()) return KeywordError(ptr, key, "no value satisfies the schema");

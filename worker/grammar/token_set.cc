@@ -33,6 +33,15 @@ TokenSet TokenSet::FromBits(const uint32_t* bits, const TokenVocabulary& vocab) 
   return s;
 }
 
+TokenSet TokenSet::FromCandidates(const uint32_t* bits, const std::vector<int32_t>& candidates) {
+  TokenSet s;
+  s.kind_ = Kind::kIn;
+  for (int32_t id : candidates)
+    if (TestBit(bits, id)) s.ids_.push_back(static_cast<uint32_t>(id));
+  std::sort(s.ids_.begin(), s.ids_.end());
+  return s;
+}
+
 void TokenSet::WriteTo(uint32_t* bits, const TokenVocabulary& vocab) const {
   const std::vector<uint32_t>& all = vocab.all_tokens();
   switch (kind_) {

@@ -14,6 +14,8 @@ class TokenSet {
  public:
   TokenSet() = default;
   static TokenSet FromBits(const uint32_t* bits, const TokenVocabulary& vocab);
+  // The ids of `candidates` whose bit is set (a list, for sets known to be small).
+  static TokenSet FromCandidates(const uint32_t* bits, const std::vector<int32_t>& candidates);
 
   // bits := the set.
   void WriteTo(uint32_t* bits, const TokenVocabulary& vocab) const;

@@ -79,7 +79,11 @@ absl::StatusOr<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::Create(
   v->num_tokens_ = ids.size();
   std::stable_sort(ids.begin(), ids.end(),
                    [&](int32_t a, int32_t b) { return v->bytes_[a] < v->bytes_[b]; });
-  v->trie_ = BuildTrie(v->bytes_, ids, &v->duplicates_);
+  std::vector<int32_t> short_ids, long_ids;
+  for (int32_t id : ids) (v->bytes_[id].size() <= kShortTokenBytes ? short_ids : long_ids).push_back(id);
+  v->short_trie_ = BuildTrie(v->bytes_, short_ids, &v->duplicates_);
+  v->long_trie_ = BuildTrie(v->bytes_, long_ids, &v->duplicates_);
+  v->long_ids_ = std::move(long_ids);
   return std::shared_ptr<const TokenVocabulary>(std::move(v));
 }
 

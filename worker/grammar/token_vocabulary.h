@@ -1,6 +1,9 @@
 // The vocabulary side of the grammar engine, prepared once per tokenizer and shared (immutable)
-// by every compiled grammar and matcher: each token's bytes, and all of them in a byte trie so
+// by every compiled grammar and matcher: each token's bytes, and all of them in byte tries so
 // that a mask is a walk over shared prefixes that stops at the first byte the grammar refuses.
+// Tokens of up to kShortTokenBytes bytes (all but ~240 of Qwen's) are in one trie, the longer
+// ones in another: grammar states that differ only beyond kShortTokenBytes bytes then share
+// the mask of the short tokens (see mask_classes.h).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +35,8 @@ struct TokenTrie {
 
 class TokenVocabulary {
  public:
+  static constexpr size_t kShortTokenBytes = 32;
+
   // tokens[id]: the bytes of a token the grammar may allow; nullopt (or empty) for ids it never
   // allows (special and added tokens). Ids from tokens.size() up to vocab_size are never allowed
   // (the model's embedding is usually padded past the tokenizer).
@@ -49,7 +54,11 @@ class TokenVocabulary {
   std::string_view TokenBytes(int32_t id) const;
   // The token that is exactly this one byte, -1 if there is none.
   int32_t ByteToken(uint8_t b) const { return byte_token_[b]; }
-  const TokenTrie& trie() const { return trie_; }
+  // Tokens of at most kShortTokenBytes bytes, and the longer ones.
+  const TokenTrie& short_trie() const { return short_trie_; }
+  const TokenTrie& long_trie() const { return long_trie_; }
+  // The ids in long_trie().
+  const std::vector<int32_t>& long_tokens() const { return long_ids_; }
   // The bits of every grammar token.
   const std::vector<uint32_t>& all_tokens() const { return all_; }
   size_t num_grammar_tokens() const { return num_tokens_; }
@@ -65,7 +74,8 @@ class TokenVocabulary {
   std::vector<uint32_t> all_;
   std::vector<std::pair<int32_t, int32_t>> duplicates_;  // (token in the trie, same bytes)
   int32_t byte_token_[256];
-  TokenTrie trie_;
+  TokenTrie short_trie_, long_trie_;
+  std::vector<int32_t> long_ids_;
   size_t num_tokens_ = 0;
   size_t max_token_bytes_ = 0;
 };

@@ -4,8 +4,8 @@
 
 namespace r1::grammar {
 
-TrieWalker::TrieWalker(const Automaton& a, const TokenVocabulary& vocab)
-    : a_(a), trie_(vocab.trie()), buffer_len_(vocab.max_token_bytes() + 1) {}
+TrieWalker::TrieWalker(const Automaton& a, const TokenVocabulary& vocab, const TokenTrie& trie)
+    : a_(a), trie_(trie), buffer_len_(vocab.max_token_bytes() + 1) {}
 
 void TrieWalker::ContextFree(int32_t q, uint32_t* bits, std::vector<uint32_t>* exits) {
   floor_ = 1;

@@ -22,7 +22,8 @@ namespace r1::grammar {
 
 class TrieWalker {
  public:
-  TrieWalker(const Automaton& a, const TokenVocabulary& vocab);
+  // Walks one of vocab's tries.
+  TrieWalker(const Automaton& a, const TokenVocabulary& vocab, const TokenTrie& trie);
 
   // Sets the bits of the tokens state q reads in a fresh frame; appends exit nodes.
   void ContextFree(int32_t q, uint32_t* bits, std::vector<uint32_t>* exits);
