@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include "tests/grammar/grammar_test_util.h"
+#include "common/flags.h"
 #include "worker/grammar/bitmask.h"
+#include "worker/grammar/grammar_flags.h"
 #include "worker/grammar/random_walk.h"
 
 namespace r1::grammar::testing {
@@ -274,6 +276,46 @@ TEST(GrammarCompilerCache, OneGrammarOnManyThreads) {
     });
   for (auto& th : threads) th.join();
   EXPECT_EQ(complete, std::vector<int>(4, 10));
+}
+
+// With a cache too small to keep anything, every mask is computed again and still right.
+TEST(GrammarCompilerCache, MasksStayRightWhenEvicted) {
+  CompilerOptions o;
+  o.mask_cache_bytes = 1;
+  GrammarCompiler c(QwenVocab(), o);
+  auto g = c.CompileJsonSchema(boost::json::serialize(Case("recursive_ref").at("schema")));
+  ASSERT_TRUE(g.ok());
+  GrammarMatcher m(*g, {kEos});
+  for (const char* piece : {"{\"label\":\"a\",\"children\":[{\"label\":", "\"xy", "\"}", ",{"}) {
+    ASSERT_TRUE(m.AcceptBytes(piece)) << piece;
+    EXPECT_EQ(Mask(m), BruteForceMask(m, kEos)) << piece;
+    EXPECT_EQ(Mask(m), BruteForceMask(m, kEos)) << piece;  // again, after an eviction
+  }
+  EXPECT_GT((*g)->stats().evictions, 0u);
+}
+
+TEST(GrammarFlags, FlagsGiveOptions) {
+  Flags flags("t", "test");
+  GrammarFlags gf = AddGrammarFlags(flags);
+  const char* argv[] = {"t", "--grammar-max-whitespace", "3", "--grammar-strict-properties=false",
+                        "--grammar-mask-cache-mb", "2"};
+  bool help = false;
+  ASSERT_TRUE(flags.Parse(6, argv, &help).ok());
+  auto o = CompilerOptionsFromFlags(gf);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->grammar.max_whitespace, 3);
+  EXPECT_FALSE(o->grammar.strict_properties);
+  EXPECT_EQ(o->mask_cache_bytes, size_t{2} << 20);
+  EXPECT_EQ(o->grammar.max_integer_digits, GrammarOptions().max_integer_digits);
+  EXPECT_NE(flags.HelpText().find("--grammar-max-whitespace"), std::string::npos);
+
+  Flags bad("t", "test");
+  GrammarFlags bf = AddGrammarFlags(bad);
+  const char* bad_argv[] = {"t", "--grammar-max-exponent-digits", "3"};
+  ASSERT_TRUE(bad.Parse(3, bad_argv, &help).ok());
+  auto e = CompilerOptionsFromFlags(bf);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("--grammar-max-exponent-digits"), absl::string_view::npos) << e.status();
 }
 
 TEST(GrammarVocabulary, TriesHoldEveryGrammarToken) {

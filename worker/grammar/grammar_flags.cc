@@ -39,8 +39,7 @@ absl::StatusOr<CompilerOptions> CompilerOptionsFromFlags(const GrammarFlags& f) 
   o.grammar.max_repeat = *f.max_repeat;
   o.grammar.max_states = *f.max_states;
   o.grammar.strict_properties = *f.strict_properties;
-  if (absl::Status s = o.grammar.Validate(); !s.ok())
-    return absl::InvalidArgumentError(absl::StrCat("--grammar-*: ", s.message()));
+  R1_RETURN_IF_ERROR(o.grammar.Validate(/*flag_names=*/true));
   if (*f.cache_entries < 0) return absl::InvalidArgumentError("--grammar-cache-entries must be >= 0");
   if (*f.mask_cache_mb < 0) return absl::InvalidArgumentError("--grammar-mask-cache-mb must be >= 0");
   o.cache_entries = static_cast<size_t>(*f.cache_entries);

@@ -26,7 +26,9 @@ struct GrammarOptions {
   // ({"type":"object"}) takes any properties either way.
   bool strict_properties = true;
 
-  absl::Status Validate() const;
+  // An out-of-range value is InvalidArgument naming the option (as its --grammar-* flag when
+  // flag_names).
+  absl::Status Validate(bool flag_names = false) const;
   // The options as text, for cache keys.
   std::string Fingerprint() const;
 };
