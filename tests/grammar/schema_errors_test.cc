@@ -47,6 +47,8 @@ const BadSchema kUnsupported[] = {
     {R"j({"$defs":{"a":{"type":"integer"}},"properties":{"x":{"$ref":"#/$defs/a","minimum":3}}})j",
      {"\"minimum\"", "#/properties/x/minimum", "next to \"$ref\""}},
     {R"j({"type":"object","properties":{"p~/q":{"format":"email"}}})j", {"#/properties/p~0~1q/format"}},
+    {R"j({"$id":"https://x/root","properties":{"a":{"$id":"a.json","type":"integer"}}})j",
+     {"\"$id\"", "#/properties/a/$id", "only at the root"}},
 };
 INSTANTIATE_TEST_SUITE_P(Unsupported, GrammarSchemaError, ::testing::ValuesIn(kUnsupported));
 

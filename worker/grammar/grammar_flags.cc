@@ -1,7 +1,5 @@
 #include "worker/grammar/grammar_flags.h"
 
-#include "absl/strings/str_cat.h"
-
 namespace r1::grammar {
 
 GrammarFlags AddGrammarFlags(Flags& flags) {

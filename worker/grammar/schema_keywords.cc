@@ -61,6 +61,9 @@ bool IsAnnotation(std::string_view key) { return In(key, kAnnotations); }
 absl::Status CheckKeywords(const boost::json::object& schema, std::string_view ptr) {
   for (const auto& kv : schema) {
     const std::string_view key = kv.key();
+    // "$id" below the root would start a new base for "$ref"s, which are resolved from the root.
+    if (key == "$id" && !ptr.empty())
+      return KeywordError(ptr, key, "is supported only at the root of the schema");
     if (In(key, kSupported) || IsAnnotation(key)) continue;
     // A keyword that asks for nothing is harmless.
     if (key == "uniqueItems" && kv.value().is_bool() && !kv.value().get_bool()) continue;
