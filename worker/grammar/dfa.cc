@@ -122,12 +122,6 @@ bool Dfa::Empty() const {
   return true;
 }
 
-int32_t Dfa::Next(int32_t s, uint8_t b) const {
-  for (const ByteRange& r : states[s].bytes)
-    if (r.lo <= b && b <= r.hi) return r.to;
-  return -1;
-}
-
 absl::StatusOr<Dfa> Determinize(const Nfa& nfa, Frag f, size_t max_states) {
   if (nfa.overflow())
     return absl::ResourceExhaustedError(

@@ -24,8 +24,6 @@ struct Dfa {
   bool HasCalls() const;
   // True when no string is accepted (ignoring what calls may do).
   bool Empty() const;
-  // The target on byte b, -1 if none.
-  int32_t Next(int32_t s, uint8_t b) const;
 };
 
 // The strings from f.in to f.out. Fails past max_states DFA states, or when nfa overflowed.

@@ -32,12 +32,6 @@ Frag Nfa::Literal(std::string_view bytes) {
   return {in, cur};
 }
 
-Frag Nfa::Range(uint8_t lo, uint8_t hi) {
-  Frag f{NewState(), NewState()};
-  AddBytes(f.in, lo, hi, f.out);
-  return f;
-}
-
 Frag Nfa::Call(int32_t rule) {
   Frag f{NewState(), NewState()};
   AddCall(f.in, rule, f.out);

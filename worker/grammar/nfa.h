@@ -51,7 +51,6 @@ class Nfa {
   // No string at all (entry and exit are not connected).
   Frag Nothing();
   Frag Literal(std::string_view bytes);
-  Frag Range(uint8_t lo, uint8_t hi);
   Frag Call(int32_t rule);
   Frag Seq(const std::vector<Frag>& parts);
   Frag Alt(const std::vector<Frag>& parts);

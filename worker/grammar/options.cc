@@ -35,10 +35,4 @@ absl::Status GrammarOptions::Validate(bool flag_names) const {
   return absl::OkStatus();
 }
 
-std::string GrammarOptions::Fingerprint() const {
-  return absl::StrCat(max_whitespace, ",", max_integer_digits, ",", max_fraction_digits, ",",
-                      max_exponent_digits, ",", max_repeat, ",", max_states, ",",
-                      strict_properties);
-}
-
 }  // namespace r1::grammar

@@ -29,8 +29,6 @@ struct GrammarOptions {
   // An out-of-range value is InvalidArgument naming the option (as its --grammar-* flag when
   // flag_names).
   absl::Status Validate(bool flag_names = false) const;
-  // The options as text, for cache keys.
-  std::string Fingerprint() const;
 };
 
 }  // namespace r1::grammar

@@ -1,7 +1,6 @@
 #include "worker/grammar/utf8_ranges.h"
 
 #include <algorithm>
-#include <string>
 
 namespace r1::grammar {
 namespace {
@@ -109,12 +108,6 @@ CodepointSet CodepointSet::Complement() const {
   return out;
 }
 
-bool CodepointSet::Contains(uint32_t cp) const {
-  for (auto [lo, hi] : ranges_)
-    if (lo <= cp && cp <= hi) return true;
-  return false;
-}
-
 void AddUtf8Paths(Nfa& nfa, int32_t from, int32_t to, const CodepointSet& set) {
   static const uint32_t kLengthEnds[] = {0x7F, 0x7FF, 0xFFFF, kMaxCodepoint};
   for (auto [lo, hi] : set.ranges()) {
@@ -133,13 +126,6 @@ Frag CodepointFrag(Nfa& nfa, const CodepointSet& set) {
   Frag f{nfa.NewState(), nfa.NewState()};
   AddUtf8Paths(nfa, f.in, f.out, set);
   return f;
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  uint8_t b[4];
-  const int n = Utf8Length(cp);
-  Encode(cp, n, b);
-  out->append(reinterpret_cast<const char*>(b), n);
 }
 
 }  // namespace r1::grammar

@@ -25,7 +25,6 @@ class CodepointSet {
   // Every scalar value not in the set.
   CodepointSet Complement() const;
   bool empty() const { return ranges_.empty(); }
-  bool Contains(uint32_t cp) const;
   const std::vector<std::pair<uint32_t, uint32_t>>& ranges() const { return ranges_; }
 
  private:
@@ -36,7 +35,5 @@ class CodepointSet {
 // Adds byte paths from `from` to `to` spelling exactly the code points of `set` in UTF-8.
 void AddUtf8Paths(Nfa& nfa, int32_t from, int32_t to, const CodepointSet& set);
 Frag CodepointFrag(Nfa& nfa, const CodepointSet& set);
-// Appends the UTF-8 bytes of cp.
-void AppendUtf8(uint32_t cp, std::string* out);
 
 }  // namespace r1::grammar
