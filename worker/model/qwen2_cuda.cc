@@ -2,7 +2,7 @@
 // worker/model/CMakeLists.txt).
 //
 // One step, whatever mix of prefills and decodes it holds, runs a fixed set of kernels per layer:
-//   qkv GEMM (+bias) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
+//   qkv GEMM (+bias when the model has one) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
 //   -> residual add + RMSNorm (kernels.cu) -> gate/up GEMM -> SiLU-and-mul (kernels.cu)
 //   -> down GEMM -> residual add + RMSNorm with the next layer's weight (kernels.cu).
 // Steps of a few rows (decode batches up to --gemv-max-rows) use our fused GEMVs instead of the
@@ -397,11 +397,12 @@ class CudaPath final : public ForwardPath {
       float* k_scale = cache.fp8() ? cache.k_scale(layer).data_ptr<float>() : nullptr;
       float* v_scale = cache.fp8() ? cache.v_scale(layer).data_ptr<float>() : nullptr;
       at::Tensor qkv;  // [T, (nh + 2 kvh) D]
+      const bool qkv_bias = l.bqkv.defined();  // Qwen2 has one, Llama none
       if (small) {
         qkv = qkv_buf;
-        gemv(x, &l.input_norm, l.wqkv, &l.bqkv, qkv, cuda::GemvOut::kStore);
+        gemv(x, &l.input_norm, l.wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
       } else {
-        qkv = at::addmm(l.bqkv, h, l.wqkv.t());
+        qkv = qkv_bias ? at::addmm(l.bqkv, h, l.wqkv.t()) : at::mm(h, l.wqkv.t());
       }
       auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
         args.k_cache = kc.data_ptr();
