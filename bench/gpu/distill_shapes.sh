@@ -21,6 +21,9 @@ CONTEXTS=${CONTEXTS:-128,2048}
 STEPS=${STEPS:-64}
 log() { echo "$@" | tee -a "$LOG"; }
 
+# The carried Debian packages the binaries link against (as long_context.sh does).
+if [ -f .device/setup.sh ] && [ -z "${DEVICE_CMAKE_ARGS:-}" ]; then source .device/setup.sh .device/debs >/dev/null; fi
+
 if [ ! -x "$BUILD/bin/gpu_model_bench" ] || [ ! -x "$BUILD/bin/r1-mkmodel" ]; then
   BUILD=$BUILD STAGES=build bash bench/gpu/long_context.sh "$OUTDIR/build" || exit 1
 fi
