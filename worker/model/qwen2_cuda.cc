@@ -159,11 +159,18 @@ class GraphCache {
   bool has_pool_ = false;
 };
 
+// Flash prefill gathers the cached K/V in 8-element vectors (GatherKv) and flash attention
+// takes head dims in multiples of 8: a head_dim such as 12 (a Llama config may set any) stays
+// on the paged kernel.
+bool FlashFits(const ModelConfig& c) {
+  return c.head_dim() % 8 == 0 && (c.num_key_value_heads * c.head_dim()) % 8 == 0;
+}
+
 class CudaPath final : public ForwardPath {
  public:
   explicit CudaPath(const PathContext& ctx)
       : ctx_(ctx), dt_(KernelDType(ctx.dtype)), graphs_enabled_(ctx.tuning.cuda_graphs),
-        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32) {
+        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32 && FlashFits(*ctx.config)) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
