@@ -255,6 +255,35 @@ TEST(ForwardTest, BadBatchesAreErrorsNotCrashes) {
               ::testing::HasSubstr("bad block id"));
 }
 
+// Random weights (gpu_model_bench --random-weights, for shapes too big for a disk) have the
+// shapes transformers' checkpoints have: the same bytes, tied or not, and a step runs.
+TEST(LoadTest, RandomWeightsHaveTheCheckpointsShapes) {
+  namespace fs = std::filesystem;
+  for (const char* c : {"gqa_untied", "tied_mqa_sharded"}) {
+    SCOPED_TRACE(c);
+    auto real = Qwen2Model::Load(FixtureDir() + "/" + c, {"cpu", "float32", 1});
+    ASSERT_TRUE(real.ok()) << real.status();
+    fs::path d = fs::temp_directory_path() / ("r1_random_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    fs::copy(FixtureDir() + "/" + c + "/config.json", d / "config.json", fs::copy_options::overwrite_existing);
+    LoadOptions lo("cpu", "float32", 1);
+    EXPECT_FALSE(Qwen2Model::Load(d.string(), lo).ok());  // no safetensors: an error, as before
+    lo.random_weights_std = 0.02;
+    auto m = Qwen2Model::Load(d.string(), lo);
+    fs::remove_all(d);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ((*m)->weight_bytes(), (*real)->weight_bytes());
+    KvCache cache((*m)->config(), 4, 4, at::kFloat, at::kCPU);
+    StepBatch b;
+    b.tokens = {1, 2, 3};
+    b.seqs = {SequenceStep{0, 3, {0}, true}};
+    auto logits = (*m)->Forward(b, cache);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    EXPECT_EQ(logits->size(1), (*m)->config().vocab_size);
+    EXPECT_TRUE(logits->isfinite().all().item<bool>());
+  }
+}
+
 TEST(LoadTest, WrongShapeNamesTensorAndFile) {
   // The tied fixture's config with an untied lm_head is missing lm_head.weight.
   namespace fs = std::filesystem;

@@ -39,6 +39,9 @@ struct LoadOptions {
   // CPU: copy the weights at load into one anonymous region backed by transparent huge pages
   // (cpu_weights.h) instead of viewing the mapped file.
   bool cpu_copy_weights = false;
+  // > 0: read only DIR's config.json and draw random weights with this standard deviation on
+  // the device (weights.h RandomWeights): benchmarks of shapes too big for the disk.
+  double random_weights_std = 0;
   KernelTuning tuning;
 };
 

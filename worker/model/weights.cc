@@ -161,4 +161,37 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
   return w;
 }
 
+std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const WeightLoadOptions& options,
+                                            double init_std, uint64_t seed) {
+  at::manual_seed(seed);
+  const at::TensorOptions to = at::TensorOptions().dtype(options.dtype).device(options.device);
+  auto rnd = [&](at::IntArrayRef shape) { return at::empty(shape, to).normal_(0, init_std); };
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t QKV = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * cfg.head_dim();
+  auto w = std::make_unique<ModelWeights>();
+  w->embed = rnd({V, H});
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    LayerWeights l;
+    l.input_norm = at::ones({H}, to);
+    l.wqkv = rnd({QKV, H});
+    if (cfg.qkv_bias) l.bqkv = rnd({QKV});
+    l.wo = rnd({H, cfg.num_attention_heads * cfg.head_dim()});
+    l.post_norm = at::ones({H}, to);
+    if (options.device.is_cpu()) {
+      l.wgate = rnd({I, H});
+      l.wup = rnd({I, H});
+    } else {  // stacked, as LoadWeights lays them out off the CPU
+      l.wgate_up = rnd({2 * I, H});
+      l.wgate = l.wgate_up.narrow(0, 0, I);
+      l.wup = l.wgate_up.narrow(0, I, I);
+    }
+    l.wdown = rnd({H, I});
+    w->layers.push_back(std::move(l));
+  }
+  w->norm = at::ones({H}, to);
+  w->lm_head = cfg.tie_word_embeddings ? w->embed : rnd({V, H});
+  w->inv_freq = RopeInvFreq(cfg).to(options.device);
+  return w;
+}
+
 }  // namespace r1::model

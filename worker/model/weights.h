@@ -51,4 +51,10 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
                                                           const ModelConfig& cfg,
                                                           const WeightLoadOptions& options);
 
+// Random weights in the config's shapes, drawn on options.device (normal with standard deviation
+// `init_std`, norms 1, seeded): for benchmarking shapes whose checkpoint would not fit a disk
+// (the 32B and 70B distills). Never for serving.
+std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const WeightLoadOptions& options,
+                                            double init_std, uint64_t seed);
+
 }  // namespace r1::model
