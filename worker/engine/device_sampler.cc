@@ -175,11 +175,15 @@ at::Tensor ConstrainedLogits(const at::Tensor& logits,
     at::Tensor bytes = at::from_blob(words.data(), {m, W * 4}, at::kByte)
                            .to(dev, at::kByte, /*non_blocking=*/false, /*copy=*/true);
     const std::vector<uint8_t> bit = {1, 2, 4, 8, 16, 32, 64, 128};
-    at::Tensor allowed = bytes.unsqueeze(2).bitwise_and(Upload(bit, at::kByte, dev)).ne(0)
+    at::Tensor refused = bytes.unsqueeze(2).bitwise_and(Upload(bit, at::kByte, dev)).eq(0)
                              .view({m, W * 32}).narrow(1, 0, V);
-    at::Tensor rows = Upload(mask_rows, at::kLong, dev);
-    x.index_copy_(0, rows, x.index_select(0, rows).masked_fill_(
-                               allowed.logical_not(), -std::numeric_limits<float>::infinity()));
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    if (m == n) {
+      x.masked_fill_(refused, kNegInf);  // every row masked: no gather and scatter
+    } else {
+      at::Tensor rows = Upload(mask_rows, at::kLong, dev);
+      x.index_copy_(0, rows, x.index_select(0, rows).masked_fill_(refused, kNegInf));
+    }
   }
   return x;
 }
