@@ -3,6 +3,7 @@
 # sequence constrained by a structured output, against unconstrained (and half constrained), on
 # the random-weight 1.5B checkpoint, greedy and at temperature 0.6 / top_p 0.95, with the masks
 # made while the GPU computes (the engine's way) and before the model call (the old order).
+# First the GPU test of masks on CUDA (GpuEngineTest.MaskedRowsOnCudaTakeOnlyAllowedTokens).
 # From the repository root, with .device and .cache/tokenizer carried:
 #   bash bench/gpu/constrained_step.sh OUTDIR
 # Environment: BUILD (default /tmp/b; configured and built here unless SKIP_BUILD=1), MODEL
@@ -20,11 +21,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DR1_CUDA_ARCHITECTURES=90 ${DEVICE_CMAKE_ARGS:-} >"$OUTDIR/cmake.log" 2>&1 \
     || { tail -30 "$OUTDIR/cmake.log"; exit 1; }
   t=$(date +%s)
-  cmake --build "$BUILD" --target r1-mkmodel constrained_step_bench -j"$(nproc)" >"$OUTDIR/build.log" 2>&1 \
+  cmake --build "$BUILD" --target r1-mkmodel constrained_step_bench gpu_engine_test -j"$(nproc)" >"$OUTDIR/build.log" 2>&1 \
     || { grep -B2 -A12 -m3 "error" "$OUTDIR/build.log"; exit 1; }
   echo "built in $(( $(date +%s) - t )) s" | tee -a "$LOG"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$LOG"
+timeout 300 "$BUILD/tests/gpu_engine_test" --gtest_filter='GpuEngineTest.MaskedRows*' 2>&1 \
+  | grep -E "^\[  (     OK|FAILED|  PASSED) |Failure|rror" | tee -a "$LOG"
 if [ ! -f "$MODEL/tokenizer.json" ]; then
   "$BUILD/bin/r1-mkmodel" --preset r1-distill-qwen-1.5b --out "$MODEL" --force \
     --tokenizer .cache/tokenizer/tokenizer.json 2>&1 | tail -1
