@@ -1,4 +1,6 @@
-// The Qwen2 decoder in libtorch with a paged KV cache: load a checkpoint, run steps.
+// The Qwen2 decoder in libtorch with a paged KV cache: load a checkpoint, run steps. Llama
+// checkpoints run through the same code: the two architectures differ only in configuration
+// (config.h: no q/k/v bias, llama3 RoPE frequencies, head_dim), never in a copy of the model.
 //
 // One Forward() call runs one engine step over a batch of sequences: each contributes some new
 // tokens (a prompt chunk, or one token when decoding) and gets back the logits of its last new

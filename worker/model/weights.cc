@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/model/cpu_weights.h"
+#include "worker/model/rope.h"
 
 namespace r1::model {
 namespace {
@@ -44,8 +45,9 @@ int64_t ModelWeights::bytes(bool tied) const {
   int64_t n = embed.nbytes() + norm.nbytes();
   if (!tied) n += lm_head.nbytes();
   for (const LayerWeights& l : layers)
-    n += l.input_norm.nbytes() + l.wqkv.nbytes() + l.bqkv.nbytes() + l.wo.nbytes() +
-         l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() + l.wdown.nbytes();
+    n += l.input_norm.nbytes() + l.wqkv.nbytes() + (l.bqkv.defined() ? l.bqkv.nbytes() : 0) +
+         l.wo.nbytes() + l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() +
+         l.wdown.nbytes();
   return n;
 }
 
@@ -115,9 +117,6 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(auto q, ck.GetShaped(p + "self_attn.q_proj.weight", {QD, H}));
       R1_ASSIGN_OR_RETURN(auto k, ck.GetShaped(p + "self_attn.k_proj.weight", {KD, H}));
       R1_ASSIGN_OR_RETURN(auto v, ck.GetShaped(p + "self_attn.v_proj.weight", {KD, H}));
-      R1_ASSIGN_OR_RETURN(auto qb, ck.GetShaped(p + "self_attn.q_proj.bias", {QD}));
-      R1_ASSIGN_OR_RETURN(auto kb, ck.GetShaped(p + "self_attn.k_proj.bias", {KD}));
-      R1_ASSIGN_OR_RETURN(auto vb, ck.GetShaped(p + "self_attn.v_proj.bias", {KD}));
       R1_ASSIGN_OR_RETURN(auto o, ck.GetShaped(p + "self_attn.o_proj.weight", {H, QD}));
       R1_ASSIGN_OR_RETURN(auto ln2, ck.GetShaped(p + "post_attention_layernorm.weight", {H}));
       R1_ASSIGN_OR_RETURN(auto gate, ck.GetShaped(p + "mlp.gate_proj.weight", {I, H}));
@@ -125,7 +124,12 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(auto down, ck.GetShaped(p + "mlp.down_proj.weight", {H, I}));
       l.input_norm = put(ln1);
       l.wqkv = stack({q, k, v});
-      l.bqkv = stack({qb, kb, vb});
+      if (cfg.qkv_bias) {  // Qwen2; a Llama checkpoint has none (bqkv stays undefined)
+        R1_ASSIGN_OR_RETURN(auto qb, ck.GetShaped(p + "self_attn.q_proj.bias", {QD}));
+        R1_ASSIGN_OR_RETURN(auto kb, ck.GetShaped(p + "self_attn.k_proj.bias", {KD}));
+        R1_ASSIGN_OR_RETURN(auto vb, ck.GetShaped(p + "self_attn.v_proj.bias", {KD}));
+        l.bqkv = stack({qb, kb, vb});
+      }
       l.wo = put(o);
       l.post_norm = put(ln2);
       // Without the arena, gate and up stay separate views of the mapping: no copy at load.
@@ -148,10 +152,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(const TensorView* head, ck.GetShaped("lm_head.weight", {V, H}));
       w->lm_head = put(head);
     }
-    // inv_freq as transformers computes it: 1 / theta^(arange(0, D, 2) / D) in float32.
-    w->inv_freq = at::pow(cfg.rope_theta, at::arange(0, D, 2, at::kLong).to(at::kFloat) / D)
-                      .reciprocal()
-                      .to(device);
+    w->inv_freq = RopeInvFreq(cfg).to(device);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("loading ", dir, ": ", e.what_without_backtrace()));
   }

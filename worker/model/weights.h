@@ -17,7 +17,7 @@ namespace r1::model {
 struct LayerWeights {
   at::Tensor input_norm;  // [H]
   at::Tensor wqkv;        // [(heads + 2 kv_heads) * head_dim, H]: q, k, v stacked
-  at::Tensor bqkv;        // [(heads + 2 kv_heads) * head_dim]
+  at::Tensor bqkv;        // [(heads + 2 kv_heads) * head_dim]; undefined without a q/k/v bias
   at::Tensor wo;          // [H, heads * head_dim]
   at::Tensor post_norm;   // [H]
   at::Tensor wgate;       // [I, H]
