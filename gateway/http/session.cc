@@ -34,7 +34,8 @@ const char* ReasonPhrase(unsigned status) {
 
 Session::Session(net::ip::tcp::socket&& socket, const ServerOptions& options, Handler handler,
                  std::atomic<int64_t>* connections)
-    : stream_(std::move(socket)), linger_timer_(stream_.get_executor()), options_(options),
+    : stream_(std::move(socket)), linger_timer_(stream_.get_executor()),
+      write_timer_(stream_.get_executor()), options_(options),
       handler_(std::move(handler)), connections_(connections) {
   beast::error_code ec;
   stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);
@@ -142,6 +143,8 @@ void Session::Dispatch() {
   response_done_ = false;
   streaming_ = false;
   cancel_ = nullptr;
+  flow_ = nullptr;
+  paused_producer_ = false;
   stream_.expires_never();
   Watch();
   handler_(shared_from_this(), std::move(req));
@@ -211,6 +214,7 @@ void Session::SendChunk(std::string_view data) {
   pending_.append(data);
   pending_.append("\r\n");
   if (!writing_) Flush();
+  CheckFlow();
 }
 
 void Session::EndStream() {
@@ -222,30 +226,84 @@ void Session::EndStream() {
 void Session::Write(std::string_view data) {
   pending_.append(data);
   if (!writing_) Flush();
+  CheckFlow();
 }
 
+// Writes what is queued, a piece at a time (async_write_some), so that the write timer sees
+// every byte the socket takes.
 void Session::Flush() {
   if (closed_) return;
-  if (pending_.empty()) {
+  if (written_ == in_flight_.size()) {
+    written_ = 0;
+    in_flight_.clear();
+    // A burst's buffer is not kept for the rest of the connection's life.
+    if (in_flight_.capacity() > (64u << 10)) std::string().swap(in_flight_);
+    in_flight_.swap(pending_);
+  }
+  if (in_flight_.empty()) {
     if (response_done_ && in_exchange_) ExchangeDone();
     return;
   }
   writing_ = true;
-  in_flight_.clear();
-  in_flight_.swap(pending_);
-  net::async_write(stream_.socket(), net::buffer(in_flight_),
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWrite(ec); });
+  last_progress_ = std::chrono::steady_clock::now();
+  if (options_.write_timeout.count() > 0 && !write_timer_armed_)
+    ArmWriteTimer(options_.write_timeout);
+  stream_.socket().async_write_some(
+      net::buffer(in_flight_.data() + written_, in_flight_.size() - written_),
+      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWrite(ec, n); });
 }
 
-void Session::OnWrite(beast::error_code ec) {
+void Session::OnWrite(beast::error_code ec, size_t n) {
   writing_ = false;
   if (ec) return Close();
+  written_ += n;
   Flush();
+  CheckFlow();
+}
+
+// Tells the exchange to pause at the cap and to resume below half of it.
+void Session::CheckFlow() {
+  if (!flow_ || closed_) return;
+  const size_t queued = buffered();
+  const bool pause = !paused_producer_ && queued >= options_.max_buffered_output_bytes;
+  const bool resume = paused_producer_ && queued < options_.max_buffered_output_bytes / 2;
+  if (!pause && !resume) return;
+  paused_producer_ = pause;
+  auto flow = flow_;  // the handler may clear flow_
+  flow(pause);
+}
+
+// One timer per connection, not one per write: it fires write_timeout after it was armed,
+// and is armed again for what is left of write_timeout after the last progress.
+void Session::ArmWriteTimer(std::chrono::steady_clock::duration after) {
+  write_timer_armed_ = true;
+  write_timer_.expires_after(after);
+  write_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    self->write_timer_armed_ = false;
+    if (!ec) self->OnWriteTimer();
+  });
+}
+
+void Session::OnWriteTimer() {
+  if (closed_ || !writing_) return;
+  const auto stalled = std::chrono::steady_clock::now() - last_progress_;
+  if (stalled < options_.write_timeout) return ArmWriteTimer(options_.write_timeout - stalled);
+  beast::error_code ec;
+  const auto peer = stream_.socket().remote_endpoint(ec);
+  R1_LOG(INFO) << "client " << (ec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port()))
+               << " took no byte for "
+               << std::chrono::duration<double>(options_.write_timeout).count()
+               << " s (--write-timeout) with " << buffered()
+               << " bytes queued: connection reset"
+               << (in_exchange_ && cancel_ ? ", its request cancelled on the workers" : "");
+  Close(/*reset=*/true);
 }
 
 void Session::ExchangeDone() {
   in_exchange_ = false;
   cancel_ = nullptr;
+  flow_ = nullptr;
+  paused_producer_ = false;
   if (!keep_alive_) {
     beast::error_code ignored;
     stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
@@ -284,16 +342,25 @@ void Session::Linger() {
 // and the session (and its connection slot) is freed.
 void Session::CloseSocket() {
   linger_timer_.cancel();
+  write_timer_.cancel();
   beast::error_code ignored;
   stream_.socket().close(ignored);
 }
 
-void Session::Close() {
+// With `reset`, the connection is reset (SO_LINGER 0): what the client did not read is
+// dropped at once instead of being kept in the kernel for a client that reads nothing.
+void Session::Close(bool reset) {
   if (closed_) return;
   closed_ = true;
   linger_timer_.cancel();
+  write_timer_.cancel();
+  flow_ = nullptr;
   beast::error_code ignored;
-  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  if (reset) {
+    stream_.socket().set_option(net::socket_base::linger(true, 0), ignored);
+  } else {
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  }
   stream_.socket().close(ignored);
   if (in_exchange_ && cancel_) {
     auto cancel = std::move(cancel_);

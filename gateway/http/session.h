@@ -1,6 +1,11 @@
 // One HTTP/1.1 connection (Boost.Beast): reads requests with limits and timeouts, hands each
 // to the handler, and writes the response: either whole, or as a chunked server-sent-event
 // stream. One write is in flight at a time; what comes meanwhile is queued and coalesced.
+// Output flow control: once the queue reaches max_buffered_output_bytes the flow handler is
+// told to pause (the exchange stops reading its worker streams), and told to resume once the
+// queue drains below half of that (Envoy's per-connection buffer limit and low watermark). A
+// write that makes no progress for write_timeout resets the connection and runs the cancel
+// handler, so a client that stopped reading frees its slot and its worker sequences.
 // While a response is being produced the session watches the socket, so that a client that
 // goes away is noticed at once (the cancel handler runs).
 //
@@ -38,6 +43,13 @@ struct ServerOptions {
   // dropped (so that the close does not reset the connection before the client read the
   // response), for at most this long: then the connection is closed, whatever the client does.
   std::chrono::milliseconds lingering_time{2000};
+  // Output queued for the client (not yet taken by the socket) at which the producer is asked
+  // to pause; it is asked to resume below half of it. Reads already in flight when it pauses
+  // still land, so the queue can pass this by about one worker message per choice.
+  uint64_t max_buffered_output_bytes = 256 << 10;
+  // A write that takes no byte for this long (the client stopped reading) resets the
+  // connection and cancels its request. Zero: no limit.
+  std::chrono::milliseconds write_timeout{30000};
   int64_t max_connections = 10000;
   int threads = 2;
   // Told about requests refused by the HTTP layer itself (400, 408, 413, 431).
@@ -75,8 +87,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // Ends the stream. Ends the current exchange.
   void EndStream();
 
-  // Called once, on the strand, when the client goes away before the exchange ended.
+  // Called once, on the strand, when the client goes away before the exchange ended (or
+  // stopped reading for write_timeout).
   void SetCancelHandler(std::function<void()> handler) { cancel_ = std::move(handler); }
+  // Output flow control for the current exchange: called with true when the queued output
+  // reaches max_buffered_output_bytes, with false once it drained below half of it.
+  void SetFlowHandler(std::function<void(bool pause)> handler) { flow_ = std::move(handler); }
+  // Bytes queued for the client and not yet taken by the socket.
+  size_t buffered() const { return pending_.size() + in_flight_.size() - written_; }
   bool closed() const { return closed_; }
   bool streaming() const { return streaming_; }
 
@@ -92,20 +110,25 @@ class Session : public std::enable_shared_from_this<Session> {
   void Watch();
   void Write(std::string_view data);
   void Flush();
-  void OnWrite(beast::error_code ec);
+  void OnWrite(beast::error_code ec, size_t n);
+  void CheckFlow();
+  void ArmWriteTimer(std::chrono::steady_clock::duration after);
+  void OnWriteTimer();
   void ExchangeDone();
   void Linger();
-  void Close();
+  void Close(bool reset = false);
   void CloseSocket();
 
   beast::tcp_stream stream_;
   net::steady_timer linger_timer_;  // bounds the lingering after Connection: close
+  net::steady_timer write_timer_;   // checks that a pending write makes progress
   beast::flat_buffer buffer_;
   std::optional<beast::http::request_parser<beast::http::string_body>> parser_;
   const ServerOptions& options_;
   Handler handler_;
   std::atomic<int64_t>* connections_;
   std::function<void()> cancel_;
+  std::function<void(bool)> flow_;
   bool first_request_ = true;
   bool in_exchange_ = false;   // a request was handed to the handler and is not answered yet
   bool response_done_ = false;  // the handler finished writing the current response
@@ -116,8 +139,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool head_ = false;  // a HEAD request: responses carry their header only
   bool closed_ = false;
   bool writing_ = false;
-  std::string pending_;   // queued bytes
-  std::string in_flight_;  // bytes being written
+  bool paused_producer_ = false;  // flow_ was told to pause and not yet to resume
+  bool write_timer_armed_ = false;
+  std::chrono::steady_clock::time_point last_progress_;  // the last write that took bytes
+  std::string pending_;    // queued bytes
+  std::string in_flight_;  // bytes being written, of which written_ are taken
+  size_t written_ = 0;
 };
 
 // Standard reason phrase for a status code.

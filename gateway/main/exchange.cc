@@ -126,6 +126,7 @@ void Exchange::Start() {
     }
   }
   sink_->SetCancelHandler([self = shared_from_this()] { self->OnClientGone(); });
+  sink_->SetFlowHandler([self = shared_from_this()](bool pause) { self->OnFlow(pause); });
   for (auto& c : choices_) StartAttempt(*c);
 }
 
@@ -153,6 +154,7 @@ void Exchange::StartAttempt(Choice& c) {
       ctx_->attempt_env, strand_, std::move(*lease), c.proto,
       [self, cp](r1serve::v1::GenerateResponse&& m) { self->OnMessage(*cp, std::move(m)); },
       [self, cp](const grpc::Status& outcome) { self->OnAttemptEnd(*cp, outcome); });
+  if (reading_paused_) c.attempt->PauseReading(true);
 }
 
 std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse& m) const {
@@ -339,6 +341,16 @@ void Exchange::FailStream(Choice& c, const std::string& message) {
   Finish();
 }
 
+// The client's output queue reached its cap (pause) or drained (resume): every running
+// attempt stops or resumes reading its worker stream, so a client that reads slowly slows its
+// choices down instead of filling the gateway's memory.
+void Exchange::OnFlow(bool pause) {
+  if (done_ || reading_paused_ == pause) return;
+  reading_paused_ = pause;
+  for (auto& c : choices_)
+    if (c->attempt) c->attempt->PauseReading(pause);
+}
+
 void Exchange::OnClientGone() {
   if (done_) return;
   ctx_->metrics->Request(route_, 499);
@@ -357,6 +369,7 @@ void Exchange::Finish() {
   }
   --ctx_->active_requests;
   sink_->SetCancelHandler(nullptr);
+  sink_->SetFlowHandler(nullptr);
 }
 
 }  // namespace r1::gw

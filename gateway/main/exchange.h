@@ -59,6 +59,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m);
   void OnAttemptEnd(Choice& c, const grpc::Status& outcome);
   void OnClientGone();
+  void OnFlow(bool pause);
   void MaybeFinishEarly(Choice& c);
   void ChoiceFinished(Choice& c);
   void ChoiceFailed(Choice& c, const grpc::Status& status);
@@ -81,6 +82,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool stream_started_ = false;
   bool first_token_seen_ = false;
   bool done_ = false;
+  bool reading_paused_ = false;  // the client's output queue is full: attempts read nothing
 };
 
 }  // namespace r1::gw

@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   int64_t* idle_timeout = flags.Int("idle-timeout", 60, "seconds a kept-alive connection may wait for its next request");
   double* lingering_time = flags.Double("lingering-time", 2, "after a response that closes the connection, the most seconds spent reading and dropping what the client still sends before closing");
   int64_t* body_timeout = flags.Int("body-timeout", 30, "seconds to receive a request body");
+  int64_t* max_buffered_output = flags.Int("max-buffered-output-bytes", 256 << 10, "a connection's output queued in the gateway at which its request stops reading from the workers (gRPC flow control then holds them); reading resumes below half of it");
+  double* write_timeout = flags.Double("write-timeout", 30, "seconds a response write may take no byte (the client stopped reading) before the connection is reset and its request cancelled on the workers (0: no limit)");
   double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one attempt's Generate call (each retry gets its own)");
   double* first_token_timeout = flags.Double("first-token-timeout", 120, "seconds an attempt may wait for its first token; then the worker counts as failed and the request is retried elsewhere (0: no limit)");
   double* breaker_threshold = flags.Double("breaker-memory-threshold", 0.90, "open a worker's breaker when its device memory use is above this fraction of total");
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   std::string* worker_tls_cert = flags.String("worker-tls-cert", "", "PEM client certificate presented to workers (mTLS), with --worker-tls-key");
   std::string* worker_tls_key = flags.String("worker-tls-key", "", "PEM private key of --worker-tls-cert");
   std::string* worker_tls_name = flags.String("worker-tls-server-name", "", "name the workers' certificates must carry (default: the host of each worker address)");
+  int64_t* stream_window = flags.Int("worker-stream-window-bytes", 8192, "HTTP/2 flow-control window of each worker stream: what a worker may send ahead of what the gateway read (a stream paused for a slow client holds at most this much in the gateway)");
   std::string* worker_token = flags.String("worker-token-file", "", "file whose first token is sent to workers as 'authorization: Bearer TOKEN'");
   std::string* log_level = flags.String("log-level", "info", "debug|info|warning|error");
   flags.ParseOrExit(argc, argv);
@@ -76,6 +79,10 @@ int main(int argc, char** argv) {
   if (!(*first_token_timeout >= 0 && *first_token_timeout <= 1e8))
     flags.Fail("--first-token-timeout must be in [0, 1e8] seconds");
   if (!(*lingering_time >= 0 && *lingering_time <= 3600)) flags.Fail("--lingering-time must be in [0, 3600]");
+  if (!(*write_timeout >= 0 && *write_timeout <= 1e8)) flags.Fail("--write-timeout must be in [0, 1e8] seconds");
+  if (*max_buffered_output < 1024) flags.Fail("--max-buffered-output-bytes must be at least 1024");
+  if (*stream_window < 1024 || *stream_window > (1 << 30))
+    flags.Fail("--worker-stream-window-bytes must be in [1024, 2^30]");
 
   r1::gw::GatewayOptions gopts;
   if (!api_key_file->empty()) {
@@ -114,6 +121,7 @@ int main(int argc, char** argv) {
   popts.memory_threshold = *breaker_threshold;
   popts.breaker.failure_threshold = static_cast<int>(*breaker_failures);
   popts.breaker.cooldown = std::chrono::milliseconds(*breaker_cooldown);
+  popts.stream_window_bytes = static_cast<int>(*stream_window);
   auto security = r1::gw::LoadChannelSecurity(
       {*worker_tls_ca, *worker_tls_cert, *worker_tls_key, *worker_tls_name, *worker_token});
   if (!security.ok()) flags.Fail(std::string(security.status().message()));
@@ -132,6 +140,8 @@ int main(int argc, char** argv) {
   sopts.idle_timeout = std::chrono::seconds(*idle_timeout);
   sopts.body_timeout = std::chrono::seconds(*body_timeout);
   sopts.lingering_time = std::chrono::milliseconds(static_cast<int64_t>(*lingering_time * 1000));
+  sopts.max_buffered_output_bytes = static_cast<uint64_t>(*max_buffered_output);
+  sopts.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(*write_timeout * 1000));
   sopts.threads = static_cast<int>(*threads);
   sopts.on_refused = [&metrics](unsigned status) {
     metrics.Rejected(status == 413 ? "too_large" : "bad_request");

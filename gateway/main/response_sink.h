@@ -23,6 +23,9 @@ class ResponseSink {
   virtual void EndStream() = 0;
   // Runs once if the client goes away before the response ended; null clears it.
   virtual void SetCancelHandler(std::function<void()> handler) = 0;
+  // Output flow control: called with true when the client's queued output reached its cap
+  // (stop reading the worker streams), with false when it drained (read again); null clears it.
+  virtual void SetFlowHandler(std::function<void(bool pause)> handler) = 0;
 };
 
 class SessionSink final : public ResponseSink {
@@ -37,6 +40,9 @@ class SessionSink final : public ResponseSink {
   void EndStream() override { session_->EndStream(); }
   void SetCancelHandler(std::function<void()> handler) override {
     session_->SetCancelHandler(std::move(handler));
+  }
+  void SetFlowHandler(std::function<void(bool pause)> handler) override {
+    session_->SetFlowHandler(std::move(handler));
   }
   http::Session& session() { return *session_; }
 

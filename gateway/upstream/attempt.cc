@@ -64,6 +64,7 @@ void Attempt::OnMessage(r1serve::v1::GenerateResponse&& m) {
     error_message_ = m.error_message();
   }
   if (on_message_) on_message_(std::move(m));
+  if (!ended_ && call_) call_->ReadNext();  // the next message once this one was taken
 }
 
 void Attempt::OnCallDone(const grpc::Status& status) {
@@ -101,6 +102,10 @@ void Attempt::End(const grpc::Status& outcome) {
   on_end_ = nullptr;
   on_message_ = nullptr;  // drops what the owner's callbacks hold
   if (on_end) on_end(outcome);
+}
+
+void Attempt::PauseReading(bool pause) {
+  if (!ended_ && call_) call_->PauseReading(pause);
 }
 
 void Attempt::Cancel() {

@@ -45,6 +45,8 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
 
   // The owner gives up on the attempt: cancels the call, abandons the lease; no end event.
   void Cancel();
+  // Stops (true) or resumes (false) reading the call's messages: output flow control.
+  void PauseReading(bool pause);
 
   Worker& worker() const { return lease_.worker(); }
   bool got_first() const { return got_first_; }

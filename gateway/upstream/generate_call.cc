@@ -19,9 +19,63 @@ std::shared_ptr<GenerateCall> GenerateCall::Start(r1serve::v1::Inference::Stub* 
 
 void GenerateCall::OnReadDone(bool ok) {
   if (!ok) return;  // OnDone follows
-  on_message_(std::move(response_));
+  r1serve::v1::GenerateResponse m = std::move(response_);
   response_.Clear();
+  const bool last = m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED;
+  {
+    // Before the message is handed over: the owner's ReadNext for it may come at once.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++unacked_;
+  }
+  on_message_(std::move(m));
+  // The next read is due only now: started earlier (by a ReadNext on the owner's thread), its
+  // message could be handed over before this one.
+  bool read_on = last;
+  if (!last) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return;  // no read and no hold: OnDone follows
+    due_ = true;
+    read_on = TakeDueReadLocked();
+    if (!read_on) AddHold();
+  }
+  if (read_on) StartRead(&response_);
+}
+
+bool GenerateCall::TakeDueReadLocked() {
+  if (!due_ || unacked_ >= kReadAhead || paused_ || cancelled_) return false;
+  due_ = false;
+  return true;
+}
+
+void GenerateCall::ReadNext() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (unacked_ > 0) --unacked_;
+    if (!TakeDueReadLocked()) return;
+  }
   StartRead(&response_);
+  RemoveHold();
+}
+
+void GenerateCall::PauseReading(bool pause) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    paused_ = pause;
+    if (!TakeDueReadLocked()) return;
+  }
+  StartRead(&response_);
+  RemoveHold();
+}
+
+void GenerateCall::Cancel() {
+  context_.TryCancel();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (!due_) return;
+    due_ = false;
+  }
+  RemoveHold();  // OnDone follows, with CANCELLED
 }
 
 void GenerateCall::OnDone(const grpc::Status& status) {

@@ -1,8 +1,12 @@
 // One streaming Generate call on the gRPC callback client API. Messages and the final status
-// are handed to the owner's callbacks on gRPC threads, in order. Reading never pauses: one
-// generation is bounded by the model's length limit, so a slow client costs bounded memory,
-// and the final status can never overtake unread messages. Cancel() cancels the call at once
-// (a client that went away).
+// are handed to the owner's callbacks on gRPC threads, in order. At most kReadAhead messages
+// are handed over and not yet taken (ReadNext()), so a busy owner does not pile them up, and
+// no read starts while PauseReading(true) holds it (a client that stopped reading); what
+// the worker sends meanwhile waits in the HTTP/2 stream's flow-control window, and then the
+// worker's writes wait. The status cannot overtake unread messages (the transport completes
+// it only once every received message was read), and after a message with a finish reason
+// the call always reads on, to collect its status. Cancel() cancels the call at once (a
+// client that went away), paused or not.
 #pragma once
 
 #include <functional>
@@ -27,12 +31,17 @@ class GenerateCall final : public grpc::ClientReadReactor<r1serve::v1::GenerateR
                                              const r1serve::v1::GenerateRequest& request,
                                              Clock::WallTime deadline,
                                              MessageFn on_message, DoneFn on_done);
-  void Cancel() override { context_.TryCancel(); }
+  void Cancel() override;
+  void ReadNext() override;
+  void PauseReading(bool pause) override;
 
   void OnReadDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
 
  private:
+  // Called with mu_ held: whether the due read may start now (it then is no longer due).
+  bool TakeDueReadLocked();
+
   GenerateCall(MessageFn on_message, DoneFn on_done)
       : on_message_(std::move(on_message)), on_done_(std::move(on_done)) {}
 
@@ -41,6 +50,14 @@ class GenerateCall final : public grpc::ClientReadReactor<r1serve::v1::GenerateR
   MessageFn on_message_;
   DoneFn on_done_;
   std::shared_ptr<GenerateCall> self_;  // keeps the reactor alive until OnDone
+  std::mutex mu_;  // ReadNext and PauseReading run on the owner's strand, reactions on gRPC's
+  // A read is due and not started; a hold (AddHold) keeps gRPC from ending the call
+  // meanwhile, so that ReadNext or PauseReading(false) can still start it.
+  bool due_ = false;
+  int unacked_ = 0;  // messages handed over and not taken yet (no ReadNext for them)
+  static constexpr int kReadAhead = 4;
+  bool paused_ = false;
+  bool cancelled_ = false;
 };
 
 // The StartCallFn of production: GenerateCall on the worker's channel.

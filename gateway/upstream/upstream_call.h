@@ -21,6 +21,13 @@ class UpstreamCall {
   // Asks the call to end now; its done callback still follows (with CANCELLED or the status
   // it had already reached).
   virtual void Cancel() = 0;
+  // Flow control. A call reads one message at a time: after handing one over it reads the
+  // next only once the owner called ReadNext() (it took the message), and not while paused.
+  // Messages the worker sends meanwhile wait in the transport's flow-control window, which
+  // then holds the worker's writes. A message with a finish reason is always followed by the
+  // read that collects the call's status.
+  virtual void ReadNext() = 0;
+  virtual void PauseReading(bool pause) = 0;
 };
 
 using CallMessageFn = std::function<void(r1serve::v1::GenerateResponse&&)>;

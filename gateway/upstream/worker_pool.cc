@@ -13,7 +13,7 @@
 namespace r1::gw {
 
 Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-               const ChannelSecurity& security)
+               const ChannelSecurity& security, int stream_window_bytes)
     : address_(std::move(address)), breaker_(breaker, clock) {
   grpc::ChannelArguments args;
   // A worker that comes back is found again quickly.
@@ -23,6 +23,10 @@ Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // the gateway decides about retries
+  // Output flow control: BDP probing would grow each stream's window to megabytes, all of it
+  // buffered in the gateway when a client stops reading.
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, stream_window_bytes);
   channel_ = MakeWorkerChannel(address_, security, args);
   stub_ = r1serve::v1::Inference::NewStub(channel_);
   health_ = grpc::health::v1::Health::NewStub(channel_);
@@ -93,7 +97,8 @@ void WorkerPool::SetAddresses(const std::vector<std::string>& dns_addresses) {
   for (const std::string& a : want) {
     if (have.count(a)) continue;
     R1_LOG(INFO) << "worker " << a << " added";
-    workers_.push_back(std::make_shared<Worker>(a, options_.breaker, clock_, options_.security));
+    workers_.push_back(std::make_shared<Worker>(a, options_.breaker, clock_, options_.security,
+                                                options_.stream_window_bytes));
   }
 }
 

@@ -29,8 +29,10 @@ namespace r1::gw {
 
 class Worker {
  public:
+  // stream_window_bytes: the HTTP/2 flow-control window of each Generate stream, what a
+  // worker may send ahead of what the gateway read (PoolOptions::stream_window_bytes).
   Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-         const ChannelSecurity& security = {});
+         const ChannelSecurity& security = {}, int stream_window_bytes = 8192);
   const std::string& address() const { return address_; }
   r1serve::v1::Inference::Stub* stub() { return stub_.get(); }
   grpc::health::v1::Health::Stub* health_stub() { return health_.get(); }
@@ -64,6 +66,10 @@ struct PoolOptions {
   double memory_threshold = 0.90;  // of device_memory_total_bytes
   BreakerOptions breaker;
   ChannelSecurity security;  // TLS and token for the worker channels
+  // Each Generate stream's HTTP/2 window: what a worker may send that the gateway has not
+  // read. Fixed (no BDP probing), so that a paused stream (a client that stopped reading)
+  // holds at most this much in the gateway, and the worker's writes then wait.
+  int stream_window_bytes = 8192;
 };
 
 // True when a load report shows pressure: memory above `threshold` of total or KV use above 1.

@@ -274,5 +274,38 @@ TEST_F(ExchangeTest, NoHealthyWorkerIs503) {
   EXPECT_EQ(ctx_->active_requests, 0);
 }
 
+// Output flow control: the client's queue reaching its cap pauses every running call, a retry
+// started meanwhile starts paused, the queue draining resumes them all; each message the
+// exchange took lets its call read the next one.
+TEST_F(ExchangeTest, AFullClientQueuePausesEveryCallUntilItDrains) {
+  Init();
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","n":2,"stream":true})");
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  ASSERT_TRUE(sink_->flow);
+  call(0).Send(testing::Piece("a"));
+  call(0).Send(testing::Piece("b"));
+  strand_->RunPending();
+  EXPECT_EQ(call(0).taken, 2);
+  EXPECT_EQ(call(1).taken, 0);
+
+  sink_->flow(true);
+  EXPECT_TRUE(call(0).paused);
+  EXPECT_TRUE(call(1).paused);
+  // Choice 1 fails before its first token and is retried: the new call starts paused.
+  call(1).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
+  strand_->RunPending();
+  strand_->Advance(0ms);
+  ASSERT_EQ(calls_.calls.size(), 3u);
+  EXPECT_TRUE(call(2).paused);
+
+  sink_->flow(false);
+  EXPECT_FALSE(call(0).paused);
+  EXPECT_FALSE(call(2).paused);
+  Finish(0, {"c"});
+  Finish(2, {"d"});
+  EXPECT_TRUE(sink_->ended);
+  EXPECT_FALSE(sink_->flow) << "the exchange lets go of the flow handler when it ends";
+}
+
 }  // namespace
 }  // namespace r1::gw

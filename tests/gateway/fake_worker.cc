@@ -9,6 +9,9 @@
 //   @die_after=K     after K tokens, kill this process (SIGKILL); K=0 dies before any token
 //   @think           emit reasoning, then "</think>" split across two messages, then answer
 //   @echo            emit one message holding the request's fields as JSON
+// Flow control shows on stdout: "BLOCKED <request_id> at <k>" when writing token k waited over
+// 200 ms (the client stopped reading), "CANCELLED <request_id> at <k>" when the call was
+// cancelled after k tokens were written, "DONE <request_id> <k>" when all k were.
 // Global flags can make every request fail, make every request hang (accepted, never a token:
 // a stuck engine behind a live gRPC server) and report memory pressure while a file exists.
 // Prints "PORT <n>" on stdout once serving.
@@ -18,6 +21,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -167,8 +171,10 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     } else {
       for (int64_t i = 0; i < n; ++i) pieces.push_back(o_->name + "-" + std::to_string(i) + " ");
     }
+    const std::string& id = req->request_id();
+    bool blocked = false;
     for (int64_t i = 0; i < n; ++i) {
-      if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      if (ctx->IsCancelled()) return Cancelled(id, i);
       if (i > 0 && interval > 0) Sleep(ctx, interval);
       if (die_after >= 0 && i == die_after) kill(getpid(), SIGKILL);
       if (abort_after >= 0 && i == abort_after)
@@ -199,8 +205,15 @@ class FakeInference final : public r1serve::v1::Inference::Service {
         m.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prompt.size() / 4 + 1));
         m.mutable_usage()->set_completion_tokens(static_cast<uint32_t>(n));
       }
-      if (!writer->Write(m)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+      const auto write_start = std::chrono::steady_clock::now();
+      const bool written = writer->Write(m);
+      if (!blocked && std::chrono::steady_clock::now() - write_start > std::chrono::milliseconds(200)) {
+        blocked = true;
+        Say("BLOCKED " + id + " at " + std::to_string(i));
+      }
+      if (!written) return Cancelled(id, i);
     }
+    Say("DONE " + id + " " + std::to_string(n));
     return grpc::Status::OK;
   }
 
@@ -221,6 +234,16 @@ class FakeInference final : public r1serve::v1::Inference::Service {
   }
 
  private:
+  static void Say(const std::string& line) {
+    static std::mutex mu;
+    std::lock_guard<std::mutex> lock(mu);
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  static grpc::Status Cancelled(const std::string& id, int64_t written) {
+    Say("CANCELLED " + id + " at " + std::to_string(written));
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  }
   static void Sleep(grpc::ServerContext* ctx, int64_t ms) {
     auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     while (std::chrono::steady_clock::now() < end && !ctx->IsCancelled())

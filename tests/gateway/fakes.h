@@ -94,6 +94,8 @@ inline std::unique_ptr<Timer> ManualStrand::NewTimer() {
 // One scripted Generate call: the test sends its messages and ends it.
 struct FakeCall final : UpstreamCall {
   void Cancel() override { cancelled = true; }
+  void ReadNext() override { ++taken; }
+  void PauseReading(bool pause) override { paused = pause; }
   void Send(r1serve::v1::GenerateResponse m) { on_message(std::move(m)); }
   // Ends the call as gRPC does: the done callback once, then the callbacks are dropped.
   void Done(const grpc::Status& status) {
@@ -111,6 +113,8 @@ struct FakeCall final : UpstreamCall {
   CallMessageFn on_message;
   CallDoneFn on_done;
   bool cancelled = false;
+  bool paused = false;
+  int taken = 0;  // messages the owner took (ReadNext calls)
   bool done = false;
 };
 
@@ -164,6 +168,7 @@ struct FakeSink final : ResponseSink {
   void SendChunk(std::string_view data) override { chunks.emplace_back(data); }
   void EndStream() override { ended = true; }
   void SetCancelHandler(std::function<void()> handler) override { cancel = std::move(handler); }
+  void SetFlowHandler(std::function<void(bool)> handler) override { flow = std::move(handler); }
   // The client goes away.
   void Leave() {
     if (cancel) cancel();
@@ -177,6 +182,7 @@ struct FakeSink final : ResponseSink {
   bool ended = false;
   std::vector<std::string> chunks;
   std::function<void()> cancel;
+  std::function<void(bool)> flow;
 };
 
 }  // namespace r1::gw::testing
