@@ -149,7 +149,8 @@ void Exchange::Start() {
 
 void Exchange::StartAttempt(Choice& c) {
   if (done_) return;
-  std::optional<WorkerLease> lease = ctx_->pool->Pick(c.tried, c.route.get());
+  std::optional<WorkerLease> lease =
+      ctx_->pool->Pick(c.tried, c.route.get(), /*resume=*/!c.output_ids.empty());
   if (!lease) {
     if (c.last_failure) return ChoiceFailed(c, *c.last_failure);
     const std::string message = ctx_->pool->AllBreakersOpen()

@@ -222,13 +222,15 @@ std::vector<std::shared_ptr<Worker>> WorkerPool::Healthy() const {
 }
 
 std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried,
-                                            const RouteKey* key) {
+                                            const RouteKey* key, bool resume) {
   std::vector<std::shared_ptr<Worker>> usable = Healthy();
   // Panic: too many healthy workers are ejected for failures; use every healthy one that is
   // not busy, ejected or not, rather than pile the load onto the few left.
   const bool panic = PanicAmong(usable);
   usable.erase(std::remove_if(usable.begin(), usable.end(),
-                              [panic](const std::shared_ptr<Worker>& w) {
+                              [panic, resume](const std::shared_ptr<Worker>& w) {
+                                r1serve::v1::LoadReport r;
+                                if (resume && !(w->GetLoad(&r) && r.resume())) return true;
                                 return panic ? w->breaker().busy() : !w->breaker().CanAcquire();
                               }),
                usable.end());

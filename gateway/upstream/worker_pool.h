@@ -111,9 +111,10 @@ class WorkerPool {
 
   // Routes a request (routing.h) among usable workers, preferring ones not in `tried`; takes a
   // lease on the worker picked (an active stream and the breaker's permission). `key` is the
-  // prompt as prefix-aware routing sees it (may be null). Empty when none is usable.
+  // prompt as prefix-aware routing sees it (may be null); `resume`: only workers whose load
+  // report says they continue resumed streams. Empty when none is usable.
   std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried,
-                                  const RouteKey* key = nullptr);
+                                  const RouteKey* key = nullptr, bool resume = false);
   std::vector<std::shared_ptr<Worker>> Snapshot() const;
   bool AnyHealthy() const;
   // Some worker is healthy but every healthy one has an open breaker.

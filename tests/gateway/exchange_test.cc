@@ -29,6 +29,10 @@ class ExchangeTest : public ::testing::Test {
     pool_ = std::make_unique<WorkerPool>(po, &clock_, &random_);
     a_ = pool_->AddForTest("10.0.0.1:50051");
     b_ = pool_->AddForTest("10.0.0.2:50051");
+    r1serve::v1::LoadReport report;
+    report.set_resume(true);  // both continue resumed streams
+    a_->SetLoad(report);
+    b_->SetLoad(report);
     GatewayOptions o;
     o.first_token_timeout_s = 30;
     o.stall_timeout_s = 20;
@@ -389,6 +393,23 @@ TEST_F(ExchangeTest, ResumesStopAtTheLimit) {
   EXPECT_EQ(ev[ev.size() - 2].at("error").at("message"), "the worker failed mid-stream: died again");
   EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="unavailable"})"), 2);
   EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="limit_reached"})"), 1);
+}
+
+TEST_F(ExchangeTest, OnlyWorkersThatSayTheyResumeGetAResume) {
+  Init();
+  a_->SetLoad(r1serve::v1::LoadReport());  // an older worker: it would ignore `resume`
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
+  ASSERT_EQ(call(0).worker, b_.get());
+  call(0).Send(testing::Tokens("a", {1}));
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"));
+  strand_->RunPending();
+  EXPECT_EQ(calls_.calls.size(), 1u);  // none to resume on: the stream ends with an error
+  std::vector<json::value> ev = Events();
+  EXPECT_EQ(ev[ev.size() - 3].at("choices").at(0).at("finish_reason"), "error");
+  // New requests still go to the older worker.
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"y"})");
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).worker, a_.get());
 }
 
 TEST_F(ExchangeTest, TheCallsOwnDeadlineIsNotResumed) {

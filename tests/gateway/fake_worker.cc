@@ -235,6 +235,7 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     r->set_kv_blocks_total(100);
     r->set_kv_block_size(16);
     r->set_prefix_caching(true);
+    r->set_resume(true);
     r->set_device_memory_total_bytes(1000);
     r->set_device_memory_used_bytes(pressure ? 990 : 100);
     r->set_max_running(64);
