@@ -87,12 +87,13 @@ std::string RoutePrompt(const GenParams& p, size_t prompt) {
 }
 
 // Failures after output that another worker can continue from: the worker died or went
-// silent, or its engine failed the stream. The call's own deadline (--request-timeout) is not
-// one: another try would take as long.
+// silent, or its engine failed the stream, or (a resumed attempt) its queue was full. The
+// call's own deadline (--request-timeout) is not one: another try would take as long.
 bool IsResumable(grpc::StatusCode code, AttemptEnd cause) {
   if (cause != AttemptEnd::kCall) return true;
   switch (code) {
     case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
     case grpc::StatusCode::UNKNOWN:
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::DATA_LOSS:
