@@ -180,8 +180,8 @@ bool ParseVariant(const std::string& spec, int threads, Variant* v, std::string*
   v->options.num_threads = threads;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& p = parts[i];
-    if (p == "kernel") v->options.cpu_kernels = true;
-    else if (p == "torch") v->options.cpu_kernels = false;
+    if (p == "kernel") v->options.tuning.cpu_kernels = true;
+    else if (p == "torch") v->options.tuning.cpu_kernels = false;
     else if (p == "copy") v->options.cpu_copy_weights = true;
     else if (p == "map") v->options.cpu_copy_weights = false;
     else {

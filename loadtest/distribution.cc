@@ -1,8 +1,10 @@
 #include "loadtest/distribution.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -44,6 +46,21 @@ absl::StatusOr<LengthDist> LengthDist::Parse(const std::string& text) {
     d.kind_ = Kind::kUniform;
     return d;
   }
+  if (absl::ConsumePrefix(&s, "lognormal:")) {
+    std::vector<absl::string_view> parts = absl::StrSplit(s, ':');
+    if (parts.size() != 4 || !absl::SimpleAtod(parts[0], &d.median_) ||
+        !absl::SimpleAtod(parts[1], &d.sigma_) || !(d.median_ >= 1) || !(d.sigma_ >= 0) ||
+        d.sigma_ > 10) {
+      return absl::InvalidArgumentError("bad distribution '" + text +
+                                        "' (want lognormal:MEDIAN:SIGMA:MIN:MAX, MEDIAN >= 1, "
+                                        "0 <= SIGMA <= 10)");
+    }
+    R1_ASSIGN_OR_RETURN(d.lo_, ParseLength(parts[2], text));
+    R1_ASSIGN_OR_RETURN(d.hi_, ParseLength(parts[3], text));
+    if (d.lo_ > d.hi_) return absl::InvalidArgumentError("bad distribution '" + text + "' (MIN > MAX)");
+    d.kind_ = Kind::kLogNormal;
+    return d;
+  }
   bool list = absl::ConsumePrefix(&s, "list:");
   if (!list) absl::ConsumePrefix(&s, "fixed:");
   if (s.empty()) return absl::InvalidArgumentError("empty length distribution");
@@ -66,6 +83,13 @@ int64_t LengthDist::Sample(Random& rng) const {
       return lo_ + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(hi_ - lo_ + 1)));
     case Kind::kList:
       return values_[rng.Below(values_.size())];
+    case Kind::kLogNormal: {
+      // Box-Muller: one standard normal from two uniforms (the first kept away from 0).
+      const double u1 = 1.0 - rng.Uniform01(), u2 = rng.Uniform01();
+      const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+      const double v = std::round(median_ * std::exp(sigma_ * z));
+      return std::clamp<int64_t>(static_cast<int64_t>(std::min(v, 1e12)), lo_, hi_);
+    }
   }
   return lo_;
 }
@@ -81,6 +105,9 @@ std::string LengthDist::ToString() const {
       return "uniform:" + std::to_string(lo_) + ":" + std::to_string(hi_);
     case Kind::kList:
       return "list:" + absl::StrJoin(values_, ",");
+    case Kind::kLogNormal:
+      return "lognormal:" + absl::StrCat(median_) + ":" + absl::StrCat(sigma_) + ":" +
+             std::to_string(lo_) + ":" + std::to_string(hi_);
   }
   return "";
 }

@@ -1,5 +1,7 @@
-// Length distributions for prompts and outputs: "128" (fixed), "uniform:A:B" (inclusive) or
-// "list:A,B,C" / "A,B,C" (each value equally likely).
+// Length distributions for prompts and outputs: "128" (fixed), "uniform:A:B" (inclusive),
+// "list:A,B,C" / "A,B,C" (each value equally likely), or "lognormal:MEDIAN:SIGMA:MIN:MAX"
+// (MEDIAN * exp(SIGMA * N(0, 1)), rounded and clamped to [MIN, MAX]: the long tail of reasoning
+// lengths, e.g. lognormal:2000:1:64:16384 for R1 answers).
 #pragma once
 
 #include <cstdint>
@@ -23,9 +25,10 @@ class LengthDist {
   std::string ToString() const;
 
  private:
-  enum class Kind { kFixed, kUniform, kList };
+  enum class Kind { kFixed, kUniform, kList, kLogNormal };
   Kind kind_ = Kind::kFixed;
   int64_t lo_ = 0, hi_ = 0;
+  double median_ = 0, sigma_ = 0;
   std::vector<int64_t> values_;
 };
 

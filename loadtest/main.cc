@@ -77,7 +77,9 @@ int main(int argc, char** argv) {
   int64_t* warmup = flags.Int("warmup", 0, "requests sent before each level and not measured");
   std::string* prompt_len = flags.String("prompt-len", "64", "prompt length in words (about one "
                                                              "token each): a distribution");
-  std::string* output_len = flags.String("output-len", "64", "max_tokens: a distribution");
+  std::string* output_len = flags.String(
+      "output-len", "64",
+      "max_tokens: a distribution (N, uniform:A:B, list:A,B,..., lognormal:MEDIAN:SIGMA:MIN:MAX)");
   bool* ignore_eos = flags.Bool("ignore-eos", true, "ask for exactly max_tokens tokens "
                                                     "(\"ignore_eos\": true)");
   double* temperature = flags.Double("temperature", 0, "sampling temperature (0 = greedy)");

@@ -12,6 +12,19 @@ namespace json = boost::json;
 LevelReport MakeReport(const LevelResult& result) {
   LevelReport r;
   r.level = result.level;
+  const double window_s = std::chrono::duration<double>(result.window_end - result.window_start).count();
+  int64_t window_tokens = 0;
+  for (const RequestResult& q : result.results) {
+    if (!q.got_token) continue;
+    // Token times: the first, then each gap after it.
+    double t = std::chrono::duration<double>(q.first_token - result.window_start).count();
+    if (t >= 0 && t <= window_s) ++window_tokens;
+    for (double g : q.itl_s) {
+      t += g;
+      if (t >= 0 && t <= window_s) ++window_tokens;
+    }
+  }
+  if (window_s > 0) r.window_output_tokens_per_s = static_cast<double>(window_tokens) / window_s;
   r.wall_s = result.wall_s;
   r.client_queued = result.client_queued;
   std::vector<double> ttft, itl, tpot, e2e;
@@ -80,6 +93,7 @@ std::string FormatText(const Options& options, const std::vector<LevelReport>& r
     out += absl::StrFormat("  tokens     %d output: %.1f tok/s", r.output_tokens,
                            r.output_tokens_per_s);
     if (r.prompt_tokens > 0) out += absl::StrFormat("; %d prompt", r.prompt_tokens);
+    out += absl::StrFormat("; %.1f tok/s while sending", r.window_output_tokens_per_s);
     out += "\n";
     if (r.level.rate > 0) {
       out += absl::StrFormat("  queued     %d arrivals waited in the client for a free slot\n",
@@ -115,6 +129,7 @@ json::value ToJson(const Options& options, const std::vector<LevelReport>& repor
         {"requests_per_s", r.requests_per_s},
         {"output_tokens", r.output_tokens},
         {"output_tokens_per_s", r.output_tokens_per_s},
+        {"window_output_tokens_per_s", r.window_output_tokens_per_s},
         {"prompt_tokens", r.prompt_tokens},
         {"client_queued", r.client_queued},
         {"ttft_ms", SummaryJson(r.ttft_ms)},

@@ -24,6 +24,9 @@ struct LevelReport {
   double requests_per_s = 0;       // succeeded requests per second
   int64_t output_tokens = 0;       // of succeeded requests
   double output_tokens_per_s = 0;
+  // Tokens (of every request, finished or not) that arrived within the sending window, per
+  // second of it: the steady-state rate, without the drain at the end of a --duration level.
+  double window_output_tokens_per_s = 0;
   int64_t prompt_tokens = 0;       // as reported by the server (0 when it does not say)
   int64_t client_queued = 0;
   // Over succeeded requests. TPOT (time per output token) is per request: from the first

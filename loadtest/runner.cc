@@ -60,6 +60,8 @@ class LevelRun {
     out.client_queued = client_queued_;
     out.wall_s = std::chrono::duration<double>(last_done_ - start_).count();
     if (out.results.empty()) out.wall_s = 0;
+    out.window_start = start_;
+    out.window_end = duration_s_ > 0 ? std::min(deadline_, last_done_) : last_done_;
     return out;
   }
 

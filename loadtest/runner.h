@@ -22,6 +22,10 @@ struct LevelResult {
   Level level;
   std::vector<RequestResult> results;
   double wall_s = 0;           // first send to last completion
+  // The sending window: from the first send to the end of --duration (or to the last
+  // completion when the level runs a number of requests). Tokens that arrive in it measure the
+  // steady state, before the level drains.
+  SteadyClock::time_point window_start, window_end;
   int64_t client_queued = 0;   // open loop: arrivals that waited for a free slot
 };
 

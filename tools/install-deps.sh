@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates curl python3 nodejs npm
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libtorch-dev libopenblas0-pthread libboost1.81-dev libboost-json1.81-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libpcre2-dev prometheus)
+  libgtest-dev libgmock-dev libpcre2-dev prometheus openssl)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

@@ -1,13 +1,16 @@
 // GPU speed of the model on one checkpoint (make the 1.5B shape with
 // `r1-mkmodel --preset r1-distill-qwen-1.5b --out DIR`). Prints, in one run:
-//   - device-to-device copy bandwidth (a large torch copy, bytes read + written) and the batch-1
-//     decode bound it implies: bytes read per decode step (every weight but the embedding table,
-//     of which one row is read) / bandwidth;
-//   - time to first token for each --prompt-lens prompt (one prefill step + argmax, synchronised
-//     by reading the token on the host; median of --reps);
-//   - decode tok/s at each --batch-sizes (each sequence with its own blocks, --context tokens
-//     already cached; median step time over --decode-steps steps, argmax read on the host each
-//     step as the engine does).
+//   - device-to-device copy bandwidth (a large torch copy, bytes read + written) and the bf16
+//     matmul rate (an 8192^3 GEMM), the two rates the bounds below are taken at;
+//   - time to first token for each --prompt-lens prompt, fed in chunks of --prefill-chunk
+//     tokens as the engine feeds it (one step per chunk, argmax of the last read on the host;
+//     median of --reps), against its FLOP bound (linear layers plus causal attention at the
+//     measured matmul rate);
+//   - decode tok/s for every --batch-sizes x --contexts cell: each sequence with its own blocks
+//     and that many keys already cached (random K/V: attention's cost does not depend on the
+//     values), the median and p99 step time over --decode-steps steps, argmax read on the host
+//     each step as the engine does; against the bound (weights + the KV bytes the step reads)
+//     / copy bandwidth. Cells whose KV cache does not fit in the free memory are skipped.
 // Every figure line starts with "RESULT " so bench/gpu/run.sh can collect it.
 #include <ATen/ATen.h>
 
@@ -17,6 +20,7 @@
 
 #include "absl/strings/numbers.h"
 #include "common/flags.h"
+#include "worker/model/device_memory.h"
 #include "worker/model/qwen2.h"
 
 namespace {
@@ -31,6 +35,7 @@ double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
+void Sync(const at::Tensor& t) { (void)t.sum().item<double>(); }
 
 // Device copy bandwidth in GB/s (bytes read + bytes written), best of 10 copies of 1 GiB.
 double CopyBandwidthGBs(at::Device dev) {
@@ -48,6 +53,21 @@ double CopyBandwidthGBs(at::Device dev) {
   return best;
 }
 
+// The matmul rate in TFLOP/s of an n x n x n GEMM in `dtype`, best of 5.
+double MatmulTflops(at::Device dev, at::ScalarType dtype, int64_t n = 8192) {
+  auto opts = at::TensorOptions().dtype(dtype).device(dev);
+  at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
+  Sync(at::mm(a, b));
+  double best = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto t = Clock::now();
+    at::Tensor c = at::mm(a, b);
+    (void)c[0][0].item<float>();
+    best = std::max(best, 2.0 * n * n * n / Since(t) / 1e12);
+  }
+  return best;
+}
+
 std::vector<int64_t> Ints(const r1::Flags& flags, const std::string& name, const std::string& v) {
   std::vector<int64_t> out;
   for (const std::string& s : r1::SplitCommaList(v)) {
@@ -61,123 +81,195 @@ std::vector<int64_t> Ints(const r1::Flags& flags, const std::string& name, const
 }  // namespace
 
 int main(int argc, char** argv) {
-  r1::Flags flags("gpu_model_bench", "GPU time to first token, decode tok/s and the batch-1 bound of one checkpoint.");
+  r1::Flags flags("gpu_model_bench", "GPU time to first token and decode tok/s of one checkpoint, each against its bound.");
   std::string* model_dir = flags.String("model", "", "checkpoint directory (required)");
   std::string* device = flags.String("device", "cuda", "cuda | cuda:N | cpu");
   std::string* dtype = flags.String("dtype", "bfloat16", "bfloat16 | float16 | float32");
   std::string* prompt_lens = flags.String("prompt-lens", "128,2048", "prompt lengths for time to first token");
+  int64_t* prefill_chunk = flags.Int("prefill-chunk", 0, "tokens per prefill step for time to first token; 0: the whole prompt in one step");
   std::string* batch_sizes = flags.String("batch-sizes", "1", "decode batch sizes");
-  int64_t* context = flags.Int("context", 128, "tokens already cached per sequence when decoding starts");
+  std::string* contexts = flags.String("contexts", "128", "tokens already cached per sequence when decoding starts (a list: one grid row each)");
   int64_t* reps = flags.Int("reps", 5, "prefill runs per prompt length (median)");
-  int64_t* steps = flags.Int("decode-steps", 128, "decode steps per batch size (median step time)");
-  bool* graphs = flags.Bool("cuda-graphs", true, "let the model replay CUDA graphs for decode steps");
-  bool* kernels = flags.Bool("cuda-kernels", true,
-                             "our fused CUDA kernels and paged attention (false: the plain ATen step)");
+  int64_t* steps = flags.Int("decode-steps", 128, "decode steps per cell (median and p99 step time)");
+  std::string* kv_dtype = flags.String("kv-cache-dtype", "auto", "auto (the model's dtype) or fp8");
   std::string* label = flags.String("label", "r1serve", "name printed in the RESULT lines");
+  r1::model::KernelTuning tuning;
+  bool* graphs = flags.Bool("cuda-graphs", tuning.cuda_graphs, "let the model replay CUDA graphs for decode steps");
+  bool* kernels = flags.Bool("cuda-kernels", tuning.cuda_kernels,
+                             "our fused CUDA kernels and paged attention (false: the plain ATen step)");
+  bool* pdl = flags.Bool("pdl", tuning.pdl, "programmatic dependent launch between our kernels");
+  int64_t* attn_splits = flags.Int("attn-splits", tuning.attn_splits, "decode attention's key splits; 0: chosen per step");
+  int64_t* attn_stages = flags.Int("attn-stages", tuning.attn_stages, "decode attention's tiles in flight (2 or 3)");
+  int64_t* flash_min_tokens = flags.Int("flash-min-tokens", tuning.flash_min_tokens, "see r1-worker --help");
+  int64_t* gemv_max_rows = flags.Int("gemv-max-rows", tuning.gemv_max_rows, "steps of at most this many tokens use the fused GEMVs");
+  int64_t* gemv_units = flags.Int("gemv-units", tuning.gemv_units, "outputs per warp of the projection GEMVs; 0: the kernel's");
   flags.ParseOrExit(argc, argv);
   if (model_dir->empty()) flags.Fail("--model is required");
   std::vector<int64_t> plens = Ints(flags, "prompt-lens", *prompt_lens);
   std::vector<int64_t> bsizes = Ints(flags, "batch-sizes", *batch_sizes);
-  if (*context < 1 || *reps < 1 || *steps < 1) flags.Fail("--context, --reps and --decode-steps must be >= 1");
+  std::vector<int64_t> ctxs = Ints(flags, "contexts", *contexts);
+  if (*reps < 1 || *steps < 1 || *prefill_chunk < 0) flags.Fail("--reps and --decode-steps must be >= 1, --prefill-chunk >= 0");
+  const bool fp8 = *kv_dtype == "fp8";
+  if (!fp8 && *kv_dtype != "auto") flags.Fail("--kv-cache-dtype must be auto or fp8");
 
   r1::model::LoadOptions lo;
   lo.device = *device;
   lo.dtype = *dtype;
-  lo.cuda_graphs = *graphs;
-  lo.cuda_kernels = *kernels;
+  lo.tuning.cuda_graphs = *graphs;
+  lo.tuning.cuda_kernels = *kernels;
+  lo.tuning.pdl = *pdl;
+  lo.tuning.attn_splits = static_cast<int>(*attn_splits);
+  lo.tuning.attn_stages = static_cast<int>(*attn_stages);
+  lo.tuning.flash_min_tokens = *flash_min_tokens;
+  lo.tuning.gemv_max_rows = static_cast<int>(*gemv_max_rows);
+  lo.tuning.gemv_units = static_cast<int>(*gemv_units);
   auto t0 = Clock::now();
   auto m = r1::model::Qwen2Model::Load(*model_dir, lo);
   if (!m.ok()) flags.Fail(std::string(m.status().message()));
   auto& model = **m;
   const auto& cfg = model.config();
   const at::Device dev = model.device();
-  std::printf("RESULT %s load_s %.2f device %s dtype %s\n", label->c_str(), Since(t0), dev.str().c_str(),
-              c10::toString(model.dtype()));
+  std::printf("RESULT %s load_s %.2f device %s dtype %s kv_cache %s tuning %s\n", label->c_str(), Since(t0),
+              dev.str().c_str(), c10::toString(model.dtype()), fp8 ? "fp8" : "model", lo.tuning.Describe().c_str());
 
-  double bw = CopyBandwidthGBs(dev);
+  const double bw = CopyBandwidthGBs(dev);
+  const double tflops = MatmulTflops(dev, model.dtype());
   const int64_t elt = static_cast<int64_t>(c10::elementSize(model.dtype()));
   const int64_t embed = cfg.vocab_size * cfg.hidden_size * elt;
-  const double step_gb = static_cast<double>(model.weight_bytes() - embed + cfg.hidden_size * elt) / 1e9;
-  std::printf("RESULT %s copy_bandwidth_GBs %.0f bytes_per_step_GB %.3f batch1_bound_tok_s %.0f\n",
-              label->c_str(), bw, step_gb, bw / step_gb);
+  const double weight_gb = static_cast<double>(model.weight_bytes() - embed + cfg.hidden_size * elt) / 1e9;
+  const int64_t block = 16;
+  // KV bytes one cached token costs (K and V of every layer, with FP8's scales).
+  const double kv_token = static_cast<double>(r1::model::KvCache::BytesPerBlock(cfg, block, model.dtype(), fp8)) / block;
+  std::printf("RESULT %s copy_bandwidth_GBs %.0f bytes_per_step_GB %.3f batch1_bound_tok_s %.0f matmul_tflops %.0f kv_bytes_per_token %.0f\n",
+              label->c_str(), bw, weight_gb, bw / weight_gb, tflops, kv_token);
   std::fflush(stdout);
 
-  const int64_t block = 16;
-  int64_t max_len = std::max<int64_t>(65, *context + *steps + 8);  // 65: the warm-up prompt
-  for (int64_t p : plens) max_len = std::max(max_len, p + 1);
-  const int64_t blocks_per_seq = (max_len + block - 1) / block;
-  const int64_t max_b = *std::max_element(bsizes.begin(), bsizes.end());
-  r1::model::KvCache cache(cfg, blocks_per_seq * max_b, block, model.dtype(), dev);
-  auto seq_for = [&](int64_t i) {
-    r1::model::SequenceStep s;
-    for (int64_t b = 0; b < blocks_per_seq; ++b) s.block_table.push_back(static_cast<int32_t>(b * max_b + i));
-    return s;
-  };
-  auto run = [&](const r1::model::StepBatch& b) {
-    auto r = model.Forward(b, cache);
-    if (!r.ok()) flags.Fail(std::string(r.status().message()));
-    return r->argmax(-1).to(at::kCPU);  // the host sync the engine has each step
-  };
+  // Linear-layer weights per token (multiply-adds) for the prefill FLOP bound.
+  const double D = static_cast<double>(cfg.head_dim()), H = static_cast<double>(cfg.hidden_size);
+  const double nh = static_cast<double>(cfg.num_attention_heads), kvh = static_cast<double>(cfg.num_key_value_heads);
+  const double linear_params = static_cast<double>(cfg.num_hidden_layers) *
+                               (H * (nh + 2 * kvh) * D + nh * D * H + 3.0 * H * static_cast<double>(cfg.intermediate_size));
+
   auto prompt = [&](int64_t n, int64_t salt) {
     std::vector<int32_t> v(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + salt * 104729) % std::min<int64_t>(cfg.vocab_size, 150000));
     return v;
   };
+  // A cache with `seqs` sequences of `per_seq` blocks each, interleaved (sequence i owns blocks
+  // b * seqs + i), so that no two sequences' blocks are adjacent.
+  auto table_for = [&](int64_t i, int64_t seqs, int64_t per_seq) {
+    std::vector<int32_t> t;
+    for (int64_t b = 0; b < per_seq; ++b) t.push_back(static_cast<int32_t>(b * seqs + i));
+    return t;
+  };
 
-  // Warm-up: cuBLAS handles, kernels' first launches.
-  for (int i = 0; i < 2; ++i) {
-    r1::model::StepBatch b;
-    b.tokens = prompt(64, 0);
-    b.seqs = {seq_for(0)};
-    b.seqs[0].num_new = 64;
-    run(b);
-  }
-  for (int64_t p : plens) {
-    std::vector<double> t;
-    for (int64_t r = 0; r < *reps + 1; ++r) {
-      r1::model::StepBatch b;
-      b.tokens = prompt(p, r);
-      b.seqs = {seq_for(0)};
-      b.seqs[0].num_new = p;
-      auto s = Clock::now();
-      run(b);
-      if (r > 0) t.push_back(Since(s));
-    }
-    std::printf("RESULT %s ttft_ms prompt %ld median %.2f min %.2f\n", label->c_str(), p, 1e3 * Median(t),
-                1e3 * *std::min_element(t.begin(), t.end()));
-    std::fflush(stdout);
-  }
-  for (int64_t B : bsizes) {
-    // Prefill every sequence's context, then decode B tokens per step.
-    std::vector<r1::model::SequenceStep> seqs;
-    for (int64_t i = 0; i < B; ++i) {
-      r1::model::StepBatch b;
-      b.tokens = prompt(*context, i);
-      b.seqs = {seq_for(i)};
-      b.seqs[0].num_new = *context;
-      run(b);
-      seqs.push_back(b.seqs[0]);
-      seqs.back().num_cached = *context;
-      seqs.back().num_new = 1;
-    }
-    std::vector<int32_t> next(static_cast<size_t>(B), 1);
-    std::vector<double> t;
-    for (int64_t st = 0; st < *steps + 3; ++st) {
-      r1::model::StepBatch b;
-      b.tokens = next;
-      b.seqs = seqs;
-      auto s = Clock::now();
-      at::Tensor ids = run(b);
-      if (st >= 3) t.push_back(Since(s));  // the first steps may capture graphs
-      for (int64_t i = 0; i < B; ++i) {
-        next[static_cast<size_t>(i)] = static_cast<int32_t>(ids[i].item<int64_t>());
-        ++seqs[static_cast<size_t>(i)].num_cached;
+  // Time to first token, chunked as the engine feeds a long prompt.
+  {
+    int64_t max_p = *std::max_element(plens.begin(), plens.end());
+    const int64_t per_seq = (max_p + 1 + block - 1) / block;
+    r1::model::KvCache cache(cfg, per_seq, block, model.dtype(), dev, fp8);
+    auto prefill = [&](const std::vector<int32_t>& toks) {
+      const int64_t n = static_cast<int64_t>(toks.size());
+      const int64_t chunk = *prefill_chunk > 0 ? *prefill_chunk : n;
+      at::Tensor logits;
+      for (int64_t at = 0; at < n; at += chunk) {
+        r1::model::StepBatch b;
+        const int64_t k = std::min(chunk, n - at);
+        b.tokens.assign(toks.begin() + at, toks.begin() + at + k);
+        r1::model::SequenceStep s;
+        s.num_cached = at;
+        s.num_new = k;
+        s.block_table = table_for(0, 1, per_seq);
+        s.want_logits = at + k == n;
+        b.seqs = {s};
+        auto r = model.Forward(b, cache);
+        if (!r.ok()) flags.Fail(std::string(r.status().message()));
+        logits = *r;
       }
+      (void)logits.argmax(-1).item<int64_t>();  // the host sync the engine has
+    };
+    for (int i = 0; i < 2; ++i) prefill(prompt(64, 0));  // cuBLAS handles, first launches
+    for (int64_t p : plens) {
+      std::vector<double> t;
+      for (int64_t r = 0; r < *reps + 1; ++r) {
+        auto toks = prompt(p, r);
+        auto s = Clock::now();
+        prefill(toks);
+        if (r > 0) t.push_back(Since(s));
+      }
+      const double flops = 2.0 * linear_params * static_cast<double>(p) +
+                           2.0 * static_cast<double>(p) * static_cast<double>(p) * nh * D *
+                               static_cast<double>(cfg.num_hidden_layers);
+      const double bound_s = flops / (tflops * 1e12);
+      const double med = Median(t);
+      std::printf("RESULT %s ttft_ms prompt %ld chunk %ld median %.2f min %.2f flop_bound_ms %.2f frac %.2f\n",
+                  label->c_str(), p, *prefill_chunk > 0 ? *prefill_chunk : p, 1e3 * med,
+                  1e3 * *std::min_element(t.begin(), t.end()), 1e3 * bound_s, bound_s / med);
+      std::fflush(stdout);
     }
-    double med = Median(t);
-    std::printf("RESULT %s decode batch %ld context %ld step_ms median %.3f p99 %.3f tok_s %.1f\n",
-                label->c_str(), B, *context, 1e3 * med, 1e3 * Percentile(t, 0.99), B / med);
-    std::fflush(stdout);
+  }
+
+  for (int64_t C : ctxs) {
+    for (int64_t B : bsizes) {
+      const int64_t per_seq = (C + *steps + 8 + block - 1) / block;
+      const double need = static_cast<double>(B * per_seq * block) * kv_token;
+      r1::model::DeviceMemory mem = r1::model::QueryDeviceMemory(dev);
+      const double free_bytes = mem.available
+          ? static_cast<double>(mem.free_bytes + std::max<int64_t>(0, mem.reserved_bytes - mem.allocated_bytes))
+          : 64e9;
+      if (need > 0.85 * free_bytes) {
+        std::printf("RESULT %s decode batch %ld context %ld skipped kv_GB %.1f free_GB %.1f\n", label->c_str(), B, C,
+                    need / 1e9, free_bytes / 1e9);
+        std::fflush(stdout);
+        continue;
+      }
+      std::vector<double> t;
+      {
+        r1::model::KvCache cache(cfg, B * per_seq, block, model.dtype(), dev, fp8);
+        for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+          if (fp8) {  // random e4m3 bytes below 0x7f (finite), scales near 1/448
+            cache.k(l).random_(0, 0x7f);
+            cache.v(l).random_(0, 0x7f);
+            cache.k_scale(l).uniform_(0.5 / 448, 1.0 / 448);
+            cache.v_scale(l).uniform_(0.5 / 448, 1.0 / 448);
+          } else {
+            cache.k(l).uniform_(-1, 1);
+            cache.v(l).uniform_(-1, 1);
+          }
+        }
+        std::vector<r1::model::SequenceStep> seqs;
+        for (int64_t i = 0; i < B; ++i) {
+          r1::model::SequenceStep s;
+          s.num_cached = C;
+          s.num_new = 1;
+          s.block_table = table_for(i, B, per_seq);
+          seqs.push_back(std::move(s));
+        }
+        std::vector<int32_t> next(static_cast<size_t>(B), 1);
+        for (int64_t st = 0; st < *steps + 3; ++st) {
+          r1::model::StepBatch b;
+          b.tokens = next;
+          b.seqs = seqs;
+          auto s = Clock::now();
+          auto r = model.Forward(b, cache);
+          if (!r.ok()) flags.Fail(std::string(r.status().message()));
+          at::Tensor ids = r->argmax(-1).to(at::kCPU);  // the host sync the engine has each step
+          if (st >= 3) t.push_back(Since(s));  // the first steps may capture graphs
+          for (int64_t i = 0; i < B; ++i) {
+            next[static_cast<size_t>(i)] = static_cast<int32_t>(ids[i].item<int64_t>());
+            ++seqs[static_cast<size_t>(i)].num_cached;
+          }
+        }
+      }
+      const double med = Median(t);
+      // Bytes a step reads: the weights once, and every sequence's K/V (its mean context).
+      const double ctx_mean = static_cast<double>(C) + static_cast<double>(*steps) / 2;
+      const double step_bytes = weight_gb * 1e9 + static_cast<double>(B) * ctx_mean * kv_token;
+      const double bound = static_cast<double>(B) / (step_bytes / (bw * 1e9));
+      std::printf("RESULT %s decode batch %ld context %ld step_ms median %.3f p99 %.3f tok_s %.1f bound_tok_s %.0f frac %.2f\n",
+                  label->c_str(), B, C, 1e3 * med, 1e3 * Percentile(t, 0.99), B / med, bound, B / med / bound);
+      std::fflush(stdout);
+    }
   }
   return 0;
 }

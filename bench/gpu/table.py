@@ -55,5 +55,54 @@ def main():
                   f"{r['ttft_ms']['p50']:>9.1f} {r['ttft_ms']['p99']:>9.1f} {r['itl_ms']['p50']:>8.1f} {r['itl_ms']['p99']:>8.1f}")
 
 
+def grid(path):
+    """The long-context tables (bench/gpu/long_context.sh): decode tok/s per (batch, context)
+    for each label next to the PyTorch peer and the bound, time to first token against its FLOP
+    bound, and the serving runs."""
+    cells, labels, ttft, serve = {}, [], [], []
+    for line in open(path):
+        if not line.startswith("RESULT "):
+            continue
+        f = line.split()
+        who, rest = f[1], " ".join(f[2:])
+        if m := re.match(r"decode batch (\d+) context (\d+) step_ms median ([\d.]+) p99 ([\d.]+) tok_s ([\d.]+)(?: bound_tok_s (\d+) frac ([\d.]+))?", rest):
+            key = (int(m[1]), int(m[2]))
+            cells.setdefault(key, {})[who] = (float(m[5]), m[6], float(m[3]), float(m[4]))
+            if who not in labels:
+                labels.append(who)
+        elif m := re.match(r"decode batch (\d+) context (\d+) skipped", rest):
+            cells.setdefault((int(m[1]), int(m[2])), {})[who] = None
+            if who not in labels:
+                labels.append(who)
+        elif rest.startswith("ttft_ms"):
+            ttft.append(f"{who} {rest}")
+        elif who == "serve-r1":
+            serve.append(rest)
+    if cells:
+        print("\ndecode tok/s (step ms median / p99); bound = B / ((weights + KV read) / copy bandwidth)")
+        print(f"{'batch':>6} {'context':>8} " + "".join(f"{l:>26}" for l in labels) + f"{'bound':>9}")
+        for (b, c) in sorted(cells):
+            row, bound = cells[(b, c)], "-"
+            out = []
+            for l in labels:
+                v = row.get(l, "absent")
+                if v == "absent":
+                    out.append(f"{'-':>26}")
+                elif v is None:
+                    out.append(f"{'(does not fit)':>26}")
+                else:
+                    if v[1]:
+                        bound = v[1]
+                    out.append(f"{v[0]:>10.0f} ({v[2]:.2f}/{v[3]:.2f} ms)".rjust(26))
+            print(f"{b:>6} {c:>8} " + "".join(out) + f"{bound:>9}")
+    for t in ttft:
+        print(t)
+    for s in serve:
+        print("serve", s)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--grid":
+        grid(sys.argv[2])
+    else:
+        main()

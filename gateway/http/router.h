@@ -1,4 +1,6 @@
-// Maps (method, path) to handlers. Unknown paths give 404, known paths with another method 405.
+// Maps (method, path) to handlers. Unknown paths give 404, known paths with another method 405
+// (with Allow() for its header). HEAD is served by the GET route: the session then sends the
+// response's header without its body.
 #pragma once
 
 #include <functional>
@@ -17,6 +19,8 @@ class Router {
   void Add(beast::http::verb method, std::string path, Route route);
   // Looks the request up. Returns the route, or null with *status set to 404 or 405.
   const Route* Find(beast::http::verb method, std::string_view path, unsigned* status) const;
+  // The methods a path takes, for a 405's Allow header: "GET, HEAD", "POST".
+  std::string Allow(std::string_view path) const;
 
  private:
   std::map<std::string, std::map<beast::http::verb, Route>, std::less<>> routes_;

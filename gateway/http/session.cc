@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "gateway/http/framing.h"
 
 namespace r1::gw::http {
 
@@ -33,8 +34,8 @@ const char* ReasonPhrase(unsigned status) {
 
 Session::Session(net::ip::tcp::socket&& socket, const ServerOptions& options, Handler handler,
                  std::atomic<int64_t>* connections)
-    : stream_(std::move(socket)), options_(options), handler_(std::move(handler)),
-      connections_(connections) {
+    : stream_(std::move(socket)), linger_timer_(stream_.get_executor()), options_(options),
+      handler_(std::move(handler)), connections_(connections) {
   beast::error_code ec;
   stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);
 }
@@ -52,7 +53,20 @@ void Session::ReadHeader() {
   parser_.emplace();
   parser_->header_limit(options_.max_header_bytes);
   parser_->body_limit(options_.max_body_bytes);
-  stream_.expires_after(first_request_ ? options_.header_timeout : options_.idle_timeout);
+  if (first_request_ || buffer_.size() > 0) return ReadHeaderWithin(options_.header_timeout);
+  // A kept-alive connection waits up to the idle timeout for the next request; once its first
+  // byte is in, the header timeout applies as it does to a new connection's first request.
+  stream_.expires_after(options_.idle_timeout);
+  stream_.async_read_some(buffer_.prepare(4096),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            if (ec) return self->FailRead(ec, false);
+                            self->buffer_.commit(n);
+                            self->ReadHeaderWithin(self->options_.header_timeout);
+                          });
+}
+
+void Session::ReadHeaderWithin(std::chrono::seconds timeout) {
+  stream_.expires_after(timeout);
   bhttp::async_read_header(stream_, buffer_, *parser_,
                            [self = shared_from_this()](beast::error_code ec, size_t) {
                              self->OnHeader(ec);
@@ -62,6 +76,11 @@ void Session::ReadHeader() {
 void Session::OnHeader(beast::error_code ec) {
   if (ec) return FailRead(ec, false);
   first_request_ = false;
+  std::string bad = FramingError(parser_->get(), parser_->get().version());
+  if (!bad.empty()) {
+    R1_LOG(DEBUG) << "http framing: " << bad;
+    return Refuse(400, bad.c_str());
+  }
   if (parser_->is_done()) return Dispatch();
   stream_.expires_after(options_.body_timeout);
   auto expect = parser_->get()[bhttp::field::expect];
@@ -93,28 +112,20 @@ void Session::FailRead(beast::error_code ec, bool header_done) {
   if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
       ec == beast::error::timeout || ec == net::error::connection_reset ||
       ec == net::error::operation_aborted) {
-    if (ec == beast::error::timeout && header_done) {
-      keep_alive_ = false;
-      in_exchange_ = true;
-      if (options_.on_refused) options_.on_refused(408);
-      SendResponse(408, "application/json",
-                   "{\"error\":{\"message\":\"request body timed out\",\"type\":"
-                   "\"invalid_request_error\",\"param\":null,\"code\":null}}");
-      return;
-    }
+    if (ec == beast::error::timeout && header_done) return Refuse(408, "request body timed out");
     return Close();
   }
-  unsigned status = 400;
-  const char* what = "malformed HTTP request";
-  if (ec == bhttp::error::body_limit) {
-    status = 413;
-    what = "request body too large";
-  } else if (ec == bhttp::error::header_limit) {
-    status = 431;
-    what = "request header too large";
-  }
+  if (ec == bhttp::error::body_limit) return Refuse(413, "request body too large");
+  if (ec == bhttp::error::header_limit) return Refuse(431, "request header too large");
+  Refuse(400, "malformed HTTP request");
+}
+
+// Answers a request the HTTP layer cannot accept and closes the connection: what follows on
+// it cannot be trusted to start a request. `what` holds no character JSON must escape.
+void Session::Refuse(unsigned status, const char* what) {
   keep_alive_ = false;
   in_exchange_ = true;
+  head_ = false;
   std::string body = std::string("{\"error\":{\"message\":\"") + what +
                      "\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}";
   if (options_.on_refused) options_.on_refused(status);
@@ -124,6 +135,9 @@ void Session::FailRead(beast::error_code ec, bool header_done) {
 void Session::Dispatch() {
   Request req = parser_->release();
   keep_alive_ = req.keep_alive();
+  head_ = req.method() == bhttp::verb::head;
+  std::string_view target(req.target().data(), req.target().size());
+  if (std::string origin = OriginForm(target); origin != target) req.target(origin);
   in_exchange_ = true;
   response_done_ = false;
   streaming_ = false;
@@ -143,7 +157,11 @@ void Session::Watch() {
   stream_.socket().async_read_some(
       space, [self = shared_from_this()](beast::error_code ec, size_t n) {
         self->watching_ = false;
-        if (ec == net::error::operation_aborted && !self->closed_ && !self->in_exchange_) {
+        if (self->closed_) {  // closed, or lingering after Connection: close
+          if (ec) return self->CloseSocket();
+          return self->Linger();
+        }
+        if (ec == net::error::operation_aborted && !self->in_exchange_) {
           self->ReadHeader();
           return;
         }
@@ -151,7 +169,6 @@ void Session::Watch() {
           self->Close();
           return;
         }
-        if (self->closed_) return self->Linger();
         self->buffer_.commit(n);
         self->next_request_buffered_ = true;
         if (!self->in_exchange_ && !self->closed_) self->ReadHeader();
@@ -170,7 +187,7 @@ void Session::SendResponse(unsigned status, std::string_view content_type, std::
   for (auto& [k, v] : extra) out += k + ": " + v + "\r\n";
   if (!keep_alive_) out += "Connection: close\r\n";
   out += "\r\n";
-  out += body;
+  if (!head_) out += body;  // HEAD: the same header, Content-Length included, and no body
   response_done_ = true;
   Write(out);
 }
@@ -187,7 +204,7 @@ void Session::StartStream() {
 }
 
 void Session::SendChunk(std::string_view data) {
-  if (closed_ || !streaming_ || response_done_ || data.empty()) return;
+  if (closed_ || !streaming_ || response_done_ || data.empty() || head_) return;
   char size[20];
   int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
   pending_.append(size, n);
@@ -199,7 +216,7 @@ void Session::SendChunk(std::string_view data) {
 void Session::EndStream() {
   if (closed_ || !streaming_ || response_done_) return;
   response_done_ = true;
-  Write("0\r\n\r\n");
+  Write(head_ ? "" : "0\r\n\r\n");
 }
 
 void Session::Write(std::string_view data) {
@@ -233,12 +250,15 @@ void Session::ExchangeDone() {
     beast::error_code ignored;
     stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
     closed_ = true;
-    // Read and drop what the client still sends (an over-large body, say) for a moment, so
-    // that closing does not reset the connection before the client read our response.
-    if (!watching_) {
-      stream_.expires_after(std::chrono::seconds(2));
-      Linger();
-    }
+    // Read and drop what the client still sends (an over-large body, say), so that closing
+    // does not reset the connection before the client read our response; but for no longer
+    // than lingering_time: a client that never closes must not hold its connection slot.
+    stream_.expires_never();
+    linger_timer_.expires_after(options_.lingering_time);
+    linger_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->CloseSocket();
+    });
+    if (!watching_) Linger();  // else the watch read's completion goes on lingering
     return;
   }
   // A pending watch read is cancelled; its completion reads the next request, under the
@@ -253,20 +273,25 @@ void Session::ExchangeDone() {
 
 void Session::Linger() {
   buffer_.clear();
-  stream_.async_read_some(buffer_.prepare(16384),
-                          [self = shared_from_this()](beast::error_code ec, size_t) {
-                            if (ec) {
-                              beast::error_code ignored;
-                              self->stream_.socket().close(ignored);
-                              return;
-                            }
-                            self->Linger();
-                          });
+  stream_.socket().async_read_some(buffer_.prepare(16384),
+                                   [self = shared_from_this()](beast::error_code ec, size_t) {
+                                     if (ec) return self->CloseSocket();
+                                     self->Linger();
+                                   });
+}
+
+// Ends a lingering connection: the pending read completes, the timer lets go of the session,
+// and the session (and its connection slot) is freed.
+void Session::CloseSocket() {
+  linger_timer_.cancel();
+  beast::error_code ignored;
+  stream_.socket().close(ignored);
 }
 
 void Session::Close() {
   if (closed_) return;
   closed_ = true;
+  linger_timer_.cancel();
   beast::error_code ignored;
   stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
   stream_.socket().close(ignored);

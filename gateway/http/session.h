@@ -29,9 +29,15 @@ using Request = beast::http::request<beast::http::string_body>;
 struct ServerOptions {
   uint64_t max_body_bytes = 1 << 20;
   uint32_t max_header_bytes = 16 << 10;
-  std::chrono::seconds header_timeout{10};  // the first request's header on a new connection
-  std::chrono::seconds idle_timeout{60};    // waiting for the next request on a kept-alive one
+  // A request's whole header: from accept on a new connection, from the request's first byte
+  // on a kept-alive one (so a client cannot dribble a header for the whole idle timeout).
+  std::chrono::seconds header_timeout{10};
+  std::chrono::seconds idle_timeout{60};  // a kept-alive connection waiting for its next request
   std::chrono::seconds body_timeout{30};
+  // After a response that closes the connection, what the client still sends is read and
+  // dropped (so that the close does not reset the connection before the client read the
+  // response), for at most this long: then the connection is closed, whatever the client does.
+  std::chrono::milliseconds lingering_time{2000};
   int64_t max_connections = 10000;
   int threads = 2;
   // Told about requests refused by the HTTP layer itself (400, 408, 413, 431).
@@ -79,8 +85,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec);
   void ReadBody();
   void OnBody(beast::error_code ec);
+  void ReadHeaderWithin(std::chrono::seconds timeout);
   void Dispatch();
   void FailRead(beast::error_code ec, bool header_done);
+  void Refuse(unsigned status, const char* what);
   void Watch();
   void Write(std::string_view data);
   void Flush();
@@ -88,8 +96,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void ExchangeDone();
   void Linger();
   void Close();
+  void CloseSocket();
 
   beast::tcp_stream stream_;
+  net::steady_timer linger_timer_;  // bounds the lingering after Connection: close
   beast::flat_buffer buffer_;
   std::optional<beast::http::request_parser<beast::http::string_body>> parser_;
   const ServerOptions& options_;
@@ -103,6 +113,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool watching_ = false;       // a watch read is pending
   bool next_request_buffered_ = false;  // the watch read got bytes of a pipelined request
   bool streaming_ = false;
+  bool head_ = false;  // a HEAD request: responses carry their header only
   bool closed_ = false;
   bool writing_ = false;
   std::string pending_;   // queued bytes

@@ -1,7 +1,7 @@
 #include "gateway/main/gateway.h"
 
 #include "common/log.h"
-#include "gateway/main/api_keys.h"
+#include "common/api_keys.h"
 #include "gateway/main/exchange.h"
 #include "gateway/openai/response.h"
 #include "gateway/upstream/status_map.h"
@@ -58,10 +58,12 @@ Gateway::Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metri
     ctx_.metrics->Request("/readyz", ready ? 200 : 503);
     s->SendResponse(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "no healthy worker\n");
   });
-  router_.Add(bhttp::verb::get, "/metrics", [this](const S& s, http::Request&&) {
-    ctx_.metrics->Request("/metrics", 200);
-    s->SendResponse(200, "text/plain; version=0.0.4", ctx_.metrics->Serialize(*ctx_.pool));
-  });
+  if (ctx_.options.metrics_route) {
+    router_.Add(bhttp::verb::get, "/metrics", [this](const S& s, http::Request&&) {
+      ctx_.metrics->Request("/metrics", 200);
+      s->SendResponse(200, "text/plain; version=0.0.4", ctx_.metrics->Serialize(*ctx_.pool));
+    });
+  }
   router_.Add(bhttp::verb::get, "/v1/models", [this](const S& s, http::Request&&) {
     ctx_.metrics->Request("/v1/models", 200);
     s->SendResponse(200, "application/json",
@@ -92,9 +94,12 @@ void Gateway::Handle(const std::shared_ptr<http::Session>& session, http::Reques
     }
   }
   if (!route) {
+    http::Headers allow;
+    if (status == 405) allow.emplace_back("Allow", router_.Allow(path));
     SendError(&ctx_, sink, route_label, status, "invalid_request_error",
               status == 404 ? "no such route: " + EscapeForLog(path, 100)
-                            : "method not allowed on " + EscapeForLog(path, 100));
+                            : "method not allowed on " + EscapeForLog(path, 100),
+              "", "", allow);
     return;
   }
   (*route)(session, std::move(request));
@@ -113,18 +118,39 @@ void Gateway::Generate(const std::shared_ptr<http::Session>& session, http::Requ
               std::string(params.status().message()), ParamOf(params.status()));
     return;
   }
-  if (++ctx_.active_requests > ctx_.options.max_concurrent_requests) {
-    --ctx_.active_requests;
+  // The limit counts sequences: n choices of each prompt are n worker streams.
+  const int64_t sequences =
+      static_cast<int64_t>(params->n) * static_cast<int64_t>(chat ? 1 : params->prompts.size());
+  const int64_t limit = ctx_.options.max_concurrent_requests;
+  if (sequences > limit) {
+    ctx_.metrics->Rejected("bad_request");
+    SendError(&ctx_, *sink, route, 400, "invalid_request_error",
+              "this request asks for " + std::to_string(sequences) +
+                  " sequences (n x prompts); the gateway runs at most " + std::to_string(limit) +
+                  " at a time",
+              "n");
+    return;
+  }
+  if (ctx_.active_sequences.fetch_add(sequences) + sequences > limit) {
+    ctx_.active_sequences -= sequences;
     ctx_.metrics->Rejected("overload");
     SendError(&ctx_, *sink, route, 429, "rate_limit_error",
               "too many concurrent requests; retry later", "", "rate_limit_exceeded",
               {{"Retry-After", std::to_string(ctx_.options.retry_after_s)}});
     return;
   }
-  std::make_shared<Exchange>(&ctx_, std::move(sink),
-                             std::make_shared<AsioStrand>(session->executor()),
-                             std::move(*params), route)
-      ->Start();
+  ++ctx_.active_requests;  // the exchange's Finish counts it out
+  // The sequences stay counted until the exchange is gone, which is after every worker stream
+  // it started has ended (each holds a reference until its call is done).
+  GatewayContext* ctx = &ctx_;
+  std::shared_ptr<Exchange> exchange(
+      new Exchange(&ctx_, std::move(sink), std::make_shared<AsioStrand>(session->executor()),
+                   std::move(*params), route),
+      [ctx, sequences](Exchange* e) {
+        delete e;
+        ctx->active_sequences -= sequences;
+      });
+  exchange->Start();
 }
 
 }  // namespace r1::gw

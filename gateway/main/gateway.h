@@ -25,8 +25,11 @@ namespace r1::gw {
 
 struct GatewayOptions {
   std::vector<std::string> api_keys;  // empty: no authentication
+  // Most sequences in flight: a request counts once per choice (n x prompts), since each is a
+  // worker stream with its own KV cache.
   int64_t max_concurrent_requests = 1024;
   RetryOptions retry;
+  bool metrics_route = true;  // GET /metrics on the API port (off with --metrics-listen)
   bool reasoning_split = true;
   double request_timeout_s = 600;     // each attempt's gRPC deadline
   double first_token_timeout_s = 120;  // 0: none
@@ -50,6 +53,7 @@ struct GatewayContext {
   std::atomic<int64_t> active_requests{0};
   RetryPolicy retry;
   AttemptEnv attempt_env;  // what every attempt shares: the clock, the call starter, timeouts
+  std::atomic<int64_t> active_sequences{0};  // released when an exchange is destroyed
   std::atomic<bool> draining{false};  // after SIGTERM: /readyz says 503
 
  private:

@@ -3,10 +3,11 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/api_keys.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/metrics_server.h"
 #include "gateway/http/server.h"
-#include "gateway/main/api_keys.h"
 #include "gateway/main/gateway.h"
 
 namespace {
@@ -26,9 +27,10 @@ int main(int argc, char** argv) {
   int64_t* max_body = flags.Int("max-body-bytes", 1 << 20, "largest request body (413 above)");
   int64_t* max_header = flags.Int("max-header-bytes", 16 << 10, "largest request header (431 above)");
   int64_t* max_connections = flags.Int("max-connections", 10000, "most open client connections");
-  int64_t* max_concurrent = flags.Int("max-concurrent-requests", 1024, "most generation requests in flight (429 above)");
-  int64_t* header_timeout = flags.Int("header-timeout", 10, "seconds for a new connection's first request header");
-  int64_t* idle_timeout = flags.Int("idle-timeout", 60, "seconds a kept-alive connection may idle");
+  int64_t* max_concurrent = flags.Int("max-concurrent-requests", 1024, "most sequences in flight, a request counting one per choice (n x prompts); 429 above, 400 for a request larger than the whole limit");
+  int64_t* header_timeout = flags.Int("header-timeout", 10, "seconds for a request's header: from accept on a new connection, from the request's first byte on a kept-alive one");
+  int64_t* idle_timeout = flags.Int("idle-timeout", 60, "seconds a kept-alive connection may wait for its next request");
+  double* lingering_time = flags.Double("lingering-time", 2, "after a response that closes the connection, the most seconds spent reading and dropping what the client still sends before closing");
   int64_t* body_timeout = flags.Int("body-timeout", 30, "seconds to receive a request body");
   double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one attempt's Generate call (each retry gets its own)");
   double* first_token_timeout = flags.Double("first-token-timeout", 120, "seconds an attempt may wait for its first token; then the worker counts as failed and the request is retried elsewhere (0: no limit)");
@@ -54,6 +56,12 @@ int main(int argc, char** argv) {
   bool* no_split = flags.Bool("no-reasoning-split", false, "do not split '...</think>' into reasoning_content");
   int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
   double* drain_timeout = flags.Double("drain-timeout", 30, "seconds requests in flight may take to finish after SIGTERM");
+  std::string* metrics_listen = flags.String("metrics-listen", "", "HOST:PORT to serve GET /metrics on instead of the API port (its worker labels name internal addresses)");
+  std::string* worker_tls_ca = flags.String("worker-tls-ca", "", "PEM CA bundle: talk TLS to workers and check their certificates against it (empty: plaintext)");
+  std::string* worker_tls_cert = flags.String("worker-tls-cert", "", "PEM client certificate presented to workers (mTLS), with --worker-tls-key");
+  std::string* worker_tls_key = flags.String("worker-tls-key", "", "PEM private key of --worker-tls-cert");
+  std::string* worker_tls_name = flags.String("worker-tls-server-name", "", "name the workers' certificates must carry (default: the host of each worker address)");
+  std::string* worker_token = flags.String("worker-token-file", "", "file whose first token is sent to workers as 'authorization: Bearer TOKEN'");
   std::string* log_level = flags.String("log-level", "info", "debug|info|warning|error");
   flags.ParseOrExit(argc, argv);
 
@@ -90,10 +98,11 @@ int main(int argc, char** argv) {
     flags.Fail("--first-token-timeout must be in [0, 1e8] seconds");
   if (!(*stall_timeout >= 0 && *stall_timeout <= 1e8))
     flags.Fail("--stall-timeout must be in [0, 1e8] seconds");
+  if (!(*lingering_time >= 0 && *lingering_time <= 3600)) flags.Fail("--lingering-time must be in [0, 3600]");
 
   r1::gw::GatewayOptions gopts;
   if (!api_key_file->empty()) {
-    auto keys = r1::gw::LoadApiKeys(*api_key_file);
+    auto keys = r1::LoadKeyFile(*api_key_file);
     if (!keys.ok()) flags.Fail(std::string(keys.status().message()));
     gopts.api_keys = *keys;
   }
@@ -108,6 +117,7 @@ int main(int argc, char** argv) {
   gopts.first_token_timeout_s = *first_token_timeout;
   gopts.stall_timeout_s = *stall_timeout;
   gopts.max_resumes = static_cast<int>(*max_resumes);
+  gopts.metrics_route = metrics_listen->empty();
 
   r1::gw::PoolOptions popts;
   popts.static_workers = r1::SplitCommaList(*workers);
@@ -137,6 +147,10 @@ int main(int argc, char** argv) {
   popts.routing.policy = policy;
   popts.routing.balance_abs = *balance_abs;
   popts.routing.balance_rel = *balance_rel;
+  auto security = r1::gw::LoadChannelSecurity(
+      {*worker_tls_ca, *worker_tls_cert, *worker_tls_key, *worker_tls_name, *worker_token});
+  if (!security.ok()) flags.Fail(std::string(security.status().message()));
+  popts.security = std::move(*security);
 
   r1::SystemRandom random;
   r1::gw::GatewayMetrics metrics;
@@ -150,6 +164,7 @@ int main(int argc, char** argv) {
   sopts.header_timeout = std::chrono::seconds(*header_timeout);
   sopts.idle_timeout = std::chrono::seconds(*idle_timeout);
   sopts.body_timeout = std::chrono::seconds(*body_timeout);
+  sopts.lingering_time = std::chrono::milliseconds(static_cast<int64_t>(*lingering_time * 1000));
   sopts.threads = static_cast<int>(*threads);
   sopts.on_refused = [&metrics](unsigned status) {
     metrics.Rejected(status == 413 ? "too_large" : "bad_request");
@@ -158,6 +173,7 @@ int main(int argc, char** argv) {
   r1::gw::http::Server server(sopts, [&gateway](const auto& s, r1::gw::http::Request&& r) {
     gateway.Handle(s, std::move(r));
   });
+  metrics.SetConnectionCount([&server] { return server.connections(); });
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -168,8 +184,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "r1-gateway: %s\n", std::string(st.message()).c_str());
     return 1;
   }
+  std::unique_ptr<r1::MetricsServer> metrics_server;
+  if (!metrics_listen->empty()) {
+    metrics_server = std::make_unique<r1::MetricsServer>(metrics.registry(),
+                                                         [&] { metrics.Refresh(pool); });
+    auto mport = metrics_server->Start(*metrics_listen);
+    if (!mport.ok()) {
+      std::fprintf(stderr, "r1-gateway: %s\n", std::string(mport.status().message()).c_str());
+      return 1;
+    }
+    std::printf("METRICS %d\n", *mport);
+  }
+  const r1::gw::ChannelSecurity& sec = popts.security;
   R1_LOG(INFO) << "r1-gateway listening on port " << server.port() << " with "
-               << pool.Snapshot().size() << " worker(s), routing " << *routing;
+               << pool.Snapshot().size() << " worker(s), routing " << *routing
+               << ", reached over " << (!sec.tls() ? "plaintext" : sec.cert.empty() ? "TLS" : "mTLS")
+               << (sec.token.empty() ? "" : " + token");
   std::printf("LISTENING %d\n", server.port());
   std::fflush(stdout);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -186,6 +216,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // last bytes out
   R1_LOG(INFO) << "r1-gateway stopping";
   server.Stop();
+  if (metrics_server) metrics_server->Stop();
   pool.Stop();
   return 0;
 }

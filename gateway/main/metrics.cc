@@ -70,6 +70,11 @@ GatewayMetrics::GatewayMetrics()
                           .Name("r1_gateway_worker_healthy")
                           .Help("1 when the worker's last health check passed")
                           .Register(*registry_)),
+      open_connections_(prometheus::BuildGauge()
+                            .Name("r1_gateway_open_connections")
+                            .Help("Client connections open, lingering ones included")
+                            .Register(*registry_)
+                            .Add({})),
       ttft_(&ttft_family_.Add({}, LatencyBuckets())),
       e2e_(&e2e_family_.Add({}, LatencyBuckets())) {}
 
@@ -81,8 +86,8 @@ void CatchUp(prometheus::Counter& c, uint64_t total) {
 }
 }  // namespace
 
-std::string GatewayMetrics::Serialize(const WorkerPool& pool) {
-  std::lock_guard<std::mutex> lock(serialize_mu_);
+void GatewayMetrics::Refresh(const WorkerPool& pool) {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
   for (auto& w : pool.Snapshot()) {
     prometheus::Labels l = {{"worker", w->address()}};
     active_streams_.Add(l).Set(static_cast<double>(w->active.load()));
@@ -92,6 +97,11 @@ std::string GatewayMetrics::Serialize(const WorkerPool& pool) {
     CatchUp(suspects_.Add(l), w->suspect_count());
   }
   panic_.Add({}).Set(pool.InPanic() ? 1 : 0);
+  if (connection_count_) open_connections_.Set(static_cast<double>(connection_count_()));
+}
+
+std::string GatewayMetrics::Serialize(const WorkerPool& pool) {
+  Refresh(pool);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -1,6 +1,9 @@
-// The gateway's Prometheus metrics (prefix r1_gateway_), served on GET /metrics.
+// The gateway's Prometheus metrics (prefix r1_gateway_), served on GET /metrics of the API
+// port, or on --metrics-listen's own port.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,11 +29,16 @@ class GatewayMetrics {
   void Resume(const std::string& reason) { resumes_.Add({{"reason", reason}}).Increment(); }
   void TimeToFirstToken(double s) { ttft_->Observe(s); }
   void EndToEnd(double s) { e2e_->Observe(s); }
-  // Text exposition, with the per-worker gauges refreshed from the pool.
+  // Where the open-connections gauge reads its value (the HTTP server's count).
+  void SetConnectionCount(std::function<int64_t()> count) { connection_count_ = std::move(count); }
+  // Refreshes the per-worker gauges from the pool, and the connection gauge.
+  void Refresh(const WorkerPool& pool);
+  // Text exposition, refreshed first.
   std::string Serialize(const WorkerPool& pool);
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
  private:
-  std::mutex serialize_mu_;  // one scrape at a time brings the counters up to date
+  std::mutex refresh_mu_;  // one refresh at a time brings the counters up to date
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& rejected_;
@@ -45,6 +53,8 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>& active_streams_;
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Gauge>& worker_healthy_;
+  prometheus::Gauge& open_connections_;
+  std::function<int64_t()> connection_count_;
   prometheus::Histogram* ttft_;
   prometheus::Histogram* e2e_;
 };

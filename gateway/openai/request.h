@@ -42,7 +42,11 @@ struct GenParams {
   bool include_usage = false;
   uint32_t max_tokens = 0;  // 0: up to the model's limit
   // OpenAI's default temperature is 1. With a seed, choice k of a prompt samples with seed + k.
-  SamplingOptions sampling{.temperature = 1.f};
+  SamplingOptions sampling = [] {
+    SamplingOptions s;
+    s.temperature = 1.f;
+    return s;
+  }();
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gateway/openai/cat.h"
+#include "gateway/openai/redact.h"
 
 namespace r1::gw {
 namespace {
@@ -143,7 +144,7 @@ void AppendJsonString(std::string* out, std::string_view s) {
 std::string ErrorJson(std::string_view message, std::string_view type, std::string_view param,
                       std::string_view code) {
   std::string out = "{\"error\":{\"message\":";
-  AppendJsonString(&out, message);
+  AppendJsonString(&out, RedactAddresses(message));
   out.append(",\"type\":");
   AppendJsonString(&out, type);
   out.append(",\"param\":");

@@ -16,7 +16,8 @@ namespace r1::gw {
 void AppendJsonString(std::string* out, std::string_view s);
 
 // {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}; empty param or code
-// are written as null.
+// are written as null. Network addresses in the message are redacted (redact.h): every error
+// body the gateway sends is built here.
 std::string ErrorJson(std::string_view message, std::string_view type, std::string_view param,
                       std::string_view code);
 

@@ -19,8 +19,10 @@ HttpErrorKind HttpForStatus(absl::StatusCode code) {
     case absl::StatusCode::kNotFound: return {404, "invalid_request_error"};
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kAborted: return {409, "invalid_request_error"};
-    case absl::StatusCode::kPermissionDenied: return {403, "permission_error"};
-    case absl::StatusCode::kUnauthenticated: return {401, "authentication_error"};
+    // Only a worker gives these, refusing the gateway's own credentials (--worker-tls-*,
+    // --worker-token-file): the gateway's fault, not the client's, whose key was fine.
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated: return {502, "server_error"};
     case absl::StatusCode::kResourceExhausted: return {429, "rate_limit_error"};
     case absl::StatusCode::kUnimplemented: return {501, "server_error"};
     case absl::StatusCode::kUnavailable: return {503, "server_error"};

@@ -13,7 +13,7 @@
 namespace r1::gw {
 
 Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-               EjectionGate* gate)
+               const ChannelSecurity& security, EjectionGate* gate)
     : address_(std::move(address)), breaker_(breaker, clock, gate) {
   grpc::ChannelArguments args;
   // A worker that comes back is found again quickly.
@@ -23,7 +23,7 @@ Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);  // the gateway decides about retries
-  channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  channel_ = MakeWorkerChannel(address_, security, args);
   stub_ = r1serve::v1::Inference::NewStub(channel_);
   health_ = grpc::health::v1::Health::NewStub(channel_);
 }
@@ -126,13 +126,17 @@ void WorkerPool::SetAddresses(const std::vector<std::string>& dns_addresses) {
   for (const std::string& a : want) {
     if (have.count(a)) continue;
     R1_LOG(INFO) << "worker " << a << " added";
-    workers_.push_back(std::make_shared<Worker>(a, options_.breaker, clock_, &gate_));
+    workers_.push_back(
+        std::make_shared<Worker>(a, options_.breaker, clock_, options_.security, &gate_));
   }
   gate_.SetWorkers(static_cast<int>(workers_.size()));
 }
 
 void WorkerPool::ApplyPoll(Worker& w, const PollResult& r) {
   bool healthy = r.serving;
+  // A worker that wants a token this gateway lacks (--worker-token-file) answers health
+  // checks but nothing else.
+  if (r.load_status.error_code() == grpc::StatusCode::UNAUTHENTICATED) healthy = false;
   bool draining = false;
   if (r.load_status.ok()) {
     const r1serve::v1::LoadReport& report = r.report;
@@ -169,6 +173,13 @@ void WorkerPool::ApplyPoll(Worker& w, const PollResult& r) {
   if (healthy != w.healthy.load()) {
     R1_LOG(INFO) << "worker " << w.address() << (healthy ? " healthy" : " unhealthy");
   }
+  // Why, once per outage: a TLS or token mismatch otherwise shows only as 503s.
+  if (!healthy && !w.outage_logged) {
+    const grpc::Status& why = !r.health_status.ok() ? r.health_status : r.load_status;
+    R1_LOG(WARNING) << "worker " << w.address() << " not usable: "
+                    << (why.ok() ? (draining ? "draining" : "not serving") : why.error_message());
+  }
+  w.outage_logged = !healthy;
   w.healthy = healthy;
 }
 
@@ -254,7 +265,7 @@ std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tr
 }
 
 std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address) {
-  auto w = std::make_shared<Worker>(address, options_.breaker, clock_, &gate_);
+  auto w = std::make_shared<Worker>(address, options_.breaker, clock_, options_.security, &gate_);
   w->healthy = true;
   std::lock_guard<std::mutex> lock(mu_);
   workers_.push_back(w);

@@ -34,6 +34,7 @@
 #include "gateway/upstream/health_checker.h"
 #include "gateway/upstream/prefix_index.h"
 #include "gateway/upstream/routing.h"
+#include "gateway/upstream/worker_channel.h"
 #include "gateway/upstream/worker_lease.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "r1serve/v1/inference.grpc.pb.h"
@@ -43,7 +44,7 @@ namespace r1::gw {
 class Worker {
  public:
   Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-         EjectionGate* gate = nullptr);
+         const ChannelSecurity& security = {}, EjectionGate* gate = nullptr);
   const std::string& address() const { return address_; }
   r1serve::v1::Inference::Stub* stub() { return stub_.get(); }
   grpc::health::v1::Health::Stub* health_stub() { return health_.get(); }
@@ -54,6 +55,7 @@ class Worker {
   std::atomic<bool> healthy{false};
   std::atomic<bool> removed{false};  // gone from DNS: no new requests
   std::atomic<int> failed_checks{0};  // health polls failed in a row
+  bool outage_logged = false;  // the health checker's: why it is unhealthy was logged
 
   void SetLoad(const r1serve::v1::LoadReport& report);
   bool GetLoad(r1serve::v1::LoadReport* report) const;
@@ -95,6 +97,7 @@ struct PoolOptions {
   double max_ejection_percent = 50;
   double panic_threshold_percent = 50;
   RoutingOptions routing;
+  ChannelSecurity security;  // TLS and token for the worker channels
 };
 
 // True when a load report shows pressure: memory above `threshold` of total or KV use above 1.

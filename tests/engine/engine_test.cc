@@ -151,6 +151,35 @@ TEST_F(EngineTest, TimingsComeFromTheInjectedClock) {
   EXPECT_GE(sink->last.total_ms, sink->last.ttft_ms);
 }
 
+// A sink that holds the engine thread in its first OnDelta until released: while it waits, the
+// engine schedules nothing, so the admission queue fills deterministically.
+class BlockingSink : public CollectingSink {
+ public:
+  void OnDelta(Delta d) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      entered_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    }
+    CollectingSink::OnDelta(std::move(d));
+  }
+  void WaitEntered() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, released_ = false;
+};
+
 TEST_F(EngineTest, BoundedQueueAndDraining) {
   EngineOptions o;
   o.model_dir = *dir_;
@@ -158,10 +187,24 @@ TEST_F(EngineTest, BoundedQueueAndDraining) {
   o.device = "cpu";
   o.kv_cache_memory = 1 << 20;
   o.max_waiting = 0;
+  auto bad = Engine::Create(o);
+  ASSERT_FALSE(bad.ok());  // one check for the flag and the engine (ValidateEngineOptions)
+  EXPECT_NE(bad.status().message().find("--max-waiting"), std::string::npos) << bad.status();
+  o.max_waiting = 2;
   auto e = Engine::Create(o);
-  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(e.ok()) << e.status();
+  auto blocker = std::make_shared<BlockingSink>();
+  ASSERT_TRUE((*e)->Submit(Req({1}, 3, blocker)).ok());
+  blocker->WaitEntered();  // the engine thread now waits in OnDelta
   auto s = std::make_shared<CollectingSink>();
-  EXPECT_EQ((*e)->Submit(Req({1}, 1, s)).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE((*e)->Submit(Req({1}, 1, s)).ok());
+  EXPECT_TRUE((*e)->Submit(Req({2}, 1, std::make_shared<CollectingSink>())).ok());
+  EXPECT_EQ((*e)->Submit(Req({3}, 1, std::make_shared<CollectingSink>())).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ((*e)->Load().waiting, 2);
+  blocker->Release();
+  s->Wait();
+  EXPECT_EQ(s->last.finish, FinishReason::kLength);
   (*e)->StopAccepting();
   EXPECT_EQ((*e)->Submit(Req({1}, 1, s)).code(), absl::StatusCode::kUnavailable);
 }

@@ -154,5 +154,44 @@ TEST(Scheduler, PartialPrefillsThatFillTheCacheDoNotDeadlock) {
   EXPECT_EQ(alloc.num_used(), 0);
 }
 
+// Shortest-prefill-first alone would let a steady stream of short prompts starve a long one:
+// each step their prefills fill the token budget first. max_wait_steps after its arrival the
+// long one goes first, and stays first until its prefill is done.
+TEST(Scheduler, LongPromptIsNotStarvedByShortOnes) {
+  BlockAllocator alloc(10000);
+  const int32_t wait = 10;
+  Scheduler s({/*max_running=*/64, /*token_budget=*/32, /*block_size=*/4, /*max_wait_steps=*/wait}, &alloc);
+  auto run = [&]() {
+    std::vector<std::unique_ptr<Sequence>> shorts;
+    auto big = MakeSeq(1000, 200);
+    s.Add(big.get());
+    int first_fed = -1, done_at = -1;
+    for (int step = 0; step < 400 && done_at < 0; ++step) {
+      // Two new 16-token prompts every step: together they fill the 32-token budget.
+      for (int k = 0; k < 2; ++k) {
+        shorts.push_back(MakeSeq(static_cast<uint64_t>(shorts.size() + 1), 16));
+        s.Add(shorts.back().get());
+      }
+      StepPlan p = s.Schedule();
+      RunStep(p);
+      for (const ScheduledChunk& c : p.chunks) {
+        if (c.seq == big.get() && first_fed < 0) first_fed = step;
+        if (c.seq != big.get() && c.sample) s.Remove(c.seq);  // shorts end after one token
+      }
+      if (big->num_output() > 0) done_at = step;
+    }
+    s.Remove(big.get());
+    for (auto& q : shorts) s.Remove(q.get());
+    return std::pair<int, int>{first_fed, done_at};
+  };
+  auto [first_fed, done_at] = run();
+  ASSERT_GE(first_fed, 0) << "the long prompt was never fed";
+  EXPECT_LE(first_fed, wait + 1);
+  ASSERT_GE(done_at, 0) << "the long prompt never finished its prefill";
+  // Once overdue it takes the whole budget: 200 tokens at 32 a step.
+  EXPECT_LE(done_at, wait + 200 / 32 + 1);
+  EXPECT_EQ(alloc.num_used(), 0);
+}
+
 }  // namespace
 }  // namespace r1::engine

@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <fstream>
 
-#include "gateway/main/api_keys.h"
+#include "common/api_keys.h"
 
-namespace r1::gw {
+namespace r1 {
 namespace {
 
 TEST(ApiKeys, ConstantTimeEquals) {
@@ -30,14 +30,16 @@ TEST(ApiKeys, BearerHeader) {
 TEST(ApiKeys, LoadFile) {
   std::string path = testing::TempDir() + "/keys.txt";
   std::ofstream(path) << "# comment\n\n  key-one  \r\nkey-two\n";
-  auto keys = LoadApiKeys(path);
+  auto keys = LoadKeyFile(path);
   ASSERT_TRUE(keys.ok()) << keys.status();
   EXPECT_EQ(*keys, (std::vector<std::string>{"key-one", "key-two"}));
   std::ofstream(path) << "# only a comment\n";
-  EXPECT_FALSE(LoadApiKeys(path).ok());
-  EXPECT_FALSE(LoadApiKeys(path + ".missing").ok());
+  EXPECT_FALSE(LoadKeyFile(path).ok());
+  auto missing = LoadKeyFile(path + ".missing", "token file");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("token file"), std::string_view::npos);
   std::remove(path.c_str());
 }
 
 }  // namespace
-}  // namespace r1::gw
+}  // namespace r1

@@ -11,7 +11,9 @@ TEST(StatusMap, GrpcCodesToHttp) {
   EXPECT_EQ(HttpForStatus(grpc::StatusCode::UNAVAILABLE).http_status, 503u);
   EXPECT_EQ(HttpForStatus(grpc::StatusCode::DEADLINE_EXCEEDED).http_status, 504u);
   EXPECT_EQ(HttpForStatus(grpc::StatusCode::INTERNAL).http_status, 500u);
-  EXPECT_EQ(HttpForStatus(grpc::StatusCode::UNAUTHENTICATED).http_status, 401u);
+  // A worker refusing the gateway's credentials is not the client's fault.
+  EXPECT_EQ(HttpForStatus(grpc::StatusCode::UNAUTHENTICATED).http_status, 502u);
+  EXPECT_EQ(HttpForStatus(grpc::StatusCode::PERMISSION_DENIED).http_status, 502u);
   EXPECT_STREQ(HttpForStatus(grpc::StatusCode::INVALID_ARGUMENT).type, "invalid_request_error");
 }
 

@@ -91,9 +91,20 @@ TEST_P(GpuKernelsTest, RopeKvWriteMatchesRotateHalfAndWritesSlots) {
   at::Tensor q_want = rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}));
   at::Tensor k_want = rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}));
   at::Tensor v_want = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({T, kvh, D}).clone();
-  ASSERT_EQ(cuda::RopeKvWrite(KD(GetParam()), qkv.data_ptr(), ld, pos.data_ptr<int32_t>(),
-                              slots.data_ptr<int32_t>(), inv_freq.data_ptr<float>(), kc.data_ptr(),
-                              vc.data_ptr(), T, nh, kvh, D, Stream()), 0);
+  cuda::RopeKvArgs ra;
+  ra.dt = KD(GetParam());
+  ra.qkv = qkv.data_ptr();
+  ra.ld = ld;
+  ra.pos = pos.data_ptr<int32_t>();
+  ra.slots = slots.data_ptr<int32_t>();
+  ra.inv_freq = inv_freq.data_ptr<float>();
+  ra.k_cache = kc.data_ptr();
+  ra.v_cache = vc.data_ptr();
+  ra.rows = T;
+  ra.nh = nh;
+  ra.kvh = kvh;
+  ra.D = D;
+  ASSERT_EQ(cuda::RopeKvWrite(ra, Stream()), 0);
   const double tol = Bf16() ? 1.0 / 32 : 1e-5;  // bf16: a sum of two rounded products
   EXPECT_LT(RelDiff(qkv.narrow(1, 0, nh * D).view({T, nh, D}), q_want), tol);
   EXPECT_LT(RelDiff(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), k_want), tol);
@@ -108,6 +119,92 @@ TEST_P(GpuKernelsTest, RopeKvWriteMatchesRotateHalfAndWritesSlots) {
   EXPECT_EQ(vc.index_select(0, rest).abs().sum().item<double>(), 0.0);
 }
 
+// The FP8 cache write: each (slot, kv head) row stored as e4m3 with scale = its largest
+// magnitude / 448; dequantized it is within e4m3's rounding (2^-4 relative) of the bf16 row.
+TEST_P(GpuKernelsTest, RopeKvWriteFp8StoresScaledE4m3) {
+  if (!Bf16()) GTEST_SKIP() << "the FP8 cache serves 16-bit models";
+  const int64_t T = 7, nh = 12, kvh = 2, D = 128, ld = (nh + 2 * kvh) * D, slots_n = 32;
+  at::Tensor qkv = at::randn({T, ld}, Opts()) * 3;
+  std::vector<int32_t> pos_h = {0, 5, 9, 100, 2047, 4, 8}, slot_h = {1, 3, 5, 7, 30, 31, 0};
+  at::Tensor pos = at::tensor(pos_h, at::kInt).cuda(), slots = at::tensor(slot_h, at::kInt).cuda();
+  at::Tensor inv_freq = at::pow(1e4, at::arange(0, D, 2, at::kLong).to(at::kFloat) / D).reciprocal().cuda();
+  at::Tensor ref_qkv = qkv.clone(), kref = at::zeros({slots_n, kvh, D}, Opts()), vref = at::zeros_like(kref);
+  cuda::RopeKvArgs ra;
+  ra.dt = cuda::DType::kBF16;
+  ra.ld = ld;
+  ra.pos = pos.data_ptr<int32_t>();
+  ra.slots = slots.data_ptr<int32_t>();
+  ra.inv_freq = inv_freq.data_ptr<float>();
+  ra.rows = T;
+  ra.nh = nh;
+  ra.kvh = kvh;
+  ra.D = D;
+  // Reference: the bf16 write.
+  ra.qkv = ref_qkv.data_ptr();
+  ra.k_cache = kref.data_ptr();
+  ra.v_cache = vref.data_ptr();
+  ASSERT_EQ(cuda::RopeKvWrite(ra, Stream()), 0);
+  // FP8.
+  at::Tensor k8 = at::zeros({slots_n, kvh, D}, Opts().dtype(at::kByte)), v8 = at::zeros_like(k8);
+  at::Tensor ks = at::zeros({slots_n, kvh}, Opts().dtype(at::kFloat)), vs = at::zeros_like(ks);
+  ra.qkv = qkv.data_ptr();
+  ra.k_cache = k8.data_ptr();
+  ra.v_cache = v8.data_ptr();
+  ra.fp8_cache = true;
+  ra.k_scale = ks.data_ptr<float>();
+  ra.v_scale = vs.data_ptr<float>();
+  ASSERT_EQ(cuda::RopeKvWrite(ra, Stream()), 0);
+  EXPECT_TRUE(at::equal(qkv, ref_qkv)) << "q and k rotated in place as with a bf16 cache";
+  at::Tensor sl = slots.to(at::kLong);
+  for (auto [q8, sc, ref] : {std::tuple{k8, ks, kref}, std::tuple{v8, vs, vref}}) {
+    at::Tensor want = ref.index_select(0, sl).to(at::kFloat);                     // [T, kvh, D]
+    at::Tensor amax = want.abs().amax(-1);                                          // [T, kvh]
+    EXPECT_LT((sc.index_select(0, sl) - amax / 448).abs().max().item<double>(), 1e-6);
+    at::Tensor deq = q8.index_select(0, sl).view(at::kFloat8_e4m3fn).to(at::kFloat) *
+                     sc.index_select(0, sl).unsqueeze(-1);
+    double worst = ((deq - want).abs() / amax.unsqueeze(-1)).max().item<double>();
+    EXPECT_LT(worst, 1.0 / 16) << "e4m3 keeps 3 mantissa bits";
+  }
+}
+
+// GatherKv copies the rows at the given slots (and dequantizes an FP8 cache).
+TEST_P(GpuKernelsTest, GatherKvCopiesSlotsAndDequantizes) {
+  if (!Bf16()) GTEST_SKIP() << "flash attention serves 16-bit models";
+  const int64_t slots_n = 300, kvh = 2, D = 128;
+  at::Tensor kc = at::randn({slots_n, kvh, D}, Opts()), vc = at::randn({slots_n, kvh, D}, Opts());
+  std::vector<int32_t> sl_h;
+  for (int i = 0; i < 517; ++i) sl_h.push_back((i * 97 + 13) % slots_n);
+  at::Tensor sl = at::tensor(sl_h, at::kInt).cuda();
+  at::Tensor ko = at::empty({517, kvh, D}, Opts()), vo = at::empty_like(ko);
+  cuda::GatherKvArgs ga;
+  ga.dt = cuda::DType::kBF16;
+  ga.k_cache = kc.data_ptr();
+  ga.v_cache = vc.data_ptr();
+  ga.slots = sl.data_ptr<int32_t>();
+  ga.n = 517;
+  ga.kvh = kvh;
+  ga.D = D;
+  ga.k_out = ko.data_ptr();
+  ga.v_out = vo.data_ptr();
+  ASSERT_EQ(cuda::GatherKv(ga, Stream()), 0);
+  EXPECT_TRUE(at::equal(ko, kc.index_select(0, sl.to(at::kLong))));
+  EXPECT_TRUE(at::equal(vo, vc.index_select(0, sl.to(at::kLong))));
+  // FP8: e4m3 bytes and scales in, scale x value out (rounded to bf16).
+  at::Tensor ks = at::rand({slots_n, kvh}, Opts().dtype(at::kFloat)) + 0.1, vs = at::rand_like(ks) + 0.1;
+  at::Tensor k8 = kc.to(at::kFloat).to(at::kFloat8_e4m3fn), v8 = vc.to(at::kFloat).to(at::kFloat8_e4m3fn);
+  ga.fp8_cache = true;
+  ga.k_cache = k8.data_ptr();
+  ga.v_cache = v8.data_ptr();
+  ga.k_scale = ks.data_ptr<float>();
+  ga.v_scale = vs.data_ptr<float>();
+  ASSERT_EQ(cuda::GatherKv(ga, Stream()), 0);
+  at::Tensor idx = sl.to(at::kLong);
+  at::Tensor kwant = (k8.to(at::kFloat) * ks.unsqueeze(-1)).index_select(0, idx).to(at::kBFloat16);
+  at::Tensor vwant = (v8.to(at::kFloat) * vs.unsqueeze(-1)).index_select(0, idx).to(at::kBFloat16);
+  EXPECT_TRUE(at::equal(ko, kwant));
+  EXPECT_TRUE(at::equal(vo, vwant));
+}
+
 TEST_P(GpuKernelsTest, SiluMulMatchesSiluTimesUp) {
   const int64_t T = 5, I = 8960;
   at::Tensor gu = at::randn({T, 2 * I}, Opts()) * 3;
@@ -117,14 +214,20 @@ TEST_P(GpuKernelsTest, SiluMulMatchesSiluTimesUp) {
   EXPECT_LT(RelDiff(out, want), Bf16() ? 2.0 / 128 : 1e-5);
 }
 
-// Paged attention against a gather + softmax reference, for several lengths (1 key to 1,000),
-// scattered blocks, grouped heads, and with the keys split across thread blocks.
+// Paged attention against a gather + softmax reference: several lengths (1 key to 4,100),
+// scattered blocks, grouped heads (groups of 1 to 16), keys split across thread blocks (also
+// more splits than tiles, which leaves some empty), both kernels (the tensor-core one for
+// head_dim 128 in bf16, the CUDA-core one everywhere), and an FP8 cache.
 TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
-  for (auto [nh, kvh, D] : std::vector<std::tuple<int, int, int>>{{12, 2, 128}, {4, 2, 16}, {6, 1, 8}}) {
-    const int bs = 16, num_blocks = 200, ld = (nh + 2 * kvh) * D;
-    std::vector<int32_t> lens = {1, 17, 64, 300, 1000, 5};
+  struct Shape { int nh, kvh, D; };
+  for (Shape sh : std::vector<Shape>{{12, 2, 128}, {28, 4, 128}, {40, 8, 128}, {32, 2, 128}, {4, 2, 16}, {6, 1, 8}}) {
+    const int nh = sh.nh, kvh = sh.kvh, D = sh.D;
+    const bool tc = cuda::TensorCoreAttention(KD(GetParam()), nh, kvh, D);
+    if (!tc && !cuda::PagedAttentionSupported(nh, kvh, D)) continue;
+    const int bs = 16, num_blocks = 400, ld = (nh + 2 * kvh) * D;
+    std::vector<int32_t> lens = {1, 17, 64, 65, 300, 1000, 5, 4100};
     const int B = static_cast<int>(lens.size());
-    const int MB = 1000 / bs + 1;
+    const int MB = 4100 / bs + 1;
     at::Tensor kc = at::rand({num_blocks * bs, kvh, D}, Opts()) * 2 - 1;
     at::Tensor vc = at::rand({num_blocks * bs, kvh, D}, Opts()) * 2 - 1;
     // Query rows sit at odd places of a larger qkv buffer.
@@ -138,7 +241,24 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
     at::Tensor d_rows = at::tensor(rows, at::kInt).cuda(), d_lens = at::tensor(lens, at::kInt).cuda();
     at::Tensor d_seq = at::tensor(seq, at::kInt).cuda(), d_tables = at::tensor(tables, at::kInt).cuda();
     const float scale = 1.f / std::sqrt(static_cast<float>(D));
-    for (auto [nsplit, keys] : std::vector<std::pair<int, int>>{{1, 1}, {3, 1}, {16, 1}, {1, 4}, {3, 4}}) {
+    // FP8 copies of the cache: e4m3 values with a scale per (slot, kv head).
+    at::Tensor ks = kc.to(at::kFloat).abs().amax(-1) / 448, vs = vc.to(at::kFloat).abs().amax(-1) / 448;
+    at::Tensor k8 = (kc.to(at::kFloat) / ks.unsqueeze(-1)).to(at::kFloat8_e4m3fn);
+    at::Tensor v8 = (vc.to(at::kFloat) / vs.unsqueeze(-1)).to(at::kFloat8_e4m3fn);
+    struct Variant { int nsplit; bool generic; bool fp8; };
+    std::vector<Variant> variants = {{1, false, false}, {3, false, false}, {16, false, false}, {70, false, false}};
+    if (tc) {
+      if (cuda::PagedAttentionSupported(nh, kvh, D)) {  // the CUDA-core kernel takes groups of up to 8
+        variants.push_back({1, true, false});
+        variants.push_back({5, true, false});
+      }
+      variants.push_back({1, false, true});
+      variants.push_back({7, false, true});
+    }
+    for (int stages : {2, 3})
+    for (Variant var : variants) {
+      if (stages == 3 && (!tc || var.generic)) continue;
+      const int nsplit = var.nsplit;
       at::Tensor out = at::zeros({2 * B + 1, nh * D}, Opts());
       at::Tensor partial = at::empty({B * nh * nsplit * (D + 2)}, Opts().dtype(at::kFloat));
       at::Tensor counters = at::zeros({B * kvh}, Opts().dtype(at::kInt));
@@ -146,8 +266,11 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       a.dt = KD(GetParam());
       a.qkv = qkv.data_ptr();
       a.ld = ld;
-      a.k_cache = kc.data_ptr();
-      a.v_cache = vc.data_ptr();
+      a.k_cache = var.fp8 ? k8.data_ptr() : kc.data_ptr();
+      a.v_cache = var.fp8 ? v8.data_ptr() : vc.data_ptr();
+      a.fp8_cache = var.fp8;
+      a.k_scale = var.fp8 ? ks.data_ptr<float>() : nullptr;
+      a.v_scale = var.fp8 ? vs.data_ptr<float>() : nullptr;
       a.q_rows = d_rows.data_ptr<int32_t>();
       a.q_lens = d_lens.data_ptr<int32_t>();
       a.q_seq = d_seq.data_ptr<int32_t>();
@@ -160,19 +283,21 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       a.D = D;
       a.scale = scale;
       a.nsplit = nsplit;
-      a.keys = keys;
+      a.force_generic = var.generic;
+      a.stages = stages;
       a.partial = partial.data_ptr<float>();
       a.counters = counters.data_ptr<int>();
       a.out = out.data_ptr();
       a.out_ld = nh * D;
-      ASSERT_TRUE(cuda::PagedAttentionSupported(nh, kvh, D));
       ASSERT_EQ(cuda::PagedAttention(a, Stream()), 0);
+      at::Tensor kref = var.fp8 ? k8.to(at::kFloat) * ks.unsqueeze(-1) : kc.to(at::kFloat);
+      at::Tensor vref = var.fp8 ? v8.to(at::kFloat) * vs.unsqueeze(-1) : vc.to(at::kFloat);
       double worst = 0;
       for (int b = 0; b < B; ++b) {
         std::vector<int64_t> slot;
         for (int p = 0; p < lens[b]; ++p) slot.push_back(int64_t{tables[b * MB + p / bs]} * bs + p % bs);
         at::Tensor idx = at::tensor(slot, at::kLong).cuda();
-        at::Tensor k = kc.index_select(0, idx).to(at::kFloat), v = vc.index_select(0, idx).to(at::kFloat);
+        at::Tensor k = kref.index_select(0, idx), v = vref.index_select(0, idx);
         at::Tensor q = qkv[rows[b]].narrow(0, 0, nh * D).view({nh, D}).to(at::kFloat);
         at::Tensor kk = k.repeat_interleave(nh / kvh, 1).permute({1, 0, 2});  // [nh, len, D]
         at::Tensor vv = v.repeat_interleave(nh / kvh, 1).permute({1, 0, 2});
@@ -180,12 +305,15 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
         at::Tensor want = at::bmm(p.unsqueeze(1), vv).squeeze(1).reshape({nh * D});
         worst = std::max(worst, (out[rows[b]].to(at::kFloat) - want).abs().max().item<double>());
       }
-      std::printf("paged attention nh %d kvh %d D %d nsplit %d keys %d: max |diff| %.3g\n", nh, kvh, D,
-                  nsplit, keys, worst);
-      EXPECT_LT(worst, Bf16() ? 1e-2 : 1e-5) << "nh " << nh << " D " << D << " nsplit " << nsplit << " keys " << keys;
+      const std::string what = "nh " + std::to_string(nh) + " kvh " + std::to_string(kvh) + " D " +
+                               std::to_string(D) + " nsplit " + std::to_string(nsplit) +
+                               (tc && !var.generic ? " tensor-core stages " + std::to_string(stages) : " cuda-core") +
+                               (var.fp8 ? " fp8" : "");
+      std::printf("paged attention %s: max |diff| %.3g\n", what.c_str(), worst);
+      EXPECT_LT(worst, Bf16() ? 1e-2 : 1e-5) << what;
       // Rows that are not queries stay untouched; the split counters are back to zero.
-      EXPECT_EQ(out[0].abs().sum().item<double>(), 0.0);
-      EXPECT_EQ(counters.abs().sum().item<int64_t>(), 0);
+      EXPECT_EQ(out[0].abs().sum().item<double>(), 0.0) << what;
+      EXPECT_EQ(counters.abs().sum().item<int64_t>(), 0) << what;
     }
   }
 }

@@ -17,6 +17,7 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "worker/model/qwen2.h"
@@ -31,14 +32,20 @@ using fixtures::Reference;
 std::string FixtureDir() { return fixtures::Dir(); }
 double HfGap(const std::string& c, const Prompt& p) { return fixtures::HfGap(c, p.name); }
 
+// `flash`: send every prompt chunk of 2+ tokens through flash attention (the default sends only
+// chunks with much work; the fixtures' prompts are short).
 std::unique_ptr<Qwen2Model> LoadCuda(const std::string& c, const std::string& dtype, bool graphs,
-                                     bool kernels = true) {
+                                     bool kernels = true, bool flash = false) {
   LoadOptions lo;
   lo.device = "cuda";
   lo.dtype = dtype;
-  lo.cuda_graphs = graphs;
-  lo.cuda_kernels = kernels;
-  auto m = Qwen2Model::Load(FixtureDir() + "/" + c, lo);
+  lo.tuning.cuda_graphs = graphs;
+  lo.tuning.cuda_kernels = kernels;
+  if (flash) {
+    lo.tuning.flash_min_tokens = 1;
+    lo.tuning.flash_min_work = 0;
+  }
+  auto m = Qwen2Model::Load(c.front() == '/' ? c : FixtureDir() + "/" + c, lo);
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? std::move(*m) : nullptr;
 }
@@ -200,10 +207,11 @@ TEST_P(GpuModelTest, GraphDecodeEqualsEager) {
 // One sequence: its prompt in chunks of `chunk` tokens (every chunk after the first has cached
 // keys, so it goes through the paged-attention kernel), then teacher-forced decode. Returns the
 // logits rows of positions plen-1 .. len-2 on the CPU.
-at::Tensor RunChunked(Qwen2Model& m, const std::vector<int32_t>& seq, size_t plen, size_t chunk) {
-  KvCache cache(m.config(), 64, 4, m.dtype(), m.device());
+at::Tensor RunChunked(Qwen2Model& m, const std::vector<int32_t>& seq, size_t plen, size_t chunk,
+                      bool fp8 = false, int64_t bs = 4, int64_t blocks = 64) {
+  KvCache cache(m.config(), blocks, bs, m.dtype(), m.device(), fp8);
   SequenceStep s;
-  for (int b = 0; b < 64; ++b) s.block_table.push_back((b * 7 + 3) % 64);
+  for (int64_t b = 0; b < blocks; ++b) s.block_table.push_back(static_cast<int32_t>((b * 7 + 3) % blocks));
   std::vector<at::Tensor> rows;
   size_t done = 0;
   while (done + 1 < seq.size()) {
@@ -224,12 +232,15 @@ at::Tensor RunChunked(Qwen2Model& m, const std::vector<int32_t>& seq, size_t ple
 
 // Our kernels (fused ops, paged attention, flash prefill) against the plain ATen step on the
 // same GPU (float32 logits within 1e-3; bfloat16 within 4 x transformers' bf16-vs-f32 gap), and
-// ours against transformers float32 (1e-3; bf16 2 x gap). Prefill whole (flash) and in chunks of 3 (paged).
+// ours against transformers float32 (1e-3; bf16 2 x gap). The prompt whole and in chunks of 3,
+// each through the paged kernel (the default for short chunks) and through flash attention
+// over the gathered cache (bfloat16; flash has no float32).
 TEST_P(GpuModelTest, KernelsEqualAtenStep) {
   const std::string c = GetParam();
   for (std::string dtype : {"float32", "bfloat16"}) {
     auto aten = LoadCuda(c, dtype, false, /*kernels=*/false), ours = LoadCuda(c, dtype, false);
-    ASSERT_TRUE(aten && ours);
+    auto flash = LoadCuda(c, dtype, false, /*kernels=*/true, /*flash=*/true);
+    ASSERT_TRUE(aten && ours && flash);
     for (const Prompt& p : Prompts(c)) {
       std::vector<int32_t> seq = p.prompt;
       seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
@@ -242,20 +253,113 @@ TEST_P(GpuModelTest, KernelsEqualAtenStep) {
       const double tol_pair = dtype == "float32" ? 1e-3 : 4 * gap;
       for (size_t chunk : {p.prompt.size(), size_t{3}}) {
         at::Tensor a = RunChunked(*aten, seq, p.prompt.size(), chunk);
-        at::Tensor b = RunChunked(*ours, seq, p.prompt.size(), chunk);
-        ASSERT_EQ(a.sizes(), b.sizes());
-        double diff = (a - b).abs().max().item<double>();
-        double to_hf = (b - ref).abs().max().item<double>();
-        std::printf("%s %s %s chunk %zu kernels vs aten: %.4g, vs transformers f32: %.4g (gap %.4g)\n",
-                    c.c_str(), p.name.c_str(), dtype.c_str(), chunk, diff, to_hf, gap);
-        EXPECT_LT(diff, tol_pair) << c << " " << p.name << " " << dtype << " chunk " << chunk;
-        EXPECT_LT(to_hf, tol) << c << " " << p.name << " " << dtype << " chunk " << chunk;
+        for (Qwen2Model* m : {ours.get(), flash.get()}) {
+          const char* how = m == flash.get() ? "flash" : "paged";
+          at::Tensor b = RunChunked(*m, seq, p.prompt.size(), chunk);
+          ASSERT_EQ(a.sizes(), b.sizes());
+          double diff = (a - b).abs().max().item<double>();
+          double to_hf = (b - ref).abs().max().item<double>();
+          std::printf("%s %s %s chunk %zu %s: kernels vs aten %.4g, vs transformers f32 %.4g (gap %.4g)\n",
+                      c.c_str(), p.name.c_str(), dtype.c_str(), chunk, how, diff, to_hf, gap);
+          EXPECT_LT(diff, tol_pair) << c << " " << p.name << " " << dtype << " chunk " << chunk << " " << how;
+          EXPECT_LT(to_hf, tol) << c << " " << p.name << " " << dtype << " chunk " << chunk << " " << how;
+        }
       }
     }
   }
 }
 
+// The FP8 KV cache on the parity fixtures: teacher-forced logits against transformers float32
+// and against the same model with a cache in its own dtype (the drift the cache adds, printed),
+// and greedy agreement: no position where the top token differs although it led by more than
+// twice the drift. Threshold: e4m3 keeps 3 mantissa bits where bf16 keeps 7, so it rounds K and
+// V 16 times more coarsely than bf16 rounds every value; the drift must stay within 16 times
+// transformers' own bf16-versus-f32 gap.
+TEST_P(GpuModelTest, Fp8KvCacheDrift) {
+  const std::string c = GetParam();
+  for (std::string dtype : {"float32", "bfloat16"}) {
+    auto m = LoadCuda(c, dtype, false);
+    ASSERT_TRUE(m);
+    for (const Prompt& p : Prompts(c)) {
+      std::vector<int32_t> seq = p.prompt;
+      seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
+      at::Tensor ref = Reference(c + "." + p.name + ".f32")
+                           .narrow(0, static_cast<int64_t>(p.prompt.size()) - 1,
+                                   static_cast<int64_t>(seq.size() - p.prompt.size()));
+      at::Tensor full = RunChunked(*m, seq, p.prompt.size(), p.prompt.size());
+      at::Tensor fp8 = RunChunked(*m, seq, p.prompt.size(), p.prompt.size(), /*fp8=*/true);
+      const double drift = (fp8 - full).abs().max().item<double>();
+      const double to_hf = (fp8 - ref).abs().max().item<double>(), scale = ref.abs().max().item<double>();
+      const double agree = fp8.argmax(-1).eq(ref.argmax(-1)).to(at::kFloat).mean().item<double>();
+      std::printf("%s %s %s fp8 KV cache: max |logit - %s cache| %.4g, vs transformers f32 %.4g (logits up to %.3g), "
+                  "greedy agreement %.3f\n", c.c_str(), p.name.c_str(), dtype.c_str(), dtype.c_str(), drift, to_hf,
+                  scale, agree);
+      EXPECT_EQ(ClearFlips(ref, fp8, to_hf), 0) << c << " " << p.name << " " << dtype;
+      EXPECT_LT(drift, 16 * HfGap(c, p)) << c << " " << p.name << " " << dtype;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest, ::testing::Values("gqa_untied", "tied_mqa_sharded"));
+
+// The long-context path on the distills' head_dim (128, groups of 3 query heads): a random
+// two-layer model (r1-mkmodel --preset d128-test) fed a 1,500-token prompt in chunks of 512
+// (flash attention over K/V gathered from the cache), then 40 teacher-forced decode steps
+// (the tensor-core decode kernel, replayed from CUDA graphs). Reference: the plain ATen step in
+// float32. bf16 within 2 x the ATen bf16 step's own gap to it; the FP8 cache's drift printed,
+// no clear greedy flip.
+class GpuLongContextTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!at::hasCUDA()) return;
+    dir_ = ::testing::TempDir() + "/r1-d128-test";
+    const char* bin = std::getenv("R1_BIN_DIR");
+    std::string cmd = std::string(bin ? bin : "build/bin") + "/r1-mkmodel --preset d128-test --out " + dir_ +
+                      " > /dev/null 2>&1";
+    made_ = std::system(cmd.c_str()) == 0;
+  }
+  void SetUp() override {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA";
+    ASSERT_TRUE(made_) << "r1-mkmodel --preset d128-test failed";
+  }
+  static inline std::string dir_;
+  static inline bool made_ = false;
+};
+
+// A long sequence in 16-token blocks, scattered.
+at::Tensor RunLong(Qwen2Model& m, const std::vector<int32_t>& seq, size_t plen, size_t chunk, bool fp8) {
+  return RunChunked(m, seq, plen, chunk, fp8, 16, static_cast<int64_t>(seq.size()) / 16 + 2);
+}
+
+TEST_F(GpuLongContextTest, ChunkedFlashPrefillAndTensorCoreDecodeMatchAten) {
+  std::vector<int32_t> seq;
+  for (int i = 0; i < 1540; ++i) seq.push_back((i * 2654435761u >> 7) % 4096);
+  const size_t plen = 1500;
+  auto aten32 = LoadCuda(dir_, "float32", false, /*kernels=*/false);
+  auto aten16 = LoadCuda(dir_, "bfloat16", false, /*kernels=*/false);
+  auto ours = LoadCuda(dir_, "bfloat16", /*graphs=*/true);
+  ASSERT_TRUE(aten32 && aten16 && ours);
+  at::Tensor ref = RunLong(*aten32, seq, plen, 512, false);
+  at::Tensor a16 = RunLong(*aten16, seq, plen, 512, false);
+  const double gap = (a16 - ref).abs().max().item<double>();
+  for (size_t chunk : {size_t{512}, size_t{1500}}) {
+    at::Tensor got = RunLong(*ours, seq, plen, chunk, false);
+    ASSERT_EQ(got.sizes(), ref.sizes());
+    const double diff = (got - ref).abs().max().item<double>();
+    std::printf("d128-test prompt 1500 chunk %zu + 40 decode steps, bf16: max |logit - aten f32| %.4g "
+                "(aten bf16: %.4g)\n", chunk, diff, gap);
+    EXPECT_LT(diff, 2 * gap + 1e-3) << "chunk " << chunk;
+    EXPECT_EQ(ClearFlips(ref, got, diff), 0) << "chunk " << chunk;
+  }
+  at::Tensor fp8 = RunLong(*ours, seq, plen, 512, true);
+  const double drift = (fp8 - ref).abs().max().item<double>(), scale = ref.abs().max().item<double>();
+  const double agree = fp8.argmax(-1).eq(ref.argmax(-1)).to(at::kFloat).mean().item<double>();
+  std::printf("d128-test fp8 KV cache: max |logit - aten f32| %.4g (bf16 cache %.4g; logits up to %.3g), "
+              "greedy agreement %.3f\n", drift, (RunLong(*ours, seq, plen, 512, false) - ref).abs().max().item<double>(),
+              scale, agree);
+  EXPECT_EQ(ClearFlips(ref, fp8, drift), 0);
+  EXPECT_LT(drift, 16 * gap + 1e-3);  // see Fp8KvCacheDrift
+}
 
 }  // namespace
 }  // namespace r1::model

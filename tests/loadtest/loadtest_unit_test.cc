@@ -2,6 +2,10 @@
 // one SSE event changes a request's result.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <set>
+
 #include <boost/json.hpp>
 
 #include "loadtest/distribution.h"
@@ -53,6 +57,31 @@ TEST(LengthDist, SamplesStayInRangeAndCoverIt) {
   std::set<int64_t> seen_list;
   for (int i = 0; i < 200; ++i) seen_list.insert(list.Sample(rng));
   EXPECT_EQ(seen_list, (std::set<int64_t>{10, 20}));
+}
+
+// The lognormal kind: its sample median and the share above the median's e^SIGMA multiple are
+// those of the distribution (the normal's median 0 and its 84th percentile, 1 sigma), within
+// sampling error over 20,000 draws; every sample is clamped into [MIN, MAX].
+TEST(LengthDist, LogNormalHasItsMedianAndTail) {
+  auto d = LengthDist::Parse("lognormal:2000:1:64:16384");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->ToString(), "lognormal:2000:1:64:16384");
+  EXPECT_EQ(d->Min(), 64);
+  EXPECT_EQ(d->Max(), 16384);
+  SystemRandom rng(11);
+  std::vector<int64_t> v;
+  for (int i = 0; i < 20000; ++i) v.push_back(d->Sample(rng));
+  for (int64_t x : v) {
+    ASSERT_GE(x, 64);
+    ASSERT_LE(x, 16384);
+  }
+  std::sort(v.begin(), v.end());
+  EXPECT_NEAR(static_cast<double>(v[v.size() / 2]), 2000, 80);
+  // P(X > 2000 e) = P(Z > 1) = 0.1587.
+  double above = static_cast<double>(std::count_if(v.begin(), v.end(), [](int64_t x) { return x > 2000 * M_E; })) / v.size();
+  EXPECT_NEAR(above, 0.1587, 0.012);
+  for (const char* bad : {"lognormal:2000:1:64", "lognormal:0:1:1:2", "lognormal:5:-1:1:2", "lognormal:5:1:9:2", "lognormal:a:1:1:2"})
+    EXPECT_FALSE(LengthDist::Parse(bad).ok()) << bad;
 }
 
 TEST(Stats, QuantilesMatchNumpyLinear) {
@@ -231,6 +260,11 @@ TEST(Report, FiguresFromKnownTimes) {
   EXPECT_NE(text.find("http_503"), std::string::npos);
   auto v = ToJson(Options{}, {rep});
   EXPECT_NEAR(v.at("runs").at(0).at("tpot_ms").at("p50").as_double(), 15, 1e-6);
+  // The sending window: tokens arriving from t0 to t0 + 350 ms count. Request 1 (100..140 ms)
+  // has all 5 in it, request 2 (300, 320, 340, 360, 380 ms) three: 8 tokens in 0.35 s.
+  level.window_start = t0;
+  level.window_end = t0 + milliseconds(350);
+  EXPECT_NEAR(MakeReport(level).window_output_tokens_per_s, 8 / 0.35, 1e-6);
 }
 
 TEST(GrpcErrorKind, NamesCodes) {

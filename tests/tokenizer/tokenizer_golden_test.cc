@@ -195,7 +195,10 @@ TEST_P(GoldenTest, AddedTokensMatchHuggingFace) {
     EXPECT_EQ(tok().TokenToId(content), id) << content;
     EXPECT_EQ(tok().IdToToken(id), content);
     EXPECT_EQ(tok().IsSpecial(id), a.at("special").as_bool()) << content;
+    EXPECT_TRUE(tok().IsAdded(id)) << content;
   }
+  // A vocabulary token is not an added one.
+  EXPECT_FALSE(tok().IsAdded(0));
 }
 
 INSTANTIATE_TEST_SUITE_P(Tok, GoldenTest, ::testing::Values("qwen", "demo"));

@@ -32,11 +32,15 @@ struct Preset {
 
 // tiny: a few MB, the real vocabulary so the demo tokenizer fits.
 // r1-distill-qwen-1.5b: DeepSeek-R1-Distill-Qwen-1.5B's exact shape.
+// d128-test: two layers with the distills' head_dim of 128 and a group of 3 query heads per
+// KV head, a small vocabulary (token-id prompts only): the GPU tests' long-context model.
 bool FindPreset(const std::string& name, Preset* p) {
   if (name == "tiny") {
     *p = {151936, 32, 96, 2, 4, 2, 32768, 10000.0, 1e-6, true, 0.5};
   } else if (name == "r1-distill-qwen-1.5b") {
     *p = {151936, 1536, 8960, 28, 12, 2, 131072, 10000.0, 1e-6, false, 0.02};
+  } else if (name == "d128-test") {
+    *p = {4096, 768, 1536, 2, 6, 2, 65536, 10000.0, 1e-6, false, 0.02};
   } else {
     return false;
   }
@@ -79,7 +83,7 @@ std::vector<TensorSpec> Specs(const Preset& p, DType dt) {
 int main(int argc, char** argv) {
   r1::Flags flags("r1-mkmodel",
                   "Writes a random-weight Qwen2 checkpoint in the Hugging Face layout.");
-  std::string* preset = flags.String("preset", "tiny", "tiny | r1-distill-qwen-1.5b");
+  std::string* preset = flags.String("preset", "tiny", "tiny | r1-distill-qwen-1.5b | d128-test");
   std::string* out = flags.String("out", "", "output directory (required; must not hold a model)");
   std::string* tokenizer = flags.String(
       "tokenizer", "",

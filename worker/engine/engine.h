@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/random.h"
 #include "common/sampling.h"
 #include "common/status.h"
+#include "worker/model/kernel_tuning.h"
 
 namespace r1::engine {
 
@@ -98,11 +100,21 @@ struct EngineOptions {
   // model is loaded; on CPU, kDefaultCpuKvCacheMemory.
   int64_t kv_cache_memory = 0;
   double kv_cache_fraction = 0.9;     // in (0, 1]
+  std::string kv_cache_dtype = "auto";  // auto (the model's dtype) or fp8
   int32_t block_size = 16;
-  int32_t prefill_chunk = 512;
+  int32_t prefill_chunk = 0;          // tokens per step; 0: the device's default (512 CPU, 2,048 CUDA)
+  // A waiting request that has waited this many steps is admitted before any request that
+  // arrived after it, whatever its length (no starvation behind a stream of short prompts).
+  int32_t max_wait_steps = 256;
+  model::KernelTuning tuning;
   std::shared_ptr<TextCodec> codec;   // may be null
   const Clock* clock = SystemClock::Get();
+  Random* random = nullptr;           // seeds unseeded requests; null: a SystemRandom of its own
 };
+
+// Every limit checked in one place (the worker's flags and Engine::Create both use it):
+// InvalidArgument naming the flag.
+absl::Status ValidateEngineOptions(const EngineOptions& options);
 
 // Counters and gauges, readable from any thread.
 struct EngineLoad {

@@ -10,24 +10,11 @@
 #include <vector>
 
 #include "common/sampling.h"
+#include "worker/engine/sample_types.h"
 
 namespace r1::engine {
 
 using r1::SamplingOptions;
-
-// Per-sequence state the sampler needs: its random stream and the tokens seen so far.
-struct SamplerState {
-  explicit SamplerState(uint64_t seed) : rng(seed) {}
-  std::mt19937_64 rng;
-  std::vector<int32_t> prompt;  // for the repetition penalty
-  std::vector<int32_t> output;  // for all three penalties
-};
-
-struct SampleResult {
-  int32_t token = -1;
-  float logprob = 0.f;                                 // log p(token), unpenalised model
-  std::vector<std::pair<int32_t, float>> top;          // most likely alternatives
-};
 
 // Uniform in [0, 1) from a sequence's own stream: 53 random bits, the same on every machine.
 // Each sampled (non-greedy) row draws exactly one per step.

@@ -7,7 +7,10 @@ namespace r1::engine {
 Scheduler::Scheduler(SchedulerConfig config, BlockAllocator* allocator)
     : config_(config), allocator_(allocator) {}
 
-void Scheduler::Add(Sequence* seq) { waiting_.push_back(seq); }
+void Scheduler::Add(Sequence* seq) {
+  seq->queued_step = step_;
+  waiting_.push_back(seq);
+}
 
 void Scheduler::Remove(Sequence* seq) {
   auto r = std::find(running_.begin(), running_.end(), seq);
@@ -34,6 +37,7 @@ Sequence* Scheduler::PreemptNewest(StepPlan* plan) {
 }
 
 StepPlan Scheduler::Schedule() {
+  ++step_;
   StepPlan plan = TrySchedule(/*allow_admit=*/true);
   // Nothing could run (every running sequence is part-way through a prefill and the cache is
   // full): preempt the newest and try again. A lone sequence always fits (max_model_len is
@@ -77,7 +81,13 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
                     ? config_.max_running - running_.size()
                     : 0;
   for (size_t i = 0; i < waiting_.size() && i < room; ++i) candidates.push_back(waiting_[i]);
-  std::stable_sort(candidates.begin(), candidates.end(), [](const Sequence* a, const Sequence* b) {
+  // Sequences queued max_wait_steps ago or more first, in arrival order; then the shortest
+  // remaining prefill.
+  auto overdue = [&](const Sequence* s) { return step_ - s->queued_step >= config_.max_wait_steps; };
+  std::stable_sort(candidates.begin(), candidates.end(), [&](const Sequence* a, const Sequence* b) {
+    const bool oa = overdue(a), ob = overdue(b);
+    if (oa != ob) return oa;
+    if (oa) return a->queued_step < b->queued_step;
     return a->num_uncached() < b->num_uncached();
   });
 

@@ -7,7 +7,9 @@
 //     blocks are freed and it goes back to the front of the queue to be recomputed.
 //  2. the rest of the budget goes to prefill chunks: sequences part-way through their prompt
 //     and queued sequences (FIFO, while there is room for more running ones), shortest
-//     remaining prefill first, so a short prompt is not stuck behind a 4,000-token one.
+//     remaining prefill first, so a short prompt is not stuck behind a 4,000-token one; but
+//     sequences queued max_wait_steps steps ago or more come before all of those, in arrival
+//     order, so a long prompt cannot starve behind a stream of short ones.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@ struct SchedulerConfig {
   int32_t max_running = 64;   // sequences in one batch
   int32_t token_budget = 512; // tokens fed per step (decodes and prefill chunks together)
   int32_t block_size = 16;
+  int32_t max_wait_steps = 256;  // steps after its arrival from which a sequence goes first
 };
 
 struct ScheduledChunk {
@@ -66,6 +69,7 @@ class Scheduler {
 
   SchedulerConfig config_;
   BlockAllocator* allocator_;
+  int64_t step_ = 0;  // Schedule() calls so far
   std::vector<Sequence*> running_;  // oldest first
   std::deque<Sequence*> waiting_;
 };

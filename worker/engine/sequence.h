@@ -20,6 +20,8 @@ struct Sequence {
   int32_t num_preemptions = 0;
   // True once the scheduler first ran it (it has left the admission queue).
   bool started = false;
+  // The scheduler step at which it was first queued (for aging; kept across preemptions).
+  int64_t queued_step = 0;
 
   int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t num_uncached() const { return num_tokens() - num_cached; }

@@ -1,207 +1,298 @@
-// The CUDA path of Qwen2Model (built only when libtorch has CUDA; see worker/model/CMakeLists.txt).
+// The CUDA path of the Qwen2 step (built only when libtorch has CUDA; see
+// worker/model/CMakeLists.txt).
 //
 // One step, whatever mix of prefills and decodes it holds, runs a fixed set of kernels per layer:
 //   qkv GEMM (+bias) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
 //   -> residual add + RMSNorm (kernels.cu) -> gate/up GEMM -> SiLU-and-mul (kernels.cu)
 //   -> down GEMM -> residual add + RMSNorm with the next layer's weight (kernels.cu).
-// Attention: every query goes through one paged-attention launch that reads only its own
-// sequence's live KV blocks, except long prompt chunks with nothing cached (fresh prefills of
-// more than kSdpaMinTokens), which go through scaled_dot_product_attention (flash) instead.
-// The host's index arithmetic (ids, positions, slots, block tables, logit rows) travels to the
-// device as one int32 buffer in one copy.
+// Steps of a few rows (decode batches up to --gemv-max-rows) use our fused GEMVs instead of the
+// GEMMs and the separate norm / SiLU kernels.
+// Attention (packed_step.h says which query goes where): decode tokens and short chunks go
+// through the paged decode-attention kernel, which reads each sequence's blocks in place;
+// prompt chunks of real size go through one varlen flash-attention call over K/V gathered
+// from the cache (so a chunk attends to thousands of cached tokens at tensor-core speed).
+// The host's index arithmetic travels to the device as one int32 buffer in one copy.
 //
-// Decode steps (each sequence feeds one token) replay a CUDA graph captured for (batch size,
-// context bucket): batch sizes 1, 2, 4, ..., 256 (padding rows repeat row 0: they write the same
-// K/V into the same slot, so they change nothing) and contexts 64, 128, ..., 32768 keys (the
-// width of the block-table rows). Larger batches or contexts run the same code eagerly.
+// Decode steps replay CUDA graphs captured per bucket (graph_buckets.h).
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/version.h>
 
+#if __has_include(<ATen/ops/_flash_attention_forward.h>)
+#include <ATen/ops/_flash_attention_forward.h>
+#define R1_HAVE_FLASH 1
+constexpr bool kHaveFlash = true;
+#else
+constexpr bool kHaveFlash = false;
+#endif
+
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "worker/model/cuda/kernels.h"
-#include "worker/model/qwen2_internal.h"
+#include "worker/model/forward_path.h"
+#include "worker/model/graph_buckets.h"
+#include "worker/model/packed_step.h"
 
 namespace r1::model {
+namespace {
 
-// scaled_dot_product_attention (flash on CUDA) for fresh prompt chunks longer than
-// kSdpaMinTokens (shorter ones are cheap in the paged kernel, and each SDPA call costs ~20 ATen
-// ops of host time a layer): libtorch >= 2.0; older ones send every query through the paged
-// kernel.
-constexpr int64_t kSdpaMinTokens = 256;
-#if TORCH_VERSION_MAJOR >= 2
-constexpr bool kHaveSdpa = true;
+cuda::DType KernelDType(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return cuda::DType::kBF16;
+    case at::kHalf: return cuda::DType::kF16;
+    default: return cuda::DType::kF32;
+  }
+}
+
+void Check(int rc) { C10_CUDA_CHECK(static_cast<cudaError_t>(rc)); }
+
+// A pinned host copy of the packed buffer, so that the upload is asynchronous (libtorch's host
+// allocator keeps the block until the copy is done).
+at::Tensor Pinned(const std::vector<int32_t>& v) {
+  at::Tensor t = at::empty({static_cast<int64_t>(v.size())},
+                           at::TensorOptions().dtype(at::kInt).pinned_memory(true));
+  std::memcpy(t.data_ptr(), v.data(), v.size() * sizeof(int32_t));
+  return t;
+}
+
+// Causal varlen flash attention (bottom-right aligned: query i of a chunk sees every cached key
+// and the chunk's keys up to itself). q: [Qf, nh, D]; k, v: [Kg, kvh, D] (grouped heads);
+// cu_q / cu_k: int32 [F + 1] prefix sums. Returns [Qf, nh, D].
+at::Tensor FlashVarlen(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const at::Tensor& cu_q, const at::Tensor& cu_k, int64_t max_q,
+                       int64_t max_k, double scale) {
+#if defined(R1_HAVE_FLASH)
+  auto out = at::_flash_attention_forward(q, k, v, cu_q, cu_k, max_q, max_k, /*dropout_p=*/0.0,
+                                          /*is_causal=*/true, /*return_debug_mask=*/false, scale);
+  return std::get<0>(out);
 #else
-constexpr bool kHaveSdpa = false;
+  (void)q, (void)k, (void)v, (void)cu_q, (void)cu_k, (void)max_q, (void)max_k, (void)scale;
+  TORCH_CHECK(false, "this libtorch has no flash attention: run with --flash-min-tokens -1");
 #endif
-constexpr int64_t kMaxGraphBatch = 256;
-constexpr int64_t kMaxGraphContext = 32768;
+}
 
-struct Qwen2Model::CudaState {
-  // Where each input sits in the packed int32 buffer of a step.
-  struct Layout {
-    int64_t T = 0;   // tokens fed
-    int64_t Bq = 0;  // paged-attention queries
-    int64_t S = 0;   // block-table rows
-    int64_t MB = 0;  // blocks per row
-    int64_t R = 0;   // logit rows
-    int nsplit = 1;  // paged-attention key splits
-    bool identity_logits = false;  // logit rows are 0..T-1
-    int64_t size() const { return 3 * T + 3 * Bq + S * MB + R; }
-  };
-  struct Plan {
-    Layout lay;
-    std::vector<int32_t> host;                     // the packed buffer
-    std::vector<std::pair<int64_t, int64_t>> sdpa;  // (first row, rows) of fresh prompt chunks
-  };
+class CudaPath;
+
+// Captured decode graphs, one per bucket. Each graph reads a static packed buffer and writes
+// static logits; all share one memory pool. A KV cache with other addresses or geometry drops
+// them all.
+class GraphCache {
+ public:
   struct Entry {
     std::unique_ptr<at::cuda::CUDAGraph> graph;
-    Layout lay;
+    PackedLayout lay;
     at::Tensor packed;  // the static input buffer the graph reads
     at::Tensor out;     // the static logits it writes
   };
 
-  Qwen2Model& m;
-  int num_sms = 0;
-  std::map<std::pair<int64_t, int64_t>, Entry> entries;
-  std::vector<const void*> cache_key;  // every layer's K and V address, then the cache geometry
-  decltype(at::cuda::graph_pool_handle()) pool;  // one memory pool shared by all graphs
-  bool has_pool = false;
-
-  // Paged attention's per-(query, kv head) counters for merging key splits: zero between launches.
-  // Allocated once, for the most queries a launch takes, so captured graphs keep their address.
-  at::Tensor split_counters;
-  // Steps of at most this many tokens use the fused GEMVs (R1_GEMV_MAX_ROWS overrides it).
-  int gemv_max_rows = 1;
-  // Outputs per warp of the projections' GEMVs (R1_GEMV_UNITS overrides it; 0: the kernel's).
-  int gemv_units = 0;
-  // Paged attention's key splits (R1_ATTN_SPLITS overrides the heuristic; 0: SplitsFor's).
-  int attn_splits = 0;
-
-  explicit CudaState(Qwen2Model& model) : m(model) {
-    num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    split_counters = at::zeros({65536 * m.config_.num_key_value_heads},
-                               at::TensorOptions().dtype(at::kInt).device(m.device_));
-    if (const char* env = std::getenv("R1_GEMV_MAX_ROWS"))
-      gemv_max_rows = std::clamp(std::atoi(env), 0, cuda::kGemvMaxRows);
-    if (const char* env = std::getenv("R1_GEMV_UNITS")) gemv_units = std::clamp(std::atoi(env), 0, 64);
-    if (const char* env = std::getenv("R1_ATTN_SPLITS")) attn_splits = std::clamp(std::atoi(env), 0, 64);
-  }
-
-  cuda::DType KernelDType() const {
-    switch (m.dtype_) {
-      case at::kBFloat16: return cuda::DType::kBF16;
-      case at::kHalf: return cuda::DType::kF16;
-      default: return cuda::DType::kF32;
+  // The entry of `bucket` for `cache`, or null when none is captured yet.
+  Entry* Find(const GraphBucket& bucket, KvCache& cache, int64_t num_layers) {
+    std::vector<const void*> key;
+    for (int64_t li = 0; li < num_layers; ++li) {
+      key.push_back(cache.k(li).data_ptr());
+      key.push_back(cache.v(li).data_ptr());
     }
+    key.push_back(reinterpret_cast<const void*>(cache.num_blocks()));
+    key.push_back(reinterpret_cast<const void*>(cache.block_size()));
+    if (key != cache_key_) {
+      // A pool whose graphs are all gone must not be captured into again (libtorch asserts on
+      // it): the next capture takes a fresh one.
+      entries_.clear();
+      has_pool_ = false;
+      cache_key_ = std::move(key);
+    }
+    auto it = entries_.find(bucket);
+    return it == entries_.end() ? nullptr : &it->second;
   }
 
-  // Key splits for the paged attention: enough thread blocks to fill the GPU twice when there
-  // are few queries, and at least 8 keys a split (on the H100 at batch 1 and 129 keys: 16
-  // splits 2.37 ms a step, 8 splits 2.54, 4 splits 2.42, 2 splits 2.75, 1 split 3.12).
+  // Captures `body` (which must run the step on the current stream) for `bucket`.
+  template <typename Body>
+  Entry* Capture(const GraphBucket& bucket, const PackedLayout& lay, const at::Tensor& src,
+                 at::Device device, Body&& body) {
+    Entry e;
+    e.lay = lay;
+    e.packed = src.to(device);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    at::cuda::CUDAStream side = at::cuda::getStreamFromPool(false, device.index());
+    {
+      c10::cuda::CUDAStreamGuard stream_guard(side);
+      body(e.packed);  // warm-up off the graph (it writes the same K/V the replay writes)
+      side.synchronize();
+      if (!has_pool_) {
+        pool_ = at::cuda::graph_pool_handle();
+        has_pool_ = true;
+      }
+      e.graph = std::make_unique<at::cuda::CUDAGraph>();
+      e.graph->capture_begin(pool_, cudaStreamCaptureModeThreadLocal);
+      try {
+        e.out = body(e.packed);
+      } catch (...) {
+        // Leave the stream usable (end the capture, drop what it held) and report the error;
+        // the caller stops capturing.
+        cudaGraph_t partial = nullptr;
+        (void)cudaStreamEndCapture(side.stream(), &partial);
+        if (partial != nullptr) (void)cudaGraphDestroy(partial);
+        (void)cudaGetLastError();
+        e.graph.release();  // its capture never ended: its destructor must not run
+        throw;
+      }
+      e.graph->capture_end();
+    }
+    side.synchronize();
+    return &entries_.emplace(bucket, std::move(e)).first->second;
+  }
+
+ private:
+  std::map<GraphBucket, Entry> entries_;
+  std::vector<const void*> cache_key_;  // every layer's K and V address, then the geometry
+  decltype(at::cuda::graph_pool_handle()) pool_;
+  bool has_pool_ = false;
+};
+
+class CudaPath final : public ForwardPath {
+ public:
+  explicit CudaPath(const PathContext& ctx)
+      : ctx_(ctx), dt_(KernelDType(ctx.dtype)), graphs_enabled_(ctx.tuning.cuda_graphs),
+        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32) {
+    cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
+    num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    cuda::PagedAttentionArgs probe;
+    probe.dt = dt_;
+    probe.nh = static_cast<int>(ctx.config->num_attention_heads);
+    probe.kvh = static_cast<int>(ctx.config->num_key_value_heads);
+    probe.D = static_cast<int>(ctx.config->head_dim());
+    probe.stages = ctx.tuning.attn_stages;
+    attn_blocks_per_sm_ = cuda::PagedAttentionBlocksPerSm(probe);
+    split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
+                                at::TensorOptions().dtype(at::kInt).device(ctx.device));
+  }
+
+  bool SupportsFp8Cache() const override { return true; }
+
+  at::Tensor Forward(const StepBatch& batch, KvCache& cache) override {
+    c10::cuda::CUDAGuard device_guard(ctx_.device);
+    if (graphs_enabled_ && batch.is_decode()) {
+      if (auto bucket = GraphBuckets::For(static_cast<int64_t>(batch.seqs.size()), batch.max_len()))
+        return Graph(batch, *bucket, cache);
+    }
+    PackedStep p = PackStep(batch, PackOptionsFor(cache, /*graph=*/false, 0, 0));
+    FinishLayout(&p.lay);
+    at::Tensor packed = Pinned(p.host).to(ctx_.device, /*non_blocking=*/true);
+    return Body(packed, p.lay, cache);
+  }
+
+  absl::Status WarmUpDecode(KvCache& cache, int64_t max_batch, int64_t max_context) override {
+    if (!graphs_enabled_) return absl::OkStatus();
+    const int64_t bs = cache.block_size(), blocks = cache.num_blocks();
+    for (const GraphBucket& b : GraphBuckets::UpTo(max_batch, max_context)) {
+      const int64_t len = std::min(b.context, max_context);  // the bucket's longest context
+      StepBatch batch;
+      batch.tokens.assign(static_cast<size_t>(b.batch), 0);
+      for (int64_t i = 0; i < b.batch; ++i) {
+        SequenceStep s;
+        s.num_cached = len - 1;
+        s.num_new = 1;
+        for (int64_t j = 0; j < (len + bs - 1) / bs; ++j) s.block_table.push_back(static_cast<int32_t>(j % blocks));
+        batch.seqs.push_back(std::move(s));
+      }
+      try {
+        Forward(batch, cache);
+      } catch (const c10::Error& e) {
+        return absl::InternalError(absl::StrCat("capturing the decode graph of batch ", b.batch,
+                                                ", context ", b.context, ": ", e.what_without_backtrace()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // Flash attention serves 16-bit models in eager steps; a graph's shapes are fixed at capture,
+  // so its steps (decodes) never use it.
+  PackOptions PackOptionsFor(const KvCache& cache, bool graph, int64_t pad_rows, int64_t table_width) const {
+    PackOptions o;
+    o.block_size = cache.block_size();
+    o.flash_min_tokens = graph || !flash_ok_ ? -1 : ctx_.tuning.flash_min_tokens;
+    o.flash_min_work = ctx_.tuning.flash_min_work;
+    o.pad_rows = pad_rows;
+    o.table_width = table_width;
+    return o;
+  }
+
+  // Key splits of the paged decode attention (--attn-splits overrides them): at least four
+  // 64-key tiles a split, and the count whose blocks fill the GPU's resident slots best (the
+  // last wave as full as it can be; a GPU with too few queries gets as many splits as the keys
+  // allow).
   int SplitsFor(int64_t queries, int64_t max_len) const {
-    if (attn_splits > 0) return std::min<int>(attn_splits, static_cast<int>(std::max<int64_t>(1, max_len)));
-    const int64_t blocks = std::max<int64_t>(1, queries * m.config_.num_key_value_heads);
-    const int64_t want = (2 * num_sms + blocks - 1) / blocks;
-    const int64_t most = std::max<int64_t>(1, (max_len + 7) / 8);
-    return static_cast<int>(std::clamp<int64_t>(std::min(want, most), 1, 64));
-  }
-
-  // Host-side arithmetic for a general step. Fresh prompt chunks (nothing cached, 2+ tokens)
-  // go to SDPA; every other token is a paged-attention query.
-  Plan MakePlan(const StepBatch& batch, int64_t bs) const {
-    Plan p;
-    Layout& L = p.lay;
-    L.T = static_cast<int64_t>(batch.tokens.size());
-    std::vector<int32_t> pos, slots, q_rows, q_lens, q_seq, logit_rows;
-    std::vector<const SequenceStep*> paged;
-    int64_t off = 0, max_len = 0;
-    for (const SequenceStep& s : batch.seqs) {
-      auto slot_of = [&](int64_t q) {
-        return static_cast<int32_t>(int64_t{s.block_table[static_cast<size_t>(q / bs)]} * bs + q % bs);
-      };
-      const bool fresh = kHaveSdpa && s.num_cached == 0 && s.num_new > kSdpaMinTokens;
-      for (int64_t j = 0; j < s.num_new; ++j) {
-        pos.push_back(static_cast<int32_t>(s.num_cached + j));
-        slots.push_back(slot_of(s.num_cached + j));
-        if (!fresh) {
-          q_rows.push_back(static_cast<int32_t>(off + j));
-          q_lens.push_back(static_cast<int32_t>(s.num_cached + j + 1));
-          q_seq.push_back(static_cast<int32_t>(paged.size()));
-        }
+    const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
+    const int64_t most = std::clamp<int64_t>(tiles / 4, 1, 256);
+    if (ctx_.tuning.attn_splits > 0) return static_cast<int>(std::min<int64_t>(ctx_.tuning.attn_splits, tiles));
+    const double blocks = static_cast<double>(std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads));
+    const double slots = static_cast<double>(num_sms_) * attn_blocks_per_sm_;
+    int best = 1;
+    double best_eff = 0;
+    for (int64_t s = 1; s <= most; ++s) {
+      const double waves = blocks * static_cast<double>(s) / slots;
+      const double eff = waves / std::ceil(waves);
+      if (eff > best_eff + 0.02) {
+        best = static_cast<int>(s);
+        best_eff = eff;
       }
-      if (fresh) {
-        p.sdpa.emplace_back(off, s.num_new);
-      } else {
-        paged.push_back(&s);
-        max_len = std::max(max_len, s.num_cached + s.num_new);
+    }
+    return best;
+  }
+
+  void FinishLayout(PackedLayout* lay) const {
+    lay->nsplit = SplitsFor(lay->Bq, lay->max_paged_len);
+  }
+
+  // A decode step from the bucket's captured graph (captured now when it is new).
+  at::Tensor Graph(const StepBatch& batch, const GraphBucket& bucket, KvCache& cache) {
+    const int64_t bs = cache.block_size();
+    PackedStep p = PackStep(batch, PackOptionsFor(cache, /*graph=*/true, bucket.batch, (bucket.context + bs - 1) / bs));
+    // The split count is the bucket's, not the batch's: the graph is captured once for all of
+    // them.
+    p.lay.nsplit = SplitsFor(bucket.batch, bucket.context);
+    at::Tensor src = Pinned(p.host);
+    GraphCache::Entry* e = graphs_.Find(bucket, cache, ctx_.config->num_hidden_layers);
+    if (e == nullptr) {
+      try {
+        e = graphs_.Capture(bucket, p.lay, src, ctx_.device,
+                            [&](const at::Tensor& packed) { return Body(packed, p.lay, cache); });
+      } catch (...) {
+        graphs_enabled_ = false;  // later steps run eagerly
+        throw;
       }
-      off += s.num_new;
-      if (s.want_logits) logit_rows.push_back(static_cast<int32_t>(off - 1));
+    } else {
+      e->packed.copy_(src, /*non_blocking=*/true);
     }
-    L.Bq = static_cast<int64_t>(q_rows.size());
-    L.S = static_cast<int64_t>(paged.size());
-    L.MB = (max_len + bs - 1) / bs;
-    L.R = static_cast<int64_t>(logit_rows.size());
-    L.nsplit = SplitsFor(L.Bq, max_len);
-    L.identity_logits = L.R == L.T;
-    for (int64_t i = 0; i < L.R && L.identity_logits; ++i) L.identity_logits = logit_rows[i] == i;
-    p.host.reserve(static_cast<size_t>(L.size()));
-    for (int32_t t : batch.tokens) p.host.push_back(t);
-    auto append = [&](const std::vector<int32_t>& v) { p.host.insert(p.host.end(), v.begin(), v.end()); };
-    append(pos);
-    append(slots);
-    append(q_rows);
-    append(q_lens);
-    append(q_seq);
-    for (const SequenceStep* s : paged) {
-      for (int64_t b = 0; b < L.MB; ++b)
-        p.host.push_back(b < static_cast<int64_t>(s->block_table.size()) ? s->block_table[static_cast<size_t>(b)] : 0);
-    }
-    append(logit_rows);
-    return p;
+    e->graph->replay();
+    return e->out.narrow(0, 0, static_cast<int64_t>(batch.seqs.size())).clone();  // the next replay overwrites `out`
   }
 
-  // A pinned host copy of the packed buffer (so the upload is asynchronous; libtorch's host
-  // allocator keeps the block until the copy is done).
-  static at::Tensor Pinned(const std::vector<int32_t>& v) {
-    at::Tensor t = at::empty({static_cast<int64_t>(v.size())},
-                             at::TensorOptions().dtype(at::kInt).pinned_memory(true));
-    std::memcpy(t.data_ptr(), v.data(), v.size() * sizeof(int32_t));
-    return t;
-  }
-
-  static void Check(int rc) { C10_CUDA_CHECK(static_cast<cudaError_t>(rc)); }
-
-  // The step's body over the packed device buffer. Capturable: no host syncs, shapes fixed by
-  // the layout; `sdpa` must be empty when capturing.
-  at::Tensor Body(const at::Tensor& packed, const Layout& L,
-                  const std::vector<std::pair<int64_t, int64_t>>& sdpa, KvCache& cache) {
-    const ModelConfig& c = m.config_;
-    const Weights& w = *m.weights_;
+  // The step's body over the packed device buffer. Capturable when the layout has no flash
+  // sequences (no host syncs; shapes fixed by the layout).
+  at::Tensor Body(const at::Tensor& packed, const PackedLayout& L, KvCache& cache) {
+    const ModelConfig& c = *ctx_.config;
+    const ModelWeights& w = *ctx_.weights;
     const int64_t T = L.T, H = c.hidden_size, nh = c.num_attention_heads,
-                  kvh = c.num_key_value_heads, D = c.head_dim(), g = nh / kvh;
+                  kvh = c.num_key_value_heads, D = c.head_dim();
     const float eps = static_cast<float>(c.rms_norm_eps);
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-    const cuda::DType dt = KernelDType();
+    const cuda::DType dt = dt_;
     cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-    int64_t o = 0;
-    auto take = [&](int64_t n) {
-      at::Tensor v = packed.narrow(0, o, n);
-      o += n;
-      return v;
-    };
-    at::Tensor ids = take(T), pos = take(T), slots = take(T);
-    at::Tensor q_rows = take(L.Bq), q_lens = take(L.Bq), q_seq = take(L.Bq);
-    at::Tensor tables = take(L.S * L.MB), logit_rows = take(L.R);
+    auto part = [&](int64_t at, int64_t n) { return packed.narrow(0, at, n); };
+    at::Tensor ids = part(0, T), pos = part(T, T), slots = part(2 * T, T);
+    at::Tensor q_rows = part(L.at_q_rows(), L.Bq), q_lens = part(L.at_q_rows() + L.Bq, L.Bq),
+               q_seq = part(L.at_q_rows() + 2 * L.Bq, L.Bq);
+    at::Tensor tables = part(L.at_tables(), L.S * L.MB), logit_rows = part(L.at_logit_rows(), L.R);
 
     at::Tensor x = at::index_select(w.embed, 0, ids);  // [T, H], the residual stream
     at::Tensor attn = at::empty({T, nh * D}, x.options());
@@ -209,10 +300,20 @@ struct Qwen2Model::CudaState {
     at::Tensor partial;
     if (L.nsplit > 1 && L.Bq > 0)
       partial = at::empty({L.Bq * nh * L.nsplit * (D + 2)}, x.options().dtype(at::kFloat));
-    // A few rows (decode batches up to kGemvMaxRows): our GEMVs with the norms, the residual
+    // Flash sequences: their query rows (long, for index_copy_), K/V gathered per layer.
+    at::Tensor flash_rows, cu_q, cu_k, gather, kg, vg;
+    if (L.F > 0) {
+      cu_q = part(L.at_cu_q(), L.F + 1);
+      cu_k = part(L.at_cu_k(), L.F + 1);
+      gather = part(L.at_gather(), L.Kg);
+      flash_rows = part(L.at_flash_rows(), L.Qf).to(at::kLong);
+      kg = at::empty({L.Kg, kvh, D}, x.options());
+      vg = at::empty({L.Kg, kvh, D}, x.options());
+    }
+    // A few rows (decode batches up to --gemv-max-rows): our GEMVs with the norms, the residual
     // adds and SiLU-and-mul fused in. More rows: cuBLAS GEMMs and the separate kernels.
     const int I = static_cast<int>(c.intermediate_size);
-    const bool small = T <= gemv_max_rows &&
+    const bool small = T <= ctx_.tuning.gemv_max_rows &&
                        cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H)) &&
                        cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(nh * D)) &&
                        cuda::GemvSupported(dt, static_cast<int>(T), I);
@@ -240,13 +341,26 @@ struct Qwen2Model::CudaState {
       ga.y = out.data_ptr();
       ga.ldy = out.size(1);
       ga.mode = mode;
-      if (ga.N < 65536) ga.units = gemv_units;
+      if (ga.N < 65536) ga.units = ctx_.tuning.gemv_units;
       Check(cuda::Gemv(ga, stream));
     };
 
+    cuda::RopeKvArgs ra;
+    ra.dt = dt;
+    ra.ld = (nh + 2 * kvh) * D;
+    ra.pos = pos.data_ptr<int32_t>();
+    ra.slots = slots.data_ptr<int32_t>();
+    ra.inv_freq = w.inv_freq.data_ptr<float>();
+    ra.fp8_cache = cache.fp8();
+    ra.rows = T;
+    ra.nh = static_cast<int>(nh);
+    ra.kvh = static_cast<int>(kvh);
+    ra.D = static_cast<int>(D);
+
     cuda::PagedAttentionArgs pa;
     pa.dt = dt;
-    pa.ld = (nh + 2 * kvh) * D;
+    pa.ld = ra.ld;
+    pa.fp8_cache = cache.fp8();
     pa.q_rows = q_rows.data_ptr<int32_t>();
     pa.q_lens = q_lens.data_ptr<int32_t>();
     pa.q_seq = q_seq.data_ptr<int32_t>();
@@ -259,15 +373,29 @@ struct Qwen2Model::CudaState {
     pa.D = static_cast<int>(D);
     pa.scale = static_cast<float>(scale);
     pa.nsplit = L.nsplit;
+    pa.stages = ctx_.tuning.attn_stages;
     pa.partial = partial.defined() ? partial.data_ptr<float>() : nullptr;
-    pa.counters = split_counters.data_ptr<int>();
+    pa.counters = split_counters_.data_ptr<int>();
     pa.out = attn.data_ptr();
     pa.out_ld = nh * D;
 
+    cuda::GatherKvArgs ga;
+    ga.dt = dt;
+    ga.fp8_cache = cache.fp8();
+    ga.slots = L.F > 0 ? gather.data_ptr<int32_t>() : nullptr;
+    ga.n = L.Kg;
+    ga.kvh = static_cast<int>(kvh);
+    ga.D = static_cast<int>(D);
+    ga.k_out = L.F > 0 ? kg.data_ptr() : nullptr;
+    ga.v_out = L.F > 0 ? vg.data_ptr() : nullptr;
+
     for (size_t li = 0; li < w.layers.size(); ++li) {
-      const Layer& l = w.layers[li];
-      at::Tensor& kc = cache.k(static_cast<int64_t>(li));
-      at::Tensor& vc = cache.v(static_cast<int64_t>(li));
+      const LayerWeights& l = w.layers[li];
+      const int64_t layer = static_cast<int64_t>(li);
+      at::Tensor& kc = cache.k(layer);
+      at::Tensor& vc = cache.v(layer);
+      float* k_scale = cache.fp8() ? cache.k_scale(layer).data_ptr<float>() : nullptr;
+      float* v_scale = cache.fp8() ? cache.v_scale(layer).data_ptr<float>() : nullptr;
       at::Tensor qkv;  // [T, (nh + 2 kvh) D]
       if (small) {
         qkv = qkv_buf;
@@ -275,30 +403,25 @@ struct Qwen2Model::CudaState {
       } else {
         qkv = at::addmm(l.bqkv, h, l.wqkv.t());
       }
-      Check(cuda::RopeKvWrite(dt, qkv.data_ptr(), pa.ld, pos.data_ptr<int32_t>(),
-                              slots.data_ptr<int32_t>(), w.inv_freq.data_ptr<float>(),
-                              kc.data_ptr(), vc.data_ptr(), T, static_cast<int>(nh),
-                              static_cast<int>(kvh), static_cast<int>(D), stream));
+      auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
+        args.k_cache = kc.data_ptr();
+        args.v_cache = vc.data_ptr();
+        args.k_scale = k_scale;
+        args.v_scale = v_scale;
+      };
+      ra.qkv = qkv.data_ptr();
+      this_layer(ra);
+      Check(cuda::RopeKvWrite(ra, stream));
       pa.qkv = qkv.data_ptr();
-      pa.k_cache = kc.data_ptr();
-      pa.v_cache = vc.data_ptr();
+      this_layer(pa);
       Check(cuda::PagedAttention(pa, stream));
-#if TORCH_VERSION_MAJOR >= 2
-      for (const auto& [first, n] : sdpa) {
-        at::Tensor rows = qkv.narrow(0, first, n);
-        at::Tensor q = rows.narrow(1, 0, nh * D).view({n, nh, D}).transpose(0, 1).unsqueeze(0);
-        auto heads = [&](int64_t at_col) {  // k or v heads repeated for their query group
-          return rows.narrow(1, at_col, kvh * D).view({n, kvh, 1, D}).expand({n, kvh, g, D})
-              .reshape({n, nh, D}).transpose(0, 1).unsqueeze(0);
-        };
-        at::Tensor out = at::scaled_dot_product_attention(q, heads(nh * D), heads((nh + kvh) * D),
-                                                          {}, 0.0, /*is_causal=*/true, scale);
-        attn.narrow(0, first, n).view({n, nh, D}).copy_(out.squeeze(0).transpose(0, 1));
+      if (L.F > 0) {
+        this_layer(ga);
+        Check(cuda::GatherKv(ga, stream));
+        at::Tensor qf = at::index_select(qkv.narrow(1, 0, nh * D), 0, flash_rows).view({L.Qf, nh, D});
+        at::Tensor out = FlashVarlen(qf, kg, vg, cu_q, cu_k, L.max_q, L.max_k, scale);
+        attn.index_copy_(0, flash_rows, out.reshape({L.Qf, nh * D}));
       }
-#else
-      (void)sdpa;
-      (void)g;
-#endif
       if (small) {
         gemv(attn, nullptr, l.wo, nullptr, x, cuda::GemvOut::kResidual);
         gemv(x, &l.post_norm, l.wgate_up, nullptr, act, cuda::GemvOut::kSiluMul);
@@ -326,133 +449,28 @@ struct Qwen2Model::CudaState {
     return at::mm(last, w.lm_head.t()).to(at::kFloat);
   }
 
-  at::Tensor Eager(const StepBatch& batch, KvCache& cache) {
-    // (A step with no logit rows still runs: it writes the K/V of its prompt chunks.)
-    Plan p = MakePlan(batch, cache.block_size());
-    at::Tensor packed = Pinned(p.host).to(m.device_, /*non_blocking=*/true);
-    at::Tensor out = Body(packed, p.lay, p.sdpa, cache);
-    return out;
-  }
-
-  // A decode step from a captured graph; an undefined tensor when the step does not qualify.
-  at::Tensor Graph(const StepBatch& batch, KvCache& cache) {
-    const int64_t real_b = static_cast<int64_t>(batch.seqs.size());
-    if (real_b > kMaxGraphBatch) return {};
-    int64_t max_len = 0;
-    for (const SequenceStep& s : batch.seqs) {
-      if (s.num_new != 1 || !s.want_logits) return {};
-      max_len = std::max(max_len, s.num_cached + 1);
-    }
-    int64_t B = 1;
-    while (B < real_b) B *= 2;
-    int64_t C = 64;
-    while (C < max_len) C *= 2;
-    if (C > kMaxGraphContext) return {};
-    const int64_t bs = cache.block_size();
-
-    std::vector<const void*> key;
-    for (int64_t li = 0; li < m.config_.num_hidden_layers; ++li) {
-      key.push_back(cache.k(li).data_ptr());
-      key.push_back(cache.v(li).data_ptr());
-    }
-    key.push_back(reinterpret_cast<const void*>(cache.num_blocks()));
-    key.push_back(reinterpret_cast<const void*>(bs));
-    if (key != cache_key) {
-      // Drop the graphs and their pool: a pool whose graphs are all gone must not be captured
-      // into again (libtorch asserts on it); the next capture takes a fresh one.
-      entries.clear();
-      has_pool = false;
-      cache_key = std::move(key);
-    }
-
-    // Packed inputs for B rows; row i >= real_b repeats row 0.
-    Layout L;
-    L.T = L.Bq = L.S = L.R = B;
-    L.MB = (C + bs - 1) / bs;
-    L.nsplit = SplitsFor(B, C);
-    L.identity_logits = true;
-    std::vector<int32_t> host(static_cast<size_t>(L.size()));
-    int32_t* ids = host.data();
-    int32_t* pos = ids + B;
-    int32_t* slots = pos + B;
-    int32_t* q_rows = slots + B;
-    int32_t* q_lens = q_rows + B;
-    int32_t* q_seq = q_lens + B;
-    int32_t* tables = q_seq + B;
-    int32_t* logit_rows = tables + B * L.MB;
-    for (int64_t i = 0; i < B; ++i) {
-      const int64_t r = i < real_b ? i : 0;
-      const SequenceStep& s = batch.seqs[static_cast<size_t>(r)];
-      ids[i] = batch.tokens[static_cast<size_t>(r)];
-      pos[i] = static_cast<int32_t>(s.num_cached);
-      slots[i] = static_cast<int32_t>(int64_t{s.block_table[static_cast<size_t>(s.num_cached / bs)]} * bs +
-                                      s.num_cached % bs);
-      q_rows[i] = static_cast<int32_t>(i);
-      q_lens[i] = static_cast<int32_t>(s.num_cached + 1);
-      q_seq[i] = static_cast<int32_t>(i);
-      for (int64_t b = 0; b < L.MB; ++b)
-        tables[i * L.MB + b] = b < static_cast<int64_t>(s.block_table.size()) ? s.block_table[static_cast<size_t>(b)] : 0;
-      logit_rows[i] = static_cast<int32_t>(i);
-    }
-    at::Tensor src = Pinned(host);
-
-    auto it = entries.find({B, C});
-    if (it == entries.end()) {
-      Entry e;
-      e.lay = L;
-      e.packed = src.to(m.device_);
-      at::cuda::getCurrentCUDAStream().synchronize();
-      at::cuda::CUDAStream side = at::cuda::getStreamFromPool(false, m.device_.index());
-      {
-        c10::cuda::CUDAStreamGuard stream_guard(side);
-        // Warm-up off the graph (it writes the same K/V the replay writes), then capture.
-        Body(e.packed, L, {}, cache);
-        side.synchronize();
-        if (!has_pool) {
-          pool = at::cuda::graph_pool_handle();
-          has_pool = true;
-        }
-        e.graph = std::make_unique<at::cuda::CUDAGraph>();
-        e.graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
-        try {
-          e.out = Body(e.packed, L, {}, cache);
-        } catch (...) {
-          // Leave the stream usable (end the capture and drop what it held), stop capturing
-          // for this model, and report the error; the caller's step fails, later steps run
-          // eagerly.
-          cudaGraph_t partial = nullptr;
-          (void)cudaStreamEndCapture(side.stream(), &partial);
-          if (partial != nullptr) (void)cudaGraphDestroy(partial);
-          (void)cudaGetLastError();
-          e.graph.release();  // its capture never ended: its destructor must not run
-          m.cuda_graphs_ = false;
-          throw;
-        }
-        e.graph->capture_end();
-      }
-      side.synchronize();
-      it = entries.emplace(std::make_pair(B, C), std::move(e)).first;
-    } else {
-      it->second.packed.copy_(src, /*non_blocking=*/true);
-    }
-    it->second.graph->replay();
-    return it->second.out.narrow(0, 0, real_b).clone();  // the next replay overwrites `out`
-  }
+  PathContext ctx_;
+  cuda::DType dt_;
+  bool graphs_enabled_;
+  const bool flash_ok_;
+  int num_sms_ = 0;
+  int attn_blocks_per_sm_ = 1;
+  // Paged attention's per-(query, kv head) counters for merging key splits: zero between
+  // launches. Allocated once, for the most queries a launch takes, so captured graphs keep
+  // their address.
+  at::Tensor split_counters_;
+  GraphCache graphs_;
 };
 
-at::Tensor Qwen2Model::CudaForward(const StepBatch& batch, KvCache& cache) {
-  c10::cuda::CUDAGuard device_guard(device_);
-  const ModelConfig& c = config_;
+}  // namespace
+
+std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext& ctx) {
+  const ModelConfig& c = *ctx.config;
   if (!cuda::PagedAttentionSupported(static_cast<int>(c.num_attention_heads),
                                      static_cast<int>(c.num_key_value_heads),
                                      static_cast<int>(c.head_dim())))
-    return EagerForward(batch, cache);
-  if (!cuda_) cuda_ = std::make_shared<CudaState>(*this);
-  if (cuda_graphs_) {
-    at::Tensor out = cuda_->Graph(batch, cache);
-    if (out.defined()) return out;
-  }
-  return cuda_->Eager(batch, cache);
+    return nullptr;
+  return std::make_unique<CudaPath>(ctx);
 }
 
 }  // namespace r1::model

@@ -33,9 +33,10 @@ class GenerateStream;
 class StreamSink final : public engine::RequestSink {
  public:
   StreamSink(GenerateStream* stream, WorkerMetrics* metrics,
-             std::shared_ptr<engine::TextCodec> codec, bool logprobs, Clock::TimePoint arrival)
+             std::shared_ptr<engine::TextCodec> codec, bool logprobs, const Clock* clock,
+             Clock::TimePoint arrival)
       : stream_(stream), metrics_(metrics), codec_(std::move(codec)), logprobs_(logprobs),
-        arrival_(arrival) {}
+        clock_(clock), arrival_(arrival) {}
 
   void OnDelta(engine::Delta delta) override;
   bool Cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
@@ -61,6 +62,7 @@ class StreamSink final : public engine::RequestSink {
   WorkerMetrics* metrics_;
   std::shared_ptr<engine::TextCodec> codec_;
   bool logprobs_;
+  const Clock* clock_;
   Clock::TimePoint arrival_;
   Clock::TimePoint last_token_{};
   std::atomic<bool> cancelled_{false};
@@ -96,7 +98,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
 };
 
 void StreamSink::Record(const engine::Delta& d) {
-  Clock::TimePoint now = SystemClock::Get()->Now();
+  Clock::TimePoint now = clock_->Now();
   if (!d.tokens.empty()) {
     if (last_token_ == Clock::TimePoint{}) {
       metrics_->time_to_first_token->Observe(MillisBetween(arrival_, now) / 1e3);
@@ -190,7 +192,7 @@ InferenceService::InferenceService(engine::Engine* engine, std::shared_ptr<Promp
 
 grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const GenerateRequest* request) {
-  Clock::TimePoint arrival = SystemClock::Get()->Now();
+  Clock::TimePoint arrival = options_.clock->Now();
   auto* stream = new GenerateStream(&active_);
   if (draining_) {
     metrics_->rejected_draining->Increment();
@@ -210,7 +212,7 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
   req->arrival = arrival;
   auto sink = std::make_shared<StreamSink>(stream, metrics_,
                                            codec_ ? codec_->text_codec() : nullptr,
-                                           req->logprobs, arrival);
+                                           req->sampling.logprobs, options_.clock, arrival);
   stream->Attach(sink);
   req->sink = sink;
   (void)context;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "common/clock.h"
 #include "r1serve/v1/inference.grpc.pb.h"
 #include "worker/engine/engine.h"
 #include "worker/service/memory_report.h"
@@ -19,6 +20,7 @@ namespace r1::service {
 struct ServiceOptions {
   std::string model_id;
   int64_t memory_limit = 0;  // > 0: reported as device_memory_total_bytes
+  const Clock* clock = SystemClock::Get();  // arrival times and the latency metrics
 };
 
 class InferenceService final : public r1serve::v1::Inference::CallbackService {

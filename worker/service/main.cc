@@ -4,7 +4,9 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -17,6 +19,7 @@
 #include "worker/engine/host_memory.h"
 #include "worker/service/inference_service.h"
 #include "worker/service/prompt_codec.h"
+#include "worker/service/server_credentials.h"
 #include "worker/service/worker_metrics.h"
 
 namespace {
@@ -58,9 +61,18 @@ int Run(int argc, char** argv) {
       "kv-cache-fraction", 0.9,
       "on CUDA without --kv-cache-memory: the share of free device memory the KV cache takes, "
       "in (0, 1]");
+  std::string* kv_dtype = flags.String(
+      "kv-cache-dtype", "auto",
+      "auto (the model's dtype) or fp8 (e4m3 with a scale per token and KV head: about half the "
+      "bytes; CUDA kernels only)");
   int64_t* block_size = flags.Int("block-size", 16, "tokens per KV-cache block");
   int64_t* prefill_chunk = flags.Int(
-      "prefill-chunk", 512, "tokens fed per engine step (decodes plus prefill chunks)");
+      "prefill-chunk", 0,
+      "tokens fed per engine step (decodes plus prefill chunks); 0: 512 on CPU, 2048 on CUDA");
+  int64_t* max_wait_steps = flags.Int(
+      "max-wait-steps", 256,
+      "engine steps after its arrival from which a request is served ahead of shorter prompts "
+      "(no request starves behind a stream of short ones)");
   int64_t* memory_limit = flags.Int(
       "memory-limit", 0, "when > 0, reported as device_memory_total_bytes (bytes)");
   std::string* chat_template =
@@ -72,6 +84,34 @@ int Run(int argc, char** argv) {
       "keep-freed-memory", true,
       "keep freed host memory for reuse (one malloc arena, no mmap, no trim): large per-step "
       "buffers then cost no page faults; resident memory stays at its peak");
+  std::string* tls_cert = flags.String("tls-cert", "", "PEM certificate (chain) for TLS on the gRPC port, with --tls-key (empty: plaintext)");
+  std::string* tls_key = flags.String("tls-key", "", "PEM private key of --tls-cert");
+  std::string* tls_client_ca = flags.String("tls-client-ca", "", "PEM CA bundle: clients must present a certificate it signed (mTLS; needs --tls-cert)");
+  std::string* token_file = flags.String("auth-token-file", "", "file of accepted tokens, one a line: Inference calls must send 'authorization: Bearer TOKEN' (health checks stay open)");
+  // Kernel tuning (model/kernel_tuning.h), logged at start.
+  r1::model::KernelTuning tuning_defaults;
+  bool* cpu_kernels = flags.Bool("cpu-kernels", tuning_defaults.cpu_kernels,
+                                 "CPU bf16: our AVX512-BF16 kernels for decode-sized layers and attention");
+  bool* cuda_kernels = flags.Bool("cuda-kernels", tuning_defaults.cuda_kernels,
+                                  "CUDA: our fused kernels and paged attention (false: the plain ATen step)");
+  bool* cuda_graphs = flags.Bool("cuda-graphs", tuning_defaults.cuda_graphs,
+                                 "CUDA: replay captured graphs for decode steps");
+  bool* pdl = flags.Bool("pdl", tuning_defaults.pdl,
+                         "CUDA (compute capability 9+): programmatic dependent launch between our kernels");
+  int64_t* attn_splits = flags.Int("attn-splits", tuning_defaults.attn_splits,
+                                   "decode attention's key splits per query; 0: chosen per step");
+  int64_t* attn_stages = flags.Int("attn-stages", tuning_defaults.attn_stages,
+                                   "decode attention's 64-key tiles in shared memory at once (2 or 3)");
+  int64_t* flash_min_tokens = flags.Int(
+      "flash-min-tokens", tuning_defaults.flash_min_tokens,
+      "CUDA: prompt chunks with more new tokens (and more than --flash-min-work query-key pairs) "
+      "use flash attention over the gathered cache; -1: never");
+  int64_t* flash_min_work = flags.Int("flash-min-work", tuning_defaults.flash_min_work,
+                                      "CUDA: see --flash-min-tokens");
+  int64_t* gemv_max_rows = flags.Int("gemv-max-rows", tuning_defaults.gemv_max_rows,
+                                     "CUDA: steps of at most this many tokens use the fused GEMVs (0..8)");
+  int64_t* gemv_units = flags.Int("gemv-units", tuning_defaults.gemv_units,
+                                  "CUDA: outputs per warp of the projection GEMVs; 0: the kernel's choice");
   flags.ParseOrExit(argc, argv);
   if (*keep_freed && !r1::engine::KeepFreedHostMemory()) {
     R1_LOG(WARNING) << "--keep-freed-memory: this C library has no such setting";
@@ -80,20 +120,6 @@ int Run(int argc, char** argv) {
   r1::LogLevel level;
   if (!r1::ParseLogLevel(*log_level, &level)) flags.Fail("--log-level: unknown level " + *log_level);
   r1::SetLogLevel(level);
-  if (model->empty()) flags.Fail("--model is required");
-  auto positive = [&](const char* name, int64_t v) {
-    if (v <= 0) flags.Fail(std::string("--") + name + " must be > 0");
-  };
-  positive("max-running", *max_running);
-  positive("block-size", *block_size);
-  positive("prefill-chunk", *prefill_chunk);
-  if (*kv_memory < 0) flags.Fail("--kv-cache-memory must be >= 0");
-  if (!(*kv_fraction > 0 && *kv_fraction <= 1)) {
-    flags.Fail("--kv-cache-fraction must be in (0, 1], got " + absl::StrCat(*kv_fraction));
-  }
-  positive("max-waiting", *max_waiting);
-  if (*max_model_len < 0) flags.Fail("--max-model-len must be >= 0");
-  if (*threads < 0) flags.Fail("--threads must be >= 0");
   if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*memory_limit < 0) flags.Fail("--memory-limit must be >= 0");
   std::string host;
@@ -102,21 +128,39 @@ int Run(int argc, char** argv) {
     flags.Fail(std::string(s.message()));
   }
 
-  auto codec = r1::service::LoadPromptCodec(*model, *chat_template);
-  if (!codec.ok()) flags.Fail(std::string(codec.status().message()));
+  auto security =
+      r1::service::WorkerSecurity::Load({*tls_cert, *tls_key, *tls_client_ca, *token_file});
+  if (!security.ok()) flags.Fail(std::string(security.status().message()));
 
+  auto clamp32 = [](int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, INT32_MIN, INT32_MAX)); };
   r1::engine::EngineOptions eo;
   eo.model_dir = *model;
   eo.device = *device;
   eo.dtype = *dtype;
-  eo.threads = static_cast<int32_t>(std::min<int64_t>(*threads, 1024));
-  eo.max_running = static_cast<int32_t>(std::min<int64_t>(*max_running, 1 << 20));
-  eo.max_waiting = static_cast<int32_t>(std::min<int64_t>(*max_waiting, 1 << 20));
-  eo.max_model_len = static_cast<int32_t>(std::min<int64_t>(*max_model_len, INT32_MAX));
+  eo.threads = clamp32(*threads);
+  eo.max_running = clamp32(*max_running);
+  eo.max_waiting = clamp32(*max_waiting);
+  eo.max_model_len = clamp32(*max_model_len);
   eo.kv_cache_memory = *kv_memory;
   eo.kv_cache_fraction = *kv_fraction;
-  eo.block_size = static_cast<int32_t>(std::min<int64_t>(*block_size, 1 << 16));
-  eo.prefill_chunk = static_cast<int32_t>(std::min<int64_t>(*prefill_chunk, 1 << 20));
+  eo.kv_cache_dtype = *kv_dtype;
+  eo.block_size = clamp32(*block_size);
+  eo.prefill_chunk = clamp32(*prefill_chunk);
+  eo.max_wait_steps = clamp32(*max_wait_steps);
+  eo.tuning.cpu_kernels = *cpu_kernels;
+  eo.tuning.cuda_kernels = *cuda_kernels;
+  eo.tuning.cuda_graphs = *cuda_graphs;
+  eo.tuning.pdl = *pdl;
+  eo.tuning.attn_splits = clamp32(*attn_splits);
+  eo.tuning.attn_stages = clamp32(*attn_stages);
+  eo.tuning.flash_min_tokens = *flash_min_tokens;
+  eo.tuning.flash_min_work = *flash_min_work;
+  eo.tuning.gemv_max_rows = clamp32(*gemv_max_rows);
+  eo.tuning.gemv_units = clamp32(*gemv_units);
+  if (absl::Status v = r1::engine::ValidateEngineOptions(eo); !v.ok()) flags.Fail(std::string(v.message()));
+
+  auto codec = r1::service::LoadPromptCodec(*model, *chat_template);
+  if (!codec.ok()) flags.Fail(std::string(codec.status().message()));
   eo.codec = *codec ? (*codec)->text_codec() : nullptr;
   auto engine = r1::engine::Engine::Create(eo);
   if (!engine.ok()) {
@@ -158,8 +202,8 @@ int Run(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   int bound = 0;
-  builder.AddListeningPort(*listen, grpc::InsecureServerCredentials(), &bound);
-  builder.RegisterService(&service);
+  builder.AddListeningPort(*listen, security->credentials(), &bound);
+  builder.RegisterService(security->Guard(&service));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) {
     std::cerr << "r1-worker: cannot listen on " << *listen << std::endl;
@@ -168,23 +212,23 @@ int Run(int argc, char** argv) {
   }
   // Load and warm-up ran in Engine::Create.
   server->GetHealthCheckService()->SetServingStatus(true);
-  std::cout << "r1-worker: serving " << so.model_id << " on " << host << ":" << bound
-            << std::endl;
+  std::cout << "r1-worker: serving " << so.model_id << " on " << host << ":" << bound << " ("
+            << security->Describe() << ")" << std::endl;
 
   int sig = 0;
   sigwait(&signals, &sig);
   R1_LOG(INFO) << "signal " << sig << ": draining (up to " << *drain_timeout << " s)";
   server->GetHealthCheckService()->SetServingStatus(false);
   service.StartDraining();
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
-  while (service.active_streams() > 0 && std::chrono::steady_clock::now() < deadline) {
+  const r1::Clock* clock = r1::SystemClock::Get();
+  auto deadline = clock->Now() + std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
+  while (service.active_streams() > 0 && clock->Now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (service.active_streams() > 0) {
     R1_LOG(WARNING) << "drain timeout: cancelling " << service.active_streams() << " streams";
   }
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  server->Shutdown(clock->WallNow() + std::chrono::milliseconds(500));
   (*engine)->Shutdown();
   if (metrics_server) metrics_server->Stop();
   R1_LOG(INFO) << "drained, exiting";

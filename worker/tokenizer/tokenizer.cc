@@ -139,6 +139,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> id_to_token;
   std::vector<uint8_t> known;    // 1 when the id is a vocabulary or added token
   std::vector<uint8_t> special;  // 1 for special added tokens
+  std::vector<uint8_t> added;    // 1 for every added token
   // Decoded bytes of every token, back to back; token i is [bytes_off[i], bytes_off[i+1]).
   std::string bytes;
   std::vector<uint32_t> bytes_off;
@@ -223,6 +224,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   impl->id_to_token.resize(n);
   impl->known.assign(n, 0);
   impl->special.assign(n, 0);
+  impl->added.assign(n, 0);
   for (const auto& e : vocab) {
     impl->id_to_token[e.id].assign(doc.arena.data() + e.off, e.len);
     impl->known[e.id] = 1;
@@ -234,6 +236,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     impl->id_to_token[t.id] = t.content;
     impl->known[t.id] = 1;
     impl->special[t.id] = t.special ? 1 : 0;
+    impl->added[t.id] = 1;
   }
   // Decoded bytes of every token and the string -> id map (added tokens win).
   impl->bytes.reserve(n * 8);
@@ -532,6 +535,8 @@ bool Tokenizer::IsKnown(int32_t id) const {
 }
 
 bool Tokenizer::IsSpecial(int32_t id) const { return IsKnown(id) && impl_->special[id]; }
+
+bool Tokenizer::IsAdded(int32_t id) const { return IsKnown(id) && impl_->added[id]; }
 
 std::string_view Tokenizer::TokenBytes(int32_t id) const {
   if (!IsKnown(id)) return {};

@@ -50,6 +50,9 @@ class Tokenizer {
   int64_t vocab_size() const;
   // True for added tokens marked "special" (those skip_special_tokens drops).
   bool IsSpecial(int32_t id) const;
+  // True for every added token, special or not (e.g. <think>): text the model writes as a
+  // whole, never as vocabulary pieces.
+  bool IsAdded(int32_t id) const;
   // True when the id is known (a vocabulary or added token).
   bool IsKnown(int32_t id) const;
   // The bytes a token decodes to (before UTF-8 repair); empty for an unknown id.

@@ -2,7 +2,9 @@
 // (npm kubernetes-models, @kubernetes-models/prometheus-operator) with no unknown fields
 // (strict_fields.mjs), and the fields the stack
 // relies on agree with each other: probes, drain timing, GPU requests, the headless Service
-// the gateway resolves, ConfigMap keys used as $(VAR), the HPA target, the ServiceMonitors.
+// the gateway resolves, ConfigMap keys used as $(VAR), the HPA target, the ServiceMonitors,
+// the worker credentials (mTLS files from mounted Secrets) and the NetworkPolicy that lets only
+// the gateways reach the workers' gRPC port.
 // Usage: node check_kubernetes.mjs [BIN_DIR]  (with BIN_DIR, flags are checked against
 // r1-worker --help and r1-gateway --help too).
 import fs from "node:fs";
@@ -30,6 +32,7 @@ const modules = {
   "v1": "kubernetes-models/v1/index.js",
   "apps/v1": "kubernetes-models/apps/v1/index.js",
   "policy/v1": "kubernetes-models/policy/v1/index.js",
+  "networking.k8s.io/v1": "kubernetes-models/networking.k8s.io/v1/index.js",
   "autoscaling/v2": "kubernetes-models/autoscaling/v2/index.js",
   "monitoring.coreos.com/v1": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/index.js",
 };
@@ -114,6 +117,18 @@ function portNamed(container, name) {
   return (container.ports ?? []).find((p) => p.name === name);
 }
 
+// Each flag names a file inside a volume mounted from a Secret.
+function checkSecretFiles(name, d, c, flags, flagNames) {
+  const volumes = d.spec.template.spec.volumes ?? [];
+  for (const f of flagNames) {
+    const file = flags.get(f);
+    if (!check(file, `${name}: --${f} is given`)) continue;
+    const mount = (c.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath}/`));
+    const vol = mount && volumes.find((v) => v.name === mount.name);
+    check(vol?.secret?.secretName, `${name}: --${f}=${file} is in a volume mounted from a Secret`);
+  }
+}
+
 // --- worker ----------------------------------------------------------------------------
 const worker = checkDeployment("r1-worker", "r1-worker", WORKER_FLAGS);
 if (worker) {
@@ -127,9 +142,17 @@ if (worker) {
   check(String(c.resources?.limits?.["nvidia.com/gpu"]) === "1", "r1-worker: limits nvidia.com/gpu: 1");
   check(String(c.resources?.requests?.["nvidia.com/gpu"] ?? c.resources?.limits?.["nvidia.com/gpu"]) === "1",
     "r1-worker: requests one GPU");
+  // Credentials: the gRPC port speaks mTLS with files from a Secret.
+  checkSecretFiles("r1-worker", d, c, flags, ["tls-cert", "tls-key", "tls-client-ca"]);
+  // The kubelet's grpc probes cannot speak TLS: with TLS on, the probes connect to the port.
   for (const probe of ["readinessProbe", "livenessProbe", "startupProbe"]) {
-    check(c[probe]?.grpc?.port === grpc?.containerPort,
-      `r1-worker: ${probe} is a grpc (grpc.health.v1) probe on the grpc port`);
+    if (flags.has("tls-cert")) {
+      check(c[probe]?.tcpSocket?.port === grpc?.containerPort,
+        `r1-worker: ${probe} is a tcpSocket probe on the grpc port (TLS is on)`);
+    } else {
+      check(c[probe]?.grpc?.port === grpc?.containerPort,
+        `r1-worker: ${probe} is a grpc (grpc.health.v1) probe on the grpc port`);
+    }
   }
   // Drain timing: preStop pause + --drain-timeout must fit in terminationGracePeriodSeconds.
   const drain = Number(flags.get("drain-timeout"));
@@ -154,7 +177,8 @@ if (worker) {
 }
 
 // --- worker headless Service, and the gateway's --workers-dns pointing at it -------------
-const headless = (byKind.Service ?? []).find((s) => s.spec.clusterIP === "None");
+const headless = (byKind.Service ?? []).find((s) => s.spec.clusterIP === "None" &&
+  labelsMatch(s.spec.selector, worker?.d.spec.template.metadata.labels));
 if (check(headless, "a headless Service (clusterIP: None) for the workers")) {
   check(labelsMatch(headless.spec.selector, worker?.d.spec.template.metadata.labels),
     "headless Service selects the worker pods");
@@ -170,12 +194,44 @@ if (check(headless, "a headless Service (clusterIP: None) for the workers")) {
     check(dns === want, `r1-gateway: --workers-dns is ${want} (got ${dns})`);
     const http = portNamed(c, "http");
     check(http && flags.get("listen")?.endsWith(`:${http.containerPort}`), "r1-gateway: --listen uses the http port");
+    const gm = portNamed(c, "metrics");
+    check(gm && flags.get("metrics-listen")?.endsWith(`:${gm.containerPort}`),
+      "r1-gateway: --metrics-listen uses the metrics port (not the API port)");
+    // The worker credentials' other side: the CA and a client certificate from a Secret, and
+    // the name the workers' certificates carry (they are dialled by pod IP).
+    checkSecretFiles("r1-gateway", gateway.d, c, flags, ["worker-tls-ca", "worker-tls-cert", "worker-tls-key"]);
+    check(flags.get("worker-tls-server-name"), "r1-gateway: --worker-tls-server-name is set (workers are dialled by IP)");
+    check(svcPorts(find("Service", "r1-gateway")).every((p) => p.targetPort !== "metrics" && p.targetPort !== gm?.containerPort),
+      "Service r1-gateway (the front door) does not expose the metrics port");
     check(c.readinessProbe?.httpGet?.path === "/readyz", "r1-gateway: readiness probe GET /readyz");
     check(c.livenessProbe?.httpGet?.path === "/healthz", "r1-gateway: liveness probe GET /healthz");
     check(c.resources?.requests?.cpu, "r1-gateway: requests CPU (the HPA's utilization needs it)");
     const svc = find("Service", "r1-gateway");
     check(svc && labelsMatch(svc.spec.selector, gateway.d.spec.template.metadata.labels),
       "Service r1-gateway selects the gateway pods");
+  }
+}
+
+// --- NetworkPolicy: only the gateway pods reach the workers' gRPC port ------------------------
+function svcPorts(svc) { return svc?.spec?.ports ?? []; }
+{
+  const workerLabels = worker?.d.spec.template.metadata.labels;
+  const gatewayLabels = find("Deployment", "r1-gateway")?.spec.template.metadata.labels;
+  const grpcPort = worker && portNamed(worker.c, "grpc");
+  const policies = (byKind.NetworkPolicy ?? []).filter((p) => labelsMatch(p.spec.podSelector?.matchLabels, workerLabels));
+  check(policies.length >= 1, "a NetworkPolicy selects the worker pods");
+  for (const p of policies) {
+    check((p.spec.policyTypes ?? []).includes("Ingress"), `NetworkPolicy ${p.metadata.name}: restricts ingress`);
+    for (const rule of p.spec.ingress ?? []) {
+      const ports = rule.ports ?? [];
+      const coversGrpc = ports.length === 0 ||
+        ports.some((x) => x.port === "grpc" || x.port === grpcPort?.containerPort);
+      if (!coversGrpc) continue;
+      const from = rule.from ?? [];
+      check(from.length > 0 && from.every((f) => !f.namespaceSelector && !f.ipBlock &&
+        labelsMatch(f.podSelector?.matchLabels, gatewayLabels)),
+        `NetworkPolicy ${p.metadata.name}: the grpc port admits the gateway pods only`);
+    }
   }
 }
 

@@ -75,9 +75,11 @@ for (const f of ["prometheus.yml", "prometheus-kubernetes.yml"]) {
 const [kcfg] = readYamlDocs(path.join(dir, "prometheus-kubernetes.yml"));
 const keep = kcfg.scrape_configs[0].relabel_configs.find((r) => r.action === "keep");
 const re = new RegExp(`^(?:${keep.regex})$`);
-check(re.test("r1-worker;metrics") && re.test("r1-gateway;http") && !re.test("r1-worker;grpc"),
-  "prometheus-kubernetes.yml keeps the worker's metrics port and the gateway's http port only");
+check(re.test("r1-worker;metrics") && re.test("r1-gateway;metrics") && !re.test("r1-worker;grpc") &&
+  !re.test("r1-gateway;http"),
+  "prometheus-kubernetes.yml keeps the metrics ports of the workers and the gateways only");
 const [gw] = readYamlDocs(path.join(SOURCE_DIR, "deploy/kubernetes/gateway-deployment.yaml"));
-check(gw.spec.template.spec.containers[0].ports.some((p) => p.name === "http"), "the gateway's port is named http");
+check(gw.spec.template.spec.containers[0].ports.some((p) => p.name === "metrics"),
+  "the gateway's metrics port (--metrics-listen) is named metrics");
 
 finish("deploy/prometheus");

@@ -96,6 +96,7 @@ export const GATEWAY_METRICS = {
   r1_gateway_breaker_state: "gauge",
   r1_gateway_worker_healthy: "gauge",
   r1_gateway_rejected_requests_total: "counter",
+  r1_gateway_open_connections: "gauge",
 };
 export const ALL_METRICS = { ...WORKER_METRICS, ...GATEWAY_METRICS };
 
@@ -133,10 +134,13 @@ export function metricsInPromQL(expr) {
 // The flags of CONTRACT for each program (the programs may have more).
 export const WORKER_FLAGS = ["model", "listen", "device", "dtype", "metrics-listen",
   "drain-timeout", "max-running", "max-waiting", "max-model-len", "kv-cache-memory",
-  "block-size", "prefill-chunk", "memory-limit", "chat-template", "served-model-name"];
+  "block-size", "prefill-chunk", "memory-limit", "chat-template", "served-model-name",
+  "tls-cert", "tls-key", "tls-client-ca", "auth-token-file"];
 export const GATEWAY_FLAGS = ["listen", "workers", "workers-dns", "dns-refresh",
   "api-key-file", "max-body-bytes", "max-concurrent-requests", "breaker-memory-threshold",
-  "max-attempts", "retry-base-ms", "retry-cap-ms", "no-reasoning-split"];
+  "max-attempts", "retry-base-ms", "retry-cap-ms", "no-reasoning-split", "metrics-listen",
+  "lingering-time", "worker-tls-ca", "worker-tls-cert", "worker-tls-key",
+  "worker-tls-server-name", "worker-token-file"];
 
 // Flags a program's --help lists, when the program is built (null otherwise).
 import { spawnSync } from "node:child_process";

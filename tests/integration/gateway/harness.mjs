@@ -2,6 +2,7 @@
 // free loopback ports, poll until ready, talk gRPC to workers, run curl.
 import { spawn, execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import path from 'node:path';
 
 export const env = {
@@ -25,7 +26,7 @@ export function startProcess(bin, args, re, { timeoutMs = 60000 } = {}) {
     proc.stdout.on('data', (d) => {
       out += d;
       const m = out.match(re);
-      if (m) { clearTimeout(timer); resolve({ proc, port: Number(m[1]), stderr: () => err }); }
+      if (m) { clearTimeout(timer); resolve({ proc, port: Number(m[1]), stdout: () => out, stderr: () => err }); }
     });
     proc.stderr.on('data', (d) => { err += d; if (err.length > 1e6) err = err.slice(-5e5); });
     proc.on('exit', (code) => { procs.delete(proc); clearTimeout(timer); reject(new Error(`${bin} exited ${code}: ${err}`)); });
@@ -104,6 +105,21 @@ export function getLoad(port) {
       client.close();
       err ? reject(err) : resolve(r);
     });
+  });
+}
+
+// Opens a raw TCP connection, writes `bytes`, and collects what comes back until the server
+// closes or `waitMs` pass. The client never closes its side first (allowHalfOpen), as an
+// attacker holding connections would not. Resolves {text, closed}.
+export function rawExchange(port, bytes, { waitMs = 3000 } = {}) {
+  return new Promise((resolve) => {
+    let text = '';
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => s.write(bytes));
+    const done = (closed) => { clearTimeout(t); s.destroy(); resolve({ text, closed }); };
+    const t = setTimeout(() => done(false), waitMs);
+    s.on('data', (d) => { text += d.toString('latin1'); });
+    s.on('end', () => done(true));
+    s.on('error', () => done(true));
   });
 }
 

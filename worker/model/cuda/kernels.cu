@@ -5,10 +5,12 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cfloat>
-#include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <utility>
 #include <type_traits>
@@ -76,7 +78,7 @@ __device__ __forceinline__ float BlockSum(float v) {
 // --- programmatic dependent launch (Hopper) --------------------------------------------------
 //
 // Every kernel here is launched with programmatic stream serialisation where the GPU has it
-// (compute capability 9+; R1_PDL=0 turns it off): the next kernel in the stream may start while
+// (compute capability 9+; SetProgrammaticLaunch(false) turns it off): the next kernel in the stream may start while
 // this one finishes. Each kernel therefore waits (GridDepWait) for the kernels before it to
 // complete before it reads their outputs or writes anything, and lets the next one launch early
 // (GridDepLaunch). Before its wait a kernel may only read data no kernel writes (the weights).
@@ -93,17 +95,17 @@ __device__ __forceinline__ void GridDepLaunch() {
 #endif
 }
 
+std::atomic<bool> g_pdl{true};
+
 bool PdlEnabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("R1_PDL");
-    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  static const bool capable = [] {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
       return false;
     return major >= 9;
   }();
-  return enabled;
+  return capable && g_pdl.load(std::memory_order_relaxed);
 }
 
 template <typename... KArgs, typename... Args>
@@ -150,24 +152,48 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(T* __restrict__ x,
   }
 }
 
+// --- FP8 (e4m3) helpers --------------------------------------------------------------------
+
+constexpr float kFp8Max = 448.f;  // the largest finite e4m3 value
+
+__device__ __forceinline__ uint8_t ToFp8(float v) {
+  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+}
+__device__ __forceinline__ float FromFp8(uint8_t v) {
+  __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(v), __NV_E4M3);
+  return __half2float(__half(h));
+}
+
+// Stores one D-wide head row (src, spread over a warp: lane l takes elements l, l + 32, ...) as
+// e4m3 at dst, with the row's scale (largest magnitude / 448) at *scale.
+template <typename T>
+__device__ __forceinline__ void StoreFp8Row(const T* src, int D, uint8_t* dst, float* scale, int lane) {
+  float amax = 0.f;
+  for (int i = lane; i < D; i += 32) amax = fmaxf(amax, fabsf(ToF(src[i])));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float inv = amax > 0.f ? kFp8Max / amax : 0.f;
+  for (int i = lane; i < D; i += 32) dst[i] = ToFp8(ToF(src[i]) * inv);
+  if (lane == 0) *scale = amax / kFp8Max;
+}
+
 // --- RoPE + KV-cache write -----------------------------------------------------------------
 
 template <typename T>
-__global__ void RopeKvWriteKernel(T* __restrict__ qkv, int64_t ld, const int32_t* __restrict__ pos,
-                                  const int32_t* __restrict__ slots,
-                                  const float* __restrict__ inv_freq, T* __restrict__ kc,
-                                  T* __restrict__ vc, int nh, int kvh, int D) {
+__global__ void RopeKvWriteKernel(RopeKvArgs a) {
   GridDepWait();
   GridDepLaunch();
   const int t = blockIdx.x;
-  const int half = D / 2;
-  const float p = static_cast<float>(pos[t]);
-  const int64_t slot = slots[t];
-  T* row = qkv + static_cast<int64_t>(t) * ld;
+  const int nh = a.nh, kvh = a.kvh, D = a.D, half = D / 2;
+  const float p = static_cast<float>(a.pos[t]);
+  const int64_t slot = a.slots[t];
+  T* row = static_cast<T*>(a.qkv) + static_cast<int64_t>(t) * a.ld;
+  T* kc = static_cast<T*>(a.k_cache);
+  T* vc = static_cast<T*>(a.v_cache);
   const int pairs = (nh + kvh) * half;
   for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
     const int h = i / half, j = i - h * half;
-    const float f = p * inv_freq[j];
+    const float f = p * a.inv_freq[j];
     const float c = Round<T>(cosf(f)), s = Round<T>(sinf(f));
     T* head = row + h * D;
     const float x1 = ToF(head[j]), x2 = ToF(head[j + half]);
@@ -176,15 +202,63 @@ __global__ void RopeKvWriteKernel(T* __restrict__ qkv, int64_t ld, const int32_t
     const T y2 = FromF<T>(Round<T>(x2 * c) + Round<T>(x1 * s));
     head[j] = y1;
     head[j + half] = y2;
-    if (h >= nh) {
+    if (h >= nh && !a.fp8_cache) {
       T* dst = kc + (slot * kvh + (h - nh)) * D;
       dst[j] = y1;
       dst[j + half] = y2;
     }
   }
   const T* v = row + (nh + kvh) * D;
-  T* vdst = vc + slot * kvh * D;
-  for (int i = threadIdx.x; i < kvh * D; i += blockDim.x) vdst[i] = v[i];
+  if (!a.fp8_cache) {
+    T* vdst = vc + slot * kvh * D;
+    for (int i = threadIdx.x; i < kvh * D; i += blockDim.x) vdst[i] = v[i];
+    return;
+  }
+  // FP8: one warp per (K or V, kv head) row, once every rotated k is in the row.
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int r = warp; r < 2 * kvh; r += warps) {
+    const bool is_v = r >= kvh;
+    const int h = is_v ? r - kvh : r;
+    const T* src = is_v ? v + h * D : row + (nh + h) * D;
+    uint8_t* base = static_cast<uint8_t*>(is_v ? a.v_cache : a.k_cache);
+    float* scale = (is_v ? a.v_scale : a.k_scale) + slot * kvh + h;
+    StoreFp8Row<T>(src, D, base + (slot * kvh + h) * D, scale, lane);
+  }
+}
+
+// --- K/V gather for flash attention ----------------------------------------------------------
+
+// One thread per 8 values of one (row, kv head): a 16-byte store.
+template <typename T>
+__global__ void GatherKvKernel(GatherKvArgs a) {
+  GridDepWait();
+  GridDepLaunch();
+  const int64_t per_row = static_cast<int64_t>(a.kvh) * a.D / 8;
+  const int64_t total = a.n * per_row * 2;  // K and V
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const bool is_v = i >= a.n * per_row;
+    const int64_t j = is_v ? i - a.n * per_row : i;
+    const int64_t r = j / per_row, c = j - r * per_row;  // row, 8-value chunk within it
+    const int64_t slot = a.slots[r];
+    T* dst = static_cast<T*>(is_v ? a.v_out : a.k_out) + r * per_row * 8 + c * 8;
+    if (!a.fp8_cache) {
+      const T* src = static_cast<const T*>(is_v ? a.v_cache : a.k_cache) + slot * per_row * 8 + c * 8;
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      continue;
+    }
+    const uint8_t* src = static_cast<const uint8_t*>(is_v ? a.v_cache : a.k_cache) + slot * per_row * 8 + c * 8;
+    const int head = static_cast<int>(c * 8 / a.D);
+    const float scale = (is_v ? a.v_scale : a.k_scale)[slot * a.kvh + head];
+    uint2 raw = *reinterpret_cast<const uint2*>(src);
+    uint8_t bytes[8];
+    memcpy(bytes, &raw, 8);
+    T out[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) out[e] = FromF<T>(FromFp8(bytes[e]) * scale);
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(out);
+  }
 }
 
 // --- SiLU and multiply ---------------------------------------------------------------------
@@ -206,27 +280,127 @@ __global__ void SiluMulKernel(const T* __restrict__ gu, T* __restrict__ out, int
 
 // --- paged attention (single query rows) ---------------------------------------------------
 //
-// One thread block per (split, kv head, query); kWarps warps. Lane l of every warp holds dims
-// [l * kDPL, (l + 1) * kDPL) of the query heads of this kv head's group (at most kMaxG of them).
-// Each warp takes runs of kKeys keys (1, or 4: see AttentionKeys): it loads all their key and
-// value rows first, then for each key computes kMaxG dot products reduced across the warp and
-// an online-softmax update. The warps' partial results are merged through
-// shared memory. With several splits, each block writes its unnormalised part and the last block
-// of a (query, kv head) to finish merges them (a counter per pair, reset by that block).
+// Two kernels share one ending (FinishSplit) and a grid over (split, kv head, query) (the
+// tensor-core one orders it (kv head, split, query)): each
+// block attends one query's heads of one kv head's group over one split of its keys, and ends
+// with its unnormalised result (max M, sum L, output O per head). With one split it writes
+// the output; with several it writes its part and the last block of a (query, kv head) to
+// finish merges the parts (a counter per pair, reset by that block).
+
+// The block's result, in shared memory: fin_m / fin_l per head of the group, o[g * ostride + d].
+// `scratch` (shared, `scratch_floats` of it, free once o is read) holds the merge's weights.
+template <typename T>
+__device__ __forceinline__ void FinishSplit(const PagedAttentionArgs& a, int b, int kh, int split,
+                                            int G, const float* fin_m, const float* fin_l,
+                                            const float* o, int ostride, float* scratch,
+                                            int scratch_floats) {
+  __shared__ bool last_block;
+  __shared__ float merged_l[16];
+  const int D = a.D, tid = threadIdx.x, nthreads = blockDim.x;
+  T* out = static_cast<T*>(a.out) + static_cast<int64_t>(a.q_rows[b]) * a.out_ld;
+  // partial layout: [query][head][split][D + 2] = acc..., m, l (unnormalised).
+  auto part = [&](int h, int sp) {
+    return a.partial + ((static_cast<int64_t>(b) * a.nh + h) * a.nsplit + sp) * (D + 2);
+  };
+  for (int i = tid; i < G * D; i += nthreads) {
+    const int g = i / D, d = i - g * D, h = kh * G + g;
+    const float M = fin_m[g], L = fin_l[g], O = o[g * ostride + d];
+    if (a.nsplit == 1) {
+      out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
+    } else {
+      float* p = part(h, split);
+      p[d] = O;
+      if (d == 0) {
+        p[D] = M;
+        p[D + 1] = L;
+      }
+    }
+  }
+  if (a.nsplit == 1) return;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    int* counter = a.counters + static_cast<int64_t>(b) * a.kvh + kh;
+    last_block = atomicAdd(counter, 1) == a.nsplit - 1;
+    if (last_block) *counter = 0;  // ready for the next launch
+  }
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  if (G * a.nsplit <= scratch_floats && G <= 16) {
+    // Each split's weight exp2(m - M) per head, by one warp per head (lanes over the splits),
+    // then every output sums its splits' parts with independent loads.
+    const int warp = tid / 32, lane = tid % 32;
+    for (int g = warp; g < G; g += nthreads / 32) {
+      const int h = kh * G + g;
+      float M = -INFINITY;
+      for (int sp = lane; sp < a.nsplit; sp += 32) M = fmaxf(M, __ldcg(part(h, sp) + D));
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+      float L = 0.f;
+      for (int sp = lane; sp < a.nsplit; sp += 32) {
+        const float* p = part(h, sp);
+        const float f = exp2f(__ldcg(p + D) - M);  // 0 for a split that saw no key
+        scratch[g * a.nsplit + sp] = f;
+        L += __ldcg(p + D + 1) * f;
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
+      if (lane == 0) merged_l[g] = L;
+    }
+    __syncthreads();
+    for (int i = tid; i < G * D; i += nthreads) {
+      const int g = i / D, d = i - g * D, h = kh * G + g;
+      const float* f = scratch + g * a.nsplit;
+      const float* p0 = part(h, 0) + d;
+      float O = 0.f;
+#pragma unroll 8
+      for (int sp = 0; sp < a.nsplit; ++sp) O += __ldcg(p0 + static_cast<int64_t>(sp) * (D + 2)) * f[sp];
+      const float L = merged_l[g];
+      out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
+    }
+    return;
+  }
+  for (int i = tid; i < G * D; i += nthreads) {
+    const int g = i / D, d = i - g * D, h = kh * G + g;
+    float M = -INFINITY;
+    for (int sp = 0; sp < a.nsplit; ++sp) M = fmaxf(M, __ldcg(part(h, sp) + D));
+    float L = 0.f, O = 0.f;
+    for (int sp = 0; sp < a.nsplit; ++sp) {
+      const float* p = part(h, sp);
+      const float f = exp2f(__ldcg(p + D) - M);  // 0 for a split that saw no key
+      L += __ldcg(p + D + 1) * f;
+      O += __ldcg(p + d) * f;
+    }
+    out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
+  }
+}
+
+// The keys [start, end) of `split` when a query's `len` keys are cut into nsplit parts, each a
+// whole number of `align` keys.
+__device__ __forceinline__ void SplitRange(int len, int nsplit, int split, int align, int* start,
+                                           int* end) {
+  const int per = ((len + nsplit - 1) / nsplit + align - 1) / align * align;
+  *start = min(len, split * per);
+  *end = min(len, *start + per);
+}
+
+// The CUDA-core kernel: any head_dim up to 256, any dtype. kWarps warps; lane l of every warp
+// holds dims [l * kDPL, (l + 1) * kDPL) of the query heads of this kv head's group (at most
+// kMaxG of them). Each warp takes one key at a time: for each, kMaxG dot products reduced
+// across the warp and an online-softmax update. The warps are merged through shared memory.
 
 constexpr int kWarps = 4;
 
-template <typename T, int kDPL, int kMaxG, int kKeys>
-__global__ void __launch_bounds__(kWarps * 32)
-    PagedAttentionKernel(PagedAttentionArgs a) {
+template <typename T, int kDPL, int kMaxG, bool kFp8>
+__global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttentionArgs a) {
   GridDepWait();
   GridDepLaunch();
   const int split = blockIdx.x, kh = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int G = a.nh / a.kvh, D = a.D;
-  const int len = a.q_lens[b];
-  const int per = (len + a.nsplit - 1) / a.nsplit;
-  const int start = split * per, end = min(len, start + per);
+  int start, end;
+  SplitRange(a.q_lens[b], a.nsplit, split, 1, &start, &end);
   const int d0 = lane * kDPL;
   const bool lane_on = d0 < D;
   const T* qrow = static_cast<const T*>(a.qkv) + static_cast<int64_t>(a.q_rows[b]) * a.ld;
@@ -245,60 +419,61 @@ __global__ void __launch_bounds__(kWarps * 32)
   float m[kMaxG], l[kMaxG], acc[kMaxG][kDPL];
 #pragma unroll
   for (int g = 0; g < kMaxG; ++g) {
-    m[g] = -FLT_MAX;
+    m[g] = -INFINITY;
     l[g] = 0.f;
 #pragma unroll
     for (int e = 0; e < kDPL; ++e) acc[g][e] = 0.f;
   }
 
-  for (int j0 = start + warp * kKeys; j0 < end; j0 += kWarps * kKeys) {
-    float k[kKeys][kDPL], v[kKeys][kDPL];
+  for (int j = start + warp; j < end; j += kWarps) {
+    float k[kDPL], v[kDPL];
+    if (lane_on) {
+      const int64_t slot = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
+      const int64_t off = (slot * a.kvh + kh) * D + d0;
+      if constexpr (kFp8) {
+        const uint8_t* kb = static_cast<const uint8_t*>(a.k_cache) + off;
+        const uint8_t* vb = static_cast<const uint8_t*>(a.v_cache) + off;
+        const float ks = a.k_scale[slot * a.kvh + kh], vs = a.v_scale[slot * a.kvh + kh];
 #pragma unroll
-    for (int i = 0; i < kKeys; ++i) {
-      const int j = j0 + i;
-      if (j < end && lane_on) {
-        const int64_t slot =
-            static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-        const int64_t off = (slot * a.kvh + kh) * D + d0;
-        LoadVec<T, kDPL>(kc + off, k[i]);
-        LoadVec<T, kDPL>(vc + off, v[i]);
+        for (int e = 0; e < kDPL; ++e) {
+          k[e] = FromFp8(kb[e]) * ks;
+          v[e] = FromFp8(vb[e]) * vs;
+        }
       } else {
-#pragma unroll
-        for (int e = 0; e < kDPL; ++e) k[i][e] = v[i][e] = 0.f;
+        LoadVec<T, kDPL>(kc + off, k);
+        LoadVec<T, kDPL>(vc + off, v);
       }
+    } else {
+#pragma unroll
+      for (int e = 0; e < kDPL; ++e) k[e] = v[e] = 0.f;
+    }
+    float s[kMaxG];
+#pragma unroll
+    for (int g = 0; g < kMaxG; ++g) {
+      float dot = 0.f;
+#pragma unroll
+      for (int e = 0; e < kDPL; ++e) dot += q[g][e] * k[e];
+      s[g] = dot;
     }
 #pragma unroll
-    for (int i = 0; i < kKeys; ++i) {
-      if (j0 + i >= end) break;
-      float s[kMaxG];
+    for (int o = 16; o > 0; o >>= 1) {
 #pragma unroll
-      for (int g = 0; g < kMaxG; ++g) {
-        float dot = 0.f;
+      for (int g = 0; g < kMaxG; ++g) s[g] += __shfl_xor_sync(0xffffffffu, s[g], o);
+    }
 #pragma unroll
-        for (int e = 0; e < kDPL; ++e) dot += q[g][e] * k[i][e];
-        s[g] = dot;
-      }
+    for (int g = 0; g < kMaxG; ++g) {
+      const float x = s[g] * scale_log2;
+      const float m_new = fmaxf(m[g], x);
+      const float alpha = exp2f(m[g] - m_new), p = exp2f(x - m_new);  // alpha 0 on the first key
+      l[g] = l[g] * alpha + p;
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-        for (int g = 0; g < kMaxG; ++g) s[g] += __shfl_xor_sync(0xffffffffu, s[g], o);
-      }
-#pragma unroll
-      for (int g = 0; g < kMaxG; ++g) {
-        const float x = s[g] * scale_log2;
-        const float m_new = fmaxf(m[g], x);
-        const float alpha = exp2f(m[g] - m_new), p = exp2f(x - m_new);
-        l[g] = l[g] * alpha + p;
-#pragma unroll
-        for (int e = 0; e < kDPL; ++e) acc[g][e] = acc[g][e] * alpha + p * v[i][e];
-        m[g] = m_new;
-      }
+      for (int e = 0; e < kDPL; ++e) acc[g][e] = acc[g][e] * alpha + p * v[e];
+      m[g] = m_new;
     }
   }
 
   // Merge the warps: each writes (m, l, acc) to shared memory, then the block combines them.
-  __shared__ float sm_m[kWarps][kMaxG], sm_l[kWarps][kMaxG];
-  __shared__ bool last_block;
+  __shared__ float sm_m[kWarps][kMaxG], sm_l[kWarps][kMaxG], fin_m[kMaxG], fin_l[kMaxG];
   extern __shared__ float sm_acc[];  // [kWarps][kMaxG][D]
   if (lane == 0) {
 #pragma unroll
@@ -314,80 +489,34 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int e = 0; e < kDPL; ++e) sm_acc[(warp * kMaxG + g) * D + d0 + e] = acc[g][e];
   }
   __syncthreads();
-  T* out = static_cast<T*>(a.out) + static_cast<int64_t>(a.q_rows[b]) * a.out_ld;
-  // partial layout: [query][head][split][D + 2] = acc..., m, l (unnormalised).
-  auto part = [&](int h, int sp) {
-    return a.partial + ((static_cast<int64_t>(b) * a.nh + h) * a.nsplit + sp) * (D + 2);
-  };
   for (int i = threadIdx.x; i < G * D; i += kWarps * 32) {
     const int g = i / D, d = i - g * D;
-    float M = -FLT_MAX;
+    float M = -INFINITY;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sm_m[w][g]);
     float L = 0.f, O = 0.f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) {
-      const float f = exp2f(sm_m[w][g] - M);  // 0 for a warp that saw no key
+      const float f = sm_m[w][g] == -INFINITY ? 0.f : exp2f(sm_m[w][g] - M);  // a warp that saw no key
       L += sm_l[w][g] * f;
       O += sm_acc[(w * kMaxG + g) * D + d] * f;
     }
-    const int h = kh * G + g;
-    if (a.nsplit == 1) {
-      out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
-    } else {
-      float* p = part(h, split);
-      p[d] = O;
-      if (d == 0) {
-        p[D] = M;
-        p[D + 1] = L;
-      }
+    if (d == 0) {
+      fin_m[g] = M;
+      fin_l[g] = L;
     }
-  }
-  if (a.nsplit == 1) return;
-  // The last block of this (query, kv head) to finish merges the splits.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* counter = a.counters + static_cast<int64_t>(b) * a.kvh + kh;
-    last_block = atomicAdd(counter, 1) == a.nsplit - 1;
-    if (last_block) *counter = 0;  // ready for the next launch
+    sm_acc[g * D + d] = O;  // warp 0's slot; (g, d) has one owner
   }
   __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  for (int i = threadIdx.x; i < G * D; i += kWarps * 32) {
-    const int g = i / D, d = i - g * D, h = kh * G + g;
-    float M = -FLT_MAX;
-    for (int sp = 0; sp < a.nsplit; ++sp) M = fmaxf(M, __ldcg(part(h, sp) + D));
-    float L = 0.f, O = 0.f;
-    for (int sp = 0; sp < a.nsplit; ++sp) {
-      const float* p = part(h, sp);
-      const float f = exp2f(__ldcg(p + D) - M);
-      L += __ldcg(p + D + 1) * f;
-      O += __ldcg(p + d) * f;
-    }
-    out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
-  }
-}
-
-// Keys a warp loads before it uses them, when PagedAttentionArgs::keys is 0: 1, or
-// R1_ATTN_KEYS=4. On the H100 one key at a time was faster: batch 256 (128 keys) 4.84 ms a
-// step against 6.19 with 4; batch 1 2.56 against 2.60.
-int AttentionKeys() {
-  static const int keys = [] {
-    const char* env = std::getenv("R1_ATTN_KEYS");
-    return env != nullptr && std::atoi(env) == 4 ? 4 : 1;
-  }();
-  return keys;
+  __syncthreads();  // (FinishSplit may reuse sm_acc beyond warp 0's slot as scratch)
+  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_acc, D, sm_acc + kMaxG * D, (kWarps - 1) * kMaxG * D);
 }
 
 template <typename T, int kDPL, int kMaxG>
 int LaunchPaged(const PagedAttentionArgs& a, cudaStream_t stream) {
   dim3 grid(a.nsplit, a.kvh, a.n_queries);
   const size_t smem = static_cast<size_t>(kWarps) * kMaxG * a.D * sizeof(float);
-  const int keys = a.keys > 0 ? a.keys : AttentionKeys();
-  auto kernel = keys == 4 ? PagedAttentionKernel<T, kDPL, kMaxG, 4>
-                          : PagedAttentionKernel<T, kDPL, kMaxG, 1>;
+  auto kernel = a.fp8_cache ? PagedAttentionKernel<T, kDPL, kMaxG, true> : PagedAttentionKernel<T, kDPL, kMaxG, false>;
   return static_cast<int>(Launch(kernel, grid, dim3(kWarps * 32), smem, stream, a));
 }
 
@@ -406,6 +535,360 @@ int DispatchD(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.D <= 64) return DispatchG<T, 2>(a, stream);
   if (a.D <= 128) return DispatchG<T, 4>(a, stream);
   return DispatchG<T, 8>(a, stream);
+}
+
+// The tensor-core kernel: head_dim 128, bf16 or f16 (FP8 caches too), query groups of up to
+// 16 heads. Flash-decoding over paged keys:
+//   - the block's keys come in tiles of 64 (4 paged blocks of 16), copied global -> shared
+//     with cp.async 16 bytes at a time, the next tile in flight while this one is used
+//     (double buffering: 32 KiB of K and V in flight per block, three blocks per SM);
+//   - each warp takes 16 keys of a tile: S = Q K^T for all the group's query heads at once with
+//     mma.sync m16n8k16 (the group padded to 16 rows, so each KV head is read once for its
+//     whole group), an online softmax in registers, then O += P V with mma.sync, V fed by
+//     ldmatrix.trans; rows of shared memory are padded by 16 bytes so neither the 32-bit K
+//     loads nor ldmatrix conflict on banks;
+//   - FP8 caches: each tile is dequantized (e4m3 -> T, exact) in shared memory first; the
+//     per-key scales multiply S (K's) and P (V's).
+namespace tc {
+constexpr int kD = 128;
+constexpr int kTile = 64;
+constexpr int kThreads = 128;
+constexpr int kRow = kD + 8;                    // elements per shared row (16 bytes of padding)
+constexpr int kTileBytes = kTile * kRow * 2;    // one K or V tile of T
+constexpr int kFp8TileBytes = kTile * kD;       // one raw FP8 tile
+// Shared memory of a block with `stages` tiles in flight: the raw (FP8) or T tiles, and for FP8
+// one dequantized T tile and the tile's scales.
+constexpr size_t SmemBytes(bool fp8, int stages) {
+  return fp8 ? stages * 2 * kFp8TileBytes + 2 * kTileBytes + 2 * kTile * sizeof(float)
+             : stages * 2 * kTileBytes;
+}
+}  // namespace tc
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const void* smem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+template <typename T>
+__device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void Mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
+                                                        uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void Mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                 uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t Pack2(float lo, float hi) {
+  T v[2] = {FromF<T>(lo), FromF<T>(hi)};
+  uint32_t r;
+  memcpy(&r, v, 4);
+  return r;
+}
+
+// Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`).
+// Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`). Each
+// thread copies one 16-byte column of a fixed set of keys, for K and V alike, so it looks each
+// key's slot up once; with a power-of-two block size (block_shift >= 0) without a division.
+template <bool kFp8>
+__device__ __forceinline__ void LoadTile(const PagedAttentionArgs& a, const int32_t* table, int kh,
+                                         int k0, int end, unsigned char* stage, int block_shift) {
+  constexpr int kElt = kFp8 ? 1 : 2;
+  constexpr int kChunksPerRow = tc::kD * kElt / 16;         // 16 (bf16) or 8 (FP8)
+  constexpr int kKeysPerPass = tc::kThreads / kChunksPerRow;  // 8 or 16
+  constexpr int kRowBytes = kFp8 ? tc::kD : tc::kRow * 2;
+  constexpr int kTileBytes = kFp8 ? tc::kFp8TileBytes : tc::kTileBytes;
+  const int col = threadIdx.x % kChunksPerRow, key0 = threadIdx.x / kChunksPerRow;
+  const unsigned char* kbase = static_cast<const unsigned char*>(a.k_cache) + (static_cast<int64_t>(kh) * tc::kD * kElt + col * 16);
+  const unsigned char* vbase = static_cast<const unsigned char*>(a.v_cache) + (static_cast<int64_t>(kh) * tc::kD * kElt + col * 16);
+  const int64_t row_stride = static_cast<int64_t>(a.kvh) * tc::kD * kElt;  // bytes per slot
+#pragma unroll
+  for (int i = 0; i < tc::kTile / kKeysPerPass; ++i) {
+    const int key = key0 + i * kKeysPerPass;
+    const int j = k0 + key;
+    const bool valid = j < end;
+    int64_t slot = 0;
+    if (valid) {
+      slot = block_shift >= 0
+                 ? (static_cast<int64_t>(__ldg(table + (j >> block_shift))) << block_shift) + (j & ((1 << block_shift) - 1))
+                 : static_cast<int64_t>(__ldg(table + j / a.block_size)) * a.block_size + j % a.block_size;
+    }
+    const int64_t off = slot * row_stride;
+    unsigned char* dst = stage + key * kRowBytes + col * 16;
+    CpAsync16(dst, kbase + off, valid);
+    CpAsync16(dst + kTileBytes, vbase + off, valid);
+  }
+}
+
+template <typename T, bool kFp8, int kStages>
+__global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAttentionArgs a) {
+  GridDepWait();
+  GridDepLaunch();
+  extern __shared__ __align__(16) unsigned char smem[];
+  // The two KV heads' blocks of the same keys are neighbours in launch order, so they read the
+  // two halves of each token's K/V rows at about the same time.
+  const int kh = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const int G = a.nh / a.kvh;
+  int start, end;
+  SplitRange(a.q_lens[b], a.nsplit, split, tc::kTile, &start, &end);
+  const int32_t* table = a.tables + static_cast<int64_t>(a.q_seq[b]) * a.table_stride;
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const int block_shift = (a.block_size & (a.block_size - 1)) == 0 ? __ffs(a.block_size) - 1 : -1;
+
+  // The merge scratch aliases the tiles once they are used up.
+  float* sm_o = reinterpret_cast<float*>(smem);  // [4 warps][16 rows][128]
+  float* sm_m = sm_o + 4 * 16 * tc::kD;           // [4][16]
+  float* sm_l = sm_m + 4 * 16;                    // [4][16]
+  float* fin_m = sm_l + 4 * 16;                   // [16]
+  float* fin_l = fin_m + 16;                      // [16]
+  if (start >= end) {  // a split with no keys (rounding): an empty part for the merge
+    for (int i = threadIdx.x; i < G * tc::kD; i += tc::kThreads) sm_o[i] = 0.f;
+    if (threadIdx.x < G) {
+      fin_m[threadIdx.x] = -INFINITY;
+      fin_l[threadIdx.x] = 0.f;
+    }
+    __syncthreads();
+    FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD, sm_o + 16 * tc::kD, 3 * 16 * tc::kD);
+    return;
+  }
+
+  // Q as mma A fragments: rows = the group's heads (padded to 16 with zeros), 8 chunks of 16 dims.
+  const T* qrow = static_cast<const T*>(a.qkv) + static_cast<int64_t>(a.q_rows[b]) * a.ld +
+                  static_cast<int64_t>(kh) * G * tc::kD;
+  uint32_t qa[8][4];
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc) {
+    const int d = kc * 16 + t4 * 2;
+    qa[kc][0] = g < G ? *reinterpret_cast<const uint32_t*>(qrow + g * tc::kD + d) : 0u;
+    qa[kc][1] = g + 8 < G ? *reinterpret_cast<const uint32_t*>(qrow + (g + 8) * tc::kD + d) : 0u;
+    qa[kc][2] = g < G ? *reinterpret_cast<const uint32_t*>(qrow + g * tc::kD + d + 8) : 0u;
+    qa[kc][3] = g + 8 < G ? *reinterpret_cast<const uint32_t*>(qrow + (g + 8) * tc::kD + d + 8) : 0u;
+  }
+  float o[16][4];
+#pragma unroll
+  for (int n = 0; n < 16; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // rows g and g + 8
+
+  constexpr int kStageBytes = kFp8 ? 2 * tc::kFp8TileBytes : 2 * tc::kTileBytes;
+  const T* Ks = reinterpret_cast<const T*>(kFp8 ? smem + kStages * kStageBytes : smem);
+  float* sk = reinterpret_cast<float*>(smem + kStages * kStageBytes + 2 * tc::kTileBytes);  // FP8 scales
+  float* sv = sk + tc::kTile;
+  const int ntiles = (end - start + tc::kTile - 1) / tc::kTile;
+  // kStages - 1 tiles in flight ahead of the one in use.
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < ntiles) LoadTile<kFp8>(a, table, kh, start + t * tc::kTile, end, smem + t * kStageBytes, block_shift);
+    CpAsyncCommit();
+  }
+  for (int t = 0; t < ntiles; ++t) {
+    const int k0 = start + t * tc::kTile;
+    const int ahead = t + kStages - 1;
+    if (ahead < ntiles) LoadTile<kFp8>(a, table, kh, start + ahead * tc::kTile, end, smem + (ahead % kStages) * kStageBytes, block_shift);
+    CpAsyncCommit();
+    CpAsyncWait<kStages - 1>();
+    __syncthreads();
+    const unsigned char* stage = smem + (t % kStages) * kStageBytes;
+    if constexpr (kFp8) {
+      // Dequantize the raw tile into the T tile (values unscaled: e4m3 is exact in T).
+      T* dst = const_cast<T*>(Ks);
+      for (int c = threadIdx.x; c < 2 * tc::kTile * tc::kD / 8; c += tc::kThreads) {
+        const bool is_v = c >= tc::kTile * tc::kD / 8;
+        const int cc = is_v ? c - tc::kTile * tc::kD / 8 : c;
+        const int key = cc / (tc::kD / 8), col = (cc % (tc::kD / 8)) * 8;
+        uint2 raw = *reinterpret_cast<const uint2*>(stage + (is_v ? tc::kFp8TileBytes : 0) + key * tc::kD + col);
+        uint8_t bytes[8];
+        memcpy(bytes, &raw, 8);
+        alignas(16) T vals[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) vals[e] = FromF<T>(FromFp8(bytes[e]));
+        *reinterpret_cast<uint4*>(dst + (is_v ? tc::kTile * tc::kRow : 0) + key * tc::kRow + col) =
+            *reinterpret_cast<const uint4*>(vals);
+      }
+      if (threadIdx.x < tc::kTile) {
+        const int j = k0 + threadIdx.x;
+        float ks = 0.f, vs = 0.f;
+        if (j < end) {
+          const int64_t slot = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
+          ks = a.k_scale[slot * a.kvh + kh];
+          vs = a.v_scale[slot * a.kvh + kh];
+        }
+        sk[threadIdx.x] = ks;
+        sv[threadIdx.x] = vs;
+      }
+      __syncthreads();
+    }
+    const T* K = kFp8 ? Ks : reinterpret_cast<const T*>(stage);
+    const T* V = K + tc::kTile * tc::kRow;
+    const int kb = warp * 16;  // this warp's 16 keys of the tile
+    if (k0 + kb < end) {
+      float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+      for (int kc = 0; kc < 8; ++kc) {
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+          const T* krow = K + (kb + nt * 8 + g) * tc::kRow + kc * 16 + t4 * 2;
+          Mma16816<T>(s[nt], qa[kc], *reinterpret_cast<const uint32_t*>(krow),
+                      *reinterpret_cast<const uint32_t*>(krow + 8));
+        }
+      }
+      // Scale (and FP8 key scales), mask the keys past the end, online softmax per row.
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int col = kb + nt * 8 + t4 * 2 + (i & 1);
+          float v = s[nt][i] * scale_log2;
+          if constexpr (kFp8) v *= sk[col];
+          s[nt][i] = k0 + col < end ? v : -INFINITY;
+        }
+      float mx0 = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
+      float mx1 = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);  // finite: key kb is valid
+      const float al0 = exp2f(m0 - mn0), al1 = exp2f(m1 - mn1);  // 0 while nothing was seen
+      m0 = mn0;
+      m1 = mn1;
+      float p[2][4];
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) p[nt][i] = exp2f(s[nt][i] - (i < 2 ? mn0 : mn1));  // 0 when masked
+      l0 = l0 * al0 + p[0][0] + p[0][1] + p[1][0] + p[1][1];
+      l1 = l1 * al1 + p[0][2] + p[0][3] + p[1][2] + p[1][3];
+#pragma unroll
+      for (int n = 0; n < 16; ++n) {
+        o[n][0] *= al0;
+        o[n][1] *= al0;
+        o[n][2] *= al1;
+        o[n][3] *= al1;
+      }
+      if constexpr (kFp8) {
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) p[nt][i] *= sv[kb + nt * 8 + t4 * 2 + (i & 1)];
+      }
+      // P as an A fragment: the two 8-key accumulator tiles are the two 8-column halves.
+      const uint32_t pa[4] = {Pack2<T>(p[0][0], p[0][1]), Pack2<T>(p[0][2], p[0][3]),
+                              Pack2<T>(p[1][0], p[1][1]), Pack2<T>(p[1][2], p[1][3])};
+      const T* vbase = V + (kb + ((lane >> 3) & 1) * 8 + (lane & 7)) * tc::kRow + (lane >> 4) * 8;
+#pragma unroll
+      for (int dp = 0; dp < 8; ++dp) {
+        uint32_t vb[4];
+        LdMatrixX4Trans(vb, vbase + dp * 16);
+        Mma16816<T>(o[2 * dp], pa, vb[0], vb[1]);
+        Mma16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // the stage is reloaded next iteration
+  }
+  CpAsyncWait<0>();
+  __syncthreads();
+
+  // Rows' sums over the four threads of each row; then the warps' results to shared memory.
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  float* wo = sm_o + warp * 16 * tc::kD;
+  if (t4 == 0) {
+    sm_m[warp * 16 + g] = m0;
+    sm_m[warp * 16 + g + 8] = m1;
+    sm_l[warp * 16 + g] = l0;
+    sm_l[warp * 16 + g + 8] = l1;
+  }
+#pragma unroll
+  for (int n = 0; n < 16; ++n) {
+    const int d = n * 8 + t4 * 2;
+    wo[g * tc::kD + d] = o[n][0];
+    wo[g * tc::kD + d + 1] = o[n][1];
+    wo[(g + 8) * tc::kD + d] = o[n][2];
+    wo[(g + 8) * tc::kD + d + 1] = o[n][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * tc::kD; i += tc::kThreads) {
+    const int r = i / tc::kD, d = i - r * tc::kD;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) M = fmaxf(M, sm_m[w * 16 + r]);
+    float L = 0.f, O = 0.f;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const float mw = sm_m[w * 16 + r];
+      const float f = mw == -INFINITY ? 0.f : exp2f(mw - M);  // a warp that saw no key
+      L += sm_l[w * 16 + r] * f;
+      O += sm_o[(w * 16 + r) * tc::kD + d] * f;
+    }
+    if (d == 0) {
+      fin_m[r] = M;
+      fin_l[r] = L;
+    }
+    sm_o[r * tc::kD + d] = O;  // warp 0's slot; (r, d) has one owner
+  }
+  __syncthreads();
+  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD, sm_o + 16 * tc::kD, 3 * 16 * tc::kD);
+}
+
+// The tensor-core kernel for (T, FP8 cache, stages), with its shared memory allowed (once).
+template <typename T, bool kFp8, int kStages>
+cudaError_t PrepareTc(void (**kernel)(PagedAttentionArgs), size_t* smem) {
+  *kernel = DecodeAttentionTcKernel<T, kFp8, kStages>;
+  *smem = tc::SmemBytes(kFp8, kStages);
+  static bool raised = false;  // allow more than 48 KiB of dynamic shared memory, once
+  if (!raised) {
+    cudaError_t e = cudaFuncSetAttribute(*kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(*smem));
+    if (e != cudaSuccess) return e;
+    raised = true;
+  }
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t PrepareTcFor(const PagedAttentionArgs& a, void (**kernel)(PagedAttentionArgs), size_t* smem) {
+  if (a.stages == 3) return a.fp8_cache ? PrepareTc<T, true, 3>(kernel, smem) : PrepareTc<T, false, 3>(kernel, smem);
+  return a.fp8_cache ? PrepareTc<T, true, 2>(kernel, smem) : PrepareTc<T, false, 2>(kernel, smem);
+}
+
+cudaError_t PrepareTcAny(const PagedAttentionArgs& a, void (**kernel)(PagedAttentionArgs), size_t* smem) {
+  return a.dt == DType::kBF16 ? PrepareTcFor<__nv_bfloat16>(a, kernel, smem) : PrepareTcFor<__half>(a, kernel, smem);
+}
+
+int LaunchTc(const PagedAttentionArgs& a, cudaStream_t stream) {
+  void (*kernel)(PagedAttentionArgs) = nullptr;
+  size_t smem = 0;
+  cudaError_t e = PrepareTcAny(a, &kernel, &smem);
+  if (e != cudaSuccess) return static_cast<int>(e);
+  dim3 grid(a.kvh, a.nsplit, a.n_queries);
+  return static_cast<int>(Launch(kernel, grid, dim3(tc::kThreads), smem, stream, a));
 }
 
 
@@ -612,6 +1095,8 @@ int Blocks(int64_t n, int threads) {
 
 }  // namespace
 
+void SetProgrammaticLaunch(bool enabled) { g_pdl.store(enabled, std::memory_order_relaxed); }
+
 int AddRmsNorm(DType dt, void* x, const void* delta, const void* w, void* out, int64_t rows,
                int64_t H, float eps, cudaStream_t stream) {
   if (rows == 0) return 0;
@@ -639,30 +1124,31 @@ int AddRmsNorm(DType dt, void* x, const void* delta, const void* w, void* out, i
   return static_cast<int>(rc);
 }
 
-int RopeKvWrite(DType dt, void* qkv, int64_t ld, const int32_t* pos, const int32_t* slots,
-                const float* inv_freq, void* k_cache, void* v_cache, int64_t rows, int nh,
-                int kvh, int D, cudaStream_t stream) {
-  if (rows == 0) return 0;
-  const int threads = 256;
-  cudaError_t rc = cudaErrorInvalidValue;
-  switch (dt) {
-    case DType::kF32:
-      rc = Launch(RopeKvWriteKernel<float>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, stream,
-          static_cast<float*>(qkv), ld, pos, slots, inv_freq, static_cast<float*>(k_cache),
-          static_cast<float*>(v_cache), nh, kvh, D);
-      break;
-    case DType::kF16:
-      rc = Launch(RopeKvWriteKernel<__half>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, stream,
-          static_cast<__half*>(qkv), ld, pos, slots, inv_freq, static_cast<__half*>(k_cache),
-          static_cast<__half*>(v_cache), nh, kvh, D);
-      break;
-    case DType::kBF16:
-      rc = Launch(RopeKvWriteKernel<__nv_bfloat16>, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, stream,
-          static_cast<__nv_bfloat16*>(qkv), ld, pos, slots, inv_freq,
-          static_cast<__nv_bfloat16*>(k_cache), static_cast<__nv_bfloat16*>(v_cache), nh, kvh, D);
-      break;
+int RopeKvWrite(const RopeKvArgs& a, cudaStream_t stream) {
+  if (a.rows == 0) return 0;
+  if (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr))
+    return static_cast<int>(cudaErrorInvalidValue);
+  const dim3 grid(static_cast<unsigned>(a.rows)), block(256);
+  switch (a.dt) {
+    case DType::kF32: return static_cast<int>(Launch(RopeKvWriteKernel<float>, grid, block, 0, stream, a));
+    case DType::kF16: return static_cast<int>(Launch(RopeKvWriteKernel<__half>, grid, block, 0, stream, a));
+    case DType::kBF16: return static_cast<int>(Launch(RopeKvWriteKernel<__nv_bfloat16>, grid, block, 0, stream, a));
   }
-  return static_cast<int>(rc);
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int GatherKv(const GatherKvArgs& a, cudaStream_t stream) {
+  if (a.n == 0) return 0;
+  if ((a.kvh * a.D) % 8 != 0 || (a.fp8_cache && a.D % 8 != 0) || a.dt == DType::kF32)
+    return static_cast<int>(cudaErrorInvalidValue);
+  const int threads = 256;
+  const int blocks = Blocks(a.n * a.kvh * a.D / 8 * 2, threads);
+  switch (a.dt) {
+    case DType::kF16: return static_cast<int>(Launch(GatherKvKernel<__half>, dim3(blocks), dim3(threads), 0, stream, a));
+    case DType::kBF16: return static_cast<int>(Launch(GatherKvKernel<__nv_bfloat16>, dim3(blocks), dim3(threads), 0, stream, a));
+    case DType::kF32: break;
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
 }
 
 int SiluMul(DType dt, const void* gu, void* out, int64_t rows, int64_t I, cudaStream_t stream) {
@@ -693,13 +1179,32 @@ bool PagedAttentionSupported(int nh, int kvh, int D) {
          D % dims_per_lane == 0;
 }
 
+bool TensorCoreAttention(DType dt, int nh, int kvh, int D) {
+  return dt != DType::kF32 && D == tc::kD && kvh > 0 && nh % kvh == 0 && nh / kvh <= 16;
+}
+
+int PagedAttentionBlocksPerSm(const PagedAttentionArgs& a) {
+  int n = 0;
+  if (TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic) {
+    void (*kernel)(PagedAttentionArgs) = nullptr;
+    size_t smem = 0;
+    if (PrepareTcAny(a, &kernel, &smem) != cudaSuccess) return 1;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, tc::kThreads, smem) != cudaSuccess) return 1;
+  } else {
+    n = 8;  // the CUDA-core kernel: 128 threads, little shared memory
+  }
+  return n > 0 ? n : 1;
+}
+
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
-  if (a.n_queries > 65535 || a.nsplit < 1 || a.nsplit > 65535 ||
-      !PagedAttentionSupported(a.nh, a.kvh, a.D) ||
+  const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;
+  if (a.n_queries > 65535 || a.nsplit < 1 || a.nsplit > 65535 || (a.stages != 2 && a.stages != 3) ||
       (a.nsplit > 1 && (a.partial == nullptr || a.counters == nullptr)) ||
-      (a.keys != 0 && a.keys != 1 && a.keys != 4))
+      (!tensor_cores && !PagedAttentionSupported(a.nh, a.kvh, a.D)) ||
+      (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr)))
     return static_cast<int>(cudaErrorInvalidValue);
+  if (tensor_cores) return LaunchTc(a, stream);
   switch (a.dt) {
     case DType::kF32: return DispatchD<float>(a, stream);
     case DType::kF16: return DispatchD<__half>(a, stream);

@@ -17,6 +17,11 @@ namespace r1::model::cuda {
 
 enum class DType { kF32, kF16, kBF16 };
 
+// Programmatic dependent launch (compute capability 9+): each kernel may start while the one
+// before it finishes, and waits for it before reading its outputs. On by default; the model's
+// KernelTuning::pdl sets it for the process.
+void SetProgrammaticLaunch(bool enabled);
+
 // x += delta (when delta != nullptr, rounded to the dtype as an add in that dtype would), then
 // out = w * rms_norm(x) exactly as transformers' Qwen2RMSNorm: float32 inside, the normalised
 // value rounded to the dtype, times the weight, rounded again.
@@ -25,26 +30,66 @@ int AddRmsNorm(DType dt, void* x, const void* delta, const void* w, void* out, i
 
 // Rotate-half RoPE on every q and k head of each row of qkv in place (cos/sin of
 // pos * inv_freq in float32, rounded to the dtype as transformers does), then writes the rotated
-// k and the v heads of row t into the caches at slots[t].
-int RopeKvWrite(DType dt, void* qkv, int64_t ld, const int32_t* pos, const int32_t* slots,
-                const float* inv_freq, void* k_cache, void* v_cache, int64_t rows, int nh,
-                int kvh, int D, cudaStream_t stream);
+// k and the v heads of row t into the caches at slots[t]. With an FP8 cache (fp8_cache) each
+// (slot, kv head) row is stored as e4m3 values times a float scale (its largest magnitude /
+// 448, so no value saturates): k_scale / v_scale hold [slots, kvh] scales.
+struct RopeKvArgs {
+  DType dt = DType::kBF16;
+  void* qkv = nullptr;
+  int64_t ld = 0;
+  const int32_t* pos = nullptr;
+  const int32_t* slots = nullptr;
+  const float* inv_freq = nullptr;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  bool fp8_cache = false;
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
+  int64_t rows = 0;
+  int nh = 0, kvh = 0, D = 0;
+};
+int RopeKvWrite(const RopeKvArgs& a, cudaStream_t stream);
+
+// Copies the K and V rows at slots[0..n) of the caches into contiguous [n, kvh, D] buffers of
+// the model's dtype (dequantizing an FP8 cache): the keys of the sequences that flash attention
+// serves. 16-bit dtypes only (flash attention's); kvh * D and D multiples of 8.
+struct GatherKvArgs {
+  DType dt = DType::kBF16;  // of the outputs (and of the cache unless fp8_cache)
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;
+  bool fp8_cache = false;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
+  const int32_t* slots = nullptr;
+  int64_t n = 0;
+  int kvh = 0, D = 0;
+  void* k_out = nullptr;
+  void* v_out = nullptr;
+};
+int GatherKv(const GatherKvArgs& a, cudaStream_t stream);
 
 // out[t, i] = silu(gu[t, i]) * gu[t, I + i] (silu rounded to the dtype, then the product).
 int SiluMul(DType dt, const void* gu, void* out, int64_t rows, int64_t I, cudaStream_t stream);
 
-// Attention of single query rows over paged keys. Query b is row q_rows[b] of qkv (its nh heads
-// at the start of the row); it attends to keys 0 .. q_lens[b] - 1 of the sequence whose block
-// table is tables[q_seq[b] * table_stride ...]. Writes row q_rows[b] of out ([*, nh D]).
+// Attention of single query rows over paged keys (decode steps and short prompt chunks).
+// Query b is row q_rows[b] of qkv (its nh heads at the start of the row); it attends to keys
+// 0 .. q_lens[b] - 1 of the sequence whose block table is tables[q_seq[b] * table_stride ...].
+// Writes row q_rows[b] of out ([*, nh D]).
 // nsplit > 1 splits each query's keys into nsplit parts (more thread blocks when there are few
 // queries; flash-decoding); then `partial` must hold n_queries * nh * nsplit * (D + 2) floats
 // and `counters` n_queries * kvh ints that are zero (the kernel leaves them zero again).
+// Two kernels: for head_dim 128 in bf16/f16 (every R1 distill) a tensor-core kernel that reads
+// each KV head once for its whole query group, in 64-key tiles copied into shared memory
+// ahead of use (cp.async, double-buffered); for other shapes and float32 a CUDA-core kernel.
 struct PagedAttentionArgs {
   DType dt = DType::kBF16;
   const void* qkv = nullptr;
   int64_t ld = 0;
   const void* k_cache = nullptr;
   const void* v_cache = nullptr;
+  bool fp8_cache = false;          // e4m3 K/V with per-(slot, kv head) scales
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
   const int32_t* q_rows = nullptr;
   const int32_t* q_lens = nullptr;
   const int32_t* q_seq = nullptr;
@@ -57,10 +102,15 @@ struct PagedAttentionArgs {
   int nsplit = 1;
   float* partial = nullptr;
   int* counters = nullptr;
-  int keys = 0;  // keys a warp loads at once: 1 or 4; 0: 1 (R1_ATTN_KEYS=4 changes it)
+  bool force_generic = false;  // tests: use the CUDA-core kernel even where the other applies
+  int stages = 2;              // tensor-core kernel: tiles in shared memory (2 or 3)
   void* out = nullptr;
   int64_t out_ld = 0;
 };
+// True when the tensor-core kernel serves this shape.
+bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
+// Blocks of the kernel `a` selects that fit on one SM at once (for choosing the key splits).
+int PagedAttentionBlocksPerSm(const PagedAttentionArgs& a);
 // False when the shape is not one the kernel is built for (D > 256 or nh / kvh > 8); the caller
 // then uses another path.
 bool PagedAttentionSupported(int nh, int kvh, int D);
@@ -94,7 +144,7 @@ struct GemvArgs {
   GemvOut mode = GemvOut::kStore;
   int units = 0;  // outputs per warp; 0: 8 for N >= 65,536 (the vocabulary), else 1
 };
-// The largest M the GEMV takes; larger batches use cuBLAS GEMMs.
+// The largest M the GEMV takes (KernelTuning's kMaxGemvRows); larger batches use cuBLAS GEMMs.
 constexpr int kGemvMaxRows = 8;
 // False when the shapes do not suit it (M > kGemvMaxRows, K not a multiple of 16 bytes' worth of
 // elements, or the staged rows of x too large for shared memory).

@@ -1,12 +1,13 @@
-#include "gateway/main/api_keys.h"
+#include "common/api_keys.h"
 
 #include <fstream>
 
-namespace r1::gw {
+namespace r1 {
 
-absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::string& path) {
+absl::StatusOr<std::vector<std::string>> LoadKeyFile(const std::string& path,
+                                                     const std::string& what) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot read API key file " + path);
+  if (!in) return absl::NotFoundError("cannot read " + what + " " + path);
   std::vector<std::string> keys;
   std::string line;
   while (std::getline(in, line)) {
@@ -16,7 +17,7 @@ absl::StatusOr<std::vector<std::string>> LoadApiKeys(const std::string& path) {
     if (start == std::string::npos || line[start] == '#') continue;
     keys.push_back(line.substr(start));
   }
-  if (keys.empty()) return absl::InvalidArgumentError("API key file " + path + " holds no key");
+  if (keys.empty()) return absl::InvalidArgumentError(what + " " + path + " holds no key");
   return keys;
 }
 
@@ -46,4 +47,4 @@ bool Authorized(std::string_view authorization, const std::vector<std::string>& 
   return ok;
 }
 
-}  // namespace r1::gw
+}  // namespace r1

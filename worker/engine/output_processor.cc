@@ -1,0 +1,82 @@
+#include "worker/engine/output_processor.h"
+
+#include <algorithm>
+
+namespace r1::engine {
+namespace {
+
+bool Contains(const std::vector<int32_t>& ids, int32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
+                               Clock::TimePoint now) const {
+  const int32_t tok = sample.token;
+  req->tokens.push_back(tok);  // (the sampler appended it to its own output)
+  if (req->first_token_at == Clock::TimePoint{}) req->first_token_at = now;
+  req->last_token_at = now;
+
+  Delta d;
+  TokenInfo info;
+  info.id = tok;
+  if (req->sampling().logprobs) {
+    info.logprob = sample.logprob;
+    info.top = sample.top;
+  }
+  d.tokens.push_back(std::move(info));
+
+  FinishReason finish = FinishReason::kNone;
+  bool string_stop = false;
+  if (Contains(req->req.stop_token_ids, tok)) {
+    finish = FinishReason::kStop;
+    d.matched_stop = config_.codec ? config_.codec->TokenText(tok) : std::to_string(tok);
+  } else if (!req->req.ignore_eos && Contains(config_.eos_token_ids, tok)) {
+    finish = FinishReason::kStop;
+  } else {
+    if (req->text) {
+      StopChecker::Result s = req->stop.Add(req->text->Add(tok));
+      d.text = std::move(s.text);
+      if (s.matched >= 0) {
+        finish = FinishReason::kStop;
+        string_stop = true;
+        d.matched_stop = req->stop.stops()[s.matched];
+      }
+    }
+    if (finish == FinishReason::kNone &&
+        ((req->req.max_tokens > 0 && req->num_output() >= req->req.max_tokens) ||
+         req->num_tokens() >= config_.max_model_len)) {
+      finish = FinishReason::kLength;
+    }
+  }
+  if (finish != FinishReason::kNone && !string_stop && req->text) {
+    // The text held back (an incomplete character, a partial stop string) goes out now.
+    d.text += req->stop.Add(req->text->Finish()).text;
+    d.text += req->stop.Flush();
+  }
+  if (finish != FinishReason::kNone) Totals(*req, finish, now, &d);
+  return d;
+}
+
+Delta OutputProcessor::Ending(const RequestState& req, FinishReason why, std::string error,
+                              Clock::TimePoint now) const {
+  Delta d;
+  d.error = std::move(error);
+  Totals(req, why, now, &d);
+  return d;
+}
+
+void OutputProcessor::Totals(const RequestState& req, FinishReason why, Clock::TimePoint now,
+                             Delta* d) const {
+  d->finish = why;
+  d->prompt_tokens = req.num_prompt;
+  d->completion_tokens = req.num_output();
+  const Clock::TimePoint arrival = req.req.arrival;
+  const bool scheduled = req.scheduled_at != Clock::TimePoint{};
+  d->queued_ms = MillisBetween(arrival, scheduled ? req.scheduled_at : now);
+  if (req.first_token_at != Clock::TimePoint{}) d->ttft_ms = MillisBetween(arrival, req.first_token_at);
+  d->total_ms = MillisBetween(arrival, now);
+}
+
+}  // namespace r1::engine

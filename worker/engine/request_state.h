@@ -1,0 +1,34 @@
+// One request as the engine thread holds it: its scheduling state (a Sequence), what was asked,
+// the sampler's per-sequence state, its stop checks and detokenizer, and its timestamps.
+// Torch-free; owned by the engine thread.
+#pragma once
+
+#include <memory>
+#include <utility>
+
+#include "common/clock.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/sample_types.h"
+#include "worker/engine/sequence.h"
+#include "worker/engine/stop_checker.h"
+
+namespace r1::engine {
+
+struct RequestState : Sequence {
+  RequestState(EngineRequest r, uint64_t seed, std::unique_ptr<TextStream> text_stream)
+      : req(std::move(r)), sampler(seed), stop(req.stop), text(std::move(text_stream)) {
+    tokens = req.prompt;
+    num_prompt = num_tokens();
+    sampler.prompt = req.prompt;
+  }
+  const SamplingOptions& sampling() const { return req.sampling; }
+
+  EngineRequest req;
+  SamplerState sampler;
+  StopChecker stop;
+  std::unique_ptr<TextStream> text;  // null without a tokenizer
+  bool left_queue = false;           // counted out of the admission queue (scheduled or ended)
+  Clock::TimePoint scheduled_at{}, first_token_at{}, last_token_at{};
+};
+
+}  // namespace r1::engine

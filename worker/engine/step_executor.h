@@ -1,0 +1,40 @@
+// Runs one planned step: assembles the model's batch from the scheduler's plan (each chunk's
+// new tokens and block table), queues the model call, then samples a token for every chunk
+// that reaches its sequence's end. Launch and Finish are split so the engine can deliver the
+// previous step's tokens while an asynchronous device computes this one.
+#pragma once
+
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "worker/engine/model_runner.h"
+#include "worker/engine/request_state.h"
+#include "worker/engine/scheduler.h"
+
+namespace r1::engine {
+
+struct StepOutput {
+  absl::Status status;                 // a failed step ends every request in its plan
+  std::vector<RequestState*> sampled;  // the chunks that sampled, in plan order
+  std::vector<SampleResult> samples;   // their tokens
+  double model_ms = 0, sample_ms = 0;  // host time in the model call and in sampling
+};
+
+class StepExecutor {
+ public:
+  StepExecutor(ModelRunner* runner, const Clock* clock) : runner_(runner), clock_(clock) {}
+
+  // Queues the model call for `plan` (on a synchronous device, computes it).
+  void Launch(const StepPlan& plan);
+  // Waits for the step and samples its tokens.
+  StepOutput Finish();
+
+ private:
+  ModelRunner* runner_;
+  const Clock* clock_;
+  absl::StatusOr<at::Tensor> logits_;
+  StepOutput out_;
+};
+
+}  // namespace r1::engine

@@ -1,0 +1,52 @@
+// How the model's device paths run: typed settings filled from worker flags (r1-worker
+// --help lists them; the worker logs them at start) and from the benches' flags. Nothing in
+// the model or its kernels reads the environment. Torch-free, so flag parsing needs no torch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace r1::model {
+
+// The most query rows one paged-attention launch takes (the kernel's grid z-dimension); the
+// split-merge counters are sized for it.
+inline constexpr int64_t kMaxAttentionQueries = 65535;
+// The largest batch a fused GEMV step takes (rows of x staged in shared memory).
+inline constexpr int kMaxGemvRows = 8;
+
+struct KernelTuning {
+  // CPU, bf16: our AVX512-BF16 kernels (cpu_gemm.h, cpu_attention.h) for small-row linear
+  // layers, the fused gate/up and decode attention; false: libtorch's at::linear everywhere.
+  bool cpu_kernels = true;
+  // CUDA: our fused kernels and paged attention; false runs the plain ATen step the CPU runs
+  // (a reference for tests and benchmarks; no graphs then).
+  bool cuda_kernels = true;
+  // CUDA: replay captured CUDA graphs for decode steps.
+  bool cuda_graphs = true;
+  // CUDA (compute capability 9+): programmatic dependent launch between our kernels.
+  bool pdl = true;
+  // Decode attention's key splits per (query, KV head); 0: chosen per step from the batch and
+  // context so that every SM is busy.
+  int attn_splits = 0;
+  // Decode attention's 64-key tiles in shared memory at once (2 or 3; more in flight, fewer
+  // blocks per SM).
+  int attn_stages = 2;
+  // Prompt chunks with more new tokens than this, and more than flash_min_work query-key pairs
+  // (new tokens x context), attend through flash attention over K/V gathered from the cache;
+  // the rest through the paged decode kernel, query by query. -1: never flash.
+  int64_t flash_min_tokens = 4;
+  int64_t flash_min_work = 65536;
+  // Steps of at most this many tokens use the fused GEMVs (0: never; at most kMaxGemvRows).
+  int gemv_max_rows = 1;
+  // Outputs per warp of the projections' GEMVs; 0: the kernel's choice.
+  int gemv_units = 0;
+
+  // InvalidArgument naming the flag when a value is out of range.
+  absl::Status Validate() const;
+  // One line for the start-up log: "cuda_kernels=1 cuda_graphs=1 ...".
+  std::string Describe() const;
+};
+
+}  // namespace r1::model

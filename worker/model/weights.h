@@ -1,0 +1,54 @@
+// The model's weights as a plain struct: loaded once (weights.cc) and read by both device paths
+// (qwen2_eager.cc on the CPU and as the CUDA reference, qwen2_cuda.cc with our kernels).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/model/config.h"
+#include "worker/model/safetensors.h"
+
+namespace r1::model {
+
+struct LayerWeights {
+  at::Tensor input_norm;  // [H]
+  at::Tensor wqkv;        // [(heads + 2 kv_heads) * head_dim, H]: q, k, v stacked
+  at::Tensor bqkv;        // [(heads + 2 kv_heads) * head_dim]
+  at::Tensor wo;          // [H, heads * head_dim]
+  at::Tensor post_norm;   // [H]
+  at::Tensor wgate;       // [I, H]
+  at::Tensor wup;         // [I, H]
+  at::Tensor wdown;       // [H, I]
+  at::Tensor wgate_up;    // off the CPU: [2 I, H], gate and up stacked (wgate, wup view it)
+};
+
+struct ModelWeights {
+  std::unique_ptr<Checkpoint> checkpoint;  // the mapping that aliased tensors view (CPU)
+  at::Tensor embed;                        // [V, H]
+  std::vector<LayerWeights> layers;
+  at::Tensor norm;      // [H]
+  at::Tensor lm_head;   // [V, H] (the embedding when tied)
+  at::Tensor inv_freq;  // [head_dim / 2], float32
+
+  // Bytes of all weights held (the tied lm_head once).
+  int64_t bytes(bool tied) const;
+};
+
+struct WeightLoadOptions {
+  at::ScalarType dtype = at::kBFloat16;
+  at::Device device{at::kCPU};
+  // CPU: copy the weights into one huge-page arena instead of viewing the mapped file
+  // (cpu_weights.h says when that pays).
+  bool cpu_copy_weights = false;
+};
+
+// Reads DIR's safetensors into the model's dtype and device. Errors name the file and tensor.
+absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir,
+                                                          const ModelConfig& cfg,
+                                                          const WeightLoadOptions& options);
+
+}  // namespace r1::model
