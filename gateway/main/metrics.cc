@@ -76,7 +76,12 @@ GatewayMetrics::GatewayMetrics()
                             .Register(*registry_)
                             .Add({})),
       ttft_(&ttft_family_.Add({}, LatencyBuckets())),
-      e2e_(&e2e_family_.Add({}, LatencyBuckets())) {}
+      e2e_(&e2e_family_.Add({}, LatencyBuckets())) {
+  // Zero series for the usual reasons, so that dashboards see the metric before any resume.
+  for (const char* reason : {"unavailable", "internal", "unknown", "stalled", "worker_suspect",
+                             "limit_reached"})
+    resumes_.Add({{"reason", reason}});
+}
 
 namespace {
 // Brings a counter up to a total kept elsewhere.
