@@ -1,8 +1,9 @@
 // Streams that survive a real worker's death or stop, against an undisturbed run: real r1-worker
 // processes with the tiny model (float32) on CPU, the gateway in front, and r1-generate (no
 // server, no batching, no resume) as the reference. Also: the prefix cache under preemption,
-// memory pressure that ends with the work, and a worker whose engine thread hangs (its watchdog
-// turns health NOT_SERVING and the gateway moves its streams).
+// memory pressure that ends with the work, a worker whose engine thread hangs (its watchdog
+// turns health NOT_SERVING and the gateway moves its streams), a new request on a stopped worker,
+// and prefix-aware routing keeping a shared prefix on the worker that caches it.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -79,6 +80,13 @@ async function busiest(g, ws) {
   return { worker: best, streams: most };
 }
 
+// A counter or gauge (no labels) from a worker started with --metrics-listen 127.0.0.1:0.
+async function workerMetric(w, name) {
+  const port = w.stdout().match(/metrics on [^\s]*:(\d+)/)[1];
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))[1]);
+}
+
 test.before(() => {
   execFileSync(process.env.R1_MKMODEL, ['--preset', 'tiny', '--dtype', 'float32', '--out', model, '--tokenizer',
     path.join(process.env.R1_SOURCE_DIR, '.cache/tokenizer/tokenizer.json')], { stdio: 'ignore' });
@@ -92,7 +100,7 @@ test.after(async () => {
 // checks every stream against its reference. SIGSTOP runs with a 2 s --stall-timeout and slow
 // health polls, so that the stall timeout is what moves the streams.
 async function underLoad(signal, { sampled = false, n = 8, maxTokens = 96 } = {}) {
-  const ws = [await realWorker(), await realWorker(), await realWorker()];
+  const ws = await Promise.all([0, 1, 2].map(() => realWorker()));
   const g = await gateway(ws, signal === 'SIGSTOP'
     ? ['--stall-timeout', '2', '--health-interval-ms', '10000', '--breaker-cooldown-ms', '60000']
     : ['--health-interval-ms', '200', '--health-timeout-ms', '1000', '--suspect-after-failed-checks', '2',
@@ -138,7 +146,7 @@ test('SIGSTOP of a worker under 8 concurrent streams: each resumes after the sta
 });
 
 test('SIGSTOP of an idle worker: a new request routed to it is served elsewhere within seconds (default health polls)', async () => {
-  const ws = [await realWorker(), await realWorker()];
+  const ws = await Promise.all([0, 1].map(() => realWorker()));
   // least-connections with two requests at once: one of them goes to the stopped worker.
   const g = await gateway(ws, ['--routing', 'least-connections']);
   ws[0].proc.kill('SIGSTOP');
@@ -176,14 +184,9 @@ test('the prefix cache under preemption: shared prefixes hit, outputs equal the 
   results.unshift(first);
   for (let k = 0; k < results.length; k++)
     assert.equal(results[k].text, reference(bodies[Math.max(0, k - 1)].prompt, 64), `request ${k}`);
-  const scrape = async (name) => {
-    const port = w.stdout().match(/metrics on [^\s]*:(\d+)/)[1];
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))[1]);
-  };
-  const hits = await scrape('r1_worker_prefix_cache_hits_total');
-  const queries = await scrape('r1_worker_prefix_cache_queries_total');
-  const preemptions = await scrape('r1_worker_preemptions_total');
+  const hits = await workerMetric(w, 'r1_worker_prefix_cache_hits_total');
+  const queries = await workerMetric(w, 'r1_worker_prefix_cache_queries_total');
+  const preemptions = await workerMetric(w, 'r1_worker_preemptions_total');
   console.log(`# prefix cache: ${hits} of ${queries} tokens hit, ${preemptions} preemptions`);
   assert.ok(preemptions > 0, 'no preemption: the test did not test it');
   assert.ok(hits >= 8 * 96, `only ${hits} tokens hit`);
@@ -236,4 +239,22 @@ test('a hung engine thread: the worker turns NOT_SERVING and its streams resume 
   console.log(`# hung engine: gateway saw the worker unhealthy after ${found} ms; every stream completed`);
   assert.ok(found < 5000, `took ${found} ms`);
   fs.rmSync(flag);
+});
+
+test('prefix-aware routing over real workers: requests sharing a long prefix go to the worker that caches it', async () => {
+  const ws = await Promise.all([0, 1, 2].map(() => realWorker(['--metrics-listen', '127.0.0.1:0'])));
+  const g = await gateway(ws);  // --routing prefix-aware, the default
+  const shared = promptIds(50, 512);
+  for (let k = 0; k < 6; k++) {
+    const r = await postJson(`${g.url}/v1/completions`, { model: 'model', prompt: [...shared, ...promptIds(60 + k, 8)], max_tokens: 2 });
+    assert.equal(r.status, 200);
+  }
+  const attempts = [];
+  for (const w of ws) attempts.push(await metric(g, 'r1_gateway_upstream_attempts_total', `worker="127.0.0.1:${w.port}"`));
+  const home = ws[attempts.indexOf(6)];
+  assert.ok(home, `the requests spread over the workers: ${attempts}`);
+  // 520 tokens: the first request computes all; each later one finds the 32 blocks of 16 of the prefix.
+  const hits = await workerMetric(home, 'r1_worker_prefix_cache_hits_total');
+  console.log(`# prefix-aware routing: attempts per worker ${attempts.join(', ')}; ${hits} prompt tokens hit on the chosen one`);
+  assert.equal(hits, 5 * 512);
 });
