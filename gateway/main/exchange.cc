@@ -1,6 +1,7 @@
 #include "gateway/main/exchange.h"
 
 #include "common/log.h"
+#include "gateway/openai/output_request.h"
 #include "gateway/upstream/status_map.h"
 #include "gateway/upstream/worker_pool.h"
 
@@ -24,6 +25,26 @@ std::string RandomId(Random* random) {
   for (int i = 0; i < 16; ++i) s.push_back(kHex[(a >> (4 * i)) & 15]);
   for (int i = 0; i < 8; ++i) s.push_back(kHex[(b >> (4 * i)) & 15]);
   return s;
+}
+
+// Fields 20-29 of the Generate request: the answer's format, logit_bias, min_tokens and the
+// thinking budget.
+void SetOutputConstraints(const GenParams& p, r1serve::v1::GenerateRequest* r) {
+  using Kind = StructuredOutput::Kind;
+  const StructuredOutput& so = p.structured;
+  auto* out = r->mutable_structured_output();
+  switch (so.kind) {
+    case Kind::kNone: r->clear_structured_output(); break;
+    case Kind::kResponseFormat: out->set_response_format(so.text); break;
+    case Kind::kJsonSchema: out->set_json_schema(so.text); break;
+    case Kind::kRegex: out->set_regex(so.text); break;
+    case Kind::kChoice:
+      for (const std::string& c : so.choices) out->mutable_choice()->add_choices(c);
+      break;
+  }
+  for (auto [id, bias] : p.logit_bias) (*r->mutable_logit_bias())[id] = bias;
+  r->set_min_tokens(p.min_tokens);
+  if (p.thinking_token_budget) r->set_thinking_token_budget(*p.thinking_token_budget);
 }
 
 // The Generate request of choice `k` (of n) for prompt `prompt` (completions) or the chat.
@@ -63,6 +84,7 @@ void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string
   r->set_ignore_eos(p.ignore_eos);
   r->set_logprobs(o.logprobs);
   r->set_top_logprobs(static_cast<uint32_t>(o.top_logprobs));
+  SetOutputConstraints(p, r);
 }
 
 // The prompt's bytes as prefix-aware routing compares them: the chat messages in order (role
@@ -209,6 +231,7 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
     c.finish = m.finish_reason();
     c.usage.prompt_tokens = m.usage().prompt_tokens();
     c.usage.completion_tokens = m.usage().completion_tokens();
+    c.usage.reasoning_tokens = m.usage().reasoning_tokens();
   }
   std::vector<LogprobEntry> lps;
   if (params_.sampling.logprobs) lps = Logprobs(m);
@@ -318,6 +341,7 @@ UsageCounts Exchange::TotalUsage() const {
     // The prompt counts once per prompt, not once per choice.
     if (c->index % params_.n == 0) u.prompt_tokens += c->usage.prompt_tokens;
     u.completion_tokens += c->usage.completion_tokens;
+    u.reasoning_tokens += c->usage.reasoning_tokens;
   }
   return u;
 }
@@ -366,7 +390,13 @@ void Exchange::FailBeforeFirstByte(const grpc::Status& status) {
   http::Headers extra;
   if (kind.http_status == 503 || kind.http_status == 429)
     extra.emplace_back("Retry-After", std::to_string(ctx_->options.retry_after_s));
-  SendError(ctx_, *sink_, route_, kind.http_status, kind.type, status.error_message(), "",
+  // A worker's refusal of a field names it (a schema keyword the grammar engine lacks, a
+  // token id outside its vocabulary): the 400 names the request field.
+  std::string message = status.error_message();
+  const std::string param = status.error_code() == grpc::StatusCode::INVALID_ARGUMENT
+                                ? ParamOfWorkerError(params_, &message)
+                                : std::string();
+  SendError(ctx_, *sink_, route_, kind.http_status, kind.type, message, param,
             CodeLabel(status.error_code()), extra);
   Finish();
 }

@@ -32,6 +32,15 @@ struct ChatTurn {
   std::string content;
 };
 
+// A format the answer must follow (issue 14), as the worker's StructuredOutput carries it.
+struct StructuredOutput {
+  enum class Kind { kNone, kResponseFormat, kJsonSchema, kChoice, kRegex };
+  Kind kind = Kind::kNone;
+  std::string text;  // kResponseFormat, kJsonSchema: JSON text; kRegex: the pattern
+  std::vector<std::string> choices;  // kChoice
+  std::string param;  // the request field it came from, named in the worker's errors
+};
+
 // One validated generation request, independent of gRPC and protobuf.
 struct GenParams {
   ApiKind kind = ApiKind::kChat;
@@ -52,6 +61,11 @@ struct GenParams {
   bool ignore_eos = false;
   uint32_t n = 1;  // choices per prompt
   std::string user;
+  // Output constraints (output_request.h).
+  StructuredOutput structured;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  uint32_t min_tokens = 0;
+  std::optional<int32_t> thinking_token_budget;  // -1: no limit; unset: the worker's default
 };
 
 // Parses the body of POST /v1/chat/completions or POST /v1/completions.

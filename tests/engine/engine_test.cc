@@ -1,9 +1,12 @@
 // The engine in-process over the tiny model: a failing step ends only the requests in it with
 // kError and the engine keeps serving; cancellation; preemption under a small cache gives the
+// The engine in-process over the tiny model: a failing step ends only the requests in it with
+// kError and the engine keeps serving; cancellation; preemption under a small cache gives the
 // same greedy ids, with the prefix cache too (against an engine without it); a resumed stream
 // continues exactly (greedy and sampled); deltas add up to the usage counts; penalties against
-// a hand-run decode loop; KV-cache sizing (--kv-cache-memory 0, --kv-cache-fraction) and the
-// load report on CPU.
+// a hand-run decode loop; the thinking budget's forced tokens and min_tokens through the
+// samplers; KV-cache sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on
+// CPU.
 #include "worker/engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -35,8 +38,10 @@ class EngineTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { std::filesystem::remove_all(*dir_); }
 
-  std::unique_ptr<Engine> Make(int64_t kv_bytes, int max_running = 8, bool prefix_caching = true) {
+  std::unique_ptr<Engine> Make(int64_t kv_bytes, int max_running = 8,
+                               ReasoningOptions reasoning = {}, bool prefix_caching = true) {
     EngineOptions o;
+    o.reasoning = std::move(reasoning);
     o.enable_prefix_caching = prefix_caching;
     o.model_dir = *dir_;
     o.device = "cpu";
@@ -153,7 +158,7 @@ TEST_F(EngineTest, PrefixCacheUnderPreemptionAndCancellationKeepsGreedyIds) {
   // The reference: each alone, no prefix cache, plenty of room.
   std::vector<std::vector<int32_t>> want;
   {
-    auto plain = Make(1 << 22, 8, /*prefix_caching=*/false);
+    auto plain = Make(1 << 22, 8, {}, /*prefix_caching=*/false);
     ASSERT_TRUE(plain);
     for (const auto& p : prompts) {
       auto s = std::make_shared<CollectingSink>();
@@ -357,6 +362,88 @@ TEST_F(EngineTest, PenaltiesCountEachOutputTokenOnce) {
   ASSERT_TRUE(engine->Submit(std::move(r)).ok());
   sink->Wait();
   EXPECT_EQ(sink->ids, want) << "frequency penalty " << so.frequency_penalty;
+}
+
+// The tiny model has the real vocabulary: <think> 151648, </think> 151649, EOS 151643.
+constexpr int32_t kThink = 151648, kThinkEnd = 151649, kTinyEos = 151643;
+
+// The tiny model's thought markers, and a budget message of two tokens.
+ReasoningOptions Thinking() {
+  ReasoningOptions reasoning;
+  reasoning.think_start_id = kThink;
+  reasoning.think_end_id = kThinkEnd;
+  reasoning.budget_message = {100, 200};
+  return reasoning;
+}
+
+TEST_F(EngineTest, AThinkingBudgetForcesItsMessageAndThinkEndThroughTheSampler) {
+  auto engine = Make(1 << 20, 8, Thinking());
+  ASSERT_TRUE(engine);
+  auto free_sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(engine->Submit(Req({5, 6, kThink}, 10, free_sink)).ok());
+  free_sink->Wait();
+  EXPECT_EQ(free_sink->last.reasoning_tokens, 10);  // no budget: the whole output is thought
+  for (float temperature : {0.f, 1.f}) {
+    auto sink = std::make_shared<CollectingSink>();
+    EngineRequest r = Req({5, 6, kThink}, 10, sink);
+    r.thinking_token_budget = 3;
+    r.sampling.temperature = temperature;
+    r.sampling.seed = 7;
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    sink->Wait();
+    ASSERT_EQ(sink->ids.size(), 10u);
+    // Three free tokens (greedy: the same as without a budget), then the forced ones.
+    if (temperature == 0.f) {
+      EXPECT_EQ(std::vector<int32_t>(sink->ids.begin(), sink->ids.begin() + 3),
+                std::vector<int32_t>(free_sink->ids.begin(), free_sink->ids.begin() + 3));
+    }
+    EXPECT_EQ(std::vector<int32_t>(sink->ids.begin() + 3, sink->ids.begin() + 6),
+              (std::vector<int32_t>{100, 200, kThinkEnd}))
+        << "temperature " << temperature;
+    EXPECT_EQ(sink->last.reasoning_tokens, 5);
+  }
+}
+
+TEST_F(EngineTest, AResumedStreamKeepsItsThinkingBudgetState) {
+  auto engine = Make(1 << 20, 8, Thinking());
+  ASSERT_TRUE(engine);
+  auto request = [&](int32_t max_tokens, std::shared_ptr<CollectingSink> sink) {
+    EngineRequest r = Req({5, 6, kThink}, max_tokens, std::move(sink));
+    r.thinking_token_budget = 3;
+    return r;
+  };
+  auto whole = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(engine->Submit(request(10, whole)).ok());
+  whole->Wait();
+  ASSERT_EQ(whole->ids.size(), 10u);
+  // Cut before the budget ends, at its end, inside the forced message, and after "</think>".
+  for (int cut : {2, 3, 4, 5, 7}) {
+    auto rest = std::make_shared<CollectingSink>();
+    EngineRequest r = request(10 - cut, rest);
+    r.resume_output.assign(whole->ids.begin(), whole->ids.begin() + cut);
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    rest->Wait();
+    EXPECT_EQ(rest->ids, std::vector<int32_t>(whole->ids.begin() + cut, whole->ids.end())) << "cut " << cut;
+    EXPECT_EQ(rest->last.reasoning_tokens, whole->last.reasoning_tokens) << "cut " << cut;
+    EXPECT_EQ(rest->last.completion_tokens, 10);
+  }
+}
+
+TEST_F(EngineTest, MinTokensHoldsBackAnEndOfSequenceThatLogitBiasMakesCertain) {
+  auto engine = Make(1 << 20);
+  ASSERT_TRUE(engine);
+  for (int32_t min_tokens : {0, 6}) {
+    auto sink = std::make_shared<CollectingSink>();
+    EngineRequest r = Req({11, 12, 13}, 20, sink);
+    r.ignore_eos = false;
+    r.logit_bias = {{kTinyEos, 100.f}};
+    r.min_tokens = min_tokens;
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    sink->Wait();
+    EXPECT_EQ(sink->last.finish, FinishReason::kStop);
+    ASSERT_EQ(sink->ids.size(), static_cast<size_t>(min_tokens + 1));
+    EXPECT_EQ(sink->ids.back(), kTinyEos);
+  }
 }
 
 TEST_F(EngineTest, KvCacheSizeFromFlagsAndLoadOnCpu) {

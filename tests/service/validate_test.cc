@@ -118,6 +118,14 @@ TEST(Validate, ResumeCarriesTheDeliveredOutput) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->resume_output, (std::vector<int32_t>{7, 8, 9}));
   EXPECT_EQ(r->max_tokens, 4);  // new tokens
+  // min_tokens counts the delivered tokens too: 7 in all may be made.
+  req.set_min_tokens(7);
+  EXPECT_TRUE(ToEngineRequest(req, kLimits, nullptr).ok());
+  req.set_min_tokens(8);
+  auto over = ToEngineRequest(req, kLimits, nullptr);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("min_tokens"), std::string::npos) << over.status();
+  req.clear_min_tokens();
   // Ids outside the vocabulary, and output that leaves no room, are refused by name.
   req.mutable_resume()->add_output_token_ids(1000);
   auto bad = ToEngineRequest(req, kLimits, nullptr);

@@ -43,6 +43,9 @@ constexpr bool kHaveFlash = false;
 namespace r1::model {
 namespace {
 
+static_assert(kMaxAttentionQueries == cuda::kMaxAttentionQueriesPerLaunch,
+              "the engine's prefill limit and the attention kernel's grid must agree");
+
 cuda::DType KernelDType(at::ScalarType t) {
   switch (t) {
     case at::kBFloat16: return cuda::DType::kBF16;
@@ -163,13 +166,6 @@ class CudaPath final : public ForwardPath {
         flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    cuda::PagedAttentionArgs probe;
-    probe.dt = dt_;
-    probe.nh = static_cast<int>(ctx.config->num_attention_heads);
-    probe.kvh = static_cast<int>(ctx.config->num_key_value_heads);
-    probe.D = static_cast<int>(ctx.config->head_dim());
-    probe.stages = ctx.tuning.attn_stages;
-    attn_blocks_per_sm_ = cuda::PagedAttentionBlocksPerSm(probe);
     split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
                                 at::TensorOptions().dtype(at::kInt).device(ctx.device));
   }
@@ -225,27 +221,18 @@ class CudaPath final : public ForwardPath {
     return o;
   }
 
-  // Key splits of the paged decode attention (--attn-splits overrides them): at least four
-  // 64-key tiles a split, and the count whose blocks fill the GPU's resident slots best (the
-  // last wave as full as it can be; a GPU with too few queries gets as many splits as the keys
-  // allow).
+  // Key splits of the paged decode attention (--attn-splits overrides them), from a sweep on an
+  // H200 (docs/gpu.md, "Choosing the key splits"): a split streams at most 32 of the 64-key
+  // tiles (longer ones leave too few blocks in flight at large batches) and at least 8 (shorter
+  // ones pay more for the pipeline's start and the merge than their parallelism returns), and
+  // the grid has at least 1.5 blocks per SM where the keys allow it (batch 1 and 16).
   int SplitsFor(int64_t queries, int64_t max_len) const {
     const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
-    const int64_t most = std::clamp<int64_t>(tiles / 4, 1, 256);
     if (ctx_.tuning.attn_splits > 0) return static_cast<int>(std::min<int64_t>(ctx_.tuning.attn_splits, tiles));
-    const double blocks = static_cast<double>(std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads));
-    const double slots = static_cast<double>(num_sms_) * attn_blocks_per_sm_;
-    int best = 1;
-    double best_eff = 0;
-    for (int64_t s = 1; s <= most; ++s) {
-      const double waves = blocks * static_cast<double>(s) / slots;
-      const double eff = waves / std::ceil(waves);
-      if (eff > best_eff + 0.02) {
-        best = static_cast<int>(s);
-        best_eff = eff;
-      }
-    }
-    return best;
+    const int64_t blocks = std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads);
+    const int64_t fill = (3 * static_cast<int64_t>(num_sms_) / 2 + blocks - 1) / blocks;
+    const int64_t most = std::clamp<int64_t>(tiles / 8, 1, 256);
+    return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
   }
 
   void FinishLayout(PackedLayout* lay) const {
@@ -454,7 +441,6 @@ class CudaPath final : public ForwardPath {
   bool graphs_enabled_;
   const bool flash_ok_;
   int num_sms_ = 0;
-  int attn_blocks_per_sm_ = 1;
   // Paged attention's per-(query, kv head) counters for merging key splits: zero between
   // launches. Allocated once, for the most queries a launch takes, so captured graphs keep
   // their address.

@@ -15,6 +15,10 @@
 #include "worker/service/prompt_codec.h"
 #include "worker/service/worker_metrics.h"
 
+namespace r1::grammar {
+class GrammarCompiler;
+}
+
 namespace r1::service {
 
 struct ServiceOptions {
@@ -23,6 +27,8 @@ struct ServiceOptions {
   // CPU: the resident memory once the engine was up (memory_report.h); 0: read at construction.
   uint64_t resident_at_start = 0;
   const Clock* clock = SystemClock::Get();  // arrival times and the latency metrics
+  // Compiles (and caches) structured outputs; null: they are refused (no tokenizer).
+  grammar::GrammarCompiler* compiler = nullptr;
 };
 
 class InferenceService final : public r1serve::v1::Inference::CallbackService {

@@ -37,6 +37,7 @@ class Codec final : public PromptCodec, public engine::TextCodec,
     return tok_->Encode(text);
   }
   std::shared_ptr<engine::TextCodec> text_codec() override { return shared_from_this(); }
+  const tokenizer::Tokenizer* tokenizer() const override { return tok_.get(); }
 
   std::unique_ptr<engine::TextStream> NewStream() override {
     return std::make_unique<DetokStream>(*tok_);

@@ -11,6 +11,10 @@
 #include "common/status.h"
 #include "worker/engine/engine.h"
 
+namespace r1::tokenizer {
+class Tokenizer;
+}
+
 namespace r1::service {
 
 struct ChatTurn {
@@ -25,6 +29,9 @@ class PromptCodec {
   // Renders the chat template (ending in the assistant's turn) and encodes it.
   virtual absl::StatusOr<std::vector<int32_t>> EncodeChat(const std::vector<ChatTurn>& chat) = 0;
   virtual std::shared_ptr<engine::TextCodec> text_codec() = 0;
+  // The tokenizer itself (the grammar vocabulary and the thought's tokens are made from it);
+  // null for codecs without one (test fakes).
+  virtual const tokenizer::Tokenizer* tokenizer() const { return nullptr; }
 };
 
 // Loads DIR's tokenizer and chat template (--chat-template auto|deepseek-r1|chatml). Returns

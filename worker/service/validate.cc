@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "worker/service/validate_constraints.h"
+
 namespace r1::service {
 namespace {
 
@@ -147,6 +149,8 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
                    std::to_string(limits.max_model_len));
   }
   out.resume_output.assign(resumed.begin(), resumed.end());
+  R1_RETURN_IF_ERROR(ConstraintsFromProto(req, limits.vocab_size, limits.max_model_len,
+                                          limits.compiler, &out));
   return out;
 }
 

@@ -7,11 +7,16 @@
 #include "worker/engine/engine.h"
 #include "worker/service/prompt_codec.h"
 
+namespace r1::grammar {
+class GrammarCompiler;
+}
+
 namespace r1::service {
 
 struct RequestLimits {
   int32_t max_model_len = 0;
   int32_t vocab_size = 0;
+  grammar::GrammarCompiler* compiler = nullptr;  // null: structured outputs are refused
 };
 
 // Fills everything but arrival and sink. `codec` may be null (no tokenizer).

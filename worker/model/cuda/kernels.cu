@@ -1183,23 +1183,11 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D) {
   return dt != DType::kF32 && D == tc::kD && kvh > 0 && nh % kvh == 0 && nh / kvh <= 16;
 }
 
-int PagedAttentionBlocksPerSm(const PagedAttentionArgs& a) {
-  int n = 0;
-  if (TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic) {
-    void (*kernel)(PagedAttentionArgs) = nullptr;
-    size_t smem = 0;
-    if (PrepareTcAny(a, &kernel, &smem) != cudaSuccess) return 1;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, tc::kThreads, smem) != cudaSuccess) return 1;
-  } else {
-    n = 8;  // the CUDA-core kernel: 128 threads, little shared memory
-  }
-  return n > 0 ? n : 1;
-}
-
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
   const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;
-  if (a.n_queries > 65535 || a.nsplit < 1 || a.nsplit > 65535 || (a.stages != 2 && a.stages != 3) ||
+  if (a.n_queries > kMaxAttentionQueriesPerLaunch || a.nsplit < 1 || a.nsplit > 65535 ||
+      (a.stages != 2 && a.stages != 3) ||
       (a.nsplit > 1 && (a.partial == nullptr || a.counters == nullptr)) ||
       (!tensor_cores && !PagedAttentionSupported(a.nh, a.kvh, a.D)) ||
       (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr)))
