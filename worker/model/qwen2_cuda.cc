@@ -2,7 +2,7 @@
 // worker/model/CMakeLists.txt).
 //
 // One step, whatever mix of prefills and decodes it holds, runs a fixed set of kernels per layer:
-//   qkv GEMM (+bias) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
+//   qkv GEMM (+bias when the model has one) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
 //   -> residual add + RMSNorm (kernels.cu) -> gate/up GEMM -> SiLU-and-mul (kernels.cu)
 //   -> down GEMM -> residual add + RMSNorm with the next layer's weight (kernels.cu).
 // Steps of a few rows (decode batches up to --gemv-max-rows) use our fused GEMVs instead of the
@@ -159,11 +159,18 @@ class GraphCache {
   bool has_pool_ = false;
 };
 
+// Flash prefill gathers the cached K/V in 8-element vectors (GatherKv) and flash attention
+// takes head dims in multiples of 8: a head_dim such as 12 (a Llama config may set any) stays
+// on the paged kernel.
+bool FlashFits(const ModelConfig& c) {
+  return c.head_dim() % 8 == 0 && (c.num_key_value_heads * c.head_dim()) % 8 == 0;
+}
+
 class CudaPath final : public ForwardPath {
  public:
   explicit CudaPath(const PathContext& ctx)
       : ctx_(ctx), dt_(KernelDType(ctx.dtype)), graphs_enabled_(ctx.tuning.cuda_graphs),
-        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32) {
+        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32 && FlashFits(*ctx.config)) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
@@ -384,11 +391,12 @@ class CudaPath final : public ForwardPath {
       float* k_scale = cache.fp8() ? cache.k_scale(layer).data_ptr<float>() : nullptr;
       float* v_scale = cache.fp8() ? cache.v_scale(layer).data_ptr<float>() : nullptr;
       at::Tensor qkv;  // [T, (nh + 2 kvh) D]
+      const bool qkv_bias = l.bqkv.defined();  // Qwen2 has one, Llama none
       if (small) {
         qkv = qkv_buf;
-        gemv(x, &l.input_norm, l.wqkv, &l.bqkv, qkv, cuda::GemvOut::kStore);
+        gemv(x, &l.input_norm, l.wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
       } else {
-        qkv = at::addmm(l.bqkv, h, l.wqkv.t());
+        qkv = qkv_bias ? at::addmm(l.bqkv, h, l.wqkv.t()) : at::mm(h, l.wqkv.t());
       }
       auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
         args.k_cache = kc.data_ptr();
