@@ -123,7 +123,7 @@ class Bench {
       executor.Launch(plan);
       StepOutput out = executor.Finish();
       if (!out.status.ok()) return out.status;
-      Scheduler::Commit(plan);
+      scheduler.Commit(plan);
       const auto ta = SteadyClock::now();
       for (size_t i = 0; i < out.sampled.size(); ++i) {
         RequestState* req = out.sampled[i];

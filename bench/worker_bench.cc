@@ -1,9 +1,12 @@
 // Worker batching benchmark against a running r1-worker (gRPC):
 //   1. aggregate decode tokens/s with 1, 4 and 16 concurrent greedy streams;
-//   2. time to first token of a short prompt sent while a long prompt is being prefilled.
+//   2. time to first token of a short prompt sent while a long prompt is being prefilled;
+//   3. the prefix cache: time to first token of a long prompt sent cold, then again (warm),
+//      for a few different prompts, with the medians.
 //
 //   r1-worker --model DIR --listen 127.0.0.1:50051 &
 //   worker_bench --target 127.0.0.1:50051 --streams 1,4,16 --decode-tokens 32
+//   worker_bench --target 127.0.0.1:50051 --streams "" --long-prompt 0 --repeat-prompt 2000
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -25,6 +28,12 @@ using r1serve::v1::GenerateResponse;
 
 double Secs(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 GenerateRequest Request(int prompt_len, int max_tokens, int seed) {
@@ -70,6 +79,8 @@ int main(int argc, char** argv) {
   int64_t* long_prompt = flags.Int("long-prompt", 4000, "tokens of the long prompt (0: skip)");
   int64_t* short_prompt = flags.Int("short-prompt", 16, "tokens of the short prompt");
   int64_t* chunk = flags.Int("prefill-chunk", 512, "the worker's --prefill-chunk, for the report");
+  int64_t* repeat_prompt = flags.Int("repeat-prompt", 0, "tokens of a prompt sent cold and then again, timing the prefix cache (0: skip)");
+  int64_t* repeat_pairs = flags.Int("repeat-pairs", 3, "different prompts for --repeat-prompt (the medians are over them)");
   flags.ParseOrExit(argc, argv);
 
   auto channel = grpc::CreateChannel(*target, grpc::InsecureChannelCredentials());
@@ -149,6 +160,29 @@ int main(int argc, char** argv) {
                 static_cast<long long>(*chunk), per_chunk);
     std::printf("prefill short_prompt=%lld tokens sent during it: ttft=%.2f s = %.2f chunk times\n",
                 static_cast<long long>(*short_prompt), short_ttft, short_ttft / per_chunk);
+  }
+
+  if (*repeat_prompt > 0) {
+    std::vector<double> cold, warm;
+    for (int k = 0; k < *repeat_pairs; ++k) {
+      // A prompt of its own per pair (seeded apart from the others), so the cold run is cold.
+      const GenerateRequest req = Request(static_cast<int>(*repeat_prompt), 1, 100 + k);
+      Trace a = Run(stub.get(), req);
+      Trace b = Run(stub.get(), req);
+      if (!a.status.ok() || !b.status.ok() || a.token_times.empty() || b.token_times.empty()) {
+        std::cerr << "worker_bench: prefix-cache run failed: " << a.status.error_message()
+                  << b.status.error_message() << std::endl;
+        return 1;
+      }
+      cold.push_back(Secs(a.sent, a.token_times.front()));
+      warm.push_back(Secs(b.sent, b.token_times.front()));
+      std::printf("prefix-cache prompt=%lld tokens, prompt %d: cold ttft=%.3f s, again ttft=%.3f s (%.1fx)\n",
+                  static_cast<long long>(*repeat_prompt), k + 1, cold.back(), warm.back(),
+                  cold.back() / warm.back());
+      std::fflush(stdout);
+    }
+    std::printf("prefix-cache median over %zu prompts: cold ttft=%.3f s, again ttft=%.3f s, %.1fx sooner\n",
+                cold.size(), Median(cold), Median(warm), Median(cold) / Median(warm));
   }
   return 0;
 }

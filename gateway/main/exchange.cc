@@ -49,7 +49,7 @@ void SetOutputConstraints(const GenParams& p, r1serve::v1::GenerateRequest* r) {
 
 // The Generate request of choice `k` (of n) for prompt `prompt` (completions) or the chat.
 void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string& id,
-                r1serve::v1::GenerateRequest* r) {
+                Random* random, r1serve::v1::GenerateRequest* r) {
   r->set_request_id(p.n * (p.kind == ApiKind::kChat ? 1 : p.prompts.size()) > 1
                         ? id + "-" + std::to_string(prompt * p.n + k)
                         : id);
@@ -75,8 +75,9 @@ void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string
   s->set_repetition_penalty(o.repetition_penalty);
   s->set_presence_penalty(o.presence_penalty);
   s->set_frequency_penalty(o.frequency_penalty);
-  // With a seed, the n choices of one prompt differ but stay repeatable.
-  if (o.seed) s->set_seed(*o.seed + k);
+  // With a seed, the n choices of one prompt differ but stay repeatable. Without one the
+  // gateway picks it, so that a resumed stream samples what the first worker would have.
+  s->set_seed(o.seed ? *o.seed + k : random->Next());
   r->set_max_tokens(p.max_tokens);
   for (const std::string& stop : p.stop) r->add_stop(stop);
   for (int32_t t : p.stop_token_ids) r->add_stop_token_ids(t);
@@ -86,10 +87,48 @@ void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string
   SetOutputConstraints(p, r);
 }
 
+// The prompt's bytes as prefix-aware routing compares them: the chat messages in order (role
+// and content, with separators that cannot be confused with text), the completion text, or the
+// token ids' bytes.
+std::string RoutePrompt(const GenParams& p, size_t prompt) {
+  std::string out;
+  if (p.kind == ApiKind::kChat) {
+    for (const ChatTurn& t : p.messages) {
+      out.append(t.role);
+      out.push_back('\x1f');
+      out.append(t.content);
+      out.push_back('\x1e');
+    }
+  } else if (p.prompts[prompt].text) {
+    out = *p.prompts[prompt].text;
+  } else {
+    const std::vector<int32_t>& ids = p.prompts[prompt].ids;
+    out.assign(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
+  }
+  return out;
+}
+
+// Failures after output that another worker can continue from: the worker died or went
+// silent, or its engine failed the stream, or (a resumed attempt) its queue was full. The
+// call's own deadline (--request-timeout) is not one: another try would take as long.
+bool IsResumable(grpc::StatusCode code, AttemptEnd cause) {
+  if (cause != AttemptEnd::kCall) return true;
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::DATA_LOSS:
+    case grpc::StatusCode::ABORTED: return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 void Exchange::Choice::ResetOutput() {
-  answered = false;
+  started = false;
+  output_ids.clear();
   splitter = ReasoningSplitter(splitter.enabled());
   text.clear();
   logprobs.clear();
@@ -118,10 +157,12 @@ void Exchange::Start() {
   const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
   const size_t prompts = params_.kind == ApiKind::kChat ? 1 : params_.prompts.size();
   for (size_t p = 0; p < prompts; ++p) {
+    auto route = std::make_shared<const RouteKey>(MakeRouteKey(RoutePrompt(params_, p)));
     for (uint32_t k = 0; k < params_.n; ++k) {
       auto c = std::make_unique<Choice>(static_cast<int>(choices_.size()),
                                         ctx_->retry.NewState(), strand_->NewTimer(), split);
-      BuildProto(params_, p, k, meta_.id, &c->proto);
+      BuildProto(params_, p, k, meta_.id, ctx_->random, &c->proto);
+      c->route = route;
       choices_.push_back(std::move(c));
     }
   }
@@ -132,7 +173,8 @@ void Exchange::Start() {
 
 void Exchange::StartAttempt(Choice& c) {
   if (done_) return;
-  std::optional<WorkerLease> lease = ctx_->pool->Pick(c.tried);
+  std::optional<WorkerLease> lease =
+      ctx_->pool->Pick(c.tried, c.route.get(), /*resume=*/!c.output_ids.empty());
   if (!lease) {
     if (c.last_failure) return ChoiceFailed(c, *c.last_failure);
     const std::string message = ctx_->pool->AllBreakersOpen()
@@ -145,9 +187,9 @@ void Exchange::StartAttempt(Choice& c) {
     return Finish();
   }
   c.tried.push_back(&lease->worker());
-  c.ResetOutput();
+  c.answered = false;
   ctx_->metrics->Attempt(lease->worker().address());
-  c.retry.AttemptStarted();
+  if (c.output_ids.empty()) c.retry.AttemptStarted();  // a resume is no retry
   auto self = shared_from_this();
   Choice* cp = &c;
   c.attempt = Attempt::Start(
@@ -172,8 +214,10 @@ std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse
 
 void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
   if (done_ || c.finished) return;
-  const bool first = !c.answered;
-  if (first) {
+  const bool first = !c.started;
+  c.started = true;
+  c.output_ids.insert(c.output_ids.end(), m.token_ids().begin(), m.token_ids().end());
+  if (!c.answered) {
     c.answered = true;
     c.retry.Answered();
     if (!first_token_seen_) {
@@ -208,7 +252,6 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
     sink_->SendChunk(SseData(CompletionChunk(meta_, c.index, m.text(), lp, c.text_offset, "")));
     c.text_offset += m.text().size();
   }
-  c.sent = true;
   MaybeFinishEarly(c);
 }
 
@@ -228,18 +271,52 @@ void Exchange::OnAttemptEnd(Choice& c, const grpc::Status& outcome) {
   std::shared_ptr<Attempt> attempt = std::move(c.attempt);
   if (outcome.ok()) return ChoiceFinished(c);
   const grpc::StatusCode code = outcome.error_code();
-  R1_LOG(INFO) << meta_.id << ": choice " << c.index << " attempt " << c.retry.attempts()
+  R1_LOG(INFO) << meta_.id << ": choice " << c.index << " attempt " << c.tried.size()
                << " on " << attempt->worker().address() << " failed: " << CodeLabel(code)
                << ": " << EscapeForLog(outcome.error_message());
-  if (c.sent) return FailStream(c, outcome.error_message());
-
   c.last_failure = outcome;
+  if (!c.output_ids.empty() && TryResume(c, *attempt, outcome)) return;
+  // Streamed output the client has cannot be taken back.
+  if (params_.stream && c.started) return FailStream(c, outcome.error_message());
+
+  // From scratch: nothing of this choice counts any more.
+  c.ResetOutput();
+  c.proto.clear_resume();
+  c.proto.set_max_tokens(params_.max_tokens);
   const RetryDecision d = ctx_->retry.OnFailure(c.retry, code, attempt->got_first());
   if (d.verdict == RetryVerdict::kBudgetExhausted) ctx_->metrics->Retry("budget_exhausted");
   if (d.verdict != RetryVerdict::kRetry) return ChoiceFailed(c, outcome);
   ctx_->metrics->Retry(CodeLabel(code));
   Choice* cp = &c;
   c.backoff->Start(d.delay, [self = shared_from_this(), cp] { self->StartAttempt(*cp); });
+}
+
+bool Exchange::TryResume(Choice& c, const Attempt& attempt, const grpc::Status& outcome) {
+  const uint32_t delivered = static_cast<uint32_t>(c.output_ids.size());
+  if (!IsResumable(outcome.error_code(), attempt.end_cause())) return false;
+  if (params_.max_tokens > 0 && delivered >= params_.max_tokens) return false;
+  const std::string reason = attempt.end_cause() == AttemptEnd::kCall
+                                 ? CodeLabel(outcome.error_code())
+                                 : AttemptEndName(attempt.end_cause());
+  if (c.resumes >= ctx_->options.max_resumes) {
+    R1_LOG(WARNING) << meta_.id << ": choice " << c.index << " is not resumed again: "
+                    << c.resumes << " resume(s) already (--max-resumes)";
+    ctx_->metrics->Resume("limit_reached");
+    return false;
+  }
+  ++c.resumes;
+  R1_LOG(WARNING) << meta_.id << ": choice " << c.index << " resumes on another worker after "
+                  << delivered << " token(s): worker " << attempt.worker().address() << " "
+                  << reason << " (resume " << c.resumes << " of at most "
+                  << ctx_->options.max_resumes << ")";
+  ctx_->metrics->Resume(reason);
+  // The first worker's last message may have said ERROR; the new attempt decides.
+  c.finish = r1serve::v1::FINISH_REASON_UNSPECIFIED;
+  c.proto.set_max_tokens(params_.max_tokens > 0 ? params_.max_tokens - delivered : 0);
+  *c.proto.mutable_resume()->mutable_output_token_ids() = {c.output_ids.begin(),
+                                                            c.output_ids.end()};
+  StartAttempt(c);
+  return true;
 }
 
 void Exchange::ChoiceFinished(Choice& c) {

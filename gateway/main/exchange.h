@@ -1,7 +1,12 @@
 // One generation request from parse to last byte (Envoy's router filter): the fan-out over its
 // choices (n per prompt; one Generate call each) and the formatting of what comes back, as
-// SSE chunks or one JSON body. Each choice runs as a series of Attempts (upstream/attempt.h),
-// retried as the RetryPolicy says while nothing of the choice has reached the client.
+// SSE chunks or one JSON body. Each choice runs as a series of Attempts (upstream/attempt.h):
+//  - before its first token, a failed attempt is retried as the RetryPolicy says;
+//  - after it, a worker that dies, stalls, turns suspect or fails the stream is replaced by
+//    resuming the choice elsewhere (Dynamo's request migration): the new attempt carries the
+//    prompt plus the token ids already received (GenerateRequest.resume), max_tokens less
+//    those, and the same seed, and its output continues the client's stream where it stopped.
+//    At most --max-resumes times per choice; then the stream ends with an error event.
 //
 // Lives on one strand (the HTTP session's); attempts post their events there.
 #pragma once
@@ -16,6 +21,7 @@
 #include "gateway/openai/request.h"
 #include "gateway/openai/response.h"
 #include "gateway/upstream/attempt.h"
+#include "gateway/upstream/prefix_index.h"
 #include "gateway/upstream/retry_policy.h"
 #include "gateway/upstream/strand.h"
 
@@ -38,15 +44,18 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
     const int index;
     r1serve::v1::GenerateRequest proto;
+    std::shared_ptr<const RouteKey> route;  // the prompt as routing sees it
     RetryState retry;
     std::unique_ptr<Timer> backoff;  // the wait before the next attempt
     std::shared_ptr<Attempt> attempt;  // the current one, while it runs
     std::vector<const Worker*> tried;
     std::optional<grpc::Status> last_failure;
-    bool sent = false;  // some of this choice reached the client
     bool finished = false;
-    // The current attempt's output.
-    bool answered = false;
+    bool answered = false;  // the current attempt sent a message
+    int resumes = 0;
+    // The choice's output so far (over resumed attempts; reset by a retry from scratch).
+    bool started = false;  // some output arrived (streamed: the client has some)
+    std::vector<int32_t> output_ids;
     ReasoningSplitter splitter;
     std::string text;
     std::vector<LogprobEntry> logprobs;
@@ -58,6 +67,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void StartAttempt(Choice& c);
   void OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m);
   void OnAttemptEnd(Choice& c, const grpc::Status& outcome);
+  // After a failure mid-output: true when the choice goes on on another worker.
+  bool TryResume(Choice& c, const Attempt& attempt, const grpc::Status& outcome);
   void OnClientGone();
   void OnFlow(bool pause);
   void MaybeFinishEarly(Choice& c);

@@ -16,6 +16,10 @@ Clock::Duration Seconds(double s) {
 }
 }  // namespace
 
+Clock::Duration GatewayContext::WithinDeadline(double timeout_s) const {
+  return timeout_s < options.request_timeout_s ? Seconds(timeout_s) : Clock::Duration::zero();
+}
+
 GatewayContext::GatewayContext(GatewayOptions options_in, WorkerPool* pool_in,
                                GatewayMetrics* metrics_in, const Clock* clock_in,
                                Random* random_in, StartCallFn start_call)
@@ -25,12 +29,9 @@ GatewayContext::GatewayContext(GatewayOptions options_in, WorkerPool* pool_in,
       clock(clock_in),
       random(random_in),
       retry(options.retry, &active_requests, random_in),
-      // A first-token timeout past the call's deadline would never fire: none.
-      attempt_env{clock_in, std::move(start_call),
-              options.first_token_timeout_s < options.request_timeout_s
-                  ? Seconds(options.first_token_timeout_s)
-                  : Clock::Duration::zero(),
-              Seconds(options.request_timeout_s)} {}
+      // A timeout past the call's deadline would never fire: none.
+      attempt_env{clock_in, std::move(start_call), WithinDeadline(options.first_token_timeout_s),
+                  WithinDeadline(options.stall_timeout_s), Seconds(options.request_timeout_s)} {}
 
 int64_t UnixSeconds(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::seconds>(clock.WallNow().time_since_epoch())

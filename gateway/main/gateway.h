@@ -33,6 +33,8 @@ struct GatewayOptions {
   bool reasoning_split = true;
   double request_timeout_s = 600;     // each attempt's gRPC deadline
   double first_token_timeout_s = 120;  // 0: none
+  double stall_timeout_s = 60;         // between messages after the first; 0: none
+  int max_resumes = 3;                 // per choice
   int retry_after_s = 1;
 };
 
@@ -53,6 +55,9 @@ struct GatewayContext {
   AttemptEnv attempt_env;  // what every attempt shares: the clock, the call starter, timeouts
   std::atomic<int64_t> active_sequences{0};  // released when an exchange is destroyed
   std::atomic<bool> draining{false};  // after SIGTERM: /readyz says 503
+
+ private:
+  Clock::Duration WithinDeadline(double timeout_s) const;
 };
 
 // Seconds since the Unix epoch on `clock`'s calendar (OpenAI's "created").

@@ -36,15 +36,25 @@ int main(int argc, char** argv) {
   double* write_timeout = flags.Double("write-timeout", 30, "seconds a response write may take no byte (the client stopped reading) before the connection is reset and its request cancelled on the workers (0: no limit)");
   double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one attempt's Generate call (each retry gets its own)");
   double* first_token_timeout = flags.Double("first-token-timeout", 120, "seconds an attempt may wait for its first token; then the worker counts as failed and the request is retried elsewhere (0: no limit)");
-  double* breaker_threshold = flags.Double("breaker-memory-threshold", 0.90, "open a worker's breaker when its device memory use is above this fraction of total");
-  int64_t* breaker_failures = flags.Int("breaker-failures", 5, "consecutive failures that open a worker's breaker");
-  int64_t* breaker_cooldown = flags.Int("breaker-cooldown-ms", 5000, "milliseconds an open breaker waits before a half-open probe");
+  double* stall_timeout = flags.Double("stall-timeout", 60, "seconds a stream may go without a message after its first token; then the worker is suspect and the stream resumes elsewhere (0: no limit)");
+  int64_t* max_resumes = flags.Int("max-resumes", 3, "most times one choice is resumed on another worker after its worker failed mid-stream (0: never)");
+  std::string* routing = flags.String("routing", "prefix-aware", "least-connections, load (reported running + waiting and KV use) or prefix-aware (load plus the predicted cached prefix)");
+  double* balance_abs = flags.Double("routing-balance-abs", 2, "prefix-aware: requests a worker may be above the least loaded one and still be chosen for its cached prefix");
+  double* balance_rel = flags.Double("routing-balance-rel", 0.5, "prefix-aware: ... or this share of the least loaded one's load, when larger");
+  double* breaker_threshold = flags.Double("breaker-memory-threshold", 0.90, "a worker whose memory held by live work is above this fraction of its total is busy: no new requests until a load report shows less");
+  int64_t* breaker_failures = flags.Int("breaker-failures", 5, "consecutive failures that eject a worker (open its breaker)");
+  int64_t* breaker_cooldown = flags.Int("breaker-cooldown-ms", 5000, "milliseconds the first ejection lasts before a half-open probe; each ejection in a row doubles it");
+  int64_t* breaker_max_cooldown = flags.Int("breaker-max-cooldown-ms", 60000, "most milliseconds one ejection lasts; a worker closed this long starts again from --breaker-cooldown-ms");
+  double* max_ejection = flags.Double("max-ejection-percent", 50, "most workers ejected for failures at once, in percent (at least one)");
+  double* panic_threshold = flags.Double("panic-threshold", 50, "when fewer than this percent of the healthy workers are left un-ejected, ignore ejections (panic mode; 0: never)");
   int64_t* max_attempts = flags.Int("max-attempts", 3, "most attempts per request (first one included)");
   int64_t* retry_base = flags.Int("retry-base-ms", 25, "backoff base interval in milliseconds (full jitter)");
   int64_t* retry_cap = flags.Int("retry-cap-ms", 250, "backoff cap in milliseconds");
   double* budget_percent = flags.Double("retry-budget-percent", 20, "retries in flight allowed, as a percentage of requests in flight");
   int64_t* budget_min = flags.Int("retry-budget-min", 10, "retries in flight always allowed");
-  int64_t* health_interval = flags.Int("health-interval-ms", 1000, "milliseconds between health and load polls of each worker");
+  int64_t* health_interval = flags.Int("health-interval-ms", 1000, "milliseconds from one health and load poll of a worker to its next (each worker on its own schedule)");
+  int64_t* health_timeout = flags.Int("health-timeout-ms", 1000, "milliseconds a health or load poll may take");
+  int64_t* suspect_after = flags.Int("suspect-after-failed-checks", 2, "failed health polls in a row that make a worker suspect: its streams resume and its waiting requests retry elsewhere");
   bool* no_split = flags.Bool("no-reasoning-split", false, "do not split '...</think>' into reasoning_content");
   int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
   double* drain_timeout = flags.Double("drain-timeout", 30, "seconds requests in flight may take to finish after SIGTERM");
@@ -69,7 +79,18 @@ int main(int argc, char** argv) {
   if (*retry_base < 1 || *retry_cap < *retry_base) flags.Fail("need 1 <= --retry-base-ms <= --retry-cap-ms");
   if (*threads < 1 || *threads > 256) flags.Fail("--threads must be in [1, 256]");
   if (*health_interval < 10) flags.Fail("--health-interval-ms must be at least 10");
-  if (*breaker_failures < 1 || *breaker_cooldown < 0) flags.Fail("bad breaker settings");
+  if (*breaker_failures < 1 || *breaker_cooldown < 0 || *breaker_max_cooldown < *breaker_cooldown)
+    flags.Fail("need --breaker-failures >= 1 and 0 <= --breaker-cooldown-ms <= --breaker-max-cooldown-ms");
+  if (!(*max_ejection >= 0 && *max_ejection <= 100)) flags.Fail("--max-ejection-percent must be in [0, 100]");
+  if (!(*panic_threshold >= 0 && *panic_threshold <= 100)) flags.Fail("--panic-threshold must be in [0, 100]");
+  if (*health_timeout < 10) flags.Fail("--health-timeout-ms must be at least 10");
+  if (*suspect_after < 1) flags.Fail("--suspect-after-failed-checks must be at least 1");
+  if (*max_resumes < 0 || *max_resumes > 1000) flags.Fail("--max-resumes must be in [0, 1000]");
+  r1::gw::RoutingPolicy policy;
+  if (!r1::gw::ParseRoutingPolicy(*routing, &policy))
+    flags.Fail("--routing must be least-connections, load or prefix-aware");
+  if (!(*balance_abs >= 0) || !(*balance_rel >= 0))
+    flags.Fail("--routing-balance-abs and --routing-balance-rel must be >= 0");
   if (*dns_refresh <= 0) flags.Fail("--dns-refresh must be positive");
   if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*header_timeout < 1 || *idle_timeout < 1 || *body_timeout < 1 || *request_timeout <= 0)
@@ -78,6 +99,8 @@ int main(int argc, char** argv) {
   if (!(*request_timeout <= 1e8)) flags.Fail("--request-timeout must be at most 1e8 seconds");
   if (!(*first_token_timeout >= 0 && *first_token_timeout <= 1e8))
     flags.Fail("--first-token-timeout must be in [0, 1e8] seconds");
+  if (!(*stall_timeout >= 0 && *stall_timeout <= 1e8))
+    flags.Fail("--stall-timeout must be in [0, 1e8] seconds");
   if (!(*lingering_time >= 0 && *lingering_time <= 3600)) flags.Fail("--lingering-time must be in [0, 3600]");
   if (!(*write_timeout >= 0 && *write_timeout <= 1e8)) flags.Fail("--write-timeout must be in [0, 1e8] seconds");
   if (*max_buffered_output < 1024) flags.Fail("--max-buffered-output-bytes must be at least 1024");
@@ -99,6 +122,8 @@ int main(int argc, char** argv) {
   gopts.reasoning_split = !*no_split;
   gopts.request_timeout_s = *request_timeout;
   gopts.first_token_timeout_s = *first_token_timeout;
+  gopts.stall_timeout_s = *stall_timeout;
+  gopts.max_resumes = static_cast<int>(*max_resumes);
   gopts.metrics_route = metrics_listen->empty();
 
   r1::gw::PoolOptions popts;
@@ -122,6 +147,14 @@ int main(int argc, char** argv) {
   popts.breaker.failure_threshold = static_cast<int>(*breaker_failures);
   popts.breaker.cooldown = std::chrono::milliseconds(*breaker_cooldown);
   popts.stream_window_bytes = static_cast<int>(*stream_window);
+  popts.breaker.max_cooldown = std::chrono::milliseconds(*breaker_max_cooldown);
+  popts.health_timeout_ms = static_cast<int>(*health_timeout);
+  popts.suspect_after_failed_checks = static_cast<int>(*suspect_after);
+  popts.max_ejection_percent = *max_ejection;
+  popts.panic_threshold_percent = *panic_threshold;
+  popts.routing.policy = policy;
+  popts.routing.balance_abs = *balance_abs;
+  popts.routing.balance_rel = *balance_rel;
   auto security = r1::gw::LoadChannelSecurity(
       {*worker_tls_ca, *worker_tls_cert, *worker_tls_key, *worker_tls_name, *worker_token});
   if (!security.ok()) flags.Fail(std::string(security.status().message()));
@@ -174,8 +207,8 @@ int main(int argc, char** argv) {
   }
   const r1::gw::ChannelSecurity& sec = popts.security;
   R1_LOG(INFO) << "r1-gateway listening on port " << server.port() << " with "
-               << pool.Snapshot().size() << " worker(s), reached over "
-               << (!sec.tls() ? "plaintext" : sec.cert.empty() ? "TLS" : "mTLS")
+               << pool.Snapshot().size() << " worker(s), routing " << *routing
+               << ", reached over " << (!sec.tls() ? "plaintext" : sec.cert.empty() ? "TLS" : "mTLS")
                << (sec.token.empty() ? "" : " + token");
   std::printf("LISTENING %d\n", server.port());
   std::fflush(stdout);

@@ -32,6 +32,24 @@ GatewayMetrics::GatewayMetrics()
                    .Name("r1_gateway_retries_total")
                    .Help("Retries, by the failure that caused them")
                    .Register(*registry_)),
+      resumes_(prometheus::BuildCounter()
+                   .Name("r1_gateway_stream_resumes_total")
+                   .Help("Choices resumed on another worker after output, by the failure that "
+                         "caused it; limit_reached counts those --max-resumes refused")
+                   .Register(*registry_)),
+      ejections_(prometheus::BuildCounter()
+                     .Name("r1_gateway_ejections_total")
+                     .Help("Times a worker's breaker ejected it for consecutive failures")
+                     .Register(*registry_)),
+      suspects_(prometheus::BuildCounter()
+                    .Name("r1_gateway_worker_suspect_total")
+                    .Help("Times a worker failed --suspect-after-failed-checks health checks "
+                          "in a row and its attempts were moved elsewhere")
+                    .Register(*registry_)),
+      panic_(prometheus::BuildGauge()
+                 .Name("r1_gateway_panic_mode")
+                 .Help("1 while too few workers are left un-ejected and ejections are ignored")
+                 .Register(*registry_)),
       ttft_family_(prometheus::BuildHistogram()
                        .Name("r1_gateway_time_to_first_token_seconds")
                        .Help("From request arrival until the first token reached the gateway")
@@ -58,15 +76,32 @@ GatewayMetrics::GatewayMetrics()
                             .Register(*registry_)
                             .Add({})),
       ttft_(&ttft_family_.Add({}, LatencyBuckets())),
-      e2e_(&e2e_family_.Add({}, LatencyBuckets())) {}
+      e2e_(&e2e_family_.Add({}, LatencyBuckets())) {
+  // Zero series for the usual reasons, so that dashboards see the metric before any resume.
+  for (const char* reason : {"unavailable", "internal", "unknown", "stalled", "worker_suspect",
+                             "limit_reached"})
+    resumes_.Add({{"reason", reason}});
+}
+
+namespace {
+// Brings a counter up to a total kept elsewhere.
+void CatchUp(prometheus::Counter& c, uint64_t total) {
+  const double behind = static_cast<double>(total) - c.Value();
+  if (behind > 0) c.Increment(behind);
+}
+}  // namespace
 
 void GatewayMetrics::Refresh(const WorkerPool& pool) {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
   for (auto& w : pool.Snapshot()) {
     prometheus::Labels l = {{"worker", w->address()}};
     active_streams_.Add(l).Set(static_cast<double>(w->active.load()));
     breaker_state_.Add(l).Set(static_cast<double>(w->breaker().State()));
     worker_healthy_.Add(l).Set(w->healthy && !w->removed ? 1 : 0);
+    CatchUp(ejections_.Add(l), w->breaker().ejections_total());
+    CatchUp(suspects_.Add(l), w->suspect_count());
   }
+  panic_.Add({}).Set(pool.InPanic() ? 1 : 0);
   if (connection_count_) open_connections_.Set(static_cast<double>(connection_count_()));
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <prometheus/counter.h>
@@ -25,6 +26,7 @@ class GatewayMetrics {
   void Rejected(const std::string& reason) { rejected_.Add({{"reason", reason}}).Increment(); }
   void Attempt(const std::string& worker) { attempts_.Add({{"worker", worker}}).Increment(); }
   void Retry(const std::string& reason) { retries_.Add({{"reason", reason}}).Increment(); }
+  void Resume(const std::string& reason) { resumes_.Add({{"reason", reason}}).Increment(); }
   void TimeToFirstToken(double s) { ttft_->Observe(s); }
   void EndToEnd(double s) { e2e_->Observe(s); }
   // Where the open-connections gauge reads its value (the HTTP server's count).
@@ -36,11 +38,16 @@ class GatewayMetrics {
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
  private:
+  std::mutex refresh_mu_;  // one refresh at a time brings the counters up to date
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& attempts_;
   prometheus::Family<prometheus::Counter>& retries_;
+  prometheus::Family<prometheus::Counter>& resumes_;
+  prometheus::Family<prometheus::Counter>& ejections_;
+  prometheus::Family<prometheus::Counter>& suspects_;
+  prometheus::Family<prometheus::Gauge>& panic_;
   prometheus::Family<prometheus::Histogram>& ttft_family_;
   prometheus::Family<prometheus::Histogram>& e2e_family_;
   prometheus::Family<prometheus::Gauge>& active_streams_;

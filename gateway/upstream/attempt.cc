@@ -6,6 +6,16 @@
 
 namespace r1::gw {
 
+const char* AttemptEndName(AttemptEnd e) {
+  switch (e) {
+    case AttemptEnd::kCall: return "call";
+    case AttemptEnd::kFirstTokenTimeout: return "first_token_timeout";
+    case AttemptEnd::kStallTimeout: return "stalled";
+    case AttemptEnd::kWorkerSuspect: return "worker_suspect";
+  }
+  return "?";
+}
+
 std::shared_ptr<Attempt> Attempt::Start(const AttemptEnv& env, std::shared_ptr<Strand> strand,
                                         WorkerLease lease,
                                         const r1serve::v1::GenerateRequest& request,
@@ -21,20 +31,25 @@ Attempt::Attempt(const AttemptEnv& env, std::shared_ptr<Strand> strand, WorkerLe
     : env_(env),
       strand_(std::move(strand)),
       lease_(std::move(lease)),
-      first_token_timer_(strand_->NewTimer()),
+      watch_timer_(strand_->NewTimer()),
       on_message_(std::move(on_message)),
       on_end_(std::move(on_end)) {}
 
 // The lease's destructor abandons it if the attempt never ended (its strand stopped).
-Attempt::~Attempt() = default;
+Attempt::~Attempt() {
+  if (suspect_listener_) lease_.worker().RemoveSuspectListener(suspect_listener_);
+}
 
 void Attempt::Begin(const r1serve::v1::GenerateRequest& request) {
-  if (env_.first_token_timeout > Clock::Duration::zero()) {
-    std::weak_ptr<Attempt> weak = weak_from_this();
-    first_token_timer_->Start(env_.first_token_timeout, [weak] {
-      if (auto self = weak.lock()) self->OnFirstTokenTimeout();
+  started_at_ = env_.clock->Now();
+  ArmWatch();
+  std::weak_ptr<Attempt> weak = weak_from_this();
+  std::shared_ptr<Strand> strand = strand_;
+  suspect_listener_ = lease_.worker().AddSuspectListener([weak, strand] {
+    strand->Post([weak] {
+      if (auto self = weak.lock()) self->OnWorkerSuspect();
     });
-  }
+  });
   // The call's callbacks hold the attempt until the call is done; they run on gRPC threads
   // and only hop onto the strand.
   auto self = shared_from_this();
@@ -52,16 +67,58 @@ void Attempt::Begin(const r1serve::v1::GenerateRequest& request) {
       });
 }
 
+// One timer serves both limits, and messages do not touch it: when it fires early (a message
+// came since it was armed) it is armed again for the rest. A fast stream thus costs a timer
+// operation per stall period, not per token.
+void Attempt::ArmWatch() {
+  const Clock::Duration limit = got_first_ ? env_.stall_timeout : env_.first_token_timeout;
+  if (limit <= Clock::Duration::zero()) return watch_timer_->Cancel();
+  const Clock::TimePoint due = (got_first_ ? last_message_at_ : started_at_) + limit;
+  std::weak_ptr<Attempt> weak = weak_from_this();
+  watch_timer_->Start(std::max(due - env_.clock->Now(), Clock::Duration::zero()), [weak] {
+    if (auto self = weak.lock()) self->OnWatch();
+  });
+}
+
+void Attempt::OnWatch() {
+  if (ended_) return;
+  const Clock::Duration limit = got_first_ ? env_.stall_timeout : env_.first_token_timeout;
+  const Clock::TimePoint due = (got_first_ ? last_message_at_ : started_at_) + limit;
+  if (env_.clock->Now() < due) return ArmWatch();
+  char message[200];
+  std::snprintf(message, sizeof message,
+                got_first_ ? "worker %s sent nothing for %g s mid-stream (--stall-timeout)"
+                           : "worker %s sent no token within %g s (--first-token-timeout)",
+                lease_.worker().address().c_str(), std::chrono::duration<double>(limit).count());
+  lease_.MarkSuspect();
+  GiveUp(got_first_ ? AttemptEnd::kStallTimeout : AttemptEnd::kFirstTokenTimeout,
+         grpc::StatusCode::DEADLINE_EXCEEDED, message);
+}
+
+void Attempt::OnWorkerSuspect() {
+  if (ended_) return;
+  GiveUp(AttemptEnd::kWorkerSuspect, grpc::StatusCode::UNAVAILABLE,
+         "worker " + lease_.worker().address() + " failed its health checks");
+}
+
+void Attempt::GiveUp(AttemptEnd cause, grpc::StatusCode code, const std::string& message) {
+  if (call_) call_->Cancel();
+  cause_ = cause;
+  End(grpc::Status(code, message));
+}
+
 void Attempt::OnMessage(r1serve::v1::GenerateResponse&& m) {
   if (ended_) return;
+  last_message_at_ = env_.clock->Now();
   if (!got_first_) {
     got_first_ = true;
-    first_token_timer_->Cancel();
     lease_.Answered();
+    ArmWatch();  // from the first-token limit to the stall limit
   }
   if (m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED) {
     finish_ = m.finish_reason();
     error_message_ = m.error_message();
+    watch_timer_->Cancel();  // the stream is complete; only the call's status is to come
   }
   if (on_message_) on_message_(std::move(m));
   if (!ended_ && call_) call_->ReadNext();  // the next message once this one was taken
@@ -70,17 +127,6 @@ void Attempt::OnMessage(r1serve::v1::GenerateResponse&& m) {
 void Attempt::OnCallDone(const grpc::Status& status) {
   if (ended_) return;
   End(Outcome(status));
-}
-
-void Attempt::OnFirstTokenTimeout() {
-  if (ended_ || got_first_) return;
-  if (call_) call_->Cancel();
-  char message[160];
-  std::snprintf(message, sizeof message,
-                "worker %s sent no token within %g s (--first-token-timeout)",
-                lease_.worker().address().c_str(),
-                std::chrono::duration<double>(env_.first_token_timeout).count());
-  End(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, message));
 }
 
 grpc::Status Attempt::Outcome(const grpc::Status& call_status) const {
@@ -94,9 +140,15 @@ grpc::Status Attempt::Outcome(const grpc::Status& call_status) const {
   return grpc::Status::OK;
 }
 
+void Attempt::StopWatching() {
+  watch_timer_->Cancel();
+  if (suspect_listener_) lease_.worker().RemoveSuspectListener(suspect_listener_);
+  suspect_listener_ = 0;
+}
+
 void Attempt::End(const grpc::Status& outcome) {
   ended_ = true;
-  first_token_timer_->Cancel();
+  StopWatching();
   lease_.Release(outcome.error_code());
   EndFn on_end = std::move(on_end_);
   on_end_ = nullptr;
@@ -111,7 +163,7 @@ void Attempt::PauseReading(bool pause) {
 void Attempt::Cancel() {
   if (ended_) return;
   ended_ = true;
-  first_token_timer_->Cancel();
+  StopWatching();
   if (call_) call_->Cancel();
   lease_.Abandon();
   on_end_ = nullptr;

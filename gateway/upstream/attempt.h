@@ -1,14 +1,17 @@
 // One try of one choice on one worker (Envoy's UpstreamRequest). It owns:
 //   - the streaming Generate call, with its own gRPC deadline;
 //   - the lease on the worker (an active stream and the breaker's permission);
-//   - the first-token timeout: a worker that sends nothing in time is abandoned and counted
-//     against (DEADLINE_EXCEEDED), so a hung worker costs seconds, not the request deadline;
+//   - its watch on the worker: the first-token timeout (nothing before it) and the stall
+//     timeout (nothing for that long after the first token) abandon an unresponsive worker,
+//     count against it (DEADLINE_EXCEEDED) and mark it suspect until a health poll passes;
+//     and the health checker's verdict (the worker failed its polls) abandons it at once
+//     (UNAVAILABLE). A hung worker costs seconds, not the request deadline;
 //   - the outcome: what the call's end means (OK only for a proper finish reason), reported
 //     once to the breaker through the lease and once to the owner.
 //
 // Everything runs on the owner's strand; the call's callbacks are posted there. An attempt
-// ends exactly once: when its call ends, when its first-token timeout fires, or when its owner
-// cancels it. After that its owner hears nothing more from it.
+// ends exactly once: when its call ends, when a timeout fires, when its worker turns suspect, or
+// when its owner cancels it. After that its owner hears nothing more from it.
 #pragma once
 
 #include <functional>
@@ -27,8 +30,18 @@ struct AttemptEnv {
   const Clock* clock = nullptr;
   StartCallFn start_call;
   Clock::Duration first_token_timeout{};  // zero: none
+  Clock::Duration stall_timeout{};        // most time between messages after the first; zero: none
   Clock::Duration call_timeout{};         // each call's gRPC deadline, from its start
 };
+
+// Why an attempt ended.
+enum class AttemptEnd {
+  kCall,               // the call ended (its status and finish reason say how)
+  kFirstTokenTimeout,  // DEADLINE_EXCEEDED: nothing within first_token_timeout
+  kStallTimeout,       // DEADLINE_EXCEEDED: nothing for stall_timeout mid-stream
+  kWorkerSuspect,      // UNAVAILABLE: the health checker gave up on the worker
+};
+const char* AttemptEndName(AttemptEnd e);
 
 class Attempt : public std::enable_shared_from_this<Attempt> {
  public:
@@ -51,6 +64,7 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
   Worker& worker() const { return lease_.worker(); }
   bool got_first() const { return got_first_; }
   bool ended() const { return ended_; }
+  AttemptEnd end_cause() const { return cause_; }
 
  private:
   Attempt(const AttemptEnv& env, std::shared_ptr<Strand> strand, WorkerLease lease,
@@ -58,19 +72,28 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
   void Begin(const r1serve::v1::GenerateRequest& request);
   void OnMessage(r1serve::v1::GenerateResponse&& m);
   void OnCallDone(const grpc::Status& status);
-  void OnFirstTokenTimeout();
+  // The watch timer: due at the first-token deadline, then at the stall deadline.
+  void ArmWatch();
+  void OnWatch();
+  void OnWorkerSuspect();
+  void GiveUp(AttemptEnd cause, grpc::StatusCode code, const std::string& message);
   grpc::Status Outcome(const grpc::Status& call_status) const;
   void End(const grpc::Status& outcome);
+  void StopWatching();
 
   const AttemptEnv env_;
   std::shared_ptr<Strand> strand_;
   WorkerLease lease_;
-  std::unique_ptr<Timer> first_token_timer_;
+  std::unique_ptr<Timer> watch_timer_;
+  Clock::TimePoint started_at_{};
+  Clock::TimePoint last_message_at_{};
+  uint64_t suspect_listener_ = 0;
   std::shared_ptr<UpstreamCall> call_;
   MessageFn on_message_;
   EndFn on_end_;
   bool got_first_ = false;
   bool ended_ = false;
+  AttemptEnd cause_ = AttemptEnd::kCall;
   r1serve::v1::FinishReason finish_ = r1serve::v1::FINISH_REASON_UNSPECIFIED;
   std::string error_message_;  // with FINISH_REASON_ERROR
 };

@@ -5,17 +5,23 @@
 
 namespace r1::gw {
 
-std::optional<WorkerLease> WorkerLease::TryTake(std::shared_ptr<Worker> worker) {
+std::optional<WorkerLease> WorkerLease::TryTake(std::shared_ptr<Worker> worker,
+                                                bool ignore_breaker) {
+  if (ignore_breaker) return WorkerLease(std::move(worker), false);
   if (!worker->breaker().TryAcquire()) return std::nullopt;
-  return WorkerLease(std::move(worker));
+  return WorkerLease(std::move(worker), true);
 }
 
-WorkerLease::WorkerLease(std::shared_ptr<Worker> worker) : worker_(std::move(worker)), held_(true) {
+WorkerLease::WorkerLease(std::shared_ptr<Worker> worker, bool permitted)
+    : worker_(std::move(worker)), held_(true), permitted_(permitted) {
   ++worker_->active;
 }
 
 WorkerLease::WorkerLease(WorkerLease&& o) noexcept
-    : worker_(std::move(o.worker_)), held_(o.held_), answered_(o.answered_) {
+    : worker_(std::move(o.worker_)),
+      held_(o.held_),
+      answered_(o.answered_),
+      permitted_(o.permitted_) {
   o.held_ = false;
 }
 
@@ -38,9 +44,13 @@ void WorkerLease::Release(grpc::StatusCode outcome) {
   GiveBack();
 }
 
+void WorkerLease::MarkSuspect() {
+  if (held_) worker_->healthy = false;
+}
+
 void WorkerLease::Abandon() {
   if (!held_) return;
-  if (!answered_) worker_->breaker().OnAbandoned();
+  if (!answered_ && permitted_) worker_->breaker().OnAbandoned();
   GiveBack();
 }
 

@@ -1,5 +1,6 @@
 // An attempt's hold on a worker: one of the worker's active streams (what least-connections
-// balancing counts) and its circuit breaker's permission (the one probe while half-open).
+// balancing counts) and its circuit breaker's permission (the one probe while half-open; none
+// in panic mode, which ignores ejections).
 // Taken in one place (TryTake, from the pool's Pick) and given back exactly once, with the
 // breaker's verdict, in one place: Release with the attempt's outcome, or Abandon when its
 // owner dropped it. Destroying a lease that is still held abandons it.
@@ -19,7 +20,9 @@ class Worker;
 class WorkerLease {
  public:
   // Takes the breaker's permission and one active stream; nothing when the breaker refuses.
-  static std::optional<WorkerLease> TryTake(std::shared_ptr<Worker> worker);
+  // With `ignore_breaker` (panic mode) only the stream.
+  static std::optional<WorkerLease> TryTake(std::shared_ptr<Worker> worker,
+                                            bool ignore_breaker = false);
 
   WorkerLease(WorkerLease&& o) noexcept;
   WorkerLease& operator=(WorkerLease&&) = delete;
@@ -37,17 +40,21 @@ class WorkerLease {
   // breaker; anything else is a success unless Answered() said so already. UNAVAILABLE also
   // marks the worker unhealthy until its next health poll. Gives the stream back.
   void Release(grpc::StatusCode outcome);
+  // The attempt gave up on an unresponsive worker (its first-token or stall timeout): no new
+  // requests go there until a health poll passes again. Release follows.
+  void MarkSuspect();
   // The owner dropped the attempt (the client left, another choice failed): no verdict; a
   // half-open probe permission is freed. Gives the stream back.
   void Abandon();
 
  private:
-  explicit WorkerLease(std::shared_ptr<Worker> worker);
+  WorkerLease(std::shared_ptr<Worker> worker, bool permitted);
   void GiveBack();
 
   std::shared_ptr<Worker> worker_;
   bool held_ = false;
   bool answered_ = false;
+  bool permitted_ = false;  // holds the breaker's permission
 };
 
 }  // namespace r1::gw

@@ -13,8 +13,8 @@
 namespace r1::gw {
 
 Worker::Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-               const ChannelSecurity& security, int stream_window_bytes)
-    : address_(std::move(address)), breaker_(breaker, clock) {
+               const ChannelSecurity& security, int stream_window_bytes, EjectionGate* gate)
+    : address_(std::move(address)), breaker_(breaker, clock, gate) {
   grpc::ChannelArguments args;
   // A worker that comes back is found again quickly.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
@@ -44,6 +44,30 @@ bool Worker::GetLoad(r1serve::v1::LoadReport* report) const {
   return has_load_;
 }
 
+uint64_t Worker::AddSuspectListener(SuspectFn fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t id = next_listener_++;
+  listeners_.emplace(id, std::move(fn));
+  return id;
+}
+
+void Worker::RemoveSuspectListener(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listeners_.erase(id);
+}
+
+void Worker::MarkSuspect() {
+  healthy = false;
+  ++suspect_count_;
+  prefix_index_.Clear();  // a worker that comes back may have restarted with an empty cache
+  std::vector<SuspectFn> fns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, fn] : listeners_) fns.push_back(fn);
+  }
+  for (auto& fn : fns) fn();
+}
+
 bool ReportShowsPressure(const r1serve::v1::LoadReport& r, double threshold) {
   if (r.device_memory_total_bytes() > 0 &&
       static_cast<double>(r.device_memory_used_bytes()) >
@@ -53,14 +77,22 @@ bool ReportShowsPressure(const r1serve::v1::LoadReport& r, double threshold) {
 }
 
 WorkerPool::WorkerPool(PoolOptions options, const Clock* clock, Random* random)
-    : options_(std::move(options)), clock_(clock), random_(random) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      random_(random),
+      gate_(options_.max_ejection_percent),
+      checker_(std::chrono::milliseconds(options_.health_interval_ms),
+               std::chrono::milliseconds(options_.health_timeout_ms), clock,
+               [this] { return Snapshot(); },
+               [this](Worker& w, const PollResult& r) { ApplyPoll(w, r); }) {}
 
 WorkerPool::~WorkerPool() { Stop(); }
 
 void WorkerPool::Start() {
   SetAddresses({});
   PollOnce();
-  thread_ = std::thread([this] { Loop(); });
+  checker_.Start();
+  if (!options_.dns_name.empty()) dns_thread_ = std::thread([this] { DnsLoop(); });
 }
 
 void WorkerPool::Stop() {
@@ -69,7 +101,8 @@ void WorkerPool::Stop() {
     stop_ = true;
   }
   stop_cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (dns_thread_.joinable()) dns_thread_.join();
+  checker_.Stop();
 }
 
 void WorkerPool::SetAddresses(const std::vector<std::string>& dns_addresses) {
@@ -98,85 +131,122 @@ void WorkerPool::SetAddresses(const std::vector<std::string>& dns_addresses) {
     if (have.count(a)) continue;
     R1_LOG(INFO) << "worker " << a << " added";
     workers_.push_back(std::make_shared<Worker>(a, options_.breaker, clock_, options_.security,
-                                                options_.stream_window_bytes));
+                                                options_.stream_window_bytes, &gate_));
   }
+  gate_.SetWorkers(static_cast<int>(workers_.size()));
 }
 
-void WorkerPool::PollWorker(Worker* w) {
-  const Clock::WallTime deadline =
-      clock_->WallNow() + std::chrono::milliseconds(options_.health_timeout_ms);
-  grpc::ClientContext hctx;
-  hctx.set_deadline(deadline);
-  grpc::health::v1::HealthCheckRequest hreq;
-  grpc::health::v1::HealthCheckResponse hresp;
-  grpc::Status hs = w->health_stub()->Check(&hctx, hreq, &hresp);
-  bool healthy = hs.ok() && hresp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
-
-  grpc::ClientContext lctx;
-  lctx.set_deadline(deadline);
-  r1serve::v1::LoadRequest lreq;
-  r1serve::v1::LoadReport report;
-  grpc::Status ls = w->stub()->GetLoad(&lctx, lreq, &report);
+void WorkerPool::ApplyPoll(Worker& w, const PollResult& r) {
+  bool healthy = r.serving;
   // A worker that wants a token this gateway lacks (--worker-token-file) answers health
   // checks but nothing else.
-  if (ls.error_code() == grpc::StatusCode::UNAUTHENTICATED) healthy = false;
-  if (ls.ok()) {
-    w->SetLoad(report);
-    if (report.draining()) healthy = false;
-    if (ReportShowsPressure(report, options_.memory_threshold)) {
-      if (w->breaker().State() == BreakerState::kClosed) {
-        R1_LOG(WARNING) << "worker " << w->address() << " reports memory pressure ("
-                        << report.device_memory_used_bytes() << " of "
-                        << report.device_memory_total_bytes() << " bytes, KV "
-                        << report.kv_blocks_used() << "/" << report.kv_blocks_total()
-                        << "): breaker open";
-      }
-      w->breaker().OnPressure();
+  if (r.load_status.error_code() == grpc::StatusCode::UNAUTHENTICATED) healthy = false;
+  bool draining = false;
+  if (r.load_status.ok()) {
+    const r1serve::v1::LoadReport& report = r.report;
+    w.SetLoad(report);
+    draining = report.draining();
+    const bool pressure = ReportShowsPressure(report, options_.memory_threshold);
+    if (pressure != w.breaker().busy()) {
+      R1_LOG(WARNING) << "worker " << w.address()
+                      << (pressure ? " reports" : " no longer reports") << " memory pressure ("
+                      << report.device_memory_used_bytes() << " of "
+                      << report.device_memory_total_bytes() << " bytes held by live work, KV "
+                      << report.kv_blocks_used() << "/" << report.kv_blocks_total()
+                      << " blocks)" << (pressure ? ": no new requests until it ends" : "");
     }
+    w.breaker().OnLoadReport(pressure);
+    const uint64_t block = report.kv_block_size() > 0 ? report.kv_block_size() : 16;
+    w.prefix_index().SetCapacity(static_cast<size_t>(report.kv_blocks_total() * block *
+                                                     kRouteBytesPerToken / kRouteChunkBytes));
   }
-  if (healthy != w->healthy.load()) {
-    R1_LOG(INFO) << "worker " << w->address() << (healthy ? " healthy" : " unhealthy");
+  // A draining worker finishes its streams: unhealthy for new work, not suspect.
+  if (draining) healthy = false;
+  if (healthy) {
+    w.failed_checks = 0;
+  } else if (!draining && ++w.failed_checks == options_.suspect_after_failed_checks) {
+    const std::string why =
+        !r.health_status.ok()
+            ? "health check failed: " + std::string(r.health_status.error_message())
+            : "health check says NOT_SERVING";
+    R1_LOG(WARNING) << "worker " << w.address() << " is suspect after "
+                    << options_.suspect_after_failed_checks << " failed health checks (" << why
+                    << "): its attempts retry or resume elsewhere";
+    w.MarkSuspect();
+  }
+  if (healthy != w.healthy.load()) {
+    R1_LOG(INFO) << "worker " << w.address() << (healthy ? " healthy" : " unhealthy");
   }
   // Why, once per outage: a TLS or token mismatch otherwise shows only as 503s.
-  if (!healthy && !w->outage_logged) {
-    const grpc::Status& why = !hs.ok() ? hs : ls;
-    R1_LOG(WARNING) << "worker " << w->address() << " not usable: "
-                    << (why.ok() ? "not serving" : why.error_message());
+  if (!healthy && !w.outage_logged) {
+    const grpc::Status& why = !r.health_status.ok() ? r.health_status : r.load_status;
+    R1_LOG(WARNING) << "worker " << w.address() << " not usable: "
+                    << (why.ok() ? (draining ? "draining" : "not serving") : why.error_message());
   }
-  w->outage_logged = !healthy;
-  w->healthy = healthy;
+  w.outage_logged = !healthy;
+  w.healthy = healthy;
 }
 
-void WorkerPool::PollOnce() {
-  for (auto& w : Snapshot()) PollWorker(w.get());
-}
+void WorkerPool::PollOnce() { checker_.PollAllNow(); }
 
-void WorkerPool::Loop() {
-  auto next_dns = clock_->Now();
+void WorkerPool::DnsLoop() {
   while (true) {
-    if (!options_.dns_name.empty() && clock_->Now() >= next_dns) {
-      auto resolved = ResolveHostPort(options_.dns_name);
-      if (resolved.ok()) {
-        SetAddresses(*resolved);
-      } else {
-        R1_LOG(WARNING) << "resolving " << options_.dns_name << ": " << resolved.status().message();
-      }
-      next_dns = clock_->Now() + std::chrono::milliseconds(
-                                     static_cast<int64_t>(options_.dns_refresh_s * 1000));
+    auto resolved = ResolveHostPort(options_.dns_name);
+    if (resolved.ok()) {
+      SetAddresses(*resolved);
+    } else {
+      R1_LOG(WARNING) << "resolving " << options_.dns_name << ": " << resolved.status().message();
     }
-    PollOnce();
     std::unique_lock<std::mutex> lock(stop_mu_);
-    if (stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.health_interval_ms),
+    if (stop_cv_.wait_for(lock,
+                          std::chrono::milliseconds(
+                              static_cast<int64_t>(options_.dns_refresh_s * 1000)),
                           [this] { return stop_; }))
       return;
   }
 }
 
-std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried) {
-  std::vector<std::shared_ptr<Worker>> usable = Snapshot();
+RouteCandidate WorkerPool::CandidateFor(Worker& w, const RouteKey* key) const {
+  RouteCandidate c;
+  c.streams = w.active.load();
+  r1serve::v1::LoadReport r;
+  if (w.GetLoad(&r)) {
+    c.running = r.running();
+    c.waiting = r.waiting();
+    if (r.kv_blocks_total() > 0)
+      c.kv_usage = static_cast<double>(r.kv_blocks_used()) / static_cast<double>(r.kv_blocks_total());
+    if (key && r.prefix_caching() && options_.routing.policy == RoutingPolicy::kPrefixAware)
+      c.prefix_chunks = w.prefix_index().Match(*key);
+  }
+  return c;
+}
+
+bool WorkerPool::PanicAmong(const std::vector<std::shared_ptr<Worker>>& healthy) const {
+  size_t in = 0;
+  for (auto& w : healthy)
+    if (!w->breaker().ejected()) ++in;
+  return static_cast<double>(in) * 100 <
+         options_.panic_threshold_percent * static_cast<double>(healthy.size());
+}
+
+std::vector<std::shared_ptr<Worker>> WorkerPool::Healthy() const {
+  std::vector<std::shared_ptr<Worker>> out;
+  for (auto& w : Snapshot())
+    if (w->healthy && !w->removed) out.push_back(w);
+  return out;
+}
+
+std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried,
+                                            const RouteKey* key, bool resume) {
+  std::vector<std::shared_ptr<Worker>> usable = Healthy();
+  // Panic: too many healthy workers are ejected for failures; use every healthy one that is
+  // not busy, ejected or not, rather than pile the load onto the few left.
+  const bool panic = PanicAmong(usable);
   usable.erase(std::remove_if(usable.begin(), usable.end(),
-                              [](const std::shared_ptr<Worker>& w) {
-                                return w->removed || !w->healthy || !w->breaker().CanAcquire();
+                              [panic, resume](const std::shared_ptr<Worker>& w) {
+                                r1serve::v1::LoadReport r;
+                                if (resume && !(w->GetLoad(&r) && r.resume())) return true;
+                                return panic ? w->breaker().busy() : !w->breaker().CanAcquire();
                               }),
                usable.end());
   // Prefer workers this request has not tried yet.
@@ -185,20 +255,25 @@ std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tr
     if (std::find(tried.begin(), tried.end(), w.get()) == tried.end()) fresh.push_back(w);
   if (!fresh.empty()) usable.swap(fresh);
   while (!usable.empty()) {
-    std::vector<int64_t> loads;
-    for (auto& w : usable) loads.push_back(w->active.load());
-    int i = PickLeastLoaded(loads, random_);
-    if (auto lease = WorkerLease::TryTake(usable[i])) return lease;
+    std::vector<RouteCandidate> candidates;
+    for (auto& w : usable) candidates.push_back(CandidateFor(*w, key));
+    const int i = ChooseWorker(options_.routing, candidates, random_);
+    if (auto lease = WorkerLease::TryTake(usable[i], /*ignore_breaker=*/panic)) {
+      if (key && options_.routing.policy == RoutingPolicy::kPrefixAware)
+        usable[i]->prefix_index().Insert(*key);
+      return lease;
+    }
     usable.erase(usable.begin() + i);  // lost the half-open probe to another request
   }
   return std::nullopt;
 }
 
 std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address) {
-  auto w = std::make_shared<Worker>(address, options_.breaker, clock_);
+  auto w = std::make_shared<Worker>(address, options_.breaker, clock_, options_.security, &gate_);
   w->healthy = true;
   std::lock_guard<std::mutex> lock(mu_);
   workers_.push_back(w);
+  gate_.SetWorkers(static_cast<int>(workers_.size()));
   return w;
 }
 
@@ -207,21 +282,17 @@ std::vector<std::shared_ptr<Worker>> WorkerPool::Snapshot() const {
   return workers_;
 }
 
-bool WorkerPool::AnyHealthy() const {
-  for (auto& w : Snapshot())
-    if (w->healthy && !w->removed) return true;
-  return false;
-}
+bool WorkerPool::AnyHealthy() const { return !Healthy().empty(); }
 
 bool WorkerPool::AllBreakersOpen() const {
-  bool any = false;
-  for (auto& w : Snapshot()) {
-    if (!w->healthy || w->removed) continue;
-    any = true;
+  const std::vector<std::shared_ptr<Worker>> healthy = Healthy();
+  if (healthy.empty()) return false;
+  for (auto& w : healthy)
     if (w->breaker().CanAcquire()) return false;
-  }
-  return any;
+  return true;
 }
+
+bool WorkerPool::InPanic() const { return PanicAmong(Healthy()); }
 
 std::vector<std::string> WorkerPool::ModelIds() const {
   std::set<std::string> ids;

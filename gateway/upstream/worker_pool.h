@@ -1,12 +1,23 @@
 // The workers behind the gateway: a static list (--workers) plus the addresses of a DNS name
-// re-resolved periodically (a Kubernetes headless service). A background thread polls each
-// worker's grpc.health.v1 Check and Inference.GetLoad; load reports showing memory pressure
-// open the worker's circuit breaker. Pick() is least connections among healthy workers whose
-// breaker lets a request through.
+// re-resolved periodically (a Kubernetes headless service). A HealthChecker polls each worker's
+// grpc.health.v1 Check and Inference.GetLoad, concurrently and each on its own schedule; load
+// reports feed the breakers (memory pressure: busy) and routing (running, waiting, KV use).
+// A worker that fails --suspect-after-failed-checks polls in a row (stopped, hung: its engine
+// watchdog says NOT_SERVING, or gone) is suspect: the attempts on it hear at once, so that
+// they retry or resume elsewhere instead of waiting for their own timeouts.
+//
+// Pick() routes (routing.h) among healthy workers whose breaker lets a request through, unless
+// fewer than --panic-threshold percent of the healthy workers are left once the ejected ones
+// (breakers opened by failures) are taken out: then, as in Envoy's panic mode, ejections are
+// ignored and every healthy worker that is not busy may be picked. Workers failing their health
+// checks are never picked (unlike Envoy): they are dead, stopped or hung, and would cost a
+// timeout each.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,9 +28,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/clock.h"
-#include "common/status.h"
 #include "common/random.h"
+#include "common/status.h"
 #include "gateway/upstream/circuit_breaker.h"
+#include "gateway/upstream/health_checker.h"
+#include "gateway/upstream/prefix_index.h"
+#include "gateway/upstream/routing.h"
 #include "gateway/upstream/worker_channel.h"
 #include "gateway/upstream/worker_lease.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -32,19 +46,32 @@ class Worker {
   // stream_window_bytes: the HTTP/2 flow-control window of each Generate stream, what a
   // worker may send ahead of what the gateway read (PoolOptions::stream_window_bytes).
   Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-         const ChannelSecurity& security = {}, int stream_window_bytes = 8192);
+         const ChannelSecurity& security = {}, int stream_window_bytes = 8192,
+         EjectionGate* gate = nullptr);
   const std::string& address() const { return address_; }
   r1serve::v1::Inference::Stub* stub() { return stub_.get(); }
   grpc::health::v1::Health::Stub* health_stub() { return health_.get(); }
   CircuitBreaker& breaker() { return breaker_; }
+  PrefixIndex& prefix_index() { return prefix_index_; }
 
   std::atomic<int64_t> active{0};  // streams in flight through this gateway
   std::atomic<bool> healthy{false};
   std::atomic<bool> removed{false};  // gone from DNS: no new requests
-  bool outage_logged = false;  // the poller thread's: why it is unhealthy was logged
+  std::atomic<int> failed_checks{0};  // health polls failed in a row
+  bool outage_logged = false;  // the health checker's: why it is unhealthy was logged
 
   void SetLoad(const r1serve::v1::LoadReport& report);
   bool GetLoad(r1serve::v1::LoadReport* report) const;
+
+  // Attempts running on this worker listen for it turning suspect. Listeners run on the
+  // health checker's thread and must not block.
+  using SuspectFn = std::function<void()>;
+  uint64_t AddSuspectListener(SuspectFn fn);
+  void RemoveSuspectListener(uint64_t id);
+  // Unhealthy until a health poll passes again, its prefix index forgotten, and every
+  // listener told.
+  void MarkSuspect();
+  uint64_t suspect_count() const { return suspect_count_; }
 
  private:
   std::string address_;
@@ -52,9 +79,13 @@ class Worker {
   std::unique_ptr<r1serve::v1::Inference::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   CircuitBreaker breaker_;
+  PrefixIndex prefix_index_;
   mutable std::mutex mu_;
   r1serve::v1::LoadReport load_;
   bool has_load_ = false;
+  std::map<uint64_t, SuspectFn> listeners_;
+  uint64_t next_listener_ = 1;
+  std::atomic<uint64_t> suspect_count_{0};
 };
 
 struct PoolOptions {
@@ -63,8 +94,12 @@ struct PoolOptions {
   double dns_refresh_s = 10;
   int health_interval_ms = 1000;
   int health_timeout_ms = 1000;
+  int suspect_after_failed_checks = 2;
   double memory_threshold = 0.90;  // of device_memory_total_bytes
   BreakerOptions breaker;
+  double max_ejection_percent = 50;
+  double panic_threshold_percent = 50;
+  RoutingOptions routing;
   ChannelSecurity security;  // TLS and token for the worker channels
   // Each Generate stream's HTTP/2 window: what a worker may send that the gateway has not
   // read. Fixed (no BDP probing), so that a paused stream (a client that stopped reading)
@@ -84,14 +119,19 @@ class WorkerPool {
   void Start();
   void Stop();
 
-  // Least connections among usable workers, preferring ones not in `tried`; takes a lease on
-  // the worker picked (an active stream and the breaker's permission). Empty when none is
-  // usable.
-  std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried);
+  // Routes a request (routing.h) among usable workers, preferring ones not in `tried`; takes a
+  // lease on the worker picked (an active stream and the breaker's permission). `key` is the
+  // prompt as prefix-aware routing sees it (may be null); `resume`: only workers whose load
+  // report says they continue resumed streams. Empty when none is usable.
+  std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried,
+                                  const RouteKey* key = nullptr, bool resume = false);
   std::vector<std::shared_ptr<Worker>> Snapshot() const;
   bool AnyHealthy() const;
   // Some worker is healthy but every healthy one has an open breaker.
   bool AllBreakersOpen() const;
+  // Fewer than --panic-threshold percent of the healthy workers are not ejected: ejections
+  // are ignored.
+  bool InPanic() const;
   // Model ids from the latest load reports.
   std::vector<std::string> ModelIds() const;
   // Polls every worker now (tests and startup).
@@ -99,18 +139,25 @@ class WorkerPool {
   // Adds a worker by hand, outside --workers and DNS, marked healthy (unit tests that run the
   // pool without Start()).
   std::shared_ptr<Worker> AddForTest(const std::string& address);
+  const PoolOptions& options() const { return options_; }
+  // Applies one health poll's result (the health checker's callback; public for tests).
+  void ApplyPoll(Worker& w, const PollResult& r);
 
  private:
   void SetAddresses(const std::vector<std::string>& dns_addresses);
-  void PollWorker(Worker* w);
-  void Loop();
+  void DnsLoop();
+  RouteCandidate CandidateFor(Worker& w, const RouteKey* key) const;
+  std::vector<std::shared_ptr<Worker>> Healthy() const;
+  bool PanicAmong(const std::vector<std::shared_ptr<Worker>>& healthy) const;
 
   const PoolOptions options_;
   const Clock* clock_;
   Random* random_;
+  EjectionGate gate_;
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<Worker>> workers_;
-  std::thread thread_;
+  HealthChecker checker_;
+  std::thread dns_thread_;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stop_ = false;

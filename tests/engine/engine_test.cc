@@ -1,8 +1,12 @@
 // The engine in-process over the tiny model: a failing step ends only the requests in it with
 // kError and the engine keeps serving; cancellation; preemption under a small cache gives the
-// same greedy ids; deltas add up to the usage counts; penalties against a hand-run decode
-// loop; the thinking budget's forced tokens and min_tokens through the samplers; KV-cache
-// sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on CPU.
+// The engine in-process over the tiny model: a failing step ends only the requests in it with
+// kError and the engine keeps serving; cancellation; preemption under a small cache gives the
+// same greedy ids, with the prefix cache too (against an engine without it); a resumed stream
+// continues exactly (greedy and sampled); deltas add up to the usage counts; penalties against
+// a hand-run decode loop; the thinking budget's forced tokens and min_tokens through the
+// samplers; KV-cache sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on
+// CPU.
 #include "worker/engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -35,9 +39,10 @@ class EngineTest : public ::testing::Test {
   static void TearDownTestSuite() { std::filesystem::remove_all(*dir_); }
 
   std::unique_ptr<Engine> Make(int64_t kv_bytes, int max_running = 8,
-                               ReasoningOptions reasoning = {}) {
+                               ReasoningOptions reasoning = {}, bool prefix_caching = true) {
     EngineOptions o;
     o.reasoning = std::move(reasoning);
+    o.enable_prefix_caching = prefix_caching;
     o.model_dir = *dir_;
     o.device = "cpu";
     o.dtype = "float32";
@@ -138,6 +143,99 @@ TEST_F(EngineTest, PreemptionByRecomputeKeepsGreedyIds) {
   }
   EXPECT_GT(tight->Load().preemptions, 0);
   EXPECT_EQ(IdleLoad(tight.get()).blocks_used, 0);
+}
+
+TEST_F(EngineTest, PrefixCacheUnderPreemptionAndCancellationKeepsGreedyIds) {
+  // Eight prompts sharing a 24-token prefix (six blocks of 4), each with its own tail.
+  std::vector<int32_t> shared;
+  for (int j = 0; j < 24; ++j) shared.push_back(300 + 13 * j);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) {
+    std::vector<int32_t> p = shared;
+    for (int j = 0; j < 3 + i; ++j) p.push_back(5000 + 97 * i + 11 * j);
+    prompts.push_back(p);
+  }
+  // The reference: each alone, no prefix cache, plenty of room.
+  std::vector<std::vector<int32_t>> want;
+  {
+    auto plain = Make(1 << 22, 8, {}, /*prefix_caching=*/false);
+    ASSERT_TRUE(plain);
+    for (const auto& p : prompts) {
+      auto s = std::make_shared<CollectingSink>();
+      ASSERT_TRUE(plain->Submit(Req(p, 20, s)).ok());
+      s->Wait();
+      want.push_back(s->ids);
+    }
+    EXPECT_EQ(plain->Load().prefix_cache_queries, 0);
+  }
+  // 48 blocks: the first request caches the prefix; then all eight at once (up to 12 blocks
+  // each) must take turns, preempted and recomputed from what is still cached; one is
+  // cancelled half-way.
+  auto tight = Make(48 * 1024);
+  ASSERT_TRUE(tight);
+  auto first = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(tight->Submit(Req(prompts[0], 20, first)).ok());
+  first->Wait();
+  EXPECT_EQ(first->ids, want[0]);
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (const auto& p : prompts) {
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(tight->Submit(Req(p, 20, sinks.back())).ok());
+  }
+  while (sinks[5]->Count() < 5 && !sinks[5]->done) std::this_thread::yield();
+  sinks[5]->cancel = true;
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    sinks[i]->Wait();
+    if (i == 5) {
+      EXPECT_EQ(sinks[i]->last.finish, FinishReason::kCancelled);
+      EXPECT_EQ(sinks[i]->ids, std::vector<int32_t>(want[i].begin(), want[i].begin() + sinks[i]->ids.size()));
+      continue;
+    }
+    EXPECT_EQ(sinks[i]->last.finish, FinishReason::kLength);
+    EXPECT_EQ(sinks[i]->ids, want[i]) << "request " << i;
+  }
+  EngineLoad l = IdleLoad(tight.get());
+  EXPECT_GT(l.preemptions, 0);
+  EXPECT_TRUE(l.prefix_caching);
+  // Every admission after the first found at least the shared prefix (24 tokens).
+  EXPECT_GE(l.prefix_cache_hits, 8 * 24);
+  EXPECT_GT(l.prefix_cache_queries, l.prefix_cache_hits);
+  EXPECT_EQ(l.blocks_used, 0);  // cached blocks are free
+}
+
+TEST_F(EngineTest, AResumedStreamContinuesExactly) {
+  auto engine = Make(1 << 22);
+  ASSERT_TRUE(engine);
+  const std::vector<int32_t> prompt = {11, 22, 33, 44, 55, 66, 77};
+  for (bool sampled : {false, true}) {
+    auto request = [&](std::shared_ptr<CollectingSink> sink) {
+      EngineRequest r = Req(prompt, 30, std::move(sink));
+      if (sampled) {
+        r.sampling.temperature = 0.9f;
+        r.sampling.top_p = 0.95f;
+        r.sampling.presence_penalty = 0.5f;
+        r.sampling.repetition_penalty = 1.2f;
+        r.sampling.seed = 1234;
+      }
+      return r;
+    };
+    auto whole = std::make_shared<CollectingSink>();
+    ASSERT_TRUE(engine->Submit(request(whole)).ok());
+    whole->Wait();
+    ASSERT_EQ(whole->ids.size(), 30u);
+    // Another worker delivered the first 12: this one is asked for the other 18.
+    auto rest = std::make_shared<CollectingSink>();
+    EngineRequest r = request(rest);
+    r.resume_output.assign(whole->ids.begin(), whole->ids.begin() + 12);
+    r.max_tokens = 18;
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    rest->Wait();
+    EXPECT_EQ(rest->ids, std::vector<int32_t>(whole->ids.begin() + 12, whole->ids.end()))
+        << (sampled ? "sampled" : "greedy");
+    EXPECT_EQ(rest->last.finish, FinishReason::kLength);
+    EXPECT_EQ(rest->last.prompt_tokens, 7);
+    EXPECT_EQ(rest->last.completion_tokens, 30);
+  }
 }
 
 TEST_F(EngineTest, TimingsComeFromTheInjectedClock) {
@@ -269,12 +367,17 @@ TEST_F(EngineTest, PenaltiesCountEachOutputTokenOnce) {
 // The tiny model has the real vocabulary: <think> 151648, </think> 151649, EOS 151643.
 constexpr int32_t kThink = 151648, kThinkEnd = 151649, kTinyEos = 151643;
 
-TEST_F(EngineTest, AThinkingBudgetForcesItsMessageAndThinkEndThroughTheSampler) {
+// The tiny model's thought markers, and a budget message of two tokens.
+ReasoningOptions Thinking() {
   ReasoningOptions reasoning;
   reasoning.think_start_id = kThink;
   reasoning.think_end_id = kThinkEnd;
   reasoning.budget_message = {100, 200};
-  auto engine = Make(1 << 20, 8, reasoning);
+  return reasoning;
+}
+
+TEST_F(EngineTest, AThinkingBudgetForcesItsMessageAndThinkEndThroughTheSampler) {
+  auto engine = Make(1 << 20, 8, Thinking());
   ASSERT_TRUE(engine);
   auto free_sink = std::make_shared<CollectingSink>();
   ASSERT_TRUE(engine->Submit(Req({5, 6, kThink}, 10, free_sink)).ok());
@@ -298,6 +401,31 @@ TEST_F(EngineTest, AThinkingBudgetForcesItsMessageAndThinkEndThroughTheSampler) 
               (std::vector<int32_t>{100, 200, kThinkEnd}))
         << "temperature " << temperature;
     EXPECT_EQ(sink->last.reasoning_tokens, 5);
+  }
+}
+
+TEST_F(EngineTest, AResumedStreamKeepsItsThinkingBudgetState) {
+  auto engine = Make(1 << 20, 8, Thinking());
+  ASSERT_TRUE(engine);
+  auto request = [&](int32_t max_tokens, std::shared_ptr<CollectingSink> sink) {
+    EngineRequest r = Req({5, 6, kThink}, max_tokens, std::move(sink));
+    r.thinking_token_budget = 3;
+    return r;
+  };
+  auto whole = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(engine->Submit(request(10, whole)).ok());
+  whole->Wait();
+  ASSERT_EQ(whole->ids.size(), 10u);
+  // Cut before the budget ends, at its end, inside the forced message, and after "</think>".
+  for (int cut : {2, 3, 4, 5, 7}) {
+    auto rest = std::make_shared<CollectingSink>();
+    EngineRequest r = request(10 - cut, rest);
+    r.resume_output.assign(whole->ids.begin(), whole->ids.begin() + cut);
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    rest->Wait();
+    EXPECT_EQ(rest->ids, std::vector<int32_t>(whole->ids.begin() + cut, whole->ids.end())) << "cut " << cut;
+    EXPECT_EQ(rest->last.reasoning_tokens, whole->last.reasoning_tokens) << "cut " << cut;
+    EXPECT_EQ(rest->last.completion_tokens, 10);
   }
 }
 

@@ -152,5 +152,69 @@ TEST(OutputProcessor, EndingCarriesTheTotals) {
   EXPECT_DOUBLE_EQ(d.ttft_ms, 0);
 }
 
+// A stream resumed after `prior` (another worker delivered those) against the same stream
+// undisturbed: the text after the boundary, the stop and the totals are the same.
+struct Resumed {
+  Resumed(EngineRequest r, std::vector<int32_t> prior) : f([&] {
+    r.resume_output = std::move(prior);
+    return r;
+  }()) {
+    f.out.Resume(&f.req);
+  }
+  Fixture f;
+};
+
+TEST(OutputProcessor, AResumedStreamFindsAStopStringAcrossTheBoundary) {
+  EngineRequest r = Req();
+  r.stop = {"ld!"};
+  Fixture whole(r);
+  std::vector<std::string> texts;
+  for (int32_t tok : {1, 2, 3}) texts.push_back(whole.Feed(tok).text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"Hello", " wor", ""}));  // "ld" held back
+  const Delta end = whole.Feed(4);
+  ASSERT_EQ(end.finish, FinishReason::kStop);
+
+  // Another worker had delivered 1, 2, 3 (and the text "Hello wor"): this one goes on.
+  Resumed re(r, {1, 2, 3});
+  EXPECT_EQ(re.f.req.tokens, (std::vector<int32_t>{1, 2, 1, 2, 3}));
+  EXPECT_EQ(re.f.req.num_prompt, 2);
+  const Delta d = re.f.Feed(4);
+  EXPECT_EQ(d.finish, FinishReason::kStop);
+  EXPECT_EQ(d.matched_stop, "ld!");
+  EXPECT_EQ(d.text, end.text);
+  EXPECT_EQ(d.prompt_tokens, 2);
+  EXPECT_EQ(d.completion_tokens, 4);  // usage as the client saw it
+}
+
+TEST(OutputProcessor, AResumedStreamCompletesACharacterSplitAtTheBoundary) {
+  Fixture whole(Req());
+  EXPECT_EQ(whole.Feed(9).text, "");
+  EXPECT_EQ(whole.Feed(10).text, "\xC3\xA9");
+  Resumed re(Req(), {9});
+  EXPECT_EQ(re.f.Feed(10).text, "\xC3\xA9");
+}
+
+TEST(OutputProcessor, AResumedStreamCountsMaxTokensFromTheBoundary) {
+  EngineRequest r = Req();
+  r.max_tokens = 2;  // new tokens: the caller subtracted what was delivered
+  Resumed re(r, {1, 2, 3});
+  EXPECT_EQ(re.f.Feed(4).finish, FinishReason::kNone);
+  const Delta d = re.f.Feed(4);
+  EXPECT_EQ(d.finish, FinishReason::kLength);
+  EXPECT_EQ(d.completion_tokens, 5);
+}
+
+TEST(OutputProcessor, AResumedStreamSkipsTheSamplerDrawsAndFeedsThePenalties) {
+  EngineRequest r = Req();
+  r.sampling.temperature = 0.8f;
+  Resumed sampled(r, {1, 2, 3});
+  std::mt19937_64 want(1);  // the fixture's seed
+  want.discard(3);          // one uniform per sampled token
+  EXPECT_EQ(sampled.f.req.sampler.rng(), want());
+  EXPECT_EQ(sampled.f.req.sampler.output, (std::vector<int32_t>{1, 2, 3}));
+  Resumed greedy(Req(), {1, 2, 3});  // greedy rows draw nothing
+  EXPECT_EQ(greedy.f.req.sampler.rng(), std::mt19937_64(1)());
+}
+
 }  // namespace
 }  // namespace r1::engine

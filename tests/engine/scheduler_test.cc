@@ -16,8 +16,8 @@ std::unique_ptr<Sequence> MakeSeq(uint64_t id, int32_t prompt_len) {
 }
 
 // Runs the plan as the engine would: commit, then append a token to each sampled sequence.
-void RunStep(const StepPlan& plan) {
-  Scheduler::Commit(plan);
+void RunStep(Scheduler& s, const StepPlan& plan) {
+  s.Commit(plan);
   for (const ScheduledChunk& c : plan.chunks) {
     if (c.sample) c.seq->tokens.push_back(1);
   }
@@ -33,7 +33,7 @@ TEST(Scheduler, PrefillThenDecode) {
   EXPECT_EQ(p.chunks[0].num_new, 10);
   EXPECT_TRUE(p.chunks[0].sample);
   EXPECT_EQ(a->blocks.size(), 3u);
-  RunStep(p);
+  RunStep(s, p);
   p = s.Schedule();
   ASSERT_EQ(p.chunks.size(), 1u);
   EXPECT_EQ(p.chunks[0].num_new, 1);
@@ -48,7 +48,7 @@ TEST(Scheduler, ChunkedPrefillKeepsDecodesFlowing) {
   Scheduler s({4, /*token_budget=*/16, 4}, &alloc);
   auto a = MakeSeq(1, 3);
   s.Add(a.get());
-  RunStep(s.Schedule());  // a prefilled, now decoding
+  RunStep(s, s.Schedule());  // a prefilled, now decoding
   auto b = MakeSeq(2, 40);
   s.Add(b.get());
   for (int step = 0; step < 3; ++step) {
@@ -60,7 +60,7 @@ TEST(Scheduler, ChunkedPrefillKeepsDecodesFlowing) {
     EXPECT_EQ(p.chunks[1].num_new, step < 2 ? 15 : 10);
     EXPECT_EQ(p.chunks[1].sample, step == 2);
     EXPECT_LE(p.num_tokens, 16);
-    RunStep(p);
+    RunStep(s, p);
   }
   EXPECT_EQ(b->num_output(), 1);
 }
@@ -70,7 +70,7 @@ TEST(Scheduler, ShortPromptGoesBeforeALongPrefill) {
   Scheduler s({4, 16, 4}, &alloc);
   auto long_seq = MakeSeq(1, 100);
   s.Add(long_seq.get());
-  RunStep(s.Schedule());
+  RunStep(s, s.Schedule());
   auto short_seq = MakeSeq(2, 5);
   s.Add(short_seq.get());
   StepPlan p = s.Schedule();
@@ -103,13 +103,13 @@ TEST(Scheduler, PreemptsNewestWhenBlocksRunOutAndRecomputes) {
   auto b = MakeSeq(2, 4);
   s.Add(a.get());
   s.Add(b.get());
-  RunStep(s.Schedule());  // 2 blocks used, both have 5 tokens now
+  RunStep(s, s.Schedule());  // 2 blocks used, both have 5 tokens now
   EXPECT_EQ(alloc.num_used(), 2);
-  RunStep(s.Schedule());  // each needs a second block: 4 used, 6 tokens each
+  RunStep(s, s.Schedule());  // each needs a second block: 4 used, 6 tokens each
   EXPECT_EQ(alloc.num_used(), 4);
-  RunStep(s.Schedule());  // 7 tokens each
-  RunStep(s.Schedule());  // 8 tokens each
-  RunStep(s.Schedule());  // 9 tokens each (positions 0..7 cached)
+  RunStep(s, s.Schedule());  // 7 tokens each
+  RunStep(s, s.Schedule());  // 8 tokens each
+  RunStep(s, s.Schedule());  // 9 tokens each (positions 0..7 cached)
   // Position 8 needs a third block for a: no free block, so b (newest) is preempted.
   StepPlan p = s.Schedule();
   ASSERT_EQ(p.preempted.size(), 1u);
@@ -119,7 +119,7 @@ TEST(Scheduler, PreemptsNewestWhenBlocksRunOutAndRecomputes) {
   ASSERT_EQ(p.chunks.size(), 1u);
   EXPECT_EQ(p.chunks[0].seq, a.get());
   EXPECT_EQ(s.waiting().front(), b.get());
-  RunStep(p);
+  RunStep(s, p);
   // Once a finishes, b is prefilled again with its prompt and output (9 tokens), then samples.
   s.Remove(a.get());
   p = s.Schedule();
@@ -142,7 +142,7 @@ TEST(Scheduler, PartialPrefillsThatFillTheCacheDoNotDeadlock) {
     ASSERT_LT(++steps, 50) << "no progress";
     StepPlan p = s.Schedule();
     ASSERT_FALSE(p.chunks.empty());
-    RunStep(p);
+    RunStep(s, p);
     for (int i = 0; i < 2; ++i) {
       Sequence* q = i == 0 ? a.get() : b.get();
       if (!done[i] && q->num_output() == 1) {
@@ -173,7 +173,7 @@ TEST(Scheduler, LongPromptIsNotStarvedByShortOnes) {
         s.Add(shorts.back().get());
       }
       StepPlan p = s.Schedule();
-      RunStep(p);
+      RunStep(s, p);
       for (const ScheduledChunk& c : p.chunks) {
         if (c.seq == big.get() && first_fed < 0) first_fed = step;
         if (c.seq != big.get() && c.sample) s.Remove(c.seq);  // shorts end after one token
@@ -191,6 +191,128 @@ TEST(Scheduler, LongPromptIsNotStarvedByShortOnes) {
   // Once overdue it takes the whole budget: 200 tokens at 32 a step.
   EXPECT_LE(done_at, wait + 200 / 32 + 1);
   EXPECT_EQ(alloc.num_used(), 0);
+}
+
+}  // namespace
+}  // namespace r1::engine
+
+namespace r1::engine {
+namespace {
+
+// A sequence with the given tokens (all prompt).
+std::unique_ptr<Sequence> SeqOf(uint64_t id, std::vector<int32_t> tokens) {
+  auto s = std::make_unique<Sequence>();
+  s->id = id;
+  s->tokens = std::move(tokens);
+  s->num_prompt = s->num_tokens();
+  return s;
+}
+
+std::vector<int32_t> Ids(int32_t from, int32_t n) {
+  std::vector<int32_t> v;
+  for (int32_t i = 0; i < n; ++i) v.push_back(from + i);
+  return v;
+}
+
+std::vector<int32_t> Join(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Runs a sequence alone until it has `out` output tokens, then removes it.
+void RunToEnd(Scheduler& s, Sequence* q, int32_t out) {
+  s.Add(q);
+  for (int i = 0; i < 100 && q->num_output() < out; ++i) RunStep(s, s.Schedule());
+  s.Remove(q);
+}
+
+TEST(SchedulerPrefixCache, AdmissionStartsAfterTheCachedPrefix) {
+  BlockAllocator alloc(20, 4, /*prefix_caching=*/true);
+  Scheduler s({4, 64, 4}, &alloc);
+  auto a = SeqOf(1, Ids(100, 10));
+  RunToEnd(s, a.get(), 3);  // 13 tokens: blocks 0..2 full and registered
+  EXPECT_EQ(s.prefix_cache_queries(), 10);
+  EXPECT_EQ(s.prefix_cache_hits(), 0);
+  // The same 8 first tokens, then others: two blocks come from the cache.
+  auto b = SeqOf(2, Join(Ids(100, 8), Ids(900, 3)));
+  s.Add(b.get());
+  StepPlan p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].num_new, 3);
+  EXPECT_EQ(b->num_cached, 8);
+  EXPECT_TRUE(p.chunks[0].sample);
+  EXPECT_EQ(s.prefix_cache_queries(), 10 + 11);
+  EXPECT_EQ(s.prefix_cache_hits(), 8);
+  RunStep(s, p);
+  s.Remove(b.get());
+  // A prompt that is all cached still computes its last token (for the logits): 12 tokens,
+  // 3 cached blocks, but only 2 are taken.
+  auto c = SeqOf(3, Ids(100, 12));
+  s.Add(c.get());
+  p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(c->num_cached, 8);
+  EXPECT_EQ(p.chunks[0].num_new, 4);
+  RunStep(s, p);
+  s.Remove(c.get());
+  EXPECT_EQ(alloc.num_used(), 0);
+}
+
+TEST(SchedulerPrefixCache, APreemptedSequenceFindsItsBlocksAgain) {
+  BlockAllocator alloc(4, 4, /*prefix_caching=*/true);
+  Scheduler s({4, 64, 4}, &alloc);
+  auto a = SeqOf(1, Ids(10, 4));
+  auto b = SeqOf(2, Ids(50, 4));
+  s.Add(a.get());
+  s.Add(b.get());
+  for (int i = 0; i < 5; ++i) RunStep(s, s.Schedule());  // 9 tokens each, 2 blocks each
+  StepPlan p = s.Schedule();  // a needs a third block: b is preempted
+  ASSERT_EQ(p.preempted.size(), 1u);
+  ASSERT_EQ(p.preempted[0], b.get());
+  EXPECT_EQ(b->num_registered, 0);
+  RunStep(s, p);  // a's new block reclaimed b's cold tail; b's head is still cached
+  s.Remove(a.get());
+  const int64_t hits = s.prefix_cache_hits();
+  p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].seq, b.get());
+  EXPECT_EQ(b->num_cached, 4);       // the head block came back from the cache...
+  EXPECT_EQ(p.chunks[0].num_new, 5);  // ...so 5 of its 9 tokens are recomputed
+  EXPECT_EQ(s.prefix_cache_hits() - hits, 4);
+  RunStep(s, p);
+  EXPECT_EQ(b->num_registered, 2);
+}
+
+TEST(SchedulerPrefixCache, TheCachedPrefixCountsInShortestPrefillFirst) {
+  BlockAllocator alloc(100, 4, /*prefix_caching=*/true);
+  Scheduler s({4, /*token_budget=*/8, 4}, &alloc);
+  auto warm = SeqOf(1, Ids(100, 40));
+  RunToEnd(s, warm.get(), 1);
+  // 40 tokens of which 36 are cached (4 to compute) against 6 uncached ones: the first goes
+  // first, and both fit the 8-token budget only in that order.
+  auto shorter = SeqOf(2, Ids(500, 6));
+  auto cached = SeqOf(3, Ids(100, 40));
+  s.Add(shorter.get());
+  s.Add(cached.get());
+  StepPlan p = s.Schedule();
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[0].seq, cached.get());
+  EXPECT_EQ(p.chunks[0].num_new, 4);
+  EXPECT_EQ(p.chunks[1].seq, shorter.get());
+  EXPECT_EQ(p.chunks[1].num_new, 4);
+}
+
+TEST(SchedulerPrefixCache, OffCountsNothing) {
+  BlockAllocator alloc(20);
+  Scheduler s({4, 64, 4}, &alloc);
+  auto a = SeqOf(1, Ids(100, 10));
+  RunToEnd(s, a.get(), 2);
+  auto b = SeqOf(2, Ids(100, 10));
+  s.Add(b.get());
+  StepPlan p = s.Schedule();
+  EXPECT_EQ(p.chunks[0].num_new, 10);
+  EXPECT_EQ(s.prefix_cache_queries(), 0);
+  EXPECT_EQ(s.prefix_cache_hits(), 0);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The attempt on a fake clock, a hand-driven strand and scripted calls: its lease is given
-// back exactly once however it ends, its outcome reaches the breaker and its owner once, and
-// the first-token timeout abandons a silent worker.
+// back exactly once however it ends, its outcome reaches the breaker and its owner once, the
+// first-token and stall timeouts abandon a silent worker (and mark it suspect), and the health
+// checker's verdict on the worker ends the attempt at once.
 #include <gtest/gtest.h>
 
 #include "gateway/upstream/attempt.h"
@@ -26,6 +27,7 @@ class AttemptTest : public ::testing::Test {
     env_.clock = &clock_;
     env_.start_call = calls_.Starter();
     env_.first_token_timeout = 30s;
+    env_.stall_timeout = 20s;
     env_.call_timeout = 600s;
   }
 
@@ -121,7 +123,7 @@ TEST_F(AttemptTest, OutcomeFollowsTheFinishReason) {
 TEST_F(AttemptTest, NonFaultFailureIsTheWorkersProperAnswer) {
   // A half-open breaker lets one probe through; INVALID_ARGUMENT is a proper answer and
   // closes it.
-  worker_->breaker().OnPressure();
+  worker_->breaker().OnFailure();  // ejected for the 5 s cool-down
   clock_.Advance(6s);
   ASSERT_EQ(worker_->breaker().State(), BreakerState::kHalfOpen);
   auto a = Start();
@@ -134,7 +136,7 @@ TEST_F(AttemptTest, NonFaultFailureIsTheWorkersProperAnswer) {
 }
 
 TEST_F(AttemptTest, FirstTokenClosesAHalfOpenBreaker) {
-  worker_->breaker().OnPressure();
+  worker_->breaker().OnFailure();  // ejected for the 5 s cool-down
   clock_.Advance(6s);
   auto a = Start();
   call().Send(Piece("a"));
@@ -148,7 +150,7 @@ TEST_F(AttemptTest, FirstTokenClosesAHalfOpenBreaker) {
 }
 
 TEST_F(AttemptTest, CancelAbandonsWithoutAVerdict) {
-  worker_->breaker().OnPressure();
+  worker_->breaker().OnFailure();  // ejected for the 5 s cool-down
   clock_.Advance(6s);
   auto a = Start();
   ASSERT_FALSE(worker_->breaker().CanAcquire());  // the probe is ours
@@ -182,6 +184,8 @@ TEST_F(AttemptTest, FirstTokenTimeoutAbandonsASilentWorker) {
   EXPECT_TRUE(call().cancelled);
   EXPECT_EQ(worker_->active, 0);
   EXPECT_EQ(worker_->breaker().State(), BreakerState::kOpen);  // counted against it
+  EXPECT_FALSE(worker_->healthy);  // suspect until its next health poll passes
+  EXPECT_EQ(a->end_cause(), AttemptEnd::kFirstTokenTimeout);
   // The cancelled call's own end changes nothing.
   call().Send(Piece("late"));
   call().Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
@@ -192,6 +196,7 @@ TEST_F(AttemptTest, FirstTokenTimeoutAbandonsASilentWorker) {
 }
 
 TEST_F(AttemptTest, FirstTokenStopsTheTimeout) {
+  env_.stall_timeout = Clock::Duration::zero();
   auto a = Start();
   strand_->Advance(29s);
   call().Send(Piece("a"));
@@ -206,8 +211,68 @@ TEST_F(AttemptTest, FirstTokenStopsTheTimeout) {
   EXPECT_TRUE(ends_[0].ok());
 }
 
+TEST_F(AttemptTest, StallTimeoutCountsFromTheLastMessage) {
+  auto a = Start();
+  strand_->Advance(25s);
+  call().Send(Piece("a"));  // the first token: from now on at most 20 s between messages
+  for (int i = 0; i < 10; ++i) {
+    strand_->Advance(15s);
+    call().Send(Piece("b"));
+  }
+  strand_->Advance(19s);
+  EXPECT_TRUE(ends_.empty());
+  EXPECT_EQ(texts_.size(), 11u);
+  // Messages do not touch the timer: one armed, re-armed only when it fired early.
+  EXPECT_EQ(strand_->armed_timers(), 1u);
+  strand_->Advance(1s);
+  ASSERT_EQ(ends_.size(), 1u);
+  EXPECT_EQ(ends_[0].error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(ends_[0].error_message(),
+            "worker 127.0.0.1:1 sent nothing for 20 s mid-stream (--stall-timeout)");
+  EXPECT_EQ(a->end_cause(), AttemptEnd::kStallTimeout);
+  EXPECT_TRUE(call().cancelled);
+  EXPECT_FALSE(worker_->healthy);
+  EXPECT_EQ(worker_->active, 0);
+  EXPECT_EQ(strand_->armed_timers(), 0u);
+}
+
+TEST_F(AttemptTest, TheLastMessageStopsTheStallTimeout) {
+  auto a = Start();
+  call().Send(Piece("a", r1serve::v1::FINISH_REASON_STOP, 1));
+  strand_->Advance(1h);  // the call's status is late: no stall
+  EXPECT_TRUE(ends_.empty());
+  call().Done(grpc::Status::OK);
+  strand_->RunPending();
+  ASSERT_EQ(ends_.size(), 1u);
+  EXPECT_TRUE(ends_[0].ok());
+}
+
+TEST_F(AttemptTest, ASuspectWorkerEndsItsAttemptsAtOnce) {
+  auto a = Start();
+  auto b = Start();
+  call(0).Send(Piece("a"));
+  strand_->RunPending();
+  worker_->MarkSuspect();  // as the health checker does, from its own thread
+  EXPECT_TRUE(ends_.empty());  // the news hops onto the strand first
+  strand_->RunPending();
+  ASSERT_EQ(ends_.size(), 2u);
+  for (const auto& e : ends_) {
+    EXPECT_EQ(e.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(e.error_message(), "worker 127.0.0.1:1 failed its health checks");
+  }
+  EXPECT_EQ(a->end_cause(), AttemptEnd::kWorkerSuspect);
+  EXPECT_TRUE(call(0).cancelled);
+  EXPECT_TRUE(call(1).cancelled);
+  EXPECT_EQ(worker_->active, 0);
+  // Ended attempts stop listening.
+  worker_->MarkSuspect();
+  strand_->RunPending();
+  EXPECT_EQ(ends_.size(), 2u);
+}
+
 TEST_F(AttemptTest, ZeroTimeoutMeansNone) {
   env_.first_token_timeout = Clock::Duration::zero();
+  env_.stall_timeout = Clock::Duration::zero();
   auto a = Start();
   EXPECT_EQ(strand_->armed_timers(), 0u);
   strand_->Advance(1h);

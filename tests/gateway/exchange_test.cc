@@ -1,7 +1,8 @@
 // The exchange without a network: a real worker pool with hand-added workers, scripted calls,
 // a hand-driven strand on a fake clock and a recording sink. Checks the fan-out over choices,
 // the formatting of streamed and whole responses, retries (a failing and a silent worker),
-// cancellation and the errors a client sees.
+// stream resume (a worker dying, failing or stalling mid-stream; the limit), cancellation and
+// the errors a client sees.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -28,8 +29,14 @@ class ExchangeTest : public ::testing::Test {
     pool_ = std::make_unique<WorkerPool>(po, &clock_, &random_);
     a_ = pool_->AddForTest("10.0.0.1:50051");
     b_ = pool_->AddForTest("10.0.0.2:50051");
+    r1serve::v1::LoadReport report;
+    report.set_resume(true);  // both continue resumed streams
+    a_->SetLoad(report);
+    b_->SetLoad(report);
     GatewayOptions o;
     o.first_token_timeout_s = 30;
+    o.stall_timeout_s = 20;
+    o.max_resumes = 2;
     o.request_timeout_s = 600;
     ctx_ = std::make_unique<GatewayContext>(o, pool_.get(), &metrics_, &clock_, &random_,
                                             calls_.Starter());
@@ -69,6 +76,31 @@ class ExchangeTest : public ::testing::Test {
     const std::string text = metrics_.Serialize(*pool_);
     size_t p = text.find("\n" + series + " ");
     return p == std::string::npos ? 0 : std::stod(text.substr(p + series.size() + 2));
+  }
+
+  // The concatenated text of a chat stream's deltas, and its finish reasons.
+  std::pair<std::string, std::vector<std::string>> ChatText() const {
+    std::string text;
+    std::vector<std::string> finishes;
+    for (const json::value& e : Events()) {
+      if (!e.is_object() || !e.as_object().contains("choices") || e.at("choices").as_array().empty())
+        continue;
+      const auto& ch = e.at("choices").at(0);
+      const auto& d = ch.at("delta").as_object();
+      for (const char* k : {"reasoning_content", "content"})
+        if (d.contains(k) && d.at(k).is_string()) text += std::string(d.at(k).as_string());
+      if (!ch.at("finish_reason").is_null())
+        finishes.emplace_back(ch.at("finish_reason").as_string());
+    }
+    return {text, finishes};
+  }
+  int Roles() const {
+    int n = 0;
+    for (const json::value& e : Events())
+      if (e.is_object() && e.as_object().contains("choices") &&
+          !e.at("choices").as_array().empty() && e.at("choices").at(0).at("delta").as_object().contains("role"))
+        ++n;
+    return n;
   }
 
   FakeClock clock_;
@@ -236,6 +268,159 @@ TEST_F(ExchangeTest, FailureAfterTheFirstTokenEndsTheStream) {
   EXPECT_EQ(ev[2].at("error").at("message"), "the worker failed mid-stream: worker died");
   EXPECT_EQ(ev[3], json::value("[DONE]"));
   EXPECT_TRUE(sink_->ended);
+}
+
+TEST_F(ExchangeTest, AStreamResumesOnAnotherWorkerWhenItsWorkerDies) {
+  Init();
+  Run(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
+                          "max_tokens":10,"temperature":0.7,"seed":41,
+                          "stream_options":{"include_usage":true}})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  EXPECT_EQ(call(0).worker, b_.get());
+  EXPECT_FALSE(call(0).request.has_resume());
+  call(0).Send(testing::Tokens("Let me", {11, 12}));
+  call(0).Send(testing::Tokens(" th", {13}));
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "Socket closed"));
+  strand_->RunPending();
+  // At once (no back-off), on the other worker, with what the client already has.
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  const auto& r = call(1).request;
+  EXPECT_EQ(call(1).worker, a_.get());
+  EXPECT_EQ(std::vector<int32_t>(r.resume().output_token_ids().begin(),
+                                 r.resume().output_token_ids().end()),
+            (std::vector<int32_t>{11, 12, 13}));
+  EXPECT_EQ(r.max_tokens(), 7u);  // 10 less the 3 delivered
+  EXPECT_EQ(r.sampling().seed(), 41u);
+  EXPECT_FLOAT_EQ(r.sampling().temperature(), 0.7f);
+  EXPECT_EQ(r.chat().messages(0).content(), "hi");
+  call(1).Send(testing::Tokens("ink.</think>Four", {14, 15, 16}));
+  auto last = testing::Tokens(".", {17}, FINISH_REASON_STOP, 7);
+  last.mutable_usage()->set_completion_tokens(7);  // the worker counts the resumed tokens too
+  call(1).Send(std::move(last));
+  call(1).Done(grpc::Status::OK);
+  strand_->RunPending();
+  // The client saw one stream: no error, nothing repeated or missing, one role, one finish.
+  const auto [text, finishes] = ChatText();
+  EXPECT_EQ(text, "Let me think.Four.");
+  EXPECT_EQ(finishes, std::vector<std::string>{"stop"});
+  EXPECT_EQ(Roles(), 1);
+  for (const std::string& c : sink_->chunks) EXPECT_EQ(c.find("error"), std::string::npos) << c;
+  const std::vector<json::value> ev = Events();
+  EXPECT_EQ(ev.back(), json::value("[DONE]"));
+  EXPECT_EQ(ev[ev.size() - 2].at("usage").at("completion_tokens").as_int64(), 7);
+  EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="unavailable"})"), 1);
+  EXPECT_EQ(Metric(R"(r1_gateway_retries_total{reason="unavailable"})"), 0);  // not a retry
+  EXPECT_EQ(a_->active + b_->active, 0);
+}
+
+TEST_F(ExchangeTest, WithoutASeedTheGatewayPicksOneAndTheResumeKeepsIt) {
+  Init();
+  random_ = FakeRandom{0, 0, 0, 12345};  // the id takes two draws; then the seed
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
+  ASSERT_TRUE(call(0).request.sampling().has_seed());
+  const uint64_t seed = call(0).request.sampling().seed();
+  call(0).Send(testing::Tokens("a", {1}));
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"));
+  strand_->RunPending();
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).request.sampling().seed(), seed);
+  EXPECT_EQ(call(1).request.max_tokens(), 0u);  // no limit stays no limit
+  Finish(1, {"b"});
+  std::string text;
+  for (const json::value& e : Events())
+    if (e.is_object()) text += std::string(e.at("choices").at(0).at("text").as_string());
+  EXPECT_EQ(text, "ab");
+}
+
+TEST_F(ExchangeTest, AStalledStreamResumesElsewhere) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true,"max_tokens":5})");
+  call(0).Send(testing::Tokens("a", {1}));
+  strand_->Advance(19s);
+  EXPECT_EQ(calls_.calls.size(), 1u);
+  strand_->Advance(1s);  // --stall-timeout 20 s
+  EXPECT_TRUE(call(0).cancelled);
+  EXPECT_FALSE(b_->healthy);  // suspect until a health poll passes
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).worker, a_.get());
+  EXPECT_EQ(call(1).request.max_tokens(), 4u);
+  call(1).Send(testing::Tokens("b", {2}, FINISH_REASON_LENGTH, 5));
+  call(1).Done(grpc::Status::OK);
+  strand_->RunPending();
+  EXPECT_TRUE(sink_->ended);
+  EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="stalled"})"), 1);
+}
+
+TEST_F(ExchangeTest, AWholeResponseResumesToo) {
+  Init();
+  Run(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":4})");
+  call(0).Send(testing::Tokens("Hm, ", {1, 2}));
+  call(0).Send([] {
+    auto m = testing::Tokens("", {}, r1serve::v1::FINISH_REASON_ERROR);
+    m.set_error_message("step failed");
+    return m;
+  }());
+  call(0).Done(grpc::Status::OK);
+  strand_->RunPending();
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).request.resume().output_token_ids_size(), 2);
+  call(1).Send(testing::Tokens("</think>ok", {3, 4}, FINISH_REASON_LENGTH, 4));
+  call(1).Done(grpc::Status::OK);
+  strand_->RunPending();
+  ASSERT_EQ(sink_->status, 200u);
+  json::value v = json::parse(sink_->body);
+  EXPECT_EQ(v.at("choices").at(0).at("message").at("reasoning_content"), "Hm, ");
+  EXPECT_EQ(v.at("choices").at(0).at("message").at("content"), "ok");
+  EXPECT_EQ(v.at("choices").at(0).at("finish_reason"), "length");
+  EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="internal"})"), 1);
+}
+
+TEST_F(ExchangeTest, ResumesStopAtTheLimit) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
+  for (int i = 0; i < 3; ++i) {  // --max-resumes 2: three attempts in all
+    ASSERT_EQ(calls_.calls.size(), static_cast<size_t>(i + 1));
+    call(i).Send(testing::Tokens("t", {i}));
+    call(i).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "died again"));
+    a_->healthy = b_->healthy = true;  // as their next health polls say (they restarted)
+    strand_->RunPending();
+  }
+  EXPECT_EQ(calls_.calls.size(), 3u);
+  EXPECT_EQ(call(2).request.resume().output_token_ids_size(), 2);
+  std::vector<json::value> ev = Events();
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev[ev.size() - 3].at("choices").at(0).at("finish_reason"), "error");
+  EXPECT_EQ(ev[ev.size() - 2].at("error").at("message"), "the worker failed mid-stream: died again");
+  EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="unavailable"})"), 2);
+  EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="limit_reached"})"), 1);
+}
+
+TEST_F(ExchangeTest, OnlyWorkersThatSayTheyResumeGetAResume) {
+  Init();
+  a_->SetLoad(r1serve::v1::LoadReport());  // an older worker: it would ignore `resume`
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
+  ASSERT_EQ(call(0).worker, b_.get());
+  call(0).Send(testing::Tokens("a", {1}));
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"));
+  strand_->RunPending();
+  EXPECT_EQ(calls_.calls.size(), 1u);  // none to resume on: the stream ends with an error
+  std::vector<json::value> ev = Events();
+  EXPECT_EQ(ev[ev.size() - 3].at("choices").at(0).at("finish_reason"), "error");
+  // New requests still go to the older worker.
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"y"})");
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(call(1).worker, a_.get());
+}
+
+TEST_F(ExchangeTest, TheCallsOwnDeadlineIsNotResumed) {
+  Init();
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
+  call(0).Send(testing::Tokens("a", {1}));
+  call(0).Done(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"));
+  strand_->RunPending();
+  EXPECT_EQ(calls_.calls.size(), 1u);  // --request-timeout: another try would take as long
+  EXPECT_TRUE(sink_->ended);
+  EXPECT_EQ(Events().back(), json::value("[DONE]"));
 }
 
 TEST_F(ExchangeTest, ClientLeavingCancelsEveryCall) {

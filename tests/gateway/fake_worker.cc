@@ -7,13 +7,20 @@
 //   @fail_after=K    after K tokens, end with finish_reason ERROR
 //   @abort_after=K   after K tokens, end the call with UNAVAILABLE
 //   @die_after=K     after K tokens, kill this process (SIGKILL); K=0 dies before any token
+//   @stall_after=K   after K tokens, send nothing more (the call stays open until cancelled)
+//   @refault         the failures above also strike resumed calls (counting this call's tokens)
 //   @think           emit reasoning, then "</think>" split across two messages, then answer
 //   @echo            emit one message holding the request's fields as JSON
 // Flow control shows on stdout: "BLOCKED <request_id> at <k>" when writing token k waited over
 // 200 ms (the client stopped reading), "CANCELLED <request_id> at <k>" when the call was
-// cancelled after k tokens were written, "DONE <request_id> <k>" when all k were.
+// cancelled after k tokens were written, "DONE <request_id> <k>" when all k were (k counts
+// this call's tokens).
+// Token i of a request has id 100 + i and text "NAME-i ". A request with `resume` continues
+// from token i = resume.output_token_ids size (max_tokens then counts new tokens; usage counts
+// all), as a real worker does, so a resumed stream shows which worker made which token.
 // Global flags can make every request fail, make every request hang (accepted, never a token:
-// a stuck engine behind a live gRPC server) and report memory pressure while a file exists.
+// a stuck engine behind a live gRPC server), report memory pressure or NOT_SERVING while a
+// file exists, and report a fixed queue in load reports.
 // Prints "PORT <n>" on stdout once serving.
 #include <signal.h>
 #include <unistd.h>
@@ -40,6 +47,7 @@ struct Options {
   std::string name;
   std::string model_id;
   std::string pressure_file;
+  int64_t report_waiting = 0;
   int64_t tokens = 8;
   int64_t interval_ms = 0;
   int64_t fail_before = 0;
@@ -122,7 +130,12 @@ std::string EchoJson(const GenerateRequest& r) {
     }
     default: out += "null";
   }
-  out += ",\"request_id\":" + Quote(r.request_id()) + "}";
+  out += ",\"resume\":[";
+  for (int i = 0; i < r.resume().output_token_ids_size(); ++i) {
+    if (i) out += ",";
+    out += std::to_string(r.resume().output_token_ids(i));
+  }
+  out += "],\"request_id\":" + Quote(r.request_id()) + "}";
   return out;
 }
 
@@ -146,18 +159,22 @@ class FakeInference final : public r1serve::v1::Inference::Service {
       while (!ctx->IsCancelled()) Sleep(ctx, 1000);
       return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while hanging");
     }
-    int64_t die_after = Directive(prompt, "die_after", -1);
+    const int64_t resumed = req->resume().output_token_ids_size();
+    // Scripted failures strike a stream once, on its first worker, unless @refault.
+    const bool faults = resumed == 0 || prompt.find("@refault") != std::string::npos;
+    const int64_t die_after = faults ? Directive(prompt, "die_after", -1) : -1;
     if (die_after == 0) kill(getpid(), SIGKILL);
     int64_t n = Directive(prompt, "tokens", o_->tokens);
     const int64_t interval = Directive(prompt, "interval", o_->interval_ms);
     const int64_t first_delay = Directive(prompt, "first_delay", 0);
-    const int64_t fail_after = Directive(prompt, "fail_after", -1);
-    const int64_t abort_after = Directive(prompt, "abort_after", -1);
+    const int64_t fail_after = faults ? Directive(prompt, "fail_after", -1) : -1;
+    const int64_t abort_after = faults ? Directive(prompt, "abort_after", -1) : -1;
+    const int64_t stall_after = faults ? Directive(prompt, "stall_after", -1) : -1;
     const bool think = prompt.find("@think") != std::string::npos;
     const bool echo = prompt.find("@echo") != std::string::npos;
     auto finish = r1serve::v1::FINISH_REASON_STOP;
-    if (req->max_tokens() > 0 && n > req->max_tokens()) {
-      n = req->max_tokens();
+    if (req->max_tokens() > 0 && n > resumed + req->max_tokens()) {
+      n = resumed + req->max_tokens();
       finish = r1serve::v1::FINISH_REASON_LENGTH;
     }
     if (echo) n = 1;
@@ -173,11 +190,17 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     }
     const std::string& id = req->request_id();
     bool blocked = false;
-    for (int64_t i = 0; i < n; ++i) {
-      if (ctx->IsCancelled()) return Cancelled(id, i);
-      if (i > 0 && interval > 0) Sleep(ctx, interval);
-      if (die_after >= 0 && i == die_after) kill(getpid(), SIGKILL);
-      if (abort_after >= 0 && i == abort_after)
+    const int64_t from = echo ? 0 : resumed;
+    for (int64_t i = from; i < n; ++i) {
+      const int64_t k = i - from;  // tokens this call sent so far
+      if (ctx->IsCancelled()) return Cancelled(id, k);
+      if (k > 0 && interval > 0) Sleep(ctx, interval);
+      if (die_after >= 0 && k == die_after) kill(getpid(), SIGKILL);
+      if (stall_after >= 0 && k == stall_after) {
+        while (!ctx->IsCancelled()) Sleep(ctx, 1000);
+        return Cancelled(id, k);
+      }
+      if (abort_after >= 0 && k == abort_after)
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "scripted abort");
       GenerateResponse m;
       m.add_token_ids(static_cast<int32_t>(100 + i));
@@ -194,7 +217,7 @@ class FakeInference final : public r1serve::v1::Inference::Service {
           t->set_logprob(-1.0f - static_cast<float>(k));
         }
       }
-      if (fail_after >= 0 && i + 1 == fail_after) {
+      if (fail_after >= 0 && k + 1 == fail_after) {
         m.set_finish_reason(r1serve::v1::FINISH_REASON_ERROR);
         m.set_error_message("scripted failure mid-stream");
         writer->Write(m);
@@ -209,11 +232,11 @@ class FakeInference final : public r1serve::v1::Inference::Service {
       const bool written = writer->Write(m);
       if (!blocked && std::chrono::steady_clock::now() - write_start > std::chrono::milliseconds(200)) {
         blocked = true;
-        Say("BLOCKED " + id + " at " + std::to_string(i));
+        Say("BLOCKED " + id + " at " + std::to_string(k));
       }
-      if (!written) return Cancelled(id, i);
+      if (!written) return Cancelled(id, k);
     }
-    Say("DONE " + id + " " + std::to_string(n));
+    Say("DONE " + id + " " + std::to_string(n - from));
     return grpc::Status::OK;
   }
 
@@ -221,8 +244,12 @@ class FakeInference final : public r1serve::v1::Inference::Service {
                        r1serve::v1::LoadReport* r) override {
     bool pressure = !o_->pressure_file.empty() && std::filesystem::exists(o_->pressure_file);
     r->set_running(static_cast<uint32_t>(o_->running.load()));
+    r->set_waiting(static_cast<uint32_t>(o_->report_waiting));
     r->set_kv_blocks_used(10);
     r->set_kv_blocks_total(100);
+    r->set_kv_block_size(16);
+    r->set_prefix_caching(true);
+    r->set_resume(true);
     r->set_device_memory_total_bytes(1000);
     r->set_device_memory_used_bytes(pressure ? 990 : 100);
     r->set_max_running(64);
@@ -265,6 +292,8 @@ int main(int argc, char** argv) {
   int64_t* interval = flags.Int("interval-ms", 0, "pause between tokens unless @interval= says otherwise");
   int64_t* fail_before = flags.Int("fail-before-first", 0, "when > 0, every Generate fails with this gRPC code");
   bool* hang = flags.Bool("hang", false, "accept every Generate and never send a token (until cancelled)");
+  std::string* not_serving = flags.String("not-serving-file", "", "health check says NOT_SERVING while this file exists (a worker whose engine watchdog fired)");
+  int64_t* report_waiting = flags.Int("report-waiting", 0, "waiting requests to report in every load report");
   flags.ParseOrExit(argc, argv);
 
   Options o;
@@ -275,6 +304,7 @@ int main(int argc, char** argv) {
   o.interval_ms = *interval;
   o.fail_before = *fail_before;
   o.hang = *hang;
+  o.report_waiting = *report_waiting;
   FakeInference service(&o);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -285,6 +315,17 @@ int main(int argc, char** argv) {
   if (!server || port == 0) {
     std::fprintf(stderr, "fake_worker: cannot listen on %s\n", listen->c_str());
     return 1;
+  }
+  if (!not_serving->empty()) {
+    std::thread([&server, path = *not_serving] {
+      bool serving = true;
+      for (;;) {
+        const bool want = !std::filesystem::exists(path);
+        if (want != serving) server->GetHealthCheckService()->SetServingStatus(want);
+        serving = want;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }).detach();
   }
   std::printf("PORT %d\n", port);
   std::fflush(stdout);

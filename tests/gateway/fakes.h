@@ -151,6 +151,16 @@ inline r1serve::v1::GenerateResponse Piece(
   return m;
 }
 
+// A message with text and the token ids that made it, as workers send them.
+inline r1serve::v1::GenerateResponse Tokens(
+    const std::string& text, std::vector<int32_t> ids,
+    r1serve::v1::FinishReason finish = r1serve::v1::FINISH_REASON_UNSPECIFIED,
+    uint32_t completion_tokens = 0) {
+  r1serve::v1::GenerateResponse m = Piece(text, finish, completion_tokens);
+  for (int32_t id : ids) m.add_token_ids(id);
+  return m;
+}
+
 // Records what an exchange writes.
 struct FakeSink final : ResponseSink {
   void SendResponse(unsigned s, std::string_view type, std::string b,

@@ -109,5 +109,34 @@ TEST(Validate, PromptMustLeaveRoomForOneToken) {
       << r.status().message();
 }
 
+TEST(Validate, ResumeCarriesTheDeliveredOutput) {
+  GenerateRequest req;
+  req.mutable_token_ids()->add_ids(5);
+  for (int32_t id : {7, 8, 9}) req.mutable_resume()->add_output_token_ids(id);
+  req.set_max_tokens(4);
+  auto r = ToEngineRequest(req, kLimits, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->resume_output, (std::vector<int32_t>{7, 8, 9}));
+  EXPECT_EQ(r->max_tokens, 4);  // new tokens
+  // min_tokens counts the delivered tokens too: 7 in all may be made.
+  req.set_min_tokens(7);
+  EXPECT_TRUE(ToEngineRequest(req, kLimits, nullptr).ok());
+  req.set_min_tokens(8);
+  auto over = ToEngineRequest(req, kLimits, nullptr);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("min_tokens"), std::string::npos) << over.status();
+  req.clear_min_tokens();
+  // Ids outside the vocabulary, and output that leaves no room, are refused by name.
+  req.mutable_resume()->add_output_token_ids(1000);
+  auto bad = ToEngineRequest(req, kLimits, nullptr);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("resume.output_token_ids[3]"), std::string::npos);
+  req.mutable_resume()->clear_output_token_ids();
+  for (int i = 0; i < 31; ++i) req.mutable_resume()->add_output_token_ids(1);  // 1 + 31 = 32
+  auto full = ToEngineRequest(req, kLimits, nullptr);
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.status().message().find("leave no room"), std::string::npos) << full.status();
+}
+
 }  // namespace
 }  // namespace r1::service

@@ -4,6 +4,7 @@
 #include "worker/engine/engine.h"
 
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -25,7 +26,8 @@ class EngineImpl final : public Engine {
              int32_t max_model_len)
       : options_(options),
         runner_(std::move(runner)),
-        allocator_(static_cast<int32_t>(runner_->num_blocks())),
+        allocator_(static_cast<int32_t>(runner_->num_blocks()),
+                   static_cast<int32_t>(runner_->block_size()), options.enable_prefix_caching),
         scheduler_(SchedulerConfig{options.max_running, options.prefill_chunk,
                                    runner_->block_size(), options.max_wait_steps},
                    &allocator_),
@@ -86,6 +88,11 @@ class EngineImpl final : public Engine {
     l.blocks_total = runner_->num_blocks();
     l.preemptions = preemptions_.load();
     l.kv_cache_bytes = runner_->kv_cache_bytes();
+    l.block_size = static_cast<int32_t>(runner_->block_size());
+    l.prefix_caching = allocator_.prefix_caching();  // fixed at start: safe to read
+    l.prefix_cache_queries = prefix_queries_.load();
+    l.prefix_cache_hits = prefix_hits_.load();
+    l.steps = steps_.load();
     model::DeviceMemory m = runner_->Memory();
     l.device_memory_available = m.available;
     l.device_memory_used = m.used_bytes();
@@ -99,6 +106,7 @@ class EngineImpl final : public Engine {
 
   void Shutdown() override {
     accepting_ = false;
+    stopping_ = true;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
@@ -117,10 +125,22 @@ class EngineImpl final : public Engine {
   void Loop() {
     while (TakeInbox()) {
       DropCancelled();
-      if (!scheduler_.empty()) Step();
+      if (!scheduler_.empty()) {
+        HangWhileFaultFileExists();
+        Step();
+        ++steps_;
+      }
       Publish();
     }
     EndAll();
+  }
+
+  // Testing (--fault-hang-engine-file): the engine thread stops, as a hung one would, while
+  // the file exists; shutting down still ends it.
+  void HangWhileFaultFileExists() {
+    if (options_.fault_hang_file.empty()) return;
+    while (!stopping_.load() && std::filesystem::exists(options_.fault_hang_file))
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
   // One engine step.
@@ -162,7 +182,7 @@ class EngineImpl final : public Engine {
         End(static_cast<RequestState*>(c.seq), FinishReason::kError, std::string(out.status.message()));
       return;
     }
-    Scheduler::Commit(plan);
+    scheduler_.Commit(plan);
     Clock::TimePoint now = options_.clock->Now();
     for (size_t i = 0; i < out.sampled.size(); ++i) {
       RequestState* req = out.sampled[i];
@@ -202,6 +222,7 @@ class EngineImpl final : public Engine {
       req->id = next_id_++;
       req->constraints = TokenConstraints(req->req, options_.reasoning,
                                           runner_->config().eos_token_ids, vocab_size());
+      outputs_.Resume(req.get());  // after the constraints: they take in the resumed tokens
       scheduler_.Add(req.get());
       live_.emplace(req->id, std::move(req));
     }
@@ -259,6 +280,8 @@ class EngineImpl final : public Engine {
     for (const Sequence* s : scheduler_.waiting()) requeued += s->started ? 1 : 0;
     requeued_ = requeued;
     blocks_used_ = allocator_.num_used();
+    prefix_queries_ = scheduler_.prefix_cache_queries();
+    prefix_hits_ = scheduler_.prefix_cache_hits();
   }
 
   void LogStep(const StepPlan& plan, const StepOutput& out, Clock::TimePoint t0) {
@@ -294,6 +317,10 @@ class EngineImpl final : public Engine {
   std::atomic<int32_t> running_{0};
   std::atomic<int64_t> blocks_used_{0};
   std::atomic<int64_t> preemptions_{0};
+  std::atomic<int64_t> prefix_queries_{0};
+  std::atomic<int64_t> prefix_hits_{0};
+  std::atomic<int64_t> steps_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace

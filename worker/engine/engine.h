@@ -95,6 +95,10 @@ struct EngineRequest {
   // Tokens of thought before "</think>" is forced; unset: EngineOptions::reasoning's default;
   // -1: no limit.
   std::optional<int32_t> thinking_token_budget;
+  // A stream another worker started: the output it had delivered. The sequence continues
+  // after it as if it had made it (OutputProcessor::Resume); max_tokens counts new tokens,
+  // completion_tokens all of them.
+  std::vector<int32_t> resume_output;
   Clock::TimePoint arrival{};
   std::shared_ptr<RequestSink> sink;
 };
@@ -128,6 +132,12 @@ struct EngineOptions {
   // A waiting request that has waited this many steps is admitted before any request that
   // arrived after it, whatever its length (no starvation behind a stream of short prompts).
   int32_t max_wait_steps = 256;
+  // Keep full KV blocks of finished sequences, keyed by their tokens, for later sequences with
+  // the same prefix (block_allocator.h).
+  bool enable_prefix_caching = true;
+  // Testing: while this file exists the engine thread stops before its next step (a hung
+  // engine in a live process, for the watchdog's tests). Empty: off.
+  std::string fault_hang_file;
   model::KernelTuning tuning;
   std::shared_ptr<TextCodec> codec;   // may be null
   ReasoningOptions reasoning;
@@ -147,6 +157,13 @@ struct EngineLoad {
   int64_t blocks_total = 0;
   int64_t preemptions = 0;
   int64_t kv_cache_bytes = 0;  // the KV cache's memory (every block)
+  int32_t block_size = 0;      // tokens per KV block
+  bool prefix_caching = false;
+  // Tokens looked up in the prefix cache at admission, and found (Scheduler).
+  int64_t prefix_cache_queries = 0;
+  int64_t prefix_cache_hits = 0;
+  // Engine steps so far: a watchdog sees the engine thread move (or not) by it.
+  int64_t steps = 0;
   // Device memory, read at most every kDeviceMemoryRefreshMs (never per token). On CUDA:
   // cudaMemGetInfo (used = total - free, all processes) and libtorch's caching allocator. Off
   // CUDA, device_memory_available is false and the figures are 0.

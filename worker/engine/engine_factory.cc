@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   EngineOptions resolved = options;
   if (resolved.prefill_chunk == 0) resolved.prefill_chunk = runner->traits().default_prefill_chunk;
   R1_LOG(INFO) << "max model length " << max_len << ", prefill chunk " << resolved.prefill_chunk
-               << " tokens a step";
+               << " tokens a step, prefix caching " << (options.enable_prefix_caching ? "on" : "off");
   return StartEngine(resolved, std::move(runner), static_cast<int32_t>(max_len));
 }
 

@@ -62,6 +62,23 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
   return d;
 }
 
+void OutputProcessor::Resume(RequestState* req) const {
+  const std::vector<int32_t>& prior = req->req.resume_output;
+  if (prior.empty()) return;
+  for (int32_t tok : prior) {
+    req->tokens.push_back(tok);
+    req->sampler.output.push_back(tok);
+    req->constraints.Accept(tok);  // the thought, its budget, the grammar's state
+    // As OnToken would: the text they completed went out already; what is held back stays.
+    if (req->text && !Contains(req->req.stop_token_ids, tok) &&
+        (req->req.ignore_eos || !Contains(config_.eos_token_ids, tok)))
+      req->stop.Add(req->text->Add(tok));
+  }
+  // A sampled row draws exactly one uniform per token (sampler.h, UniformDraw); greedy none.
+  if (!req->sampling().greedy()) req->sampler.rng.discard(prior.size());
+  if (req->req.max_tokens > 0) req->req.max_tokens += static_cast<int32_t>(prior.size());
+}
+
 Delta OutputProcessor::Ending(const RequestState& req, FinishReason why, std::string error,
                               Clock::TimePoint now) const {
   Delta d;

@@ -31,6 +31,13 @@ class OutputProcessor {
   // ends with it (the delta then carries the totals, the text held back flushed).
   Delta OnToken(RequestState* req, const SampleResult& sample, Clock::TimePoint now) const;
 
+  // A resumed stream (EngineRequest::resume_output): takes in the tokens another worker had
+  // delivered as if this one had made them. The sequence holds them after the prompt (their
+  // K/V is prefilled like the prompt's); the sampler's stream skips the one uniform each took
+  // and its penalties count them; the detokenizer and the stop-string matcher see them (their
+  // text was sent, what they hold back is still to come); max_tokens counts on from here.
+  void Resume(RequestState* req) const;
+
   // The last delta of a request that ends for another reason (cancelled, a failed step, shut
   // down), with the totals.
   Delta Ending(const RequestState& req, FinishReason why, std::string error,

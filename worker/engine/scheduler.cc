@@ -1,6 +1,7 @@
 #include "worker/engine/scheduler.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace r1::engine {
 
@@ -25,11 +26,37 @@ bool Scheduler::EnsureBlocks(Sequence* seq, int32_t num_tokens) {
   return allocator_->Allocate(need, &seq->blocks);
 }
 
+int32_t Scheduler::MaxCachedBlocks(const Sequence* seq) const {
+  return (seq->num_tokens() - 1) / config_.block_size;
+}
+
+int32_t Scheduler::RemainingPrefill(Sequence* seq) {
+  if (!seq->blocks.empty()) return seq->num_uncached();
+  return seq->num_uncached() -
+         allocator_->CountCached(seq->tokens, MaxCachedBlocks(seq), &seq->block_hashes) *
+             config_.block_size;
+}
+
+void Scheduler::TakeCachedPrefix(Sequence* seq) {
+  if (!seq->blocks.empty()) return;
+  const int32_t hit = allocator_->AcquireCached(seq->tokens, MaxCachedBlocks(seq),
+                                                &seq->block_hashes, &seq->blocks);
+  seq->num_cached = hit * config_.block_size;
+  seq->num_registered = hit;
+}
+
+void Scheduler::ReturnCachedPrefix(Sequence* seq) {
+  allocator_->Free(&seq->blocks);
+  seq->num_cached = 0;
+  seq->num_registered = 0;
+}
+
 Sequence* Scheduler::PreemptNewest(StepPlan* plan) {
   Sequence* victim = running_.back();
   running_.pop_back();
   allocator_->Free(&victim->blocks);
   victim->num_cached = 0;
+  victim->num_registered = 0;
   victim->num_preemptions++;
   waiting_.push_front(victim);
   plan->preempted.push_back(victim);
@@ -84,11 +111,13 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
   // Sequences queued max_wait_steps ago or more first, in arrival order; then the shortest
   // remaining prefill.
   auto overdue = [&](const Sequence* s) { return step_ - s->queued_step >= config_.max_wait_steps; };
+  std::unordered_map<const Sequence*, int32_t> remaining;
+  for (Sequence* seq : candidates) remaining[seq] = RemainingPrefill(seq);
   std::stable_sort(candidates.begin(), candidates.end(), [&](const Sequence* a, const Sequence* b) {
     const bool oa = overdue(a), ob = overdue(b);
     if (oa != ob) return oa;
     if (oa) return a->queued_step < b->queued_step;
-    return a->num_uncached() < b->num_uncached();
+    return remaining[a] < remaining[b];
   });
 
   // A step that had to preempt admits no one: the cache is full.
@@ -97,6 +126,7 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
     if (budget <= 0) break;
     bool queued = std::find(running_.begin(), running_.end(), seq) == running_.end();
     if (queued && !admitting) continue;
+    if (queued) TakeCachedPrefix(seq);
     int32_t n = std::min(seq->num_uncached(), budget);
     // Shrink the chunk to what the free blocks can hold.
     int32_t capacity =
@@ -104,11 +134,18 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
         seq->num_cached;
     n = std::min(n, capacity);
     if (n <= 0) {
-      if (queued) admitting = false;  // keep admission in order: no one jumps a stuck head
+      if (queued) {
+        ReturnCachedPrefix(seq);
+        admitting = false;  // keep admission in order: no one jumps a stuck head
+      }
       continue;
     }
     EnsureBlocks(seq, seq->num_cached + n);
     if (queued) {
+      if (allocator_->prefix_caching()) {
+        prefix_queries_ += seq->num_tokens();
+        prefix_hits_ += seq->num_cached;
+      }
       waiting_.erase(std::find(waiting_.begin(), waiting_.end(), seq));
       running_.push_back(seq);
     }
@@ -121,7 +158,16 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
 }
 
 void Scheduler::Commit(const StepPlan& plan) {
-  for (const ScheduledChunk& c : plan.chunks) c.seq->num_cached += c.num_new;
+  for (const ScheduledChunk& c : plan.chunks) {
+    Sequence* seq = c.seq;
+    seq->num_cached += c.num_new;
+    const int32_t full = seq->num_cached / config_.block_size;
+    if (full > seq->num_registered) {
+      allocator_->Register(seq->tokens, seq->blocks, seq->num_registered, full,
+                           &seq->block_hashes);
+      seq->num_registered = full;
+    }
+  }
 }
 
 }  // namespace r1::engine

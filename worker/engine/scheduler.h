@@ -10,6 +10,11 @@
 //     remaining prefill first, so a short prompt is not stuck behind a 4,000-token one; but
 //     sequences queued max_wait_steps steps ago or more come before all of those, in arrival
 //     order, so a long prompt cannot starve behind a stream of short ones.
+// Prefix caching (when the allocator does it): a sequence admitted from the queue (new, or back
+// after a preemption) first takes the longest run of cached blocks matching its tokens and
+// starts its prefill after them; the last token is always computed, for its logits. Its
+// remaining prefill is what the ordering above counts. Blocks become cached as they fill
+// (Commit). The tokens looked up and found count as prefix-cache queries and hits.
 #pragma once
 
 #include <cstdint>
@@ -50,8 +55,9 @@ class Scheduler {
   void Remove(Sequence* seq);
   // Plans the next step; allocates the blocks the planned tokens need.
   StepPlan Schedule();
-  // After the step ran: the planned tokens are now cached.
-  static void Commit(const StepPlan& plan);
+  // After the step ran: the planned tokens are now cached; blocks they filled are registered
+  // for later sequences to find.
+  void Commit(const StepPlan& plan);
 
   bool empty() const { return running_.empty() && waiting_.empty(); }
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
@@ -59,6 +65,10 @@ class Scheduler {
   const std::vector<Sequence*>& running() const { return running_; }
   const std::deque<Sequence*>& waiting() const { return waiting_; }
   const SchedulerConfig& config() const { return config_; }
+  // Prompt (and resumed or recomputed output) tokens looked up in the prefix cache at
+  // admission, and those found: vLLM's prefix_cache_queries and prefix_cache_hits.
+  int64_t prefix_cache_queries() const { return prefix_queries_; }
+  int64_t prefix_cache_hits() const { return prefix_hits_; }
 
  private:
   // Allocates blocks so that seq can hold num_tokens tokens.
@@ -66,12 +76,22 @@ class Scheduler {
   // Takes the newest running sequence out of the batch and queues it first.
   Sequence* PreemptNewest(StepPlan* plan);
   StepPlan TrySchedule(bool allow_admit);
+  // Cached blocks a sequence may take: whole blocks before its last token.
+  int32_t MaxCachedBlocks(const Sequence* seq) const;
+  // The prefill a sequence still has: for a queued one, less what the cache holds.
+  int32_t RemainingPrefill(Sequence* seq);
+  // Admission of a queued sequence: takes its cached prefix (num_cached moves past it).
+  void TakeCachedPrefix(Sequence* seq);
+  // Gives the cached prefix back (admission failed: nothing could be scheduled for it).
+  void ReturnCachedPrefix(Sequence* seq);
 
   SchedulerConfig config_;
   BlockAllocator* allocator_;
   int64_t step_ = 0;  // Schedule() calls so far
   std::vector<Sequence*> running_;  // oldest first
   std::deque<Sequence*> waiting_;
+  int64_t prefix_queries_ = 0;
+  int64_t prefix_hits_ = 0;
 };
 
 }  // namespace r1::engine

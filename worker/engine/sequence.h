@@ -22,6 +22,11 @@ struct Sequence {
   bool started = false;
   // The scheduler step at which it was first queued (for aging; kept across preemptions).
   int64_t queued_step = 0;
+  // Prefix caching: the chained hashes of the full blocks of `tokens` computed so far (a
+  // memo; tokens are only appended), and how many leading blocks of `blocks` are registered
+  // in the cache (or were taken from it).
+  std::vector<uint64_t> block_hashes;
+  int32_t num_registered = 0;
 
   int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t num_uncached() const { return num_tokens() - num_cached; }

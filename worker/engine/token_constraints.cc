@@ -54,11 +54,15 @@ void TokenConstraints::Ban(const std::vector<int32_t>& ids, LogitsConstraint* ou
   }
 }
 
+void TokenConstraints::StartForcingWhenSpent() {
+  if (!forcing_ && budget_ >= 0 && thought_ >= budget_) forcing_ = true;
+}
+
 void TokenConstraints::Prepare(int32_t num_output, LogitsConstraint* out) {
   out->Clear();
   if (!any_) return;
   if (thinking_) {
-    if (!forcing_ && budget_ >= 0 && thought_ >= budget_) forcing_ = true;
+    StartForcingWhenSpent();
     if (forcing_ && forced_next_ < forced_.size()) {
       // The budget is spent: the next forced token is the only one allowed.
       out->allowed.assign(grammar::BitmaskWords(vocab_size_), 0u);
@@ -91,6 +95,8 @@ void TokenConstraints::Prepare(int32_t num_output, LogitsConstraint* out) {
 
 void TokenConstraints::Accept(int32_t token) {
   if (thinking_) {
+    // As Prepare did before this token (a resumed stream's tokens come without a Prepare).
+    StartForcingWhenSpent();
     if (forcing_ && forced_next_ < forced_.size() && token == forced_[forced_next_]) {
       ++forced_next_;
     } else {

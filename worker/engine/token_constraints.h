@@ -38,7 +38,8 @@ class TokenConstraints {
   bool any() const { return any_; }
   // The limits on the next token, `num_output` tokens having been generated.
   void Prepare(int32_t num_output, LogitsConstraint* out);
-  // Every generated token, in order.
+  // Every generated token, in order (also the delivered output of a resumed stream, which
+  // comes without a Prepare before each token).
   void Accept(int32_t token);
 
   bool thinking() const { return thinking_; }
@@ -50,6 +51,8 @@ class TokenConstraints {
  private:
   void Ban(const std::vector<int32_t>& ids, LogitsConstraint* out) const;
   void StartAnswer();
+  // The thought reached the budget: the forced tokens come next.
+  void StartForcingWhenSpent();
 
   bool any_ = false;
   int64_t vocab_size_ = 0;

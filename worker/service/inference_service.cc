@@ -188,7 +188,9 @@ void StreamSink::OnWriteDone(bool ok) {
 
 InferenceService::InferenceService(engine::Engine* engine, std::shared_ptr<PromptCodec> codec,
                                    WorkerMetrics* metrics, ServiceOptions options)
-    : engine_(engine), codec_(std::move(codec)), metrics_(metrics), options_(std::move(options)) {}
+    : engine_(engine), codec_(std::move(codec)), metrics_(metrics), options_(std::move(options)) {
+  if (options_.resident_at_start == 0) options_.resident_at_start = ResidentMemoryBytes();
+}
 
 grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const GenerateRequest* request) {
@@ -251,7 +253,7 @@ r1serve::v1::LoadReport InferenceService::MakeLoadReport() const {
   r.set_waiting(load.waiting);
   r.set_kv_blocks_used(load.blocks_used);
   r.set_kv_blocks_total(load.blocks_total);
-  ReportedMemory mem = MemoryForReport(load, options_.memory_limit);
+  ReportedMemory mem = MemoryForReport(load, options_.memory_limit, options_.resident_at_start);
   r.set_device_memory_used_bytes(mem.used);
   r.set_device_memory_total_bytes(mem.total);
   r.set_max_running(engine_->max_running());
@@ -260,12 +262,15 @@ r1serve::v1::LoadReport InferenceService::MakeLoadReport() const {
   r.set_model_id(options_.model_id);
   r.set_device(engine_->device_name());
   r.set_draining(draining_.load());
+  r.set_kv_block_size(static_cast<uint32_t>(load.block_size));
+  r.set_prefix_caching(load.prefix_caching);
+  r.set_resume(true);  // ToEngineRequest takes GenerateRequest.resume
   return r;
 }
 
 void InferenceService::UpdateMetrics() {
   engine::EngineLoad load = engine_->Load();
-  metrics_->Update(load, MemoryForReport(load, options_.memory_limit));
+  metrics_->Update(load, MemoryForReport(load, options_.memory_limit, options_.resident_at_start));
 }
 
 }  // namespace r1::service

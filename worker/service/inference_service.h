@@ -24,6 +24,8 @@ namespace r1::service {
 struct ServiceOptions {
   std::string model_id;
   int64_t memory_limit = 0;  // > 0: reported as device_memory_total_bytes
+  // CPU: the resident memory once the engine was up (memory_report.h); 0: read at construction.
+  uint64_t resident_at_start = 0;
   const Clock* clock = SystemClock::Get();  // arrival times and the latency metrics
   // Compiles (and caches) structured outputs; null: they are refused (no tokenizer).
   grammar::GrammarCompiler* compiler = nullptr;
@@ -42,6 +44,7 @@ class InferenceService final : public r1serve::v1::Inference::CallbackService {
 
   // New Generate calls get UNAVAILABLE from now on.
   void StartDraining();
+  bool draining() const { return draining_.load(); }
   // Generate streams not yet done.
   int active_streams() const { return active_.load(); }
   r1serve::v1::LoadReport MakeLoadReport() const;

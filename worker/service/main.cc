@@ -17,7 +17,9 @@
 #include "common/metrics_server.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/host_memory.h"
+#include "worker/service/engine_watchdog.h"
 #include "worker/service/inference_service.h"
+#include "worker/service/memory_report.h"
 #include "worker/service/output_flags.h"
 #include "worker/service/prompt_codec.h"
 #include "worker/service/server_credentials.h"
@@ -75,6 +77,18 @@ int Run(int argc, char** argv) {
       "max-wait-steps", 256,
       "engine steps after its arrival from which a request is served ahead of shorter prompts "
       "(no request starves behind a stream of short ones)");
+  bool* prefix_caching = flags.Bool(
+      "enable-prefix-caching", true,
+      "keep the full KV blocks of finished prompts and outputs for later requests that start "
+      "the same way: their prefill skips the cached blocks");
+  double* engine_stall_timeout = flags.Double(
+      "engine-stall-timeout", 60,
+      "seconds the engine thread may go without a step while it has work; then health says "
+      "NOT_SERVING until it steps again (0: never)");
+  std::string* fault_hang_file = flags.String(
+      "fault-hang-engine-file", "",
+      "testing: while this file exists the engine thread stops before its next step (a hung "
+      "engine in a live process)");
   int64_t* memory_limit = flags.Int(
       "memory-limit", 0, "when > 0, reported as device_memory_total_bytes (bytes)");
   std::string* chat_template =
@@ -126,6 +140,8 @@ int Run(int argc, char** argv) {
   r1::SetLogLevel(level);
   if (*drain_timeout < 0) flags.Fail("--drain-timeout must be >= 0");
   if (*memory_limit < 0) flags.Fail("--memory-limit must be >= 0");
+  if (!(*engine_stall_timeout >= 0 && *engine_stall_timeout <= 1e8))
+    flags.Fail("--engine-stall-timeout must be in [0, 1e8] seconds");
   std::string host;
   int port = 0;
   if (absl::Status s = r1::SplitHostPort(*listen, "--listen", &host, &port); !s.ok()) {
@@ -151,6 +167,8 @@ int Run(int argc, char** argv) {
   eo.block_size = clamp32(*block_size);
   eo.prefill_chunk = clamp32(*prefill_chunk);
   eo.max_wait_steps = clamp32(*max_wait_steps);
+  eo.enable_prefix_caching = *prefix_caching;
+  eo.fault_hang_file = *fault_hang_file;
   eo.tuning.cpu_kernels = *cpu_kernels;
   eo.tuning.cuda_kernels = *cuda_kernels;
   eo.tuning.cuda_graphs = *cuda_graphs;
@@ -196,6 +214,9 @@ int Run(int argc, char** argv) {
     so.model_id = m.substr(m.find_last_of('/') + 1);
   }
   so.memory_limit = *memory_limit;
+  // What live work holds on CPU is measured against this (memory_report.h): the model, the
+  // whole KV cache and the warm-up are in.
+  so.resident_at_start = r1::service::ResidentMemoryBytes();
   so.compiler = compiler->get();
   r1::service::InferenceService service(engine->get(), *codec, &metrics, so);
 
@@ -229,14 +250,33 @@ int Run(int argc, char** argv) {
   }
   // Load and warm-up ran in Engine::Create.
   server->GetHealthCheckService()->SetServingStatus(true);
+  std::unique_ptr<r1::service::EngineWatchdog> watchdog;
+  if (*engine_stall_timeout > 0) {
+    watchdog = std::make_unique<r1::service::EngineWatchdog>(
+        engine->get(),
+        std::chrono::duration_cast<r1::Clock::Duration>(
+            std::chrono::duration<double>(*engine_stall_timeout)),
+        [&](bool stalled, r1::Clock::Duration for_how_long) {
+          metrics.engine_stalled->Set(stalled ? 1 : 0);
+          if (stalled) {
+            R1_LOG(ERROR) << "engine thread made no step for "
+                          << std::chrono::duration<double>(for_how_long).count()
+                          << " s with work queued (--engine-stall-timeout): health NOT_SERVING";
+          } else {
+            R1_LOG(WARNING) << "engine thread steps again: health SERVING";
+          }
+          if (!service.draining()) server->GetHealthCheckService()->SetServingStatus(!stalled);
+        });
+    watchdog->Start();
+  }
   std::cout << "r1-worker: serving " << so.model_id << " on " << host << ":" << bound << " ("
             << security->Describe() << ")" << std::endl;
 
   int sig = 0;
   sigwait(&signals, &sig);
   R1_LOG(INFO) << "signal " << sig << ": draining (up to " << *drain_timeout << " s)";
-  server->GetHealthCheckService()->SetServingStatus(false);
   service.StartDraining();
+  server->GetHealthCheckService()->SetServingStatus(false);
   const r1::Clock* clock = r1::SystemClock::Get();
   auto deadline = clock->Now() + std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
   while (service.active_streams() > 0 && clock->Now() < deadline) {
@@ -245,6 +285,7 @@ int Run(int argc, char** argv) {
   if (service.active_streams() > 0) {
     R1_LOG(WARNING) << "drain timeout: cancelling " << service.active_streams() << " streams";
   }
+  if (watchdog) watchdog->Stop();
   server->Shutdown(clock->WallNow() + std::chrono::milliseconds(500));
   (*engine)->Shutdown();
   if (metrics_server) metrics_server->Stop();

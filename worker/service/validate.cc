@@ -140,6 +140,15 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
                              " tokens leave no room to generate within the model length " +
                              std::to_string(limits.max_model_len));
   }
+  const auto& resumed = req.resume().output_token_ids();
+  R1_RETURN_IF_ERROR(CheckIds("resume.output_token_ids", resumed, limits.vocab_size));
+  if (static_cast<int64_t>(out.prompt.size()) + resumed.size() >= limits.max_model_len) {
+    return Bad("resume.output_token_ids",
+               std::to_string(out.prompt.size()) + " prompt and " + std::to_string(resumed.size()) +
+                   " resumed tokens leave no room to generate within the model length " +
+                   std::to_string(limits.max_model_len));
+  }
+  out.resume_output.assign(resumed.begin(), resumed.end());
   R1_RETURN_IF_ERROR(ConstraintsFromProto(req, limits.vocab_size, limits.max_model_len,
                                           limits.compiler, &out));
   return out;

@@ -71,9 +71,10 @@ absl::Status ConstraintsFromProto(const GenerateRequest& req, int32_t vocab_size
     return Bad("min_tokens", absl::StrCat(req.min_tokens(), " exceeds the model length ",
                                           max_model_len));
   }
-  if (out->max_tokens > 0 && req.min_tokens() > static_cast<uint32_t>(out->max_tokens)) {
-    return Bad("min_tokens", absl::StrCat(req.min_tokens(), " is more than max_tokens ",
-                                          out->max_tokens));
+  // min_tokens counts all output, a resumed stream's delivered tokens too; max_tokens only new.
+  const int64_t most = out->max_tokens + static_cast<int64_t>(out->resume_output.size());
+  if (out->max_tokens > 0 && req.min_tokens() > most) {
+    return Bad("min_tokens", absl::StrCat(req.min_tokens(), " is more than max_tokens ", most));
   }
   out->min_tokens = static_cast<int32_t>(req.min_tokens());
 

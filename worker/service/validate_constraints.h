@@ -16,7 +16,7 @@ class GrammarCompiler;
 namespace r1::service {
 
 // `compiler` may be null (no tokenizer): a structured output is then refused. `out` already
-// holds the request's other fields (max_tokens, ignore_eos).
+// holds the request's other fields (max_tokens, ignore_eos, resume_output).
 absl::Status ConstraintsFromProto(const r1serve::v1::GenerateRequest& req, int32_t vocab_size,
                                   int32_t max_model_len, grammar::GrammarCompiler* compiler,
                                   engine::EngineRequest* out);

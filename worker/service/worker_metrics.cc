@@ -5,6 +5,12 @@ namespace {
 
 prometheus::Histogram::BucketBoundaries Buckets(std::initializer_list<double> b) { return b; }
 
+// Brings a counter up to a total the engine keeps.
+void CatchUp(prometheus::Counter* c, int64_t total) {
+  const double behind = static_cast<double>(total) - c->Value();
+  if (behind > 0) c->Increment(behind);
+}
+
 }  // namespace
 
 WorkerMetrics::WorkerMetrics() : registry(std::make_shared<prometheus::Registry>()) {
@@ -39,8 +45,9 @@ WorkerMetrics::WorkerMetrics() : registry(std::make_shared<prometheus::Registry>
   waiting = gauge("r1_worker_waiting_sequences", "Sequences waiting to be scheduled");
   kv_cache_usage = gauge("r1_worker_kv_cache_usage_ratio", "KV-cache blocks in use / all blocks");
   memory_used = gauge("r1_worker_device_memory_used_bytes",
-                      "Device memory in use as the load report shows it (CUDA: used less the "
-                      "KV cache's free blocks; CPU: the process's resident memory)");
+                      "Memory held by live work, as the load report shows it (CUDA: used less "
+                      "the KV cache's free blocks; CPU: resident once loaded, less the KV "
+                      "cache's free blocks)");
   memory_total = gauge("r1_worker_device_memory_total_bytes",
                        "Device memory in all (CPU: machine memory; or --memory-limit)");
   memory_allocated = gauge("r1_worker_device_memory_allocated_bytes",
@@ -55,6 +62,13 @@ WorkerMetrics::WorkerMetrics() : registry(std::make_shared<prometheus::Registry>
   generation_tokens = counter("r1_worker_generation_tokens_total", "Tokens generated");
   preemptions = counter("r1_worker_preemptions_total",
                         "Sequences preempted (KV blocks freed, recomputed later)");
+  prefix_cache_queries = counter("r1_worker_prefix_cache_queries_total",
+                                 "Tokens looked up in the prefix cache when sequences were admitted");
+  prefix_cache_hits = counter("r1_worker_prefix_cache_hits_total",
+                              "Of those, tokens found in the prefix cache (their prefill skipped)");
+  engine_stalled = gauge("r1_worker_engine_stalled",
+                         "1 while the engine thread has work but made no step for "
+                         "--engine-stall-timeout (health NOT_SERVING)");
   auto& req = BuildCounter()
                   .Name("r1_worker_requests_total")
                   .Help("Finished requests by finish reason")
@@ -92,10 +106,9 @@ void WorkerMetrics::Update(const engine::EngineLoad& load, ReportedMemory memory
   memory_allocated->Set(static_cast<double>(load.allocator_allocated));
   memory_reserved->Set(static_cast<double>(load.allocator_reserved));
   kv_cache_bytes->Set(static_cast<double>(load.kv_cache_bytes));
-  if (load.preemptions > preemptions_seen_) {
-    preemptions->Increment(static_cast<double>(load.preemptions - preemptions_seen_));
-    preemptions_seen_ = load.preemptions;
-  }
+  CatchUp(preemptions, load.preemptions);
+  CatchUp(prefix_cache_queries, load.prefix_cache_queries);
+  CatchUp(prefix_cache_hits, load.prefix_cache_hits);
 }
 
 }  // namespace r1::service

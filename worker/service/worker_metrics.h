@@ -33,19 +33,21 @@ struct WorkerMetrics {
   prometheus::Counter* prompt_tokens = nullptr;
   prometheus::Counter* generation_tokens = nullptr;
   prometheus::Counter* preemptions = nullptr;
+  prometheus::Counter* prefix_cache_queries = nullptr;
+  prometheus::Counter* prefix_cache_hits = nullptr;
+  prometheus::Gauge* engine_stalled = nullptr;  // set by the engine watchdog
   prometheus::Counter* rejected_queue_full = nullptr;
   prometheus::Counter* rejected_invalid = nullptr;
   prometheus::Counter* rejected_draining = nullptr;
 
   prometheus::Counter& requests(engine::FinishReason reason);
 
-  // Copies the engine's gauges and its preemption count, and the memory the load report shows
-  // (called before each scrape).
+  // Copies the engine's gauges and its counters (preemptions, prefix-cache tokens), and the
+  // memory the load report shows (called before each scrape).
   void Update(const engine::EngineLoad& load, ReportedMemory memory);
 
  private:
   prometheus::Counter* requests_[4] = {};
-  int64_t preemptions_seen_ = 0;
 };
 
 }  // namespace r1::service

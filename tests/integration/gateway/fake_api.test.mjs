@@ -92,7 +92,8 @@ test('parameters reach the worker', async () => {
     temperature: 0.25, top_p: 0.5, top_k: 7, min_p: 0.125, repetition_penalty: 1.25,
     presence_penalty: 0.5, frequency_penalty: -0.5, seed: 99, max_tokens: 17, ignore_eos: false,
     logprobs: true, top_logprobs: 2, stop: ['x', 'yz'], stop_token_ids: [], prompt_kind: 'chat',
-    messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: '@echo' }], request_id: undefined });
+    messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: '@echo' }], resume: [],
+    request_id: undefined });
   assert.equal(echo.request_id, r.id);
   const lp = r.choices[0].logprobs.content[0];
   assert.equal(lp.logprob, -0.5);
@@ -172,4 +173,9 @@ test('n choices and batched prompts, plain and streamed', async () => {
   const seeded = await client.completions.create({ model: 'm', prompt: '@echo', n: 2, seed: 10 });
   assert.deepEqual(seeded.choices.map((c) => JSON.parse(c.text).seed), [10, 11]);
   assert.deepEqual(seeded.choices.map((c) => JSON.parse(c.text).request_id), [`${seeded.id}-0`, `${seeded.id}-1`]);
+  // Without one the gateway picks a seed per choice, so that a resumed stream samples on.
+  const unseeded = await client.completions.create({ model: 'm', prompt: '@echo', n: 2 });
+  const seeds = unseeded.choices.map((c) => JSON.parse(c.text).seed);
+  assert.ok(seeds.every((x) => typeof x === 'number'), JSON.stringify(seeds));
+  assert.notEqual(seeds[0], seeds[1]);
 });

@@ -36,10 +36,20 @@ test('failures before the first token are retried on another worker', async () =
   assert.equal(busy.json.error.code, 'resource_exhausted');
 });
 
-test('a failure after the first token ends the stream with an error event', async () => {
+test('a failure after the first token resumes the stream; past --max-resumes it ends with an error event', async () => {
   const w = await worker(['--name', 'a']);
-  const g = await gateway([w]);
-  const r = await postJson(`${g.url}/v1/chat/completions`, chat('@fail_after=3 @tokens=10', { stream: true }));
+  const g = await gateway([w], ['--max-resumes', '2']);
+  const text = (events) => events.map((e) => JSON.parse(e).choices?.[0]?.delta?.reasoning_content ?? '').join('');
+  // The worker fails the stream after 3 tokens once: resumed (here on the same worker, the
+  // only one), the client sees every token once and no error.
+  const ok = await postJson(`${g.url}/v1/chat/completions`, chat('@fail_after=3 @tokens=6', { stream: true }));
+  assert.equal(ok.status, 200);
+  const okEvents = sseEvents(ok.text);
+  assert.equal(text(okEvents.slice(0, -1)), 'a-0 a-1 a-2 a-3 a-4 a-5 ');
+  assert.ok(!ok.text.includes('error'), ok.text);
+  assert.equal(await metric(g, 'r1_gateway_stream_resumes_total', 'reason="internal"'), 1);
+  // Failing every time (@refault): two resumes, then the error event.
+  const r = await postJson(`${g.url}/v1/chat/completions`, chat('@fail_after=3 @tokens=10 @refault', { stream: true }));
   assert.equal(r.status, 200);
   const events = sseEvents(r.text);
   assert.equal(events.at(-1), '[DONE]');
@@ -47,17 +57,18 @@ test('a failure after the first token ends the stream with an error event', asyn
   assert.match(err.error.message, /scripted failure mid-stream/);
   const finish = JSON.parse(events.at(-3));
   assert.equal(finish.choices[0].finish_reason, 'error');
-  const text = events.slice(0, -3).map((e) => JSON.parse(e).choices[0].delta.reasoning_content ?? '').join('');
-  assert.equal(text, 'a-0 a-1 a-2 ');
+  assert.equal(text(events.slice(0, -3)), 'a-0 a-1 a-2 a-3 a-4 a-5 a-6 a-7 a-8 ');
+  assert.equal(await metric(g, 'r1_gateway_stream_resumes_total', 'reason="limit_reached"'), 1);
   // The SDK surfaces it as an error while iterating.
   const client = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'x', maxRetries: 0 });
-  const stream = await client.chat.completions.create(chat('@abort_after=2 @tokens=5', { stream: true }));
+  const stream = await client.chat.completions.create(chat('@abort_after=2 @tokens=50 @refault', { stream: true }));
   await assert.rejects((async () => { for await (const _ of stream) {} })(), /mid-stream/);
-  // Without streaming nothing reached the client yet: a worker aborting is retried.
+  // Without streaming nothing reached the client yet: a worker aborting is resumed too.
   const w2 = await worker(['--name', 'b']);
   const g2 = await gateway([w, w2]);
-  const r2 = await postJson(`${g2.url}/v1/chat/completions`, chat('@tokens=3'));
+  const r2 = await postJson(`${g2.url}/v1/chat/completions`, chat('@tokens=6 @abort_after=2'));
   assert.equal(r2.status, 200);
+  assert.match(r2.json.choices[0].message.reasoning_content, /^([ab])-0 \1-1 (?!\1)[ab]-2 [ab]-3 [ab]-4 [ab]-5 $/);
 });
 
 test('kill -9 of a worker mid-load: every request that had no token yet succeeds', async () => {

@@ -37,6 +37,13 @@ export function startFakeWorker(args = []) {
   return startProcess(env.fakeWorker, ['--listen', '127.0.0.1:0', ...args], /PORT (\d+)/);
 }
 
+// A real r1-worker on `model` (a small KV cache, a short drain, quiet logs).
+export function startRealWorker(model, args = [], port = 0) {
+  return startProcess(process.env.R1_WORKER,
+    ['--model', model, '--listen', `127.0.0.1:${port}`, '--kv-cache-memory', String(32 << 20),
+     '--drain-timeout', '1', '--log-level', 'warning', ...args], /serving .* on [^\s]*:(\d+)/);
+}
+
 export async function startGateway(workers, args = []) {
   const list = workers.map((w) => `127.0.0.1:${w.port}`).join(',');
   const g = await startProcess(env.gateway,
@@ -75,6 +82,26 @@ export async function waitReady(g, n = 1) {
   }, `${n} healthy worker(s)`);
 }
 
+// Real workers on `model` and gateways, remembered in `started` for the tests' `after` to stop;
+// `workerArgs` go to every worker.
+export function processes(model, workerArgs = []) {
+  const started = [];
+  return {
+    started,
+    async worker(args = [], port = 0) {
+      const w = await startRealWorker(model, [...workerArgs, ...args], port);
+      started.push(w);
+      return w;
+    },
+    async gateway(ws, args = []) {
+      const g = await startGateway(ws, args);
+      started.push(g);
+      await waitReady(g, ws.length);
+      return g;
+    },
+  };
+}
+
 // The value of a metric line (labels given as a substring), or 0.
 export async function metric(g, name, labels = '') {
   const text = await (await fetch(`${g.url}/metrics`)).text();
@@ -90,8 +117,8 @@ export async function metric(g, name, labels = '') {
 }
 
 let inference = null;
-// Inference.GetLoad on a worker through @grpc/grpc-js.
-export function getLoad(port) {
+// A client of a worker's Inference service through @grpc/grpc-js.
+function inferenceClient(port) {
   const grpc = nodeRequire('@grpc/grpc-js');
   if (!inference) {
     const loader = nodeRequire('@grpc/proto-loader');
@@ -99,7 +126,25 @@ export function getLoad(port) {
       { keepCase: true, longs: Number, defaults: true });
     inference = grpc.loadPackageDefinition(def).r1serve.v1.Inference;
   }
-  const client = new inference(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return new inference(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+}
+
+// Inference.Generate straight on a worker; resolves the ids and the last message.
+export function generateOn(port, request) {
+  const client = inferenceClient(port);
+  return new Promise((resolve, reject) => {
+    const ids = [];
+    let last = null;
+    const call = client.Generate(request);
+    call.on('data', (m) => { ids.push(...m.token_ids); last = m; });
+    call.on('end', () => { client.close(); resolve({ ids, last }); });
+    call.on('error', (e) => { client.close(); reject(e); });
+  });
+}
+
+// Inference.GetLoad on a worker through @grpc/grpc-js.
+export function getLoad(port) {
+  const client = inferenceClient(port);
   return new Promise((resolve, reject) => {
     client.GetLoad({}, { deadline: Date.now() + 3000 }, (err, r) => {
       client.close();

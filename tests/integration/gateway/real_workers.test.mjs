@@ -8,32 +8,18 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { getLoad, nodeRequire, readStream, startProcess, startGateway, waitReady, postJson, sseEvents, curl, sleep, stop, metric, waitFor } from './harness.mjs';
+import { getLoad, nodeRequire, processes, readStream, startGateway, waitReady, postJson, sseEvents, curl, sleep, stop, metric, waitFor } from './harness.mjs';
 
 const OpenAI = nodeRequire('openai').default;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'r1gw-real-'));
 const model = path.join(tmp, 'model');
-const started = [];
+const { started, worker: realWorker, gateway } = processes(model);
 
 async function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
   });
 }
-async function realWorker(args = [], port = 0) {
-  const w = await startProcess(process.env.R1_WORKER,
-    ['--model', model, '--listen', `127.0.0.1:${port}`, '--kv-cache-memory', String(32 << 20),
-     '--drain-timeout', '1', '--log-level', 'warning', ...args], /serving .* on [^\s]*:(\d+)/);
-  started.push(w);
-  return w;
-}
-async function gateway(ws, args = []) {
-  const g = await startGateway(ws, args);
-  started.push(g);
-  await waitReady(g, ws.length);
-  return g;
-}
-
 test.before(() => {
   execFileSync(process.env.R1_MKMODEL, ['--preset', 'tiny', '--out', model, '--tokenizer',
     path.join(process.env.R1_SOURCE_DIR, '.cache/tokenizer/tokenizer.json')], { stdio: 'ignore' });
