@@ -15,6 +15,7 @@
 #include "gateway/openai/reasoning.h"
 #include "gateway/openai/request.h"
 #include "gateway/openai/response.h"
+#include "gateway/openai/tool_parser.h"
 #include "gateway/upstream/attempt.h"
 #include "gateway/upstream/retry_policy.h"
 #include "gateway/upstream/strand.h"
@@ -32,8 +33,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
  private:
   struct Choice {
-    Choice(int index, RetryState retry, std::unique_ptr<Timer> backoff, bool split)
-        : index(index), retry(std::move(retry)), backoff(std::move(backoff)), splitter(split) {}
+    Choice(int index, RetryState retry, std::unique_ptr<Timer> backoff, bool split,
+           ToolCallParser tools)
+        : index(index), retry(std::move(retry)), backoff(std::move(backoff)), splitter(split),
+          tools(std::move(tools)) {}
     void ResetOutput();
 
     const int index;
@@ -48,6 +51,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     // The current attempt's output.
     bool answered = false;
     ReasoningSplitter splitter;
+    ToolCallParser tools;  // streamed: the calls in the content after the reasoning
     std::string text;
     std::vector<LogprobEntry> logprobs;
     size_t text_offset = 0;
@@ -68,6 +72,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void Finish();
   UsageCounts TotalUsage() const;
   std::vector<LogprobEntry> Logprobs(const r1serve::v1::GenerateResponse& m) const;
+  // Reasoning kept or dropped (include_reasoning), content parsed for tool calls.
+  void SendChatDelta(Choice& c, bool first, SplitText d, const std::vector<LogprobEntry>* lps);
+  ToolCallParser NewToolParser();
+  const char* FinishReasonOf(const Choice& c, int tool_calls) const;
 
   GatewayContext* ctx_;
   std::shared_ptr<ResponseSink> sink_;

@@ -7,6 +7,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
+#include "common/port_check.h"
 #include "gateway/http/server.h"
 #include "gateway/main/gateway.h"
 
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   int64_t* budget_min = flags.Int("retry-budget-min", 10, "retries in flight always allowed");
   int64_t* health_interval = flags.Int("health-interval-ms", 1000, "milliseconds between health and load polls of each worker");
   bool* no_split = flags.Bool("no-reasoning-split", false, "do not split '...</think>' into reasoning_content");
+  bool* ignore_unknown = flags.Bool("ignore-unknown-fields", false, "log and ignore request fields the gateway does not know (vLLM's way) instead of answering 400");
   int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
   double* drain_timeout = flags.Double("drain-timeout", 30, "seconds requests in flight may take to finish after SIGTERM");
   std::string* metrics_listen = flags.String("metrics-listen", "", "HOST:PORT to serve GET /metrics on instead of the API port (its worker labels name internal addresses)");
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
   gopts.retry.budget_percent = *budget_percent;
   gopts.retry.budget_min = static_cast<uint32_t>(std::max<int64_t>(0, *budget_min));
   gopts.reasoning_split = !*no_split;
+  gopts.ignore_unknown_fields = *ignore_unknown;
   gopts.request_timeout_s = *request_timeout;
   gopts.first_token_timeout_s = *first_token_timeout;
   gopts.metrics_route = metrics_listen->empty();
@@ -107,6 +110,11 @@ int main(int argc, char** argv) {
     int port;
     absl::Status ls = r1::gw::http::ParseHostPort(*listen, &host, &port);
     if (!ls.ok()) flags.Fail("--listen: " + std::string(ls.message()));
+    // A taken port: one clear line and a non-zero exit.
+    if (absl::Status free = r1::CheckListenAddress(host, port); !free.ok()) {
+      std::fprintf(stderr, "r1-gateway: --listen %s\n", std::string(free.message()).c_str());
+      return 1;
+    }
   }
   popts.dns_name = *workers_dns;
   popts.dns_refresh_s = *dns_refresh;

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -38,6 +39,11 @@ bool Worker::GetLoad(r1serve::v1::LoadReport* report) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (has_load_) *report = load_;
   return has_load_;
+}
+
+bool Worker::Serves(const std::string& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return has_load_ && load_.model_id() == model;
 }
 
 bool ReportShowsPressure(const r1serve::v1::LoadReport& r, double threshold) {
@@ -167,11 +173,15 @@ void WorkerPool::Loop() {
   }
 }
 
-std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried) {
+std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried,
+                                            const std::string& model) {
   std::vector<std::shared_ptr<Worker>> usable = Snapshot();
+  // Routing by model comes first: the balancer below only sees workers serving it.
   usable.erase(std::remove_if(usable.begin(), usable.end(),
-                              [](const std::shared_ptr<Worker>& w) {
-                                return w->removed || !w->healthy || !w->breaker().CanAcquire();
+                              [&model](const std::shared_ptr<Worker>& w) {
+                                return w->removed || !w->healthy ||
+                                       (!model.empty() && !w->Serves(model)) ||
+                                       !w->breaker().CanAcquire();
                               }),
                usable.end());
   // Prefer workers this request has not tried yet.
@@ -189,9 +199,13 @@ std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tr
   return std::nullopt;
 }
 
-std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address) {
+std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address,
+                                              const std::string& model) {
   auto w = std::make_shared<Worker>(address, options_.breaker, clock_);
   w->healthy = true;
+  r1serve::v1::LoadReport report;
+  report.set_model_id(model);
+  w->SetLoad(report);
   std::lock_guard<std::mutex> lock(mu_);
   workers_.push_back(w);
   return w;
@@ -225,6 +239,19 @@ std::vector<std::string> WorkerPool::ModelIds() const {
     if (!w->removed && w->GetLoad(&r) && !r.model_id().empty()) ids.insert(r.model_id());
   }
   return {ids.begin(), ids.end()};
+}
+
+std::vector<r1serve::v1::LoadReport> WorkerPool::ModelReports() const {
+  std::map<std::string, r1serve::v1::LoadReport> by_id;
+  for (auto& w : Snapshot()) {
+    r1serve::v1::LoadReport r;
+    if (w->removed || !w->GetLoad(&r) || r.model_id().empty()) continue;
+    // A healthy worker's report wins over an unhealthy one's.
+    if (!by_id.count(r.model_id()) || w->healthy) by_id[r.model_id()] = r;
+  }
+  std::vector<r1serve::v1::LoadReport> out;
+  for (auto& [id, r] : by_id) out.push_back(std::move(r));
+  return out;
 }
 
 absl::StatusOr<std::vector<std::string>> ResolveHostPort(const std::string& name_port) {

@@ -43,6 +43,8 @@ class Worker {
 
   void SetLoad(const r1serve::v1::LoadReport& report);
   bool GetLoad(r1serve::v1::LoadReport* report) const;
+  // True when the latest load report names `model` (a worker serves one model).
+  bool Serves(const std::string& model) const;
 
  private:
   std::string address_;
@@ -81,18 +83,22 @@ class WorkerPool {
   // Least connections among usable workers, preferring ones not in `tried`; takes a lease on
   // the worker picked (an active stream and the breaker's permission). Empty when none is
   // usable.
-  std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried);
+  // Only workers that serve `model` (by their load reports) are candidates; empty: any.
+  std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried,
+                                  const std::string& model = "");
   std::vector<std::shared_ptr<Worker>> Snapshot() const;
   bool AnyHealthy() const;
   // Some worker is healthy but every healthy one has an open breaker.
   bool AllBreakersOpen() const;
   // Model ids from the latest load reports.
   std::vector<std::string> ModelIds() const;
+  // The latest load report of a healthy worker serving each model, by model id.
+  std::vector<r1serve::v1::LoadReport> ModelReports() const;
   // Polls every worker now (tests and startup).
   void PollOnce();
-  // Adds a worker by hand, outside --workers and DNS, marked healthy (unit tests that run the
-  // pool without Start()).
-  std::shared_ptr<Worker> AddForTest(const std::string& address);
+  // Adds a worker by hand, outside --workers and DNS, marked healthy and serving `model`
+  // (unit tests that run the pool without Start()).
+  std::shared_ptr<Worker> AddForTest(const std::string& address, const std::string& model = "m");
 
  private:
   void SetAddresses(const std::vector<std::string>& dns_addresses);

@@ -69,6 +69,12 @@ class TextCodec {
  public:
   virtual ~TextCodec() = default;
   virtual std::unique_ptr<TextStream> NewStream() = 0;
+  // A stream that keeps special tokens in the text when `skip_special_tokens` is false (the
+  // request's skip_special_tokens); a codec without special tokens may ignore it.
+  virtual std::unique_ptr<TextStream> NewStreamWith(bool skip_special_tokens) {
+    (void)skip_special_tokens;
+    return NewStream();
+  }
   // One token's text, for log-probabilities.
   virtual std::string TokenText(int32_t id) = 0;
 };
@@ -81,6 +87,10 @@ struct EngineRequest {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // The stop string, stop token or EOS that ended the request is kept at the end of the text
+  // (vLLM's include_stop_str_in_output; special tokens still follow skip_special_tokens).
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;
   Clock::TimePoint arrival{};
   std::shared_ptr<RequestSink> sink;
 };
