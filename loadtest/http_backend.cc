@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -116,8 +117,12 @@ class HttpBackend final : public Backend {
             (options_.endpoint == "completions" ? "/v1/completions" : "/v1/chat/completions");
   }
 
+  // Each request runs on its own strand: the I/O threads share one io_context, and a
+  // beast::tcp_stream's timeout handler must not run beside the coroutine's next operation on
+  // the same socket (with --threads > 1 it did, and a timed-out stream's socket was closed
+  // under a starting read: SIGSEGV at 256 streams with --timeout).
   void Start(const RequestSpec& spec, DoneCallback done) override {
-    asio::co_spawn(io_, Run(spec, std::move(done)), asio::detached);
+    asio::co_spawn(asio::make_strand(io_), Run(spec, std::move(done)), asio::detached);
   }
 
  private:
@@ -154,6 +159,20 @@ class HttpBackend final : public Backend {
     return s;
   }
 
+  // A kept-alive connection taken up by another request: its socket moves to that request's
+  // strand, so that its timer and its reads share one executor again. Null when it fails.
+  static std::unique_ptr<beast::tcp_stream> Rehome(std::unique_ptr<beast::tcp_stream> old,
+                                                   const asio::any_io_executor& executor) {
+    if (!old) return nullptr;
+    tcp::socket sock = old->release_socket();
+    boost::system::error_code ec;
+    const tcp::endpoint local = sock.local_endpoint(ec);
+    if (ec) return nullptr;
+    const auto fd = sock.release(ec);
+    if (ec) return nullptr;
+    return std::make_unique<beast::tcp_stream>(tcp::socket(executor, local.protocol(), fd));
+  }
+
   void PutIdle(std::unique_ptr<beast::tcp_stream> s) {
     s->expires_never();
     std::lock_guard<std::mutex> lock(idle_mu_);
@@ -167,7 +186,7 @@ class HttpBackend final : public Backend {
     auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(options_.timeout_s));
     std::unique_ptr<beast::tcp_stream> stream;
-    if (options_.keep_alive && may_reuse) stream = TakeIdle();
+    if (options_.keep_alive && may_reuse) stream = Rehome(TakeIdle(), co_await asio::this_coro::executor);
     bool reused = stream != nullptr;
     if (!stream) {
       stream = std::make_unique<beast::tcp_stream>(co_await asio::this_coro::executor);

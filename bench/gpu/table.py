@@ -17,7 +17,7 @@ def main():
             res[who] = {}
             order.append(who)
         r = res[who]
-        if m := re.match(r"ttft_ms prompt (\d+) median ([\d.]+)", rest):
+        if m := re.match(r"ttft_ms prompt (\d+)(?: chunk \d+)? median ([\d.]+)", rest):
             r[f"TTFT {m[1]}-token prompt (ms)"] = m[2]
         elif m := re.match(r"decode batch (\d+) context (\d+) step_ms median ([\d.]+) p99 (\S+) tok_s ([\d.]+)", rest):
             r[f"decode batch {m[1]} (tok/s)"] = m[5]

@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "gateway/main/proto_build.h"
+#include "gateway/openai/output_request.h"
 #include "gateway/upstream/status_map.h"
 #include "gateway/upstream/worker_pool.h"
 
@@ -137,6 +138,7 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
     c.finish = m.finish_reason();
     c.usage.prompt_tokens = m.usage().prompt_tokens();
     c.usage.completion_tokens = m.usage().completion_tokens();
+    c.usage.reasoning_tokens = m.usage().reasoning_tokens();
   }
   std::vector<LogprobEntry> lps;
   if (params_.sampling.logprobs) lps = Logprobs(m);
@@ -213,6 +215,7 @@ UsageCounts Exchange::TotalUsage() const {
     // The prompt counts once per prompt, not once per choice.
     if (c->index % params_.n == 0) u.prompt_tokens += c->usage.prompt_tokens;
     u.completion_tokens += c->usage.completion_tokens;
+    u.reasoning_tokens += c->usage.reasoning_tokens;
   }
   return u;
 }
@@ -293,7 +296,13 @@ void Exchange::FailBeforeFirstByte(const grpc::Status& status) {
   http::Headers extra;
   if (kind.http_status == 503 || kind.http_status == 429)
     extra.emplace_back("Retry-After", std::to_string(ctx_->options.retry_after_s));
-  SendError(ctx_, *sink_, route_, kind.http_status, kind.type, status.error_message(), "",
+  // A worker's refusal of a field names it (a schema keyword the grammar engine lacks, a
+  // token id outside its vocabulary): the 400 names the request field.
+  std::string message = status.error_message();
+  const std::string param = status.error_code() == grpc::StatusCode::INVALID_ARGUMENT
+                                ? ParamOfWorkerError(params_, &message)
+                                : std::string();
+  SendError(ctx_, *sink_, route_, kind.http_status, kind.type, message, param,
             CodeLabel(status.error_code()), extra);
   Finish();
 }

@@ -2,6 +2,30 @@
 
 namespace r1::gw {
 
+namespace {
+
+// Fields 20-29 of the Generate request: the answer's format, logit_bias, min_tokens and the
+// thinking budget.
+void SetOutputConstraints(const GenParams& p, r1serve::v1::GenerateRequest* r) {
+  using Kind = StructuredOutput::Kind;
+  const StructuredOutput& so = p.structured;
+  auto* out = r->mutable_structured_output();
+  switch (so.kind) {
+    case Kind::kNone: r->clear_structured_output(); break;
+    case Kind::kResponseFormat: out->set_response_format(so.text); break;
+    case Kind::kJsonSchema: out->set_json_schema(so.text); break;
+    case Kind::kRegex: out->set_regex(so.text); break;
+    case Kind::kChoice:
+      for (const std::string& c : so.choices) out->mutable_choice()->add_choices(c);
+      break;
+  }
+  for (auto [id, bias] : p.logit_bias) (*r->mutable_logit_bias())[id] = bias;
+  r->set_min_tokens(p.min_tokens);
+  if (p.thinking_token_budget) r->set_thinking_token_budget(*p.thinking_token_budget);
+}
+
+}  // namespace
+
 void FillChatPrompt(const GenParams& p, r1serve::v1::ChatPrompt* chat) {
   for (const ChatTurn& t : p.messages) {
     auto* m = chat->add_messages();
@@ -58,6 +82,7 @@ void BuildGenerateRequest(const GenParams& p, size_t prompt, uint32_t k, const s
   r->set_include_stop_str_in_output(p.include_stop_str_in_output);
   if (!p.skip_special_tokens) r->set_skip_special_tokens(false);
   r->set_echo(p.echo);
+  SetOutputConstraints(p, r);
 }
 
 }  // namespace r1::gw

@@ -8,6 +8,8 @@
 #include "absl/strings/cord.h"
 #include "gateway/openai/cat.h"
 #include "gateway/openai/fields.h"
+#include "gateway/openai/json_get.h"
+#include "gateway/openai/output_request.h"
 #include "gateway/openai/tool_request.h"
 
 namespace r1::gw {
@@ -17,67 +19,6 @@ namespace {
 constexpr char kParamPayload[] = "r1.param";
 constexpr size_t kMaxStops = 16;
 constexpr size_t kMaxStopBytes = 256;
-
-const json::value* Field(const json::object& o, std::string_view name) {
-  auto it = o.find(name);
-  if (it == o.end() || it->value().is_null()) return nullptr;  // null means "not given"
-  return &it->value();
-}
-
-template <typename Number>
-absl::Status GetNumber(const json::object& o, std::string_view name, double lo, double hi,
-                       Number* out) {
-  const json::value* v = Field(o, name);
-  if (!v) return absl::OkStatus();
-  double d;
-  if (v->is_double()) d = v->get_double();
-  else if (v->is_int64()) d = static_cast<double>(v->get_int64());
-  else if (v->is_uint64()) d = static_cast<double>(v->get_uint64());
-  else return InvalidParam(name, Cat("'", name, "' must be a number"));
-  if (!std::isfinite(d) || d < lo || d > hi)
-    return InvalidParam(name, Cat("'", name, "' must be between ", lo, " and ", hi,
-                                           ", got ", d));
-  *out = static_cast<Number>(d);
-  return absl::OkStatus();
-}
-
-// Integers as JSON integers (or doubles with an integral value).
-absl::Status AsInt(const json::value& v, std::string_view name, int64_t* out) {
-  if (v.is_int64()) {
-    *out = v.get_int64();
-  } else if (v.is_uint64()) {
-    if (v.get_uint64() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      return InvalidParam(name, Cat("'", name, "' is too large"));
-    *out = static_cast<int64_t>(v.get_uint64());
-  } else if (v.is_double() && std::isfinite(v.get_double()) &&
-             std::floor(v.get_double()) == v.get_double() && std::fabs(v.get_double()) < 9e15) {
-    *out = static_cast<int64_t>(v.get_double());
-  } else {
-    return InvalidParam(name, Cat("'", name, "' must be an integer"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status GetInt(const json::object& o, std::string_view name, int64_t lo, int64_t hi,
-                    std::optional<int64_t>* out) {
-  const json::value* v = Field(o, name);
-  if (!v) return absl::OkStatus();
-  int64_t i = 0;
-  R1_RETURN_IF_ERROR(AsInt(*v, name, &i));
-  if (i < lo || i > hi)
-    return InvalidParam(name, Cat("'", name, "' must be between ", lo, " and ", hi,
-                                           ", got ", i));
-  *out = i;
-  return absl::OkStatus();
-}
-
-absl::Status GetBool(const json::object& o, std::string_view name, bool* out) {
-  const json::value* v = Field(o, name);
-  if (!v) return absl::OkStatus();
-  if (!v->is_bool()) return InvalidParam(name, Cat("'", name, "' must be a boolean"));
-  *out = v->get_bool();
-  return absl::OkStatus();
-}
 
 absl::Status GetIdList(const json::value& v, std::string_view name, std::vector<int32_t>* out) {
   if (!v.is_array()) return InvalidParam(name, Cat("'", name, "' must be an array"));
@@ -394,6 +335,7 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body,
     if (!u->is_string()) return InvalidParam("user", "'user' must be a string");
     p.user = std::string(u->get_string());
   }
+  R1_RETURN_IF_ERROR(ParseOutputConstraints(o, &p));
   return p;
 }
 

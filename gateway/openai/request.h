@@ -48,6 +48,15 @@ struct ChatTurn {
 // tool_choice: none, auto (the default with tools), required, or one named function.
 enum class ToolChoice { kNone, kAuto, kRequired, kNamed };
 
+// A format the answer must follow (issue 14), as the worker's StructuredOutput carries it.
+struct StructuredOutput {
+  enum class Kind { kNone, kResponseFormat, kJsonSchema, kChoice, kRegex };
+  Kind kind = Kind::kNone;
+  std::string text;  // kResponseFormat, kJsonSchema: JSON text; kRegex: the pattern
+  std::vector<std::string> choices;  // kChoice
+  std::string param;  // the request field it came from, named in the worker's errors
+};
+
 // One validated generation request, independent of gRPC and protobuf.
 struct GenParams {
   ApiKind kind = ApiKind::kChat;
@@ -81,6 +90,11 @@ struct GenParams {
   std::string tool_choice_name;   // kNamed
   bool parallel_tool_calls = true;
   std::vector<std::string> ignored_fields;  // unknown fields, with --ignore-unknown-fields
+  // Output constraints (output_request.h).
+  StructuredOutput structured;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  uint32_t min_tokens = 0;
+  std::optional<int32_t> thinking_token_budget;  // -1: no limit; unset: the worker's default
 };
 
 struct ParseOptions {

@@ -110,7 +110,9 @@ void AppendCompletionLogprobs(std::string* out, const std::vector<LogprobEntry>*
 void AppendUsage(std::string* out, const UsageCounts& u) {
   absl::StrAppend(out, "{\"prompt_tokens\":", u.prompt_tokens,
                   ",\"completion_tokens\":", u.completion_tokens,
-                  ",\"total_tokens\":", u.prompt_tokens + u.completion_tokens, "}");
+                  ",\"total_tokens\":", u.prompt_tokens + u.completion_tokens,
+                  ",\"completion_tokens_details\":{\"reasoning_tokens\":", u.reasoning_tokens,
+                  "}}");
 }
 
 }  // namespace

@@ -40,6 +40,7 @@ struct ResponseMeta {
 struct UsageCounts {
   uint32_t prompt_tokens = 0;
   uint32_t completion_tokens = 0;
+  uint32_t reasoning_tokens = 0;  // of completion_tokens: completion_tokens_details
 };
 
 // One streamed chunk of choice `index` of a chat completion. `role` is set on the choice's

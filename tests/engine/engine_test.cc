@@ -1,7 +1,8 @@
 // The engine in-process over the tiny model: a failing step ends only the requests in it with
 // kError and the engine keeps serving; cancellation; preemption under a small cache gives the
 // same greedy ids; deltas add up to the usage counts; penalties against a hand-run decode
-// loop; KV-cache sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on CPU.
+// loop; the thinking budget's forced tokens and min_tokens through the samplers; KV-cache
+// sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on CPU.
 #include "worker/engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -33,8 +34,10 @@ class EngineTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { std::filesystem::remove_all(*dir_); }
 
-  std::unique_ptr<Engine> Make(int64_t kv_bytes, int max_running = 8) {
+  std::unique_ptr<Engine> Make(int64_t kv_bytes, int max_running = 8,
+                               ReasoningOptions reasoning = {}) {
     EngineOptions o;
+    o.reasoning = std::move(reasoning);
     o.model_dir = *dir_;
     o.device = "cpu";
     o.dtype = "float32";
@@ -261,6 +264,58 @@ TEST_F(EngineTest, PenaltiesCountEachOutputTokenOnce) {
   ASSERT_TRUE(engine->Submit(std::move(r)).ok());
   sink->Wait();
   EXPECT_EQ(sink->ids, want) << "frequency penalty " << so.frequency_penalty;
+}
+
+// The tiny model has the real vocabulary: <think> 151648, </think> 151649, EOS 151643.
+constexpr int32_t kThink = 151648, kThinkEnd = 151649, kTinyEos = 151643;
+
+TEST_F(EngineTest, AThinkingBudgetForcesItsMessageAndThinkEndThroughTheSampler) {
+  ReasoningOptions reasoning;
+  reasoning.think_start_id = kThink;
+  reasoning.think_end_id = kThinkEnd;
+  reasoning.budget_message = {100, 200};
+  auto engine = Make(1 << 20, 8, reasoning);
+  ASSERT_TRUE(engine);
+  auto free_sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(engine->Submit(Req({5, 6, kThink}, 10, free_sink)).ok());
+  free_sink->Wait();
+  EXPECT_EQ(free_sink->last.reasoning_tokens, 10);  // no budget: the whole output is thought
+  for (float temperature : {0.f, 1.f}) {
+    auto sink = std::make_shared<CollectingSink>();
+    EngineRequest r = Req({5, 6, kThink}, 10, sink);
+    r.thinking_token_budget = 3;
+    r.sampling.temperature = temperature;
+    r.sampling.seed = 7;
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    sink->Wait();
+    ASSERT_EQ(sink->ids.size(), 10u);
+    // Three free tokens (greedy: the same as without a budget), then the forced ones.
+    if (temperature == 0.f) {
+      EXPECT_EQ(std::vector<int32_t>(sink->ids.begin(), sink->ids.begin() + 3),
+                std::vector<int32_t>(free_sink->ids.begin(), free_sink->ids.begin() + 3));
+    }
+    EXPECT_EQ(std::vector<int32_t>(sink->ids.begin() + 3, sink->ids.begin() + 6),
+              (std::vector<int32_t>{100, 200, kThinkEnd}))
+        << "temperature " << temperature;
+    EXPECT_EQ(sink->last.reasoning_tokens, 5);
+  }
+}
+
+TEST_F(EngineTest, MinTokensHoldsBackAnEndOfSequenceThatLogitBiasMakesCertain) {
+  auto engine = Make(1 << 20);
+  ASSERT_TRUE(engine);
+  for (int32_t min_tokens : {0, 6}) {
+    auto sink = std::make_shared<CollectingSink>();
+    EngineRequest r = Req({11, 12, 13}, 20, sink);
+    r.ignore_eos = false;
+    r.logit_bias = {{kTinyEos, 100.f}};
+    r.min_tokens = min_tokens;
+    ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+    sink->Wait();
+    EXPECT_EQ(sink->last.finish, FinishReason::kStop);
+    ASSERT_EQ(sink->ids.size(), static_cast<size_t>(min_tokens + 1));
+    EXPECT_EQ(sink->ids.back(), kTinyEos);
+  }
 }
 
 TEST_F(EngineTest, KvCacheSizeFromFlagsAndLoadOnCpu) {

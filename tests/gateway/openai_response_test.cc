@@ -63,6 +63,9 @@ TEST(OpenAIResponse, WholeResponses) {
   EXPECT_EQ(lp.at("bytes").at(0).as_int64(), 97);
   EXPECT_EQ(lp.at("top_logprobs").as_array().size(), 2u);
   EXPECT_EQ(chat.at("usage").at("completion_tokens").as_int64(), 1);
+  EXPECT_EQ(chat.at("usage").at("completion_tokens_details").at("reasoning_tokens").as_int64(), 0);
+  json::value thought = Parse(ChatResponse(meta, true, {{"t", "a", nullptr, "stop"}}, {3, 9, 7}));
+  EXPECT_EQ(thought.at("usage").at("completion_tokens_details").at("reasoning_tokens").as_int64(), 7);
   // Without an answer after the reasoning, content is null (as vLLM).
   json::value only = Parse(ChatResponse(meta, true, {{"think", "", nullptr, "length"}}, {1, 1}));
   EXPECT_TRUE(only.at("choices").at(0).at("message").at("content").is_null());

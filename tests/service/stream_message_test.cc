@@ -34,6 +34,7 @@ TEST(StreamMessage, MergesQueuedDeltasInOrderAndKeepsTheFinalFields) {
   last.matched_stop = "</s>";
   last.prompt_tokens = 7;
   last.completion_tokens = 4;
+  last.reasoning_tokens = 3;
   last.queued_ms = 1;
   last.ttft_ms = 2;
   last.total_ms = 3;
@@ -52,6 +53,7 @@ TEST(StreamMessage, MergesQueuedDeltasInOrderAndKeepsTheFinalFields) {
   EXPECT_EQ(msg.matched_stop(), "</s>");
   EXPECT_EQ(msg.usage().prompt_tokens(), 7u);
   EXPECT_EQ(msg.usage().completion_tokens(), 4u);
+  EXPECT_EQ(msg.usage().reasoning_tokens(), 3u);
   EXPECT_DOUBLE_EQ(msg.timings().total_ms(), 3);
 }
 

@@ -1,6 +1,7 @@
 #include "worker/engine/device_sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <limits>
 #include <tuple>
 
@@ -143,6 +144,46 @@ at::Tensor PenalisedLogits(const at::Tensor& logits,
   return x;
 }
 
+at::Tensor ConstrainedLogits(const at::Tensor& logits,
+                             const std::vector<const SamplerState*>& states, bool in_place) {
+  static_assert(std::endian::native == std::endian::little,
+                "the bitmask's words are read as bytes: token i is bit i % 8 of byte i / 8");
+  const int64_t n = logits.size(0), V = logits.size(1), W = (V + 31) / 32;
+  std::vector<int64_t> bias_at, mask_rows;
+  std::vector<float> bias;
+  std::vector<uint32_t> words;  // W per masked row
+  for (int64_t r = 0; r < n; ++r) {
+    const LogitsConstraint& c = states[r]->constraint;
+    for (auto [id, amount] : c.bias) {
+      if (id < 0 || id >= V) continue;
+      bias_at.push_back(r * V + id);
+      bias.push_back(amount);
+    }
+    if (c.allowed.empty()) continue;
+    mask_rows.push_back(r);
+    const size_t have = std::min<size_t>(c.allowed.size(), static_cast<size_t>(W));
+    words.insert(words.end(), c.allowed.begin(), c.allowed.begin() + static_cast<long>(have));
+    words.resize(words.size() + (static_cast<size_t>(W) - have), 0u);
+  }
+  if (bias_at.empty() && mask_rows.empty()) return logits;
+  const at::Device dev = logits.device();
+  at::Tensor x = in_place ? logits : logits.contiguous().clone();
+  if (!bias_at.empty())
+    x.view({-1}).index_add_(0, Upload(bias_at, at::kLong, dev), Upload(bias, at::kFloat, dev));
+  if (!mask_rows.empty()) {
+    const int64_t m = static_cast<int64_t>(mask_rows.size());
+    at::Tensor bytes = at::from_blob(words.data(), {m, W * 4}, at::kByte)
+                           .to(dev, at::kByte, /*non_blocking=*/false, /*copy=*/true);
+    const std::vector<uint8_t> bit = {1, 2, 4, 8, 16, 32, 64, 128};
+    at::Tensor allowed = bytes.unsqueeze(2).bitwise_and(Upload(bit, at::kByte, dev)).ne(0)
+                             .view({m, W * 32}).narrow(1, 0, V);
+    at::Tensor rows = Upload(mask_rows, at::kLong, dev);
+    x.index_copy_(0, rows, x.index_select(0, rows).masked_fill_(
+                               allowed.logical_not(), -std::numeric_limits<float>::infinity()));
+  }
+  return x;
+}
+
 std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
                                               const std::vector<const SamplingOptions*>& options,
                                               const std::vector<SamplerState*>& states) {
@@ -150,12 +191,13 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
   std::vector<SampleResult> out(static_cast<size_t>(n));
   if (n == 0) return out;
   at::Tensor x = logits.scalar_type() == at::kFloat ? logits : logits.to(at::kFloat);
-  bool penalised = false, sampled = false, greedy = false;
+  bool penalised = false, constrained = false, sampled = false, greedy = false;
   std::vector<int64_t> lp_rows;
   int64_t max_top = 0;
   for (int64_t r = 0; r < n; ++r) {
     const SamplingOptions& o = *options[r];
     penalised |= o.penalised();
+    constrained |= states[r]->constraint.active();
     sampled |= !o.greedy();
     greedy |= o.greedy();
     if (o.logprobs) {
@@ -164,11 +206,13 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
     }
   }
   at::Tensor tokens;
-  if (!penalised && !sampled && lp_rows.empty()) {
+  if (!penalised && !constrained && !sampled && lp_rows.empty()) {
     tokens = x.argmax(1).to(at::kCPU);  // the fast path: greedy rows, first maximum
   } else {
     std::vector<const SamplerState*> cstates(states.begin(), states.end());
     at::Tensor pen = penalised ? PenalisedLogits(x, options, cstates) : x;
+    // x stays the model's (log-probabilities): constrain in place only a penalised copy.
+    if (constrained) pen = ConstrainedLogits(pen, cstates, /*in_place=*/!pen.is_same(x));
     // Greedy rows (the first maximum, as SampleBatch); sampled rows are overwritten.
     tokens = greedy ? pen.argmax(1)
                     : at::zeros({n}, at::TensorOptions().dtype(at::kLong).device(x.device()));
@@ -222,7 +266,15 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
     const int64_t* t = tokens.data_ptr<int64_t>();
     for (int64_t r = 0; r < n; ++r) out[static_cast<size_t>(r)].token = static_cast<int32_t>(t[r]);
   }
-  for (int64_t r = 0; r < n; ++r) states[r]->output.push_back(out[static_cast<size_t>(r)].token);
+  for (int64_t r = 0; r < n; ++r) {
+    // Every allowed logit -inf: still an allowed token (as SampleBatch).
+    int32_t& tok = out[static_cast<size_t>(r)].token;
+    const LogitsConstraint& c = states[r]->constraint;
+    if (!c.Allows(tok)) {
+      if (int32_t first = FirstAllowed(c, logits.size(1)); first >= 0) tok = first;
+    }
+    states[r]->output.push_back(tok);
+  }
   return out;
 }
 

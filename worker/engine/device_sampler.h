@@ -10,7 +10,8 @@
 // the same state both samplers pick the same token except where float32 rounding on the device
 // moves a cumulative boundary past the draw.
 //
-// Fast path: every row greedy, no penalties, no log-probabilities: one argmax on the device.
+// Fast path: every row greedy, no penalties, no constraints, no log-probabilities: one argmax
+// on the device. A row's LogitsConstraint applies after its penalties, as in SampleBatch.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,5 +34,12 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
 at::Tensor PenalisedLogits(const at::Tensor& logits,
                            const std::vector<const SamplingOptions*>& options,
                            const std::vector<const SamplerState*>& states);
+
+// The logits after each row's constraint (the state's LogitsConstraint: biases added, then -inf
+// outside the mask), on the logits' device. The masks go up as one bitmask per constrained row
+// (19 KB for Qwen's vocabulary) and expand to booleans there. Returns `logits` itself when no
+// row is constrained; otherwise writes into `logits` when in_place, else into a copy.
+at::Tensor ConstrainedLogits(const at::Tensor& logits,
+                             const std::vector<const SamplerState*>& states, bool in_place);
 
 }  // namespace r1::engine

@@ -200,6 +200,8 @@ class EngineImpl final : public Engine {
       auto req = std::make_unique<RequestState>(std::move(r), seed,
                                                 options_.codec ? options_.codec->NewStreamWith(r.skip_special_tokens) : nullptr);
       req->id = next_id_++;
+      req->constraints = TokenConstraints(req->req, options_.reasoning,
+                                          runner_->config().eos_token_ids, vocab_size());
       scheduler_.Add(req.get());
       live_.emplace(req->id, std::move(req));
     }
@@ -261,7 +263,8 @@ class EngineImpl final : public Engine {
 
   void LogStep(const StepPlan& plan, const StepOutput& out, Clock::TimePoint t0) {
     R1_LOG(DEBUG) << "step: " << plan.chunks.size() << " sequences, " << plan.num_tokens
-                  << " tokens; model call " << out.model_ms << " ms, sampling " << out.sample_ms
+                  << " tokens; constraints " << out.constraint_ms << " ms, model call "
+                  << out.model_ms << " ms, sampling " << out.sample_ms
                   << " ms, whole step " << MillisBetween(t0, options_.clock->Now()) << " ms";
   }
 

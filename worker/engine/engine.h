@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,10 @@
 #include "common/sampling.h"
 #include "common/status.h"
 #include "worker/model/kernel_tuning.h"
+
+namespace r1::grammar {
+class CompiledGrammar;
+}
 
 namespace r1::engine {
 
@@ -42,6 +47,7 @@ struct Delta {
   std::string matched_stop;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
+  int32_t reasoning_tokens = 0;  // of completion_tokens, those of the thought
   double queued_ms = 0, ttft_ms = 0, total_ms = 0;
 };
 
@@ -91,8 +97,24 @@ struct EngineRequest {
   // (vLLM's include_stop_str_in_output; special tokens still follow skip_special_tokens).
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
+  // Output constraints (token_constraints.h). The answer follows `grammar` (null: free), after
+  // the thought when the prompt opens one.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // ids in the vocabulary, unique
+  int32_t min_tokens = 0;  // end-of-sequence and stop ids banned before this many tokens
+  // Tokens of thought before "</think>" is forced; unset: EngineOptions::reasoning's default;
+  // -1: no limit.
+  std::optional<int32_t> thinking_token_budget;
   Clock::TimePoint arrival{};
   std::shared_ptr<RequestSink> sink;
+};
+
+// The model's thought, as the tokenizer spells it, and the thinking budget's defaults.
+struct ReasoningOptions {
+  int32_t think_start_id = -1;  // "<think>"; -1: the tokenizer has none (no thought tracked)
+  int32_t think_end_id = -1;    // "</think>"
+  int32_t default_budget = -1;  // --thinking-token-budget; -1: no limit
+  std::vector<int32_t> budget_message;  // --thinking-budget-message, forced before "</think>"
 };
 
 // The KV cache's size on CPU when EngineOptions::kv_cache_memory is 0.
@@ -118,6 +140,7 @@ struct EngineOptions {
   int32_t max_wait_steps = 256;
   model::KernelTuning tuning;
   std::shared_ptr<TextCodec> codec;   // may be null
+  ReasoningOptions reasoning;
   const Clock* clock = SystemClock::Get();
   Random* random = nullptr;           // seeds unseeded requests; null: a SystemRandom of its own
 };

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace r1::engine {
 namespace {
 
@@ -15,6 +17,7 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
                                Clock::TimePoint now) const {
   const int32_t tok = sample.token;
   req->tokens.push_back(tok);  // (the sampler appended it to its own output)
+  req->constraints.Accept(tok);
   if (req->first_token_at == Clock::TimePoint{}) req->first_token_at = now;
   req->last_token_at = now;
 
@@ -78,6 +81,11 @@ void OutputProcessor::Totals(const RequestState& req, FinishReason why, Clock::T
   d->finish = why;
   d->prompt_tokens = req.num_prompt;
   d->completion_tokens = req.num_output();
+  d->reasoning_tokens = req.constraints.reasoning_tokens();
+  if (req.constraints.refused() > 0) {
+    R1_LOG(WARNING) << req.req.request_id << ": the grammar refused " << req.constraints.refused()
+                    << " sampled tokens";
+  }
   const Clock::TimePoint arrival = req.req.arrival;
   const bool scheduled = req.scheduled_at != Clock::TimePoint{};
   d->queued_ms = MillisBetween(arrival, scheduled ? req.scheduled_at : now);

@@ -1,5 +1,6 @@
 // One request as the engine thread holds it: its scheduling state (a Sequence), what was asked,
-// the sampler's per-sequence state, its stop checks and detokenizer, and its timestamps.
+// the sampler's per-sequence state, its output constraints, its stop checks and detokenizer,
+// and its timestamps.
 // Torch-free; owned by the engine thread.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include "worker/engine/sample_types.h"
 #include "worker/engine/sequence.h"
 #include "worker/engine/stop_checker.h"
+#include "worker/engine/token_constraints.h"
 
 namespace r1::engine {
 
@@ -25,6 +27,7 @@ struct RequestState : Sequence {
 
   EngineRequest req;
   SamplerState sampler;
+  TokenConstraints constraints;  // set by the engine when the request arrives
   StopChecker stop;
   std::unique_ptr<TextStream> text;  // null without a tokenizer
   bool left_queue = false;           // counted out of the admission queue (scheduled or ended)

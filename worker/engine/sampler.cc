@@ -46,6 +46,36 @@ void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const S
   for (auto [t, sub] : terms.subtract) row[t] -= sub;
 }
 
+void ApplyConstraint(float* row, int64_t vocab, const LogitsConstraint& c) {
+  for (auto [t, amount] : c.bias)
+    if (t >= 0 && t < vocab) row[t] += amount;
+  if (c.allowed.empty()) return;
+  constexpr float kOut = -std::numeric_limits<float>::infinity();
+  const int64_t words = (vocab + 31) / 32;
+  for (int64_t w = 0; w < words; ++w) {
+    const uint32_t m = w < static_cast<int64_t>(c.allowed.size()) ? c.allowed[static_cast<size_t>(w)] : 0u;
+    if (m == ~0u) continue;  // dense masks (inside a string) are mostly whole words
+    float* p = row + w * 32;
+    const int64_t n = std::min<int64_t>(32, vocab - w * 32);
+    if (m == 0) {
+      std::fill(p, p + n, kOut);
+      continue;
+    }
+    for (int64_t b = 0; b < n; ++b)
+      if (!((m >> b) & 1u)) p[b] = kOut;
+  }
+}
+
+int32_t FirstAllowed(const LogitsConstraint& c, int64_t vocab) {
+  if (c.allowed.empty()) return vocab > 0 ? 0 : -1;
+  for (size_t w = 0; w < c.allowed.size(); ++w) {
+    if (!c.allowed[w]) continue;
+    const int64_t id = static_cast<int64_t>(w) * 32 + __builtin_ctz(c.allowed[w]);
+    return id < vocab ? static_cast<int32_t>(id) : -1;
+  }
+  return -1;
+}
+
 namespace {
 
 // The first maximum of a row, as std::max_element and torch.argmax give it: a max pass over
@@ -183,12 +213,18 @@ std::vector<SampleResult> SampleBatch(const at::Tensor& logits,
       const SamplingOptions& o = *options[r];
       SamplerState& st = *states[r];
       const float* row = cpu.data_ptr<float>() + r * vocab;
-      if (o.penalised()) {
+      const bool constrained = st.constraint.active();
+      if (o.penalised() || constrained) {
         scratch.assign(row, row + vocab);
-        ApplyPenalties(scratch.data(), vocab, o, st);
+        if (o.penalised()) ApplyPenalties(scratch.data(), vocab, o, st);
+        if (constrained) ApplyConstraint(scratch.data(), vocab, st.constraint);
         row = scratch.data();
       }
-      const int32_t tok = o.greedy() ? FirstMax(row, vocab) : SampleFiltered(row, vocab, o, st.rng);
+      int32_t tok = o.greedy() ? FirstMax(row, vocab) : SampleFiltered(row, vocab, o, st.rng);
+      // Every allowed logit -inf (a model that gives -inf, a -inf bias): still an allowed token.
+      if (constrained && !st.constraint.Allows(tok)) {
+        if (int32_t first = FirstAllowed(st.constraint, vocab); first >= 0) tok = first;
+      }
       SampleResult& res = out[static_cast<size_t>(r)];
       res.token = tok;
       if (o.logprobs) {

@@ -33,6 +33,13 @@ PenaltyTerms CollectPenalties(const SamplingOptions& o, const SamplerState& s, i
 // and frequency.
 void ApplyPenalties(float* row, int64_t vocab, const SamplingOptions& o, const SamplerState& s);
 
+// Applies a row's constraint to `row` (vocab floats) in place: the biases are added, then
+// every token the mask leaves out becomes -inf.
+void ApplyConstraint(float* row, int64_t vocab, const LogitsConstraint& c);
+
+// The first token the constraint allows, or -1 when it allows none below vocab.
+int32_t FirstAllowed(const LogitsConstraint& c, int64_t vocab);
+
 // Samples one token per row of `logits` ([n, vocab], float32, any device) and appends it to
 // its state's `output` (so penalties see it next step). `options` and
 // `states` have n entries; each state's rng advances only for its own row.

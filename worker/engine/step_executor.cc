@@ -1,6 +1,29 @@
 #include "worker/engine/step_executor.h"
 
+#include <ATen/Parallel.h>
+
 namespace r1::engine {
+
+namespace {
+
+// Each sampled row's constraint for this step (grammar masks, forced tokens, biases, bans),
+// rows spread over the threads: masks of different sequences are independent. Called before
+// the model call, so that on an asynchronous device the masks are made while it computes.
+void PrepareConstraints(const std::vector<RequestState*>& sampled) {
+  std::vector<RequestState*> rows;
+  for (RequestState* r : sampled) {
+    if (r->constraints.any()) rows.push_back(r);
+    else r->sampler.constraint.Clear();
+  }
+  at::parallel_for(0, static_cast<int64_t>(rows.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      RequestState* r = rows[static_cast<size_t>(i)];
+      r->constraints.Prepare(r->num_output(), &r->sampler.constraint);
+    }
+  });
+}
+
+}  // namespace
 
 void StepExecutor::Launch(const StepPlan& plan) {
   out_ = StepOutput();
@@ -18,7 +41,10 @@ void StepExecutor::Launch(const StepPlan& plan) {
     batch.seqs.push_back(std::move(s));
     if (c.sample) out_.sampled.push_back(req);
   }
-  const Clock::TimePoint t = clock_->Now();
+  Clock::TimePoint t = clock_->Now();
+  PrepareConstraints(out_.sampled);
+  out_.constraint_ms = MillisBetween(t, clock_->Now());
+  t = clock_->Now();
   logits_ = runner_->Forward(batch);
   out_.model_ms = MillisBetween(t, clock_->Now());
 }

@@ -19,6 +19,7 @@ struct StepOutput {
   std::vector<RequestState*> sampled;  // the chunks that sampled, in plan order
   std::vector<SampleResult> samples;   // their tokens
   double model_ms = 0, sample_ms = 0;  // host time in the model call and in sampling
+  double constraint_ms = 0;            // host time making the rows' constraints (masks)
 };
 
 class StepExecutor {

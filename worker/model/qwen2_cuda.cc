@@ -43,6 +43,9 @@ constexpr bool kHaveFlash = false;
 namespace r1::model {
 namespace {
 
+static_assert(kMaxAttentionQueries == cuda::kMaxAttentionQueriesPerLaunch,
+              "the engine's prefill limit and the attention kernel's grid must agree");
+
 cuda::DType KernelDType(at::ScalarType t) {
   switch (t) {
     case at::kBFloat16: return cuda::DType::kBF16;

@@ -203,7 +203,8 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
     stream->Reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is draining"));
     return stream;
   }
-  RequestLimits limits{engine_->max_model_len(), engine_->vocab_size(), options_.generation};
+  RequestLimits limits{engine_->max_model_len(), engine_->vocab_size(), options_.compiler,
+                       options_.generation};
   absl::StatusOr<engine::EngineRequest> req = ToEngineRequest(*request, limits, codec_.get());
   if (!req.ok()) {
     metrics_->rejected_invalid->Increment();

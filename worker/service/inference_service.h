@@ -16,6 +16,10 @@
 #include "worker/service/prompt_codec.h"
 #include "worker/service/worker_metrics.h"
 
+namespace r1::grammar {
+class GrammarCompiler;
+}
+
 namespace r1::service {
 
 struct ServiceOptions {
@@ -23,6 +27,8 @@ struct ServiceOptions {
   int64_t memory_limit = 0;  // > 0: reported as device_memory_total_bytes
   const Clock* clock = SystemClock::Get();  // arrival times and the latency metrics
   GenerationDefaults generation;  // --generation-config: for sampling fields left unset
+  // Compiles (and caches) structured outputs; null: they are refused (no tokenizer).
+  grammar::GrammarCompiler* compiler = nullptr;
 };
 
 class InferenceService final : public r1serve::v1::Inference::CallbackService {

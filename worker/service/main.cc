@@ -20,6 +20,7 @@
 #include "worker/engine/host_memory.h"
 #include "worker/service/generation_defaults.h"
 #include "worker/service/inference_service.h"
+#include "worker/service/output_flags.h"
 #include "worker/service/prompt_codec.h"
 #include "worker/service/server_credentials.h"
 #include "worker/service/worker_metrics.h"
@@ -96,6 +97,8 @@ int Run(int argc, char** argv) {
   std::string* tls_key = flags.String("tls-key", "", "PEM private key of --tls-cert");
   std::string* tls_client_ca = flags.String("tls-client-ca", "", "PEM CA bundle: clients must present a certificate it signed (mTLS; needs --tls-cert)");
   std::string* token_file = flags.String("auth-token-file", "", "file of accepted tokens, one a line: Inference calls must send 'authorization: Bearer TOKEN' (health checks stay open)");
+  // Structured outputs and the thinking budget (output_flags.h).
+  r1::service::OutputFlags output_flags = r1::service::AddOutputFlags(flags);
   // Kernel tuning (model/kernel_tuning.h), logged at start.
   r1::model::KernelTuning tuning_defaults;
   bool* cpu_kernels = flags.Bool("cpu-kernels", tuning_defaults.cpu_kernels,
@@ -179,9 +182,21 @@ int Run(int argc, char** argv) {
   auto codec = r1::service::LoadPromptCodec(*model, *chat_template);
   if (!codec.ok()) flags.Fail(std::string(codec.status().message()));
   eo.codec = *codec ? (*codec)->text_codec() : nullptr;
+  // Bad --grammar-* values fail now, not after the model has loaded.
+  if (auto g = r1::grammar::CompilerOptionsFromFlags(output_flags.grammar); !g.ok())
+    flags.Fail(std::string(g.status().message()));
+  auto reasoning = r1::service::ReasoningFromFlags(output_flags, codec->get());
+  if (!reasoning.ok()) flags.Fail(std::string(reasoning.status().message()));
+  eo.reasoning = std::move(*reasoning);
   auto engine = r1::engine::Engine::Create(eo);
   if (!engine.ok()) {
     std::cerr << "r1-worker: " << engine.status().message() << std::endl;
+    return 1;
+  }
+  auto compiler = r1::service::CompilerFromFlags(output_flags, codec->get(), (*engine)->vocab_size());
+  if (!compiler.ok()) {
+    std::cerr << "r1-worker: " << compiler.status().message() << std::endl;
+    (*engine)->Shutdown();
     return 1;
   }
   if (!*codec) {
@@ -200,6 +215,7 @@ int Run(int argc, char** argv) {
   so.generation = *generation;
   R1_LOG(INFO) << "sampling defaults for fields a request leaves unset: "
                << r1::service::DescribeDefaults(so.generation);
+  so.compiler = compiler->get();
   r1::service::InferenceService service(engine->get(), *codec, &metrics, so);
 
   std::unique_ptr<r1::MetricsServer> metrics_server;

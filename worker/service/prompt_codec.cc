@@ -52,6 +52,7 @@ class Codec final : public PromptCodec, public engine::TextCodec,
   bool supports_tools() const override {
     return template_.ok() && tokenizer::SupportsTools(*template_);
   }
+  const tokenizer::Tokenizer* tokenizer() const override { return tok_.get(); }
 
   std::unique_ptr<engine::TextStream> NewStream() override { return NewStreamWith(true); }
   std::unique_ptr<engine::TextStream> NewStreamWith(bool skip_special_tokens) override {

@@ -11,6 +11,10 @@
 #include "common/status.h"
 #include "worker/engine/engine.h"
 
+namespace r1::tokenizer {
+class Tokenizer;
+}
+
 namespace r1::service {
 
 struct ChatToolCall {
@@ -38,6 +42,9 @@ class PromptCodec {
   // The chat template's name ("" when none was recognised) and whether it renders tools.
   virtual std::string chat_template_name() const = 0;
   virtual bool supports_tools() const = 0;
+  // The tokenizer itself (the grammar vocabulary and the thought's tokens are made from it);
+  // null for codecs without one (test fakes).
+  virtual const tokenizer::Tokenizer* tokenizer() const { return nullptr; }
 };
 
 // Loads DIR's tokenizer and chat template (--chat-template auto|deepseek-r1|chatml). Returns

@@ -35,6 +35,7 @@ void AppendDelta(engine::Delta&& d, engine::TextCodec* codec, bool logprobs,
     msg->set_finish_reason(ToProtoFinishReason(d.finish));
     msg->mutable_usage()->set_prompt_tokens(d.prompt_tokens);
     msg->mutable_usage()->set_completion_tokens(d.completion_tokens);
+    msg->mutable_usage()->set_reasoning_tokens(d.reasoning_tokens);
     msg->mutable_timings()->set_queued_ms(d.queued_ms);
     msg->mutable_timings()->set_time_to_first_token_ms(d.ttft_ms);
     msg->mutable_timings()->set_total_ms(d.total_ms);

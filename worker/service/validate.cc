@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "worker/service/validate_constraints.h"
+
 namespace r1::service {
 namespace {
 
@@ -174,6 +176,8 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
                              " tokens leave no room to generate within the model length " +
                              std::to_string(limits.max_model_len));
   }
+  R1_RETURN_IF_ERROR(ConstraintsFromProto(req, limits.vocab_size, limits.max_model_len,
+                                          limits.compiler, &out));
   return out;
 }
 

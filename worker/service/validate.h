@@ -8,11 +8,16 @@
 #include "worker/service/generation_defaults.h"
 #include "worker/service/prompt_codec.h"
 
+namespace r1::grammar {
+class GrammarCompiler;
+}
+
 namespace r1::service {
 
 struct RequestLimits {
   int32_t max_model_len = 0;
   int32_t vocab_size = 0;
+  grammar::GrammarCompiler* compiler = nullptr;  // null: structured outputs are refused
   // For sampling fields a request leaves unset, before the request's own `defaults`.
   GenerationDefaults generation;
 };

@@ -1199,7 +1199,8 @@ int PagedAttentionBlocksPerSm(const PagedAttentionArgs& a) {
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
   const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;
-  if (a.n_queries > 65535 || a.nsplit < 1 || a.nsplit > 65535 || (a.stages != 2 && a.stages != 3) ||
+  if (a.n_queries > kMaxAttentionQueriesPerLaunch || a.nsplit < 1 || a.nsplit > 65535 ||
+      (a.stages != 2 && a.stages != 3) ||
       (a.nsplit > 1 && (a.partial == nullptr || a.counters == nullptr)) ||
       (!tensor_cores && !PagedAttentionSupported(a.nh, a.kvh, a.D)) ||
       (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr)))

@@ -107,6 +107,10 @@ struct PagedAttentionArgs {
   void* out = nullptr;
   int64_t out_ld = 0;
 };
+// The most query rows one PagedAttention launch takes (its grid's z-dimension); the model's
+// kMaxAttentionQueries (kernel_tuning.h) is asserted equal to it where both are seen.
+constexpr int kMaxAttentionQueriesPerLaunch = 65535;
+
 // True when the tensor-core kernel serves this shape.
 bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
 // Blocks of the kernel `a` selects that fit on one SM at once (for choosing the key splits).
