@@ -41,6 +41,9 @@ struct TokenInfo {
 // What one step made for one request. The last delta has finish != kNone and the totals.
 struct Delta {
   std::vector<TokenInfo> tokens;
+  // On the first delta when prompt log-probabilities were asked for: one entry per prompt
+  // token; the first has no log-probability (nothing comes before it).
+  std::vector<TokenInfo> prompt_logprobs;
   std::string text;  // whole UTF-8 characters; stop text removed
   FinishReason finish = FinishReason::kNone;
   std::string error;
@@ -105,6 +108,8 @@ struct EngineRequest {
   // Tokens of thought before "</think>" is forced; unset: EngineOptions::reasoning's default;
   // -1: no limit.
   std::optional<int32_t> thinking_token_budget;
+  // >= 0: the prompt tokens' log-probabilities, with this many alternatives each (<= 20).
+  int32_t prompt_logprobs = -1;
   Clock::TimePoint arrival{};
   std::shared_ptr<RequestSink> sink;
 };

@@ -22,6 +22,7 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
   req->last_token_at = now;
 
   Delta d;
+  if (req->num_output() == 1) d.prompt_logprobs = std::move(req->prompt_logprobs);
   TokenInfo info;
   info.id = tok;
   if (req->sampling().logprobs) {

@@ -158,6 +158,11 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
   if (req.top_logprobs() > 20) {
     return Bad("top_logprobs", "at most 20, got " + std::to_string(req.top_logprobs()));
   }
+  if (req.has_prompt_logprobs()) {
+    if (req.prompt_logprobs() > 20)
+      return Bad("prompt_logprobs", "at most 20, got " + std::to_string(req.prompt_logprobs()));
+    out.prompt_logprobs = static_cast<int32_t>(req.prompt_logprobs());
+  }
   out.sampling.logprobs = req.logprobs() || req.top_logprobs() > 0;
   out.sampling.top_logprobs = static_cast<int32_t>(req.top_logprobs());
   out.ignore_eos = req.ignore_eos();
