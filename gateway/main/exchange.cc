@@ -142,7 +142,23 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
   }
   std::vector<LogprobEntry> lps;
   if (params_.sampling.logprobs) lps = Logprobs(m);
-  if (first && params_.echo) m.mutable_text()->insert(0, m.prompt_text());
+  if (first && params_.echo) {
+    m.mutable_text()->insert(0, m.prompt_text());
+    if (params_.sampling.logprobs) {
+      // The prompt's tokens first, the first of them without a log-probability.
+      std::vector<LogprobEntry> prompt;
+      for (const auto& lp : m.prompt_logprobs()) {
+        LogprobEntry e;
+        e.token = lp.token();
+        e.logprob = lp.logprob();
+        e.has_logprob = !prompt.empty();
+        for (const auto& t : lp.top_logprobs()) e.top.emplace_back(t.token(), t.logprob());
+        prompt.push_back(std::move(e));
+      }
+      lps.insert(lps.begin(), std::make_move_iterator(prompt.begin()),
+                 std::make_move_iterator(prompt.end()));
+    }
+  }
   if (!params_.stream) {
     c.text.append(m.text());
     for (auto& e : lps) c.logprobs.push_back(std::move(e));

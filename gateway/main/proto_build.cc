@@ -83,6 +83,8 @@ void BuildGenerateRequest(const GenParams& p, size_t prompt, uint32_t k, const s
   if (!p.skip_special_tokens) r->set_skip_special_tokens(false);
   r->set_echo(p.echo);
   SetOutputConstraints(p, r);
+  // echo with logprobs: the prompt's tokens come with theirs, as OpenAI's legacy API does.
+  if (p.echo && o.logprobs) r->set_prompt_logprobs(static_cast<uint32_t>(o.top_logprobs));
 }
 
 }  // namespace r1::gw

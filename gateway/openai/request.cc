@@ -321,10 +321,6 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body,
     }
   }
 
-  if (p.echo && sp.logprobs)
-    return InvalidParam("echo", "'echo' with 'logprobs' (the prompt's log-probabilities) is not "
-                                "supported; echo alone is");
-
   std::optional<int64_t> n;
   R1_RETURN_IF_ERROR(GetInt(o, "n", 1, kMaxChoices, &n));
   if (n) p.n = static_cast<uint32_t>(*n);

@@ -89,16 +89,21 @@ void AppendCompletionLogprobs(std::string* out, const std::vector<LogprobEntry>*
     tokens.append(sep);
     AppendJsonString(&tokens, e.token);
     values.append(sep);
-    AppendNumber(&values, e.logprob);
     tops.append(sep);
-    tops.push_back('{');
-    for (size_t k = 0; k < e.top.size(); ++k) {
-      if (k) tops.push_back(',');
-      AppendJsonString(&tops, e.top[k].first);
-      tops.push_back(':');
-      AppendNumber(&tops, e.top[k].second);
+    if (!e.has_logprob) {
+      values.append("null");
+      tops.append("null");
+    } else {
+      AppendNumber(&values, e.logprob);
+      tops.push_back('{');
+      for (size_t k = 0; k < e.top.size(); ++k) {
+        if (k) tops.push_back(',');
+        AppendJsonString(&tops, e.top[k].first);
+        tops.push_back(':');
+        AppendNumber(&tops, e.top[k].second);
+      }
+      tops.push_back('}');
     }
-    tops.push_back('}');
     offsets.append(sep);
     absl::StrAppend(&offsets, offset);
     offset += e.token.size();

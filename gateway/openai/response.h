@@ -26,6 +26,7 @@ struct LogprobEntry {
   std::string token;
   double logprob = 0;
   std::vector<std::pair<std::string, double>> top;
+  bool has_logprob = true;  // false: the echoed prompt's first token (null in the response)
 };
 
 // What every chunk and response of one request shares.

@@ -147,9 +147,39 @@ test('SDK: include_stop_str_in_output, echo, user', async () => {
   let t = '';
   for await (const ch of ei) t += ch.choices[0]?.text ?? '';
   assert.equal(t, 'Once upon' + full);
-  const el = await postJson(`${g.url}/v1/completions`, { model: 'a', prompt: 'x', echo: true, logprobs: 1 });
-  assert.equal(el.status, 400);
-  assert.equal(el.json.error.param, 'echo');
+});
+
+test('SDK: echo with logprobs scores the prompt as the sampler scores a next token', async () => {
+  const c = client(g);
+  const ids = JSON.parse((await postJson(`${g.url}/tokenize`, { model: 'a', prompt: 'Once upon a time' })).text).tokens;
+  assert.ok(ids.length >= 3);
+  for (const stream of [false, true]) {
+    const req = { model: 'a', prompt: ids, max_tokens: 2, temperature: 0, echo: true, logprobs: 3 };
+    let lp;
+    if (!stream) {
+      lp = (await c.completions.create(req)).choices[0].logprobs;
+    } else {
+      lp = { tokens: [], token_logprobs: [], top_logprobs: [] };
+      for await (const ch of await c.completions.create({ ...req, stream: true })) {
+        const l = ch.choices[0]?.logprobs;
+        if (l) for (const k of Object.keys(lp)) lp[k].push(...l[k]);
+      }
+    }
+    assert.equal(lp.tokens.length, ids.length + 2);
+    assert.equal(lp.tokens.slice(0, ids.length).join(''), 'Once upon a time');
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    for (let i = 1; i < lp.tokens.length; i++) assert.ok(lp.token_logprobs[i] <= 0);
+    // Position i of the prompt is scored by the logits after tokens 0..i-1: the same
+    // distribution a completion of that prefix samples its first token from.
+    for (const i of [1, ids.length - 1]) {
+      const next = (await c.completions.create({ model: 'a', prompt: ids.slice(0, i), max_tokens: 1, temperature: 0, logprobs: 3 })).choices[0].logprobs;
+      const want = next.top_logprobs[0], got = lp.top_logprobs[i];
+      assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort(), `alternatives at ${i}`);
+      for (const k of Object.keys(want)) assert.ok(Math.abs(got[k] - want[k]) < 1e-3, `${k}: ${got[k]} vs ${want[k]}`);
+      if (lp.tokens[i] in want) assert.ok(Math.abs(lp.token_logprobs[i] - want[lp.tokens[i]]) < 1e-3);
+    }
+  }
 });
 
 test('generation_config.json: defaults in force, shown in /v1/models and load reports', async () => {
@@ -298,3 +328,4 @@ test('ports: a taken port is "address in use" and a non-zero exit; gRPC health b
   await assert.rejects(check('nope'), (e) => e.code === grpc.status.NOT_FOUND);
   h.close();
 });
+
