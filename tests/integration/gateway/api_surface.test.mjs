@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { nodeRequire, startProcess, startGateway, startFakeWorker, waitReady, postJson, sseEvents, stop, getLoad, metric, env } from './harness.mjs';
+import { nodeRequire, startProcess, startGateway, startFakeWorker, waitReady, waitFor, postJson, sseEvents, stop, getLoad, metric, env } from './harness.mjs';
 
 const OpenAI = nodeRequire('openai').default;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'r1gw-api-'));
@@ -64,6 +64,8 @@ const CASES = {
   audio: ['chat', { voice: 'x' }, 'refused'], prediction: ['chat', { type: 'content', content: 'x' }, 'refused'],
   web_search_options: ['chat', {}, 'refused'], reasoning_effort: ['chat', 'low', 'refused'],
   verbosity: ['chat', 'low', 'refused'],
+  guided_grammar: ['chat', 'root ::= "a"', 'refused'], guided_whitespace_pattern: ['completions', ' ', 'refused'],
+  guided_decoding_backend: ['chat', 'xgrammar', 'accepted'],
   store: ['chat', true, 'accepted'], metadata: ['chat', { k: 'v' }, 'accepted'],
   service_tier: ['chat', 'auto', 'accepted'], prompt_cache_key: ['chat', 'k', 'accepted'],
   safety_identifier: ['chat', 'u1', 'accepted'], request_id: ['completions', 'r1', 'accepted'],
@@ -329,3 +331,83 @@ test('ports: a taken port is "address in use" and a non-zero exit; gRPC health b
   h.close();
 });
 
+// The README's Node SDK and curl examples, run as written against the demo-shaped model
+// (only the address and the model name changed): each prints visible text.
+test('README examples print something with the demo model', async () => {
+  const readme = fs.readFileSync(path.join(env.sourceDir, 'README.md'), 'utf8');
+  const adapt = (s) => s.replaceAll('http://127.0.0.1:8080', g.url).replaceAll('demo-model', 'a');
+  const js = readme.match(/```js\n([\s\S]*?)```/)[1];
+  const file = path.join(env.nodeDir, `readme-example-${process.pid}.mjs`);
+  fs.writeFileSync(file, adapt(js));
+  try {
+    const out = execFileSync(process.execPath, [file], { encoding: 'utf8', timeout: 60000 });
+    const m = out.match(/^reasoning: (.+)$/m);
+    assert.ok(m && m[1].trim().length > 0 && m[1] !== 'null', out);
+  } finally {
+    fs.rmSync(file);
+  }
+  const curlBlock = readme.match(/```sh\n(curl -s http:\/\/127\.0\.0\.1:8080\/v1\/completions[\s\S]*?)```/)[1];
+  const out = execFileSync('bash', ['-c', adapt(curlBlock)], { encoding: 'utf8', timeout: 60000 });
+  assert.ok(JSON.parse(out).choices[0].text.length > 0, out);
+});
+
+// stop_token_ids, skip_special_tokens and user through the SDK, gateway and worker: tokens made
+// certain (or equally likely) with logit_bias, so the expected text follows from the ids.
+test('SDK: stop_token_ids, skip_special_tokens, include_stop_str_in_output on a stop token; user logged', async () => {
+  const c = client(g);
+  const id = async (text) => {
+    const t = JSON.parse((await postJson(`${g.url}/tokenize`, { model: 'a', prompt: text })).text).tokens;
+    assert.equal(t.length, 1, `${text} is one token`);
+    return t[0];
+  };
+  // <｜begin▁of▁sentence｜> is a special token in DeepSeek-R1's tokenizer.json; <｜User｜> is not
+  // (special: false), so it stays in the text as transformers' decode keeps it.
+  const [hello, world, special, user] = [await id('Hello'), await id('World'), await id('<｜begin▁of▁sentence｜>'), await id('<｜User｜>')];
+  // A seed whose draws have some Hello, then a World.
+  let req, free, first = -1;
+  for (let seed = 1; seed <= 40 && first <= 0; seed++) {
+    req = { model: 'a', prompt: 'Hi', max_tokens: 12, temperature: 1, seed, logit_bias: { [hello]: 100, [world]: 100 } };
+    free = (await c.completions.create(req)).choices[0];
+    assert.match(free.text, /^(Hello|World){12}$/);
+    first = free.text.indexOf('World');
+  }
+  assert.ok(first > 0, free.text);
+  // Stopped at the first World (seeded: the same draws), which is not in the text unless asked.
+  const stopped = await c.completions.create({ ...req, stop_token_ids: [world] });
+  assert.equal(stopped.choices[0].text, free.text.slice(0, first));
+  assert.equal(stopped.choices[0].finish_reason, 'stop');
+  assert.equal(stopped.usage.completion_tokens, first / 5 + 1);
+  const kept = await c.completions.create({ ...req, stop_token_ids: [world], include_stop_str_in_output: true });
+  assert.equal(kept.choices[0].text, free.text.slice(0, first + 5));
+  // A special token: left out of the text by default, kept with skip_special_tokens false.
+  const sp = { model: 'a', prompt: 'Hi', max_tokens: 3, temperature: 0, logit_bias: { [special]: 100 } };
+  const skipped = await c.completions.create(sp);
+  assert.equal(skipped.choices[0].text, '');
+  assert.equal(skipped.usage.completion_tokens, 3);
+  const shown = await c.completions.create({ ...sp, skip_special_tokens: false });
+  assert.equal(shown.choices[0].text, '<｜begin▁of▁sentence｜>'.repeat(3));
+  const plain = await c.completions.create({ ...sp, logit_bias: { [user]: 100 } });
+  assert.equal(plain.choices[0].text, '<｜User｜>'.repeat(3));
+  const chat = await c.chat.completions.create({ model: 'a', messages: hi, max_tokens: 2, temperature: 0,
+    logit_bias: { [special]: 100 }, skip_special_tokens: false, user: 'user-7f3a' });
+  assert.equal(chat.choices[0].message.reasoning_content, '<｜begin▁of▁sentence｜>'.repeat(2));
+  // user: accepted, and logged with the request id.
+  await waitFor(() => g.stderr().includes(`${chat.id}: model a, user user-7f3a`), 'the user in the gateway log');
+});
+
+// The thinking budget on /v1/completions: a text prompt that opens a thought is tracked as a
+// chat's is (the chat side is in structured_outputs.test.mjs).
+test('SDK: thinking_token_budget on completions ends the thought with </think>', async () => {
+  const c = client(g);
+  const prompt = '<｜User｜>What is 2+2?<｜Assistant｜><think>\n';
+  for (const budget of [0, 3]) {
+    const r = await c.completions.create({ model: 'a', prompt, max_tokens: 12, temperature: 0,
+      thinking_token_budget: budget, logit_bias: { 151643: -100 } });
+    const t = r.choices[0].text;
+    assert.equal(r.usage.completion_tokens, 12);
+    assert.equal(r.usage.completion_tokens_details.reasoning_tokens, budget);
+    const thought = JSON.parse((await postJson(`${g.url}/tokenize`, { model: 'a', prompt: t.slice(0, t.indexOf('</think>')) })).text);
+    assert.ok(t.includes('</think>'), t);
+    assert.ok(thought.count <= budget + 1, `${thought.count} tokens of thought: ${JSON.stringify(t)}`);
+  }
+});
