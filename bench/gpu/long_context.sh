@@ -44,7 +44,7 @@ if has build; then
 fi
 BIN=$BUILD/bin
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$LOG"
-if [ ! -f "$MODEL/config.json" ]; then
+if [ "$STAGES" != build ] && [ ! -f "$MODEL/config.json" ]; then  # (a build alone needs no model)
   "$BIN/r1-mkmodel" --preset r1-distill-qwen-1.5b --out "$MODEL" --tokenizer .cache/tokenizer/tokenizer.json 2>&1 | tail -1
 fi
 if has tests; then

@@ -2,10 +2,12 @@
 // tensors: the same ATen ops run on CUDA): masked tokens never come and the allowed ones keep
 // their ratios (closed form), biases shift the distribution as exp(bias), -inf bans, greedy
 // takes the best allowed token, a row whose allowed logits are all -inf still gets an allowed
-// token, the two samplers agree, and a constrained row changes nothing for the other rows.
+// token, the two samplers agree, a constrained row changes nothing for the other rows, and the
+// device path leaves unconstrained rows alone.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -172,6 +174,41 @@ TEST(ConstrainedSamplerTest, LogprobsStayTheModels) {
     SampleResult r = sample(x, {&o}, {&st})[0];
     EXPECT_EQ(r.token, 7) << name;
     EXPECT_NEAR(r.logprob, at::log_softmax(x, 1)[0][7].item<float>(), 1e-5) << name;
+  }
+}
+
+// Unconstrained rows pay nothing on the device path: a batch without constraints gets its own
+// logits back (no copy, no upload), and in a mixed batch only the masked rows change, to -inf
+// exactly outside their masks; a batch masked in every row is filled in place.
+TEST(ConstrainedSamplerTest, ConstrainedLogitsTouchOnlyTheMaskedRows) {
+  const int64_t V = 70;  // three bitmask words, the last one partly used
+  const float inf = std::numeric_limits<float>::infinity();
+  at::Tensor x = RandomLogits(3, V, 5);
+  std::vector<SamplerState> owned(3, SamplerState(1));
+  std::vector<const SamplerState*> states = {&owned[0], &owned[1], &owned[2]};
+  EXPECT_TRUE(ConstrainedLogits(x, states, /*in_place=*/false).is_same(x));
+  EXPECT_TRUE(ConstrainedLogits(x, states, /*in_place=*/true).is_same(x));
+
+  const std::vector<int32_t> allowed = {0, 31, 32, 69};
+  owned[1].constraint = Mask(V, allowed);
+  at::Tensor y = ConstrainedLogits(x, states, /*in_place=*/false);
+  ASSERT_FALSE(y.is_same(x));
+  EXPECT_TRUE(at::equal(y[0], x[0]));
+  EXPECT_TRUE(at::equal(y[2], x[2]));
+  for (int32_t id = 0; id < V; ++id) {
+    const bool ok = std::count(allowed.begin(), allowed.end(), id) > 0;
+    EXPECT_EQ(y[1][id].item<float>(), ok ? x[1][id].item<float>() : -inf) << id;
+  }
+
+  owned[0].constraint = Mask(V, {5});
+  owned[2].constraint = Mask(V, {68, 69});
+  at::Tensor z = x.clone();
+  EXPECT_TRUE(ConstrainedLogits(z, states, /*in_place=*/true).is_same(z));
+  for (int64_t r = 0; r < 3; ++r) {
+    for (int32_t id = 0; id < V; ++id) {
+      const float want = owned[static_cast<size_t>(r)].constraint.Allows(id) ? x[r][id].item<float>() : -inf;
+      EXPECT_EQ(z[r][id].item<float>(), want) << r << " " << id;
+    }
   }
 }
 

@@ -1,13 +1,14 @@
 // The engine on CUDA with the fixture checkpoint (tests/fixtures/model/gqa_untied, float32):
 // cancellation frees KV blocks, the device sampler's greedy ids equal the CPU engine's (and
 // transformers' float32 ids), seeded sampling on the device does not depend on the batch, the
-// device sampler gives the same tokens on CUDA as on CPU tensors, and the device memory figures
-// and --kv-cache-fraction sizing are real. Skipped cleanly where libtorch or the machine has no
-// CUDA (CI).
+// device sampler gives the same tokens on CUDA as on CPU tensors, structured-output masks hold
+// on CUDA, and the device memory figures and --kv-cache-fraction sizing are real. Skipped
+// cleanly where libtorch or the machine has no CUDA (CI).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -161,6 +162,38 @@ TEST_F(GpuEngineTest, DeviceSamplerPicksTheSameTokensOnCudaAsOnCpuTensors) {
   // 1e-5, the size of that rounding) the same uniform can land one token over. Seen on an H100:
   // 76 of 80 equal.
   EXPECT_GE(same, 70);
+}
+
+// Structured-output masks on CUDA: over the whole Qwen vocabulary, with some rows masked (the
+// gather path) and then every row (in place), each token is one its mask allows, and the
+// greedy rows' tokens are the CPU tensors' (the best allowed logit, exact).
+TEST_F(GpuEngineTest, MaskedRowsOnCudaTakeOnlyAllowedTokens) {
+  const int64_t V = 151936;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  at::Tensor x = at::randn({8, V}, gen, at::TensorOptions().dtype(at::kFloat)) * 2;
+  for (const std::vector<int>& masked :
+       {std::vector<int>{0, 2, 4, 6, 7}, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}}) {
+    SamplerBatch a(MixedOptions(), 60), b(MixedOptions(), 60);
+    std::mt19937_64 rng(9);
+    for (int step = 0; step < 5; ++step) {
+      for (int r : masked) {
+        std::vector<uint32_t> bits(static_cast<size_t>((V + 31) / 32), 0u);
+        for (int64_t id = 0; id < V; ++id)
+          if (rng() % 3 == 0) bits[static_cast<size_t>(id / 32)] |= 1u << (id % 32);
+        a.states[static_cast<size_t>(r)].constraint.allowed = bits;
+        b.states[static_cast<size_t>(r)].constraint.allowed = bits;
+      }
+      auto on_cpu = SampleBatchOnDevice(x, a.opts, a.ptrs);
+      auto on_gpu = SampleBatchOnDevice(x.to(at::kCUDA), b.opts, b.ptrs);
+      for (int r : masked) {
+        EXPECT_TRUE(b.states[static_cast<size_t>(r)].constraint.Allows(on_gpu[static_cast<size_t>(r)].token))
+            << "row " << r << " step " << step;
+      }
+      EXPECT_EQ(on_gpu[0].token, on_cpu[0].token);  // greedy: exact
+      EXPECT_EQ(on_gpu[1].token, on_cpu[1].token);  // greedy, penalised: exact
+      for (size_t i = 0; i < 8; ++i) b.states[i].output = a.states[i].output;
+    }
+  }
 }
 
 TEST_F(GpuEngineTest, DeviceMemoryFiguresAreRealAndTheCacheFollowsTheFraction) {

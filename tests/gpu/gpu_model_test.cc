@@ -1,5 +1,6 @@
-// The model on CUDA against transformers' fixtures (tests/fixtures/model, made by
-// tests/fixtures/make_model_fixtures.py with transformers 5.17 in float32 and bfloat16).
+// The model on CUDA against transformers' fixtures (tests/fixtures/model and, for the Llama cases
+// without a q/k/v bias, tests/fixtures/model_llama; made by tests/fixtures/make_model_fixtures.py
+// with transformers 5.17 in float32 and bfloat16).
 // Skipped cleanly where libtorch or the machine has no CUDA (CI).
 //
 // Tolerances, stated:
@@ -29,7 +30,6 @@ namespace {
 using fixtures::Prompt;
 using fixtures::Prompts;
 using fixtures::Reference;
-std::string FixtureDir() { return fixtures::Dir(); }
 double HfGap(const std::string& c, const Prompt& p) { return fixtures::HfGap(c, p.name); }
 
 // `flash`: send every prompt chunk of 2+ tokens through flash attention (the default sends only
@@ -45,7 +45,7 @@ std::unique_ptr<Qwen2Model> LoadCuda(const std::string& c, const std::string& dt
     lo.tuning.flash_min_tokens = 1;
     lo.tuning.flash_min_work = 0;
   }
-  auto m = Qwen2Model::Load(c.front() == '/' ? c : FixtureDir() + "/" + c, lo);
+  auto m = Qwen2Model::Load(c.front() == '/' ? c : fixtures::DirOf(c) + "/" + c, lo);
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? std::move(*m) : nullptr;
 }
@@ -110,6 +110,7 @@ class GpuModelTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA (this libtorch or this machine has no GPU)";
+    if (std::string why = fixtures::Missing(GetParam()); !why.empty()) GTEST_FAIL() << why;
   }
 };
 
@@ -300,7 +301,9 @@ TEST_P(GpuModelTest, Fp8KvCacheDrift) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest, ::testing::Values("gqa_untied", "tied_mqa_sharded"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest,
+                         ::testing::Values("gqa_untied", "tied_mqa_sharded", "llama3_gqa_untied",
+                                           "llama3_kv3_hd12_tied_sharded"));
 
 // The long-context path on the distills' head_dim (128, groups of 3 query heads): a random
 // two-layer model (r1-mkmodel --preset d128-test) fed a 1,500-token prompt in chunks of 512

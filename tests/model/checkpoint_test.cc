@@ -64,12 +64,108 @@ TEST(ConfigTest, ReadsTransformers5RopeParameters) {
 }
 
 TEST(ConfigTest, RefusesOtherArchitecturesNamingThem) {
-  auto c = ParseModelConfig(R"({"model_type":"llama","architectures":["LlamaForCausalLM"]})",
+  auto c = ParseModelConfig(R"({"model_type":"mistral","architectures":["MistralForCausalLM"]})",
                             "x/config.json");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr("llama"));
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr("LlamaForCausalLM"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("mistral"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("MistralForCausalLM"));
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("x/config.json"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("LlamaForCausalLM (model_type llama)"));
+  // model_type and architectures must agree.
+  auto mixed = ParseModelConfig(R"({"model_type":"qwen2","architectures":["LlamaForCausalLM"]})",
+                                "x/config.json");
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_THAT(std::string(mixed.status().message()), HasSubstr("unsupported model"));
+}
+
+// deepseek-ai/DeepSeek-R1-Distill-Llama-8B's config.json, as the stored copy in
+// huggingface.co/casperhansen/deepseek-r1-distill-llama-8b-awq shows it (its quantization_config
+// left out).
+const char* kLlama8B = R"({"architectures":["LlamaForCausalLM"],"attention_bias":false,
+  "attention_dropout":0.0,"bos_token_id":128000,"eos_token_id":128001,"head_dim":128,
+  "hidden_act":"silu","hidden_size":4096,"initializer_range":0.02,"intermediate_size":14336,
+  "max_position_embeddings":131072,"mlp_bias":false,"model_type":"llama",
+  "num_attention_heads":32,"num_hidden_layers":32,"num_key_value_heads":8,"pretraining_tp":1,
+  "rms_norm_eps":1e-05,"rope_scaling":{"factor":8.0,"high_freq_factor":4.0,"low_freq_factor":1.0,
+  "original_max_position_embeddings":8192,"rope_type":"llama3"},"rope_theta":500000.0,
+  "tie_word_embeddings":false,"torch_dtype":"bfloat16","transformers_version":"4.47.1",
+  "use_cache":false,"vocab_size":128256})";
+
+TEST(ConfigTest, ParsesTheLlamaDistillConfig) {
+  auto c = ParseModelConfig(kLlama8B, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_type, "llama");
+  EXPECT_FALSE(c->qkv_bias);
+  EXPECT_EQ(c->head_dim(), 128);
+  EXPECT_EQ(c->num_key_value_heads, 8);
+  EXPECT_EQ(c->max_position_embeddings, 131072);
+  EXPECT_DOUBLE_EQ(c->rope_theta, 500000.0);
+  EXPECT_DOUBLE_EQ(c->rms_norm_eps, 1e-5);
+  EXPECT_EQ(c->rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(c->rope_scaling.factor, 8.0);
+  EXPECT_DOUBLE_EQ(c->rope_scaling.low_freq_factor, 1.0);
+  EXPECT_DOUBLE_EQ(c->rope_scaling.high_freq_factor, 4.0);
+  EXPECT_EQ(c->rope_scaling.original_max_position_embeddings, 8192);
+  EXPECT_FALSE(c->tie_word_embeddings);
+  EXPECT_THAT(c->eos_token_ids, ::testing::ElementsAre(128001));
+}
+
+TEST(ConfigTest, LlamaFieldsLeftOutTakeLlamaConfigDefaults) {
+  // transformers' LlamaConfig: max_position_embeddings 2048, head_dim hidden / heads, one KV
+  // head per head, plain RoPE, no bias. An explicit head_dim need not divide hidden_size.
+  auto c = ParseModelConfig(R"({"model_type":"llama","vocab_size":10,"hidden_size":8,
+    "intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2})", "config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_position_embeddings, 2048);
+  EXPECT_EQ(c->head_dim(), 4);
+  EXPECT_EQ(c->num_key_value_heads, 2);
+  EXPECT_EQ(c->rope_scaling.type, "default");
+  EXPECT_FALSE(c->qkv_bias);
+  auto wide = ParseModelConfig(R"({"architectures":["LlamaForCausalLM"],"vocab_size":10,
+    "hidden_size":10,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":3,
+    "num_key_value_heads":1,"head_dim":6})", "config.json");
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(wide->head_dim(), 6);
+  EXPECT_EQ(wide->model_type, "llama");
+}
+
+TEST(ConfigTest, ReadsTransformers5Llama3RopeParameters) {
+  auto c = ParseModelConfig(R"({"model_type":"llama","vocab_size":10,"hidden_size":8,
+    "intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,
+    "rope_parameters":{"rope_type":"llama3","rope_theta":250000.0,"factor":4.0,
+    "low_freq_factor":1.0,"high_freq_factor":2.0,"original_max_position_embeddings":1024}})",
+                            "config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 250000.0);
+  EXPECT_EQ(c->rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(c->rope_scaling.factor, 4.0);
+  EXPECT_EQ(c->rope_scaling.original_max_position_embeddings, 1024);
+}
+
+TEST(ConfigTest, LlamaVariantsWeDoNotServeAreNamed) {
+  const std::string head = R"({"model_type":"llama","vocab_size":10,"hidden_size":8,
+    "intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,)";
+  struct Case {
+    std::string fields, message;
+  } cases[] = {
+      {R"("attention_bias":true)", "attention_bias=true is not supported"},
+      {R"("mlp_bias":true)", "mlp_bias=true is not supported"},
+      {R"("hidden_act":"gelu")", "hidden_act \"gelu\" is not supported"},
+      {R"("partial_rotary_factor":0.5)", "partial_rotary_factor 0.5 is not supported"},
+      {R"("rope_scaling":{"rope_type":"dynamic","factor":2.0})",
+       "unsupported RoPE type \"dynamic\" in \"rope_scaling\" (supported: default, llama3)"},
+      {R"("rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0})",
+       "\"rope_scaling\": missing field \"original_max_position_embeddings\""},
+      {R"("rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":4.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192})",
+       "high_freq_factor 4 must be greater than low_freq_factor 4"},
+      {R"("head_dim":5)", "head dimension 5 must be even"},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseModelConfig(head + c.fields + "}", "l/config.json");
+    ASSERT_FALSE(r.ok()) << c.fields;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.message)) << c.fields;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("l/config.json")) << c.fields;
+  }
 }
 
 TEST(ConfigTest, MissingAndBadFieldsAreNamed) {

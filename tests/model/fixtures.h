@@ -1,5 +1,6 @@
-// Access to the transformers reference fixtures in tests/fixtures/model (made by
-// tests/fixtures/make_model_fixtures.py), shared by the CPU and GPU parity tests.
+// Access to the transformers reference fixtures in tests/fixtures/model and
+// tests/fixtures/model_llama (made by tests/fixtures/make_model_fixtures.py), shared by the CPU
+// and GPU parity tests.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -7,7 +8,10 @@
 
 #include <boost/json.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +23,35 @@ namespace r1::model::fixtures {
 inline std::string Dir() {
   const char* src = std::getenv("R1_SOURCE_DIR");
   return std::string(src ? src : ".") + "/tests/fixtures/model";
+}
+// The Llama cases' fixtures (make_model_fixtures.py --family llama); their cases are named
+// llama*, so a case (or a logits key) names its directory.
+inline std::string LlamaDir() { return Dir() + "_llama"; }
+inline std::string DirOf(const std::string& case_or_key) {
+  return case_or_key.rfind("llama", 0) == 0 ? LlamaDir() : Dir();
+}
+
+inline boost::json::value ReferenceJson(const std::string& dir) {
+  std::ifstream in(dir + "/reference.json");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  return boost::json::parse(text);
+}
+
+// Why the fixtures of case `c` cannot be used ("" when they can): a file not made yet, or the
+// error the fixture script recorded for the case.
+inline std::string Missing(const std::string& c) {
+  const std::string dir = DirOf(c);
+  for (const char* f : {"/reference.json", "/logits.safetensors"})
+    if (!std::filesystem::exists(dir + f))
+      return dir + f + " is missing: make the fixtures on the GPU machine with " +
+             "`bash tests/fixtures/make_llama_fixtures.sh OUT`, then `tar -xzf " +
+             "OUT/llama_fixtures.tar.gz` in the repository root";
+  const boost::json::value ref = ReferenceJson(dir);
+  const auto& cases = ref.at("cases").as_object();
+  if (!cases.contains(c)) return dir + "/reference.json has no case " + c;
+  if (const auto* e = cases.at(c).as_object().if_contains("error"))
+    return "the fixture script failed on case " + c + ": " + boost::json::serialize(*e);
+  return "";
 }
 
 struct Prompt {
@@ -32,24 +65,32 @@ inline std::vector<int32_t> Ints(const boost::json::value& v) {
   return out;
 }
 
-// The prompts of one case ("gqa_untied", "tied_mqa_sharded") with transformers' float32 greedy
-// continuations.
+// The prompts of one case ("gqa_untied", "llama3_gqa_untied", ...) with transformers' float32
+// greedy continuations.
 inline std::vector<Prompt> Prompts(const std::string& c) {
-  std::ifstream in(Dir() + "/reference.json");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  boost::json::value ref = boost::json::parse(text);
+  boost::json::value ref = ReferenceJson(DirOf(c));
   std::vector<Prompt> out;
   for (const auto& [name, p] : ref.at("cases").at(c).at("prompts").as_object())
     out.push_back({std::string(name), Ints(p.at("prompt")), Ints(p.at("greedy_f32"))});
   return out;
 }
 
-// transformers' logits at every position of prompt + greedy_f32, [L, V], float32 on the CPU.
-// key: "<case>.<prompt>.f32" or "<case>.<prompt>.bf16".
+// A float32 tensor of logits.safetensors, on the CPU: transformers' logits at every position
+// of prompt + greedy_f32 ([L, V]; key "<case>.<prompt>.f32" or ".bf16"), or a case's RoPE
+// inv_freq ("<case>.inv_freq").
 inline at::Tensor Reference(const std::string& key) {
-  static auto file = SafetensorsFile::Open(Dir() + "/logits.safetensors");
-  EXPECT_TRUE(file.ok()) << file.status();
-  const TensorView& t = (*file)->tensors().at(key);
+  static std::map<std::string, std::unique_ptr<SafetensorsFile>> files;
+  const std::string dir = DirOf(key);
+  if (!files.count(dir)) {
+    auto file = SafetensorsFile::Open(dir + "/logits.safetensors");
+    EXPECT_TRUE(file.ok()) << file.status();
+    if (!file.ok()) return at::Tensor();
+    files[dir] = std::move(*file);
+  }
+  const auto& tensors = files[dir]->tensors();
+  EXPECT_TRUE(tensors.count(key)) << "no tensor " << key << " in " << dir << "/logits.safetensors";
+  if (!tensors.count(key)) return at::Tensor();
+  const TensorView& t = tensors.at(key);
   return at::from_blob(const_cast<void*>(t.data), t.shape, at::kFloat).clone();
 }
 

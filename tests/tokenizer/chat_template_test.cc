@@ -1,5 +1,6 @@
-// Chat templates against transformers' apply_chat_template renderings (chat.json), template
-// recognition and --chat-template resolution.
+// Chat templates against transformers' apply_chat_template renderings (chat.json, and
+// chat_llama.json for the DeepSeek-R1-Distill-Llama tokenizer), template recognition and
+// --chat-template resolution.
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -176,6 +177,49 @@ TEST(TokChatTemplate, UnrecognisedOrMissingTemplateNamesTheFlag) {
 
   WriteConfig(dir, json::value{{"chat_template", kChatMLTemplateText}});
   EXPECT_EQ(*ResolveChatTemplate("auto", dir), ChatTemplate::kChatML);
+}
+
+// DeepSeek-R1-Distill-Llama: the same DeepSeek-R1 template (its tokenizer_config.json carries
+// it), rendered to text that the distill's tokenizer reads with DeepSeek's tokens in Llama ids.
+TEST(TokChatTemplateLlama, RenderingsAndIdsEqualTransformers) {
+  const std::string path = FixtureDir() + "/chat_llama.json";
+  if (std::string why = MissingLlamaFixture(path); !why.empty()) GTEST_FAIL() << why;
+  json::value chat = ReadJson(path);
+  EXPECT_EQ(chat.at("bos_token").as_string(), "<｜begin▁of▁sentence｜>");
+  int checked = 0;
+  for (const auto& c : chat.at("conversations").as_array()) {
+    auto msgs = Messages(c.at("messages"));
+    const auto& renders = c.at("renders").as_object();
+    const std::string name(c.at("name").as_string());
+    for (bool gen : {false, true}) {
+      auto got = RenderChat(ChatTemplate::kDeepSeekR1, msgs, gen);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, std::string(renders.at(gen ? "deepseek-r1/gen" : "deepseek-r1/nogen").as_string()))
+          << name;
+      ++checked;
+    }
+    std::string prompt = *RenderChat(ChatTemplate::kDeepSeekR1, msgs, true);
+    EXPECT_EQ(prompt, std::string(renders.at("distill-config/gen").as_string())) << name;
+    std::vector<int32_t> want;
+    for (const auto& x : c.at("ids").at("deepseek-r1/gen").as_array())
+      want.push_back(static_cast<int32_t>(x.as_int64()));
+    EXPECT_EQ(*LlamaDistill().Encode(prompt), want) << name;
+  }
+  EXPECT_GE(checked, 20);
+}
+
+TEST(TokChatTemplateLlama, DistillConfigIsRecognisedAndItsMarkersAreSingleTokens) {
+  EXPECT_EQ(*ResolveChatTemplate("auto", LlamaDistillDir()), ChatTemplate::kDeepSeekR1);
+  const Tokenizer& t = LlamaDistill();
+  auto ids = t.Encode(*RenderChat(ChatTemplate::kDeepSeekR1, {{"user", "hi"}}, true));
+  ASSERT_TRUE(ids.ok());
+  const std::vector<int32_t> hi = *t.Encode("hi"), newline = *t.Encode("\n");
+  std::vector<int32_t> want = {*t.TokenToId("<｜begin▁of▁sentence｜>"), *t.TokenToId("<｜User｜>")};
+  want.insert(want.end(), hi.begin(), hi.end());
+  want.push_back(*t.TokenToId("<｜Assistant｜>"));
+  want.push_back(*t.TokenToId("<think>"));
+  want.insert(want.end(), newline.begin(), newline.end());
+  EXPECT_EQ(*ids, want);
 }
 
 }  // namespace

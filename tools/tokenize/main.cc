@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   std::string* demo_dir = flags.String(
       "write-demo-dir", "",
       "instead of reading stdin: write DeepSeek-R1-Distill demo tokenizer files made from "
-      "--tokenizer (the npm Qwen tokenizer.json) into this existing directory, and exit");
+      "--tokenizer (the npm Qwen or Llama 3.1 tokenizer.json: the Qwen or the Llama distill's) "
+      "into this existing directory, and exit");
   flags.ParseOrExit(argc, argv);
   if (tokenizer->empty()) flags.Fail("--tokenizer is required (a tokenizer.json or a directory)");
 

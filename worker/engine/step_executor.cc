@@ -10,9 +10,8 @@ namespace r1::engine {
 namespace {
 
 // Each sampled row's constraint for this step (grammar masks, forced tokens, biases, bans),
-// rows spread over the threads: masks of different sequences are independent. Called before
-// the model call, so that on an asynchronous device the masks are made while it computes.
-void PrepareConstraints(const std::vector<RequestState*>& sampled) {
+// rows spread over the threads: masks of different sequences are independent.
+void PrepareRows(const std::vector<RequestState*>& sampled) {
   std::vector<RequestState*> rows;
   for (RequestState* r : sampled) {
     if (r->constraints.any()) rows.push_back(r);
@@ -57,12 +56,19 @@ void StepExecutor::Launch(const StepPlan& plan) {
     batch.seqs.push_back(std::move(s));
     if (c.sample) out_.sampled.push_back(req);
   }
+  // The masks depend on the tokens the last step accepted, not on this step's logits: on an
+  // asynchronous device they are made while it computes (the sampler needs them in Finish).
+  if (!constraints_during_model_) PrepareConstraints();
   Clock::TimePoint t = clock_->Now();
-  PrepareConstraints(out_.sampled);
-  out_.constraint_ms = MillisBetween(t, clock_->Now());
-  t = clock_->Now();
   logits_ = runner_->Forward(batch);
   out_.model_ms = MillisBetween(t, clock_->Now());
+  if (constraints_during_model_) PrepareConstraints();
+}
+
+void StepExecutor::PrepareConstraints() {
+  Clock::TimePoint t = clock_->Now();
+  PrepareRows(out_.sampled);
+  out_.constraint_ms = MillisBetween(t, clock_->Now());
 }
 
 StepOutput StepExecutor::Finish() {

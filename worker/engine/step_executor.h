@@ -24,7 +24,11 @@ struct StepOutput {
 
 class StepExecutor {
  public:
-  StepExecutor(ModelRunner* runner, const Clock* clock) : runner_(runner), clock_(clock) {}
+  // constraints_during_model: the rows' constraints (grammar masks) are made after the model
+  // call is queued, so on an asynchronous device (CUDA) they cost no step time while the device
+  // computes; false makes them before the call, as a baseline for bench/constrained_step_bench.
+  StepExecutor(ModelRunner* runner, const Clock* clock, bool constraints_during_model = true)
+      : runner_(runner), clock_(clock), constraints_during_model_(constraints_during_model) {}
 
   // Queues the model call for `plan` (on a synchronous device, computes it).
   void Launch(const StepPlan& plan);
@@ -38,9 +42,11 @@ class StepExecutor {
     int64_t first_row, num_rows, first_pos;
   };
   void ScorePrompts(const at::Tensor& logits);
+  void PrepareConstraints();
 
   ModelRunner* runner_;
   const Clock* clock_;
+  bool constraints_during_model_;
   std::vector<int64_t> sample_rows_;
   std::vector<PromptRows> prompt_rows_;
   bool all_rows_sampled_ = true;

@@ -1,6 +1,7 @@
 #include "worker/model/config.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -62,14 +63,16 @@ absl::Status ReadEos(const json::object& o, const std::string& source, std::vect
   return absl::OkStatus();
 }
 
-}  // namespace
+// A required positive number of a RoPE object.
+absl::Status RequireDouble(const json::object& o, const char* key, const std::string& where,
+                           double* out) {
+  if (!o.contains(key) || o.at(key).is_null())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": missing field \"", key, "\""));
+  return OptionalDouble(o, key, where, out);
+}
 
-absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::string& source) {
-  R1_ASSIGN_OR_RETURN(json::value root, ParseJson(text, source));
-  if (!root.is_object()) return absl::InvalidArgumentError(source + ": expected a JSON object");
-  const json::object& o = root.get_object();
-
-  ModelConfig c;
+// Which of the two architectures, from model_type and architectures; both must agree.
+absl::StatusOr<std::string> ReadModelType(const json::object& o, const std::string& source) {
   std::string model_type, arch;
   if (auto it = o.find("model_type"); it != o.end() && it->value().is_string())
     model_type = std::string(it->value().get_string());
@@ -79,50 +82,115 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::s
       if (a.is_string()) names.emplace_back(a.get_string());
     arch = absl::StrJoin(names, ",");
   }
-  bool is_qwen2 = model_type == "qwen2" || (model_type.empty() && arch == "Qwen2ForCausalLM");
-  if (!is_qwen2 || (!arch.empty() && arch != "Qwen2ForCausalLM")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": unsupported model: model_type \"", model_type, "\", architectures [", arch,
-        "]; r1serve serves Qwen2ForCausalLM (model_type qwen2) checkpoints"));
+  for (const auto& [type, cls] :
+       {std::pair{"qwen2", "Qwen2ForCausalLM"}, std::pair{"llama", "LlamaForCausalLM"}}) {
+    bool type_ok = model_type == type || (model_type.empty() && arch == cls);
+    if (type_ok && (arch.empty() || arch == cls)) return std::string(type);
   }
-  c.model_type = "qwen2";
+  return absl::InvalidArgumentError(absl::StrCat(
+      source, ": unsupported model: model_type \"", model_type, "\", architectures [", arch,
+      "]; r1serve serves Qwen2ForCausalLM (model_type qwen2) and LlamaForCausalLM (model_type "
+      "llama) checkpoints"));
+}
 
-  R1_RETURN_IF_ERROR(RequireInt(o, "vocab_size", source, &c.vocab_size));
-  R1_RETURN_IF_ERROR(RequireInt(o, "hidden_size", source, &c.hidden_size));
-  R1_RETURN_IF_ERROR(RequireInt(o, "intermediate_size", source, &c.intermediate_size));
-  R1_RETURN_IF_ERROR(RequireInt(o, "num_hidden_layers", source, &c.num_hidden_layers));
-  R1_RETURN_IF_ERROR(RequireInt(o, "num_attention_heads", source, &c.num_attention_heads));
-  // As in transformers' Qwen2Config: absent means one KV head per attention head.
-  c.num_key_value_heads = c.num_attention_heads;
-  if (o.contains("num_key_value_heads") && !o.at("num_key_value_heads").is_null())
-    R1_RETURN_IF_ERROR(RequireInt(o, "num_key_value_heads", source, &c.num_key_value_heads));
-  c.max_position_embeddings = 32768;
-  if (o.contains("max_position_embeddings") && !o.at("max_position_embeddings").is_null())
-    R1_RETURN_IF_ERROR(
-        RequireInt(o, "max_position_embeddings", source, &c.max_position_embeddings));
-  R1_RETURN_IF_ERROR(OptionalDouble(o, "rms_norm_eps", source, &c.rms_norm_eps));
-  R1_RETURN_IF_ERROR(OptionalDouble(o, "rope_theta", source, &c.rope_theta));
-
-  // transformers 5 writes RoPE settings as rope_parameters; older files may have rope_scaling.
+// rope_parameters (transformers 5) or rope_scaling (older files): the type, its fields, and
+// rope_theta when it is kept there.
+absl::Status ReadRope(const json::object& o, const std::string& source, ModelConfig* c) {
   for (const char* key : {"rope_parameters", "rope_scaling"}) {
     auto it = o.find(key);
     if (it == o.end() || it->value().is_null()) continue;
     if (!it->value().is_object())
       return absl::InvalidArgumentError(absl::StrCat(source, ": \"", key, "\" must be an object"));
     const json::object& rp = it->value().get_object();
-    std::string type = "default";
+    const std::string where = absl::StrCat(source, ": \"", key, "\"");
+    RopeScaling r;
     for (const char* tkey : {"rope_type", "type"})
       if (auto t = rp.find(tkey); t != rp.end() && t->value().is_string())
-        type = std::string(t->value().get_string());
-    if (type != "default")
-      return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported RoPE type \"", type,
-                                                     "\" in \"", key, "\" (only default RoPE)"));
-    R1_RETURN_IF_ERROR(OptionalDouble(rp, "rope_theta", source, &c.rope_theta));
+        r.type = std::string(t->value().get_string());
+    if (r.type == "llama3") {
+      R1_RETURN_IF_ERROR(RequireDouble(rp, "factor", where, &r.factor));
+      R1_RETURN_IF_ERROR(RequireDouble(rp, "low_freq_factor", where, &r.low_freq_factor));
+      R1_RETURN_IF_ERROR(RequireDouble(rp, "high_freq_factor", where, &r.high_freq_factor));
+      R1_RETURN_IF_ERROR(RequireInt(rp, "original_max_position_embeddings", where,
+                                    &r.original_max_position_embeddings));
+      if (!(r.high_freq_factor > r.low_freq_factor))
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": high_freq_factor ", r.high_freq_factor,
+            " must be greater than low_freq_factor ", r.low_freq_factor));
+    } else if (r.type != "default") {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": unsupported RoPE type \"", r.type,
+                                                     "\" in \"", key,
+                                                     "\" (supported: default, llama3)"));
+    }
+    c->rope_scaling = r;
+    R1_RETURN_IF_ERROR(OptionalDouble(rp, "rope_theta", source, &c->rope_theta));
   }
-  if (auto it = o.find("use_sliding_window"); it != o.end() && it->value().is_bool() &&
-                                              it->value().get_bool()) {
-    return absl::InvalidArgumentError(source + ": use_sliding_window=true is not supported");
+  if (auto it = o.find("partial_rotary_factor"); it != o.end() && !it->value().is_null()) {
+    auto v = JsonDouble(it->value());
+    if (!v || *v != 1.0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": partial_rotary_factor ", v ? absl::StrCat(*v) : json::serialize(it->value()),
+          " is not supported (only 1)"));
   }
+  return absl::OkStatus();
+}
+
+// The fields that only one architecture has, or whose values only one supports.
+absl::Status ReadArchitectureFields(const json::object& o, const std::string& source,
+                                    ModelConfig* c) {
+  auto flag = [&](const char* key) {
+    auto it = o.find(key);
+    return it != o.end() && it->value().is_bool() && it->value().get_bool();
+  };
+  if (c->model_type == "qwen2") {
+    c->qkv_bias = true;  // Qwen2Attention: q, k and v always have one
+    if (flag("use_sliding_window"))
+      return absl::InvalidArgumentError(source + ": use_sliding_window=true is not supported");
+  } else {
+    c->qkv_bias = false;
+    for (const char* key : {"attention_bias", "mlp_bias"})
+      if (flag(key))
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": ", key, "=true is not supported (Llama checkpoints without biases only)"));
+  }
+  if (auto it = o.find("hidden_act"); it != o.end() && it->value().is_string() &&
+                                      it->value().get_string() != "silu")
+    return absl::InvalidArgumentError(absl::StrCat(source, ": hidden_act \"",
+                                                   std::string(it->value().get_string()),
+                                                   "\" is not supported (only silu)"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::string& source) {
+  R1_ASSIGN_OR_RETURN(json::value root, ParseJson(text, source));
+  if (!root.is_object()) return absl::InvalidArgumentError(source + ": expected a JSON object");
+  const json::object& o = root.get_object();
+
+  ModelConfig c;
+  R1_ASSIGN_OR_RETURN(c.model_type, ReadModelType(o, source));
+  const bool llama = c.model_type == "llama";
+  R1_RETURN_IF_ERROR(RequireInt(o, "vocab_size", source, &c.vocab_size));
+  R1_RETURN_IF_ERROR(RequireInt(o, "hidden_size", source, &c.hidden_size));
+  R1_RETURN_IF_ERROR(RequireInt(o, "intermediate_size", source, &c.intermediate_size));
+  R1_RETURN_IF_ERROR(RequireInt(o, "num_hidden_layers", source, &c.num_hidden_layers));
+  R1_RETURN_IF_ERROR(RequireInt(o, "num_attention_heads", source, &c.num_attention_heads));
+  auto has = [&](const char* key) { return o.contains(key) && !o.at(key).is_null(); };
+  // As in transformers' configs: absent means one KV head per attention head.
+  c.num_key_value_heads = c.num_attention_heads;
+  if (has("num_key_value_heads"))
+    R1_RETURN_IF_ERROR(RequireInt(o, "num_key_value_heads", source, &c.num_key_value_heads));
+  if (has("head_dim")) R1_RETURN_IF_ERROR(RequireInt(o, "head_dim", source, &c.explicit_head_dim));
+  // The defaults of transformers' Qwen2Config and LlamaConfig.
+  c.max_position_embeddings = llama ? 2048 : 32768;
+  if (has("max_position_embeddings"))
+    R1_RETURN_IF_ERROR(
+        RequireInt(o, "max_position_embeddings", source, &c.max_position_embeddings));
+  R1_RETURN_IF_ERROR(OptionalDouble(o, "rms_norm_eps", source, &c.rms_norm_eps));
+  R1_RETURN_IF_ERROR(OptionalDouble(o, "rope_theta", source, &c.rope_theta));
+  R1_RETURN_IF_ERROR(ReadRope(o, source, &c));
+  R1_RETURN_IF_ERROR(ReadArchitectureFields(o, source, &c));
   if (auto it = o.find("tie_word_embeddings"); it != o.end() && it->value().is_bool())
     c.tie_word_embeddings = it->value().get_bool();
   for (const char* key : {"torch_dtype", "dtype"})
@@ -132,7 +200,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::s
     if (auto v = JsonInt(it->value())) c.bos_token_id = static_cast<int32_t>(*v);
   R1_RETURN_IF_ERROR(ReadEos(o, source, &c.eos_token_ids));
 
-  if (c.hidden_size % c.num_attention_heads != 0)
+  // head_dim from config.json need not divide hidden_size (q_proj is [heads * head_dim, H]).
+  if (c.explicit_head_dim == 0 && c.hidden_size % c.num_attention_heads != 0)
     return absl::InvalidArgumentError(absl::StrCat(source, ": hidden_size ", c.hidden_size,
                                                    " is not a multiple of num_attention_heads ",
                                                    c.num_attention_heads));

@@ -1,4 +1,4 @@
-// A device path of the Qwen2 step: the code that turns one StepBatch into logits on one kind of
+// A device path of the Qwen2 / Llama step: the code that turns one StepBatch into logits on one kind of
 // device. Qwen2Model validates the batch and picks the path at load:
 //   - the eager path (qwen2_eager.cc): ATen ops plus our CPU kernels; the CPU's path, and the
 //     reference the CUDA path is tested against;

@@ -96,7 +96,11 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   wo.device = device;
   wo.cpu_copy_weights = options.cpu_copy_weights;
   try {
-    R1_ASSIGN_OR_RETURN(m->weights_, LoadWeights(dir, cfg, wo));
+    if (options.random_weights_std > 0) {
+      m->weights_ = RandomWeights(cfg, wo, options.random_weights_std, /*seed=*/0);
+    } else {
+      R1_ASSIGN_OR_RETURN(m->weights_, LoadWeights(dir, cfg, wo));
+    }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("loading ", dir, ": ", e.what_without_backtrace()));
   }

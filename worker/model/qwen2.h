@@ -1,4 +1,6 @@
-// The Qwen2 decoder in libtorch with a paged KV cache: load a checkpoint, run steps.
+// The Qwen2 decoder in libtorch with a paged KV cache: load a checkpoint, run steps. Llama
+// checkpoints run through the same code: the two architectures differ only in configuration
+// (config.h: no q/k/v bias, llama3 RoPE frequencies, head_dim), never in a copy of the model.
 //
 // One Forward() call runs one engine step over a batch of sequences: each contributes some new
 // tokens (a prompt chunk, or one token when decoding) and gets back the logits of its last new
@@ -37,6 +39,9 @@ struct LoadOptions {
   // CPU: copy the weights at load into one anonymous region backed by transparent huge pages
   // (cpu_weights.h) instead of viewing the mapped file.
   bool cpu_copy_weights = false;
+  // > 0: read only DIR's config.json and draw random weights with this standard deviation on
+  // the device (weights.h RandomWeights): benchmarks of shapes too big for the disk.
+  double random_weights_std = 0;
   KernelTuning tuning;
 };
 

@@ -2,7 +2,7 @@
 // worker/model/CMakeLists.txt).
 //
 // One step, whatever mix of prefills and decodes it holds, runs a fixed set of kernels per layer:
-//   qkv GEMM (+bias) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
+//   qkv GEMM (+bias when the model has one) -> RoPE + KV-cache write (kernels.cu) -> attention -> o GEMM
 //   -> residual add + RMSNorm (kernels.cu) -> gate/up GEMM -> SiLU-and-mul (kernels.cu)
 //   -> down GEMM -> residual add + RMSNorm with the next layer's weight (kernels.cu).
 // Steps of a few rows (decode batches up to --gemv-max-rows) use our fused GEMVs instead of the
@@ -159,20 +159,20 @@ class GraphCache {
   bool has_pool_ = false;
 };
 
+// Flash prefill gathers the cached K/V in 8-element vectors (GatherKv) and flash attention
+// takes head dims in multiples of 8: a head_dim such as 12 (a Llama config may set any) stays
+// on the paged kernel.
+bool FlashFits(const ModelConfig& c) {
+  return c.head_dim() % 8 == 0 && (c.num_key_value_heads * c.head_dim()) % 8 == 0;
+}
+
 class CudaPath final : public ForwardPath {
  public:
   explicit CudaPath(const PathContext& ctx)
       : ctx_(ctx), dt_(KernelDType(ctx.dtype)), graphs_enabled_(ctx.tuning.cuda_graphs),
-        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32) {
+        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32 && FlashFits(*ctx.config)) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    cuda::PagedAttentionArgs probe;
-    probe.dt = dt_;
-    probe.nh = static_cast<int>(ctx.config->num_attention_heads);
-    probe.kvh = static_cast<int>(ctx.config->num_key_value_heads);
-    probe.D = static_cast<int>(ctx.config->head_dim());
-    probe.stages = ctx.tuning.attn_stages;
-    attn_blocks_per_sm_ = cuda::PagedAttentionBlocksPerSm(probe);
     split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
                                 at::TensorOptions().dtype(at::kInt).device(ctx.device));
   }
@@ -228,27 +228,18 @@ class CudaPath final : public ForwardPath {
     return o;
   }
 
-  // Key splits of the paged decode attention (--attn-splits overrides them): at least four
-  // 64-key tiles a split, and the count whose blocks fill the GPU's resident slots best (the
-  // last wave as full as it can be; a GPU with too few queries gets as many splits as the keys
-  // allow).
+  // Key splits of the paged decode attention (--attn-splits overrides them), from a sweep on an
+  // H200 (docs/gpu.md, "Choosing the key splits"): a split streams at most 32 of the 64-key
+  // tiles (longer ones leave too few blocks in flight at large batches) and at least 8 (shorter
+  // ones pay more for the pipeline's start and the merge than their parallelism returns), and
+  // the grid has at least 1.5 blocks per SM where the keys allow it (batch 1 and 16).
   int SplitsFor(int64_t queries, int64_t max_len) const {
     const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
-    const int64_t most = std::clamp<int64_t>(tiles / 4, 1, 256);
     if (ctx_.tuning.attn_splits > 0) return static_cast<int>(std::min<int64_t>(ctx_.tuning.attn_splits, tiles));
-    const double blocks = static_cast<double>(std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads));
-    const double slots = static_cast<double>(num_sms_) * attn_blocks_per_sm_;
-    int best = 1;
-    double best_eff = 0;
-    for (int64_t s = 1; s <= most; ++s) {
-      const double waves = blocks * static_cast<double>(s) / slots;
-      const double eff = waves / std::ceil(waves);
-      if (eff > best_eff + 0.02) {
-        best = static_cast<int>(s);
-        best_eff = eff;
-      }
-    }
-    return best;
+    const int64_t blocks = std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads);
+    const int64_t fill = (3 * static_cast<int64_t>(num_sms_) / 2 + blocks - 1) / blocks;
+    const int64_t most = std::clamp<int64_t>(tiles / 8, 1, 256);
+    return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
   }
 
   void FinishLayout(PackedLayout* lay) const {
@@ -400,11 +391,12 @@ class CudaPath final : public ForwardPath {
       float* k_scale = cache.fp8() ? cache.k_scale(layer).data_ptr<float>() : nullptr;
       float* v_scale = cache.fp8() ? cache.v_scale(layer).data_ptr<float>() : nullptr;
       at::Tensor qkv;  // [T, (nh + 2 kvh) D]
+      const bool qkv_bias = l.bqkv.defined();  // Qwen2 has one, Llama none
       if (small) {
         qkv = qkv_buf;
-        gemv(x, &l.input_norm, l.wqkv, &l.bqkv, qkv, cuda::GemvOut::kStore);
+        gemv(x, &l.input_norm, l.wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
       } else {
-        qkv = at::addmm(l.bqkv, h, l.wqkv.t());
+        qkv = qkv_bias ? at::addmm(l.bqkv, h, l.wqkv.t()) : at::mm(h, l.wqkv.t());
       }
       auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
         args.k_cache = kc.data_ptr();
@@ -457,7 +449,6 @@ class CudaPath final : public ForwardPath {
   bool graphs_enabled_;
   const bool flash_ok_;
   int num_sms_ = 0;
-  int attn_blocks_per_sm_ = 1;
   // Paged attention's per-(query, kv head) counters for merging key splits: zero between
   // launches. Allocated once, for the most queries a launch takes, so captured graphs keep
   // their address.

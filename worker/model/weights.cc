@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/model/cpu_weights.h"
+#include "worker/model/rope.h"
 
 namespace r1::model {
 namespace {
@@ -44,8 +45,9 @@ int64_t ModelWeights::bytes(bool tied) const {
   int64_t n = embed.nbytes() + norm.nbytes();
   if (!tied) n += lm_head.nbytes();
   for (const LayerWeights& l : layers)
-    n += l.input_norm.nbytes() + l.wqkv.nbytes() + l.bqkv.nbytes() + l.wo.nbytes() +
-         l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() + l.wdown.nbytes();
+    n += l.input_norm.nbytes() + l.wqkv.nbytes() + (l.bqkv.defined() ? l.bqkv.nbytes() : 0) +
+         l.wo.nbytes() + l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() +
+         l.wdown.nbytes();
   return n;
 }
 
@@ -115,9 +117,6 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(auto q, ck.GetShaped(p + "self_attn.q_proj.weight", {QD, H}));
       R1_ASSIGN_OR_RETURN(auto k, ck.GetShaped(p + "self_attn.k_proj.weight", {KD, H}));
       R1_ASSIGN_OR_RETURN(auto v, ck.GetShaped(p + "self_attn.v_proj.weight", {KD, H}));
-      R1_ASSIGN_OR_RETURN(auto qb, ck.GetShaped(p + "self_attn.q_proj.bias", {QD}));
-      R1_ASSIGN_OR_RETURN(auto kb, ck.GetShaped(p + "self_attn.k_proj.bias", {KD}));
-      R1_ASSIGN_OR_RETURN(auto vb, ck.GetShaped(p + "self_attn.v_proj.bias", {KD}));
       R1_ASSIGN_OR_RETURN(auto o, ck.GetShaped(p + "self_attn.o_proj.weight", {H, QD}));
       R1_ASSIGN_OR_RETURN(auto ln2, ck.GetShaped(p + "post_attention_layernorm.weight", {H}));
       R1_ASSIGN_OR_RETURN(auto gate, ck.GetShaped(p + "mlp.gate_proj.weight", {I, H}));
@@ -125,7 +124,12 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(auto down, ck.GetShaped(p + "mlp.down_proj.weight", {H, I}));
       l.input_norm = put(ln1);
       l.wqkv = stack({q, k, v});
-      l.bqkv = stack({qb, kb, vb});
+      if (cfg.qkv_bias) {  // Qwen2; a Llama checkpoint has none (bqkv stays undefined)
+        R1_ASSIGN_OR_RETURN(auto qb, ck.GetShaped(p + "self_attn.q_proj.bias", {QD}));
+        R1_ASSIGN_OR_RETURN(auto kb, ck.GetShaped(p + "self_attn.k_proj.bias", {KD}));
+        R1_ASSIGN_OR_RETURN(auto vb, ck.GetShaped(p + "self_attn.v_proj.bias", {KD}));
+        l.bqkv = stack({qb, kb, vb});
+      }
       l.wo = put(o);
       l.post_norm = put(ln2);
       // Without the arena, gate and up stay separate views of the mapping: no copy at load.
@@ -148,15 +152,45 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(const TensorView* head, ck.GetShaped("lm_head.weight", {V, H}));
       w->lm_head = put(head);
     }
-    // inv_freq as transformers computes it: 1 / theta^(arange(0, D, 2) / D) in float32.
-    w->inv_freq = at::pow(cfg.rope_theta, at::arange(0, D, 2, at::kLong).to(at::kFloat) / D)
-                      .reciprocal()
-                      .to(device);
+    w->inv_freq = RopeInvFreq(cfg).to(device);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("loading ", dir, ": ", e.what_without_backtrace()));
   }
   // Nothing on another device or in another dtype views the mapping: then it can go.
   if (!device.is_cpu()) w->checkpoint.reset();
+  return w;
+}
+
+std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const WeightLoadOptions& options,
+                                            double init_std, uint64_t seed) {
+  at::manual_seed(seed);
+  const at::TensorOptions to = at::TensorOptions().dtype(options.dtype).device(options.device);
+  auto rnd = [&](at::IntArrayRef shape) { return at::empty(shape, to).normal_(0, init_std); };
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t QKV = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * cfg.head_dim();
+  auto w = std::make_unique<ModelWeights>();
+  w->embed = rnd({V, H});
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    LayerWeights l;
+    l.input_norm = at::ones({H}, to);
+    l.wqkv = rnd({QKV, H});
+    if (cfg.qkv_bias) l.bqkv = rnd({QKV});
+    l.wo = rnd({H, cfg.num_attention_heads * cfg.head_dim()});
+    l.post_norm = at::ones({H}, to);
+    if (options.device.is_cpu()) {
+      l.wgate = rnd({I, H});
+      l.wup = rnd({I, H});
+    } else {  // stacked, as LoadWeights lays them out off the CPU
+      l.wgate_up = rnd({2 * I, H});
+      l.wgate = l.wgate_up.narrow(0, 0, I);
+      l.wup = l.wgate_up.narrow(0, I, I);
+    }
+    l.wdown = rnd({H, I});
+    w->layers.push_back(std::move(l));
+  }
+  w->norm = at::ones({H}, to);
+  w->lm_head = cfg.tie_word_embeddings ? w->embed : rnd({V, H});
+  w->inv_freq = RopeInvFreq(cfg).to(options.device);
   return w;
 }
 

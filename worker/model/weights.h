@@ -17,7 +17,7 @@ namespace r1::model {
 struct LayerWeights {
   at::Tensor input_norm;  // [H]
   at::Tensor wqkv;        // [(heads + 2 kv_heads) * head_dim, H]: q, k, v stacked
-  at::Tensor bqkv;        // [(heads + 2 kv_heads) * head_dim]
+  at::Tensor bqkv;        // [(heads + 2 kv_heads) * head_dim]; undefined without a q/k/v bias
   at::Tensor wo;          // [H, heads * head_dim]
   at::Tensor post_norm;   // [H]
   at::Tensor wgate;       // [I, H]
@@ -50,5 +50,11 @@ struct WeightLoadOptions {
 absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir,
                                                           const ModelConfig& cfg,
                                                           const WeightLoadOptions& options);
+
+// Random weights in the config's shapes, drawn on options.device (normal with standard deviation
+// `init_std`, norms 1, seeded): for benchmarking shapes whose checkpoint would not fit a disk
+// (the 32B and 70B distills). Never for serving.
+std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const WeightLoadOptions& options,
+                                            double init_std, uint64_t seed);
 
 }  // namespace r1::model

@@ -1,5 +1,5 @@
-// r1-worker: serves one Qwen2 checkpoint over gRPC (Generate, GetLoad, grpc.health.v1) with
-// continuous batching, plus Prometheus metrics on --metrics-listen.
+// r1-worker: serves one Qwen2 or Llama checkpoint over gRPC (Generate, GetLoad,
+// grpc.health.v1) with continuous batching, plus Prometheus metrics on --metrics-listen.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
@@ -41,7 +41,8 @@ sigset_t BlockSignals() {
 
 int Run(int argc, char** argv) {
   sigset_t signals = BlockSignals();
-  r1::Flags flags("r1-worker", "Serves a Qwen2 checkpoint over gRPC with continuous batching.");
+  r1::Flags flags("r1-worker",
+                  "Serves a Qwen2 or Llama checkpoint over gRPC with continuous batching.");
   std::string* model = flags.String("model", "", "checkpoint directory (required)");
   std::string* listen = flags.String("listen", "127.0.0.1:50051",
                                      "gRPC address HOST:PORT (port 0: any free port)");

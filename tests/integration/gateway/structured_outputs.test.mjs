@@ -60,6 +60,24 @@ function checkJson(schema, text) {
   return validate(v) ? null : `${JSON.stringify(validate.errors)}: ${text}`;
 }
 
+// JSON's whitespace (space, tab, LF, CR) outside strings: the longest run in `text`.
+function longestWhitespaceRun(text) {
+  let longest = 0, run = 0, inString = false, escaped = false;
+  for (const ch of text) {
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === '\\') escaped = true;
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    run = ' \t\n\r'.includes(ch) ? run + 1 : 0;
+    longest = Math.max(longest, run);
+    if (ch === '"') inString = true;
+  }
+  return longest;
+}
+const MAX_WHITESPACE = 8;  // r1-worker's default --grammar-max-whitespace
+
 async function complete(body) {
   const r = await postJson(`${g.url}/v1/completions`, { model: 'model', prompt: 'Answer:', temperature: 1, ...body });
   assert.equal(r.status, 200, r.text);
@@ -106,6 +124,12 @@ test('every seeded sample of every schema kind validates (ajv)', async () => {
     const why = checkJson(schema, r.choices[0].text);
     assert.equal(why, null, `${name} seed ${body.seed}: ${why}`);
   });
+  // Whitespace between JSON tokens is bounded by default, so a model cannot pad forever (a
+  // random model pads: some run must show up, or the check would see nothing).
+  const runs = results.map((r) => longestWhitespaceRun(r.choices[0].text));
+  runs.forEach((n, i) => assert.ok(n <= MAX_WHITESPACE,
+    `${jobs[i].name} seed ${jobs[i].body.seed}: a whitespace run of ${n}: ${JSON.stringify(results[i].choices[0].text)}`));
+  assert.ok(Math.max(...runs) > 1, `no sample had whitespace: ${runs}`);
   // Different seeds give different answers (the grammar allows more than one text).
   for (const name of Object.keys(KINDS)) {
     const texts = new Set(results.filter((_, i) => jobs[i].name === name).map((r) => r.choices[0].text));

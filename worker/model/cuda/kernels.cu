@@ -1183,19 +1183,6 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D) {
   return dt != DType::kF32 && D == tc::kD && kvh > 0 && nh % kvh == 0 && nh / kvh <= 16;
 }
 
-int PagedAttentionBlocksPerSm(const PagedAttentionArgs& a) {
-  int n = 0;
-  if (TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic) {
-    void (*kernel)(PagedAttentionArgs) = nullptr;
-    size_t smem = 0;
-    if (PrepareTcAny(a, &kernel, &smem) != cudaSuccess) return 1;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, tc::kThreads, smem) != cudaSuccess) return 1;
-  } else {
-    n = 8;  // the CUDA-core kernel: 128 threads, little shared memory
-  }
-  return n > 0 ? n : 1;
-}
-
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
   const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;

@@ -113,8 +113,6 @@ constexpr int kMaxAttentionQueriesPerLaunch = 65535;
 
 // True when the tensor-core kernel serves this shape.
 bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
-// Blocks of the kernel `a` selects that fit on one SM at once (for choosing the key splits).
-int PagedAttentionBlocksPerSm(const PagedAttentionArgs& a);
 // False when the shape is not one the kernel is built for (D > 256 or nh / kvh > 8); the caller
 // then uses another path.
 bool PagedAttentionSupported(int nh, int kvh, int D);

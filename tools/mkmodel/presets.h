@@ -1,0 +1,43 @@
+// r1-mkmodel's presets: the shapes of the DeepSeek-R1 distills (and small test shapes), and
+// the config.json / generation_config.json each one writes. Torch-free.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace r1::mkmodel {
+
+struct Preset {
+  std::string name;
+  std::string arch;  // "qwen2" or "llama"
+  int64_t vocab, hidden, intermediate, layers, heads, kv_heads;
+  int64_t head_dim;  // written to config.json when > 0 (Llama); else hidden / heads
+  int64_t max_pos;
+  double rope_theta, rms_eps;
+  bool tied;
+  double init_std;
+  // Llama 3.1's rope_scaling ("llama3") when llama3_factor > 0.
+  double llama3_factor = 0, low_freq_factor = 0, high_freq_factor = 0;
+  int64_t original_max_pos = 0;
+  // config.json's bos / eos, generation_config.json's bos / eos (as the released model has them).
+  int64_t bos = 0;
+  std::vector<int64_t> eos = {};
+  int64_t gen_bos = 0, gen_eos = 0;
+
+  int64_t Dim() const { return head_dim > 0 ? head_dim : hidden / heads; }
+  bool qkv_bias() const { return arch == "qwen2"; }
+};
+
+// Every preset, in the order --help lists them.
+const std::vector<Preset>& Presets();
+// The preset called `name`, or null.
+const Preset* FindPreset(const std::string& name);
+// "tiny | r1-distill-qwen-1.5b | ..." for --help.
+std::string PresetNames();
+
+boost::json::object ConfigJson(const Preset& p, const std::string& dtype_name);
+boost::json::object GenerationConfigJson(const Preset& p);
+
+}  // namespace r1::mkmodel
