@@ -25,6 +25,17 @@ if [ ! -f "$MODEL/config.json" ]; then
 fi
 mkdir -p "$LOG_DIR"
 
+# A port that answers is taken: say which, before starting anything (otherwise the readiness
+# probe below could reach the other server and report this stack as up).
+busy() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in "$GATEWAY" $(for p in $WORKER_PORTS; do echo "127.0.0.1:$p 127.0.0.1:$((p + 1000))"; done); do
+  if busy "$addr"; then
+    echo "run-local: $addr is already in use (another r1serve, or another server); stop it or" \
+      "set GATEWAY=127.0.0.1:PORT / WORKER_PORTS=\"P1 P2\"" >&2
+    exit 1
+  fi
+done
+
 pids=()
 stop() {
   trap - INT TERM EXIT

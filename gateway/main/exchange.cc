@@ -1,6 +1,7 @@
 #include "gateway/main/exchange.h"
 
 #include "common/log.h"
+#include "gateway/main/proto_build.h"
 #include "gateway/openai/output_request.h"
 #include "gateway/upstream/status_map.h"
 #include "gateway/upstream/worker_pool.h"
@@ -25,66 +26,6 @@ std::string RandomId(Random* random) {
   for (int i = 0; i < 16; ++i) s.push_back(kHex[(a >> (4 * i)) & 15]);
   for (int i = 0; i < 8; ++i) s.push_back(kHex[(b >> (4 * i)) & 15]);
   return s;
-}
-
-// Fields 20-29 of the Generate request: the answer's format, logit_bias, min_tokens and the
-// thinking budget.
-void SetOutputConstraints(const GenParams& p, r1serve::v1::GenerateRequest* r) {
-  using Kind = StructuredOutput::Kind;
-  const StructuredOutput& so = p.structured;
-  auto* out = r->mutable_structured_output();
-  switch (so.kind) {
-    case Kind::kNone: r->clear_structured_output(); break;
-    case Kind::kResponseFormat: out->set_response_format(so.text); break;
-    case Kind::kJsonSchema: out->set_json_schema(so.text); break;
-    case Kind::kRegex: out->set_regex(so.text); break;
-    case Kind::kChoice:
-      for (const std::string& c : so.choices) out->mutable_choice()->add_choices(c);
-      break;
-  }
-  for (auto [id, bias] : p.logit_bias) (*r->mutable_logit_bias())[id] = bias;
-  r->set_min_tokens(p.min_tokens);
-  if (p.thinking_token_budget) r->set_thinking_token_budget(*p.thinking_token_budget);
-}
-
-// The Generate request of choice `k` (of n) for prompt `prompt` (completions) or the chat.
-void BuildProto(const GenParams& p, size_t prompt, uint32_t k, const std::string& id,
-                Random* random, r1serve::v1::GenerateRequest* r) {
-  r->set_request_id(p.n * (p.kind == ApiKind::kChat ? 1 : p.prompts.size()) > 1
-                        ? id + "-" + std::to_string(prompt * p.n + k)
-                        : id);
-  if (p.kind == ApiKind::kChat) {
-    auto* chat = r->mutable_chat();
-    for (const ChatTurn& t : p.messages) {
-      auto* m = chat->add_messages();
-      m->set_role(t.role);
-      m->set_content(t.content);
-    }
-  } else if (p.prompts[prompt].text) {
-    r->set_text(*p.prompts[prompt].text);
-  } else {
-    auto* ids = r->mutable_token_ids();
-    for (int32_t t : p.prompts[prompt].ids) ids->add_ids(t);
-  }
-  const SamplingOptions& o = p.sampling;
-  auto* s = r->mutable_sampling();
-  s->set_temperature(o.temperature);
-  s->set_top_p(o.top_p);
-  s->set_top_k(o.top_k);
-  s->set_min_p(o.min_p);
-  s->set_repetition_penalty(o.repetition_penalty);
-  s->set_presence_penalty(o.presence_penalty);
-  s->set_frequency_penalty(o.frequency_penalty);
-  // With a seed, the n choices of one prompt differ but stay repeatable. Without one the
-  // gateway picks it, so that a resumed stream samples what the first worker would have.
-  s->set_seed(o.seed ? *o.seed + k : random->Next());
-  r->set_max_tokens(p.max_tokens);
-  for (const std::string& stop : p.stop) r->add_stop(stop);
-  for (int32_t t : p.stop_token_ids) r->add_stop_token_ids(t);
-  r->set_ignore_eos(p.ignore_eos);
-  r->set_logprobs(o.logprobs);
-  r->set_top_logprobs(static_cast<uint32_t>(o.top_logprobs));
-  SetOutputConstraints(p, r);
 }
 
 // The prompt's bytes as prefix-aware routing compares them: the chat messages in order (role
@@ -154,14 +95,25 @@ void Exchange::Start() {
   meta_.created = UnixSeconds(*ctx_->clock);
   meta_.model = params_.model;
   meta_.include_usage = params_.stream && params_.include_usage;
+  if (!params_.user.empty() || !params_.ignored_fields.empty()) {
+    std::string ignored;
+    for (const std::string& f : params_.ignored_fields) ignored += (ignored.empty() ? "" : ",") + f;
+    R1_LOG(INFO) << meta_.id << ": model " << EscapeForLog(params_.model) << ", user "
+                 << EscapeForLog(params_.user, 100)
+                 << (ignored.empty() ? "" : ", unknown fields ignored: " + EscapeForLog(ignored));
+  }
   const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
   const size_t prompts = params_.kind == ApiKind::kChat ? 1 : params_.prompts.size();
   for (size_t p = 0; p < prompts; ++p) {
     auto route = std::make_shared<const RouteKey>(MakeRouteKey(RoutePrompt(params_, p)));
     for (uint32_t k = 0; k < params_.n; ++k) {
       auto c = std::make_unique<Choice>(static_cast<int>(choices_.size()),
-                                        ctx_->retry.NewState(), strand_->NewTimer(), split);
-      BuildProto(params_, p, k, meta_.id, ctx_->random, &c->proto);
+                                        ctx_->retry.NewState(), strand_->NewTimer(), split,
+                                        NewToolParser());
+      BuildGenerateRequest(params_, p, k, meta_.id, &c->proto);
+      // Without a seed the gateway picks it, so that a resumed stream samples what the first
+      // worker would have.
+      if (!params_.sampling.seed) c->proto.mutable_sampling()->set_seed(ctx_->random->Next());
       c->route = route;
       choices_.push_back(std::move(c));
     }
@@ -174,7 +126,7 @@ void Exchange::Start() {
 void Exchange::StartAttempt(Choice& c) {
   if (done_) return;
   std::optional<WorkerLease> lease =
-      ctx_->pool->Pick(c.tried, c.route.get(), /*resume=*/!c.output_ids.empty());
+      ctx_->pool->Pick(c.tried, c.route.get(), /*resume=*/!c.output_ids.empty(), params_.model);
   if (!lease) {
     if (c.last_failure) return ChoiceFailed(c, *c.last_failure);
     const std::string message = ctx_->pool->AllBreakersOpen()
@@ -188,6 +140,10 @@ void Exchange::StartAttempt(Choice& c) {
   }
   c.tried.push_back(&lease->worker());
   c.answered = false;
+  if (c.output_ids.empty()) {  // a fresh try; a resume continues the output and its parsers
+    c.ResetOutput();
+    c.tools = NewToolParser();
+  }
   ctx_->metrics->Attempt(lease->worker().address());
   if (c.output_ids.empty()) c.retry.AttemptStarted();  // a resume is no retry
   auto self = shared_from_this();
@@ -237,6 +193,23 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
   }
   std::vector<LogprobEntry> lps;
   if (params_.sampling.logprobs) lps = Logprobs(m);
+  if (first && params_.echo) {
+    m.mutable_text()->insert(0, m.prompt_text());
+    if (params_.sampling.logprobs) {
+      // The prompt's tokens first, the first of them without a log-probability.
+      std::vector<LogprobEntry> prompt;
+      for (const auto& lp : m.prompt_logprobs()) {
+        LogprobEntry e;
+        e.token = lp.token();
+        e.logprob = lp.logprob();
+        e.has_logprob = !prompt.empty();
+        for (const auto& t : lp.top_logprobs()) e.top.emplace_back(t.token(), t.logprob());
+        prompt.push_back(std::move(e));
+      }
+      lps.insert(lps.begin(), std::make_move_iterator(prompt.begin()),
+                 std::make_move_iterator(prompt.end()));
+    }
+  }
   if (!params_.stream) {
     c.text.append(m.text());
     for (auto& e : lps) c.logprobs.push_back(std::move(e));
@@ -245,9 +218,7 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
   }
   const std::vector<LogprobEntry>* lp = params_.sampling.logprobs ? &lps : nullptr;
   if (params_.kind == ApiKind::kChat) {
-    SplitText d = c.splitter.Feed(m.text());
-    if (first || !d.reasoning.empty() || !d.content.empty() || !lps.empty())
-      sink_->SendChunk(SseData(ChatChunk(meta_, c.index, first, d, lp, "")));
+    SendChatDelta(c, first, c.splitter.Feed(m.text()), lp);
   } else if (first || !m.text().empty() || !lps.empty()) {
     sink_->SendChunk(SseData(CompletionChunk(meta_, c.index, m.text(), lp, c.text_offset, "")));
     c.text_offset += m.text().size();
@@ -323,15 +294,16 @@ void Exchange::ChoiceFinished(Choice& c) {
   c.finished = true;
   c.retry.Finished();
   if (params_.stream) {
-    const char* finish = FinishName(c.finish);
     if (params_.kind == ApiKind::kChat) {
-      SplitText rest = c.splitter.Finish();
-      if (!rest.reasoning.empty() || !rest.content.empty())
-        sink_->SendChunk(SseData(ChatChunk(meta_, c.index, false, rest, nullptr, "")));
-      sink_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {}, nullptr, finish)));
+      SendChatDelta(c, false, c.splitter.Finish(), nullptr);
+      ToolDelta tail = c.tools.Finish();
+      if (!tail.content.empty())
+        sink_->SendChunk(SseData(ChatChunk(meta_, c.index, false, {"", tail.content}, nullptr, "")));
+      sink_->SendChunk(SseData(
+          ChatChunk(meta_, c.index, false, {}, nullptr, FinishReasonOf(c, c.tools.num_calls()))));
     } else {
       sink_->SendChunk(
-          SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, finish)));
+          SseData(CompletionChunk(meta_, c.index, "", nullptr, c.text_offset, FinishName(c.finish))));
     }
   }
   if (++finished_ == choices_.size()) Complete();
@@ -363,8 +335,14 @@ void Exchange::Complete() {
         ReasoningSplitter split(c->splitter.enabled());
         SplitText a = split.Feed(c->text);
         SplitText b = split.Finish();
-        o.reasoning = a.reasoning + b.reasoning;
-        o.content = a.content + b.content;
+        if (params_.include_reasoning) o.reasoning = a.reasoning + b.reasoning;
+        ToolCallParser tools = NewToolParser();
+        ToolDelta t1 = tools.Feed(a.content + b.content);
+        ToolDelta t2 = tools.Finish();
+        o.content = t1.content + t2.content;
+        o.tool_calls = std::move(t1.calls);
+        if (!params_.parallel_tool_calls && o.tool_calls.size() > 1) o.tool_calls.resize(1);
+        o.finish_reason = FinishReasonOf(*c, static_cast<int>(o.tool_calls.size()));
       } else {
         o.content = c->text;
       }
@@ -380,6 +358,32 @@ void Exchange::Complete() {
   ctx_->metrics->Request(route_, 200);
   ctx_->metrics->EndToEnd(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
   Finish();
+}
+
+ToolCallParser Exchange::NewToolParser() {
+  const bool parse = params_.kind == ApiKind::kChat && !params_.tools_json.empty() &&
+                     params_.tool_choice != ToolChoice::kNone;
+  Random* random = ctx_->random;
+  return ToolCallParser(parse, [random] { return "call_" + RandomId(random); });
+}
+
+// As vLLM: a choice that called tools and stopped finishes with "tool_calls".
+const char* Exchange::FinishReasonOf(const Choice& c, int tool_calls) const {
+  if (tool_calls > 0 && c.finish == r1serve::v1::FINISH_REASON_STOP) return "tool_calls";
+  return FinishName(c.finish);
+}
+
+void Exchange::SendChatDelta(Choice& c, bool first, SplitText d,
+                             const std::vector<LogprobEntry>* lps) {
+  if (!params_.include_reasoning) d.reasoning.clear();
+  ToolDelta t = c.tools.Feed(d.content);
+  d.content = std::move(t.content);
+  // parallel_tool_calls false: the first call only.
+  if (!params_.parallel_tool_calls)
+    while (!t.calls.empty() && t.calls.back().index > 0) t.calls.pop_back();
+  const bool has_lps = lps && !lps->empty();
+  if (first || !d.reasoning.empty() || !d.content.empty() || !t.calls.empty() || has_lps)
+    sink_->SendChunk(SseData(ChatChunk(meta_, c.index, first, d, lps, "", &t.calls)));
 }
 
 void Exchange::ChoiceFailed(Choice& c, const grpc::Status& status) {

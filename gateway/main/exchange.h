@@ -20,6 +20,7 @@
 #include "gateway/openai/reasoning.h"
 #include "gateway/openai/request.h"
 #include "gateway/openai/response.h"
+#include "gateway/openai/tool_parser.h"
 #include "gateway/upstream/attempt.h"
 #include "gateway/upstream/prefix_index.h"
 #include "gateway/upstream/retry_policy.h"
@@ -38,8 +39,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
  private:
   struct Choice {
-    Choice(int index, RetryState retry, std::unique_ptr<Timer> backoff, bool split)
-        : index(index), retry(std::move(retry)), backoff(std::move(backoff)), splitter(split) {}
+    Choice(int index, RetryState retry, std::unique_ptr<Timer> backoff, bool split,
+           ToolCallParser tools)
+        : index(index), retry(std::move(retry)), backoff(std::move(backoff)), splitter(split),
+          tools(std::move(tools)) {}
     void ResetOutput();
 
     const int index;
@@ -57,6 +60,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     bool started = false;  // some output arrived (streamed: the client has some)
     std::vector<int32_t> output_ids;
     ReasoningSplitter splitter;
+    ToolCallParser tools;  // streamed: the calls in the content after the reasoning
     std::string text;
     std::vector<LogprobEntry> logprobs;
     size_t text_offset = 0;
@@ -80,6 +84,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void Finish();
   UsageCounts TotalUsage() const;
   std::vector<LogprobEntry> Logprobs(const r1serve::v1::GenerateResponse& m) const;
+  // Reasoning kept or dropped (include_reasoning), content parsed for tool calls.
+  void SendChatDelta(Choice& c, bool first, SplitText d, const std::vector<LogprobEntry>* lps);
+  ToolCallParser NewToolParser();
+  const char* FinishReasonOf(const Choice& c, int tool_calls) const;
 
   GatewayContext* ctx_;
   std::shared_ptr<ResponseSink> sink_;

@@ -3,6 +3,8 @@
 #include "common/log.h"
 #include "common/api_keys.h"
 #include "gateway/main/exchange.h"
+#include "gateway/main/models.h"
+#include "gateway/main/tokenize_route.h"
 #include "gateway/openai/response.h"
 #include "gateway/upstream/status_map.h"
 
@@ -64,10 +66,39 @@ Gateway::Gateway(GatewayOptions options, WorkerPool* pool, GatewayMetrics* metri
       s->SendResponse(200, "text/plain; version=0.0.4", ctx_.metrics->Serialize(*ctx_.pool));
     });
   }
+  // vLLM's probe path: 200 while some worker serves (as /readyz), else 503.
+  router_.Add(bhttp::verb::get, "/health", [this](const S& s, http::Request&&) {
+    bool ready = !ctx_.draining && ctx_.pool->AnyHealthy();
+    ctx_.metrics->Request("/health", ready ? 200 : 503);
+    s->SendResponse(ready ? 200 : 503, "text/plain", "");
+  });
+  router_.Add(bhttp::verb::get, "/version", [this](const S& s, http::Request&&) {
+    ctx_.metrics->Request("/version", 200);
+    s->SendResponse(200, "application/json", "{\"version\":\"" R1SERVE_VERSION "\"}");
+  });
   router_.Add(bhttp::verb::get, "/v1/models", [this](const S& s, http::Request&&) {
     ctx_.metrics->Request("/v1/models", 200);
     s->SendResponse(200, "application/json",
-                    ModelsResponse(ctx_.pool->ModelIds(), UnixSeconds(*ctx_.clock)));
+                    ModelsResponse(ModelCards(*ctx_.pool), UnixSeconds(*ctx_.clock)));
+  });
+  router_.AddPrefix(bhttp::verb::get, "/v1/models/", [this](const S& s, http::Request&& r) {
+    std::string_view path = http::PathOf(std::string_view(r.target().data(), r.target().size()));
+    std::string id = http::PercentDecode(path.substr(std::string_view("/v1/models/").size()));
+    SessionSink sink(s);
+    auto report = FindModel(*ctx_.pool, id);
+    if (!report) {
+      SendError(&ctx_, sink, "/v1/models/{id}", 404, "invalid_request_error",
+                ModelNotFoundMessage(id), "model", "model_not_found");
+      return;
+    }
+    ctx_.metrics->Request("/v1/models/{id}", 200);
+    s->SendResponse(200, "application/json", ModelJson(CardOf(*report), UnixSeconds(*ctx_.clock)));
+  });
+  router_.Add(bhttp::verb::post, "/tokenize", [this](const S& s, http::Request&& r) {
+    HandleTokenize(&ctx_, s, std::move(r), /*detokenize=*/false);
+  });
+  router_.Add(bhttp::verb::post, "/detokenize", [this](const S& s, http::Request&& r) {
+    HandleTokenize(&ctx_, s, std::move(r), /*detokenize=*/true);
   });
   router_.Add(bhttp::verb::post, "/v1/chat/completions", [this](const S& s, http::Request&& r) {
     Generate(s, std::move(r), true);
@@ -81,7 +112,8 @@ void Gateway::Handle(const std::shared_ptr<http::Session>& session, http::Reques
   std::string_view path = http::PathOf(std::string_view(request.target().data(), request.target().size()));
   unsigned status = 0;
   const http::Router::Route* route = router_.Find(request.method(), path, &status);
-  const std::string route_label = route ? std::string(path) : "other";
+  const std::string route_label =
+      !route ? "other" : path.substr(0, 11) == "/v1/models/" ? "/v1/models/{id}" : std::string(path);
   SessionSink sink(session);
   if (path.substr(0, 4) == "/v1/" && !ctx_.options.api_keys.empty()) {
     auto auth = request[bhttp::field::authorization];
@@ -109,7 +141,10 @@ void Gateway::Generate(const std::shared_ptr<http::Session>& session, http::Requ
                        bool chat) {
   const std::string route = chat ? "/v1/chat/completions" : "/v1/completions";
   auto sink = std::make_shared<SessionSink>(session);
-  auto params = ParseGenRequest(chat ? ApiKind::kChat : ApiKind::kCompletion, request.body());
+  ParseOptions popts;
+  popts.ignore_unknown_fields = ctx_.options.ignore_unknown_fields;
+  auto params =
+      ParseGenRequest(chat ? ApiKind::kChat : ApiKind::kCompletion, request.body(), popts);
   if (!params.ok()) {
     ctx_.metrics->Rejected("bad_request");
     R1_LOG(DEBUG) << "bad request on " << route << ": " << EscapeForLog(std::string(params.status().message()));
@@ -117,6 +152,27 @@ void Gateway::Generate(const std::shared_ptr<http::Session>& session, http::Requ
     SendError(&ctx_, *sink, route, kind.http_status, kind.type,
               std::string(params.status().message()), ParamOf(params.status()));
     return;
+  }
+  // Routing by model: an unknown model is a 404, as with OpenAI and vLLM. Before any worker
+  // reported (none healthy yet) the request goes on and gets the 503 of "no worker".
+  const std::vector<std::string> served = ctx_.pool->ModelIds();
+  if (!served.empty() && std::find(served.begin(), served.end(), params->model) == served.end()) {
+    ctx_.metrics->Rejected("bad_request");
+    SendError(&ctx_, *sink, route, 404, "invalid_request_error",
+              ModelNotFoundMessage(params->model), "model", "model_not_found");
+    return;
+  }
+  if (!params->tools_json.empty()) {
+    auto report = FindModel(*ctx_.pool, params->model);
+    if (report && !report->tools()) {
+      ctx_.metrics->Rejected("bad_request");
+      SendError(&ctx_, *sink, route, 400, "invalid_request_error",
+                "the chat template of '" + params->model + "' (" +
+                    (report->chat_template().empty() ? "none" : report->chat_template()) +
+                    ") has no tool support",
+                "tools");
+      return;
+    }
   }
   // The limit counts sequences: n choices of each prompt are n worker streams.
   const int64_t sequences =

@@ -31,6 +31,7 @@ struct GatewayOptions {
   RetryOptions retry;
   bool metrics_route = true;  // GET /metrics on the API port (off with --metrics-listen)
   bool reasoning_split = true;
+  bool ignore_unknown_fields = false;  // log and ignore unknown request fields (vLLM) instead of 400
   double request_timeout_s = 600;     // each attempt's gRPC deadline
   double first_token_timeout_s = 120;  // 0: none
   double stall_timeout_s = 60;         // between messages after the first; 0: none

@@ -7,6 +7,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
+#include "common/port_check.h"
 #include "gateway/http/server.h"
 #include "gateway/main/gateway.h"
 
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
   int64_t* health_timeout = flags.Int("health-timeout-ms", 1000, "milliseconds a health or load poll may take");
   int64_t* suspect_after = flags.Int("suspect-after-failed-checks", 2, "failed health polls in a row that make a worker suspect: its streams resume and its waiting requests retry elsewhere");
   bool* no_split = flags.Bool("no-reasoning-split", false, "do not split '...</think>' into reasoning_content");
+  bool* ignore_unknown = flags.Bool("ignore-unknown-fields", false, "log and ignore request fields the gateway does not know (vLLM's way) instead of answering 400");
   int64_t* threads = flags.Int("threads", 2, "HTTP io threads");
   double* drain_timeout = flags.Double("drain-timeout", 30, "seconds requests in flight may take to finish after SIGTERM");
   std::string* metrics_listen = flags.String("metrics-listen", "", "HOST:PORT to serve GET /metrics on instead of the API port (its worker labels name internal addresses)");
@@ -120,6 +122,7 @@ int main(int argc, char** argv) {
   gopts.retry.budget_percent = *budget_percent;
   gopts.retry.budget_min = static_cast<uint32_t>(std::max<int64_t>(0, *budget_min));
   gopts.reasoning_split = !*no_split;
+  gopts.ignore_unknown_fields = *ignore_unknown;
   gopts.request_timeout_s = *request_timeout;
   gopts.first_token_timeout_s = *first_token_timeout;
   gopts.stall_timeout_s = *stall_timeout;
@@ -139,6 +142,11 @@ int main(int argc, char** argv) {
     int port;
     absl::Status ls = r1::gw::http::ParseHostPort(*listen, &host, &port);
     if (!ls.ok()) flags.Fail("--listen: " + std::string(ls.message()));
+    // A taken port: one clear line and a non-zero exit.
+    if (absl::Status free = r1::CheckListenAddress(host, port); !free.ok()) {
+      std::fprintf(stderr, "r1-gateway: --listen %s\n", std::string(free.message()).c_str());
+      return 1;
+    }
   }
   popts.dns_name = *workers_dns;
   popts.dns_refresh_s = *dns_refresh;

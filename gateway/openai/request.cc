@@ -7,8 +7,10 @@
 
 #include "absl/strings/cord.h"
 #include "gateway/openai/cat.h"
+#include "gateway/openai/fields.h"
 #include "gateway/openai/json_get.h"
 #include "gateway/openai/output_request.h"
+#include "gateway/openai/tool_request.h"
 
 namespace r1::gw {
 namespace json = boost::json;
@@ -30,6 +32,29 @@ absl::Status GetIdList(const json::value& v, std::string_view name, std::vector<
   return absl::OkStatus();
 }
 
+// An assistant turn's tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}].
+absl::Status ParseToolCalls(const json::value& v, const std::string& where, ChatTurn* turn) {
+  const std::string field = where + ".tool_calls";
+  if (!v.is_array()) return InvalidParam(field, Cat("'", field, "' must be an array"));
+  for (size_t i = 0; i < v.get_array().size(); ++i) {
+    const std::string at = Cat(field, "[", i, "]");
+    const json::object* c = v.get_array()[i].if_object();
+    const json::value* fn = c ? Field(*c, "function") : nullptr;
+    const json::value* name = fn && fn->is_object() ? Field(fn->get_object(), "name") : nullptr;
+    const json::value* args =
+        fn && fn->is_object() ? Field(fn->get_object(), "arguments") : nullptr;
+    const json::value* id = c ? Field(*c, "id") : nullptr;
+    const json::value* type = c ? Field(*c, "type") : nullptr;
+    if (!name || !name->is_string() || !args || !args->is_string() || (id && !id->is_string()) ||
+        (type && (!type->is_string() || type->get_string() != "function")))
+      return InvalidParam(at, Cat("'", at, "' must be {\"id\": string, \"type\": \"function\", "
+                                  "\"function\": {\"name\": string, \"arguments\": string}}"));
+    turn->tool_calls.push_back({id ? std::string(id->get_string()) : std::string(),
+                                std::string(name->get_string()), std::string(args->get_string())});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseMessages(const json::object& o, GenParams* p) {
   const json::value* v = Field(o, "messages");
   if (!v) return InvalidParam("messages", "'messages' is a required property");
@@ -40,20 +65,47 @@ absl::Status ParseMessages(const json::object& o, GenParams* p) {
     std::string where = Cat("messages[", i, "]");
     if (!arr[i].is_object()) return InvalidParam(where, Cat("'", where, "' must be an object"));
     const json::object& m = arr[i].get_object();
+    for (const auto& kv : m) {
+      std::string_view k(kv.key().data(), kv.key().size());
+      // reasoning_content / reasoning of earlier assistant turns: the templates drop the
+      // reasoning of past turns, so they change nothing; refusal is OpenAI's null echo.
+      if (k != "role" && k != "content" && k != "name" && k != "tool_calls" &&
+          k != "tool_call_id" && k != "reasoning_content" && k != "reasoning" && k != "refusal")
+        return InvalidParam(Cat(where, ".", k),
+                            Cat("Unrecognized request argument supplied: ", where, ".", k));
+    }
     const json::value* role = Field(m, "role");
     if (!role || !role->is_string())
       return InvalidParam(where + ".role", Cat("'", where, ".role' must be a string"));
     std::string_view r = role->get_string();
-    if (r != "system" && r != "user" && r != "assistant" && r != "developer")
+    if (r != "system" && r != "user" && r != "assistant" && r != "developer" && r != "tool")
       return InvalidParam(where + ".role",
                           Cat("'", where,
-                                       ".role' must be one of system, developer, user, assistant"));
+                                       ".role' must be one of system, developer, user, assistant, tool"));
     ChatTurn turn;
     turn.role = r == "developer" ? "system" : std::string(r);
+    if (const json::value* name = Field(m, "name")) {
+      if (!name->is_string())
+        return InvalidParam(where + ".name", Cat("'", where, ".name' must be a string"));
+      turn.name = std::string(name->get_string());
+    }
+    if (const json::value* calls = Field(m, "tool_calls")) {
+      if (r != "assistant")
+        return InvalidParam(where + ".tool_calls",
+                            Cat("'", where, ".tool_calls' is allowed on assistant messages only"));
+      R1_RETURN_IF_ERROR(ParseToolCalls(*calls, where, &turn));
+    }
+    if (const json::value* id = Field(m, "tool_call_id")) {
+      if (!id->is_string())
+        return InvalidParam(where + ".tool_call_id",
+                            Cat("'", where, ".tool_call_id' must be a string"));
+      turn.tool_call_id = std::string(id->get_string());
+    }
     const json::value* c = Field(m, "content");
     if (!c) {
       if (r != "assistant")
         return InvalidParam(where + ".content", Cat("'", where, ".content' is required"));
+      turn.has_content = false;
     } else if (c->is_string()) {
       turn.content = std::string(c->get_string());
     } else if (c->is_array()) {
@@ -136,6 +188,10 @@ absl::Status ParseStop(const json::object& o, GenParams* p) {
 
 }  // namespace
 
+absl::Status ParseChatMessages(const json::object& body, GenParams* p) {
+  return ParseMessages(body, p);
+}
+
 absl::Status InvalidParam(std::string_view param, std::string_view message) {
   absl::Status s = absl::InvalidArgumentError(absl::string_view(message.data(), message.size()));
   s.SetPayload(kParamPayload, absl::Cord(absl::string_view(param.data(), param.size())));
@@ -172,7 +228,8 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
-absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
+absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body,
+                                          const ParseOptions& options) {
   if (!IsValidUtf8(body)) return InvalidParam("", "the request body is not valid UTF-8");
   boost::system::error_code ec;
   json::parse_options opts;
@@ -184,6 +241,7 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
 
   GenParams p;
   p.kind = kind;
+  R1_RETURN_IF_ERROR(CheckFields(kind, o, options.ignore_unknown_fields, &p.ignored_fields));
   const json::value* model = Field(o, "model");
   if (!model) return InvalidParam("model", "'model' is a required property");
   if (!model->is_string() || model->get_string().empty())
@@ -197,6 +255,11 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
   if (const json::value* so = Field(o, "stream_options")) {
     if (!so->is_object()) return InvalidParam("stream_options", "'stream_options' must be an object");
     R1_RETURN_IF_ERROR(GetBool(so->get_object(), "include_usage", &p.include_usage));
+    bool continuous = false;
+    R1_RETURN_IF_ERROR(GetBool(so->get_object(), "continuous_usage_stats", &continuous));
+    if (continuous)
+      return InvalidParam("stream_options",
+                          "'stream_options.continuous_usage_stats' is not supported");
   }
 
   std::optional<int64_t> max_tokens, max_completion_tokens;
@@ -213,6 +276,9 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
   std::optional<int64_t> top_k;
   R1_RETURN_IF_ERROR(GetInt(o, "top_k", -1, 1 << 30, &top_k));
   if (top_k && *top_k > 0) sp.top_k = static_cast<int32_t>(*top_k);
+  p.temperature_set = Field(o, "temperature") != nullptr;
+  p.top_p_set = Field(o, "top_p") != nullptr;
+  p.top_k_set = top_k.has_value();
   R1_RETURN_IF_ERROR(GetNumber(o, "min_p", 0.0, 1.0, &sp.min_p));
   R1_RETURN_IF_ERROR(GetNumber(o, "presence_penalty", -2.0, 2.0, &sp.presence_penalty));
   R1_RETURN_IF_ERROR(GetNumber(o, "frequency_penalty", -2.0, 2.0, &sp.frequency_penalty));
@@ -228,6 +294,14 @@ absl::StatusOr<GenParams> ParseGenRequest(ApiKind kind, std::string_view body) {
   if (const json::value* ids = Field(o, "stop_token_ids"))
     R1_RETURN_IF_ERROR(GetIdList(*ids, "stop_token_ids", &p.stop_token_ids));
   R1_RETURN_IF_ERROR(GetBool(o, "ignore_eos", &p.ignore_eos));
+  R1_RETURN_IF_ERROR(GetBool(o, "include_stop_str_in_output", &p.include_stop_str_in_output));
+  R1_RETURN_IF_ERROR(GetBool(o, "skip_special_tokens", &p.skip_special_tokens));
+  if (kind == ApiKind::kChat) {
+    R1_RETURN_IF_ERROR(GetBool(o, "include_reasoning", &p.include_reasoning));
+    R1_RETURN_IF_ERROR(ParseTools(o, &p));
+  } else {
+    R1_RETURN_IF_ERROR(GetBool(o, "echo", &p.echo));
+  }
 
   if (kind == ApiKind::kChat) {
     R1_RETURN_IF_ERROR(GetBool(o, "logprobs", &sp.logprobs));

@@ -89,16 +89,21 @@ void AppendCompletionLogprobs(std::string* out, const std::vector<LogprobEntry>*
     tokens.append(sep);
     AppendJsonString(&tokens, e.token);
     values.append(sep);
-    AppendNumber(&values, e.logprob);
     tops.append(sep);
-    tops.push_back('{');
-    for (size_t k = 0; k < e.top.size(); ++k) {
-      if (k) tops.push_back(',');
-      AppendJsonString(&tops, e.top[k].first);
-      tops.push_back(':');
-      AppendNumber(&tops, e.top[k].second);
+    if (!e.has_logprob) {
+      values.append("null");
+      tops.append("null");
+    } else {
+      AppendNumber(&values, e.logprob);
+      tops.push_back('{');
+      for (size_t k = 0; k < e.top.size(); ++k) {
+        if (k) tops.push_back(',');
+        AppendJsonString(&tops, e.top[k].first);
+        tops.push_back(':');
+        AppendNumber(&tops, e.top[k].second);
+      }
+      tops.push_back('}');
     }
-    tops.push_back('}');
     offsets.append(sep);
     absl::StrAppend(&offsets, offset);
     offset += e.token.size();
@@ -157,8 +162,28 @@ std::string ErrorJson(std::string_view message, std::string_view type, std::stri
   return out;
 }
 
+static void AppendToolCalls(std::string* out, const std::vector<ParsedToolCall>& calls,
+                            bool streamed) {
+  out->append("\"tool_calls\":[");
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const ParsedToolCall& c = calls[i];
+    if (i) out->push_back(',');
+    out->push_back('{');
+    if (streamed) absl::StrAppend(out, "\"index\":", c.index, ",");
+    out->append("\"id\":");
+    AppendJsonString(out, c.id);
+    out->append(",\"type\":\"function\",\"function\":{\"name\":");
+    AppendJsonString(out, c.name);
+    out->append(",\"arguments\":");
+    AppendJsonString(out, c.arguments);
+    out->append("}}");
+  }
+  out->push_back(']');
+}
+
 std::string ChatChunk(const ResponseMeta& meta, int index, bool with_role, const SplitText& delta,
-                      const std::vector<LogprobEntry>* lps, std::string_view finish_reason) {
+                      const std::vector<LogprobEntry>* lps, std::string_view finish_reason,
+                      const std::vector<ParsedToolCall>* calls) {
   std::string out;
   out.reserve(192 + delta.content.size() + delta.reasoning.size());
   AppendHead(&out, meta, "chat.completion.chunk");
@@ -176,11 +201,17 @@ std::string ChatChunk(const ResponseMeta& meta, int index, bool with_role, const
     sep();
     out.append("\"reasoning_content\":");
     AppendJsonString(&out, delta.reasoning);
+    out.append(",\"reasoning\":");
+    AppendJsonString(&out, delta.reasoning);
   }
   if (!delta.content.empty() || (with_role && delta.reasoning.empty())) {
     sep();
     out.append("\"content\":");
     AppendJsonString(&out, delta.content);
+  }
+  if (calls && !calls->empty()) {
+    sep();
+    AppendToolCalls(&out, *calls, true);
   }
   out.append("},\"logprobs\":");
   AppendChatLogprobs(&out, lps);
@@ -228,12 +259,19 @@ std::string ChatResponse(const ResponseMeta& meta, bool split,
     const ChoiceOutput& c = choices[i];
     if (i) out.push_back(',');
     absl::StrAppend(&out, "{\"index\":", i, ",\"message\":{\"role\":\"assistant\",\"content\":");
-    // As vLLM: with the split on and no answer after the reasoning, content is null.
-    if (split && c.content.empty()) out.append("null");
+    // As vLLM: with the split on (or tool calls) and no answer after the reasoning, content
+    // is null.
+    if ((split || !c.tool_calls.empty()) && c.content.empty()) out.append("null");
     else AppendJsonString(&out, c.content);
     if (split) {
       out.append(",\"reasoning_content\":");
       AppendNullable(&out, c.reasoning);
+      out.append(",\"reasoning\":");
+      AppendNullable(&out, c.reasoning);
+    }
+    if (!c.tool_calls.empty()) {
+      out.push_back(',');
+      AppendToolCalls(&out, c.tool_calls, false);
     }
     out.append("},\"logprobs\":");
     AppendChatLogprobs(&out, c.logprobs);
@@ -269,14 +307,26 @@ std::string CompletionResponse(const ResponseMeta& meta, const std::vector<Choic
   return out;
 }
 
-std::string ModelsResponse(const std::vector<std::string>& ids, int64_t created) {
+std::string ModelJson(const ModelCard& m, int64_t created) {
+  std::string out = "{\"id\":";
+  AppendJsonString(&out, m.id);
+  absl::StrAppend(&out, ",\"object\":\"model\",\"created\":", created,
+                  ",\"owned_by\":\"r1serve\",\"root\":");
+  AppendJsonString(&out, m.id);
+  absl::StrAppend(&out, ",\"parent\":null,\"max_model_len\":", m.max_model_len);
+  out.append(",\"generation_defaults\":");
+  out.append(m.generation_defaults_json.empty() ? "null" : m.generation_defaults_json);
+  out.append(",\"chat_template\":");
+  AppendNullable(&out, m.chat_template);
+  absl::StrAppend(&out, ",\"tools\":", m.tools ? "true" : "false", "}");
+  return out;
+}
+
+std::string ModelsResponse(const std::vector<ModelCard>& models, int64_t created) {
   std::string out = "{\"object\":\"list\",\"data\":[";
-  for (size_t i = 0; i < ids.size(); ++i) {
+  for (size_t i = 0; i < models.size(); ++i) {
     if (i) out.push_back(',');
-    out.append("{\"id\":");
-    AppendJsonString(&out, ids[i]);
-    absl::StrAppend(&out, ",\"object\":\"model\",\"created\":", created,
-                    ",\"owned_by\":\"r1serve\"}");
+    out.append(ModelJson(models[i], created));
   }
   out.append("]}");
   return out;

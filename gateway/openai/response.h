@@ -9,6 +9,7 @@
 
 #include "gateway/openai/reasoning.h"
 #include "gateway/openai/request.h"
+#include "gateway/openai/tool_parser.h"
 
 namespace r1::gw {
 
@@ -25,6 +26,7 @@ struct LogprobEntry {
   std::string token;
   double logprob = 0;
   std::vector<std::pair<std::string, double>> top;
+  bool has_logprob = true;  // false: the echoed prompt's first token (null in the response)
 };
 
 // What every chunk and response of one request shares.
@@ -43,9 +45,12 @@ struct UsageCounts {
 };
 
 // One streamed chunk of choice `index` of a chat completion. `role` is set on the choice's
-// first chunk only; an empty finish_reason is written as null. `lps` may be null.
+// first chunk only; an empty finish_reason is written as null. `lps` and `calls` may be null.
+// Reasoning is written twice, as reasoning_content and as reasoning (vLLM's name since
+// v0.11.2): clients read one or the other.
 std::string ChatChunk(const ResponseMeta& meta, int index, bool with_role, const SplitText& delta,
-                      const std::vector<LogprobEntry>* lps, std::string_view finish_reason);
+                      const std::vector<LogprobEntry>* lps, std::string_view finish_reason,
+                      const std::vector<ParsedToolCall>* calls = nullptr);
 // One streamed chunk of a text completion; text_offset is where `text` starts in the output.
 std::string CompletionChunk(const ResponseMeta& meta, int index, std::string_view text,
                             const std::vector<LogprobEntry>* lps, size_t text_offset,
@@ -59,17 +64,27 @@ struct ChoiceOutput {
   std::string content;    // chat message content, or the completion text
   const std::vector<LogprobEntry>* logprobs = nullptr;  // null: "logprobs": null
   std::string finish_reason;
+  std::vector<ParsedToolCall> tool_calls;  // chat
 };
 
 // Whole (non-streamed) responses, choices in index order. For chat, reasoning is written as
-// reasoning_content when split is on (null when there was none).
+// reasoning_content and reasoning when split is on (null when there was none).
 std::string ChatResponse(const ResponseMeta& meta, bool split,
                          const std::vector<ChoiceOutput>& choices, const UsageCounts& usage);
 std::string CompletionResponse(const ResponseMeta& meta, const std::vector<ChoiceOutput>& choices,
                                const UsageCounts& usage);
 
-// GET /v1/models.
-std::string ModelsResponse(const std::vector<std::string>& ids, int64_t created);
+// One served model as /v1/models shows it.
+struct ModelCard {
+  std::string id;
+  uint32_t max_model_len = 0;
+  std::string generation_defaults_json;  // {"source": ..., "temperature": ...}; "" for none
+  std::string chat_template;
+  bool tools = false;
+};
+// GET /v1/models, and one entry of it (GET /v1/models/{id}).
+std::string ModelsResponse(const std::vector<ModelCard>& models, int64_t created);
+std::string ModelJson(const ModelCard& model, int64_t created);
 
 // "data: <json>\n\n".
 std::string SseData(std::string_view json);

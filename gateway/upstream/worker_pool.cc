@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -66,6 +67,11 @@ void Worker::MarkSuspect() {
     for (auto& [id, fn] : listeners_) fns.push_back(fn);
   }
   for (auto& fn : fns) fn();
+}
+
+bool Worker::Serves(const std::string& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return has_load_ && load_.model_id() == model;
 }
 
 bool ReportShowsPressure(const r1serve::v1::LoadReport& r, double threshold) {
@@ -237,8 +243,14 @@ std::vector<std::shared_ptr<Worker>> WorkerPool::Healthy() const {
 }
 
 std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried,
-                                            const RouteKey* key, bool resume) {
+                                            const RouteKey* key, bool resume,
+                                            const std::string& model) {
   std::vector<std::shared_ptr<Worker>> usable = Healthy();
+  // Routing by model comes first: the balancer below only sees workers serving it.
+  if (!model.empty())
+    usable.erase(std::remove_if(usable.begin(), usable.end(),
+                                [&model](const std::shared_ptr<Worker>& w) { return !w->Serves(model); }),
+                 usable.end());
   // Panic: too many healthy workers are ejected for failures; use every healthy one that is
   // not busy, ejected or not, rather than pile the load onto the few left.
   const bool panic = PanicAmong(usable);
@@ -268,9 +280,14 @@ std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tr
   return std::nullopt;
 }
 
-std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address) {
-  auto w = std::make_shared<Worker>(address, options_.breaker, clock_, options_.security, &gate_);
+std::shared_ptr<Worker> WorkerPool::AddForTest(const std::string& address,
+                                              const std::string& model) {
+  auto w = std::make_shared<Worker>(address, options_.breaker, clock_, options_.security,
+                                    options_.stream_window_bytes, &gate_);
   w->healthy = true;
+  r1serve::v1::LoadReport report;
+  report.set_model_id(model);
+  w->SetLoad(report);
   std::lock_guard<std::mutex> lock(mu_);
   workers_.push_back(w);
   gate_.SetWorkers(static_cast<int>(workers_.size()));
@@ -301,6 +318,19 @@ std::vector<std::string> WorkerPool::ModelIds() const {
     if (!w->removed && w->GetLoad(&r) && !r.model_id().empty()) ids.insert(r.model_id());
   }
   return {ids.begin(), ids.end()};
+}
+
+std::vector<r1serve::v1::LoadReport> WorkerPool::ModelReports() const {
+  std::map<std::string, r1serve::v1::LoadReport> by_id;
+  for (auto& w : Snapshot()) {
+    r1serve::v1::LoadReport r;
+    if (w->removed || !w->GetLoad(&r) || r.model_id().empty()) continue;
+    // A healthy worker's report wins over an unhealthy one's.
+    if (!by_id.count(r.model_id()) || w->healthy) by_id[r.model_id()] = r;
+  }
+  std::vector<r1serve::v1::LoadReport> out;
+  for (auto& [id, r] : by_id) out.push_back(std::move(r));
+  return out;
 }
 
 absl::StatusOr<std::vector<std::string>> ResolveHostPort(const std::string& name_port) {

@@ -62,6 +62,8 @@ class Worker {
 
   void SetLoad(const r1serve::v1::LoadReport& report);
   bool GetLoad(r1serve::v1::LoadReport* report) const;
+  // True when the latest load report names `model` (a worker serves one model).
+  bool Serves(const std::string& model) const;
 
   // Attempts running on this worker listen for it turning suspect. Listeners run on the
   // health checker's thread and must not block.
@@ -119,12 +121,14 @@ class WorkerPool {
   void Start();
   void Stop();
 
-  // Routes a request (routing.h) among usable workers, preferring ones not in `tried`; takes a
-  // lease on the worker picked (an active stream and the breaker's permission). `key` is the
-  // prompt as prefix-aware routing sees it (may be null); `resume`: only workers whose load
-  // report says they continue resumed streams. Empty when none is usable.
+  // Routes a request (routing.h) among usable workers that serve `model` (by their load
+  // reports; empty: any), preferring ones not in `tried`; takes a lease on the worker picked
+  // (an active stream and the breaker's permission). `key` is the prompt as prefix-aware
+  // routing sees it (may be null); `resume`: only workers whose load report says they continue
+  // resumed streams. Empty when none is usable.
   std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried,
-                                  const RouteKey* key = nullptr, bool resume = false);
+                                  const RouteKey* key = nullptr, bool resume = false,
+                                  const std::string& model = "");
   std::vector<std::shared_ptr<Worker>> Snapshot() const;
   bool AnyHealthy() const;
   // Some worker is healthy but every healthy one has an open breaker.
@@ -134,11 +138,13 @@ class WorkerPool {
   bool InPanic() const;
   // Model ids from the latest load reports.
   std::vector<std::string> ModelIds() const;
+  // The latest load report of a healthy worker serving each model, by model id.
+  std::vector<r1serve::v1::LoadReport> ModelReports() const;
   // Polls every worker now (tests and startup).
   void PollOnce();
-  // Adds a worker by hand, outside --workers and DNS, marked healthy (unit tests that run the
-  // pool without Start()).
-  std::shared_ptr<Worker> AddForTest(const std::string& address);
+  // Adds a worker by hand, outside --workers and DNS, marked healthy and serving `model`
+  // (unit tests that run the pool without Start()).
+  std::shared_ptr<Worker> AddForTest(const std::string& address, const std::string& model = "m");
   const PoolOptions& options() const { return options_; }
   // Applies one health poll's result (the health checker's callback; public for tests).
   void ApplyPoll(Worker& w, const PollResult& r);

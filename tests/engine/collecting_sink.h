@@ -18,6 +18,10 @@ class CollectingSink : public RequestSink {
   void OnDelta(Delta d) override {
     std::lock_guard<std::mutex> lock(mu_);
     for (const TokenInfo& t : d.tokens) ids.push_back(t.id);
+    if (!d.prompt_logprobs.empty()) {
+      prompt_logprobs = d.prompt_logprobs;
+      prompt_logprobs_delta = deltas;
+    }
     deltas++;
     if (d.finish != FinishReason::kNone) {
       last = d;
@@ -38,6 +42,8 @@ class CollectingSink : public RequestSink {
   std::atomic<bool> cancel{false};
   std::vector<int32_t> ids;
   int deltas = 0;
+  std::vector<TokenInfo> prompt_logprobs;  // as the delta that carried them had them
+  int prompt_logprobs_delta = -1;          // which delta (0: the first)
   Delta last;
   bool done = false;
 

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "tests/engine/collecting_sink.h"
+#include "tests/model/fixtures.h"
 #include "worker/engine/sampler.h"
 #include "worker/model/qwen2.h"
 
@@ -235,6 +236,73 @@ TEST_F(EngineTest, AResumedStreamContinuesExactly) {
     EXPECT_EQ(rest->last.finish, FinishReason::kLength);
     EXPECT_EQ(rest->last.prompt_tokens, 7);
     EXPECT_EQ(rest->last.completion_tokens, 30);
+  }
+}
+
+// Prompt log-probabilities (echo with logprobs) against transformers: entry p scores prompt
+// token p by log_softmax of transformers' float32 logits after tokens 0..p-1
+// (tests/fixtures/model, made by make_model_fixtures.py), with the top alternatives from the
+// same row. Prefill in chunks of 8 tokens, the three prompts and a request without prompt
+// log-probabilities in one engine at once: prompt rows and sampled rows share steps.
+TEST(EnginePromptLogprobs, MatchTransformersThroughChunkedMixedSteps) {
+  EngineOptions o;
+  o.model_dir = model::fixtures::Dir() + "/gqa_untied";
+  o.device = "cpu";
+  o.dtype = "float32";
+  o.kv_cache_memory = 1 << 22;
+  o.block_size = 4;
+  o.prefill_chunk = 8;
+  auto engine = Engine::Create(o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  constexpr int kTop = 3;
+  const auto prompts = model::fixtures::Prompts("gqa_untied");
+  ASSERT_GE(prompts.size(), 3u);
+  auto plain = std::make_shared<CollectingSink>();
+  EngineRequest pr;
+  pr.prompt = prompts[0].prompt;
+  pr.max_tokens = 12;
+  pr.ignore_eos = true;
+  pr.sink = plain;
+  ASSERT_TRUE((*engine)->Submit(std::move(pr)).ok());
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (const auto& p : prompts) {
+    sinks.push_back(std::make_shared<CollectingSink>());
+    EngineRequest r;
+    r.prompt = p.prompt;
+    r.max_tokens = 4;
+    r.ignore_eos = true;
+    r.prompt_logprobs = kTop;
+    r.sink = sinks.back();
+    ASSERT_TRUE((*engine)->Submit(std::move(r)).ok());
+  }
+  plain->Wait();
+  EXPECT_TRUE(plain->prompt_logprobs.empty());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& p = prompts[i];
+    sinks[i]->Wait();
+    // transformers' greedy continuation: the generated tokens are unchanged by the scoring.
+    EXPECT_EQ(sinks[i]->ids, std::vector<int32_t>(p.greedy_f32.begin(), p.greedy_f32.begin() + 4));
+    const std::vector<TokenInfo>& got = sinks[i]->prompt_logprobs;
+    EXPECT_EQ(sinks[i]->prompt_logprobs_delta, 0) << "with the first token";
+    ASSERT_EQ(got.size(), p.prompt.size()) << p.name;
+    EXPECT_EQ(got[0].id, p.prompt[0]);
+    EXPECT_TRUE(got[0].top.empty());
+    at::Tensor ref = at::log_softmax(model::fixtures::Reference("gqa_untied." + p.name + ".f32"), 1);
+    double worst = 0;
+    for (size_t pos = 1; pos < p.prompt.size(); ++pos) {
+      at::Tensor row = ref[static_cast<int64_t>(pos) - 1];
+      EXPECT_EQ(got[pos].id, p.prompt[pos]);
+      worst = std::max(worst, std::abs(got[pos].logprob - row[p.prompt[pos]].item<double>()));
+      auto [vals, ids] = row.topk(kTop);
+      ASSERT_EQ(got[pos].top.size(), static_cast<size_t>(kTop));
+      for (int k = 0; k < kTop; ++k) {
+        EXPECT_EQ(got[pos].top[k].first, ids[k].item<int64_t>()) << p.name << " at " << pos;
+        worst = std::max(worst, std::abs(got[pos].top[k].second - vals[k].item<double>()));
+      }
+    }
+    EXPECT_LT(worst, 5e-4) << p.name;
+    std::printf("prompt %s (%zu tokens): max |logprob - transformers'| %.3g\n", p.name.c_str(),
+                p.prompt.size(), worst);
   }
 }
 

@@ -110,6 +110,28 @@ TEST(OutputProcessor, StopStringIsHeldBackAndNeverSent) {
   EXPECT_EQ(sent, "Hello world");
 }
 
+// include_stop_str_in_output (vLLM): the stop string, or the stop token's text, ends the text.
+TEST(OutputProcessor, IncludeStopStrKeepsTheStop) {
+  EngineRequest r = Req();
+  r.stop = {" STOP"};
+  r.include_stop_str_in_output = true;
+  Fixture f(std::move(r));
+  std::string sent = f.Feed(1).text + f.Feed(2).text + f.Feed(3).text;
+  Delta d = f.Feed(5);
+  EXPECT_EQ(d.finish, FinishReason::kStop);
+  EXPECT_EQ(sent + d.text, "Hello world STOP");
+
+  EngineRequest t = Req();
+  t.stop_token_ids = {4};
+  t.include_stop_str_in_output = true;
+  Fixture g(std::move(t));
+  std::string text = g.Feed(9).text;  // half a character, held back
+  d = g.Feed(4);
+  EXPECT_EQ(d.finish, FinishReason::kStop);
+  EXPECT_EQ(text + d.text, "\xC3!");
+  EXPECT_EQ(d.matched_stop, "!");
+}
+
 TEST(OutputProcessor, LengthLimitsFlushTheHeldBackText) {
   EngineRequest r = Req();
   r.max_tokens = 2;

@@ -172,6 +172,9 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     const int64_t stall_after = faults ? Directive(prompt, "stall_after", -1) : -1;
     const bool think = prompt.find("@think") != std::string::npos;
     const bool echo = prompt.find("@echo") != std::string::npos;
+    // "@say:TEXT": the output is TEXT, streamed three code points a message (so markers
+    // such as <tool_call> arrive split across messages).
+    const size_t say = prompt.find("@say:");
     auto finish = r1serve::v1::FINISH_REASON_STOP;
     if (req->max_tokens() > 0 && n > resumed + req->max_tokens()) {
       n = resumed + req->max_tokens();
@@ -180,7 +183,19 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     if (echo) n = 1;
     if (first_delay > 0) Sleep(ctx, first_delay);
     std::vector<std::string> pieces;
-    if (echo) {
+    if (say != std::string::npos) {
+      const std::string text = prompt.substr(say + 5);
+      for (size_t i = 0; i < text.size();) {
+        size_t j = i;
+        for (int cp = 0; cp < 3 && j < text.size(); ++cp) {
+          ++j;
+          while (j < text.size() && (static_cast<unsigned char>(text[j]) & 0xC0) == 0x80) ++j;
+        }
+        pieces.push_back(text.substr(i, j - i));
+        i = j;
+      }
+      n = static_cast<int64_t>(pieces.size());
+    } else if (echo) {
       pieces.push_back(EchoJson(*req));
     } else if (think) {
       pieces = {"Let", " me", " think.", "</th", "ink>", "\n\nThe", " answer", " is", " 4."};
@@ -257,6 +272,9 @@ class FakeInference final : public r1serve::v1::Inference::Service {
     r->set_max_model_len(4096);
     r->set_model_id(o_->model_id);
     r->set_device("cpu");
+    // It renders nothing, so it takes tools (the gateway parses what it says).
+    r->set_chat_template("fake");
+    r->set_tools(true);
     return grpc::Status::OK;
   }
 

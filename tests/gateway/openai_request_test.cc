@@ -26,7 +26,7 @@ TEST(OpenAIRequest, ChatWithEveryParameter) {
       "max_completion_tokens":9,"temperature":0.5,"top_p":0.9,"top_k":40,"min_p":0.05,
       "stop":["x","y"],"seed":42,"presence_penalty":0.1,"frequency_penalty":-0.2,
       "repetition_penalty":1.1,"logprobs":true,"top_logprobs":3,"n":1,"user":"u",
-      "unknown_field":{"ignored":[1,2]}})");
+      "store":true,"metadata":{"k":"v"}})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->model, "m");
   ASSERT_EQ(r->messages.size(), 2u);
@@ -159,6 +159,53 @@ TEST(OpenAIRequest, Utf8Validation) {
   EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xe2\x82"));          // cut short
+}
+
+TEST(OpenAIRequest, EveryFieldIsKnownOrRefused) {
+  auto chat = [](const std::string& extra) {
+    return ParseGenRequest(ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}])" +
+                                               (extra.empty() ? "" : "," + extra) + "}");
+  };
+  auto unknown = chat(R"("temprature":1)");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(ParamOf(unknown.status()), "temprature");
+  ParseOptions lax;
+  lax.ignore_unknown_fields = true;
+  auto ignored = ParseGenRequest(
+      ApiKind::kChat, R"({"model":"m","messages":[{"role":"user","content":"hi"}],"zz":1})", lax);
+  ASSERT_TRUE(ignored.ok());
+  EXPECT_EQ(ignored->ignored_fields, std::vector<std::string>{"zz"});
+  EXPECT_EQ(ParamOf(chat(R"("best_of":2)").status()), "best_of");
+  EXPECT_TRUE(chat(R"("best_of":1,"store":true,"metadata":{"a":"b"},"service_tier":"auto")").ok());
+  EXPECT_EQ(ParamOf(chat(R"("echo":true)").status()), "echo");  // completions only
+  EXPECT_TRUE(chat(R"("response_format":{"type":"text"},"logit_bias":{"1":2})").ok());
+  auto defaults = chat("");
+  EXPECT_FALSE(defaults->temperature_set);
+  EXPECT_TRUE(defaults->include_reasoning);
+  EXPECT_FALSE(chat(R"("include_reasoning":false)")->include_reasoning);
+  auto suffix = ParseGenRequest(ApiKind::kCompletion, R"({"model":"m","prompt":"x","suffix":"y"})");
+  EXPECT_EQ(ParamOf(suffix.status()), "suffix");
+}
+
+TEST(OpenAIRequest, ToolsAndToolMessages) {
+  const std::string tools =
+      R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])";
+  auto chat = [](const std::string& messages, const std::string& extra) {
+    return ParseGenRequest(ApiKind::kChat, R"({"model":"m","messages":)" + messages + "," + extra + "}");
+  };
+  const std::string history =
+      R"([{"role":"user","content":"w?"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"21"}])";
+  auto r = chat(history, tools);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool_choice, ToolChoice::kAuto);
+  EXPECT_FALSE(r->messages[1].has_content);
+  EXPECT_EQ(r->messages[1].tool_calls[0].name, "get_weather");
+  EXPECT_EQ(r->messages[2].tool_call_id, "c1");
+  EXPECT_EQ(ParamOf(chat(history, tools + R"(,"tool_choice":"required")").status()), "tool_choice");
+  EXPECT_EQ(ParamOf(chat(history, R"("tool_choice":"auto")").status()), "tool_choice");
+  EXPECT_EQ(ParamOf(chat(history, R"("tools":[{"type":"function","function":{"name":"bad name"}}])").status()),
+            "tools[0]");
+  EXPECT_TRUE(chat(history, tools + R"(,"tool_choice":"none","parallel_tool_calls":false)").ok());
 }
 
 }  // namespace

@@ -95,9 +95,20 @@ TEST(OpenAIResponse, SeveralChoices) {
 }
 
 TEST(OpenAIResponse, ModelsAndSse) {
-  json::value v = Parse(ModelsResponse({"a", "b"}, 1));
+  ModelCard a, b;
+  a.id = "a";
+  b.id = "b";
+  b.max_model_len = 4096;
+  b.generation_defaults_json = R"({"source":"generation_config.json","temperature":0.6})";
+  b.chat_template = "deepseek-r1";
+  b.tools = true;
+  json::value v = Parse(ModelsResponse({a, b}, 1));
   EXPECT_EQ(v.at("data").as_array().size(), 2u);
   EXPECT_EQ(v.at("data").at(1).at("id").as_string(), "b");
+  EXPECT_TRUE(v.at("data").at(0).at("generation_defaults").is_null());
+  EXPECT_EQ(v.at("data").at(1).at("generation_defaults").at("temperature").as_double(), 0.6);
+  EXPECT_EQ(v.at("data").at(1).at("max_model_len").as_int64(), 4096);
+  EXPECT_TRUE(v.at("data").at(1).at("tools").as_bool());
   EXPECT_EQ(SseData("{}"), "data: {}\n\n");
 }
 

@@ -113,6 +113,20 @@ TEST(PackStep, LongChunksGoToFlashWithTheirContextGathered) {
   EXPECT_EQ(q.lay.max_paged_len, 1600);
 }
 
+// want_all_logits (the prompt's log-probabilities): every new token of that chunk is a logit
+// row, in order, between the rows of its neighbours.
+TEST(PackStep, AllLogitRowsOfAScoredChunk) {
+  StepBatch b;
+  SequenceStep scored = Seq(8, 4, {2, 3}, false);
+  scored.want_all_logits = true;
+  b.seqs = {Seq(30, 1, {5, 6}), scored, Seq(10, 3, {8})};
+  b.tokens.assign(8, 1);
+  PackedStep p = PackStep(b, PackOptions());
+  EXPECT_EQ(p.lay.R, 6);
+  EXPECT_EQ(Slice(p, p.lay.at_logit_rows(), 6), (std::vector<int32_t>{0, 1, 2, 3, 4, 7}));
+  EXPECT_FALSE(p.lay.identity_logits);
+}
+
 TEST(PackStep, SmallFreshPromptsStayPaged) {
   // 200 x 200 = 40,000 query-key pairs: under flash_min_work, the paged kernel serves it.
   StepBatch b;

@@ -14,12 +14,18 @@ class ByteCodec : public PromptCodec {
     if (text == "bad") return absl::InvalidArgumentError("not UTF-8");
     return std::vector<int32_t>(text.begin(), text.end());
   }
-  absl::StatusOr<std::vector<int32_t>> EncodeChat(const std::vector<ChatTurn>& chat) override {
+  absl::StatusOr<std::vector<int32_t>> EncodeChat(const std::vector<ChatTurn>& chat,
+                                                  const std::string& tools_json) override {
     std::string s;
     for (const ChatTurn& t : chat) s += t.role + ":" + t.content + "|";
-    return EncodeText(s);
+    return EncodeText(s + tools_json);
+  }
+  absl::StatusOr<std::string> Decode(const std::vector<int32_t>& ids) override {
+    return std::string(ids.begin(), ids.end());
   }
   std::shared_ptr<engine::TextCodec> text_codec() override { return nullptr; }
+  std::string chat_template_name() const override { return "bytes"; }
+  bool supports_tools() const override { return false; }
 };
 
 const RequestLimits kLimits{/*max_model_len=*/32, /*vocab_size=*/1000};
@@ -35,6 +41,44 @@ TEST(Validate, DefaultsMeanGreedyWithFiltersOff) {
   EXPECT_EQ(r->sampling.repetition_penalty, 1.f);
   EXPECT_FALSE(r->sampling.seed.has_value());
   EXPECT_EQ(r->max_tokens, 0);
+}
+
+// Unset temperature, top_p and top_k: generation_config.json's, then the request's defaults,
+// then the proto's zero; set ones win.
+TEST(Validate, SamplingDefaultsAreLayered) {
+  RequestLimits limits = kLimits;
+  limits.generation.temperature = 0.6f;
+  limits.generation.top_p = 0.95f;
+  GenerateRequest req;
+  req.mutable_token_ids()->add_ids(5);
+  req.mutable_defaults()->set_temperature(1.f);
+  req.mutable_defaults()->set_top_k(7);
+  auto r = ToEngineRequest(req, limits, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FLOAT_EQ(r->sampling.temperature, 0.6f);
+  EXPECT_FLOAT_EQ(r->sampling.top_p, 0.95f);
+  EXPECT_EQ(r->sampling.top_k, 7);
+  req.mutable_sampling()->set_temperature(0.f);  // set: greedy, whatever the defaults
+  r = ToEngineRequest(req, limits, nullptr);
+  EXPECT_EQ(r->sampling.temperature, 0.f);
+  r = ToEngineRequest(req, kLimits, nullptr);  // no generation defaults
+  EXPECT_EQ(r->sampling.temperature, 0.f);
+  req.mutable_sampling()->clear_temperature();
+  r = ToEngineRequest(req, kLimits, nullptr);
+  EXPECT_FLOAT_EQ(r->sampling.temperature, 1.f);
+}
+
+TEST(Validate, ToolsNeedATemplateWithToolSupport) {
+  GenerateRequest req;
+  auto* m = req.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("hi");
+  req.mutable_chat()->set_tools_json("[]");
+  ByteCodec codec;
+  auto r = ToEngineRequest(req, kLimits, &codec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tools"), absl::string_view::npos);
+  EXPECT_NE(r.status().message().find("bytes"), absl::string_view::npos);
 }
 
 TEST(Validate, CopiesEveryField) {

@@ -90,6 +90,55 @@ TEST(TokChatTemplate, GenerationPromptOpensThink) {
   EXPECT_EQ(*c, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+// Tool calls, tool outputs and a tools list: DeepSeek-R1's template as Jinja2 renders it with
+// transformers' settings (chat_tools.json, tests/fixtures/make_tool_template_fixtures.py).
+TEST(TokChatTemplate, ToolConversationsEqualJinja) {
+  json::value fixture = ReadJson(FixtureDir() + "/chat_tools.json");
+  int checked = 0;
+  for (const auto& c : fixture.at("conversations").as_array()) {
+    std::vector<ChatMessage> msgs;
+    for (const auto& mv : c.at("messages").as_array()) {
+      const json::object& m = mv.as_object();
+      ChatMessage msg;
+      msg.role = std::string(m.at("role").as_string());
+      msg.has_content = !m.at("content").is_null();
+      if (msg.has_content) msg.content = std::string(m.at("content").as_string());
+      if (const json::value* calls = m.if_contains("tool_calls")) {
+        for (const auto& call : calls->as_array()) {
+          const json::object& fn = call.at("function").as_object();
+          msg.tool_calls.push_back({std::string(call.at("type").as_string()),
+                                    std::string(fn.at("name").as_string()),
+                                    std::string(fn.at("arguments").as_string())});
+        }
+      }
+      msgs.push_back(std::move(msg));
+    }
+    const std::string tools = json::serialize(c.at("tools"));
+    for (bool gen : {true, false}) {
+      auto r = RenderChat(ChatTemplate::kDeepSeekR1, msgs, gen, tools);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(*r, std::string(c.at("renders").at(gen ? "deepseek-r1/gen" : "deepseek-r1/nogen")
+                                    .as_string()))
+          << c.at("name").as_string();
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 8);
+}
+
+TEST(TokChatTemplate, ChatMLHasNoToolSupport) {
+  EXPECT_TRUE(SupportsTools(ChatTemplate::kDeepSeekR1));
+  EXPECT_FALSE(SupportsTools(ChatTemplate::kChatML));
+  auto r = RenderChat(ChatTemplate::kChatML, {{"user", "hi"}}, true, R"([{"type":"function"}])");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("tools"), absl::string_view::npos);
+  ChatMessage calls_only;
+  calls_only.role = "assistant";
+  calls_only.has_content = false;
+  EXPECT_FALSE(RenderChat(ChatTemplate::kChatML, {{"user", "hi"}, calls_only}, true).ok());
+}
+
 TEST(TokChatTemplate, BadRoleIsInvalidArgument) {
   for (ChatTemplate t : {ChatTemplate::kDeepSeekR1, ChatTemplate::kChatML}) {
     auto r = RenderChat(t, {{"user", "a"}, {"wizard", "b"}}, true);

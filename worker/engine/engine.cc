@@ -218,7 +218,7 @@ class EngineImpl final : public Engine {
       r.sampling.logprobs |= r.sampling.top_logprobs > 0;
       const uint64_t seed = r.sampling.seed ? *r.sampling.seed : random_->Next();
       auto req = std::make_unique<RequestState>(std::move(r), seed,
-                                                options_.codec ? options_.codec->NewStream() : nullptr);
+                                                options_.codec ? options_.codec->NewStreamWith(r.skip_special_tokens) : nullptr);
       req->id = next_id_++;
       req->constraints = TokenConstraints(req->req, options_.reasoning,
                                           runner_->config().eos_token_ids, vocab_size());

@@ -41,6 +41,9 @@ struct TokenInfo {
 // What one step made for one request. The last delta has finish != kNone and the totals.
 struct Delta {
   std::vector<TokenInfo> tokens;
+  // On the first delta when prompt log-probabilities were asked for: one entry per prompt
+  // token; the first has no log-probability (nothing comes before it).
+  std::vector<TokenInfo> prompt_logprobs;
   std::string text;  // whole UTF-8 characters; stop text removed
   FinishReason finish = FinishReason::kNone;
   std::string error;
@@ -75,6 +78,12 @@ class TextCodec {
  public:
   virtual ~TextCodec() = default;
   virtual std::unique_ptr<TextStream> NewStream() = 0;
+  // A stream that keeps special tokens in the text when `skip_special_tokens` is false (the
+  // request's skip_special_tokens); a codec without special tokens may ignore it.
+  virtual std::unique_ptr<TextStream> NewStreamWith(bool skip_special_tokens) {
+    (void)skip_special_tokens;
+    return NewStream();
+  }
   // One token's text, for log-probabilities.
   virtual std::string TokenText(int32_t id) = 0;
 };
@@ -87,6 +96,10 @@ struct EngineRequest {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // The stop string, stop token or EOS that ended the request is kept at the end of the text
+  // (vLLM's include_stop_str_in_output; special tokens still follow skip_special_tokens).
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;
   // Output constraints (token_constraints.h). The answer follows `grammar` (null: free), after
   // the thought when the prompt opens one.
   std::shared_ptr<const grammar::CompiledGrammar> grammar;
@@ -99,6 +112,8 @@ struct EngineRequest {
   // after it as if it had made it (OutputProcessor::Resume); max_tokens counts new tokens,
   // completion_tokens all of them.
   std::vector<int32_t> resume_output;
+  // >= 0: the prompt tokens' log-probabilities, with this many alternatives each (<= 20).
+  int32_t prompt_logprobs = -1;
   Clock::TimePoint arrival{};
   std::shared_ptr<RequestSink> sink;
 };

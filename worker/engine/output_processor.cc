@@ -22,6 +22,7 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
   req->last_token_at = now;
 
   Delta d;
+  if (req->num_output() == 1) d.prompt_logprobs = std::move(req->prompt_logprobs);
   TokenInfo info;
   info.id = tok;
   if (req->sampling().logprobs) {
@@ -32,6 +33,7 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
 
   FinishReason finish = FinishReason::kNone;
   bool string_stop = false;
+  const bool keep_stop = req->req.include_stop_str_in_output;
   if (Contains(req->req.stop_token_ids, tok)) {
     finish = FinishReason::kStop;
     d.matched_stop = config_.codec ? config_.codec->TokenText(tok) : std::to_string(tok);
@@ -45,6 +47,8 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
         finish = FinishReason::kStop;
         string_stop = true;
         d.matched_stop = req->stop.stops()[s.matched];
+        // The text after the stop string is dropped either way, as in vLLM.
+        if (keep_stop) d.text += d.matched_stop;
       }
     }
     if (finish == FinishReason::kNone &&
@@ -54,8 +58,11 @@ Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
     }
   }
   if (finish != FinishReason::kNone && !string_stop && req->text) {
-    // The text held back (an incomplete character, a partial stop string) goes out now.
-    d.text += req->stop.Add(req->text->Finish()).text;
+    // The text held back (an incomplete character, a partial stop string) goes out now; a
+    // stop token or EOS kept in the output comes after it, as the detokenizer renders it.
+    std::string tail = req->text->Finish();
+    if (keep_stop && finish == FinishReason::kStop) tail += req->text->Add(tok) + req->text->Finish();
+    d.text += req->stop.Add(tail).text;
     d.text += req->stop.Flush();
   }
   if (finish != FinishReason::kNone) Totals(*req, finish, now, &d);

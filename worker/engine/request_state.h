@@ -31,6 +31,13 @@ struct RequestState : Sequence {
   StopChecker stop;
   std::unique_ptr<TextStream> text;  // null without a tokenizer
   bool left_queue = false;           // counted out of the admission queue (scheduled or ended)
+  // The prompt's log-probabilities, filled by prefill steps (entry p for prompt token p) and
+  // handed out with the first token.
+  std::vector<TokenInfo> prompt_logprobs;
+  bool wants_prompt_logprobs() const {
+    return req.prompt_logprobs >= 0 && num_output() == 0 &&
+           static_cast<int32_t>(prompt_logprobs.size()) < num_prompt;
+  }
   Clock::TimePoint scheduled_at{}, first_token_at{}, last_token_at{};
 };
 

@@ -36,11 +36,20 @@ class StepExecutor {
   StepOutput Finish();
 
  private:
+  // Rows of the step's logits: which to sample, and the chunks scoring their prompt.
+  struct PromptRows {
+    RequestState* req;
+    int64_t first_row, num_rows, first_pos;
+  };
+  void ScorePrompts(const at::Tensor& logits);
   void PrepareConstraints();
 
   ModelRunner* runner_;
   const Clock* clock_;
   bool constraints_during_model_;
+  std::vector<int64_t> sample_rows_;
+  std::vector<PromptRows> prompt_rows_;
+  bool all_rows_sampled_ = true;
   absl::StatusOr<at::Tensor> logits_;
   StepOutput out_;
 };

@@ -52,9 +52,13 @@ PackedStep PackStep(const StepBatch& batch, const PackOptions& o) {
       paged.push_back(&s);
       L.max_paged_len = std::max(L.max_paged_len, len);
     }
+    if (s.want_all_logits) {
+      for (int64_t j = 0; j < s.num_new; ++j) logit_rows.push_back(static_cast<int32_t>(off + j));
+    } else if (s.want_logits) {
+      logit_rows.push_back(static_cast<int32_t>(off + s.num_new - 1));
+    }
     off += s.num_new;
     if (i < real) tok += s.num_new;
-    if (s.want_logits) logit_rows.push_back(static_cast<int32_t>(off - 1));
   }
   L.T = off;
   L.Bq = static_cast<int64_t>(q_rows.size());

@@ -76,8 +76,12 @@ class EagerPath final : public ForwardPath {
         ctx_slots[i].resize(s.num_cached + s.num_new);
         for (int64_t p = 0; p < s.num_cached + s.num_new; ++p) ctx_slots[i][p] = slot_of(p);
       }
+      if (s.want_all_logits) {
+        for (int64_t j = 0; j < s.num_new; ++j) logit_rows.push_back(off + j);
+      } else if (s.want_logits) {
+        logit_rows.push_back(off + s.num_new - 1);
+      }
       off += s.num_new;
-      if (s.want_logits) logit_rows.push_back(off - 1);
     }
     auto long_tensor = [&](std::vector<int64_t>& v) {
       return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kLong).to(device);

@@ -13,6 +13,9 @@ struct SequenceStep {
   int64_t num_new = 0;               // tokens fed this step (> 0)
   std::vector<int32_t> block_table;  // blocks covering positions [0, num_cached + num_new)
   bool want_logits = true;           // return logits for the last new token
+  // Return logits for every new token instead (the prompt's log-probabilities): num_new rows,
+  // the last of them the want_logits row.
+  bool want_all_logits = false;
 };
 
 struct StepBatch {

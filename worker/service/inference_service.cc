@@ -39,6 +39,8 @@ class StreamSink final : public engine::RequestSink {
         clock_(clock), arrival_(arrival) {}
 
   void OnDelta(engine::Delta delta) override;
+  // Sent in the first message's prompt_text (GenerateRequest.echo).
+  void SetEchoText(std::string text) { echo_text_ = std::move(text); }
   bool Cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
 
   // Reactor side.
@@ -72,6 +74,7 @@ class StreamSink final : public engine::RequestSink {
   bool write_in_flight_ = false;
   bool finish_called_ = false;
   GenerateResponse writing_;
+  std::string echo_text_;
 };
 
 class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
@@ -124,6 +127,7 @@ void StreamSink::OnDelta(engine::Delta delta) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stream_ || finish_called_) return;
     if (delta.finish != engine::FinishReason::kNone) pending_final_ = true;
+    if (!echo_text_.empty()) pending_.set_prompt_text(std::move(echo_text_)), echo_text_.clear();
     AppendDelta(std::move(delta), codec_.get(), logprobs_, &pending_);
     has_pending_ = true;
     a = NextLocked();
@@ -201,7 +205,8 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
     stream->Reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is draining"));
     return stream;
   }
-  RequestLimits limits{engine_->max_model_len(), engine_->vocab_size(), options_.compiler};
+  RequestLimits limits{engine_->max_model_len(), engine_->vocab_size(), options_.compiler,
+                       options_.generation};
   absl::StatusOr<engine::EngineRequest> req = ToEngineRequest(*request, limits, codec_.get());
   if (!req.ok()) {
     metrics_->rejected_invalid->Increment();
@@ -215,6 +220,14 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
   auto sink = std::make_shared<StreamSink>(stream, metrics_,
                                            codec_ ? codec_->text_codec() : nullptr,
                                            req->sampling.logprobs, options_.clock, arrival);
+  if (request->echo()) {
+    if (request->has_text()) {
+      sink->SetEchoText(request->text());
+    } else if (codec_) {
+      auto text = codec_->Decode(req->prompt);
+      if (text.ok()) sink->SetEchoText(*text);
+    }
+  }
   stream->Attach(sink);
   req->sink = sink;
   (void)context;
@@ -237,6 +250,58 @@ grpc::ServerUnaryReactor* InferenceService::GetLoad(grpc::CallbackServerContext*
                                                     r1serve::v1::LoadReport* report) {
   *report = MakeLoadReport();
   auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const r1serve::v1::TokenizeRequest* request,
+                                                     r1serve::v1::TokenizeResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::StatusOr<std::vector<int32_t>> ids;
+  if (!codec_) {
+    ids = absl::InvalidArgumentError("this worker has no tokenizer");
+  } else if (request->has_text()) {
+    ids = codec_->EncodeText(request->text());
+  } else if (request->has_chat()) {
+    ids = EncodeChatPrompt(request->chat(), codec_.get());
+  } else {
+    ids = absl::InvalidArgumentError("prompt: one of text or chat is required");
+  }
+  if (!ids.ok()) {
+    reactor->Finish(ToGrpc(absl::InvalidArgumentError(ids.status().message())));
+    return reactor;
+  }
+  auto text_codec = codec_->text_codec();
+  for (int32_t id : *ids) {
+    response->add_token_ids(id);
+    response->add_token_texts(text_codec->TokenText(id));
+  }
+  response->set_max_model_len(static_cast<uint32_t>(engine_->max_model_len()));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* context,
+                                                       const r1serve::v1::DetokenizeRequest* request,
+                                                       r1serve::v1::DetokenizeResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= engine_->vocab_size()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "token_ids[" + std::to_string(i) + "]: " + std::to_string(ids[i]) +
+                                       " is outside the vocabulary"));
+      return reactor;
+    }
+  }
+  absl::StatusOr<std::string> text =
+      codec_ ? codec_->Decode(ids) : absl::InvalidArgumentError("this worker has no tokenizer");
+  if (!text.ok()) {
+    reactor->Finish(ToGrpc(absl::InvalidArgumentError(text.status().message())));
+    return reactor;
+  }
+  response->set_text(*text);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -265,6 +330,16 @@ r1serve::v1::LoadReport InferenceService::MakeLoadReport() const {
   r.set_kv_block_size(static_cast<uint32_t>(load.block_size));
   r.set_prefix_caching(load.prefix_caching);
   r.set_resume(true);  // ToEngineRequest takes GenerateRequest.resume
+  const GenerationDefaults& g = options_.generation;
+  auto* d = r.mutable_generation_defaults();
+  d->set_source(g.source);
+  if (g.temperature) d->set_temperature(*g.temperature);
+  if (g.top_p) d->set_top_p(*g.top_p);
+  if (g.top_k) d->set_top_k(*g.top_k);
+  if (codec_) {
+    r.set_chat_template(codec_->chat_template_name());
+    r.set_tools(codec_->supports_tools());
+  }
   return r;
 }
 

@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "r1serve/v1/inference.grpc.pb.h"
 #include "worker/engine/engine.h"
+#include "worker/service/generation_defaults.h"
 #include "worker/service/memory_report.h"
 #include "worker/service/prompt_codec.h"
 #include "worker/service/worker_metrics.h"
@@ -27,6 +28,7 @@ struct ServiceOptions {
   // CPU: the resident memory once the engine was up (memory_report.h); 0: read at construction.
   uint64_t resident_at_start = 0;
   const Clock* clock = SystemClock::Get();  // arrival times and the latency metrics
+  GenerationDefaults generation;  // --generation-config: for sampling fields left unset
   // Compiles (and caches) structured outputs; null: they are refused (no tokenizer).
   grammar::GrammarCompiler* compiler = nullptr;
 };
@@ -41,6 +43,12 @@ class InferenceService final : public r1serve::v1::Inference::CallbackService {
   grpc::ServerUnaryReactor* GetLoad(grpc::CallbackServerContext* context,
                                     const r1serve::v1::LoadRequest* request,
                                     r1serve::v1::LoadReport* report) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const r1serve::v1::TokenizeRequest* request,
+                                     r1serve::v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
+                                       const r1serve::v1::DetokenizeRequest* request,
+                                       r1serve::v1::DetokenizeResponse* response) override;
 
   // New Generate calls get UNAVAILABLE from now on.
   void StartDraining();

@@ -15,9 +15,11 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
+#include "common/port_check.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/host_memory.h"
 #include "worker/service/engine_watchdog.h"
+#include "worker/service/generation_defaults.h"
 #include "worker/service/inference_service.h"
 #include "worker/service/memory_report.h"
 #include "worker/service/output_flags.h"
@@ -26,6 +28,8 @@
 #include "worker/service/worker_metrics.h"
 
 namespace {
+
+constexpr char kServiceName[] = "r1serve.v1.Inference";
 
 // Blocks SIGTERM/SIGINT in every thread; main waits for them with sigwait.
 sigset_t BlockSignals() {
@@ -93,6 +97,10 @@ int Run(int argc, char** argv) {
       "memory-limit", 0, "when > 0, reported as device_memory_total_bytes (bytes)");
   std::string* chat_template =
       flags.String("chat-template", "auto", "auto, deepseek-r1 or chatml");
+  std::string* generation_config = flags.String(
+      "generation-config", "auto",
+      "auto: generation_config.json's temperature, top_p and top_k apply to requests that leave "
+      "them unset (as vLLM); none: they do not");
   std::string* served_name =
       flags.String("served-model-name", "", "model id in load reports (default: --model's name)");
   std::string* log_level = flags.String("log-level", "info", "debug, info, warning or error");
@@ -147,6 +155,15 @@ int Run(int argc, char** argv) {
   if (absl::Status s = r1::SplitHostPort(*listen, "--listen", &host, &port); !s.ok()) {
     flags.Fail(std::string(s.message()));
   }
+
+  // A taken port is an error now, not after loading the model (and never a shared port:
+  // SO_REUSEPORT is off below).
+  if (absl::Status s = r1::CheckListenAddress(host, port); !s.ok()) {
+    std::cerr << "r1-worker: --listen " << s.message() << std::endl;
+    return 1;
+  }
+  auto generation = r1::service::LoadGenerationDefaults(*model, *generation_config);
+  if (!generation.ok()) flags.Fail(std::string(generation.status().message()));
 
   auto security =
       r1::service::WorkerSecurity::Load({*tls_cert, *tls_key, *tls_client_ca, *token_file});
@@ -217,6 +234,9 @@ int Run(int argc, char** argv) {
   // What live work holds on CPU is measured against this (memory_report.h): the model, the
   // whole KV cache and the warm-up are in.
   so.resident_at_start = r1::service::ResidentMemoryBytes();
+  so.generation = *generation;
+  R1_LOG(INFO) << "sampling defaults for fields a request leaves unset: "
+               << r1::service::DescribeDefaults(so.generation);
   so.compiler = compiler->get();
   r1::service::InferenceService service(engine->get(), *codec, &metrics, so);
 
@@ -239,17 +259,24 @@ int Run(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // gRPC sets SO_REUSEPORT by default: a second worker on this port would then start and take
+  // half the connections. Off, a taken port fails the bind.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int bound = 0;
   builder.AddListeningPort(*listen, security->credentials(), &bound);
   builder.RegisterService(security->Guard(&service));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) {
-    std::cerr << "r1-worker: cannot listen on " << *listen << std::endl;
+    absl::Status why = r1::CheckListenAddress(host, port);
+    std::cerr << "r1-worker: cannot listen on " << *listen
+              << (why.ok() ? "" : std::string(": ") + std::string(why.message())) << std::endl;
     (*engine)->Shutdown();
     return 1;
   }
-  // Load and warm-up ran in Engine::Create.
+  // Load and warm-up ran in Engine::Create. Health answers for the whole server ("") and
+  // for the service by name, as grpc.health.v1 clients ask either.
   server->GetHealthCheckService()->SetServingStatus(true);
+  server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
   std::unique_ptr<r1::service::EngineWatchdog> watchdog;
   if (*engine_stall_timeout > 0) {
     watchdog = std::make_unique<r1::service::EngineWatchdog>(
@@ -275,8 +302,9 @@ int Run(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   R1_LOG(INFO) << "signal " << sig << ": draining (up to " << *drain_timeout << " s)";
-  service.StartDraining();
+  service.StartDraining();  // first: the engine watchdog then leaves health alone
   server->GetHealthCheckService()->SetServingStatus(false);
+  server->GetHealthCheckService()->SetServingStatus(kServiceName, false);
   const r1::Clock* clock = r1::SystemClock::Get();
   auto deadline = clock->Now() + std::chrono::milliseconds(static_cast<int64_t>(*drain_timeout * 1000));
   while (service.active_streams() > 0 && clock->Now() < deadline) {

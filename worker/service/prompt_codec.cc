@@ -12,7 +12,7 @@ namespace {
 
 class DetokStream final : public engine::TextStream {
  public:
-  explicit DetokStream(const tokenizer::Tokenizer& tok) : detok_(tok, /*skip_special=*/true) {}
+  DetokStream(const tokenizer::Tokenizer& tok, bool skip_special) : detok_(tok, skip_special) {}
   std::string Add(int32_t id) override { return detok_.Add(id); }
   std::string Finish() override { return detok_.Finish(); }
 
@@ -29,18 +29,34 @@ class Codec final : public PromptCodec, public engine::TextCodec,
   absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text) override {
     return tok_->Encode(text);
   }
-  absl::StatusOr<std::vector<int32_t>> EncodeChat(const std::vector<ChatTurn>& chat) override {
+  absl::StatusOr<std::vector<int32_t>> EncodeChat(const std::vector<ChatTurn>& chat,
+                                                  const std::string& tools_json) override {
     if (!template_.ok()) return template_.status();
     std::vector<tokenizer::ChatMessage> msgs;
-    for (const ChatTurn& t : chat) msgs.push_back({t.role, t.content});
-    R1_ASSIGN_OR_RETURN(std::string text, tokenizer::RenderChat(*template_, msgs, true));
+    for (const ChatTurn& t : chat) {
+      tokenizer::ChatMessage m{t.role, t.content};
+      m.has_content = t.has_content;
+      for (const ChatToolCall& c : t.tool_calls) m.tool_calls.push_back({"function", c.name, c.arguments});
+      msgs.push_back(std::move(m));
+    }
+    R1_ASSIGN_OR_RETURN(std::string text, tokenizer::RenderChat(*template_, msgs, true, tools_json));
     return tok_->Encode(text);
   }
+  absl::StatusOr<std::string> Decode(const std::vector<int32_t>& ids) override {
+    return tok_->Decode(ids);
+  }
   std::shared_ptr<engine::TextCodec> text_codec() override { return shared_from_this(); }
+  std::string chat_template_name() const override {
+    return template_.ok() ? tokenizer::ChatTemplateName(*template_) : "";
+  }
+  bool supports_tools() const override {
+    return template_.ok() && tokenizer::SupportsTools(*template_);
+  }
   const tokenizer::Tokenizer* tokenizer() const override { return tok_.get(); }
 
-  std::unique_ptr<engine::TextStream> NewStream() override {
-    return std::make_unique<DetokStream>(*tok_);
+  std::unique_ptr<engine::TextStream> NewStream() override { return NewStreamWith(true); }
+  std::unique_ptr<engine::TextStream> NewStreamWith(bool skip_special_tokens) override {
+    return std::make_unique<DetokStream>(*tok_, skip_special_tokens);
   }
   std::string TokenText(int32_t id) override {
     auto s = tok_->Decode({id});

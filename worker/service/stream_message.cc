@@ -13,22 +13,26 @@ r1serve::v1::FinishReason ToProtoFinishReason(engine::FinishReason r) {
   return r1serve::v1::FINISH_REASON_UNSPECIFIED;
 }
 
+namespace {
+void SetLogprob(const engine::TokenInfo& t, engine::TextCodec* codec, r1serve::v1::TokenLogprob* lp) {
+  lp->set_token_id(t.id);
+  if (codec) lp->set_token(codec->TokenText(t.id));
+  lp->set_logprob(t.logprob);
+  for (const auto& [id, p] : t.top) {
+    auto* top = lp->add_top_logprobs();
+    top->set_token_id(id);
+    if (codec) top->set_token(codec->TokenText(id));
+    top->set_logprob(p);
+  }
+}
+}  // namespace
+
 void AppendDelta(engine::Delta&& d, engine::TextCodec* codec, bool logprobs,
                  r1serve::v1::GenerateResponse* msg) {
+  for (const engine::TokenInfo& t : d.prompt_logprobs) SetLogprob(t, codec, msg->add_prompt_logprobs());
   for (const engine::TokenInfo& t : d.tokens) {
     msg->add_token_ids(t.id);
-    if (logprobs) {
-      auto* lp = msg->add_logprobs();
-      lp->set_token_id(t.id);
-      if (codec) lp->set_token(codec->TokenText(t.id));
-      lp->set_logprob(t.logprob);
-      for (const auto& [id, p] : t.top) {
-        auto* top = lp->add_top_logprobs();
-        top->set_token_id(id);
-        if (codec) top->set_token(codec->TokenText(id));
-        top->set_logprob(p);
-      }
-    }
+    if (logprobs) SetLogprob(t, codec, msg->add_logprobs());
   }
   msg->mutable_text()->append(d.text);
   if (d.finish != engine::FinishReason::kNone) {

@@ -38,15 +38,32 @@ grpc::ServerWriteReactor<r1serve::v1::GenerateResponse>* TokenGuard::Generate(
   return inner_->Generate(context, request);
 }
 
+grpc::ServerUnaryReactor* TokenGuard::RefuseUnary(grpc::CallbackServerContext* context) const {
+  if (Allowed(context)) return nullptr;
+  grpc::ServerUnaryReactor* r = context->DefaultReactor();
+  r->Finish(Refusal());
+  return r;
+}
+
 grpc::ServerUnaryReactor* TokenGuard::GetLoad(grpc::CallbackServerContext* context,
                                               const r1serve::v1::LoadRequest* request,
                                               r1serve::v1::LoadReport* report) {
-  if (!Allowed(context)) {
-    grpc::ServerUnaryReactor* r = context->DefaultReactor();
-    r->Finish(Refusal());
-    return r;
-  }
+  if (auto* r = RefuseUnary(context)) return r;
   return inner_->GetLoad(context, request, report);
+}
+
+grpc::ServerUnaryReactor* TokenGuard::Tokenize(grpc::CallbackServerContext* context,
+                                               const r1serve::v1::TokenizeRequest* request,
+                                               r1serve::v1::TokenizeResponse* response) {
+  if (auto* r = RefuseUnary(context)) return r;
+  return inner_->Tokenize(context, request, response);
+}
+
+grpc::ServerUnaryReactor* TokenGuard::Detokenize(grpc::CallbackServerContext* context,
+                                                 const r1serve::v1::DetokenizeRequest* request,
+                                                 r1serve::v1::DetokenizeResponse* response) {
+  if (auto* r = RefuseUnary(context)) return r;
+  return inner_->Detokenize(context, request, response);
 }
 
 }  // namespace r1::service

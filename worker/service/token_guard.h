@@ -20,8 +20,16 @@ class TokenGuard final : public r1serve::v1::Inference::CallbackService {
   grpc::ServerUnaryReactor* GetLoad(grpc::CallbackServerContext* context,
                                     const r1serve::v1::LoadRequest* request,
                                     r1serve::v1::LoadReport* report) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const r1serve::v1::TokenizeRequest* request,
+                                     r1serve::v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
+                                       const r1serve::v1::DetokenizeRequest* request,
+                                       r1serve::v1::DetokenizeResponse* response) override;
 
  private:
+  // Finishes a refused unary call; null when the call may go on.
+  grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context) const;
   bool Allowed(const grpc::CallbackServerContext* context) const;
 
   r1serve::v1::Inference::CallbackService* inner_;

@@ -58,30 +58,55 @@ absl::StatusOr<std::vector<int32_t>> Prompt(const GenerateRequest& req,
       if (!ids.ok()) return Bad("prompt.text", std::string(ids.status().message()));
       return ids;
     }
-    case GenerateRequest::kChat: {
-      if (!codec) return Bad("prompt.chat", kNoTokenizer);
-      const auto& msgs = req.chat().messages();
-      if (msgs.empty()) return Bad("prompt.chat.messages", "must not be empty");
-      std::vector<ChatTurn> turns;
-      for (int i = 0; i < msgs.size(); ++i) {
-        const std::string& role = msgs[i].role();
-        if (role != "system" && role != "user" && role != "assistant") {
-          return Bad("prompt.chat.messages[" + std::to_string(i) + "].role",
-                     "must be system, user or assistant, got '" + role.substr(0, 32) + "'");
-        }
-        turns.push_back({role, msgs[i].content()});
-      }
-      auto ids = codec->EncodeChat(turns);
-      if (!ids.ok()) return Bad("prompt.chat", std::string(ids.status().message()));
-      return ids;
-    }
+    case GenerateRequest::kChat:
+      return EncodeChatPrompt(req.chat(), codec);
     case GenerateRequest::PROMPT_NOT_SET:
       break;
   }
   return Bad("prompt", "one of text, token_ids or chat is required");
 }
 
+// The layers of defaults for one sampling field: the request, the checkpoint's, the caller's
+// fallback (GenerateRequest.defaults), the proto's zero.
+template <typename T>
+T Layered(bool has, T value, const std::optional<T>& generation, bool has_fallback, T fallback) {
+  if (has) return value;
+  if (generation) return *generation;
+  if (has_fallback) return fallback;
+  return T{};
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const r1serve::v1::ChatPrompt& chat,
+                                                      PromptCodec* codec) {
+  if (!codec) return Bad("prompt.chat", kNoTokenizer);
+  const auto& msgs = chat.messages();
+  if (msgs.empty()) return Bad("prompt.chat.messages", "must not be empty");
+  std::vector<ChatTurn> turns;
+  for (int i = 0; i < msgs.size(); ++i) {
+    const std::string field = "prompt.chat.messages[" + std::to_string(i) + "]";
+    const std::string& role = msgs[i].role();
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
+      return Bad(field + ".role",
+                 "must be system, user, assistant or tool, got '" + role.substr(0, 32) + "'");
+    }
+    if (!msgs[i].has_content() && role != "assistant") return Bad(field + ".content", "is required");
+    ChatTurn turn{role, msgs[i].content()};
+    turn.has_content = msgs[i].has_content();
+    for (const auto& c : msgs[i].tool_calls()) turn.tool_calls.push_back({c.name(), c.arguments()});
+    turns.push_back(std::move(turn));
+  }
+  if (!chat.tools_json().empty() && !codec->supports_tools()) {
+    return Bad("tools", "the chat template (" +
+                            (codec->chat_template_name().empty() ? std::string("none")
+                                                                 : codec->chat_template_name()) +
+                            ") has no tool support");
+  }
+  auto ids = codec->EncodeChat(turns, chat.tools_json());
+  if (!ids.ok()) return Bad("prompt.chat", std::string(ids.status().message()));
+  return ids;
+}
 
 absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req,
                                                       const RequestLimits& limits,
@@ -91,16 +116,25 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
   if (out.request_id.size() > 256) return Bad("request_id", "longer than 256 bytes");
 
   const auto& s = req.sampling();
+  const auto& fb = req.defaults();
   R1_RETURN_IF_ERROR(InRange("sampling.temperature", s.temperature(), 0, 100));
   R1_RETURN_IF_ERROR(InRange("sampling.top_p", s.top_p(), 0, 1));
   if (s.top_k() < 0) return Bad("sampling.top_k", "must be >= 0, got " + std::to_string(s.top_k()));
+  R1_RETURN_IF_ERROR(InRange("defaults.temperature", fb.temperature(), 0, 100));
+  R1_RETURN_IF_ERROR(InRange("defaults.top_p", fb.top_p(), 0, 1));
+  if (fb.top_k() < 0) return Bad("defaults.top_k", "must be >= 0, got " + std::to_string(fb.top_k()));
+  const GenerationDefaults& gen = limits.generation;
+  const float temperature = Layered(s.has_temperature(), s.temperature(), gen.temperature,
+                                    fb.has_temperature(), fb.temperature());
+  const float top_p = Layered(s.has_top_p(), s.top_p(), gen.top_p, fb.has_top_p(), fb.top_p());
+  const int32_t top_k = Layered(s.has_top_k(), s.top_k(), gen.top_k, fb.has_top_k(), fb.top_k());
   R1_RETURN_IF_ERROR(InRange("sampling.min_p", s.min_p(), 0, 1));
   R1_RETURN_IF_ERROR(InRange("sampling.repetition_penalty", s.repetition_penalty(), 0, 100));
   R1_RETURN_IF_ERROR(InRange("sampling.presence_penalty", s.presence_penalty(), -2, 2));
   R1_RETURN_IF_ERROR(InRange("sampling.frequency_penalty", s.frequency_penalty(), -2, 2));
-  out.sampling.temperature = s.temperature();
-  out.sampling.top_p = s.top_p() > 0 ? s.top_p() : 1.f;
-  out.sampling.top_k = s.top_k();
+  out.sampling.temperature = temperature;
+  out.sampling.top_p = top_p > 0 ? top_p : 1.f;
+  out.sampling.top_k = top_k;
   out.sampling.min_p = s.min_p();
   out.sampling.repetition_penalty = s.repetition_penalty() > 0 ? s.repetition_penalty() : 1.f;
   out.sampling.presence_penalty = s.presence_penalty();
@@ -124,9 +158,16 @@ absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req
   if (req.top_logprobs() > 20) {
     return Bad("top_logprobs", "at most 20, got " + std::to_string(req.top_logprobs()));
   }
+  if (req.has_prompt_logprobs()) {
+    if (req.prompt_logprobs() > 20)
+      return Bad("prompt_logprobs", "at most 20, got " + std::to_string(req.prompt_logprobs()));
+    out.prompt_logprobs = static_cast<int32_t>(req.prompt_logprobs());
+  }
   out.sampling.logprobs = req.logprobs() || req.top_logprobs() > 0;
   out.sampling.top_logprobs = static_cast<int32_t>(req.top_logprobs());
   out.ignore_eos = req.ignore_eos();
+  out.include_stop_str_in_output = req.include_stop_str_in_output();
+  out.skip_special_tokens = !req.has_skip_special_tokens() || req.skip_special_tokens();
   if (req.max_tokens() > static_cast<uint32_t>(limits.max_model_len)) {
     return Bad("max_tokens", std::to_string(req.max_tokens()) + " exceeds the model length " +
                                  std::to_string(limits.max_model_len));

@@ -5,6 +5,7 @@
 #include "common/status.h"
 #include "r1serve/v1/inference.pb.h"
 #include "worker/engine/engine.h"
+#include "worker/service/generation_defaults.h"
 #include "worker/service/prompt_codec.h"
 
 namespace r1::grammar {
@@ -17,7 +18,13 @@ struct RequestLimits {
   int32_t max_model_len = 0;
   int32_t vocab_size = 0;
   grammar::GrammarCompiler* compiler = nullptr;  // null: structured outputs are refused
+  // For sampling fields a request leaves unset, before the request's own `defaults`.
+  GenerationDefaults generation;
 };
+
+// A chat prompt rendered and tokenized (Generate and Tokenize share it).
+absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const r1serve::v1::ChatPrompt& chat,
+                                                      PromptCodec* codec);
 
 // Fills everything but arrival and sink. `codec` may be null (no tokenizer).
 absl::StatusOr<engine::EngineRequest> ToEngineRequest(const r1serve::v1::GenerateRequest& req,

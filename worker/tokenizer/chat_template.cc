@@ -57,12 +57,27 @@ std::string RenderDeepSeek(const std::vector<ChatMessage>& messages, bool add_ge
     if (m.role == "system") system = &m.content;  // the last one wins, as in the template
   }
   if (system) out += *system;
-  bool is_tool = false, is_output_first = true;
+  // ns.is_first of the template: set by the first tool call and never reset, so later calls
+  // (in this or any later turn) render as continuations, exactly as transformers renders it.
+  bool is_tool = false, is_output_first = true, is_first_call = false;
   for (const ChatMessage& m : messages) {
     if (m.role == "user") {
       is_tool = false;
       out += "<｜User｜>";
       out += m.content;
+    } else if (m.role == "assistant" && !m.has_content) {
+      is_tool = false;
+      for (const ChatToolCall& c : m.tool_calls) {
+        const std::string call = absl::StrCat(c.type, "<｜tool▁sep｜>", c.name, "\n```json\n",
+                                              c.arguments, "\n```<｜tool▁call▁end｜>");
+        if (!is_first_call) {
+          absl::StrAppend(&out, "<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>", call);
+          is_first_call = true;
+        } else {
+          absl::StrAppend(&out, "\n<｜tool▁call▁begin｜>", call,
+                          "<｜tool▁calls▁end｜><｜end▁of▁sentence｜>");
+        }
+      }
     } else if (m.role == "assistant") {
       if (is_tool) {
         out += "<｜tool▁outputs▁end｜>";
@@ -180,14 +195,27 @@ absl::StatusOr<ChatTemplate> ResolveChatTemplate(const std::string& flag_value,
   return *r;
 }
 
+bool SupportsTools(ChatTemplate t) { return t == ChatTemplate::kDeepSeekR1; }
+
 absl::StatusOr<std::string> RenderChat(ChatTemplate t, const std::vector<ChatMessage>& messages,
-                                       bool add_generation_prompt) {
+                                       bool add_generation_prompt, const std::string& tools_json) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& r = messages[i].role;
     if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
       return absl::InvalidArgumentError(absl::StrCat(
           "message ", i, " has role '", r, "'; roles are system, user, assistant and tool"));
     }
+    // Templates without a tool-call section concatenate content: None breaks them (a
+    // TypeError in transformers).
+    if (!messages[i].has_content && !SupportsTools(t)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", i, " has no content; the ", ChatTemplateName(t),
+          " chat template needs content (it has no tool-call section)"));
+    }
+  }
+  if (!tools_json.empty() && !SupportsTools(t)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tools: the ", ChatTemplateName(t), " chat template has no tool support"));
   }
   if (t == ChatTemplate::kDeepSeekR1) return RenderDeepSeek(messages, add_generation_prompt);
   return RenderChatML(messages, add_generation_prompt);

@@ -16,8 +16,16 @@ namespace r1::tokenizer {
 
 enum class ChatTemplate { kDeepSeekR1, kChatML };
 
+// A call in an assistant turn (OpenAI's tool_calls entry; arguments as JSON text).
+struct ChatToolCall {
+  std::string type = "function";
+  std::string name, arguments;
+};
+
 struct ChatMessage {
   std::string role, content;
+  bool has_content = true;  // false: content None (an assistant turn that only calls tools)
+  std::vector<ChatToolCall> tool_calls;
 };
 
 // flag_value: "auto" | "deepseek-r1" | "chatml". "auto" reads model_dir/tokenizer_config.json
@@ -29,9 +37,16 @@ absl::StatusOr<ChatTemplate> ResolveChatTemplate(const std::string& flag_value,
 // Recognises a chat_template text (the "auto" rule); NotFound when it is neither family.
 absl::StatusOr<ChatTemplate> RecognizeChatTemplate(const std::string& template_text);
 
-// Roles: system, user, assistant, tool. Any other role is InvalidArgument.
+// Roles: system, user, assistant, tool. Any other role is InvalidArgument. `tools_json` (the
+// request's tools array, "" for none) is given to the template as `tools`: DeepSeek-R1's
+// template renders the calls and outputs of the conversation but not the tool list (as
+// transformers renders it); ChatML has no tool support (InvalidArgument naming "tools").
 absl::StatusOr<std::string> RenderChat(ChatTemplate t, const std::vector<ChatMessage>& messages,
-                                       bool add_generation_prompt);
+                                       bool add_generation_prompt,
+                                       const std::string& tools_json = "");
+
+// True when the template renders tool calls and tool outputs.
+bool SupportsTools(ChatTemplate t);
 
 const char* ChatTemplateName(ChatTemplate t);
 

@@ -20,12 +20,12 @@ test.after(async () => { for (const p of [g, gNoSplit, w1, w2]) if (p) await sto
 
 test('models', async () => {
   const models = await client.models.list();
-  assert.deepEqual(models.data.map((m) => m.id), ['fake-model']);
+  assert.deepEqual(models.data.map((m) => m.id), ['m']);
 });
 
 test('plain chat with reasoning split and usage', async () => {
   const r = await client.chat.completions.create({
-    model: 'fake-model', messages: [{ role: 'user', content: 'What is 2+2? @think' }] });
+    model: 'm', messages: [{ role: 'user', content: 'What is 2+2? @think' }] });
   assert.equal(r.object, 'chat.completion');
   assert.match(r.id, /^chatcmpl-/);
   assert.equal(r.choices[0].message.role, 'assistant');
@@ -38,7 +38,7 @@ test('plain chat with reasoning split and usage', async () => {
 
 test('streamed chat: reasoning and content deltas, usage chunk', async () => {
   const stream = await client.chat.completions.create({
-    model: 'fake-model', stream: true, stream_options: { include_usage: true },
+    model: 'm', stream: true, stream_options: { include_usage: true },
     messages: [{ role: 'user', content: 'hi @think' }] });
   let reasoning = '', content = '', finish = null, usage = null, roles = 0;
   for await (const chunk of stream) {
@@ -60,18 +60,18 @@ test('streamed chat: reasoning and content deltas, usage chunk', async () => {
 test('--no-reasoning-split keeps everything in content', async () => {
   const c = new OpenAI({ baseURL: `${gNoSplit.url}/v1`, apiKey: 'x', maxRetries: 0 });
   const r = await c.chat.completions.create({
-    model: 'fake-model', messages: [{ role: 'user', content: '@think' }] });
+    model: 'm', messages: [{ role: 'user', content: '@think' }] });
   assert.equal(r.choices[0].message.content, 'Let me think.</think>\n\nThe answer is 4.');
   assert.equal(r.choices[0].message.reasoning_content, undefined);
 });
 
 test('plain and streamed completions, max_tokens gives finish_reason length', async () => {
-  const r = await client.completions.create({ model: 'fake-model', prompt: 'Say', max_tokens: 3 });
+  const r = await client.completions.create({ model: 'm', prompt: 'Say', max_tokens: 3 });
   assert.equal(r.object, 'text_completion');
   assert.match(r.choices[0].text, /^([ab])-0 \1-1 \1-2 $/);
   assert.equal(r.choices[0].finish_reason, 'length');
   assert.equal(r.usage.completion_tokens, 3);
-  const stream = await client.completions.create({ model: 'fake-model', prompt: 'Say @tokens=5', stream: true });
+  const stream = await client.completions.create({ model: 'm', prompt: 'Say @tokens=5', stream: true });
   let text = '', finish = null;
   for await (const chunk of stream) {
     text += chunk.choices[0]?.text ?? '';
@@ -83,10 +83,10 @@ test('plain and streamed completions, max_tokens gives finish_reason length', as
 
 test('parameters reach the worker', async () => {
   const r = await client.chat.completions.create({
-    model: 'fake-model', messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: '@echo' }],
+    model: 'm', messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: '@echo' }],
     temperature: 0.25, top_p: 0.5, max_completion_tokens: 17, stop: ['x', 'yz'], seed: 99,
     presence_penalty: 0.5, frequency_penalty: -0.5, logprobs: true, top_logprobs: 2,
-    top_k: 7, min_p: 0.125, repetition_penalty: 1.25, user: 'me', some_unknown_field: 1 });
+    top_k: 7, min_p: 0.125, repetition_penalty: 1.25, user: 'me', store: true, metadata: { k: 'v' } });
   const echo = JSON.parse(r.choices[0].message.reasoning_content ?? r.choices[0].message.content);
   assert.deepEqual({ ...echo, request_id: undefined }, {
     temperature: 0.25, top_p: 0.5, top_k: 7, min_p: 0.125, repetition_penalty: 1.25,
@@ -98,7 +98,7 @@ test('parameters reach the worker', async () => {
   const lp = r.choices[0].logprobs.content[0];
   assert.equal(lp.logprob, -0.5);
   assert.deepEqual(lp.top_logprobs.map((t) => t.token), ['alt0', 'alt1']);
-  const c = await client.completions.create({ model: 'fake-model', prompt: [[5, 6, 7]], max_tokens: 1 });
+  const c = await client.completions.create({ model: 'm', prompt: [[5, 6, 7]], max_tokens: 1 });
   assert.equal(c.choices[0].text.length > 0, true);
   const e = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: [1, 2], max_tokens: 1 });
   assert.equal(e.status, 200);

@@ -33,8 +33,11 @@ export function startProcess(bin, args, re, { timeoutMs = 60000 } = {}) {
   });
 }
 
+// Fake workers serve the model 'm' unless args give another --model-id (the gateway answers
+// 404 for a model no worker serves).
 export function startFakeWorker(args = []) {
-  return startProcess(env.fakeWorker, ['--listen', '127.0.0.1:0', ...args], /PORT (\d+)/);
+  const model = args.includes('--model-id') ? [] : ['--model-id', 'm'];
+  return startProcess(env.fakeWorker, ['--listen', '127.0.0.1:0', ...model, ...args], /PORT (\d+)/);
 }
 
 // A real r1-worker on `model` (a small KV cache, a short drain, quiet logs).

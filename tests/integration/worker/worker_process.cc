@@ -164,6 +164,8 @@ r1serve::v1::GenerateRequest IdsRequest(const std::vector<int32_t>& prompt, uint
   for (int32_t id : prompt) req.mutable_token_ids()->add_ids(id);
   req.set_max_tokens(max_tokens);
   req.set_ignore_eos(true);
+  // Greedy, said explicitly: left unset, the checkpoint's generation_config.json applies.
+  req.mutable_sampling()->set_temperature(0.f);
   return req;
 }
 

@@ -344,6 +344,7 @@ TEST_F(WorkerTest, TextPromptsStopStringsAndStopTokens) {
   req.set_text("The quick brown fox");
   req.set_max_tokens(40);
   req.set_ignore_eos(true);
+  req.mutable_sampling()->set_temperature(0.f);  // greedy: the checkpoint's default samples
   StreamResult full = Generate(w.stub(), req);
   ASSERT_TRUE(full.status.ok()) << full.status.error_message();
   ASSERT_EQ(full.ids.size(), 40u);
@@ -392,6 +393,19 @@ TEST_F(WorkerTest, TextPromptsStopStringsAndStopTokens) {
   size_t first = std::find(full.ids.begin(), full.ids.end(), full.ids[5]) - full.ids.begin();
   EXPECT_EQ(by_id.ids.size(), first + 1);
   EXPECT_EQ(by_id.last.usage().completion_tokens(), first + 1);
+
+  // include_stop_str_in_output: the same ends, with the stop string or the stop token's
+  // text kept at the end of the text (vLLM's flag).
+  with_stop.set_include_stop_str_in_output(true);
+  StreamResult kept = Generate(w.stub(), with_stop);
+  ASSERT_TRUE(kept.status.ok());
+  EXPECT_EQ(kept.text, full.text.substr(0, at) + stop);
+  EXPECT_EQ(kept.ids, cut.ids);
+  with_id.set_include_stop_str_in_output(true);
+  StreamResult kept_id = Generate(w.stub(), with_id);
+  ASSERT_TRUE(kept_id.status.ok());
+  EXPECT_EQ(kept_id.ids, by_id.ids);
+  EXPECT_EQ(kept_id.text, by_id.text + by_id.last.matched_stop());
 
   // A chat prompt renders the template and streams text.
   GenerateRequest chat;
