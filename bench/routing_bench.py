@@ -64,9 +64,9 @@ def scrape(port, name):
     return total
 
 
-def one_request(port, prompt, max_tokens):
+def one_request(port, model, prompt, max_tokens):
     """Streams one completion; returns (ttft_s, e2e_s, completion_tokens)."""
-    body = json.dumps({"model": "m", "prompt": prompt, "max_tokens": max_tokens, "stream": True,
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
                        "ignore_eos": True, "temperature": 0,
                        "stream_options": {"include_usage": True}})
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
@@ -130,7 +130,7 @@ def run_once(a, policy, prompts, logdir):
         time.sleep(1.0)  # the first health polls
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(a.concurrency) as pool:
-            results = list(pool.map(lambda p: one_request(gport, p, a.max_tokens), prompts))
+            results = list(pool.map(lambda p: one_request(gport, os.path.basename(a.model.rstrip("/")), p, a.max_tokens), prompts))
         wall = time.monotonic() - t0
         queries = sum(scrape(m, "r1_worker_prefix_cache_queries_total") for m in metric_ports)
         hits = sum(scrape(m, "r1_worker_prefix_cache_hits_total") for m in metric_ports)

@@ -283,6 +283,38 @@ class HttpBackend final : public Backend {
 
 }  // namespace
 
+// The first model id of the target's GET /v1/models (one blocking request, 10 s at most).
+absl::StatusOr<std::string> FirstModelId(const Target& target, const std::string& api_key,
+                                         const tcp::resolver::results_type& endpoints) {
+  const std::string url = target.base_path + "/v1/models";
+  auto fail = [&](const std::string& why) {
+    return absl::FailedPreconditionError("--model not given and GET " + url + " gave no model id (" +
+                                         why + "); pass --model");
+  };
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.expires_after(std::chrono::seconds(10));
+  boost::system::error_code ec;
+  stream.connect(endpoints, ec);
+  if (ec) return fail(ec.message());
+  http::request<http::empty_body> req(http::verb::get, url, 11);
+  req.set(http::field::host, target.host);
+  if (!api_key.empty()) req.set(http::field::authorization, "Bearer " + api_key);
+  http::write(stream, req, ec);
+  if (ec) return fail(ec.message());
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(stream, buf, res, ec);
+  if (ec) return fail(ec.message());
+  if (res.result_int() != 200) return fail("HTTP " + std::to_string(res.result_int()));
+  json::value v = json::parse(res.body(), ec);
+  const json::value* data = ec ? nullptr : Find(v, "data");
+  if (!data || !data->is_array() || data->as_array().empty()) return fail("no models listed");
+  std::string id = StringAt(Find(data->as_array()[0], "id"));
+  if (id.empty()) return fail("the first model has no id");
+  return id;
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> MakeHttpBackend(asio::io_context& io,
                                                          const Target& target,
                                                          const Options& options) {
@@ -292,7 +324,14 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeHttpBackend(asio::io_context& io,
   if (ec) {
     return absl::InvalidArgumentError("cannot resolve '" + target.host + "': " + ec.message());
   }
-  return std::unique_ptr<Backend>(new HttpBackend(io, target, options, std::move(endpoints)));
+  Options o = options;
+  if (o.model.empty()) {
+    // Servers refuse a model they do not serve (OpenAI, vLLM, r1-gateway): ask for theirs.
+    auto id = FirstModelId(target, options.api_key, endpoints);
+    if (!id.ok()) return id.status();
+    o.model = *id;
+  }
+  return std::unique_ptr<Backend>(new HttpBackend(io, target, std::move(o), std::move(endpoints)));
 }
 
 }  // namespace r1::loadtest

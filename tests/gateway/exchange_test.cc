@@ -30,7 +30,8 @@ class ExchangeTest : public ::testing::Test {
     a_ = pool_->AddForTest("10.0.0.1:50051");
     b_ = pool_->AddForTest("10.0.0.2:50051");
     r1serve::v1::LoadReport report;
-    report.set_resume(true);  // both continue resumed streams
+    report.set_model_id("m");  // the model the requests name
+    report.set_resume(true);   // both continue resumed streams
     a_->SetLoad(report);
     b_->SetLoad(report);
     GatewayOptions o;
@@ -397,7 +398,9 @@ TEST_F(ExchangeTest, ResumesStopAtTheLimit) {
 
 TEST_F(ExchangeTest, OnlyWorkersThatSayTheyResumeGetAResume) {
   Init();
-  a_->SetLoad(r1serve::v1::LoadReport());  // an older worker: it would ignore `resume`
+  r1serve::v1::LoadReport old;  // an older worker: it would ignore `resume`
+  old.set_model_id("m");
+  a_->SetLoad(old);
   Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","stream":true})");
   ASSERT_EQ(call(0).worker, b_.get());
   call(0).Send(testing::Tokens("a", {1}));

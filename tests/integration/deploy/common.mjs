@@ -85,6 +85,9 @@ export const WORKER_METRICS = {
   r1_worker_preemptions_total: "counter",
   r1_worker_requests_total: "counter",
   r1_worker_rejected_requests_total: "counter",
+  r1_worker_prefix_cache_queries_total: "counter",
+  r1_worker_prefix_cache_hits_total: "counter",
+  r1_worker_engine_stalled: "gauge",
 };
 export const GATEWAY_METRICS = {
   r1_gateway_requests_total: "counter",
@@ -97,6 +100,10 @@ export const GATEWAY_METRICS = {
   r1_gateway_worker_healthy: "gauge",
   r1_gateway_rejected_requests_total: "counter",
   r1_gateway_open_connections: "gauge",
+  r1_gateway_stream_resumes_total: "counter",
+  r1_gateway_ejections_total: "counter",
+  r1_gateway_worker_suspect_total: "counter",
+  r1_gateway_panic_mode: "gauge",
 };
 export const ALL_METRICS = { ...WORKER_METRICS, ...GATEWAY_METRICS };
 

@@ -135,7 +135,7 @@ def main():
             print(f"FAIL: {msg}")
 
     try:
-        model = os.path.join(tmp, "model")
+        model = os.path.join(tmp, "model")  # served as model id "model" (its directory name)
         mk = subprocess.run([mkmodel_bin, "--preset", "tiny", "--out", model, "--tokenizer", tokenizer],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
         if mk.returncode != 0:
@@ -171,11 +171,11 @@ def main():
 
         # Traffic: a streamed chat, a plain completion, a bad request, a body too large.
         hdr = {"Content-Type": "application/json"}
-        chat = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hello"}],
+        chat = json.dumps({"model": "model", "messages": [{"role": "user", "content": "hello"}],
                            "max_tokens": 4, "stream": True}).encode()
         status, body = http("POST", f"{gw}/v1/chat/completions", chat, hdr)
         check(status == 200 and "data: [DONE]" in body, f"streamed chat: {status} {body[:200]}")
-        comp = json.dumps({"model": "tiny", "prompt": "one two", "max_tokens": 3}).encode()
+        comp = json.dumps({"model": "model", "prompt": "one two", "max_tokens": 3}).encode()
         status, body = http("POST", f"{gw}/v1/completions", comp, hdr)
         check(status == 200, f"completion: {status} {body[:200]}")
         status, _ = http("POST", f"{gw}/v1/chat/completions", b"{not json", hdr)
@@ -185,7 +185,7 @@ def main():
 
         # Bursts of concurrent requests until one overflowed the small worker and was retried.
         retried = False
-        burst = json.dumps({"model": "tiny", "prompt": "one two three", "max_tokens": 48,
+        burst = json.dumps({"model": "model", "prompt": "one two three", "max_tokens": 48,
                             "stream": True}).encode()
         for round_no in range(1, 9):
             results = []

@@ -163,7 +163,7 @@ test('a real worker frees the sequences of a stream reset at --write-timeout', {
     // Twenty log-probabilities a token make each chunk a few kilobytes, so that the tiny model
     // fills the socket buffers in seconds.
     const { stdout, code } = await stalledClient(g.port,
-      { model: 'm', messages: [{ role: 'user', content: 'Once upon a time' }], n: 4, max_tokens: 30000,
+      { model: path.basename(model), messages: [{ role: 'user', content: 'Once upon a time' }], n: 4, max_tokens: 30000,
         ignore_eos: true, logprobs: true, top_logprobs: 20, stream: true },
       ['--stall', '0', '--then', 'hold', '--limit', '60']);
     assert.equal(code, 0, `not cut: ${stdout}`);
