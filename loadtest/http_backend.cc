@@ -283,17 +283,16 @@ class HttpBackend final : public Backend {
 
 }  // namespace
 
-// The first model id of the target's GET /v1/models (one blocking request, 10 s at most).
+// The first model id of the target's GET /v1/models (one blocking request, 5 s at most).
 absl::StatusOr<std::string> FirstModelId(const Target& target, const std::string& api_key,
                                          const tcp::resolver::results_type& endpoints) {
   const std::string url = target.base_path + "/v1/models";
   auto fail = [&](const std::string& why) {
-    return absl::FailedPreconditionError("--model not given and GET " + url + " gave no model id (" +
-                                         why + "); pass --model");
+    return absl::NotFoundError("GET " + url + " gave no model id (" + why + ")");
   };
   asio::io_context io;
   beast::tcp_stream stream(io);
-  stream.expires_after(std::chrono::seconds(10));
+  stream.expires_after(std::chrono::seconds(5));
   boost::system::error_code ec;
   stream.connect(endpoints, ec);
   if (ec) return fail(ec.message());
@@ -327,9 +326,9 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeHttpBackend(asio::io_context& io,
   Options o = options;
   if (o.model.empty()) {
     // Servers refuse a model they do not serve (OpenAI, vLLM, r1-gateway): ask for theirs.
+    // A target that lists none (or cannot be reached yet: the run reports that) gets "default".
     auto id = FirstModelId(target, options.api_key, endpoints);
-    if (!id.ok()) return id.status();
-    o.model = *id;
+    o.model = id.ok() ? *id : "default";
   }
   return std::unique_ptr<Backend>(new HttpBackend(io, target, std::move(o), std::move(endpoints)));
 }

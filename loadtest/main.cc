@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
                                        "HTTP only: chat (/v1/chat/completions) or completions "
                                        "(/v1/completions)");
   std::string* model = flags.String("model", "", "the request's \"model\" field (HTTP); empty: "
-                                                 "the first id of the target's GET /v1/models");
+                                                 "the first id of the target's GET /v1/models, else \"default\"");
   std::string* api_key = flags.String("api-key", "", "sent as Authorization: Bearer KEY");
   std::string* concurrency = flags.String(
       "concurrency", "8", "most requests in flight; a comma list (1,2,4,8) runs one level each");

@@ -12,7 +12,7 @@ struct Options {
   std::string target = "http://127.0.0.1:8080";
   // "chat" (POST /v1/chat/completions) or "completions" (POST /v1/completions). HTTP only.
   std::string endpoint = "chat";
-  std::string model;    // the "model" field; empty: the first of the target's /v1/models
+  std::string model;    // the "model" field; empty: the first of the target's /v1/models, else "default"
   std::string api_key;  // sent as "Authorization: Bearer KEY"
   int64_t concurrency = 8;  // most requests in flight
   double rate = 0;          // requests per second, Poisson arrivals; 0 = closed loop
