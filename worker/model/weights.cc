@@ -39,6 +39,15 @@ at::Tensor Stack(const std::vector<const TensorView*>& parts, at::ScalarType dty
   return at::cat(views, 0).to(device);
 }
 
+// Off the CPU gate and up are one [2 I, H] tensor (one GEMM for both), which wgate and wup
+// view; no extra memory is kept.
+void StackGateUp(LayerWeights& l) {
+  const int64_t I = l.wgate.size(0);
+  l.wgate_up = at::cat({l.wgate, l.wup}, 0);
+  l.wgate = l.wgate_up.narrow(0, 0, I);
+  l.wup = l.wgate_up.narrow(0, I, I);
+}
+
 }  // namespace
 
 int64_t ModelWeights::bytes(bool tied) const {
@@ -135,11 +144,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       // Without the arena, gate and up stay separate views of the mapping: no copy at load.
       l.wgate = put(gate);
       l.wup = put(up);
-      if (!device.is_cpu()) {  // one GEMM for both on the GPU; no extra memory kept
-        l.wgate_up = at::cat({l.wgate, l.wup}, 0);
-        l.wgate = l.wgate_up.narrow(0, 0, I);
-        l.wup = l.wgate_up.narrow(0, I, I);
-      }
+      if (!device.is_cpu()) StackGateUp(l);
       l.wdown = put(down);
       w->layers.push_back(std::move(l));
     }
@@ -177,14 +182,9 @@ std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const Weight
     if (cfg.qkv_bias) l.bqkv = rnd({QKV});
     l.wo = rnd({H, cfg.num_attention_heads * cfg.head_dim()});
     l.post_norm = at::ones({H}, to);
-    if (options.device.is_cpu()) {
-      l.wgate = rnd({I, H});
-      l.wup = rnd({I, H});
-    } else {  // stacked, as LoadWeights lays them out off the CPU
-      l.wgate_up = rnd({2 * I, H});
-      l.wgate = l.wgate_up.narrow(0, 0, I);
-      l.wup = l.wgate_up.narrow(0, I, I);
-    }
+    l.wgate = rnd({I, H});
+    l.wup = rnd({I, H});
+    if (!options.device.is_cpu()) StackGateUp(l);
     l.wdown = rnd({H, I});
     w->layers.push_back(std::move(l));
   }
