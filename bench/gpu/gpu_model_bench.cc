@@ -97,16 +97,7 @@ int main(int argc, char** argv) {
                                     "draw random weights (std 0.02) on the device instead of reading safetensors: "
                                     "--model then needs only config.json (r1-mkmodel --config-only), for shapes "
                                     "whose checkpoint does not fit the disk");
-  r1::model::KernelTuning tuning;
-  bool* graphs = flags.Bool("cuda-graphs", tuning.cuda_graphs, "let the model replay CUDA graphs for decode steps");
-  bool* kernels = flags.Bool("cuda-kernels", tuning.cuda_kernels,
-                             "our fused CUDA kernels and paged attention (false: the plain ATen step)");
-  bool* pdl = flags.Bool("pdl", tuning.pdl, "programmatic dependent launch between our kernels");
-  int64_t* attn_splits = flags.Int("attn-splits", tuning.attn_splits, "decode attention's key splits; 0: chosen per step");
-  int64_t* attn_stages = flags.Int("attn-stages", tuning.attn_stages, "decode attention's tiles in flight (2 or 3)");
-  int64_t* flash_min_tokens = flags.Int("flash-min-tokens", tuning.flash_min_tokens, "see r1-worker --help");
-  int64_t* gemv_max_rows = flags.Int("gemv-max-rows", tuning.gemv_max_rows, "steps of at most this many tokens use the fused GEMVs");
-  int64_t* gemv_units = flags.Int("gemv-units", tuning.gemv_units, "outputs per warp of the projection GEMVs; 0: the kernel's");
+  r1::model::KernelTuningFlags tuning_flags(flags);
   flags.ParseOrExit(argc, argv);
   if (model_dir->empty()) flags.Fail("--model is required");
   std::vector<int64_t> plens = Ints(flags, "prompt-lens", *prompt_lens);
@@ -120,14 +111,7 @@ int main(int argc, char** argv) {
   lo.device = *device;
   lo.dtype = *dtype;
   if (*random_weights) lo.random_weights_std = 0.02;
-  lo.tuning.cuda_graphs = *graphs;
-  lo.tuning.cuda_kernels = *kernels;
-  lo.tuning.pdl = *pdl;
-  lo.tuning.attn_splits = static_cast<int>(*attn_splits);
-  lo.tuning.attn_stages = static_cast<int>(*attn_stages);
-  lo.tuning.flash_min_tokens = *flash_min_tokens;
-  lo.tuning.gemv_max_rows = static_cast<int>(*gemv_max_rows);
-  lo.tuning.gemv_units = static_cast<int>(*gemv_units);
+  lo.tuning = tuning_flags.Get();
   auto t0 = Clock::now();
   auto m = r1::model::Qwen2Model::Load(*model_dir, lo);
   if (!m.ok()) flags.Fail(std::string(m.status().message()));

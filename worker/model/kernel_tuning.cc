@@ -1,6 +1,10 @@
 #include "worker/model/kernel_tuning.h"
 
+#include <algorithm>
+#include <climits>
+
 #include "absl/strings/str_cat.h"
+#include "common/flags.h"
 
 namespace r1::model {
 
@@ -26,6 +30,46 @@ std::string KernelTuning::Describe() const {
                       " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " flash_min_tokens=", flash_min_tokens,
                       " flash_min_work=", flash_min_work,
                       " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units);
+}
+
+KernelTuningFlags::KernelTuningFlags(Flags& flags) {
+  const KernelTuning d;
+  cpu_kernels_ = flags.Bool("cpu-kernels", d.cpu_kernels,
+                            "CPU bf16: our AVX512-BF16 kernels for decode-sized layers and attention");
+  cuda_kernels_ = flags.Bool("cuda-kernels", d.cuda_kernels,
+                             "CUDA: our fused kernels and paged attention (false: the plain ATen step)");
+  cuda_graphs_ = flags.Bool("cuda-graphs", d.cuda_graphs, "CUDA: replay captured graphs for decode steps");
+  pdl_ = flags.Bool("pdl", d.pdl,
+                    "CUDA (compute capability 9+): programmatic dependent launch between our kernels");
+  attn_splits_ = flags.Int("attn-splits", d.attn_splits,
+                           "decode attention's key splits per query; 0: chosen per step");
+  attn_stages_ = flags.Int("attn-stages", d.attn_stages,
+                           "decode attention's 64-key tiles in shared memory at once (2 or 3)");
+  flash_min_tokens_ = flags.Int(
+      "flash-min-tokens", d.flash_min_tokens,
+      "CUDA: prompt chunks with more new tokens (and more than --flash-min-work query-key pairs) "
+      "use flash attention over the gathered cache; -1: never");
+  flash_min_work_ = flags.Int("flash-min-work", d.flash_min_work, "CUDA: see --flash-min-tokens");
+  gemv_max_rows_ = flags.Int("gemv-max-rows", d.gemv_max_rows,
+                             "CUDA: steps of at most this many tokens use the fused GEMVs (0..8)");
+  gemv_units_ = flags.Int("gemv-units", d.gemv_units,
+                          "CUDA: outputs per warp of the projection GEMVs; 0: the kernel's choice");
+}
+
+KernelTuning KernelTuningFlags::Get() const {
+  auto clamp32 = [](int64_t v) { return static_cast<int>(std::clamp<int64_t>(v, INT_MIN, INT_MAX)); };
+  KernelTuning t;
+  t.cpu_kernels = *cpu_kernels_;
+  t.cuda_kernels = *cuda_kernels_;
+  t.cuda_graphs = *cuda_graphs_;
+  t.pdl = *pdl_;
+  t.attn_splits = clamp32(*attn_splits_);
+  t.attn_stages = clamp32(*attn_stages_);
+  t.flash_min_tokens = *flash_min_tokens_;
+  t.flash_min_work = *flash_min_work_;
+  t.gemv_max_rows = clamp32(*gemv_max_rows_);
+  t.gemv_units = clamp32(*gemv_units_);
+  return t;
 }
 
 }  // namespace r1::model

@@ -8,6 +8,10 @@
 
 #include "common/status.h"
 
+namespace r1 {
+class Flags;
+}
+
 namespace r1::model {
 
 // The most query rows one paged-attention launch takes (the kernel's grid z-dimension); the
@@ -47,6 +51,20 @@ struct KernelTuning {
   absl::Status Validate() const;
   // One line for the start-up log: "cuda_kernels=1 cuda_graphs=1 ...".
   std::string Describe() const;
+};
+
+// The flags of every KernelTuning field (--cpu-kernels ... --gemv-units), one set for r1-worker
+// and the benches: registered on `flags` before it parses, read by Get() after. Values beyond
+// an int are clamped to its range, so Validate names them instead of a wrapped value.
+class KernelTuningFlags {
+ public:
+  explicit KernelTuningFlags(Flags& flags);
+  KernelTuning Get() const;
+
+ private:
+  bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_;
+  int64_t *attn_splits_, *attn_stages_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
+      *gemv_units_;
 };
 
 }  // namespace r1::model

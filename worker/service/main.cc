@@ -115,29 +115,7 @@ int Run(int argc, char** argv) {
   // Structured outputs and the thinking budget (output_flags.h).
   r1::service::OutputFlags output_flags = r1::service::AddOutputFlags(flags);
   // Kernel tuning (model/kernel_tuning.h), logged at start.
-  r1::model::KernelTuning tuning_defaults;
-  bool* cpu_kernels = flags.Bool("cpu-kernels", tuning_defaults.cpu_kernels,
-                                 "CPU bf16: our AVX512-BF16 kernels for decode-sized layers and attention");
-  bool* cuda_kernels = flags.Bool("cuda-kernels", tuning_defaults.cuda_kernels,
-                                  "CUDA: our fused kernels and paged attention (false: the plain ATen step)");
-  bool* cuda_graphs = flags.Bool("cuda-graphs", tuning_defaults.cuda_graphs,
-                                 "CUDA: replay captured graphs for decode steps");
-  bool* pdl = flags.Bool("pdl", tuning_defaults.pdl,
-                         "CUDA (compute capability 9+): programmatic dependent launch between our kernels");
-  int64_t* attn_splits = flags.Int("attn-splits", tuning_defaults.attn_splits,
-                                   "decode attention's key splits per query; 0: chosen per step");
-  int64_t* attn_stages = flags.Int("attn-stages", tuning_defaults.attn_stages,
-                                   "decode attention's 64-key tiles in shared memory at once (2 or 3)");
-  int64_t* flash_min_tokens = flags.Int(
-      "flash-min-tokens", tuning_defaults.flash_min_tokens,
-      "CUDA: prompt chunks with more new tokens (and more than --flash-min-work query-key pairs) "
-      "use flash attention over the gathered cache; -1: never");
-  int64_t* flash_min_work = flags.Int("flash-min-work", tuning_defaults.flash_min_work,
-                                      "CUDA: see --flash-min-tokens");
-  int64_t* gemv_max_rows = flags.Int("gemv-max-rows", tuning_defaults.gemv_max_rows,
-                                     "CUDA: steps of at most this many tokens use the fused GEMVs (0..8)");
-  int64_t* gemv_units = flags.Int("gemv-units", tuning_defaults.gemv_units,
-                                  "CUDA: outputs per warp of the projection GEMVs; 0: the kernel's choice");
+  r1::model::KernelTuningFlags tuning_flags(flags);
   flags.ParseOrExit(argc, argv);
   if (*keep_freed && !r1::engine::KeepFreedHostMemory()) {
     R1_LOG(WARNING) << "--keep-freed-memory: this C library has no such setting";
@@ -186,16 +164,7 @@ int Run(int argc, char** argv) {
   eo.max_wait_steps = clamp32(*max_wait_steps);
   eo.enable_prefix_caching = *prefix_caching;
   eo.fault_hang_file = *fault_hang_file;
-  eo.tuning.cpu_kernels = *cpu_kernels;
-  eo.tuning.cuda_kernels = *cuda_kernels;
-  eo.tuning.cuda_graphs = *cuda_graphs;
-  eo.tuning.pdl = *pdl;
-  eo.tuning.attn_splits = clamp32(*attn_splits);
-  eo.tuning.attn_stages = clamp32(*attn_stages);
-  eo.tuning.flash_min_tokens = *flash_min_tokens;
-  eo.tuning.flash_min_work = *flash_min_work;
-  eo.tuning.gemv_max_rows = clamp32(*gemv_max_rows);
-  eo.tuning.gemv_units = clamp32(*gemv_units);
+  eo.tuning = tuning_flags.Get();
   if (absl::Status v = r1::engine::ValidateEngineOptions(eo); !v.ok()) flags.Fail(std::string(v.message()));
 
   auto codec = r1::service::LoadPromptCodec(*model, *chat_template);
