@@ -283,17 +283,17 @@ class HttpBackend final : public Backend {
 
 }  // namespace
 
-// The first model id of the target's GET /v1/models (one blocking request, 5 s at most).
-absl::StatusOr<std::string> FirstModelId(const Target& target, const std::string& api_key,
-                                         const tcp::resolver::results_type& endpoints) {
+absl::StatusOr<std::string> FirstModelId(const Target& target, const std::string& api_key) {
   const std::string url = target.base_path + "/v1/models";
   auto fail = [&](const std::string& why) {
     return absl::NotFoundError("GET " + url + " gave no model id (" + why + ")");
   };
   asio::io_context io;
+  boost::system::error_code ec;
+  auto endpoints = tcp::resolver(io).resolve(target.host, target.port, ec);
+  if (ec) return fail(ec.message());
   beast::tcp_stream stream(io);
   stream.expires_after(std::chrono::seconds(5));
-  boost::system::error_code ec;
   stream.connect(endpoints, ec);
   if (ec) return fail(ec.message());
   http::request<http::empty_body> req(http::verb::get, url, 11);
@@ -323,14 +323,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeHttpBackend(asio::io_context& io,
   if (ec) {
     return absl::InvalidArgumentError("cannot resolve '" + target.host + "': " + ec.message());
   }
-  Options o = options;
-  if (o.model.empty()) {
-    // Servers refuse a model they do not serve (OpenAI, vLLM, r1-gateway): ask for theirs.
-    // A target that lists none (or cannot be reached yet: the run reports that) gets "default".
-    auto id = FirstModelId(target, options.api_key, endpoints);
-    o.model = id.ok() ? *id : "default";
-  }
-  return std::unique_ptr<Backend>(new HttpBackend(io, target, std::move(o), std::move(endpoints)));
+  return std::unique_ptr<Backend>(new HttpBackend(io, target, options, std::move(endpoints)));
 }
 
 }  // namespace r1::loadtest

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include <boost/asio/io_context.hpp>
 
@@ -13,6 +14,10 @@
 namespace r1::loadtest {
 
 // Resolves the target's host at once (a bad host is an error here, not per request).
+// The first model id of the target's GET /v1/models (one blocking request, 5 s at most); an
+// error when it lists none or cannot be reached.
+absl::StatusOr<std::string> FirstModelId(const Target& target, const std::string& api_key);
+
 absl::StatusOr<std::unique_ptr<Backend>> MakeHttpBackend(boost::asio::io_context& io,
                                                          const Target& target,
                                                          const Options& options);

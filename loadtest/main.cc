@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/flags.h"
+#include "loadtest/http_backend.h"
 #include "loadtest/plot.h"
 #include "loadtest/report.h"
 #include "loadtest/runner.h"
@@ -147,6 +148,12 @@ int main(int argc, char** argv) {
   bool show_progress = *progress && isatty(STDERR_FILENO);
   r1::loadtest::ProgressFn fn;
   if (show_progress) fn = PrintProgress;
+  if (o.model.empty() && parsed_target->scheme == "http") {
+    // Servers refuse a model they do not serve (OpenAI, vLLM, r1-gateway): ask for theirs. A
+    // target that lists none (or cannot be reached yet: the run reports that) gets "default".
+    auto id = r1::loadtest::FirstModelId(*parsed_target, o.api_key);
+    o.model = id.ok() ? *id : "default";
+  }
   auto results = r1::loadtest::RunLoadTest(o, levels, fn);
   if (show_progress) fputs("\r\x1b[K", stderr);
   if (!results.ok()) {
