@@ -243,7 +243,9 @@ TEST_F(EngineTest, AResumedStreamContinuesExactly) {
 // token p by log_softmax of transformers' float32 logits after tokens 0..p-1
 // (tests/fixtures/model, made by make_model_fixtures.py), with the top alternatives from the
 // same row. Prefill in chunks of 8 tokens, the three prompts and a request without prompt
-// log-probabilities in one engine at once: prompt rows and sampled rows share steps.
+// log-probabilities in one engine at once: prompt rows and sampled rows share steps. The first
+// prompt already sits in the prefix cache (a request ran it before): a request for prompt
+// log-probabilities must not take those blocks, which have no logits to score.
 TEST(EnginePromptLogprobs, MatchTransformersThroughChunkedMixedSteps) {
   EngineOptions o;
   o.model_dir = model::fixtures::Dir() + "/gqa_untied";
@@ -257,6 +259,13 @@ TEST(EnginePromptLogprobs, MatchTransformersThroughChunkedMixedSteps) {
   constexpr int kTop = 3;
   const auto prompts = model::fixtures::Prompts("gqa_untied");
   ASSERT_GE(prompts.size(), 3u);
+  auto warm = std::make_shared<CollectingSink>();
+  EngineRequest wr;
+  wr.prompt = prompts[0].prompt;
+  wr.max_tokens = 1;
+  wr.sink = warm;
+  ASSERT_TRUE((*engine)->Submit(std::move(wr)).ok());
+  warm->Wait();
   auto plain = std::make_shared<CollectingSink>();
   EngineRequest pr;
   pr.prompt = prompts[0].prompt;

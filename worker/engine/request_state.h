@@ -21,6 +21,7 @@ struct RequestState : Sequence {
       : req(std::move(r)), sampler(seed), stop(req.stop), text(std::move(text_stream)) {
     tokens = req.prompt;
     num_prompt = num_tokens();
+    skip_cached_prefix = req.prompt_logprobs >= 0;
     sampler.prompt = req.prompt;
   }
   const SamplingOptions& sampling() const { return req.sampling; }

@@ -27,6 +27,7 @@ bool Scheduler::EnsureBlocks(Sequence* seq, int32_t num_tokens) {
 }
 
 int32_t Scheduler::MaxCachedBlocks(const Sequence* seq) const {
+  if (seq->skip_cached_prefix) return 0;
   return (seq->num_tokens() - 1) / config_.block_size;
 }
 

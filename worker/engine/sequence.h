@@ -27,6 +27,10 @@ struct Sequence {
   // in the cache (or were taken from it).
   std::vector<uint64_t> block_hashes;
   int32_t num_registered = 0;
+  // Never take blocks from the prefix cache (its blocks still go into it): set for a request
+  // that asks for prompt log-probabilities, which need the logits of every prompt row, and a
+  // cached prefix is never run through the model.
+  bool skip_cached_prefix = false;
 
   int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t num_uncached() const { return num_tokens() - num_cached; }
