@@ -114,7 +114,7 @@ def run_once(a, policy, prompts, logdir):
             log = open(os.path.join(logdir, f"{policy}-worker{i}.log"), "w")
             p, port = start([f"{a.bin}/r1-worker", "--model", a.model, "--listen", "127.0.0.1:0",
                              "--metrics-listen", f"127.0.0.1:{mport}", "--threads", str(a.threads),
-                             "--dtype", a.dtype,
+                             "--device", a.device, "--dtype", a.dtype,
                              "--kv-cache-memory", str(a.kv_cache_memory),
                              "--max-running", str(a.max_running), "--log-level", "warning"],
                             r"serving .* on \S*:(\d+)", log)
@@ -155,6 +155,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=4096, help="prompt ids are drawn below this")
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="each worker's --threads")
+    ap.add_argument("--device", default="cpu",
+                    help="each worker's --device (cpu: the issue's CPU workers, also on a GPU machine)")
     ap.add_argument("--dtype", default="float32", help="each worker's --dtype")
     ap.add_argument("--kv-cache-memory", type=int, default=16 << 20, help="each worker's KV cache, bytes")
     ap.add_argument("--max-running", type=int, default=16, help="each worker's --max-running")
@@ -172,7 +174,8 @@ def main():
     a = ap.parse_args()
 
     logdir = tempfile.mkdtemp(prefix="r1-routing-bench-")
-    print(f"# logs in {logdir}; {a.workers} workers x --threads {a.threads} ({a.dtype}), KV cache "
+    print(f"# logs in {logdir}; {a.workers} workers x --device {a.device} --threads {a.threads} "
+          f"({a.dtype}), {os.cpu_count()} cores here, KV cache "
           f"{a.kv_cache_memory} bytes each; {a.requests} requests, {a.concurrency} at a time; "
           f"prefix {a.prefix_len} + suffix {a.suffix_len} tokens, {a.prefixes} prefixes; "
           f"{a.max_tokens} output tokens", flush=True)
