@@ -48,7 +48,9 @@ const char* RoutingPolicyName(RoutingPolicy p) {
 }
 
 double LoadOf(const RouteCandidate& c) {
-  const double reported = static_cast<double>(c.running) + static_cast<double>(c.waiting);
+  const double reported = std::max<double>(
+      0, static_cast<double>(c.running) + static_cast<double>(c.waiting) +
+             static_cast<double>(c.streams - c.streams_at_report));
   return std::max(static_cast<double>(c.streams), reported) + std::clamp(c.kv_usage, 0.0, 1.0);
 }
 

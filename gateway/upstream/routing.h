@@ -1,9 +1,12 @@
 // Which worker a request goes to, among those that may take it (--routing):
 //  - least-connections: the fewest streams this gateway has open on it.
 //  - load: the least loaded by the worker's own report and this gateway's streams:
-//      load = max(streams open from here, running + waiting reported) + KV-cache use (0..1)
-//    (the report covers every gateway's work but is up to one health interval old; the stream
-//    count is exact but only this gateway's; the KV use breaks ties toward the emptier cache).
+//      load = max(streams open from here, running + waiting reported, brought up to date)
+//             + KV-cache use (0..1)
+//    The report covers every gateway's work but is up to one health interval old, so the
+//    streams this gateway opened or closed on the worker since it came are added to it (a
+//    request that ended since is not counted, one just sent is); the stream count is exact but
+//    only this gateway's. The KV use breaks ties toward the emptier cache.
 //  - prefix-aware (default): among the workers whose load is within the allowed imbalance of
 //    the least loaded one (load <= min + max(balance_abs, balance_rel * min)), the one with the
 //    longest predicted cached prefix of the prompt (prefix_index.h), then the least loaded.
@@ -37,6 +40,7 @@ struct RouteCandidate {
   uint32_t running = 0;
   uint32_t waiting = 0;
   double kv_usage = 0;  // blocks used / total
+  int64_t streams_at_report = 0;  // `streams` when that report arrived
   // Leading prompt chunks predicted to be in its prefix cache (prefix-aware only).
   size_t prefix_chunks = 0;
 };

@@ -37,11 +37,13 @@ void Worker::SetLoad(const r1serve::v1::LoadReport& report) {
   std::lock_guard<std::mutex> lock(mu_);
   load_ = report;
   has_load_ = true;
+  active_at_load_ = active.load();
 }
 
-bool Worker::GetLoad(r1serve::v1::LoadReport* report) const {
+bool Worker::GetLoad(r1serve::v1::LoadReport* report, int64_t* active_then) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (has_load_) *report = load_;
+  if (has_load_ && active_then) *active_then = active_at_load_;
   return has_load_;
 }
 
@@ -216,7 +218,7 @@ RouteCandidate WorkerPool::CandidateFor(Worker& w, const RouteKey* key) const {
   RouteCandidate c;
   c.streams = w.active.load();
   r1serve::v1::LoadReport r;
-  if (w.GetLoad(&r)) {
+  if (w.GetLoad(&r, &c.streams_at_report)) {
     c.running = r.running();
     c.waiting = r.waiting();
     if (r.kv_blocks_total() > 0)

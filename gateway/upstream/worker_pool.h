@@ -60,8 +60,9 @@ class Worker {
   std::atomic<int> failed_checks{0};  // health polls failed in a row
   bool outage_logged = false;  // the health checker's: why it is unhealthy was logged
 
+  // The latest load report, and `active` when it arrived (routing brings it up to date).
   void SetLoad(const r1serve::v1::LoadReport& report);
-  bool GetLoad(r1serve::v1::LoadReport* report) const;
+  bool GetLoad(r1serve::v1::LoadReport* report, int64_t* active_then = nullptr) const;
   // True when the latest load report names `model` (a worker serves one model).
   bool Serves(const std::string& model) const;
 
@@ -85,6 +86,7 @@ class Worker {
   mutable std::mutex mu_;
   r1serve::v1::LoadReport load_;
   bool has_load_ = false;
+  int64_t active_at_load_ = 0;
   std::map<uint64_t, SuspectFn> listeners_;
   uint64_t next_listener_ = 1;
   std::atomic<uint64_t> suspect_count_{0};

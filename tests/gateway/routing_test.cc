@@ -18,6 +18,7 @@ RouteCandidate C(int64_t streams, uint32_t running = 0, uint32_t waiting = 0,
   c.waiting = waiting;
   c.kv_usage = kv_usage;
   c.prefix_chunks = prefix_chunks;
+  c.streams_at_report = streams;  // a report taken now, unless a test says otherwise
   return c;
 }
 
@@ -52,6 +53,26 @@ TEST(Routing, LoadTakesTheLargerOfStreamsAndTheReportPlusKvUse) {
   EXPECT_DOUBLE_EQ(LoadOf(C(0, 0, 0, 7)), 1);  // KV use clamped to [0, 1]
   const std::vector<RouteCandidate> c = {C(3), C(1, 10, 20), C(2, 1, 0, 0.9)};
   EXPECT_EQ(ChooseWorker(Policy(RoutingPolicy::kLoad), c, &random), 2);
+}
+
+TEST(Routing, AReportIsBroughtUpToDateByThisGatewaysStreamsSinceIt) {
+  FakeRandom random{0};
+  // Reported 4 running when this gateway had 4 streams there; 3 have ended since: load 1, not 4.
+  RouteCandidate drained = C(1, 4, 0);
+  drained.streams_at_report = 4;
+  EXPECT_DOUBLE_EQ(LoadOf(drained), 1);
+  // Reported 6 (2 of them ours); one more of ours since: the other gateways' 4 plus our 3.
+  RouteCandidate shared = C(3, 5, 1);
+  shared.streams_at_report = 2;
+  EXPECT_DOUBLE_EQ(LoadOf(shared), 7);
+  // Never below what this gateway has open, never negative.
+  RouteCandidate old = C(2, 0, 0);
+  old.streams_at_report = 5;
+  EXPECT_DOUBLE_EQ(LoadOf(old), 2);
+  // The drained worker (load 1) beats one with 2 streams and an up-to-date report of 2.
+  RouteCandidate busy = C(2, 2, 0);
+  busy.streams_at_report = 2;
+  EXPECT_EQ(ChooseWorker(Policy(RoutingPolicy::kLoad), {busy, drained}, &random), 1);
   // Equal streams and reports: the emptier KV cache wins.
   EXPECT_EQ(ChooseWorker(Policy(RoutingPolicy::kLoad), {C(1, 1, 0, 0.8), C(1, 1, 0, 0.2)}, &random),
             1);
