@@ -114,11 +114,17 @@ int64_t HttpStream(int fd, const std::string& request, Clock::time_point* first)
   while (true) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0) return -1;
+    std::string data = tail + std::string(buf, n);
     if (!got) {
       *first = Clock::now();
       got = true;
+      // Anything but a 200 ends the bench (an error body never has [DONE], and the kept-alive
+      // connection would wait for it forever).
+      if (data.compare(0, 12, "HTTP/1.1 200") != 0) {
+        std::fprintf(stderr, "gateway_bench: the gateway answered: %.300s\n", data.c_str());
+        return -1;
+      }
     }
-    std::string data = tail + std::string(buf, n);
     for (size_t p = data.find(kData); p != std::string::npos; p = data.find(kData, p + 1))
       if (p + kData.size() > tail.size()) ++chunks;
     if (data.find(kEnd) != std::string::npos) return chunks;
@@ -215,7 +221,9 @@ int main(int argc, char** argv) {
   std::vector<Child> ws;
   std::string list;
   for (int i = 0; i < *workers; ++i) {
-    ws.push_back(Spawn({*fake, "--listen", "127.0.0.1:0", "--name", std::string("w") + std::to_string(i)}, "PORT"));
+    ws.push_back(Spawn({*fake, "--listen", "127.0.0.1:0", "--name", std::string("w") + std::to_string(i),
+                        "--model-id", "m"},
+                       "PORT"));
     if (ws.back().port == 0) flags.Fail("fake worker did not start");
     if (i) list += ",";
     list += std::string("127.0.0.1:") + std::to_string(ws.back().port);

@@ -6,7 +6,8 @@
 //
 //   node bench/slow_reader_probe.mjs --pid GATEWAY_PID --target http://127.0.0.1:8080 \
 //     [--clients 10] [--n 64] [--max-tokens 2048] [--prompt TEXT] [--endpoint completions|chat]
-//     [--hold-seconds 40] [--settle-seconds 5] [--api-key KEY]
+//     [--hold-seconds 40] [--settle-seconds 5] [--api-key KEY] [--model ID]
+// --model defaults to the first model the gateway lists at /v1/models.
 // --prompt defaults to "Once upon a time"; against tests/gateway's fake worker, a prompt such
 // as "@tokens=100000" makes every choice that long. The requests set ignore_eos, so a real
 // worker generates max_tokens for every choice.
@@ -18,7 +19,7 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) =>
   return acc;
 }, []));
 const known = ['pid', 'target', 'clients', 'n', 'max-tokens', 'prompt', 'endpoint', 'hold-seconds',
-  'settle-seconds', 'api-key'];
+  'settle-seconds', 'api-key', 'model'];
 for (const k of Object.keys(args)) {
   if (!known.includes(k)) { console.error(`slow_reader_probe: unknown flag --${k}`); process.exit(2); }
   if (args[k] === undefined) { console.error(`slow_reader_probe: --${k} needs a value`); process.exit(2); }
@@ -51,10 +52,20 @@ async function rssMedian(samples = 10) {
   return median(xs);
 }
 
+async function servedModel() {
+  if (args.model) return args.model;
+  const headers = args['api-key'] ? { Authorization: `Bearer ${args['api-key']}` } : {};
+  const r = await fetch(new URL('v1/models', target.href.replace(/\/?$/, '/')), { headers });
+  const list = r.ok ? await r.json() : null;
+  const id = list?.data?.[0]?.id;
+  if (!id) { console.error(`slow_reader_probe: ${target.href} lists no model at /v1/models (HTTP ${r.status}); give --model`); process.exit(2); }
+  return id;
+}
+const model = await servedModel();
 const body = JSON.stringify(endpoint === 'chat'
-  ? { model: 'default', messages: [{ role: 'user', content: prompt }], n, max_tokens: maxTokens,
+  ? { model, messages: [{ role: 'user', content: prompt }], n, max_tokens: maxTokens,
       stream: true, ignore_eos: true }
-  : { model: 'default', prompt, n, max_tokens: maxTokens, stream: true, ignore_eos: true });
+  : { model, prompt, n, max_tokens: maxTokens, stream: true, ignore_eos: true });
 const path = endpoint === 'chat' ? '/v1/chat/completions' : '/v1/completions';
 const request = `POST ${target.pathname.replace(/\/$/, '')}${path} HTTP/1.1\r\nHost: ${target.host}\r\n` +
   'Content-Type: application/json\r\n' +
