@@ -46,7 +46,7 @@ struct ServerOptions {
   // Output queued for the client (not yet taken by the socket) at which the producer is asked
   // to pause; it is asked to resume below half of it. Reads already in flight when it pauses
   // still land, so the queue can pass this by about one worker message per choice.
-  uint64_t max_buffered_output_bytes = 256 << 10;
+  uint64_t max_buffered_output_bytes = 64 << 10;
   // A write that takes no byte for this long (the client stopped reading) resets the
   // connection and cancels its request. Zero: no limit.
   std::chrono::milliseconds write_timeout{30000};

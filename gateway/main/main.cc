@@ -1,4 +1,6 @@
 // r1-gateway: OpenAI-compatible HTTP in front of r1-worker gRPC servers.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -33,7 +35,7 @@ int main(int argc, char** argv) {
   int64_t* idle_timeout = flags.Int("idle-timeout", 60, "seconds a kept-alive connection may wait for its next request");
   double* lingering_time = flags.Double("lingering-time", 2, "after a response that closes the connection, the most seconds spent reading and dropping what the client still sends before closing");
   int64_t* body_timeout = flags.Int("body-timeout", 30, "seconds to receive a request body");
-  int64_t* max_buffered_output = flags.Int("max-buffered-output-bytes", 256 << 10, "a connection's output queued in the gateway at which its request stops reading from the workers (gRPC flow control then holds them); reading resumes below half of it");
+  int64_t* max_buffered_output = flags.Int("max-buffered-output-bytes", 64 << 10, "a connection's output queued in the gateway at which its request stops reading from the workers (gRPC flow control then holds them); reading resumes below half of it");
   double* write_timeout = flags.Double("write-timeout", 30, "seconds a response write may take no byte (the client stopped reading) before the connection is reset and its request cancelled on the workers (0: no limit)");
   double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one attempt's Generate call (each retry gets its own)");
   double* first_token_timeout = flags.Double("first-token-timeout", 120, "seconds an attempt may wait for its first token; then the worker counts as failed and the request is retried elsewhere (0: no limit)");
@@ -65,7 +67,7 @@ int main(int argc, char** argv) {
   std::string* worker_tls_cert = flags.String("worker-tls-cert", "", "PEM client certificate presented to workers (mTLS), with --worker-tls-key");
   std::string* worker_tls_key = flags.String("worker-tls-key", "", "PEM private key of --worker-tls-cert");
   std::string* worker_tls_name = flags.String("worker-tls-server-name", "", "name the workers' certificates must carry (default: the host of each worker address)");
-  int64_t* stream_window = flags.Int("worker-stream-window-bytes", 8192, "HTTP/2 flow-control window of each worker stream: what a worker may send ahead of what the gateway read (a stream paused for a slow client holds at most this much in the gateway)");
+  int64_t* stream_window = flags.Int("worker-stream-window-bytes", 1024, "HTTP/2 flow-control window of each worker stream: what a worker may send ahead of what the gateway read (a stream paused for a slow client holds at most this much in the gateway)");
   std::string* worker_token = flags.String("worker-token-file", "", "file whose first token is sent to workers as 'authorization: Bearer TOKEN'");
   std::string* log_level = flags.String("log-level", "info", "debug|info|warning|error");
   flags.ParseOrExit(argc, argv);
@@ -220,7 +222,17 @@ int main(int argc, char** argv) {
                << (sec.token.empty() ? "" : " + token");
   std::printf("LISTENING %d\n", server.port());
   std::fflush(stdout);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Freed memory goes back to the system: glibc keeps what the gateway's threads freed in their
+  // arenas, and after a burst (hundreds of streams, slow readers) that stayed resident for
+  // good. Every 5 s, when requests have ended since the last look, malloc_trim returns it.
+  int64_t seen_requests = 0;
+  for (int tick = 1; !g_stop; ++tick) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (tick % 50 != 0) continue;
+    const int64_t now_requests = gateway.context()->active_requests.load();
+    if (now_requests < seen_requests) malloc_trim(0);
+    seen_requests = now_requests;
+  }
   // Drain: no new connections, /readyz 503, requests in flight may finish.
   R1_LOG(INFO) << "r1-gateway draining " << gateway.context()->active_requests.load()
                << " request(s)";
