@@ -41,12 +41,16 @@
 
 namespace r1::gw {
 
+// Each Generate stream's HTTP/2 window by default (PoolOptions::stream_window_bytes).
+inline constexpr int kDefaultStreamWindowBytes = 1024;
+
 class Worker {
  public:
   // stream_window_bytes: the HTTP/2 flow-control window of each Generate stream, what a
   // worker may send ahead of what the gateway read (PoolOptions::stream_window_bytes).
   Worker(std::string address, BreakerOptions breaker, const Clock* clock,
-         const ChannelSecurity& security = {}, int stream_window_bytes = 1024,
+         const ChannelSecurity& security = {},
+         int stream_window_bytes = kDefaultStreamWindowBytes,
          EjectionGate* gate = nullptr);
   const std::string& address() const { return address_; }
   r1serve::v1::Inference::Stub* stub() { return stub_.get(); }
@@ -108,7 +112,7 @@ struct PoolOptions {
   // Each Generate stream's HTTP/2 window: what a worker may send that the gateway has not
   // read. Fixed (no BDP probing), so that a paused stream (a client that stopped reading)
   // holds at most this much in the gateway, and the worker's writes then wait.
-  int stream_window_bytes = 1024;
+  int stream_window_bytes = kDefaultStreamWindowBytes;
 };
 
 // True when a load report shows pressure: memory above `threshold` of total or KV use above 1.
