@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
 
   // Time to first token, chunked as the engine feeds a long prompt.
   {
-    int64_t max_p = *std::max_element(plens.begin(), plens.end());
+    const int64_t kWarmUpPrompt = 64;
+    int64_t max_p = std::max(kWarmUpPrompt, *std::max_element(plens.begin(), plens.end()));
     const int64_t per_seq = (max_p + 1 + block - 1) / block;
     r1::model::KvCache cache(cfg, per_seq, block, model.dtype(), dev, fp8);
     auto prefill = [&](const std::vector<int32_t>& toks) {
@@ -177,7 +178,7 @@ int main(int argc, char** argv) {
       }
       (void)logits.argmax(-1).item<int64_t>();  // the host sync the engine has
     };
-    for (int i = 0; i < 2; ++i) prefill(prompt(64, 0));  // cuBLAS handles, first launches
+    for (int i = 0; i < 2; ++i) prefill(prompt(kWarmUpPrompt, 0));  // cuBLAS handles, first launches
     for (int64_t p : plens) {
       std::vector<double> t;
       for (int64_t r = 0; r < *reps + 1; ++r) {

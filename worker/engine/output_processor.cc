@@ -16,8 +16,7 @@ bool Contains(const std::vector<int32_t>& ids, int32_t id) {
 Delta OutputProcessor::OnToken(RequestState* req, const SampleResult& sample,
                                Clock::TimePoint now) const {
   const int32_t tok = sample.token;
-  req->tokens.push_back(tok);  // (the sampler appended it to its own output)
-  req->constraints.Accept(tok);
+  req->tokens.push_back(tok);  // (the sampler appended it to its own output; the step, to the constraints)
   if (req->first_token_at == Clock::TimePoint{}) req->first_token_at = now;
   req->last_token_at = now;
 

@@ -28,7 +28,8 @@ class OutputProcessor {
   explicit OutputProcessor(OutputConfig config) : config_(std::move(config)) {}
 
   // Appends the sampled token to `req` and returns its delta; finish != kNone when the request
-  // ends with it (the delta then carries the totals, the text held back flushed).
+  // ends with it (the delta then carries the totals, the text held back flushed). The step
+  // (StepExecutor::Finish) has already advanced req->constraints by the token.
   Delta OnToken(RequestState* req, const SampleResult& sample, Clock::TimePoint now) const;
 
   // A resumed stream (EngineRequest::resume_output): takes in the tokens another worker had

@@ -1,28 +1,42 @@
 #include "worker/engine/step_executor.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
+#include <atomic>
 #include <tuple>
+
+#include "worker/model/cpu_parallel.h"
 
 namespace r1::engine {
 
 namespace {
 
-// Each sampled row's constraint for this step (grammar masks, forced tokens, biases, bans),
-// rows spread over the threads: masks of different sequences are independent.
-void PrepareRows(const std::vector<RequestState*>& sampled) {
+// fn(i) for every i in [0, n), spread over the CPU pool (model::ParallelRun: whoever runs takes
+// the next row; at::parallel_for would run serially in this file, built without OpenMP).
+template <typename Fn>
+void ForEachRow(size_t n, Fn&& fn) {
+  if (n == 0) return;
+  std::atomic<size_t> next{0};
+  const int threads = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(model::ParallelThreads())));
+  model::ParallelRun([&](int) {
+    for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
+  }, std::max(threads, 1));
+}
+
+// The sampled rows whose requests have constraints; the others' are cleared.
+std::vector<RequestState*> ConstrainedRows(const std::vector<RequestState*>& sampled) {
   std::vector<RequestState*> rows;
   for (RequestState* r : sampled) {
     if (r->constraints.any()) rows.push_back(r);
     else r->sampler.constraint.Clear();
   }
-  at::parallel_for(0, static_cast<int64_t>(rows.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      RequestState* r = rows[static_cast<size_t>(i)];
-      r->constraints.Prepare(r->num_output(), &r->sampler.constraint);
-    }
-  });
+  return rows;
+}
+
+// Each sampled row's constraint for this step (grammar masks, forced tokens, biases, bans):
+// masks of different sequences are independent, so rows go to different threads.
+void PrepareRows(const std::vector<RequestState*>& sampled) {
+  std::vector<RequestState*> rows = ConstrainedRows(sampled);
+  ForEachRow(rows.size(), [&](size_t i) { rows[i]->constraints.Prepare(rows[i]->num_output(), &rows[i]->sampler.constraint); });
 }
 
 }  // namespace
@@ -71,6 +85,13 @@ void StepExecutor::PrepareConstraints() {
   out_.constraint_ms = MillisBetween(t, clock_->Now());
 }
 
+void StepExecutor::AcceptSamples() {
+  Clock::TimePoint t = clock_->Now();
+  // Every row: an unconstrained one may still count its thought (usage.reasoning_tokens).
+  ForEachRow(out_.sampled.size(), [&](size_t i) { out_.sampled[i]->constraints.Accept(out_.samples[i].token); });
+  out_.constraint_ms += MillisBetween(t, clock_->Now());
+}
+
 StepOutput StepExecutor::Finish() {
   if (logits_.ok() && !prompt_rows_.empty()) ScorePrompts(*logits_);
   if (!logits_.ok()) {
@@ -92,6 +113,7 @@ StepOutput StepExecutor::Finish() {
     out_.sample_ms = MillisBetween(t, clock_->Now());
     if (s.ok()) out_.samples = std::move(*s);
     else out_.status = s.status();
+    if (s.ok()) AcceptSamples();
   }
   logits_ = absl::StatusOr<at::Tensor>();
   return std::move(out_);

@@ -19,7 +19,8 @@ struct StepOutput {
   std::vector<RequestState*> sampled;  // the chunks that sampled, in plan order
   std::vector<SampleResult> samples;   // their tokens
   double model_ms = 0, sample_ms = 0;  // host time in the model call and in sampling
-  double constraint_ms = 0;            // host time making the rows' constraints (masks)
+  // Host time making the rows' constraints (masks) and advancing them by the sampled tokens.
+  double constraint_ms = 0;
 };
 
 class StepExecutor {
@@ -32,7 +33,8 @@ class StepExecutor {
 
   // Queues the model call for `plan` (on a synchronous device, computes it).
   void Launch(const StepPlan& plan);
-  // Waits for the step and samples its tokens.
+  // Waits for the step and samples its tokens, and advances the sampled rows' constraints
+  // (grammar matchers, thought budgets) by them, rows spread over the CPU threads.
   StepOutput Finish();
 
  private:
@@ -43,6 +45,7 @@ class StepExecutor {
   };
   void ScorePrompts(const at::Tensor& logits);
   void PrepareConstraints();
+  void AcceptSamples();
 
   ModelRunner* runner_;
   const Clock* clock_;
