@@ -217,8 +217,7 @@ TEST_P(GpuKernelsTest, SiluMulMatchesSiluTimesUp) {
 // Paged attention against a gather + softmax reference: several lengths (1 key to 4,100),
 // scattered blocks, grouped heads (groups of 1 to 16), keys split across thread blocks (also
 // more splits than tiles, which leaves some empty), both kernels (the tensor-core one for
-// head_dim 128 in bf16, with one or two KV heads a block; the CUDA-core one everywhere), and an
-// FP8 cache.
+// head_dim 128 in bf16, the CUDA-core one everywhere), and an FP8 cache.
 TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
   struct Shape { int nh, kvh, D; };
   for (Shape sh : std::vector<Shape>{{12, 2, 128}, {28, 4, 128}, {40, 8, 128}, {32, 2, 128}, {4, 2, 16}, {6, 1, 8}}) {
@@ -256,12 +255,9 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       variants.push_back({1, false, true});
       variants.push_back({7, false, true});
     }
-    struct Kernel { int stages, kv_heads; };
-    for (Kernel kern : std::vector<Kernel>{{2, 1}, {3, 1}, {2, 2}})
+    for (int stages : {2, 3})
     for (Variant var : variants) {
-      const int stages = kern.stages;
       if (stages == 3 && (!tc || var.generic)) continue;
-      if (kern.kv_heads == 2 && (!tc || var.generic || var.fp8 || kvh % 2 != 0)) continue;
       const int nsplit = var.nsplit;
       at::Tensor out = at::zeros({2 * B + 1, nh * D}, Opts());
       at::Tensor partial = at::empty({B * nh * nsplit * (D + 2)}, Opts().dtype(at::kFloat));
@@ -289,7 +285,6 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       a.nsplit = nsplit;
       a.force_generic = var.generic;
       a.stages = stages;
-      a.kv_heads_per_block = kern.kv_heads;
       a.partial = partial.data_ptr<float>();
       a.counters = counters.data_ptr<int>();
       a.out = out.data_ptr();
@@ -312,7 +307,7 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
       }
       const std::string what = "nh " + std::to_string(nh) + " kvh " + std::to_string(kvh) + " D " +
                                std::to_string(D) + " nsplit " + std::to_string(nsplit) +
-                               (tc && !var.generic ? " tensor-core stages " + std::to_string(stages) + " kv heads/block " + std::to_string(kern.kv_heads) : " cuda-core") +
+                               (tc && !var.generic ? " tensor-core stages " + std::to_string(stages) : " cuda-core") +
                                (var.fp8 ? " fp8" : "");
       std::printf("paged attention %s: max |diff| %.3g\n", what.c_str(), worst);
       EXPECT_LT(worst, Bf16() ? 1e-2 : 1e-5) << what;

@@ -1,5 +1,9 @@
 #include "worker/engine/device_sampler.h"
 
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include <algorithm>
 #include <bit>
 #include <limits>
@@ -8,11 +12,43 @@
 namespace r1::engine {
 namespace {
 
-// Host vector -> a new tensor on `device` (always a copy: the vector dies first).
+// Host bytes -> pinned memory (the caching host allocator's: kept until the copies that read
+// it are done), so that an upload from it neither stages through pageable memory nor waits for
+// the device: a plain copy from pageable memory synchronises the stream, and the sampler's ops
+// after it would then be launched one by one onto an idle GPU.
+at::Tensor Pinned(const at::Tensor& host) {
+  at::Tensor pinned = at::empty_like(host, at::TensorOptions().pinned_memory(true));
+  pinned.copy_(host);
+  return pinned;
+}
+
+// Host vector -> a new tensor on `device` (always a copy: the vector dies first), queued on the
+// current stream without waiting for it.
 template <class T>
 at::Tensor Upload(const std::vector<T>& v, at::ScalarType type, at::Device device) {
-  return at::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())}, type)
-      .to(device, type, /*non_blocking=*/false, /*copy=*/true);
+  at::Tensor host = at::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())}, type);
+  if (!device.is_cuda()) return host.to(device, type, /*non_blocking=*/false, /*copy=*/true);
+  return Pinned(host).to(device, type, /*non_blocking=*/true);
+}
+
+// Pinned host bytes -> `device`, copied on a side stream: the copy runs while the kernels
+// queued before it on the current stream (the model's step, whose logits the bytes will mask)
+// still compute, instead of after them. The current stream waits for it; the result is not
+// reused by the allocator until the current stream is done with it.
+at::Tensor UploadBeside(const at::Tensor& pinned, at::Device device) {
+  c10::impl::VirtualGuardImpl impl(device.type());
+  const c10::Stream current = impl.getStream(device);
+  const c10::Stream side = impl.getStreamFromGlobalPool(device);
+  c10::Event copied(device.type());
+  at::Tensor out;
+  {
+    c10::StreamGuard guard(side);
+    out = pinned.to(device, /*non_blocking=*/true);
+    copied.record(side);
+  }
+  copied.block(current);
+  impl.recordDataPtrOnStream(out.storage().data_ptr(), current);
+  return out;
 }
 
 // How a sampled row finds its candidates. Each row's way depends on its own options only, so
@@ -175,11 +211,7 @@ at::Tensor ConstrainedLogits(const at::Tensor& logits,
     at::Tensor host = at::from_blob(words.data(), {m, W * 4}, at::kByte);
     at::Tensor bytes;
     if (dev.is_cuda()) {
-      // 19 KB a row: through pinned memory (the caching host allocator's, kept alive until the
-      // copy is done), so the upload neither stages through pageable memory nor blocks the host.
-      at::Tensor pinned = at::empty_like(host, at::TensorOptions().pinned_memory(true));
-      pinned.copy_(host);
-      bytes = pinned.to(dev, at::kByte, /*non_blocking=*/true);
+      bytes = UploadBeside(Pinned(host), dev);  // 19 KB a row
     } else {
       bytes = host.to(dev, at::kByte, /*non_blocking=*/false, /*copy=*/true);
     }

@@ -13,8 +13,6 @@ absl::Status KernelTuning::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("--attn-splits must be in [0, 256], got ", attn_splits));
   if (attn_stages != 2 && attn_stages != 3)
     return absl::InvalidArgumentError(absl::StrCat("--attn-stages must be 2 or 3, got ", attn_stages));
-  if (attn_kv_heads != 1 && attn_kv_heads != 2)
-    return absl::InvalidArgumentError(absl::StrCat("--attn-kv-heads must be 1 or 2, got ", attn_kv_heads));
   if (gemv_max_rows < 0 || gemv_max_rows > kMaxGemvRows)
     return absl::InvalidArgumentError(
         absl::StrCat("--gemv-max-rows must be in [0, ", kMaxGemvRows, "], got ", gemv_max_rows));
@@ -29,7 +27,7 @@ absl::Status KernelTuning::Validate() const {
 
 std::string KernelTuning::Describe() const {
   return absl::StrCat("cpu_kernels=", cpu_kernels, " cuda_kernels=", cuda_kernels,
-                      " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " attn_kv_heads=", attn_kv_heads, " flash_min_tokens=", flash_min_tokens,
+                      " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " flash_min_tokens=", flash_min_tokens,
                       " flash_min_work=", flash_min_work,
                       " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units);
 }
@@ -47,9 +45,6 @@ KernelTuningFlags::KernelTuningFlags(Flags& flags) {
                            "decode attention's key splits per query; 0: chosen per step");
   attn_stages_ = flags.Int("attn-stages", d.attn_stages,
                            "decode attention's 64-key tiles in shared memory at once (2 or 3)");
-  attn_kv_heads_ = flags.Int("attn-kv-heads", d.attn_kv_heads,
-                             "CUDA decode attention's KV heads per thread block (1 or 2: both heads' "
-                             "K/V rows read as one run; bf16/f16 caches with --attn-stages 2)");
   flash_min_tokens_ = flags.Int(
       "flash-min-tokens", d.flash_min_tokens,
       "CUDA: prompt chunks with more new tokens (and more than --flash-min-work query-key pairs) "
@@ -70,7 +65,6 @@ KernelTuning KernelTuningFlags::Get() const {
   t.pdl = *pdl_;
   t.attn_splits = clamp32(*attn_splits_);
   t.attn_stages = clamp32(*attn_stages_);
-  t.attn_kv_heads = clamp32(*attn_kv_heads_);
   t.flash_min_tokens = *flash_min_tokens_;
   t.flash_min_work = *flash_min_work_;
   t.gemv_max_rows = clamp32(*gemv_max_rows_);

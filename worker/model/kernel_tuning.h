@@ -37,10 +37,6 @@ struct KernelTuning {
   // Decode attention's 64-key tiles in shared memory at once (2 or 3; more in flight, fewer
   // blocks per SM).
   int attn_stages = 2;
-  // Decode attention's KV heads per thread block: 1, or 2 (models with an even KV head count,
-  // a bf16/f16 cache and 2 stages; elsewhere 1): each key's K/V rows of both heads are then
-  // read as one contiguous run.
-  int attn_kv_heads = 1;
   // Prompt chunks with more new tokens than this, and more than flash_min_work query-key pairs
   // (new tokens x context), attend through flash attention over K/V gathered from the cache;
   // the rest through the paged decode kernel, query by query. -1: never flash.
@@ -67,7 +63,7 @@ class KernelTuningFlags {
 
  private:
   bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_;
-  int64_t *attn_splits_, *attn_stages_, *attn_kv_heads_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
+  int64_t *attn_splits_, *attn_stages_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
       *gemv_units_;
 };
 

@@ -186,7 +186,7 @@ class CudaPath final : public ForwardPath {
         return Graph(batch, *bucket, cache);
     }
     PackedStep p = PackStep(batch, PackOptionsFor(cache, /*graph=*/false, 0, 0));
-    FinishLayout(&p.lay, cache.fp8());
+    FinishLayout(&p.lay);
     at::Tensor packed = Pinned(p.host).to(ctx_.device, /*non_blocking=*/true);
     return Body(packed, p.lay, cache);
   }
@@ -233,33 +233,17 @@ class CudaPath final : public ForwardPath {
   // tiles (longer ones leave too few blocks in flight at large batches) and at least 8 (shorter
   // ones pay more for the pipeline's start and the merge than their parallelism returns), and
   // the grid has at least 1.5 blocks per SM where the keys allow it (batch 1 and 16).
-  // The paged attention's arguments that pick its kernel (the rest are the step's).
-  cuda::PagedAttentionArgs AttentionKind(bool fp8) const {
-    const ModelConfig& c = *ctx_.config;
-    cuda::PagedAttentionArgs a;
-    a.dt = dt_;
-    a.nh = static_cast<int>(c.num_attention_heads);
-    a.kvh = static_cast<int>(c.num_key_value_heads);
-    a.D = static_cast<int>(c.head_dim());
-    a.fp8_cache = fp8;
-    a.stages = ctx_.tuning.attn_stages;
-    a.kv_heads_per_block = ctx_.tuning.attn_kv_heads;
-    if (!cuda::PairedKvHeads(a)) a.kv_heads_per_block = 1;
-    return a;
-  }
-
-  int SplitsFor(int64_t queries, int64_t max_len, bool fp8) const {
+  int SplitsFor(int64_t queries, int64_t max_len) const {
     const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
     if (ctx_.tuning.attn_splits > 0) return static_cast<int>(std::min<int64_t>(ctx_.tuning.attn_splits, tiles));
-    const cuda::PagedAttentionArgs kind = AttentionKind(fp8);
-    const int64_t blocks = std::max<int64_t>(1, queries * kind.kvh / kind.kv_heads_per_block);
+    const int64_t blocks = std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads);
     const int64_t fill = (3 * static_cast<int64_t>(num_sms_) / 2 + blocks - 1) / blocks;
     const int64_t most = std::clamp<int64_t>(tiles / 8, 1, 256);
     return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
   }
 
-  void FinishLayout(PackedLayout* lay, bool fp8) const {
-    lay->nsplit = SplitsFor(lay->Bq, lay->max_paged_len, fp8);
+  void FinishLayout(PackedLayout* lay) const {
+    lay->nsplit = SplitsFor(lay->Bq, lay->max_paged_len);
   }
 
   // A decode step from the bucket's captured graph (captured now when it is new).
@@ -268,7 +252,7 @@ class CudaPath final : public ForwardPath {
     PackedStep p = PackStep(batch, PackOptionsFor(cache, /*graph=*/true, bucket.batch, (bucket.context + bs - 1) / bs));
     // The split count is the bucket's, not the batch's: the graph is captured once for all of
     // them.
-    p.lay.nsplit = SplitsFor(bucket.batch, bucket.context, cache.fp8());
+    p.lay.nsplit = SplitsFor(bucket.batch, bucket.context);
     at::Tensor src = Pinned(p.host);
     GraphCache::Entry* e = graphs_.Find(bucket, cache, ctx_.config->num_hidden_layers);
     if (e == nullptr) {
@@ -367,8 +351,10 @@ class CudaPath final : public ForwardPath {
     ra.kvh = static_cast<int>(kvh);
     ra.D = static_cast<int>(D);
 
-    cuda::PagedAttentionArgs pa = AttentionKind(cache.fp8());
+    cuda::PagedAttentionArgs pa;
+    pa.dt = dt;
     pa.ld = ra.ld;
+    pa.fp8_cache = cache.fp8();
     pa.q_rows = q_rows.data_ptr<int32_t>();
     pa.q_lens = q_lens.data_ptr<int32_t>();
     pa.q_seq = q_seq.data_ptr<int32_t>();
@@ -376,8 +362,12 @@ class CudaPath final : public ForwardPath {
     pa.table_stride = L.MB;
     pa.block_size = static_cast<int>(cache.block_size());
     pa.n_queries = static_cast<int>(L.Bq);
+    pa.nh = static_cast<int>(nh);
+    pa.kvh = static_cast<int>(kvh);
+    pa.D = static_cast<int>(D);
     pa.scale = static_cast<float>(scale);
     pa.nsplit = L.nsplit;
+    pa.stages = ctx_.tuning.attn_stages;
     pa.partial = partial.defined() ? partial.data_ptr<float>() : nullptr;
     pa.counters = split_counters_.data_ptr<int>();
     pa.out = attn.data_ptr();

@@ -611,29 +611,24 @@ __device__ __forceinline__ uint32_t Pack2(float lo, float hi) {
   return r;
 }
 
-// Issues the copies of the K and V rows of keys [k0, k0 + 64 / kHeads) of KV heads
-// kh .. kh + kHeads - 1 (zero-filled past `end`); with two heads each key's rows are one
-// contiguous run of 512 bytes. Shared layout: [head][key][row] for K, then the same for V. Each
+// Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`).
+// Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`). Each
 // thread copies one 16-byte column of a fixed set of keys, for K and V alike, so it looks each
 // key's slot up once; with a power-of-two block size (block_shift >= 0) without a division.
-template <bool kFp8, int kHeads>
+template <bool kFp8>
 __device__ __forceinline__ void LoadTile(const PagedAttentionArgs& a, const int32_t* table, int kh,
                                          int k0, int end, unsigned char* stage, int block_shift) {
   constexpr int kElt = kFp8 ? 1 : 2;
-  constexpr int kHeadChunks = tc::kD * kElt / 16;              // 16 (bf16) or 8 (FP8)
-  constexpr int kChunksPerRow = kHeadChunks * kHeads;
-  constexpr int kKeysPerPass = tc::kThreads / kChunksPerRow;  // 8 or 16 (one head), 4 (two)
-  constexpr int kTileKeys = tc::kTile / kHeads;
+  constexpr int kChunksPerRow = tc::kD * kElt / 16;         // 16 (bf16) or 8 (FP8)
+  constexpr int kKeysPerPass = tc::kThreads / kChunksPerRow;  // 8 or 16
   constexpr int kRowBytes = kFp8 ? tc::kD : tc::kRow * 2;
   constexpr int kTileBytes = kFp8 ? tc::kFp8TileBytes : tc::kTileBytes;
   const int col = threadIdx.x % kChunksPerRow, key0 = threadIdx.x / kChunksPerRow;
-  const int head = col / kHeadChunks, hcol = col % kHeadChunks;
   const unsigned char* kbase = static_cast<const unsigned char*>(a.k_cache) + (static_cast<int64_t>(kh) * tc::kD * kElt + col * 16);
   const unsigned char* vbase = static_cast<const unsigned char*>(a.v_cache) + (static_cast<int64_t>(kh) * tc::kD * kElt + col * 16);
   const int64_t row_stride = static_cast<int64_t>(a.kvh) * tc::kD * kElt;  // bytes per slot
-  unsigned char* head_stage = stage + head * kTileKeys * kRowBytes + hcol * 16;
 #pragma unroll
-  for (int i = 0; i < kTileKeys / kKeysPerPass; ++i) {
+  for (int i = 0; i < tc::kTile / kKeysPerPass; ++i) {
     const int key = key0 + i * kKeysPerPass;
     const int j = k0 + key;
     const bool valid = j < end;
@@ -644,30 +639,24 @@ __device__ __forceinline__ void LoadTile(const PagedAttentionArgs& a, const int3
                  : static_cast<int64_t>(__ldg(table + j / a.block_size)) * a.block_size + j % a.block_size;
     }
     const int64_t off = slot * row_stride;
-    unsigned char* dst = head_stage + key * kRowBytes;
+    unsigned char* dst = stage + key * kRowBytes + col * 16;
     CpAsync16(dst, kbase + off, valid);
     CpAsync16(dst + kTileBytes, vbase + off, valid);
   }
 }
 
-// kHeads KV heads a block (1, or 2: each key's K/V rows of both heads are read as one
-// contiguous run instead of two blocks reading alternate halves of them); the block's four
-// warps split into kHeads groups, one per head, and a tile holds 64 / kHeads keys.
-template <typename T, bool kFp8, int kStages, int kHeads>
+template <typename T, bool kFp8, int kStages>
 __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAttentionArgs a) {
   GridDepWait();
   GridDepLaunch();
   extern __shared__ __align__(16) unsigned char smem[];
-  // With one head a block, the two KV heads' blocks of the same keys are neighbours in launch
-  // order, so they read the two halves of each token's K/V rows at about the same time.
-  constexpr int kTileKeys = tc::kTile / kHeads;
-  constexpr int kHeadWarps = 4 / kHeads;  // warps per head
-  const int kh0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
+  // The two KV heads' blocks of the same keys are neighbours in launch order, so they read the
+  // two halves of each token's K/V rows at about the same time.
+  const int kh = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
-  const int hw = warp / kHeadWarps, kh = kh0 + hw;  // this warp's head
   const int G = a.nh / a.kvh;
   int start, end;
-  SplitRange(a.q_lens[b], a.nsplit, split, kTileKeys, &start, &end);
+  SplitRange(a.q_lens[b], a.nsplit, split, tc::kTile, &start, &end);
   const int32_t* table = a.tables + static_cast<int64_t>(a.q_seq[b]) * a.table_stride;
   const float scale_log2 = a.scale * 1.4426950408889634f;
   const int block_shift = (a.block_size & (a.block_size - 1)) == 0 ? __ffs(a.block_size) - 1 : -1;
@@ -676,25 +665,16 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
   float* sm_o = reinterpret_cast<float*>(smem);  // [4 warps][16 rows][128]
   float* sm_m = sm_o + 4 * 16 * tc::kD;           // [4][16]
   float* sm_l = sm_m + 4 * 16;                    // [4][16]
-  float* fin_m = sm_l + 4 * 16;                   // [kHeads][16]
-  float* fin_l = fin_m + 2 * 16;                  // [kHeads][16]
-  // Head hh's merged result goes to the slot of its first warp; the slots of its other warps
-  // are the scratch of its merge.
-  auto finish = [&](int hh) {
-    float* o_h = sm_o + hh * kHeadWarps * 16 * tc::kD;
-    FinishSplit<T>(a, b, kh0 + hh, split, G, fin_m + hh * 16, fin_l + hh * 16, o_h, tc::kD,
-                   o_h + 16 * tc::kD, (kHeadWarps - 1) * 16 * tc::kD);
-  };
+  float* fin_m = sm_l + 4 * 16;                   // [16]
+  float* fin_l = fin_m + 16;                      // [16]
   if (start >= end) {  // a split with no keys (rounding): an empty part for the merge
-    for (int hh = 0; hh < kHeads; ++hh) {
-      for (int i = threadIdx.x; i < G * tc::kD; i += tc::kThreads) sm_o[hh * kHeadWarps * 16 * tc::kD + i] = 0.f;
-      if (threadIdx.x < G) {
-        fin_m[hh * 16 + threadIdx.x] = -INFINITY;
-        fin_l[hh * 16 + threadIdx.x] = 0.f;
-      }
+    for (int i = threadIdx.x; i < G * tc::kD; i += tc::kThreads) sm_o[i] = 0.f;
+    if (threadIdx.x < G) {
+      fin_m[threadIdx.x] = -INFINITY;
+      fin_l[threadIdx.x] = 0.f;
     }
     __syncthreads();
-    for (int hh = 0; hh < kHeads; ++hh) finish(hh);
+    FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD, sm_o + 16 * tc::kD, 3 * 16 * tc::kD);
     return;
   }
 
@@ -719,17 +699,17 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
   const T* Ks = reinterpret_cast<const T*>(kFp8 ? smem + kStages * kStageBytes : smem);
   float* sk = reinterpret_cast<float*>(smem + kStages * kStageBytes + 2 * tc::kTileBytes);  // FP8 scales
   float* sv = sk + tc::kTile;
-  const int ntiles = (end - start + kTileKeys - 1) / kTileKeys;
+  const int ntiles = (end - start + tc::kTile - 1) / tc::kTile;
   // kStages - 1 tiles in flight ahead of the one in use.
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
-    if (t < ntiles) LoadTile<kFp8, kHeads>(a, table, kh0, start + t * kTileKeys, end, smem + t * kStageBytes, block_shift);
+    if (t < ntiles) LoadTile<kFp8>(a, table, kh, start + t * tc::kTile, end, smem + t * kStageBytes, block_shift);
     CpAsyncCommit();
   }
   for (int t = 0; t < ntiles; ++t) {
-    const int k0 = start + t * kTileKeys;
+    const int k0 = start + t * tc::kTile;
     const int ahead = t + kStages - 1;
-    if (ahead < ntiles) LoadTile<kFp8, kHeads>(a, table, kh0, start + ahead * kTileKeys, end, smem + (ahead % kStages) * kStageBytes, block_shift);
+    if (ahead < ntiles) LoadTile<kFp8>(a, table, kh, start + ahead * tc::kTile, end, smem + (ahead % kStages) * kStageBytes, block_shift);
     CpAsyncCommit();
     CpAsyncWait<kStages - 1>();
     __syncthreads();
@@ -763,9 +743,9 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
       }
       __syncthreads();
     }
-    const T* K = (kFp8 ? Ks : reinterpret_cast<const T*>(stage)) + hw * kTileKeys * tc::kRow;
+    const T* K = kFp8 ? Ks : reinterpret_cast<const T*>(stage);
     const T* V = K + tc::kTile * tc::kRow;
-    const int kb = (warp % kHeadWarps) * 16;  // this warp's 16 keys of its head's tile
+    const int kb = warp * 16;  // this warp's 16 keys of the tile
     if (k0 + kb < end) {
       float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
@@ -855,34 +835,33 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
     wo[(g + 8) * tc::kD + d + 1] = o[n][3];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < kHeads * G * tc::kD; i += tc::kThreads) {
-    const int hh = i / (G * tc::kD), r = (i / tc::kD) % G, d = i % tc::kD;
-    const int w0 = hh * kHeadWarps;
+  for (int i = threadIdx.x; i < G * tc::kD; i += tc::kThreads) {
+    const int r = i / tc::kD, d = i - r * tc::kD;
     float M = -INFINITY;
 #pragma unroll
-    for (int w = w0; w < w0 + kHeadWarps; ++w) M = fmaxf(M, sm_m[w * 16 + r]);
+    for (int w = 0; w < 4; ++w) M = fmaxf(M, sm_m[w * 16 + r]);
     float L = 0.f, O = 0.f;
 #pragma unroll
-    for (int w = w0; w < w0 + kHeadWarps; ++w) {
+    for (int w = 0; w < 4; ++w) {
       const float mw = sm_m[w * 16 + r];
       const float f = mw == -INFINITY ? 0.f : exp2f(mw - M);  // a warp that saw no key
       L += sm_l[w * 16 + r] * f;
       O += sm_o[(w * 16 + r) * tc::kD + d] * f;
     }
     if (d == 0) {
-      fin_m[hh * 16 + r] = M;
-      fin_l[hh * 16 + r] = L;
+      fin_m[r] = M;
+      fin_l[r] = L;
     }
-    sm_o[(w0 * 16 + r) * tc::kD + d] = O;  // the head's first warp's slot; (r, d) has one owner
+    sm_o[r * tc::kD + d] = O;  // warp 0's slot; (r, d) has one owner
   }
   __syncthreads();
-  for (int hh = 0; hh < kHeads; ++hh) finish(hh);
+  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD, sm_o + 16 * tc::kD, 3 * 16 * tc::kD);
 }
 
 // The tensor-core kernel for (T, FP8 cache, stages), with its shared memory allowed (once).
-template <typename T, bool kFp8, int kStages, int kHeads = 1>
+template <typename T, bool kFp8, int kStages>
 cudaError_t PrepareTc(void (**kernel)(PagedAttentionArgs), size_t* smem) {
-  *kernel = DecodeAttentionTcKernel<T, kFp8, kStages, kHeads>;
+  *kernel = DecodeAttentionTcKernel<T, kFp8, kStages>;
   *smem = tc::SmemBytes(kFp8, kStages);
   static bool raised = false;  // allow more than 48 KiB of dynamic shared memory, once
   if (!raised) {
@@ -895,7 +874,6 @@ cudaError_t PrepareTc(void (**kernel)(PagedAttentionArgs), size_t* smem) {
 
 template <typename T>
 cudaError_t PrepareTcFor(const PagedAttentionArgs& a, void (**kernel)(PagedAttentionArgs), size_t* smem) {
-  if (a.kv_heads_per_block == 2) return PrepareTc<T, false, 2, 2>(kernel, smem);  // bf16/f16 caches
   if (a.stages == 3) return a.fp8_cache ? PrepareTc<T, true, 3>(kernel, smem) : PrepareTc<T, false, 3>(kernel, smem);
   return a.fp8_cache ? PrepareTc<T, true, 2>(kernel, smem) : PrepareTc<T, false, 2>(kernel, smem);
 }
@@ -909,7 +887,7 @@ int LaunchTc(const PagedAttentionArgs& a, cudaStream_t stream) {
   size_t smem = 0;
   cudaError_t e = PrepareTcAny(a, &kernel, &smem);
   if (e != cudaSuccess) return static_cast<int>(e);
-  dim3 grid(a.kvh / a.kv_heads_per_block, a.nsplit, a.n_queries);
+  dim3 grid(a.kvh, a.nsplit, a.n_queries);
   return static_cast<int>(Launch(kernel, grid, dim3(tc::kThreads), smem, stream, a));
 }
 
@@ -1205,17 +1183,11 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D) {
   return dt != DType::kF32 && D == tc::kD && kvh > 0 && nh % kvh == 0 && nh / kvh <= 16;
 }
 
-bool PairedKvHeads(const PagedAttentionArgs& a) {
-  return a.kv_heads_per_block == 2 && a.kvh % 2 == 0 && !a.fp8_cache && a.stages == 2 && !a.force_generic &&
-         TensorCoreAttention(a.dt, a.nh, a.kvh, a.D);
-}
-
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
   const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;
   if (a.n_queries > kMaxAttentionQueriesPerLaunch || a.nsplit < 1 || a.nsplit > 65535 ||
       (a.stages != 2 && a.stages != 3) ||
-      (a.kv_heads_per_block != 1 && !PairedKvHeads(a)) ||
       (a.nsplit > 1 && (a.partial == nullptr || a.counters == nullptr)) ||
       (!tensor_cores && !PagedAttentionSupported(a.nh, a.kvh, a.D)) ||
       (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr)))

@@ -104,14 +104,9 @@ struct PagedAttentionArgs {
   int* counters = nullptr;
   bool force_generic = false;  // tests: use the CUDA-core kernel even where the other applies
   int stages = 2;              // tensor-core kernel: tiles in shared memory (2 or 3)
-  // Tensor-core kernel: KV heads one block reads (1, or 2 where PairedKvHeads: each key's K/V
-  // rows of the two heads are one contiguous run; bf16/f16 caches, 2 stages, kvh even).
-  int kv_heads_per_block = 1;
   void* out = nullptr;
   int64_t out_ld = 0;
 };
-// Whether PagedAttention takes `a` with kv_heads_per_block 2.
-bool PairedKvHeads(const PagedAttentionArgs& a);
 // The most query rows one PagedAttention launch takes (its grid's z-dimension); the model's
 // kMaxAttentionQueries (kernel_tuning.h) is asserted equal to it where both are seen.
 constexpr int kMaxAttentionQueriesPerLaunch = 65535;
