@@ -105,54 +105,148 @@ void Exchange::Start() {
   const bool split = params_.kind == ApiKind::kChat && ctx_->options.reasoning_split;
   const size_t prompts = params_.kind == ApiKind::kChat ? 1 : params_.prompts.size();
   for (size_t p = 0; p < prompts; ++p) {
-    auto route = std::make_shared<const RouteKey>(MakeRouteKey(RoutePrompt(params_, p)));
+    auto g = std::make_unique<Group>(ctx_->retry.NewState(), strand_->NewTimer());
+    BuildGenerateRequest(params_, p, meta_.id, &g->proto);
+    // Without a seed the gateway picks it, so that a resumed stream samples what the first
+    // worker would have.
+    if (!params_.sampling.seed) g->proto.mutable_sampling()->set_seed(ctx_->random->Next());
+    g->route = std::make_shared<const RouteKey>(MakeRouteKey(RoutePrompt(params_, p)));
     for (uint32_t k = 0; k < params_.n; ++k) {
       auto c = std::make_unique<Choice>(static_cast<int>(choices_.size()),
                                         ctx_->retry.NewState(), strand_->NewTimer(), split,
                                         NewToolParser());
-      BuildGenerateRequest(params_, p, k, meta_.id, &c->proto);
-      // Without a seed the gateway picks it, so that a resumed stream samples what the first
-      // worker would have.
-      if (!params_.sampling.seed) c->proto.mutable_sampling()->set_seed(ctx_->random->Next());
-      c->route = route;
+      ChoiceRequest(g->proto, k, &c->proto);
+      c->group = g.get();
+      g->choices.push_back(c.get());
       choices_.push_back(std::move(c));
     }
+    groups_.push_back(std::move(g));
   }
   sink_->SetCancelHandler([self = shared_from_this()] { self->OnClientGone(); });
   sink_->SetFlowHandler([self = shared_from_this()](bool pause) { self->OnFlow(pause); });
-  for (auto& c : choices_) StartAttempt(*c);
+  for (auto& g : groups_) StartGroupAttempt(*g);
+}
+
+void Exchange::NoWorker(Choice& c, const std::optional<grpc::Status>& last_failure) {
+  if (last_failure) return ChoiceFailed(c, *last_failure);
+  const std::string message = ctx_->pool->AllBreakersOpen()
+                                  ? "every worker's circuit breaker is open; retry later"
+                                  : "no healthy worker; retry later";
+  if (stream_started_) return FailStream(c, message);
+  ctx_->metrics->Rejected("no_worker");
+  SendError(ctx_, *sink_, route_, 503, "server_error", message, "", "no_worker_available",
+            {{"Retry-After", std::to_string(ctx_->options.retry_after_s)}});
+  Finish();
+}
+
+// The group's call from scratch: every choice of the prompt, none of which has output.
+void Exchange::StartGroupAttempt(Group& g) {
+  if (done_) return;
+  std::optional<WorkerLease> lease =
+      ctx_->pool->Pick(g.tried, g.route.get(), /*resume=*/false, params_.model,
+                       static_cast<int64_t>(g.choices.size()));
+  if (!lease) return NoWorker(*g.choices.front(), g.last_failure);
+  g.tried.push_back(&lease->worker());
+  for (Choice* c : g.choices) {
+    c->in_call = true;
+    c->answered = false;
+    c->ResetOutput();
+    c->tools = NewToolParser();
+  }
+  g.retry.AttemptStarted();
+  g.attempt = Launch(std::move(*lease), g, &Exchange::OnGroupMessage, &Exchange::OnGroupEnd);
+}
+
+// The attempt checked choice_index (in range, the choice not finished in the call).
+void Exchange::OnGroupMessage(Group& g, r1serve::v1::GenerateResponse&& m) {
+  if (done_) return;
+  Choice& c = *g.choices[m.choice_index()];
+  if (!c.in_call || c.finished) return;
+  if (!c.answered) NoteAnswered(c, g.retry);
+  if (m.finish_reason() != r1serve::v1::FINISH_REASON_ERROR) return OnOutput(c, std::move(m));
+  // The worker failed this choice; the call goes on for the others.
+  std::shared_ptr<Attempt> attempt = g.attempt;
+  const grpc::Status failure(grpc::StatusCode::INTERNAL, m.error_message().empty()
+                                                            ? "the worker failed"
+                                                            : m.error_message());
+  OnOutput(c, std::move(m));
+  if (done_ || c.finished || !attempt) return;
+  Detach(c);
+  ChoiceFailedOn(c, *attempt, failure);
+}
+
+void Exchange::Detach(Choice& c) {
+  c.in_call = false;
+  c.tried.insert(c.tried.end(), c.group->tried.begin(), c.group->tried.end());
+}
+
+void Exchange::OnGroupEnd(Group& g, const grpc::Status& outcome) {
+  if (done_) return;
+  std::shared_ptr<Attempt> attempt = std::move(g.attempt);
+  std::vector<Choice*> left;
+  bool any_output = false;
+  for (Choice* c : g.choices) {
+    any_output |= c->started || c->finished;
+    if (c->in_call && !c->finished) left.push_back(c);
+  }
+  if (left.empty()) return;
+  // OK means every choice finished (Attempt::Outcome): not here.
+  const grpc::StatusCode code = outcome.error_code();
+  R1_LOG(INFO) << meta_.id << ": call for " << g.choices.size() << " choice(s) (attempt "
+               << g.tried.size() << ") on " << attempt->worker().address()
+               << " failed: " << CodeLabel(code) << ": " << EscapeForLog(outcome.error_message());
+  g.last_failure = outcome;
+  if (!any_output) {
+    // Nothing of the prompt reached anyone: the whole call is tried again.
+    for (Choice* c : left) c->in_call = false;
+    const RetryDecision d = ctx_->retry.OnFailure(g.retry, code, attempt->got_first());
+    if (d.verdict == RetryVerdict::kBudgetExhausted) ctx_->metrics->Retry("budget_exhausted");
+    if (d.verdict != RetryVerdict::kRetry) return ChoiceFailed(*left.front(), outcome);
+    ctx_->metrics->Retry(CodeLabel(code));
+    Group* gp = &g;
+    g.backoff->Start(d.delay, [self = shared_from_this(), gp] { self->StartGroupAttempt(*gp); });
+    return;
+  }
+  // Each unfinished choice goes on alone.
+  for (Choice* c : left) {
+    if (done_) return;
+    Detach(*c);
+    ChoiceFailedOn(*c, *attempt, outcome);
+  }
 }
 
 void Exchange::StartAttempt(Choice& c) {
   if (done_) return;
   std::optional<WorkerLease> lease =
-      ctx_->pool->Pick(c.tried, c.route.get(), /*resume=*/!c.output_ids.empty(), params_.model);
-  if (!lease) {
-    if (c.last_failure) return ChoiceFailed(c, *c.last_failure);
-    const std::string message = ctx_->pool->AllBreakersOpen()
-                                    ? "every worker's circuit breaker is open; retry later"
-                                    : "no healthy worker; retry later";
-    if (stream_started_) return FailStream(c, message);
-    ctx_->metrics->Rejected("no_worker");
-    SendError(ctx_, *sink_, route_, 503, "server_error", message, "", "no_worker_available",
-              {{"Retry-After", std::to_string(ctx_->options.retry_after_s)}});
-    return Finish();
-  }
+      ctx_->pool->Pick(c.tried, c.group->route.get(), /*resume=*/!c.output_ids.empty(),
+                       params_.model);
+  if (!lease) return NoWorker(c, c.last_failure);
   c.tried.push_back(&lease->worker());
   c.answered = false;
   if (c.output_ids.empty()) {  // a fresh try; a resume continues the output and its parsers
     c.ResetOutput();
     c.tools = NewToolParser();
   }
-  ctx_->metrics->Attempt(lease->worker().address());
   if (c.output_ids.empty()) c.retry.AttemptStarted();  // a resume is no retry
+  c.attempt = Launch(std::move(*lease), c, &Exchange::OnMessage, &Exchange::OnAttemptEnd);
+}
+
+template <typename Unit>
+std::shared_ptr<Attempt> Exchange::Launch(
+    WorkerLease lease, Unit& unit,
+    void (Exchange::*on_message)(Unit&, r1serve::v1::GenerateResponse&&),
+    void (Exchange::*on_end)(Unit&, const grpc::Status&)) {
+  ctx_->metrics->Attempt(lease.worker().address());
   auto self = shared_from_this();
-  Choice* cp = &c;
-  c.attempt = Attempt::Start(
-      ctx_->attempt_env, strand_, std::move(*lease), c.proto,
-      [self, cp](r1serve::v1::GenerateResponse&& m) { self->OnMessage(*cp, std::move(m)); },
-      [self, cp](const grpc::Status& outcome) { self->OnAttemptEnd(*cp, outcome); });
-  if (reading_paused_) c.attempt->PauseReading(true);
+  Unit* u = &unit;
+  std::shared_ptr<Attempt> a = Attempt::Start(
+      ctx_->attempt_env, strand_, std::move(lease), unit.proto,
+      [self, u, on_message](r1serve::v1::GenerateResponse&& m) {
+        ((*self).*on_message)(*u, std::move(m));
+      },
+      [self, u, on_end](const grpc::Status& outcome) { ((*self).*on_end)(*u, outcome); });
+  if (reading_paused_) a->PauseReading(true);
+  return a;
 }
 
 std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse& m) const {
@@ -168,22 +262,34 @@ std::vector<LogprobEntry> Exchange::Logprobs(const r1serve::v1::GenerateResponse
   return out;
 }
 
+void Exchange::NoteAnswered(Choice& c, RetryState& retry) {
+  c.answered = true;
+  retry.Answered();
+  if (!first_token_seen_) {
+    first_token_seen_ = true;
+    ctx_->metrics->TimeToFirstToken(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
+  }
+  if (params_.stream && !stream_started_) {
+    sink_->StartStream();
+    stream_started_ = true;
+  }
+}
+
 void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
   if (done_ || c.finished) return;
+  if (!c.answered) NoteAnswered(c, c.retry);
+  OnOutput(c, std::move(m));
+}
+
+void Exchange::OnOutput(Choice& c, r1serve::v1::GenerateResponse&& m) {
   const bool first = !c.started;
   c.started = true;
   c.output_ids.insert(c.output_ids.end(), m.token_ids().begin(), m.token_ids().end());
-  if (!c.answered) {
-    c.answered = true;
-    c.retry.Answered();
-    if (!first_token_seen_) {
-      first_token_seen_ = true;
-      ctx_->metrics->TimeToFirstToken(MillisBetween(start_, ctx_->clock->Now()) / 1000.0);
-    }
-    if (params_.stream && !stream_started_) {
-      sink_->StartStream();
-      stream_started_ = true;
-    }
+  Group& g = *c.group;
+  if (!g.has_prompt && (!m.prompt_text().empty() || m.prompt_logprobs_size() > 0)) {
+    g.has_prompt = true;
+    g.prompt.mutable_prompt_text()->swap(*m.mutable_prompt_text());
+    g.prompt.mutable_prompt_logprobs()->Swap(m.mutable_prompt_logprobs());
   }
   if (m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED) {
     c.finish = m.finish_reason();
@@ -194,11 +300,11 @@ void Exchange::OnMessage(Choice& c, r1serve::v1::GenerateResponse&& m) {
   std::vector<LogprobEntry> lps;
   if (params_.sampling.logprobs) lps = Logprobs(m);
   if (first && params_.echo) {
-    m.mutable_text()->insert(0, m.prompt_text());
+    m.mutable_text()->insert(0, g.prompt.prompt_text());
     if (params_.sampling.logprobs) {
       // The prompt's tokens first, the first of them without a log-probability.
       std::vector<LogprobEntry> prompt;
-      for (const auto& lp : m.prompt_logprobs()) {
+      for (const auto& lp : g.prompt.prompt_logprobs()) {
         LogprobEntry e;
         e.token = lp.token();
         e.logprob = lp.logprob();
@@ -241,12 +347,16 @@ void Exchange::OnAttemptEnd(Choice& c, const grpc::Status& outcome) {
   if (done_ || c.finished) return;
   std::shared_ptr<Attempt> attempt = std::move(c.attempt);
   if (outcome.ok()) return ChoiceFinished(c);
+  ChoiceFailedOn(c, *attempt, outcome);
+}
+
+void Exchange::ChoiceFailedOn(Choice& c, const Attempt& attempt, const grpc::Status& outcome) {
   const grpc::StatusCode code = outcome.error_code();
   R1_LOG(INFO) << meta_.id << ": choice " << c.index << " attempt " << c.tried.size()
-               << " on " << attempt->worker().address() << " failed: " << CodeLabel(code)
+               << " on " << attempt.worker().address() << " failed: " << CodeLabel(code)
                << ": " << EscapeForLog(outcome.error_message());
   c.last_failure = outcome;
-  if (!c.output_ids.empty() && TryResume(c, *attempt, outcome)) return;
+  if (!c.output_ids.empty() && TryResume(c, attempt, outcome)) return;
   // Streamed output the client has cannot be taken back.
   if (params_.stream && c.started) return FailStream(c, outcome.error_message());
 
@@ -254,7 +364,7 @@ void Exchange::OnAttemptEnd(Choice& c, const grpc::Status& outcome) {
   c.ResetOutput();
   c.proto.clear_resume();
   c.proto.set_max_tokens(params_.max_tokens);
-  const RetryDecision d = ctx_->retry.OnFailure(c.retry, code, attempt->got_first());
+  const RetryDecision d = ctx_->retry.OnFailure(c.retry, code, c.answered);
   if (d.verdict == RetryVerdict::kBudgetExhausted) ctx_->metrics->Retry("budget_exhausted");
   if (d.verdict != RetryVerdict::kRetry) return ChoiceFailed(c, outcome);
   ctx_->metrics->Retry(CodeLabel(code));
@@ -428,6 +538,8 @@ void Exchange::FailStream(Choice& c, const std::string& message) {
 void Exchange::OnFlow(bool pause) {
   if (done_ || reading_paused_ == pause) return;
   reading_paused_ = pause;
+  for (auto& g : groups_)
+    if (g->attempt) g->attempt->PauseReading(pause);
   for (auto& c : choices_)
     if (c->attempt) c->attempt->PauseReading(pause);
 }
@@ -442,6 +554,12 @@ void Exchange::OnClientGone() {
 void Exchange::Finish() {
   if (done_) return;
   done_ = true;
+  for (auto& g : groups_) {
+    g->backoff->Cancel();
+    if (g->attempt) g->attempt->Cancel();
+    g->attempt.reset();
+    g->retry.Finished();
+  }
   for (auto& c : choices_) {
     c->backoff->Cancel();
     if (c->attempt) c->attempt->Cancel();

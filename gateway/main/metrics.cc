@@ -60,7 +60,8 @@ GatewayMetrics::GatewayMetrics()
                       .Register(*registry_)),
       active_streams_(prometheus::BuildGauge()
                           .Name("r1_gateway_active_streams")
-                          .Help("Generate calls in flight, by worker")
+                          .Help("Sequences in flight on Generate calls, by worker (a call "
+                                "counts its n choices)")
                           .Register(*registry_)),
       breaker_state_(prometheus::BuildGauge()
                          .Name("r1_gateway_breaker_state")

@@ -46,11 +46,12 @@ void FillChatPrompt(const GenParams& p, r1serve::v1::ChatPrompt* chat) {
   chat->set_tools_json(p.tools_json);
 }
 
-void BuildGenerateRequest(const GenParams& p, size_t prompt, uint32_t k, const std::string& id,
+void BuildGenerateRequest(const GenParams& p, size_t prompt, const std::string& id,
                           r1serve::v1::GenerateRequest* r) {
-  r->set_request_id(p.n * (p.kind == ApiKind::kChat ? 1 : p.prompts.size()) > 1
-                        ? id + "-" + std::to_string(prompt * p.n + k)
+  r->set_request_id(p.kind != ApiKind::kChat && p.prompts.size() > 1
+                        ? id + "-" + std::to_string(prompt)
                         : id);
+  if (p.n > 1) r->set_n(p.n);
   if (p.kind == ApiKind::kChat) {
     FillChatPrompt(p, r->mutable_chat());
   } else if (p.prompts[prompt].text) {
@@ -71,8 +72,9 @@ void BuildGenerateRequest(const GenParams& p, size_t prompt, uint32_t k, const s
   s->set_repetition_penalty(o.repetition_penalty);
   s->set_presence_penalty(o.presence_penalty);
   s->set_frequency_penalty(o.frequency_penalty);
-  // With a seed, the n choices of one prompt differ but stay repeatable.
-  if (o.seed) s->set_seed(*o.seed + k);
+  // With a seed, the n choices of one prompt differ but stay repeatable: the worker gives
+  // choice k seed + k.
+  if (o.seed) s->set_seed(*o.seed);
   r->set_max_tokens(p.max_tokens);
   for (const std::string& stop : p.stop) r->add_stop(stop);
   for (int32_t t : p.stop_token_ids) r->add_stop_token_ids(t);
@@ -85,6 +87,14 @@ void BuildGenerateRequest(const GenParams& p, size_t prompt, uint32_t k, const s
   SetOutputConstraints(p, r);
   // echo with logprobs: the prompt's tokens come with theirs, as OpenAI's legacy API does.
   if (p.echo && o.logprobs) r->set_prompt_logprobs(static_cast<uint32_t>(o.top_logprobs));
+}
+
+void ChoiceRequest(const r1serve::v1::GenerateRequest& call, uint32_t k,
+                   r1serve::v1::GenerateRequest* r) {
+  *r = call;
+  r->clear_n();
+  if (call.n() > 1) r->set_request_id(call.request_id() + "-" + std::to_string(k));
+  if (call.sampling().has_seed()) r->mutable_sampling()->set_seed(call.sampling().seed() + k);
 }
 
 }  // namespace r1::gw

@@ -12,6 +12,7 @@ const char* AttemptEndName(AttemptEnd e) {
     case AttemptEnd::kFirstTokenTimeout: return "first_token_timeout";
     case AttemptEnd::kStallTimeout: return "stalled";
     case AttemptEnd::kWorkerSuspect: return "worker_suspect";
+    case AttemptEnd::kBadMessage: return "bad_message";
   }
   return "?";
 }
@@ -42,6 +43,8 @@ Attempt::~Attempt() {
 
 void Attempt::Begin(const r1serve::v1::GenerateRequest& request) {
   started_at_ = env_.clock->Now();
+  finals_left_ = request.n() > 1 ? request.n() : 1;
+  finished_.assign(finals_left_, false);
   ArmWatch();
   std::weak_ptr<Attempt> weak = weak_from_this();
   std::shared_ptr<Strand> strand = strand_;
@@ -109,6 +112,16 @@ void Attempt::GiveUp(AttemptEnd cause, grpc::StatusCode code, const std::string&
 
 void Attempt::OnMessage(r1serve::v1::GenerateResponse&& m) {
   if (ended_) return;
+  const uint32_t k = m.choice_index();
+  if (k >= finished_.size() || finished_[k]) {
+    char message[200];
+    std::snprintf(message, sizeof message,
+                  k >= finished_.size()
+                      ? "worker %s sent choice_index %u for a request of %zu choice(s)"
+                      : "worker %s sent a message for choice %u after its last one",
+                  lease_.worker().address().c_str(), k, finished_.size());
+    return GiveUp(AttemptEnd::kBadMessage, grpc::StatusCode::INTERNAL, message);
+  }
   last_message_at_ = env_.clock->Now();
   if (!got_first_) {
     got_first_ = true;
@@ -116,9 +129,13 @@ void Attempt::OnMessage(r1serve::v1::GenerateResponse&& m) {
     ArmWatch();  // from the first-token limit to the stall limit
   }
   if (m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED) {
-    finish_ = m.finish_reason();
-    error_message_ = m.error_message();
-    watch_timer_->Cancel();  // the stream is complete; only the call's status is to come
+    finished_[k] = true;
+    if (m.finish_reason() == r1serve::v1::FINISH_REASON_ERROR && !failed_) {
+      failed_ = true;
+      error_message_ = m.error_message();
+    }
+    // Every choice is complete: only the call's status is to come.
+    if (--finals_left_ == 0) watch_timer_->Cancel();
   }
   if (on_message_) on_message_(std::move(m));
   if (!ended_ && call_) call_->ReadNext();  // the next message once this one was taken
@@ -131,10 +148,10 @@ void Attempt::OnCallDone(const grpc::Status& status) {
 
 grpc::Status Attempt::Outcome(const grpc::Status& call_status) const {
   if (!call_status.ok()) return call_status;
-  if (finish_ == r1serve::v1::FINISH_REASON_ERROR)
+  if (failed_)
     return grpc::Status(grpc::StatusCode::INTERNAL,
                         error_message_.empty() ? "the worker failed" : error_message_);
-  if (finish_ == r1serve::v1::FINISH_REASON_UNSPECIFIED)
+  if (finals_left_ > 0)
     return grpc::Status(grpc::StatusCode::UNKNOWN,
                         "the worker's stream ended without a finish reason");
   return grpc::Status::OK;

@@ -1,4 +1,5 @@
-// One try of one choice on one worker (Envoy's UpstreamRequest). It owns:
+// One try of one Generate call on one worker (Envoy's UpstreamRequest): a prompt's n choices
+// (GenerateRequest.n) or one choice. It owns:
 //   - the streaming Generate call, with its own gRPC deadline;
 //   - the lease on the worker (an active stream and the breaker's permission);
 //   - its watch on the worker: the first-token timeout (nothing before it) and the stall
@@ -6,8 +7,11 @@
 //     count against it (DEADLINE_EXCEEDED) and mark it suspect until a health poll passes;
 //     and the health checker's verdict (the worker failed its polls) abandons it at once
 //     (UNAVAILABLE). A hung worker costs seconds, not the request deadline;
-//   - the outcome: what the call's end means (OK only for a proper finish reason), reported
-//     once to the breaker through the lease and once to the owner.
+//   - the outcome: what the call's end means (OK only when every choice ended with a proper
+//     finish reason), reported once to the breaker through the lease and once to the owner;
+//   - the stream's shape: a message whose choice_index is outside the request's choices, or
+//     that follows its choice's last message, ends the attempt (kBadMessage, INTERNAL) before
+//     the owner sees it.
 //
 // Everything runs on the owner's strand; the call's callbacks are posted there. An attempt
 // ends exactly once: when its call ends, when a timeout fires, when its worker turns suspect, or
@@ -17,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "gateway/upstream/strand.h"
@@ -40,13 +45,14 @@ enum class AttemptEnd {
   kFirstTokenTimeout,  // DEADLINE_EXCEEDED: nothing within first_token_timeout
   kStallTimeout,       // DEADLINE_EXCEEDED: nothing for stall_timeout mid-stream
   kWorkerSuspect,      // UNAVAILABLE: the health checker gave up on the worker
+  kBadMessage,         // INTERNAL: the worker sent a message for no choice of the request
 };
 const char* AttemptEndName(AttemptEnd e);
 
 class Attempt : public std::enable_shared_from_this<Attempt> {
  public:
   using MessageFn = std::function<void(r1serve::v1::GenerateResponse&&)>;
-  // OK when the stream ended with a finish reason other than ERROR; otherwise the failure.
+  // OK when every choice ended with a finish reason other than ERROR; otherwise the failure.
   using EndFn = std::function<void(const grpc::Status&)>;
 
   // On the strand. Starts the call and the first-token timer.
@@ -94,8 +100,10 @@ class Attempt : public std::enable_shared_from_this<Attempt> {
   bool got_first_ = false;
   bool ended_ = false;
   AttemptEnd cause_ = AttemptEnd::kCall;
-  r1serve::v1::FinishReason finish_ = r1serve::v1::FINISH_REASON_UNSPECIFIED;
-  std::string error_message_;  // with FINISH_REASON_ERROR
+  std::vector<bool> finished_;  // per choice: its last message came
+  size_t finals_left_ = 1;      // choices without their last message
+  bool failed_ = false;         // some choice finished with FINISH_REASON_ERROR
+  std::string error_message_;   // the first such choice's
 };
 
 }  // namespace r1::gw

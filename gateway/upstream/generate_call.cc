@@ -11,6 +11,7 @@ std::shared_ptr<GenerateCall> GenerateCall::Start(r1serve::v1::Inference::Stub* 
   std::shared_ptr<GenerateCall> call(new GenerateCall(std::move(on_message), std::move(on_done)));
   call->self_ = call;
   call->context_.set_deadline(deadline);
+  call->finals_left_ = request.n() > 1 ? static_cast<int>(request.n()) : 1;
   stub->async()->Generate(&call->context_, &request, call.get());
   call->StartRead(&call->response_);
   call->StartCall();
@@ -21,7 +22,8 @@ void GenerateCall::OnReadDone(bool ok) {
   if (!ok) return;  // OnDone follows
   r1serve::v1::GenerateResponse m = std::move(response_);
   response_.Clear();
-  const bool last = m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED;
+  const bool last =
+      m.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED && --finals_left_ == 0;
   {
     // Before the message is handed over: the owner's ReadNext for it may come at once.
     std::lock_guard<std::mutex> lock(mu_);

@@ -4,9 +4,9 @@
 // no read starts while PauseReading(true) holds it (a client that stopped reading); what
 // the worker sends meanwhile waits in the HTTP/2 stream's flow-control window, and then the
 // worker's writes wait. The status cannot overtake unread messages (the transport completes
-// it only once every received message was read), and after a message with a finish reason
-// the call always reads on, to collect its status. Cancel() cancels the call at once (a
-// client that went away), paused or not.
+// it only once every received message was read), and after the last message with a finish
+// reason (one per choice: GenerateRequest.n) the call always reads on, to collect its status.
+// Cancel() cancels the call at once (a client that went away), paused or not.
 #pragma once
 
 #include <functional>
@@ -58,6 +58,7 @@ class GenerateCall final : public grpc::ClientReadReactor<r1serve::v1::GenerateR
   static constexpr int kReadAhead = 4;
   bool paused_ = false;
   bool cancelled_ = false;
+  int finals_left_ = 1;  // choices without their last message yet (reactor thread only)
 };
 
 // The StartCallFn of production: GenerateCall on the worker's channel.

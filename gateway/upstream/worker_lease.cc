@@ -6,22 +6,23 @@
 namespace r1::gw {
 
 std::optional<WorkerLease> WorkerLease::TryTake(std::shared_ptr<Worker> worker,
-                                                bool ignore_breaker) {
-  if (ignore_breaker) return WorkerLease(std::move(worker), false);
+                                                bool ignore_breaker, int64_t sequences) {
+  if (ignore_breaker) return WorkerLease(std::move(worker), false, sequences);
   if (!worker->breaker().TryAcquire()) return std::nullopt;
-  return WorkerLease(std::move(worker), true);
+  return WorkerLease(std::move(worker), true, sequences);
 }
 
-WorkerLease::WorkerLease(std::shared_ptr<Worker> worker, bool permitted)
-    : worker_(std::move(worker)), held_(true), permitted_(permitted) {
-  ++worker_->active;
+WorkerLease::WorkerLease(std::shared_ptr<Worker> worker, bool permitted, int64_t sequences)
+    : worker_(std::move(worker)), held_(true), permitted_(permitted), sequences_(sequences) {
+  worker_->active += sequences_;
 }
 
 WorkerLease::WorkerLease(WorkerLease&& o) noexcept
     : worker_(std::move(o.worker_)),
       held_(o.held_),
       answered_(o.answered_),
-      permitted_(o.permitted_) {
+      permitted_(o.permitted_),
+      sequences_(o.sequences_) {
   o.held_ = false;
 }
 
@@ -56,7 +57,7 @@ void WorkerLease::Abandon() {
 
 void WorkerLease::GiveBack() {
   held_ = false;
-  --worker_->active;
+  worker_->active -= sequences_;
 }
 
 }  // namespace r1::gw

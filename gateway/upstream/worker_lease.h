@@ -1,5 +1,6 @@
-// An attempt's hold on a worker: one of the worker's active streams (what least-connections
-// balancing counts) and its circuit breaker's permission (the one probe while half-open; none
+// An attempt's hold on a worker: its sequences among the worker's active ones (what
+// least-connections balancing counts: a call with n choices counts n) and its circuit breaker's
+// permission (the one probe while half-open; none
 // in panic mode, which ignores ejections).
 // Taken in one place (TryTake, from the pool's Pick) and given back exactly once, with the
 // breaker's verdict, in one place: Release with the attempt's outcome, or Abandon when its
@@ -19,10 +20,10 @@ class Worker;
 
 class WorkerLease {
  public:
-  // Takes the breaker's permission and one active stream; nothing when the breaker refuses.
-  // With `ignore_breaker` (panic mode) only the stream.
+  // Takes the breaker's permission and `sequences` active sequences; nothing when the
+  // breaker refuses. With `ignore_breaker` (panic mode) only the sequences.
   static std::optional<WorkerLease> TryTake(std::shared_ptr<Worker> worker,
-                                            bool ignore_breaker = false);
+                                            bool ignore_breaker = false, int64_t sequences = 1);
 
   WorkerLease(WorkerLease&& o) noexcept;
   WorkerLease& operator=(WorkerLease&&) = delete;
@@ -38,23 +39,24 @@ class WorkerLease {
   void Answered();
   // The attempt ended with `outcome` (OK, or its failure): a worker fault counts against the
   // breaker; anything else is a success unless Answered() said so already. UNAVAILABLE also
-  // marks the worker unhealthy until its next health poll. Gives the stream back.
+  // marks the worker unhealthy until its next health poll. Gives the sequences back.
   void Release(grpc::StatusCode outcome);
   // The attempt gave up on an unresponsive worker (its first-token or stall timeout): no new
   // requests go there until a health poll passes again. Release follows.
   void MarkSuspect();
   // The owner dropped the attempt (the client left, another choice failed): no verdict; a
-  // half-open probe permission is freed. Gives the stream back.
+  // half-open probe permission is freed. Gives the sequences back.
   void Abandon();
 
  private:
-  WorkerLease(std::shared_ptr<Worker> worker, bool permitted);
+  WorkerLease(std::shared_ptr<Worker> worker, bool permitted, int64_t sequences);
   void GiveBack();
 
   std::shared_ptr<Worker> worker_;
   bool held_ = false;
   bool answered_ = false;
   bool permitted_ = false;  // holds the breaker's permission
+  int64_t sequences_ = 1;
 };
 
 }  // namespace r1::gw

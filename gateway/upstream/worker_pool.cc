@@ -246,7 +246,7 @@ std::vector<std::shared_ptr<Worker>> WorkerPool::Healthy() const {
 
 std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tried,
                                             const RouteKey* key, bool resume,
-                                            const std::string& model) {
+                                            const std::string& model, int64_t sequences) {
   std::vector<std::shared_ptr<Worker>> usable = Healthy();
   // Routing by model comes first: the balancer below only sees workers serving it.
   if (!model.empty())
@@ -272,7 +272,7 @@ std::optional<WorkerLease> WorkerPool::Pick(const std::vector<const Worker*>& tr
     std::vector<RouteCandidate> candidates;
     for (auto& w : usable) candidates.push_back(CandidateFor(*w, key));
     const int i = ChooseWorker(options_.routing, candidates, random_);
-    if (auto lease = WorkerLease::TryTake(usable[i], /*ignore_breaker=*/panic)) {
+    if (auto lease = WorkerLease::TryTake(usable[i], /*ignore_breaker=*/panic, sequences)) {
       if (key && options_.routing.policy == RoutingPolicy::kPrefixAware)
         usable[i]->prefix_index().Insert(*key);
       return lease;

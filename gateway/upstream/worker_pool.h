@@ -58,7 +58,8 @@ class Worker {
   CircuitBreaker& breaker() { return breaker_; }
   PrefixIndex& prefix_index() { return prefix_index_; }
 
-  std::atomic<int64_t> active{0};  // streams in flight through this gateway
+  // Sequences in flight through this gateway: a Generate call counts its n choices.
+  std::atomic<int64_t> active{0};
   std::atomic<bool> healthy{false};
   std::atomic<bool> removed{false};  // gone from DNS: no new requests
   std::atomic<int> failed_checks{0};  // health polls failed in a row
@@ -131,10 +132,11 @@ class WorkerPool {
   // reports; empty: any), preferring ones not in `tried`; takes a lease on the worker picked
   // (an active stream and the breaker's permission). `key` is the prompt as prefix-aware
   // routing sees it (may be null); `resume`: only workers whose load report says they continue
-  // resumed streams. Empty when none is usable.
+  // resumed streams. The lease counts `sequences` (the call's choices). Empty when none is
+  // usable.
   std::optional<WorkerLease> Pick(const std::vector<const Worker*>& tried,
                                   const RouteKey* key = nullptr, bool resume = false,
-                                  const std::string& model = "");
+                                  const std::string& model = "", int64_t sequences = 1);
   std::vector<std::shared_ptr<Worker>> Snapshot() const;
   bool AnyHealthy() const;
   // Some worker is healthy but every healthy one has an open breaker.

@@ -1,5 +1,6 @@
 // The exchange without a network: a real worker pool with hand-added workers, scripted calls,
-// a hand-driven strand on a fake clock and a recording sink. Checks the fan-out over choices,
+// a hand-driven strand on a fake clock and a recording sink. Checks the fan-out over prompts
+// (one call each, carrying the prompt's choices) and the demultiplexing of their choices,
 // the formatting of streamed and whole responses, retries (a failing and a silent worker),
 // stream resume (a worker dying, failing or stalling mid-stream; the limit), cancellation and
 // the errors a client sees.
@@ -116,34 +117,45 @@ class ExchangeTest : public ::testing::Test {
   std::shared_ptr<testing::FakeSink> sink_ = std::make_shared<testing::FakeSink>();
 };
 
-TEST_F(ExchangeTest, FansOutOneCallPerChoiceAndStreamsEach) {
+// A message of choice `k` of a call with several choices.
+r1serve::v1::GenerateResponse Of(uint32_t k, r1serve::v1::GenerateResponse m) {
+  m.set_choice_index(k);
+  return m;
+}
+
+TEST_F(ExchangeTest, OneCallPerPromptCarriesItsChoicesAndStreamsEach) {
   Init();
   Run(ApiKind::kCompletion,
       R"({"model":"m","prompt":["x","y"],"n":2,"seed":7,"stream":true,"max_tokens":5})");
-  ASSERT_EQ(calls_.calls.size(), 4u);
+  ASSERT_EQ(calls_.calls.size(), 2u);
   const std::string id = call(0).request.request_id().substr(0, call(0).request.request_id().size() - 2);
-  for (size_t i = 0; i < 4; ++i) {
+  for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(call(i).request.request_id(), id + "-" + std::to_string(i));
-    EXPECT_EQ(call(i).request.text(), i < 2 ? "x" : "y");
-    EXPECT_EQ(call(i).request.sampling().seed(), 7 + i % 2);  // seed + k within a prompt
+    EXPECT_EQ(call(i).request.text(), i == 0 ? "x" : "y");
+    EXPECT_EQ(call(i).request.n(), 2u);
+    EXPECT_EQ(call(i).request.sampling().seed(), 7u);  // the worker gives choice k seed + k
     EXPECT_EQ(call(i).request.max_tokens(), 5u);
   }
-  // Least connections: the four calls alternate between the two workers.
+  // Least connections over sequences: one call of two choices on each worker.
   EXPECT_EQ(a_->active, 2);
   EXPECT_EQ(b_->active, 2);
   EXPECT_FALSE(sink_->streaming);  // the 200 header waits for a first token
 
-  Finish(2, {"c", "d"}, FINISH_REASON_LENGTH);
+  call(1).Send(Of(0, testing::Piece("c")));
+  strand_->RunPending();
   EXPECT_TRUE(sink_->streaming);
-  Finish(0, {"a"});
-  Finish(3, {"e"});
-  EXPECT_FALSE(sink_->ended);
-  Finish(1, {"b"});
+  call(1).Send(Of(0, testing::Piece("d", FINISH_REASON_LENGTH, 2)));
+  call(0).Send(Of(1, testing::Piece("b", FINISH_REASON_STOP, 1)));
+  call(0).Send(Of(0, testing::Piece("a", FINISH_REASON_STOP, 1)));
+  call(0).Done(grpc::Status::OK);
+  call(1).Send(Of(1, testing::Piece("e", FINISH_REASON_STOP, 1)));
+  call(1).Done(grpc::Status::OK);
+  strand_->RunPending();
   ASSERT_TRUE(sink_->ended);
   std::vector<json::value> ev = Events();
   ASSERT_GE(ev.size(), 2u);
   EXPECT_EQ(ev.back(), json::value("[DONE]"));
-  // Each choice's text, in order, with its finish reason.
+  // Each choice's text, in order, with its finish reason: prompt p's choice k is index 2p + k.
   std::map<int64_t, std::string> text, finish;
   for (size_t i = 0; i + 1 < ev.size(); ++i) {
     const auto& ch = ev[i].at("choices").at(0);
@@ -160,6 +172,122 @@ TEST_F(ExchangeTest, FansOutOneCallPerChoiceAndStreamsEach) {
   EXPECT_EQ(ctx_->active_requests, 0);
   EXPECT_EQ(a_->active + b_->active, 0);
   EXPECT_EQ(Metric(R"(r1_gateway_requests_total{code="200",route="/v1/completions"})"), 1);
+}
+
+// The worker fails one choice (FINISH_REASON_ERROR) mid-stream: that choice resumes alone on
+// the other worker, as a call of its own with the seed the worker gave it, while the call
+// goes on for the others.
+TEST_F(ExchangeTest, AChoiceTheWorkerFailsResumesAloneWhileTheOthersGoOn) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion,
+      R"({"model":"m","prompt":"x","n":3,"seed":40,"stream":true,"max_tokens":4})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  const std::string id = call(0).request.request_id();
+  for (uint32_t k = 0; k < 3; ++k)
+    call(0).Send(Of(k, testing::Tokens("a" + std::to_string(k), {10})));
+  auto failed = Of(1, testing::Tokens("b1", {11}, r1serve::v1::FINISH_REASON_ERROR));
+  failed.set_error_message("engine step failed");
+  call(0).Send(std::move(failed));
+  strand_->RunPending();
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  const auto& r = call(1).request;
+  EXPECT_NE(call(1).worker, call(0).worker);
+  EXPECT_EQ(r.n(), 0u);
+  EXPECT_EQ(r.sampling().seed(), 41u);
+  EXPECT_EQ(r.request_id(), id + "-1");
+  EXPECT_EQ(std::vector<int32_t>(r.resume().output_token_ids().begin(),
+                                 r.resume().output_token_ids().end()),
+            (std::vector<int32_t>{10, 11}));
+  EXPECT_EQ(r.max_tokens(), 2u);
+  EXPECT_FALSE(call(0).cancelled);
+  call(0).Send(Of(0, testing::Tokens("c0", {12}, FINISH_REASON_STOP, 2)));
+  call(0).Send(Of(2, testing::Tokens("c2", {12}, FINISH_REASON_STOP, 2)));
+  call(0).Done(grpc::Status::OK);  // its ERROR makes the outcome a failure: no one is left
+  call(1).Send(testing::Tokens("c1", {13}));
+  call(1).Send(testing::Tokens("d1", {14}, FINISH_REASON_LENGTH, 4));
+  call(1).Done(grpc::Status::OK);
+  strand_->RunPending();
+  ASSERT_TRUE(sink_->ended);
+  std::map<int64_t, std::string> text, finish;
+  for (const json::value& e : Events()) {
+    ASSERT_FALSE(e.is_object() && e.as_object().contains("error")) << e;
+    if (!e.is_object()) continue;
+    const auto& ch = e.at("choices").at(0);
+    text[ch.at("index").as_int64()] += std::string(ch.at("text").as_string());
+    if (!ch.at("finish_reason").is_null())
+      finish[ch.at("index").as_int64()] = std::string(ch.at("finish_reason").as_string());
+  }
+  EXPECT_EQ(text, (std::map<int64_t, std::string>{{0, "a0c0"}, {1, "a1b1c1d1"}, {2, "a2c2"}}));
+  EXPECT_EQ(finish, (std::map<int64_t, std::string>{{0, "stop"}, {1, "length"}, {2, "stop"}}));
+  EXPECT_EQ(Metric(R"(r1_gateway_stream_resumes_total{reason="internal"})"), 1);
+  EXPECT_EQ(a_->active + b_->active, 0);
+}
+
+// A call that fails before any of its choices has output is tried again whole; one that fails
+// after some did leaves each unfinished choice to go on alone: resumed when it has output,
+// started again otherwise.
+TEST_F(ExchangeTest, AFailedCallIsRetriedWholeBeforeOutputAndChoiceByChoiceAfter) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","n":3,"seed":5,"stream":true})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  call(0).Done(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full"));
+  strand_->Advance(0ms);
+  ASSERT_EQ(calls_.calls.size(), 2u);
+  EXPECT_NE(call(1).worker, call(0).worker);
+  EXPECT_EQ(call(1).request.n(), 3u);
+  EXPECT_EQ(call(1).request.sampling().seed(), 5u);
+  EXPECT_EQ(Metric(R"(r1_gateway_retries_total{reason="resource_exhausted"})"), 1);
+  EXPECT_EQ(call(1).worker->active, 3);
+
+  call(1).Send(Of(2, testing::Tokens("z", {7})));
+  call(1).Send(Of(0, testing::Tokens("x", {5}, FINISH_REASON_STOP, 1)));
+  call(1).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "Socket closed"));
+  strand_->Advance(0ms);
+  // Choice 0 is complete; 2 resumes with its token; 1 (nothing yet) starts again alone.
+  ASSERT_EQ(calls_.calls.size(), 4u);
+  std::map<int64_t, const r1serve::v1::GenerateRequest*> alone;
+  for (size_t i = 2; i < 4; ++i) alone[call(i).request.sampling().seed()] = &call(i).request;
+  ASSERT_EQ(alone.size(), 2u);
+  ASSERT_TRUE(alone.count(6) && alone.count(7));
+  EXPECT_EQ(alone[6]->resume().output_token_ids_size(), 0);
+  EXPECT_EQ(alone[7]->resume().output_token_ids_size(), 1);
+  EXPECT_EQ(alone[6]->n(), 0u);
+  for (size_t i = 2; i < 4; ++i) {
+    const bool resumed = call(i).request.resume().output_token_ids_size() > 0;
+    call(i).Send(testing::Tokens(resumed ? "Z" : "y", {8}, FINISH_REASON_STOP, resumed ? 2 : 1));
+    call(i).Done(grpc::Status::OK);
+  }
+  strand_->RunPending();
+  ASSERT_TRUE(sink_->ended);
+  std::map<int64_t, std::string> text;
+  for (const json::value& e : Events()) {
+    ASSERT_FALSE(e.is_object() && e.as_object().contains("error")) << e;
+    if (e.is_object()) text[e.at("choices").at(0).at("index").as_int64()] +=
+        std::string(e.at("choices").at(0).at("text").as_string());
+  }
+  EXPECT_EQ(text, (std::map<int64_t, std::string>{{0, "x"}, {1, "y"}, {2, "zZ"}}));
+  EXPECT_EQ(a_->active + b_->active, 0);
+}
+
+// A worker that tags a message with a choice the request does not have breaks the protocol:
+// the call ends there, the client gets a clean error naming it, and the gateway serves on.
+TEST_F(ExchangeTest, AChoiceIndexOutOfRangeIsACleanError) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","n":2})");
+  ASSERT_EQ(calls_.calls.size(), 1u);
+  call(0).Send(Of(2, testing::Piece("?")));
+  strand_->RunPending();
+  EXPECT_TRUE(call(0).cancelled);
+  call(0).Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  strand_->RunPending();
+  ASSERT_TRUE(sink_->ended);
+  EXPECT_EQ(sink_->status, 500u);
+  const std::string message(json::parse(sink_->body).at("error").at("message").as_string());
+  EXPECT_NE(message.find("sent choice_index 2 for a request of 2 choice(s)"), std::string::npos)
+      << message;
+  EXPECT_EQ(message.find("10.0.0."), std::string::npos) << "no internal address: " << message;
+  EXPECT_EQ(a_->active + b_->active, 0);
+  EXPECT_EQ(ctx_->active_requests, 0);
 }
 
 TEST_F(ExchangeTest, WholeChatResponseWithReasoningSplit) {
@@ -428,10 +556,10 @@ TEST_F(ExchangeTest, TheCallsOwnDeadlineIsNotResumed) {
 
 TEST_F(ExchangeTest, ClientLeavingCancelsEveryCall) {
   Init();
-  Run(ApiKind::kChat,
-      R"({"model":"m","messages":[{"role":"user","content":"hi"}],"n":2,"stream":true})");
+  Run(ApiKind::kCompletion,
+      R"({"model":"m","prompt":["x","y"],"n":2,"stream":true})");
   ASSERT_EQ(calls_.calls.size(), 2u);
-  call(0).Send(testing::Piece("a"));
+  call(0).Send(Of(1, testing::Piece("a")));
   strand_->RunPending();
   const size_t chunks = sink_->chunks.size();
   sink_->Leave();
@@ -439,12 +567,12 @@ TEST_F(ExchangeTest, ClientLeavingCancelsEveryCall) {
   EXPECT_TRUE(call(1).cancelled);
   EXPECT_EQ(a_->active + b_->active, 0);  // leases back at once
   EXPECT_EQ(ctx_->active_requests, 0);
-  call(1).Send(testing::Piece("late"));
+  call(1).Send(Of(0, testing::Piece("late")));
   call(0).Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   call(1).Done(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   strand_->RunPending();
   EXPECT_EQ(sink_->chunks.size(), chunks);  // nothing more is written
-  EXPECT_EQ(Metric(R"(r1_gateway_requests_total{code="499",route="/v1/chat/completions"})"), 1);
+  EXPECT_EQ(Metric(R"(r1_gateway_requests_total{code="499",route="/v1/completions"})"), 1);
   // Neither worker is blamed for the client leaving.
   EXPECT_EQ(a_->breaker().State(), BreakerState::kClosed);
   EXPECT_EQ(b_->breaker().State(), BreakerState::kClosed);
@@ -466,30 +594,29 @@ TEST_F(ExchangeTest, NoHealthyWorkerIs503) {
 // started meanwhile starts paused, the queue draining resumes them all; each message the
 // exchange took lets its call read the next one.
 TEST_F(ExchangeTest, AFullClientQueuePausesEveryCallUntilItDrains) {
-  Init();
+  Init(/*breaker_failures=*/100);
   Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x","n":2,"stream":true})");
-  ASSERT_EQ(calls_.calls.size(), 2u);
+  ASSERT_EQ(calls_.calls.size(), 1u);
   ASSERT_TRUE(sink_->flow);
-  call(0).Send(testing::Piece("a"));
-  call(0).Send(testing::Piece("b"));
+  call(0).Send(Of(0, testing::Tokens("a", {1})));
+  call(0).Send(Of(0, testing::Tokens("b", {2})));
   strand_->RunPending();
   EXPECT_EQ(call(0).taken, 2);
-  EXPECT_EQ(call(1).taken, 0);
 
   sink_->flow(true);
   EXPECT_TRUE(call(0).paused);
-  EXPECT_TRUE(call(1).paused);
-  // Choice 1 fails before its first token and is retried: the new call starts paused.
-  call(1).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
+  // The call fails: choice 0 resumes and choice 1 starts alone; the new calls start paused.
+  call(0).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
   strand_->RunPending();
   strand_->Advance(0ms);
   ASSERT_EQ(calls_.calls.size(), 3u);
+  EXPECT_TRUE(call(1).paused);
   EXPECT_TRUE(call(2).paused);
 
   sink_->flow(false);
-  EXPECT_FALSE(call(0).paused);
+  EXPECT_FALSE(call(1).paused);
   EXPECT_FALSE(call(2).paused);
-  Finish(0, {"c"});
+  Finish(1, {"c"});
   Finish(2, {"d"});
   EXPECT_TRUE(sink_->ended);
   EXPECT_FALSE(sink_->flow) << "the exchange lets go of the flow handler when it ends";

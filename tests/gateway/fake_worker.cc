@@ -11,10 +11,18 @@
 //   @refault         the failures above also strike resumed calls (counting this call's tokens)
 //   @think           emit reasoning, then "</think>" split across two messages, then answer
 //   @echo            emit one message holding the request's fields as JSON
-// Flow control shows on stdout: "BLOCKED <request_id> at <k>" when writing token k waited over
-// 200 ms (the client stopped reading), "CANCELLED <request_id> at <k>" when the call was
-// cancelled after k tokens were written, "DONE <request_id> <k>" when all k were (k counts
-// this call's tokens).
+//   @fail_choice=C   @fail_after strikes choice C only (default: every choice)
+//   @bad_choice_index  tag every message with a choice_index past the request's choices
+// GenerateRequest.n choices are honoured as r1-worker does: each choice emits the same script
+// in the one stream, token by token in turn (choice 0's token i, choice 1's token i, ...), each
+// message tagged with its choice_index, each choice ending with its own last message; the
+// scripted failures strike the whole call at step k (@fail_after: each choice, or the one
+// @fail_choice names).
+// Flow control shows on stdout, per choice: "BLOCKED <id> at <k>" when writing step k waited
+// over 200 ms (the client stopped reading; every choice of the call is held),
+// "CANCELLED <id> at <k>" when the call was cancelled after k of the choice's tokens were
+// written, "DONE <id> <k>" when all k were (k counts this call's tokens). <id> is the
+// request_id, with "-<choice>" appended when n > 1 (r1-worker's names for the choices).
 // Token i of a request has id 100 + i and text "NAME-i ". A request with `resume` continues
 // from token i = resume.output_token_ids size (max_tokens then counts new tokens; usage counts
 // all), as a real worker does, so a resumed stream shows which worker made which token.
@@ -25,6 +33,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -79,7 +88,7 @@ std::string Quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string EchoJson(const GenerateRequest& r) {
+std::string EchoJson(const GenerateRequest& r, uint32_t choice) {
   const auto& s = r.sampling();
   char buf[512];
   std::snprintf(buf, sizeof buf,
@@ -135,7 +144,8 @@ std::string EchoJson(const GenerateRequest& r) {
     if (i) out += ",";
     out += std::to_string(r.resume().output_token_ids(i));
   }
-  out += "],\"request_id\":" + Quote(r.request_id()) + "}";
+  out += "],\"request_id\":" + Quote(r.request_id()) + ",\"n\":" + std::to_string(r.n()) +
+         ",\"choice_index\":" + std::to_string(choice) + "}";
   return out;
 }
 
@@ -196,62 +206,84 @@ class FakeInference final : public r1serve::v1::Inference::Service {
       }
       n = static_cast<int64_t>(pieces.size());
     } else if (echo) {
-      pieces.push_back(EchoJson(*req));
+      pieces.push_back("");  // per choice, below
     } else if (think) {
       pieces = {"Let", " me", " think.", "</th", "ink>", "\n\nThe", " answer", " is", " 4."};
       n = static_cast<int64_t>(pieces.size());
     } else {
       for (int64_t i = 0; i < n; ++i) pieces.push_back(o_->name + "-" + std::to_string(i) + " ");
     }
-    const std::string& id = req->request_id();
+    const int64_t choices = req->n() > 1 ? req->n() : 1;
+    const int64_t fail_choice = Directive(prompt, "fail_choice", -1);
+    const uint32_t index_offset =
+        prompt.find("@bad_choice_index") != std::string::npos ? static_cast<uint32_t>(choices) : 0;
+    std::vector<std::string> ids;
+    for (int64_t c = 0; c < choices; ++c)
+      ids.push_back(choices > 1 ? req->request_id() + "-" + std::to_string(c) : req->request_id());
+    std::vector<bool> ended(static_cast<size_t>(choices), false);
+    auto cancelled = [&](int64_t k) {
+      for (int64_t c = 0; c < choices; ++c)
+        if (!ended[c]) Say("CANCELLED " + ids[c] + " at " + std::to_string(k));
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    };
     bool blocked = false;
     const int64_t from = echo ? 0 : resumed;
     for (int64_t i = from; i < n; ++i) {
-      const int64_t k = i - from;  // tokens this call sent so far
-      if (ctx->IsCancelled()) return Cancelled(id, k);
+      const int64_t k = i - from;  // tokens each choice of this call sent so far
+      if (ctx->IsCancelled()) return cancelled(k);
       if (k > 0 && interval > 0) Sleep(ctx, interval);
       if (die_after >= 0 && k == die_after) kill(getpid(), SIGKILL);
       if (stall_after >= 0 && k == stall_after) {
         while (!ctx->IsCancelled()) Sleep(ctx, 1000);
-        return Cancelled(id, k);
+        return cancelled(k);
       }
       if (abort_after >= 0 && k == abort_after)
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "scripted abort");
-      GenerateResponse m;
-      m.add_token_ids(static_cast<int32_t>(100 + i));
-      m.set_text(pieces[i]);
-      if (req->logprobs()) {
-        auto* lp = m.add_logprobs();
-        lp->set_token_id(static_cast<int32_t>(100 + i));
-        lp->set_token(pieces[i]);
-        lp->set_logprob(-0.5f);
-        for (uint32_t k = 0; k < req->top_logprobs(); ++k) {
-          auto* t = lp->add_top_logprobs();
-          t->set_token_id(static_cast<int32_t>(k));
-          t->set_token("alt" + std::to_string(k));
-          t->set_logprob(-1.0f - static_cast<float>(k));
+      for (int64_t c = 0; c < choices; ++c) {
+        if (ended[c]) continue;
+        const std::string piece = echo ? EchoJson(*req, static_cast<uint32_t>(c)) : pieces[i];
+        GenerateResponse m;
+        m.set_choice_index(static_cast<uint32_t>(c) + index_offset);
+        m.add_token_ids(static_cast<int32_t>(100 + i));
+        m.set_text(piece);
+        if (req->logprobs()) {
+          auto* lp = m.add_logprobs();
+          lp->set_token_id(static_cast<int32_t>(100 + i));
+          lp->set_token(piece);
+          lp->set_logprob(-0.5f);
+          for (uint32_t t = 0; t < req->top_logprobs(); ++t) {
+            auto* top = lp->add_top_logprobs();
+            top->set_token_id(static_cast<int32_t>(t));
+            top->set_token("alt" + std::to_string(t));
+            top->set_logprob(-1.0f - static_cast<float>(t));
+          }
+        }
+        if (fail_after >= 0 && k + 1 == fail_after && (fail_choice < 0 || fail_choice == c)) {
+          m.set_finish_reason(r1serve::v1::FINISH_REASON_ERROR);
+          m.set_error_message("scripted failure mid-stream");
+          ended[c] = true;
+        } else if (i + 1 == n) {
+          m.set_finish_reason(finish);
+          m.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prompt.size() / 4 + 1));
+          m.mutable_usage()->set_completion_tokens(static_cast<uint32_t>(n));
+        }
+        const auto write_start = std::chrono::steady_clock::now();
+        const bool written = writer->Write(m);
+        if (!blocked && std::chrono::steady_clock::now() - write_start > std::chrono::milliseconds(200)) {
+          blocked = true;
+          for (int64_t b = 0; b < choices; ++b) Say("BLOCKED " + ids[b] + " at " + std::to_string(k));
+        }
+        if (!written) {
+          ended[c] = false;
+          return cancelled(k);
+        }
+        if (i + 1 == n && !ended[c]) {
+          ended[c] = true;
+          Say("DONE " + ids[c] + " " + std::to_string(n - from));
         }
       }
-      if (fail_after >= 0 && k + 1 == fail_after) {
-        m.set_finish_reason(r1serve::v1::FINISH_REASON_ERROR);
-        m.set_error_message("scripted failure mid-stream");
-        writer->Write(m);
-        return grpc::Status::OK;
-      }
-      if (i + 1 == n) {
-        m.set_finish_reason(finish);
-        m.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(prompt.size() / 4 + 1));
-        m.mutable_usage()->set_completion_tokens(static_cast<uint32_t>(n));
-      }
-      const auto write_start = std::chrono::steady_clock::now();
-      const bool written = writer->Write(m);
-      if (!blocked && std::chrono::steady_clock::now() - write_start > std::chrono::milliseconds(200)) {
-        blocked = true;
-        Say("BLOCKED " + id + " at " + std::to_string(k));
-      }
-      if (!written) return Cancelled(id, k);
+      if (std::find(ended.begin(), ended.end(), false) == ended.end()) break;
     }
-    Say("DONE " + id + " " + std::to_string(n - from));
     return grpc::Status::OK;
   }
 

@@ -12,7 +12,7 @@ using namespace std::chrono_literals;
 // Only Load() matters to the watchdog.
 class ScriptedEngine final : public engine::Engine {
  public:
-  absl::Status Submit(engine::EngineRequest) override { return absl::OkStatus(); }
+  absl::Status SubmitAll(std::vector<engine::EngineRequest>) override { return absl::OkStatus(); }
   engine::EngineLoad Load() const override { return load; }
   void StopAccepting() override {}
   void Shutdown() override {}

@@ -62,19 +62,23 @@ class EngineImpl final : public Engine {
 
   void Start() { thread_ = std::thread([this] { Loop(); }); }
 
-  absl::Status Submit(EngineRequest request) override {
+  absl::Status SubmitAll(std::vector<EngineRequest> requests) override {
     if (!accepting_.load()) return absl::UnavailableError("worker is draining");
+    const int32_t n = static_cast<int32_t>(requests.size());
     int32_t q = queued_.load();
     do {
-      if (q >= options_.max_waiting) {
-        return absl::ResourceExhaustedError("queue full: " + std::to_string(q) +
-                                            " requests are waiting (--max-waiting)");
+      if (q + n > options_.max_waiting) {
+        return absl::ResourceExhaustedError(
+            "queue full: " + std::to_string(q) + " requests are waiting (--max-waiting)" +
+            (n > 1 ? ", " + std::to_string(n) + " more asked for" : ""));
       }
-    } while (!queued_.compare_exchange_weak(q, q + 1));
-    R1_LOG(DEBUG) << "queued " << request.request_id << " (" << q + 1 << " waiting)";
+    } while (!queued_.compare_exchange_weak(q, q + n));
     {
       std::lock_guard<std::mutex> lock(mu_);
-      inbox_.push_back(std::move(request));
+      for (EngineRequest& request : requests) {
+        R1_LOG(DEBUG) << "queued " << request.request_id << " (" << ++q << " waiting)";
+        inbox_.push_back(std::move(request));
+      }
     }
     cv_.notify_one();
     return absl::OkStatus();

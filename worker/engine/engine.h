@@ -196,9 +196,16 @@ class Engine {
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   virtual ~Engine() = default;
 
-  // Queues a request. RESOURCE_EXHAUSTED when --max-waiting requests are already queued,
-  // UNAVAILABLE after StopAccepting(). On OK the sink gets a final delta eventually.
-  virtual absl::Status Submit(EngineRequest request) = 0;
+  // Queues requests, all or none (the n choices of one Generate call): RESOURCE_EXHAUSTED
+  // when fewer than requests.size() places are left under --max-waiting, UNAVAILABLE after
+  // StopAccepting(). On OK each sink gets a final delta eventually.
+  virtual absl::Status SubmitAll(std::vector<EngineRequest> requests) = 0;
+  // One request.
+  absl::Status Submit(EngineRequest request) {
+    std::vector<EngineRequest> one;
+    one.push_back(std::move(request));
+    return SubmitAll(std::move(one));
+  }
   virtual EngineLoad Load() const = 0;
   // Refuse new work (draining).
   virtual void StopAccepting() = 0;

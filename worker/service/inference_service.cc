@@ -29,19 +29,27 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 class GenerateStream;
 
-// Shared by the engine (which may outlive the call) and the reactor.
-class StreamSink final : public engine::RequestSink {
+// The call's side of its choices, shared by the engine (which may outlive the call) and the
+// reactor. Each choice's deltas are merged into its pending message while a write is in
+// flight; the next write takes the next choice with one, in turn, so every choice moves.
+class StreamSink {
  public:
   StreamSink(GenerateStream* stream, WorkerMetrics* metrics,
              std::shared_ptr<engine::TextCodec> codec, bool logprobs, const Clock* clock,
-             Clock::TimePoint arrival)
+             Clock::TimePoint arrival, int choices)
       : stream_(stream), metrics_(metrics), codec_(std::move(codec)), logprobs_(logprobs),
-        clock_(clock), arrival_(arrival) {}
+        clock_(clock), arrival_(arrival), choices_(static_cast<size_t>(choices)),
+        finals_left_(choices) {}
 
-  void OnDelta(engine::Delta delta) override;
-  // Sent in the first message's prompt_text (GenerateRequest.echo).
+  // On the engine thread.
+  void OnDelta(int choice, engine::Delta delta);
+  bool Cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  // Before the engine has the requests. Sent in choice 0's first message's prompt_text
+  // (GenerateRequest.echo).
   void SetEchoText(std::string text) { echo_text_ = std::move(text); }
-  bool Cancelled() const override { return cancelled_.load(std::memory_order_relaxed); }
+  // Choice 0's first message (with the prompt's text or log-probabilities) is the call's
+  // first: the other choices' output waits for it.
+  void HoldOthersUntilFirst() { hold_others_ = true; }
 
   // Reactor side.
   void OnCancel();
@@ -52,7 +60,13 @@ class StreamSink final : public engine::RequestSink {
   }
 
  private:
-  void Record(const engine::Delta& d);
+  struct Choice {
+    r1serve::v1::GenerateResponse pending;
+    bool has_pending = false;
+    bool pending_final = false;  // `pending` holds the choice's last message
+    Clock::TimePoint last_token{};  // engine thread only
+  };
+  void Record(Choice& c, const engine::Delta& d);
   // Starts the next write or the Finish if one is due. Called with mu_ held; the action runs
   // after the caller releases the lock.
   enum class Action { kNone, kWrite, kWriteLast, kFinishCancelled };
@@ -66,15 +80,28 @@ class StreamSink final : public engine::RequestSink {
   bool logprobs_;
   const Clock* clock_;
   Clock::TimePoint arrival_;
-  Clock::TimePoint last_token_{};
   std::atomic<bool> cancelled_{false};
-  GenerateResponse pending_;
-  bool has_pending_ = false;
-  bool pending_final_ = false;
+  std::vector<Choice> choices_;
+  int finals_left_;  // choices whose last message is not written yet
+  size_t next_ = 0;  // the choice whose pending message goes first next time
+  bool hold_others_ = false;
   bool write_in_flight_ = false;
   bool finish_called_ = false;
   GenerateResponse writing_;
   std::string echo_text_;
+};
+
+// One choice as the engine sees it.
+class ChoiceSink final : public engine::RequestSink {
+ public:
+  ChoiceSink(std::shared_ptr<StreamSink> stream, int index)
+      : stream_(std::move(stream)), index_(index) {}
+  void OnDelta(engine::Delta delta) override { stream_->OnDelta(index_, std::move(delta)); }
+  bool Cancelled() const override { return stream_->Cancelled(); }
+
+ private:
+  std::shared_ptr<StreamSink> stream_;
+  const int index_;
 };
 
 class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
@@ -100,16 +127,16 @@ class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
   std::shared_ptr<StreamSink> sink_;
 };
 
-void StreamSink::Record(const engine::Delta& d) {
+void StreamSink::Record(Choice& c, const engine::Delta& d) {
   Clock::TimePoint now = clock_->Now();
   if (!d.tokens.empty()) {
-    if (last_token_ == Clock::TimePoint{}) {
+    if (c.last_token == Clock::TimePoint{}) {
       metrics_->time_to_first_token->Observe(MillisBetween(arrival_, now) / 1e3);
     } else {
-      metrics_->inter_token_latency->Observe(MillisBetween(last_token_, now) / 1e3 /
+      metrics_->inter_token_latency->Observe(MillisBetween(c.last_token, now) / 1e3 /
                                              d.tokens.size());
     }
-    last_token_ = now;
+    c.last_token = now;
     metrics_->generation_tokens->Increment(static_cast<double>(d.tokens.size()));
   }
   if (d.finish != engine::FinishReason::kNone) {
@@ -120,16 +147,18 @@ void StreamSink::Record(const engine::Delta& d) {
   }
 }
 
-void StreamSink::OnDelta(engine::Delta delta) {
-  Record(delta);
+void StreamSink::OnDelta(int choice, engine::Delta delta) {
+  Choice& c = choices_[static_cast<size_t>(choice)];
+  Record(c, delta);
   Action a;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stream_ || finish_called_) return;
-    if (delta.finish != engine::FinishReason::kNone) pending_final_ = true;
-    if (!echo_text_.empty()) pending_.set_prompt_text(std::move(echo_text_)), echo_text_.clear();
-    AppendDelta(std::move(delta), codec_.get(), logprobs_, &pending_);
-    has_pending_ = true;
+    if (delta.finish != engine::FinishReason::kNone) c.pending_final = true;
+    if (choice == 0 && !echo_text_.empty())
+      c.pending.set_prompt_text(std::move(echo_text_)), echo_text_.clear();
+    AppendDelta(std::move(delta), codec_.get(), logprobs_, &c.pending);
+    c.has_pending = true;
     a = NextLocked();
   }
   Run(a);
@@ -141,12 +170,23 @@ StreamSink::Action StreamSink::NextLocked() {
     finish_called_ = true;
     return Action::kFinishCancelled;
   }
-  if (!has_pending_) return Action::kNone;
+  const size_t n = choices_.size();
+  size_t k = 0;
+  for (; k < n; ++k) {
+    const size_t j = (next_ + k) % n;
+    if (choices_[j].has_pending && (!hold_others_ || j == 0)) break;
+  }
+  if (k == n) return Action::kNone;
+  const size_t j = (next_ + k) % n;
+  Choice& c = choices_[j];
+  next_ = j + 1;
+  if (j == 0) hold_others_ = false;
   writing_.Clear();
-  writing_.Swap(&pending_);
-  has_pending_ = false;
+  writing_.Swap(&c.pending);
+  writing_.set_choice_index(static_cast<uint32_t>(j));
+  c.has_pending = false;
   write_in_flight_ = true;
-  if (pending_final_) {
+  if (c.pending_final && --finals_left_ == 0) {
     finish_called_ = true;
     return Action::kWriteLast;
   }
@@ -207,7 +247,13 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
   }
   RequestLimits limits{engine_->max_model_len(), engine_->vocab_size(), options_.compiler,
                        options_.generation};
-  absl::StatusOr<engine::EngineRequest> req = ToEngineRequest(*request, limits, codec_.get());
+  absl::StatusOr<int> choices = ChoiceCount(*request);
+  if (choices.ok() && *choices > engine_->max_waiting())
+    choices = absl::InvalidArgumentError("n: " + std::to_string(*choices) +
+                                         " choices exceed this worker's --max-waiting " +
+                                         std::to_string(engine_->max_waiting()));
+  absl::StatusOr<engine::EngineRequest> req =
+      choices.ok() ? ToEngineRequest(*request, limits, codec_.get()) : choices.status();
   if (!req.ok()) {
     metrics_->rejected_invalid->Increment();
     R1_LOG(DEBUG) << "rejected request " << EscapeForLog(request->request_id()) << ": "
@@ -219,7 +265,8 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
   req->arrival = arrival;
   auto sink = std::make_shared<StreamSink>(stream, metrics_,
                                            codec_ ? codec_->text_codec() : nullptr,
-                                           req->sampling.logprobs, options_.clock, arrival);
+                                           req->sampling.logprobs, options_.clock, arrival,
+                                           *choices);
   if (request->echo()) {
     if (request->has_text()) {
       sink->SetEchoText(request->text());
@@ -228,10 +275,16 @@ grpc::ServerWriteReactor<GenerateResponse>* InferenceService::Generate(
       if (text.ok()) sink->SetEchoText(*text);
     }
   }
+  if (request->echo() || req->prompt_logprobs >= 0) sink->HoldOthersUntilFirst();
   stream->Attach(sink);
-  req->sink = sink;
+  std::vector<engine::EngineRequest> reqs;
+  reqs.reserve(static_cast<size_t>(*choices));
+  for (int k = 0; k < *choices; ++k) {
+    reqs.push_back(ForChoice(*req, k, *choices));
+    reqs.back().sink = std::make_shared<ChoiceSink>(sink, k);
+  }
   (void)context;
-  absl::Status st = engine_->Submit(std::move(*req));
+  absl::Status st = engine_->SubmitAll(std::move(reqs));
   if (!st.ok()) {
     if (st.code() == absl::StatusCode::kResourceExhausted) {
       metrics_->rejected_queue_full->Increment();

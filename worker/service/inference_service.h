@@ -1,7 +1,9 @@
 // The gRPC Inference service on the callback API. Generate validates and tokenizes on the gRPC
-// thread, hands the request to the engine, and streams the engine's deltas back with one write
-// in flight (deltas that arrive meanwhile are merged into the next message). Cancellation and
-// deadlines reach the engine through the sink's Cancelled() flag.
+// thread, hands the request's n choices to the engine as n sequences (all or none), and streams
+// their deltas back on the one call with one write in flight, each message tagged with its
+// choice (deltas that arrive meanwhile are merged into that choice's next message; choices
+// take turns). Cancellation and deadlines reach every choice's sequence through the sinks'
+// shared Cancelled() flag.
 #pragma once
 
 #include <atomic>

@@ -108,6 +108,24 @@ absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const r1serve::v1::ChatPro
   return ids;
 }
 
+absl::StatusOr<int> ChoiceCount(const GenerateRequest& req) {
+  if (req.n() > kMaxChoices)
+    return Bad("n", "at most " + std::to_string(kMaxChoices) + " choices, got " +
+                        std::to_string(req.n()));
+  if (req.n() > 1 && req.resume().output_token_ids_size() > 0)
+    return Bad("n", "a resumed stream is one choice, got " + std::to_string(req.n()));
+  return req.n() > 1 ? static_cast<int>(req.n()) : 1;
+}
+
+engine::EngineRequest ForChoice(const engine::EngineRequest& base, int k, int n) {
+  engine::EngineRequest out = base;
+  if (n > 1) out.request_id += "-" + std::to_string(k);
+  // Unsigned: wraps around past 2^64 - 1, as the gateway's sum did.
+  if (out.sampling.seed) out.sampling.seed = *out.sampling.seed + static_cast<uint64_t>(k);
+  if (k > 0) out.prompt_logprobs = -1;
+  return out;
+}
+
 absl::StatusOr<engine::EngineRequest> ToEngineRequest(const GenerateRequest& req,
                                                       const RequestLimits& limits,
                                                       PromptCodec* codec) {

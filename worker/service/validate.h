@@ -26,6 +26,18 @@ struct RequestLimits {
 absl::StatusOr<std::vector<int32_t>> EncodeChatPrompt(const r1serve::v1::ChatPrompt& chat,
                                                       PromptCodec* codec);
 
+// Most choices one Generate call may ask for (GenerateRequest.n), as the gateway's n.
+inline constexpr uint32_t kMaxChoices = 64;
+
+// The number of choices GenerateRequest.n asks for (0 means 1): INVALID_ARGUMENT naming "n"
+// above kMaxChoices or together with `resume`.
+absl::StatusOr<int> ChoiceCount(const r1serve::v1::GenerateRequest& req);
+
+// Choice k of n from the request `base` (ToEngineRequest's): seed + k when it has a seed (the
+// rule the gateway used when it sent one call per choice), request id "<id>-<k>" when n > 1,
+// and the prompt's log-probabilities asked for on choice 0 only (they are sent once).
+engine::EngineRequest ForChoice(const engine::EngineRequest& base, int k, int n);
+
 // Fills everything but arrival and sink. `codec` may be null (no tokenizer).
 absl::StatusOr<engine::EngineRequest> ToEngineRequest(const r1serve::v1::GenerateRequest& req,
                                                       const RequestLimits& limits,

@@ -93,7 +93,7 @@ test('parameters reach the worker', async () => {
     presence_penalty: 0.5, frequency_penalty: -0.5, seed: 99, max_tokens: 17, ignore_eos: false,
     logprobs: true, top_logprobs: 2, stop: ['x', 'yz'], stop_token_ids: [], prompt_kind: 'chat',
     messages: [{ role: 'system', content: 'sys' }, { role: 'user', content: '@echo' }], resume: [],
-    request_id: undefined });
+    request_id: undefined, n: 0, choice_index: 0 });
   assert.equal(echo.request_id, r.id);
   const lp = r.choices[0].logprobs.content[0];
   assert.equal(lp.logprob, -0.5);
@@ -169,13 +169,21 @@ test('n choices and batched prompts, plain and streamed', async () => {
   for (const g1 of got) assert.deepEqual(g1, { r: 'Let me think.', c: '\n\nThe answer is 4.', roles: 1, finish: 'stop' });
   assert.equal(usage.completion_tokens, 18);
 
-  // With a seed, choice k samples with seed + k.
+  // One call carries the n choices, with the request's seed (the worker gives choice k
+  // seed + k: checked against a real worker in real_workers.test.mjs); each choice is the
+  // message tagged with its index.
   const seeded = await client.completions.create({ model: 'm', prompt: '@echo', n: 2, seed: 10 });
-  assert.deepEqual(seeded.choices.map((c) => JSON.parse(c.text).seed), [10, 11]);
-  assert.deepEqual(seeded.choices.map((c) => JSON.parse(c.text).request_id), [`${seeded.id}-0`, `${seeded.id}-1`]);
-  // Without one the gateway picks a seed per choice, so that a resumed stream samples on.
+  const echoed = seeded.choices.map((c) => JSON.parse(c.text));
+  assert.deepEqual(echoed.map((e) => [e.seed, e.n, e.choice_index, e.request_id]),
+    [[10, 2, 0, seeded.id], [10, 2, 1, seeded.id]]);
+  // Without one the gateway picks the call's seed, so that a resumed stream samples on.
   const unseeded = await client.completions.create({ model: 'm', prompt: '@echo', n: 2 });
   const seeds = unseeded.choices.map((c) => JSON.parse(c.text).seed);
   assert.ok(seeds.every((x) => typeof x === 'number'), JSON.stringify(seeds));
-  assert.notEqual(seeds[0], seeds[1]);
+  assert.equal(seeds[0], seeds[1]);
+  // Several prompts: one call each, "<id>-<prompt>".
+  const two = await client.completions.create({ model: 'm', prompt: ['@echo', '@echo'], n: 3 });
+  assert.deepEqual(two.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(two.choices.map((c) => { const e = JSON.parse(c.text); return [e.request_id, e.n, e.choice_index]; }),
+    [0, 1].flatMap((p) => [0, 1, 2].map((k) => [`${two.id}-${p}`, 3, k])));
 });

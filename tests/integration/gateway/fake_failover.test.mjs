@@ -178,3 +178,74 @@ test('routing: prefix-aware keeps a shared prefix on one worker; load avoids a r
   assert.ok(lc.some((s) => s.includes('c')), lc.join());
   assert.ok(lc.some((s) => s.length > 1), lc.join());
 });
+
+// One call carries a request's n choices; when it fails, each unfinished choice goes on alone.
+// Streams a completion with n choices; resolves each choice's text and finish reason, and
+// whether an error event came.
+async function streamChoices(g, prompt, n) {
+  const r = await fetch(`${g.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'm', prompt, n, stream: true }) });
+  assert.equal(r.status, 200);
+  const events = sseEvents(await r.text());
+  assert.equal(events.at(-1), '[DONE]');
+  const text = Array(n).fill(''), finish = Array(n).fill(null);
+  let error = false;
+  for (const data of events.slice(0, -1)) {
+    const e = JSON.parse(data);
+    if (e.error) { error = true; continue; }
+    for (const c of e.choices) {
+      text[c.index] += c.text;
+      if (c.finish_reason) finish[c.index] = c.finish_reason;
+    }
+  }
+  return { text, finish, error };
+}
+
+test('kill -9 of the worker mid-stream with n = 4: every choice resumes alone elsewhere and completes', async () => {
+  const ws = [await worker(['--name', 'a']), await worker(['--name', 'b'])];
+  const g = await gateway(ws);
+  // The worker the call lands on kills itself after 5 tokens of each choice.
+  const r = await streamChoices(g, '@tokens=20 @interval=20 @die_after=5', 4);
+  assert.equal(r.error, false, JSON.stringify(r.text));
+  const first = tokens(r.text[0])[0].w;
+  for (let k = 0; k < 4; k++) {
+    assert.equal(r.finish[k], 'stop');
+    const t = tokens(r.text[k]);
+    assert.deepEqual(t.map((x) => x.i), [...Array(20).keys()], `choice ${k}: ${r.text[k]}`);
+    // Made by the first worker up to the kill, by the other one after it.
+    assert.deepEqual(t.map((x) => x.w), [...Array(20)].map((_, i) => (i < 5) === (first === 'a') ? 'a' : 'b'),
+      `choice ${k}: ${r.text[k]}`);
+  }
+  assert.equal(await metric(g, 'r1_gateway_stream_resumes_total', 'reason="unavailable"'), 4);
+});
+
+test('a choice the worker fails mid-stream resumes alone; the call goes on for the others', async () => {
+  const ws = [await worker(['--name', 'a']), await worker(['--name', 'b'])];
+  const g = await gateway(ws, ['--breaker-failures', '100']);
+  const r = await streamChoices(g, '@tokens=12 @interval=10 @fail_after=4 @fail_choice=2', 3);
+  assert.equal(r.error, false, JSON.stringify(r.text));
+  const on = tokens(r.text[0])[0].w, other = on === 'a' ? 'b' : 'a';
+  for (let k = 0; k < 3; k++) {
+    assert.equal(r.finish[k], 'stop');
+    const t = tokens(r.text[k]);
+    assert.deepEqual(t.map((x) => x.i), [...Array(12).keys()], `choice ${k}: ${r.text[k]}`);
+    assert.deepEqual(t.map((x) => x.w), [...Array(12)].map((_, i) => (k === 2 && i >= 4 ? other : on)),
+      `choice ${k}: ${r.text[k]}`);
+  }
+  assert.equal(await metric(g, 'r1_gateway_stream_resumes_total', 'reason="internal"'), 1);
+});
+
+test('a worker that tags a message with a choice the request lacks: a clean error, and the gateway serves on', async () => {
+  const w = await worker(['--name', 'a']);
+  const g = await gateway([w], ['--max-attempts', '1']);
+  for (const stream of [false, true]) {
+    const r = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: '@tokens=3 @bad_choice_index', n: 2, stream });
+    assert.equal(r.status, 500, r.text);
+    const e = JSON.parse(r.text).error;
+    assert.match(e.message, /sent choice_index 2 for a request of 2 choice\(s\)/);
+    assert.doesNotMatch(e.message, /127\.0\.0\.1/);
+  }
+  const ok = await postJson(`${g.url}/v1/completions`, { model: 'm', prompt: '@tokens=3', n: 2 });
+  assert.equal(ok.status, 200, ok.text);
+  assert.deepEqual(ok.json.choices.map((c) => c.text), ['a-0 a-1 a-2 ', 'a-0 a-1 a-2 ']);
+});

@@ -3,7 +3,8 @@
 // server, no batching, no resume) as the reference. Also: the prefix cache under preemption,
 // memory pressure that ends with the work, a worker whose engine thread hangs (its watchdog
 // turns health NOT_SERVING and the gateway moves its streams), a new request on a stopped worker,
-// and prefix-aware routing keeping a shared prefix on the worker that caches it.
+// prefix-aware routing keeping a shared prefix on the worker that caches it, and n choices on
+// one call (choice k samples with seed + k, before and after a kill -9).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -37,15 +38,19 @@ function reference(ids, maxTokens, { temperature = 0, top_p = 1, seed = 0 } = {}
   }
   return references.get(key);
 }
-// One streamed completion: resolves its text, finish reason, usage, whether an error event came,
-// and the number of text chunks so far (live, through `progress`).
-async function streamCompletion(g, body, progress) {
+// A streamed completion with progress.length choices (n), on one worker call: each choice's
+// text and finish reason, the usage, whether an error event came. Live, through progress[k]:
+// choice k's text chunks so far and, after progress[k].mark is set, the longest wait between
+// its text chunks (the stall the client saw).
+async function streamChoices(g, body, progress) {
   const r = await fetch(`${g.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'model', stream: true, stream_options: { include_usage: true }, ignore_eos: true, ...body }) });
+    body: JSON.stringify({ model: 'model', stream: true, stream_options: { include_usage: true }, ignore_eos: true,
+      ...(progress.length > 1 ? { n: progress.length } : {}), ...body }) });
   assert.equal(r.status, 200);
   const reader = r.body.getReader();
   const dec = new TextDecoder();
-  let raw = '', text = '', finish = null, usage = null, error = false;
+  const text = progress.map(() => ''), finish = progress.map(() => null);
+  let raw = '', usage = null, error = false;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -58,14 +63,14 @@ async function streamCompletion(g, body, progress) {
       if (e.error) { error = true; continue; }
       if (e.usage) usage = e.usage;
       for (const c of e.choices) {
-        text += c.text;
-        if (c.finish_reason) finish = c.finish_reason;
+        text[c.index] += c.text;
+        if (c.finish_reason) finish[c.index] = c.finish_reason;
         if (c.text) {
-          progress.chunks++;
-          // After the mark: the longest wait between text chunks (the stall the client saw).
+          const p = progress[c.index];
+          p.chunks++;
           const now = Date.now();
-          if (progress.mark) progress.gap = Math.max(progress.gap || 0, now - Math.max(progress.last, progress.mark));
-          progress.last = now;
+          if (p.mark) p.gap = Math.max(p.gap || 0, now - Math.max(p.last, p.mark));
+          p.last = now;
         }
       }
     }
@@ -73,6 +78,12 @@ async function streamCompletion(g, body, progress) {
   }
   return { text, finish, usage, error };
 }
+// One streamed completion (one choice): its text, finish reason, usage, whether an error came.
+async function streamCompletion(g, body, progress) {
+  const r = await streamChoices(g, body, [progress]);
+  return { ...r, text: r.text[0], finish: r.finish[0] };
+}
+
 // The worker (of `ws`) with the most streams from the gateway.
 async function busiest(g, ws) {
   let best = null, most = -1;
@@ -139,6 +150,71 @@ async function underLoad(signal, { sampled = false, n = 8, maxTokens = 96 } = {}
   }
   for (const p of [g, ...ws]) await stop(p, 'SIGKILL');
 }
+
+// n choices travel on one Generate call; the worker samples choice k with seed + k, which is
+// what the gateway asked for when it sent one call per choice, so outputs are unchanged.
+test('n = 3 on one call: choice k equals r1-generate with seed + k, streamed and whole', async () => {
+  const w = await realWorker();
+  const g = await gateway([w]);
+  const ids = promptIds(40);
+  const sampling = { temperature: 0.8, top_p: 0.9 };
+  const want = [0, 1, 2].map((k) => reference(ids, 48, { ...sampling, seed: 20 + k }));
+  assert.notEqual(want[0], want[1]);
+  const body = { prompt: ids, max_tokens: 48, n: 3, seed: 20, ...sampling };
+  const streamed = await streamChoices(g, body, [0, 1, 2].map(() => ({ chunks: 0 })));
+  assert.equal(streamed.error, false);
+  assert.deepEqual(streamed.text, want);
+  assert.deepEqual(streamed.finish, ['length', 'length', 'length']);
+  assert.equal(streamed.usage.completion_tokens, 3 * 48);
+  assert.equal(streamed.usage.prompt_tokens, ids.length);  // once, not per choice
+  const whole = await postJson(`${g.url}/v1/completions`, { model: 'model', ignore_eos: true, ...body });
+  assert.equal(whole.status, 200, whole.text);
+  assert.deepEqual(whole.json.choices.map((c) => [c.index, c.text]), want.map((t, k) => [k, t]));
+  // The same, asked for one choice at a time with the derived seeds.
+  for (let k = 0; k < 3; k++) {
+    const one = await postJson(`${g.url}/v1/completions`, { model: 'model', ignore_eos: true, ...body, n: 1, seed: 20 + k });
+    assert.equal(one.json.choices[0].text, want[k], `seed ${20 + k}`);
+  }
+  // echo with log-probabilities: every choice starts with the prompt and its log-probabilities,
+  // sent by the worker once.
+  const echoed = await postJson(`${g.url}/v1/completions`,
+    { model: 'model', ignore_eos: true, ...body, max_tokens: 4, n: 2, echo: true, logprobs: 1 });
+  assert.equal(echoed.status, 200, echoed.text);
+  const single = await postJson(`${g.url}/v1/completions`,
+    { model: 'model', ignore_eos: true, ...body, max_tokens: 4, n: 1, seed: 21, echo: true, logprobs: 1 });
+  const c1 = echoed.json.choices[1], s1 = single.json.choices[0];
+  assert.equal(c1.text, s1.text);
+  assert.deepEqual(c1.logprobs.tokens, s1.logprobs.tokens);
+  assert.equal(c1.logprobs.tokens.length, ids.length + 4);
+  assert.equal(echoed.json.choices[0].logprobs.tokens.length, ids.length + 4);
+  assert.deepEqual(echoed.json.choices[0].logprobs.tokens.slice(0, ids.length), s1.logprobs.tokens.slice(0, ids.length));
+  for (const p of [g, w]) await stop(p, 'SIGKILL');
+});
+
+test('kill -9 mid-stream with n = 3 sampled choices: each resumes alone and equals r1-generate with seed + k', async () => {
+  const ws = await Promise.all([0, 1].map(() => realWorker()));
+  const g = await gateway(ws, ['--health-interval-ms', '200', '--health-timeout-ms', '1000',
+    '--suspect-after-failed-checks', '2', '--breaker-cooldown-ms', '60000']);
+  const ids = promptIds(41);
+  const sampling = { temperature: 0.8, top_p: 0.9 };
+  const maxTokens = 160;
+  const progress = [0, 1, 2].map(() => ({ chunks: 0 }));
+  const done = streamChoices(g, { prompt: ids, max_tokens: maxTokens, n: 3, seed: 70, ...sampling }, progress);
+  await waitFor(async () => progress.every((p) => p.chunks >= 5), 'every choice under way', 60000);
+  const { worker, streams } = await busiest(g, ws);
+  assert.equal(streams, 3, 'one call of three sequences');
+  worker.proc.kill('SIGKILL');
+  const r = await done;
+  assert.equal(r.error, false);
+  assert.deepEqual(r.finish, ['length', 'length', 'length']);
+  assert.equal(r.usage.completion_tokens, 3 * maxTokens);
+  for (let k = 0; k < 3; k++)
+    assert.equal(r.text[k], reference(ids, maxTokens, { ...sampling, seed: 70 + k }), `choice ${k} differs from the undisturbed run`);
+  const resumed = await metric(g, 'r1_gateway_stream_resumes_total');
+  console.log(`# kill -9 under n = 3: ${resumed} choice(s) resumed; all equal r1-generate with seed + k`);
+  assert.ok(resumed >= 1, 'no choice was resumed');
+  for (const p of [g, ...ws]) await stop(p, 'SIGKILL');
+});
 
 test('kill -9 of a worker under 8 concurrent greedy streams: each equals the undisturbed run', async () => {
   await underLoad('SIGKILL');

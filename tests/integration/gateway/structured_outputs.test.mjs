@@ -171,6 +171,21 @@ test('streaming gives the same text, and the SDK reads both', async () => {
   }
 });
 
+// n choices share one worker call, each with its own grammar state: every choice follows
+// the schema and is the answer its own request with seed + k gives.
+test('n = 4 choices of one request: each validates and equals a request of its own with seed + k', async () => {
+  const body = { response_format: schemaFormat('objects', KINDS.objects), seed: 30, max_tokens: 600 };
+  const many = await complete({ ...body, n: 4 });
+  assert.deepEqual(many.choices.map((c) => c.index), [0, 1, 2, 3]);
+  const alone = await Promise.all([0, 1, 2, 3].map((k) => complete({ ...body, seed: 30 + k })));
+  many.choices.forEach((c, k) => {
+    assert.equal(c.finish_reason, 'stop', `choice ${k}: ${c.text}`);
+    assert.equal(checkJson(KINDS.objects, c.text), null, `choice ${k}: ${c.text}`);
+    assert.equal(c.text, alone[k].choices[0].text, `choice ${k}`);
+  });
+  assert.ok(new Set(many.choices.map((c) => c.text)).size > 1, 'the choices are samples, not copies');
+});
+
 test('a max_tokens cut is finish_reason length (and honestly not valid)', async () => {
   const r = await complete({ response_format: schemaFormat('objects', KINDS.objects), seed: 1, max_tokens: 5 });
   assert.equal(r.choices[0].finish_reason, 'length');

@@ -1,5 +1,5 @@
-// r1-worker as a real process on loopback with the tiny model: streaming, batching,
-// cancellation, admission, validation, health, metrics and draining.
+// r1-worker as a real process on loopback with the tiny model: streaming, batching, n choices
+// on one call, cancellation, admission, validation, health, metrics and draining.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -42,6 +42,17 @@ std::vector<int32_t> Greedy(WorkerProcess& w, const std::vector<int32_t>& prompt
   StreamResult r = Generate(w.stub(), IdsRequest(prompt, n));
   EXPECT_TRUE(r.status.ok()) << r.status.error_message();
   return r.ids;
+}
+
+// The load report once no sequence runs and no KV block is used (or after 10 s).
+r1serve::v1::LoadReport LoadOnceIdle(WorkerProcess& w) {
+  r1serve::v1::LoadReport load;
+  for (int i = 0; i < 500; ++i) {
+    load = w.Load();
+    if (load.kv_blocks_used() == 0 && load.running() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return load;
 }
 
 TEST_F(WorkerTest, HealthLoadAndMetrics) {
@@ -173,6 +184,95 @@ TEST_F(WorkerTest, GreedyIsBatchInvariant) {
   EXPECT_EQ(alone, batched);
 }
 
+// GenerateRequest.n: one call, n sequences. Choice k of a seeded request samples what a
+// request of its own with seed + k does (what the gateway sent before calls carried n); every
+// choice ends with its own last message; the prompt's log-probabilities come once, on the
+// call's first message, which is choice 0's.
+TEST_F(WorkerTest, NChoicesOnOneCallSampleAsSeparateRequestsWithSeedPlusK) {
+  WorkerProcess w(*bare_model_, {"--max-waiting", "4"});
+  ASSERT_TRUE(w.ok());
+  GenerateRequest req = IdsRequest(SomeIds(12, 5), 16);
+  req.mutable_sampling()->set_temperature(0.9f);
+  req.mutable_sampling()->set_top_p(0.95f);
+  req.mutable_sampling()->set_seed(100);
+  req.set_logprobs(true);
+  req.set_prompt_logprobs(2);
+  req.set_n(3);
+  grpc::ClientContext ctx;
+  auto reader = w.stub()->Generate(&ctx, req);
+  r1serve::v1::GenerateResponse msg;
+  std::vector<std::vector<int32_t>> ids(3);
+  std::vector<int> finals(3), logprobs(3);
+  int messages = 0, with_prompt_logprobs = 0;
+  while (reader->Read(&msg)) {
+    const uint32_t k = msg.choice_index();
+    ASSERT_LT(k, 3u);
+    EXPECT_EQ(finals[k], 0) << "a message of choice " << k << " after its last";
+    if (messages++ == 0) {
+      EXPECT_EQ(k, 0u) << "the first message is choice 0's";
+      EXPECT_EQ(msg.prompt_logprobs_size(), 12);
+    }
+    if (msg.prompt_logprobs_size() > 0) ++with_prompt_logprobs;
+    ids[k].insert(ids[k].end(), msg.token_ids().begin(), msg.token_ids().end());
+    logprobs[k] += msg.logprobs_size();
+    if (msg.finish_reason() != r1serve::v1::FINISH_REASON_UNSPECIFIED) {
+      ++finals[k];
+      EXPECT_EQ(msg.finish_reason(), FINISH_REASON_LENGTH);
+      EXPECT_EQ(msg.usage().completion_tokens(), 16u);
+      EXPECT_EQ(msg.usage().prompt_tokens(), 12u);
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(with_prompt_logprobs, 1);
+  EXPECT_EQ(finals, (std::vector<int>{1, 1, 1}));
+  EXPECT_EQ(logprobs, (std::vector<int>{16, 16, 16}));
+  for (uint32_t k = 0; k < 3; ++k) {
+    GenerateRequest one = req;
+    one.clear_n();
+    one.clear_prompt_logprobs();
+    one.mutable_sampling()->set_seed(100 + k);
+    StreamResult alone = Generate(w.stub(), one);
+    ASSERT_TRUE(alone.status.ok()) << alone.status.error_message();
+    EXPECT_EQ(ids[k], alone.ids) << "choice " << k;
+  }
+  EXPECT_NE(ids[0], ids[1]);
+
+  // Cancelling the call ends every choice and frees their blocks.
+  GenerateRequest endless = IdsRequest(SomeIds(30, 6), 0);
+  endless.set_n(3);
+  grpc::ClientContext cancel_ctx;
+  auto r = w.stub()->Generate(&cancel_ctx, endless);
+  ASSERT_TRUE(r->Read(&msg));
+  cancel_ctx.TryCancel();
+  while (r->Read(&msg)) {
+  }
+  EXPECT_EQ(r->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const r1serve::v1::LoadReport load = LoadOnceIdle(w);
+  EXPECT_EQ(load.kv_blocks_used(), 0u);
+  EXPECT_EQ(load.running(), 0u);
+  EXPECT_NE(HttpGet(w.metrics_port(), "/metrics")
+                .find("r1_worker_requests_total{finish_reason=\"cancelled\"} 3"),
+            std::string::npos);
+
+  // Bad n: INVALID_ARGUMENT naming it.
+  auto bad = [&](GenerateRequest b, const std::string& why) {
+    StreamResult res = Generate(w.stub(), b);
+    EXPECT_EQ(res.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << why;
+    EXPECT_EQ(res.status.error_message().rfind("n: ", 0), 0u) << res.status.error_message();
+    EXPECT_NE(res.status.error_message().find(why), std::string::npos) << res.status.error_message();
+  };
+  GenerateRequest many = IdsRequest({1, 2, 3}, 2);
+  many.set_n(65);
+  bad(many, "at most 64");
+  GenerateRequest over_queue = IdsRequest({1, 2, 3}, 2);
+  over_queue.set_n(5);
+  bad(over_queue, "--max-waiting 4");
+  GenerateRequest resumed = IdsRequest({1, 2, 3}, 2);
+  resumed.set_n(2);
+  resumed.mutable_resume()->add_output_token_ids(7);
+  bad(resumed, "a resumed stream is one choice");
+}
+
 TEST_F(WorkerTest, CancelAndDeadlineFreeBlocks) {
   WorkerProcess w(*bare_model_, {"--max-model-len", "20000"});
   ASSERT_TRUE(w.ok());
@@ -195,12 +295,7 @@ TEST_F(WorkerTest, CancelAndDeadlineFreeBlocks) {
   // A deadline ends a stream the same way.
   StreamResult late = Generate(w.stub(), IdsRequest(SomeIds(40, 7), 0), /*deadline_s=*/0.3);
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  r1serve::v1::LoadReport load;
-  for (int i = 0; i < 500; ++i) {
-    load = w.Load();
-    if (load.kv_blocks_used() == 0 && load.running() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const r1serve::v1::LoadReport load = LoadOnceIdle(w);
   EXPECT_EQ(load.kv_blocks_used(), 0u);
   EXPECT_EQ(load.running(), 0u);
   EXPECT_NE(HttpGet(w.metrics_port(), "/metrics")
