@@ -51,16 +51,13 @@ int main(int argc, char** argv) {
     const char* name;
     SamplingOptions o;
   };
-  Mode modes[4];
+  Mode modes[3];
   modes[0].name = "greedy";
   modes[1].name = "temperature 0.7";
   modes[1].o.temperature = 0.7f;
   modes[2].name = "t 0.7, top-p 0.95";
   modes[2].o.temperature = 0.7f;
   modes[2].o.top_p = 0.95f;
-  // The same, every top-p row sorted whole on the device (no candidates).
-  modes[3] = modes[2];
-  modes[3].name = "  (whole sort)";
   std::printf("%-18s %6s %12s %12s\n", "mode", "batch", "cpu ms", "device ms");
   for (const std::string& b : r1::SplitCommaList(*batches)) {
     const int64_t n = std::stoll(b);
@@ -80,9 +77,8 @@ int main(int argc, char** argv) {
         r1::engine::SampleBatch(logits, opts, states);
         clear();
       });
-      const int64_t candidates = &m == &modes[3] ? 0 : r1::engine::kTopPCandidates;
       double on_dev = MsPerCall([&] {
-        r1::engine::SampleBatchOnDevice(logits, opts, states, candidates);
+        r1::engine::SampleBatchOnDevice(logits, opts, states);
         clear();
       });
       std::printf("%-18s %6lld %12.2f %12.2f\n", m.name, static_cast<long long>(n), cpu, on_dev);

@@ -25,11 +25,7 @@ using Sampler = std::vector<SampleResult> (*)(const at::Tensor&,
                                               const std::vector<const SamplingOptions*>&,
                                               const std::vector<SamplerState*>&);
 const std::pair<const char*, Sampler> kSamplers[] = {{"cpu", &SampleBatch},
-                                                     {"device", [](const at::Tensor& x,
-                                                                   const std::vector<const SamplingOptions*>& o,
-                                                                   const std::vector<SamplerState*>& s) {
-                                                        return SampleBatchOnDevice(x, o, s);
-                                                      }}};
+                                                     {"device", &SampleBatchOnDevice}};
 
 LogitsConstraint Mask(int64_t vocab, std::vector<int32_t> allowed) {
   LogitsConstraint c;

@@ -259,52 +259,5 @@ TEST(DeviceSamplerTest, SameDrawsAsTheCpuSamplerForTheSameSeed) {
   EXPECT_GE(same, total - 3) << same << " of " << total;
 }
 
-// Top-p rows over a large vocabulary sort only their best 2,048 candidates, and rows whose kept
-// tokens those may not hold take the whole row's sort: the same tokens as the CPU sampler either
-// way. Peaked rows (R1's temperature: a few dozen kept tokens) fit; flat rows (most of the
-// 20,000 kept) and a top-k beyond the candidates do not; a row whose candidates end in a tie
-// with tokens outside them falls back too, and rows of both kinds share one batch.
-TEST(DeviceSamplerTest, TopPFromTheBestCandidatesGivesTheWholeSortsTokens) {
-  const int64_t V = 20000;
-  std::vector<SamplingOptions> o(6);
-  for (SamplingOptions& x : o) {
-    x.temperature = 0.6f;
-    x.top_p = 0.95f;
-  }
-  o[2].top_k = 50;      // top-k and top-p
-  o[3].min_p = 0.01f;   // min-p and top-p
-  o[4].top_k = 3000;    // more than the candidates: the whole sort
-  SamplerBatch a(o, 70), b(o, 70);
-  int same = 0, total = 0;
-  for (int step = 0; step < 30; ++step) {
-    at::Tensor x = RandomLogits(6, V, 300 + step);  // peaked: standard deviation 3
-    x[1].mul_(0.02f);                                // row 1 flat: ~95% of the tokens kept
-    x[5].fill_(0.f);                                 // row 5: every logit tied, a few above
-    x[5].narrow(0, 100, 10).fill_(30.f);
-    auto dev = SampleBatchOnDevice(x, a.opts, a.ptrs);
-    auto cpu = SampleBatch(x, b.opts, b.ptrs);
-    for (int i = 0; i < 6; ++i) {
-      same += dev[i].token == cpu[i].token;
-      ++total;
-    }
-    EXPECT_GE(dev[5].token, 100);  // the ten tokens at 30 hold all but e^-30 of the weight
-    EXPECT_LT(dev[5].token, 110);
-  }
-  EXPECT_GE(same, total - 2) << same << " of " << total;
-  // The tied row again with fewer tokens above: the tie at 0 straddles the candidates' end
-  // only when the kept set reaches it, so a flat tail of 2,040 equal tokens must fall back.
-  at::Tensor tie = at::zeros({1, V});
-  tie[0].narrow(0, 0, 8).fill_(1.f);
-  SamplingOptions wide;
-  wide.temperature = 1.f;
-  wide.top_p = 0.999f;
-  SamplerState s1(9), s2(9);
-  for (int i = 0; i < 20; ++i) {
-    const int32_t d = SampleBatchOnDevice(tie, {&wide}, {&s1})[0].token;
-    const int32_t c = SampleBatch(tie, {&wide}, {&s2})[0].token;
-    EXPECT_EQ(d, c) << "draw " << i;
-  }
-}
-
 }  // namespace
 }  // namespace r1::engine

@@ -85,124 +85,58 @@ struct Group {
   }
 };
 
-// A group's per-row settings on the device.
-struct GroupTensors {
-  at::Tensor inv_t, top_p, min_p, top_k, u;
-  GroupTensors(const Group& g, at::Device dev)
-      : inv_t(Upload(g.inv_t, at::kFloat, dev)), top_p(Upload(g.top_p, at::kFloat, dev)),
-        min_p(Upload(g.min_p, at::kFloat, dev)), top_k(Upload(g.top_k, at::kLong, dev)),
-        u(Upload(g.u, at::kFloat, dev)) {}
-  GroupTensors Rows(const at::Tensor& rows) const {
-    GroupTensors t = *this;
-    for (at::Tensor* x : {&t.inv_t, &t.top_p, &t.min_p, &t.top_k, &t.u}) *x = x->index_select(0, rows);
-    return t;
+// Tokens for one group's rows of `x` ([n, V] float32): temperature, then (unless kById) by
+// logit, ties by id, with top-k and top-p, min-p, then inverse CDF at the row's uniform.
+at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order) {
+  const bool ordered = order != Order::kById;
+  const at::Device dev = x.device();
+  const int64_t V = x.size(1);
+  // Every row of x in order (rows are added in order): no gather needed.
+  at::Tensor raw = static_cast<int64_t>(g.rows.size()) == x.size(0)
+                       ? x
+                       : x.index_select(0, Upload(g.rows, at::kLong, dev));
+  at::Tensor s = raw * Upload(g.inv_t, at::kFloat, dev).unsqueeze(1);
+  // Non-finite logits are no candidates (weight 0).
+  s.masked_fill_(at::logical_not(at::isfinite(raw)), -std::numeric_limits<float>::infinity());
+  at::Tensor ids;
+  if (order == Order::kTopK && g.max_k < V) {
+    std::tie(s, ids) = s.topk(g.max_k, 1, /*largest=*/true, /*sorted=*/true);
+    // topk orders equal logits as it likes: put them in id order.
+    auto [by_id, perm] = ids.sort(1);
+    std::tie(s, perm) = s.gather(1, perm).sort(/*stable=*/true, 1, /*descending=*/true);
+    ids = by_id.gather(1, perm);
+  } else if (ordered) {
+    // Stable: equal logits keep id order, as SampleBatch's (logit, id) order does.
+    std::tie(s, ids) = s.sort(/*stable=*/true, 1, /*descending=*/true);
   }
-};
-
-// The weights exp(s - top) of a row's candidates `s` ([n, W], by logit when ordered, else by
-// id) after min-p, top-k and top-p (each row's top-p mass is a share of `total` when given,
-// else of its candidates' own), and the position the row's uniform picks among them.
-struct Picked {
-  at::Tensor weights, pick;
-};
-Picked Pick(const at::Tensor& s, const at::Tensor& top, bool ordered, const GroupTensors& t,
-            const at::Tensor* total) {
-  const at::Device dev = s.device();
   const int64_t W = s.size(1);
+  at::Tensor top = ordered ? s.select(1, 0) : std::get<0>(s.max(1));
+  top = at::where(at::isfinite(top), top, at::zeros_like(top));  // all -inf: weights 0
   at::Tensor p = (s - top.unsqueeze(1)).exp_();  // the top token weighs 1
-  p.masked_fill_(p < t.min_p.unsqueeze(1), 0.f);
+  p.masked_fill_(p < Upload(g.min_p, at::kFloat, dev).unsqueeze(1), 0.f);
   if (ordered) {
     at::Tensor pos = at::arange(W, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
-    at::Tensor k = at::where(t.top_k > 0, t.top_k, at::full_like(t.top_k, W));
+    at::Tensor k = Upload(g.top_k, at::kLong, dev);
+    k = at::where(k > 0, k, at::full_like(k, W));
     p.masked_fill_(pos >= k.unsqueeze(1), 0.f);
     // top-p: keep the smallest prefix whose weight reaches top_p of the total, i.e. the
     // tokens whose weight before them is still below it.
     at::Tensor cum = p.cumsum(1);
     at::Tensor before = at::constant_pad_nd(cum.narrow(1, 0, W - 1), {1, 0}, 0);
-    at::Tensor mass = cum.select(1, W - 1);
-    if (total != nullptr) mass = at::where(t.top_k > 0, mass, *total);  // top-k: all of it is here
-    at::Tensor limit = t.top_p * mass;
-    p.masked_fill_(at::logical_and(before >= limit.unsqueeze(1), (t.top_p < 1.f).unsqueeze(1)), 0.f);
+    at::Tensor limit = Upload(g.top_p, at::kFloat, dev) * cum.select(1, W - 1);
+    at::Tensor keep_all = Upload(g.top_p, at::kFloat, dev) >= 1.f;
+    p.masked_fill_(at::logical_and(before >= limit.unsqueeze(1),
+                                   at::logical_not(keep_all).unsqueeze(1)),
+                   0.f);
   }
   at::Tensor cdf = p.cumsum(1);
-  at::Tensor kept = cdf.narrow(1, W - 1, 1).contiguous();
-  at::Tensor target = t.u.unsqueeze(1) * kept;
+  at::Tensor total = cdf.narrow(1, W - 1, 1).contiguous();
+  at::Tensor target = Upload(g.u, at::kFloat, dev).unsqueeze(1) * total;
   // The first position whose cumulative weight passes the draw; never past the last token
   // with weight (rounding can put the draw at the total).
   at::Tensor pick = at::minimum(at::searchsorted(cdf, target, false, /*right=*/true),
-                                at::searchsorted(cdf, kept, false, /*right=*/false));
-  return {p, pick.clamp_max(W - 1)};
-}
-
-// Each row's largest logit, 0 where every logit is -inf (all weights then 0).
-at::Tensor Top(const at::Tensor& s, bool ordered) {
-  at::Tensor top = ordered ? s.select(1, 0) : std::get<0>(s.max(1));
-  return at::where(at::isfinite(top), top, at::zeros_like(top));
-}
-
-// The k best of each row by logit, ties by id (topk orders equal logits as it likes).
-std::pair<at::Tensor, at::Tensor> TopKById(const at::Tensor& s, int64_t k) {
-  auto [vals, ids] = s.topk(k, 1, /*largest=*/true, /*sorted=*/true);
-  auto [by_id, perm] = ids.sort(1);
-  std::tie(vals, perm) = vals.gather(1, perm).sort(/*stable=*/true, 1, /*descending=*/true);
-  return {vals, by_id.gather(1, perm)};
-}
-
-// Tokens for the sorted-order rows of `s` ([n, V], V > candidates) from their best
-// `candidates`, and `fits`: false for the rows whose kept tokens the candidates may not hold
-// (their token is then not the one to use). A row fits when its top_k is at most the candidates
-// and its last kept candidate's logit is above the last candidate's, so that every token tied
-// with a kept one is a candidate and the kept prefix is the whole row's. Each row's decision is
-// its own: its token does not depend on the rest of the batch.
-std::pair<at::Tensor, at::Tensor> SampleCandidates(const at::Tensor& s, const GroupTensors& t,
-                                                   int64_t candidates) {
-  auto [vals, ids] = TopKById(s, candidates);
-  at::Tensor top = Top(vals, /*ordered=*/true);
-  at::Tensor whole = (s - top.unsqueeze(1)).exp_();
-  whole.masked_fill_(whole < t.min_p.unsqueeze(1), 0.f);
-  // (cumsum, not sum: a row's sum must not depend on how many rows the reduction splits over)
-  at::Tensor total = whole.cumsum(1).select(1, whole.size(1) - 1);
-  Picked picked = Pick(vals, top, /*ordered=*/true, t, &total);
-  at::Tensor last = ((picked.weights > 0).sum(1, /*keepdim=*/true) - 1).clamp_min(0);
-  at::Tensor fits = at::logical_and(vals.gather(1, last).squeeze(1) > vals.select(1, candidates - 1),
-                                    t.top_k <= candidates);
-  return {ids.gather(1, picked.pick).view({-1}), fits};
-}
-
-// Tokens for one group's rows of `x` ([n, V] float32): temperature, then (unless kById) by
-// logit, ties by id, with top-k and top-p, min-p, then inverse CDF at the row's uniform.
-at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order, int64_t candidates) {
-  const bool ordered = order != Order::kById;
-  const at::Device dev = x.device();
-  const int64_t V = x.size(1);
-  const GroupTensors t(g, dev);
-  // Every row of x in order (rows are added in order): no gather needed.
-  at::Tensor raw = static_cast<int64_t>(g.rows.size()) == x.size(0)
-                       ? x
-                       : x.index_select(0, Upload(g.rows, at::kLong, dev));
-  at::Tensor s = raw * t.inv_t.unsqueeze(1);
-  // Non-finite logits are no candidates (weight 0).
-  s.masked_fill_(at::logical_not(at::isfinite(raw)), -std::numeric_limits<float>::infinity());
-  at::Tensor fast, fits;
-  if (order == Order::kSorted && candidates > 0 && V > candidates) {
-    std::tie(fast, fits) = SampleCandidates(s, t, candidates);
-    at::Tensor misfits = at::nonzero(at::logical_not(fits)).view({-1}).to(at::kCPU);  // (waits)
-    if (misfits.numel() == 0) return fast;
-    // The rows the candidates may not hold: the whole row's sort, as below.
-    at::Tensor rows = misfits.to(dev);
-    const GroupTensors rt = t.Rows(rows);
-    auto [sorted, ids] = s.index_select(0, rows).sort(/*stable=*/true, 1, /*descending=*/true);
-    at::Tensor pick = Pick(sorted, Top(sorted, true), true, rt, nullptr).pick;
-    return fast.index_copy_(0, rows, ids.gather(1, pick).view({-1}));
-  }
-  at::Tensor ids;
-  if (order == Order::kTopK && g.max_k < V) {
-    std::tie(s, ids) = TopKById(s, g.max_k);
-  } else if (ordered) {
-    // Stable: equal logits keep id order, as SampleBatch's (logit, id) order does.
-    std::tie(s, ids) = s.sort(/*stable=*/true, 1, /*descending=*/true);
-  }
-  at::Tensor pick = Pick(s, Top(s, ordered), ordered, t, nullptr).pick;
+                                at::searchsorted(cdf, total, false, /*right=*/false));
+  pick = pick.clamp_max(W - 1);
   if (ordered) pick = ids.gather(1, pick);
   return pick.view({-1});
 }
@@ -297,8 +231,7 @@ at::Tensor ConstrainedLogits(const at::Tensor& logits,
 
 std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
                                               const std::vector<const SamplingOptions*>& options,
-                                              const std::vector<SamplerState*>& states,
-                                              int64_t top_p_candidates) {
+                                              const std::vector<SamplerState*>& states) {
   const int64_t n = logits.size(0);
   std::vector<SampleResult> out(static_cast<size_t>(n));
   if (n == 0) return out;
@@ -339,7 +272,7 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
     for (Order order : {Order::kById, Order::kTopK, Order::kSorted}) {
       const Group& g = groups[static_cast<int>(order)];
       if (g.rows.empty()) continue;
-      tokens.index_copy_(0, Upload(g.rows, at::kLong, x.device()), SampleGroup(pen, g, order, top_p_candidates));
+      tokens.index_copy_(0, Upload(g.rows, at::kLong, x.device()), SampleGroup(pen, g, order));
     }
     if (!lp_rows.empty()) {
       // Log-probabilities of the unpenalised model, packed with the ids into one float

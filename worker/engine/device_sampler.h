@@ -22,19 +22,11 @@
 
 namespace r1::engine {
 
-// Top-p rows at R1's settings (temperature 0.6, top_p 0.95) keep a few hundred of Qwen's
-// 151,936 tokens. By default their group sorts only each row's best this many (topk), and a
-// row goes through the sort of its whole row only when those cannot hold its kept tokens: its
-// last kept candidate ties with the last candidate, or its top_k exceeds them. (The check
-// waits for the device once per step that has top-p rows.)
-inline constexpr int64_t kTopPCandidates = 2048;
-
 // Like SampleBatch: one token per row of `logits` ([n, vocab], float32, any device), appended
-// to its state's `output`. top_p_candidates: see kTopPCandidates; 0 sorts every top-p row whole.
+// to its state's `output`.
 std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
                                               const std::vector<const SamplingOptions*>& options,
-                                              const std::vector<SamplerState*>& states,
-                                              int64_t top_p_candidates = kTopPCandidates);
+                                              const std::vector<SamplerState*>& states);
 
 // The logits after each row's repetition, presence and frequency penalties (the row values
 // SampleBatch samples from), on the logits' device. Returns `logits` itself when no row is
