@@ -49,10 +49,22 @@ r1serve::v1::LoadReport LoadOnceIdle(WorkerProcess& w) {
   r1serve::v1::LoadReport load;
   for (int i = 0; i < 500; ++i) {
     load = w.Load();
-    if (load.kv_blocks_used() == 0 && load.running() == 0) break;
+    if (load.kv_blocks_used() == 0 && load.running() == 0 && load.waiting() == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return load;
+}
+
+// The worker's /metrics once it holds `line` (the engine counts a cancelled request when it
+// drops it, which may come just after the load report shows it gone), or after 10 s.
+std::string MetricsWith(WorkerProcess& w, const std::string& line) {
+  std::string m;
+  for (int i = 0; i < 500; ++i) {
+    m = HttpGet(w.metrics_port(), "/metrics");
+    if (m.find(line) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return m;
 }
 
 TEST_F(WorkerTest, HealthLoadAndMetrics) {
@@ -250,9 +262,8 @@ TEST_F(WorkerTest, NChoicesOnOneCallSampleAsSeparateRequestsWithSeedPlusK) {
   const r1serve::v1::LoadReport load = LoadOnceIdle(w);
   EXPECT_EQ(load.kv_blocks_used(), 0u);
   EXPECT_EQ(load.running(), 0u);
-  EXPECT_NE(HttpGet(w.metrics_port(), "/metrics")
-                .find("r1_worker_requests_total{finish_reason=\"cancelled\"} 3"),
-            std::string::npos);
+  const std::string cancelled3 = "r1_worker_requests_total{finish_reason=\"cancelled\"} 3";
+  EXPECT_NE(MetricsWith(w, cancelled3).find(cancelled3), std::string::npos);
 
   // Bad n: INVALID_ARGUMENT naming it.
   auto bad = [&](GenerateRequest b, const std::string& why) {
@@ -298,9 +309,8 @@ TEST_F(WorkerTest, CancelAndDeadlineFreeBlocks) {
   const r1serve::v1::LoadReport load = LoadOnceIdle(w);
   EXPECT_EQ(load.kv_blocks_used(), 0u);
   EXPECT_EQ(load.running(), 0u);
-  EXPECT_NE(HttpGet(w.metrics_port(), "/metrics")
-                .find("r1_worker_requests_total{finish_reason=\"cancelled\"} 5"),
-            std::string::npos);
+  const std::string cancelled5 = "r1_worker_requests_total{finish_reason=\"cancelled\"} 5";
+  EXPECT_NE(MetricsWith(w, cancelled5).find(cancelled5), std::string::npos);
 }
 
 TEST_F(WorkerTest, QueueFullIsResourceExhausted) {
