@@ -1,7 +1,6 @@
 #include "worker/engine/step_executor.h"
 
 #include <algorithm>
-#include <atomic>
 #include <tuple>
 
 #include "worker/model/cpu_parallel.h"
@@ -10,32 +9,21 @@ namespace r1::engine {
 
 namespace {
 
-// fn(i) for every i in [0, n), spread over the CPU pool (model::ParallelRun: whoever runs takes
-// the next row; at::parallel_for would run serially in this file, built without OpenMP).
+// fn(i) for every i in [0, n), one row at a time to whoever runs next on the CPU pool
+// (at::parallel_for would run serially in this file, built without OpenMP).
 template <typename Fn>
-void ForEachRow(size_t n, Fn&& fn) {
-  if (n == 0) return;
-  std::atomic<size_t> next{0};
-  const int threads = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(model::ParallelThreads())));
-  model::ParallelRun([&](int) {
-    for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
-  }, std::max(threads, 1));
-}
-
-// The sampled rows whose requests have constraints; the others' are cleared.
-std::vector<RequestState*> ConstrainedRows(const std::vector<RequestState*>& sampled) {
-  std::vector<RequestState*> rows;
-  for (RequestState* r : sampled) {
-    if (r->constraints.any()) rows.push_back(r);
-    else r->sampler.constraint.Clear();
-  }
-  return rows;
+void ForEachRow(size_t n, const Fn& fn) {
+  model::ParallelChunks(static_cast<int64_t>(n), 1, [&](int64_t i, int64_t) { fn(static_cast<size_t>(i)); });
 }
 
 // Each sampled row's constraint for this step (grammar masks, forced tokens, biases, bans):
 // masks of different sequences are independent, so rows go to different threads.
 void PrepareRows(const std::vector<RequestState*>& sampled) {
-  std::vector<RequestState*> rows = ConstrainedRows(sampled);
+  std::vector<RequestState*> rows;
+  for (RequestState* r : sampled) {
+    if (r->constraints.any()) rows.push_back(r);
+    else r->sampler.constraint.Clear();
+  }
   ForEachRow(rows.size(), [&](size_t i) { rows[i]->constraints.Prepare(rows[i]->num_output(), &rows[i]->sampler.constraint); });
 }
 
@@ -87,8 +75,15 @@ void StepExecutor::PrepareConstraints() {
 
 void StepExecutor::AcceptSamples() {
   Clock::TimePoint t = clock_->Now();
-  // Every row: an unconstrained one may still count its thought (usage.reasoning_tokens).
-  ForEachRow(out_.sampled.size(), [&](size_t i) { out_.sampled[i]->constraints.Accept(out_.samples[i].token); });
+  // Rows with constraints on the pool (a grammar matcher's step is the costly part); the others
+  // here, since they may still count their thought (usage.reasoning_tokens) and a step with
+  // none constrained should not wake the pool.
+  std::vector<size_t> rows;
+  for (size_t i = 0; i < out_.sampled.size(); ++i) {
+    if (out_.sampled[i]->constraints.any()) rows.push_back(i);
+    else out_.sampled[i]->constraints.Accept(out_.samples[i].token);
+  }
+  ForEachRow(rows.size(), [&](size_t j) { out_.sampled[rows[j]]->constraints.Accept(out_.samples[rows[j]].token); });
   out_.constraint_ms += MillisBetween(t, clock_->Now());
 }
 
@@ -111,9 +106,12 @@ StepOutput StepExecutor::Finish() {
                                   0, at::tensor(sample_rows_, at::kLong).to(logits_->device()));
     absl::StatusOr<std::vector<SampleResult>> s = runner_->Sample(sample, options, states);
     out_.sample_ms = MillisBetween(t, clock_->Now());
-    if (s.ok()) out_.samples = std::move(*s);
-    else out_.status = s.status();
-    if (s.ok()) AcceptSamples();
+    if (s.ok()) {
+      out_.samples = std::move(*s);
+      AcceptSamples();
+    } else {
+      out_.status = s.status();
+    }
   }
   logits_ = absl::StatusOr<at::Tensor>();
   return std::move(out_);

@@ -3,7 +3,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -144,20 +143,12 @@ bool KernelApplies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
 }
 
 // Calls fn(n0, n1) over chunks of rows [0, N) of the weights (rows of `row_bytes`) on the
-// caller and the pool workers that join (cpu_parallel.h). They take chunks of about 128 KiB
-// from a shared counter, so each weight is read once and a thread slowed by a busy core does
-// less of the work instead of holding everyone up.
+// caller and the pool workers that join (ParallelChunks): chunks of about 128 KiB, so each
+// weight is read once.
 template <typename Fn>
 void ForEachChunk(int64_t N, int64_t row_bytes, const Fn& fn) {
   constexpr int64_t kChunkBytes = 128 << 10;
-  const int64_t chunk = std::max<int64_t>(4, kChunkBytes / row_bytes / 4 * 4);
-  std::atomic<int64_t> next{0};
-  const int64_t threads = std::min<int64_t>(ParallelThreads(), (N + chunk - 1) / chunk);
-  ParallelRun(
-      [&](int) {
-        for (int64_t n0; (n0 = next.fetch_add(chunk)) < N;) fn(n0, std::min(N, n0 + chunk));
-      },
-      static_cast<int>(threads));
+  ParallelChunks(N, std::max<int64_t>(4, kChunkBytes / row_bytes / 4 * 4), fn);
 }
 
 // Rows [n0, n1) of y = x · Wᵀ (+ b).

@@ -14,6 +14,9 @@
 // the workers that joined. Idle workers spin briefly, then sleep on a futex.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <functional>
 
 namespace r1::model {
@@ -27,5 +30,20 @@ void ParallelRun(const std::function<void(int)>& fn, int threads = 0);
 
 // Threads ParallelRun may use (at::get_num_threads()).
 int ParallelThreads();
+
+// fn(begin, end) over [0, n) in chunks of `chunk`, each taken from a shared counter by
+// whoever runs next (ParallelRun's caller and the workers that join, at most one per chunk),
+// so a thread slowed by a busy core does less of the work instead of holding everyone up.
+template <typename Fn>
+void ParallelChunks(int64_t n, int64_t chunk, const Fn& fn) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(ParallelThreads(), (n + chunk - 1) / chunk);
+  ParallelRun(
+      [&](int) {
+        for (int64_t b; (b = next.fetch_add(chunk)) < n;) fn(b, std::min(n, b + chunk));
+      },
+      static_cast<int>(threads));
+}
 
 }  // namespace r1::model
