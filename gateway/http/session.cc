@@ -1,6 +1,12 @@
 #include "gateway/http/session.h"
 
+#include <algorithm>
 #include <cstdio>
+
+#ifdef __linux__
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#endif
 
 #include "common/log.h"
 #include "gateway/http/framing.h"
@@ -246,8 +252,8 @@ void Session::Flush() {
   }
   writing_ = true;
   last_progress_ = std::chrono::steady_clock::now();
-  if (options_.write_timeout.count() > 0 && !write_timer_armed_)
-    ArmWriteTimer(options_.write_timeout);
+  unacked_ = UnackedBytes();
+  if (options_.write_timeout.count() > 0 && !write_timer_armed_) ArmWriteTimer(WriteTick());
   stream_.socket().async_write_some(
       net::buffer(in_flight_.data() + written_, in_flight_.size() - written_),
       [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWrite(ec, n); });
@@ -273,8 +279,26 @@ void Session::CheckFlow() {
   flow(pause);
 }
 
-// One timer per connection, not one per write: it fires write_timeout after it was armed,
-// and is armed again for what is left of write_timeout after the last progress.
+// One timer per connection, not one per write. A write completes only once the kernel has
+// room for more, and a client that reads through a small window frees that room slowly: a
+// megabyte of socket buffer can take seconds to drain while the client reads all along. So
+// progress is also the kernel's count of bytes the client has not acknowledged going down
+// (SIOCOUTQ), checked every quarter of write_timeout while a write waits: a client that reads
+// is never cut, one that stops is cut between write_timeout and 1.25 x write_timeout after
+// its last acknowledged byte.
+std::chrono::steady_clock::duration Session::WriteTick() const {
+  return std::max<std::chrono::steady_clock::duration>(options_.write_timeout / 4,
+                                                         std::chrono::milliseconds(1));
+}
+
+int64_t Session::UnackedBytes() {
+#ifdef __linux__
+  int n = 0;
+  if (::ioctl(stream_.socket().native_handle(), SIOCOUTQ, &n) == 0) return n;
+#endif
+  return -1;
+}
+
 void Session::ArmWriteTimer(std::chrono::steady_clock::duration after) {
   write_timer_armed_ = true;
   write_timer_.expires_after(after);
@@ -286,8 +310,15 @@ void Session::ArmWriteTimer(std::chrono::steady_clock::duration after) {
 
 void Session::OnWriteTimer() {
   if (closed_ || !writing_) return;
-  const auto stalled = std::chrono::steady_clock::now() - last_progress_;
-  if (stalled < options_.write_timeout) return ArmWriteTimer(options_.write_timeout - stalled);
+  const auto now = std::chrono::steady_clock::now();
+  const int64_t unacked = UnackedBytes();
+  if (unacked >= 0 && unacked != unacked_) {  // only acknowledgements change it mid-write
+    unacked_ = unacked;
+    last_progress_ = now;
+  }
+  const auto stalled = now - last_progress_;
+  if (stalled < options_.write_timeout)
+    return ArmWriteTimer(std::min(options_.write_timeout - stalled, WriteTick()));
   beast::error_code ec;
   const auto peer = stream_.socket().remote_endpoint(ec);
   R1_LOG(INFO) << "client " << (ec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port()))

@@ -4,8 +4,9 @@
 // Output flow control: once the queue reaches max_buffered_output_bytes the flow handler is
 // told to pause (the exchange stops reading its worker streams), and told to resume once the
 // queue drains below half of that (Envoy's per-connection buffer limit and low watermark). A
-// write that makes no progress for write_timeout resets the connection and runs the cancel
-// handler, so a client that stopped reading frees its slot and its worker sequences.
+// write that makes no progress (the socket takes no byte and the client acknowledges none)
+// for write_timeout resets the connection and runs the cancel handler, so a client that
+// stopped reading frees its slot and its worker sequences.
 // While a response is being produced the session watches the socket, so that a client that
 // goes away is noticed at once (the cancel handler runs).
 //
@@ -112,6 +113,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Flush();
   void OnWrite(beast::error_code ec, size_t n);
   void CheckFlow();
+  std::chrono::steady_clock::duration WriteTick() const;
+  int64_t UnackedBytes();  // the socket's bytes not yet acknowledged by the client; -1: unknown
   void ArmWriteTimer(std::chrono::steady_clock::duration after);
   void OnWriteTimer();
   void ExchangeDone();
@@ -141,7 +144,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool paused_producer_ = false;  // flow_ was told to pause and not yet to resume
   bool write_timer_armed_ = false;
-  std::chrono::steady_clock::time_point last_progress_;  // the last write that took bytes
+  // The last write that took bytes, or the last check that saw the client acknowledge some.
+  std::chrono::steady_clock::time_point last_progress_;
+  int64_t unacked_ = -1;  // UnackedBytes() at last_progress_
   std::string pending_;    // queued bytes
   std::string in_flight_;  // bytes being written, of which written_ are taken
   size_t written_ = 0;

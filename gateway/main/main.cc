@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   double* lingering_time = flags.Double("lingering-time", 2, "after a response that closes the connection, the most seconds spent reading and dropping what the client still sends before closing");
   int64_t* body_timeout = flags.Int("body-timeout", 30, "seconds to receive a request body");
   int64_t* max_buffered_output = flags.Int("max-buffered-output-bytes", 64 << 10, "a connection's output queued in the gateway at which its request stops reading from the workers (gRPC flow control then holds them); reading resumes below half of it");
-  double* write_timeout = flags.Double("write-timeout", 30, "seconds a response write may take no byte (the client stopped reading) before the connection is reset and its request cancelled on the workers (0: no limit)");
+  double* write_timeout = flags.Double("write-timeout", 30, "seconds a response write may wait while the client acknowledges no byte (it stopped reading) before the connection is reset and its request cancelled on the workers (0: no limit)");
   double* request_timeout = flags.Double("request-timeout", 600, "deadline in seconds of one attempt's Generate call (each retry gets its own)");
   double* first_token_timeout = flags.Double("first-token-timeout", 120, "seconds an attempt may wait for its first token; then the worker counts as failed and the request is retried elsewhere (0: no limit)");
   double* stall_timeout = flags.Double("stall-timeout", 60, "seconds a stream may go without a message after its first token; then the worker is suspect and the stream resumes elsewhere (0: no limit)");

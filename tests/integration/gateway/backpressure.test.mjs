@@ -2,8 +2,8 @@
 // its worker streams (the worker's writes then wait: the fake worker prints BLOCKED), a
 // stream that stays stalled for --write-timeout is reset and cancelled on the worker (the
 // fake worker prints CANCELLED; a real worker counts a cancelled request and frees its
-// sequence), a client that pauses and then reads gets every byte, and other clients are
-// served meanwhile. The stalled clients are tests/integration/gateway/stalled_client.py,
+// sequence), a client that pauses and then reads gets every byte, a client that reads slowly
+// all along is never cut, and other clients are served meanwhile. The stalled clients are tests/integration/gateway/stalled_client.py,
 // which shrinks its receive buffer so that the kernel absorbs little.
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -142,6 +142,33 @@ test('a client that pauses and then reads gets every byte; the pause held the wo
   assert.equal(lines.blocked.length, 3, 'every stream was held by flow control during the pause');
   assert.deepEqual(lines.done, [tokens, tokens, tokens]);
   assert.equal(lines.cancelled.length, 0);
+});
+
+test('a client that reads slowly all along is never cut, though a write waits longer than --write-timeout', async () => {
+  // The kernel takes megabytes of a loopback connection's output, and once that is full a
+  // write completes only after about a third of it has drained: at the client's 700 kB a
+  // second, a write waits about two seconds, twice --write-timeout, while the client
+  // acknowledges bytes all along. The client is reading: the stream must not be reset.
+  const w = await startFakeWorker(['--name', 'c']);
+  started.push(w);
+  const g = await startGateway([w], ['--write-timeout', '1', '--max-buffered-output-bytes', '4096']);
+  started.push(g);
+  await waitReady(g);
+  const tokens = 10000;  // three choices: about 6 MB of events, made faster than the client reads
+  const t0 = Date.now();
+  const { stdout, code } = await stalledClient(g.port, { model: 'm', prompt: `@tokens=${tokens}`, n: 3, stream: true },
+    ['--stall', '0', '--then', 'trickle', '--rate', '700000', '--rcvbuf', '65536']);
+  const seconds = (Date.now() - t0) / 1000;
+  assert.equal(code, 0);
+  assert.doesNotMatch(g.stderr(), /took no byte/);
+  const evs = events(stdout.subarray(stdout.indexOf('HTTP/1.1')));
+  assert.equal(evs.at(-1), '[DONE]');
+  const text = [[], [], []];
+  for (const e of evs.slice(0, -1)) text[JSON.parse(e).choices[0].index].push(JSON.parse(e).choices[0].text);
+  const want = Array.from({ length: tokens }, (_, i) => `c-${i} `).join('');
+  for (let i = 0; i < 3; ++i) assert.ok(text[i].join('') === want, `choice ${i} is not the worker's script`);
+  assert.ok(seconds > 3, `the slow read took ${seconds} s, not many write timeouts`);
+  assert.equal(workerLines(w, 'cmpl-').cancelled.length, 0);
 });
 
 test('a real worker frees the sequences of a stream reset at --write-timeout', { skip: !process.env.R1_WORKER && 'needs r1-worker' }, async () => {
