@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   bool* ignore_eos = flags.Bool("ignore-eos", false, "keep going past end-of-sequence tokens");
   std::string* device = flags.String("device", "auto", "auto | cpu | cuda | cuda:N");
   std::string* dtype = flags.String("dtype", "auto", "auto | bfloat16 | float16 | float32");
+  std::string* quantization = flags.String("quantization", "auto", "auto (the checkpoint's own: int8 for a compressed-tensors W8A8 checkpoint, else none), none, or int8 (CPU: int8 linear layers with per-channel scales, quantized at load from a floating checkpoint; activations quantized per token); int4, fp8 and awq are not built yet");
   std::string* output = flags.String("output", "text", "text | ids (generated ids, comma-separated)");
   int64_t* threads = flags.Int("threads", 0, "CPU threads; 0: one per core");
   int64_t* chunk = flags.Int("prefill-chunk", 512, "prompt tokens per prefill step");
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
 
   auto t_load = Clock::now();
   r1::model::LoadOptions lo{*device, *dtype, static_cast<int>(*threads)};
+  lo.quantization = *quantization;
   auto loaded = r1::model::Qwen2Model::Load(*model_dir, lo);
   if (!loaded.ok()) flags.Fail(std::string(loaded.status().message()));
   auto& model = **loaded;
@@ -191,6 +193,7 @@ int main(int argc, char** argv) {
                             " tok/s); decode ", decode_steps, " tokens in ", decode_s, " s (",
                             decode_steps / std::max(decode_s, 1e-9), " tok/s); finish ", finish,
                             "; device ", model.device().str(), ", dtype ",
-                            c10::toString(model.dtype()), "\n");
+                            c10::toString(model.dtype()),
+                            model.quantization() == "int8" ? ", int8 linear layers" : "", "\n");
   return 0;
 }

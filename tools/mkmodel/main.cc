@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "tools/mkmodel/presets.h"
+#include "worker/model/cpu_int8.h"
 #include "worker/model/safetensors_writer.h"
 #include "worker/tokenizer/demo_files.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -34,23 +36,28 @@ absl::Status WriteJson(const fs::path& path, const json::value& v) {
   return absl::OkStatus();
 }
 
-std::vector<TensorSpec> Specs(const Preset& p, DType dt) {
+// With `int8`, each linear layer's weight is I8 with a `weight_scale` [rows, 1] in `dt` after it.
+std::vector<TensorSpec> Specs(const Preset& p, DType dt, bool int8) {
   const int64_t H = p.hidden, D = p.Dim(), Q = p.heads * D, K = p.kv_heads * D;
   std::vector<TensorSpec> s;
+  auto linear = [&](const std::string& name, int64_t rows, int64_t cols) {
+    s.push_back({name + ".weight", int8 ? DType::kI8 : dt, {rows, cols}});
+    if (int8) s.push_back({name + ".weight_scale", dt, {rows, 1}});
+  };
   s.push_back({"model.embed_tokens.weight", dt, {p.vocab, H}});
   for (int64_t i = 0; i < p.layers; ++i) {
     std::string l = absl::StrCat("model.layers.", i, ".");
     s.push_back({l + "input_layernorm.weight", dt, {H}});
     for (const auto& [proj, rows] :
          {std::pair{"q_proj", Q}, std::pair{"k_proj", K}, std::pair{"v_proj", K}}) {
-      s.push_back({absl::StrCat(l, "self_attn.", proj, ".weight"), dt, {rows, H}});
+      linear(absl::StrCat(l, "self_attn.", proj), rows, H);
       if (p.qkv_bias()) s.push_back({absl::StrCat(l, "self_attn.", proj, ".bias"), dt, {rows}});
     }
-    s.push_back({l + "self_attn.o_proj.weight", dt, {H, Q}});
+    linear(l + "self_attn.o_proj", H, Q);
     s.push_back({l + "post_attention_layernorm.weight", dt, {H}});
-    s.push_back({l + "mlp.gate_proj.weight", dt, {p.intermediate, H}});
-    s.push_back({l + "mlp.up_proj.weight", dt, {p.intermediate, H}});
-    s.push_back({l + "mlp.down_proj.weight", dt, {H, p.intermediate}});
+    linear(l + "mlp.gate_proj", p.intermediate, H);
+    linear(l + "mlp.up_proj", p.intermediate, H);
+    linear(l + "mlp.down_proj", H, p.intermediate);
   }
   s.push_back({"model.norm.weight", dt, {H}});
   if (!p.tied) s.push_back({"lm_head.weight", dt, {p.vocab, H}});
@@ -84,6 +91,11 @@ int main(int argc, char** argv) {
       "config-only", false, "write config.json and generation_config.json only (no weights)");
   int64_t* seed = flags.Int("seed", 0, "random seed for the weights");
   std::string* dtype = flags.String("dtype", "bfloat16", "bfloat16 | float16 | float32");
+  std::string* quantization = flags.String(
+      "quantization", "none",
+      "none | int8: int8 writes a compressed-tensors W8A8 checkpoint (I8 linear weights, each "
+      "row quantized symmetrically from the --dtype values, with its scale in --dtype as "
+      "weight_scale; lm_head, embeddings, norms and biases in --dtype)");
   int64_t* shards = flags.Int("shards", 1, "number of safetensors shards (>1 writes an index)");
   bool* force = flags.Bool("force", false, "overwrite a model already in --out");
   double* init_std = flags.Double(
@@ -102,6 +114,9 @@ int main(int argc, char** argv) {
   else if (*dtype == "float16") dt = DType::kF16;
   else if (*dtype == "float32") dt = DType::kF32;
   else flags.Fail("--dtype: '" + *dtype + "' is not one of bfloat16, float16, float32");
+  if (*quantization != "none" && *quantization != "int8")
+    flags.Fail("--quantization: '" + *quantization + "' is not one of none, int8");
+  const bool int8 = *quantization == "int8";
   if (*shards < 1 || *shards > 64) flags.Fail("--shards must be in [1, 64]");
   if (*init_std >= 0) p.init_std = *init_std;
   if (!(p.init_std > 0 && p.init_std < 10)) flags.Fail("--init-std must be in (0, 10)");
@@ -119,24 +134,38 @@ int main(int argc, char** argv) {
   if (!tokenizer->empty()) {  // first: a tokenizer of the wrong family fails before the weights
     if (auto s = WriteTokenizer(*tokenizer, p, dir); !s.ok()) flags.Fail(std::string(s.message()));
   }
-  if (auto s = WriteJson(dir / "config.json", r1::mkmodel::ConfigJson(p, dtype_name)); !s.ok())
-    flags.Fail(std::string(s.message()));
+  json::object config = r1::mkmodel::ConfigJson(p, dtype_name);
+  if (int8) config["quantization_config"] = r1::mkmodel::Int8QuantizationConfig();
+  if (auto s = WriteJson(dir / "config.json", config); !s.ok()) flags.Fail(std::string(s.message()));
   if (auto s = WriteJson(dir / "generation_config.json", r1::mkmodel::GenerationConfigJson(p));
       !s.ok())
     flags.Fail(std::string(s.message()));
   if (*config_only) return 0;
 
   // Weights: N(0, init_std) matrices and biases, norms of one.
-  std::vector<TensorSpec> specs = Specs(p, dt);
+  std::vector<TensorSpec> specs = Specs(p, dt, int8);
   auto gen_cpu = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(*seed));
   at::ScalarType st = dt == DType::kBF16 ? at::kBFloat16 : dt == DType::kF16 ? at::kHalf : at::kFloat;
+  // An I8 weight's scales, kept from its fill for the weight_scale spec that follows it.
+  std::map<std::string, at::Tensor> scales;
   auto fill_from = [&](const std::vector<TensorSpec>& part) {
     return [&, part](size_t i, void* buf) {
       const TensorSpec& s = part[i];
-      at::Tensor t = s.name.find("norm") != std::string::npos
-                         ? at::ones(s.shape, at::kFloat)
-                         : at::randn(s.shape, gen_cpu, at::TensorOptions().dtype(at::kFloat)).mul_(p.init_std);
-      t = t.to(st).contiguous();
+      at::Tensor t;
+      if (auto it = scales.find(s.name); it != scales.end()) {
+        t = it->second.to(st).reshape(s.shape).contiguous();
+        scales.erase(it);
+      } else {
+        t = s.name.find("norm") != std::string::npos
+                ? at::ones(s.shape, at::kFloat)
+                : at::randn(s.shape, gen_cpu, at::TensorOptions().dtype(at::kFloat)).mul_(p.init_std);
+        t = t.to(st).contiguous();
+        if (s.dtype == DType::kI8) {
+          r1::model::Int8Rows q = r1::model::QuantizeInt8Rows(t);
+          scales[s.name.substr(0, s.name.size() - 6) + "weight_scale"] = q.scale;
+          t = q.q;
+        }
+      }
       std::memcpy(buf, t.data_ptr(), s.nbytes());
     };
   };
@@ -170,7 +199,7 @@ int main(int argc, char** argv) {
   }
 
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << ", "
+  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << (int8 ? ", int8 W8A8" : "") << ", "
             << total_bytes / 1e6 << " MB of weights) to " << *out << " in " << secs << " s\n";
   return 0;
 }

@@ -118,6 +118,24 @@ json::object ConfigJson(const Preset& p, const std::string& dtype_name) {
   return c;
 }
 
+json::object Int8QuantizationConfig() {
+  auto scheme = [](const char* strategy, bool dynamic) {
+    return json::object{{"actorder", nullptr}, {"block_structure", nullptr}, {"dynamic", dynamic},
+                        {"group_size", nullptr}, {"num_bits", 8}, {"observer", dynamic ? nullptr : json::value("minmax")},
+                        {"observer_kwargs", json::object{}}, {"strategy", strategy},
+                        {"symmetric", true}, {"type", "int"}};
+  };
+  json::object group{{"input_activations", scheme("token", true)}, {"output_activations", nullptr},
+                     {"targets", json::array{"Linear"}}, {"weights", scheme("channel", false)}};
+  return json::object{{"config_groups", json::object{{"group_0", std::move(group)}}},
+                      {"format", "int-quantized"},
+                      {"global_compression_ratio", nullptr},
+                      {"ignore", json::array{"lm_head"}},
+                      {"kv_cache_scheme", nullptr},
+                      {"quant_method", "compressed-tensors"},
+                      {"quantization_status", "compressed"}};
+}
+
 json::object GenerationConfigJson(const Preset& p) {
   return json::object{{"bos_token_id", p.gen_bos}, {"eos_token_id", p.gen_eos},
                       {"do_sample", true}, {"temperature", 0.6}, {"top_p", 0.95}};

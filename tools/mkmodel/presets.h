@@ -39,5 +39,9 @@ std::string PresetNames();
 
 boost::json::object ConfigJson(const Preset& p, const std::string& dtype_name);
 boost::json::object GenerationConfigJson(const Preset& p);
+// config.json's quantization_config for an int8 checkpoint: compressed-tensors W8A8, as
+// llm-compressor writes it (int8 channel-wise weights, dynamic per-token int8 activations,
+// lm_head not quantized).
+boost::json::object Int8QuantizationConfig();
 
 }  // namespace r1::mkmodel

@@ -133,6 +133,7 @@ struct EngineOptions {
   std::string model_dir;
   std::string device = "cpu";
   std::string dtype = "auto";
+  std::string quantization = "auto";  // model::LoadOptions::quantization
   int32_t threads = 0;                // CPU threads for libtorch; 0: one per core
   int32_t max_running = 64;
   int32_t max_waiting = 256;

@@ -15,6 +15,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.model_dir = options.model_dir;
   ro.load.device = options.device;
   ro.load.dtype = options.dtype;
+  ro.load.quantization = options.quantization;
   ro.load.num_threads = options.threads;
   ro.load.tuning = options.tuning;
   ro.kv_cache_memory = options.kv_cache_memory;

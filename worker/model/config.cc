@@ -1,7 +1,9 @@
 #include "worker/model/config.h"
 
 #include <filesystem>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -161,6 +163,96 @@ absl::Status ReadArchitectureFields(const json::object& o, const std::string& so
   return absl::OkStatus();
 }
 
+// A short account of a quantization scheme for error messages: "int 8-bit channel symmetric
+// dynamic token", from a compressed-tensors weights or input_activations object.
+std::string SchemeText(const json::value* v) {
+  if (!v || !v->is_object()) return "none";
+  const json::object& o = v->get_object();
+  std::vector<std::string> parts;
+  for (const char* key : {"type", "num_bits", "strategy", "symmetric", "dynamic", "group_size"}) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) continue;
+    if (it->value().is_bool()) {
+      if (it->value().get_bool()) parts.push_back(key);
+    } else if (it->value().is_string()) {
+      parts.push_back(std::string(it->value().get_string()));
+    } else {
+      parts.push_back(absl::StrCat(key, " ", json::serialize(it->value())));
+    }
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+bool FieldIs(const json::value* v, const char* key, const json::value& want) {
+  if (!v || !v->is_object()) return false;
+  const json::value* f = v->get_object().if_contains(key);
+  if (!f) return false;
+  if (want.is_number() && f->is_number()) return JsonInt(*f) == JsonInt(want);
+  return *f == want;
+}
+
+// quantization_config: absent, or compressed-tensors W8A8 int8 (the one format the CPU path
+// runs); anything else is refused naming what it is.
+absl::Status ReadQuantization(const json::object& o, const std::string& source, ModelConfig* c) {
+  const json::value* qc = o.if_contains("quantization_config");
+  if (!qc || qc->is_null()) return absl::OkStatus();
+  const std::string where = source + ": quantization_config";
+  const std::string supported =
+      "r1serve loads compressed-tensors int8 W8A8 checkpoints (format \"int-quantized\": int8 "
+      "weights with per-channel scales, dynamic per-token int8 activations, lm_head not "
+      "quantized) on the CPU; FP8, AWQ and int4 are not built yet";
+  if (!qc->is_object()) return absl::InvalidArgumentError(where + ": expected a JSON object");
+  const json::object& q = qc->get_object();
+  std::string method = q.contains("quant_method") && q.at("quant_method").is_string()
+                           ? std::string(q.at("quant_method").get_string())
+                           : std::string("(none)");
+  if (method != "compressed-tensors") {
+    std::vector<std::string> found;
+    for (const char* key : {"bits", "w_bit", "group_size", "q_group_size", "version", "fmt",
+                            "activation_scheme", "zero_point"})
+      if (auto it = q.find(key); it != q.end()) found.push_back(absl::StrCat(key, " ", json::serialize(it->value())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": quant_method \"", method, "\"", found.empty() ? "" : " (" + absl::StrJoin(found, ", ") + ")",
+        " is not supported: ", supported));
+  }
+  std::string format = q.contains("format") && q.at("format").is_string()
+                           ? std::string(q.at("format").get_string()) : std::string("(none)");
+  const json::value* groups = q.if_contains("config_groups");
+  const json::value* weights = nullptr;
+  const json::value* acts = nullptr;
+  size_t num_groups = 0;
+  if (groups && groups->is_object()) {
+    num_groups = groups->get_object().size();
+    for (const auto& [name, g] : groups->get_object()) {
+      if (!g.is_object()) continue;
+      weights = g.get_object().if_contains("weights");
+      acts = g.get_object().if_contains("input_activations");
+    }
+  }
+  const std::string what = absl::StrCat("compressed-tensors format \"", format, "\" with ",
+                                        num_groups, " config group(s), weights [",
+                                        SchemeText(weights), "], input activations [",
+                                        SchemeText(acts), "]");
+  const bool w8a8 = format == "int-quantized" && num_groups == 1 &&
+                    FieldIs(weights, "type", "int") && FieldIs(weights, "num_bits", 8) &&
+                    FieldIs(weights, "strategy", "channel") && FieldIs(weights, "symmetric", true) &&
+                    !FieldIs(weights, "dynamic", true) && FieldIs(acts, "type", "int") &&
+                    FieldIs(acts, "num_bits", 8) && FieldIs(acts, "strategy", "token") &&
+                    FieldIs(acts, "symmetric", true) && FieldIs(acts, "dynamic", true);
+  if (!w8a8)
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", what, " is not supported: ", supported));
+  bool lm_head_ignored = false;
+  if (const json::value* ig = q.if_contains("ignore"); ig && ig->is_array())
+    for (const json::value& v : ig->get_array())
+      if (v.is_string() && (v.get_string() == "lm_head" || v.get_string() == "re:.*lm_head"))
+        lm_head_ignored = true;
+  if (!lm_head_ignored)
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": ", what, " quantizes lm_head (it is not in \"ignore\"): ", supported));
+  c->quantization.kind = "int8";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::string& source) {
@@ -199,6 +291,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text, const std::s
   if (auto it = o.find("bos_token_id"); it != o.end())
     if (auto v = JsonInt(it->value())) c.bos_token_id = static_cast<int32_t>(*v);
   R1_RETURN_IF_ERROR(ReadEos(o, source, &c.eos_token_ids));
+  R1_RETURN_IF_ERROR(ReadQuantization(o, source, &c));
 
   // head_dim from config.json need not divide hidden_size (q_proj is [heads * head_dim, H]).
   if (c.explicit_head_dim == 0 && c.hidden_size % c.num_attention_heads != 0)

@@ -25,6 +25,16 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 0;
 };
 
+// How the checkpoint's linear-layer weights are stored (config.json's quantization_config).
+//   "none": floating point (no quantization_config).
+//   "int8": compressed-tensors W8A8 int8 ("int-quantized"): int8 weights with one scale per
+//           output channel (`weight_scale`), activations quantized per token at run time,
+//           lm_head and embeddings in floating point. The CPU path runs it (cpu_int8.h).
+// Any other quantization_config is refused with what it names (AWQ, GPTQ, FP8, ...).
+struct CheckpointQuantization {
+  std::string kind = "none";
+};
+
 struct ModelConfig {
   std::string model_type;  // "qwen2" or "llama" once validated
   int64_t vocab_size = 0;
@@ -47,6 +57,7 @@ struct ModelConfig {
   int32_t bos_token_id = -1;
   // End-of-sequence ids: generation_config.json's eos_token_id when present, else config.json's.
   std::vector<int32_t> eos_token_ids;
+  CheckpointQuantization quantization;
 
   int64_t head_dim() const {
     return explicit_head_dim > 0 ? explicit_head_dim : hidden_size / num_attention_heads;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/cpu_int8.h"
 #include "worker/model/forward_path.h"
 #include "worker/model/weights.h"
 
@@ -54,6 +55,32 @@ absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device
       absl::StrCat("--dtype: '", dtype, "' is not one of auto, bfloat16, float16, float32"));
 }
 
+absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const ModelConfig& cfg,
+                                                at::Device device) {
+  const std::string& ck = cfg.quantization.kind;
+  if (q == "int4" || q == "fp8" || q == "awq")
+    return absl::UnimplementedError(absl::StrCat(
+        "--quantization ", q, " is not built yet: this build runs none and int8 (CPU)"));
+  if (q != "auto" && q != "none" && q != "int8")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quantization: '", q, "' is not one of auto, none, int8, int4, fp8, awq"));
+  if (ck == "int8" && q == "none")
+    return absl::InvalidArgumentError(
+        "--quantization none: the checkpoint is int8 (compressed-tensors W8A8 in config.json's "
+        "quantization_config) and is not dequantized; use --quantization int8 or auto");
+  const std::string kind = q == "auto" ? ck : q;
+  if (kind == "int8") {
+    if (!device.is_cpu())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--quantization int8 runs on the CPU only (device ", device.str(),
+          "); the GPU formats fp8 and awq are not built yet"));
+    if (!Int8KernelAvailable())
+      return absl::FailedPreconditionError(
+          "--quantization int8 needs AVX2, which this CPU does not have");
+  }
+  return kind;
+}
+
 KvCache::KvCache(const ModelConfig& cfg, int64_t num_blocks, int64_t block_size,
                  at::ScalarType dtype, at::Device device, bool fp8)
     : num_blocks_(num_blocks), block_size_(block_size), dtype_(dtype), fp8_(fp8) {
@@ -82,6 +109,7 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   R1_ASSIGN_OR_RETURN(ModelConfig cfg, LoadModelConfig(dir));
   R1_ASSIGN_OR_RETURN(at::Device device, ResolveDevice(options.device));
   R1_ASSIGN_OR_RETURN(at::ScalarType dtype, ResolveDtype(options.dtype, device));
+  R1_ASSIGN_OR_RETURN(std::string quantization, ResolveQuantization(options.quantization, cfg, device));
   int threads = options.num_threads > 0 ? options.num_threads
                                         : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(std::max(1, threads));
@@ -90,11 +118,13 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   m->config_ = cfg;
   m->device_ = device;
   m->dtype_ = dtype;
+  m->quantization_ = quantization;
   m->tuning_ = options.tuning;
   WeightLoadOptions wo;
   wo.dtype = dtype;
   wo.device = device;
   wo.cpu_copy_weights = options.cpu_copy_weights;
+  wo.int8 = quantization == "int8";
   try {
     if (options.random_weights_std > 0) {
       m->weights_ = RandomWeights(cfg, wo, options.random_weights_std, /*seed=*/0);

@@ -42,6 +42,10 @@ struct LoadOptions {
   // > 0: read only DIR's config.json and draw random weights with this standard deviation on
   // the device (weights.h RandomWeights): benchmarks of shapes too big for the disk.
   double random_weights_std = 0;
+  // "auto": the checkpoint's own format (int8 for an int8 checkpoint, else none); "none":
+  // floating weights; "int8": int8 linear layers on the CPU (cpu_int8.h), read from an int8
+  // checkpoint or quantized at load. "int4", "fp8" and "awq" are refused: not built yet.
+  std::string quantization = "auto";
   KernelTuning tuning;
 };
 
@@ -49,6 +53,10 @@ struct LoadOptions {
 absl::StatusOr<at::Device> ResolveDevice(const std::string& device);
 // Parses a --dtype value; "auto" is bfloat16 (float32 when bf16 is unsupported).
 absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device device);
+// Resolves a --quantization value against the checkpoint and device: "none" or "int8", or an
+// error that says why not.
+absl::StatusOr<std::string> ResolveQuantization(const std::string& quantization,
+                                                const ModelConfig& cfg, at::Device device);
 
 class Qwen2Model {
  public:
@@ -73,6 +81,8 @@ class Qwen2Model {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   const KernelTuning& tuning() const { return tuning_; }
+  // "none" or "int8": how the linear layers' weights are held.
+  const std::string& quantization() const { return quantization_; }
   // Bytes of all weights held (for load reports and the batch-1 bound).
   int64_t weight_bytes() const;
 
@@ -83,6 +93,7 @@ class Qwen2Model {
   ModelConfig config_;
   at::Device device_{at::kCPU};
   at::ScalarType dtype_ = at::kFloat;
+  std::string quantization_ = "none";
   KernelTuning tuning_;
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<ForwardPath> path_;

@@ -1,5 +1,5 @@
 // The eager Qwen2 step: ATen ops, plus our AVX512-BF16 kernels on the CPU (cpu_gemm.h,
-// cpu_attention.h). The CPU's path, and the reference the CUDA path is tested against.
+// cpu_attention.h) and the int8 linear layers (cpu_int8.h) when the weights are int8. The CPU's path, and the reference the CUDA path is tested against.
 #include <ATen/Context.h>
 #include <torch/version.h>
 
@@ -8,6 +8,7 @@
 
 #include "worker/model/cpu_attention.h"
 #include "worker/model/cpu_gemm.h"
+#include "worker/model/cpu_int8.h"
 #include "worker/model/forward_path.h"
 
 namespace r1::model {
@@ -56,7 +57,10 @@ class EagerPath final : public ForwardPath {
     const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, D = c.head_dim();
     const int64_t bs = cache.block_size();
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-    auto linear = [&](const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor()) {
+    // `scale` defined: int8 weights with per-row scales (cpu_int8.h).
+    auto linear = [&](const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale,
+                      const at::Tensor& b = at::Tensor()) {
+      if (scale.defined()) return LinearInt8(x, w, scale, b);
       return cpu_kernels ? Linear(x, w, b) : at::linear(x, w, b);
     };
 
@@ -99,7 +103,7 @@ class EagerPath final : public ForwardPath {
     for (size_t li = 0; li < w.layers.size(); ++li) {
       const LayerWeights& l = w.layers[li];
       at::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
-      at::Tensor qkv = linear(h, l.wqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
+      at::Tensor qkv = linear(h, l.wqkv, l.sqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
       at::Tensor q = Rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}), cos, sin);
       at::Tensor k = Rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), cos, sin);
       at::Tensor v = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({T, kvh, D});
@@ -123,16 +127,17 @@ class EagerPath final : public ForwardPath {
         attn.narrow(0, off, s.num_new).copy_(out);
         off += s.num_new;
       }
-      x.add_(linear(attn.view({T, nh * D}), l.wo));
+      x.add_(linear(attn.view({T, nh * D}), l.wo, l.so));
       h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-      at::Tensor act = cpu_kernels ? GateUp(h, l.wgate, l.wup)
-                                    : at::silu(linear(h, l.wgate)).mul_(linear(h, l.wup));
-      x.add_(linear(act, l.wdown));
+      at::Tensor act = cpu_kernels && !l.sgate.defined()
+                           ? GateUp(h, l.wgate, l.wup)
+                           : at::silu(linear(h, l.wgate, l.sgate)).mul_(linear(h, l.wup, l.sup));
+      x.add_(linear(act, l.wdown, l.sdown));
     }
     if (logit_rows.empty()) return at::empty({0, c.vocab_size}, x.options().dtype(at::kFloat));
     at::Tensor last = x.index_select(0, long_tensor(logit_rows));
     last = RmsNorm(last, w.norm, c.rms_norm_eps);
-    at::Tensor logits = linear(last, w.lm_head);
+    at::Tensor logits = linear(last, w.lm_head, at::Tensor());
     return cpu_kernels ? ToFloat(logits) : logits.to(at::kFloat);
   }
 

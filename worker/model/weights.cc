@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/cpu_int8.h"
 #include "worker/model/cpu_weights.h"
 #include "worker/model/rope.h"
 
@@ -14,6 +15,7 @@ at::ScalarType ToScalarType(DType d) {
     case DType::kBF16: return at::kBFloat16;
     case DType::kF16: return at::kHalf;
     case DType::kF32: return at::kFloat;
+    case DType::kI8: return at::kChar;
   }
   return at::kFloat;
 }
@@ -53,10 +55,11 @@ void StackGateUp(LayerWeights& l) {
 int64_t ModelWeights::bytes(bool tied) const {
   int64_t n = embed.nbytes() + norm.nbytes();
   if (!tied) n += lm_head.nbytes();
+  auto opt = [](const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.nbytes()) : 0; };
   for (const LayerWeights& l : layers)
-    n += l.input_norm.nbytes() + l.wqkv.nbytes() + (l.bqkv.defined() ? l.bqkv.nbytes() : 0) +
-         l.wo.nbytes() + l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() +
-         l.wdown.nbytes();
+    n += l.input_norm.nbytes() + l.wqkv.nbytes() + opt(l.bqkv) + l.wo.nbytes() +
+         l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() + l.wdown.nbytes() +
+         opt(l.sqkv) + opt(l.so) + opt(l.sgate) + opt(l.sup) + opt(l.sdown);
   return n;
 }
 
@@ -116,45 +119,101 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       for (const TensorView* p : parts) WeightArena::ReleaseMapped(p->data, p->nbytes);
     return r;
   };
+  // A floating tensor: an I8 one here is a quantized checkpoint whose config.json does not say
+  // so (or a tensor int8 checkpoints keep in floating point), never read as numbers.
+  auto get = [&](const std::string& name, const std::vector<int64_t>& shape) -> absl::StatusOr<const TensorView*> {
+    R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name, shape));
+    if (t->dtype == DType::kI8)
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " in ", t->file, " is I8 but config.json has no int8 quantization_config for it"));
+    return t;
+  };
+  // Int8 linear weights: the checkpoint's own (an int8 checkpoint: `weight` in I8 and
+  // `weight_scale` [rows, 1]), or the floating weights quantized per row at load.
+  const bool int8_checkpoint = cfg.quantization.kind == "int8";
+  auto int8_weight = [&](const std::string& name, int64_t rows, int64_t cols) -> absl::StatusOr<Int8Rows> {
+    R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name + ".weight", {rows, cols}));
+    if (!int8_checkpoint) {
+      if (t->dtype == DType::kI8)
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, ".weight in ", t->file, " is I8 but config.json has no int8 quantization_config"));
+      Int8Rows r = QuantizeInt8Rows(View(*t));
+      WeightArena::ReleaseMapped(t->data, t->nbytes);
+      return r;
+    }
+    if (t->dtype != DType::kI8)
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight in ", t->file, " is ",
+                                                     DTypeName(t->dtype), ", not I8 as the int8 quantization_config says"));
+    R1_ASSIGN_OR_RETURN(const TensorView* s, ck.Get(name + ".weight_scale"));
+    if (s->dtype == DType::kI8 || s->numel() != rows || (s->shape.size() == 2 && s->shape[1] != 1) ||
+        s->shape.size() > 2)
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ".weight_scale in ", s->file, ": expected a floating [", rows, ", 1] tensor (one scale per output channel), found ",
+          DTypeName(s->dtype), " ", ShapeString(s->shape)));
+    Int8Rows r{View(*t), View(*s).reshape({rows}).to(at::kFloat).contiguous()};
+    if (!(r.scale.gt(0).all().item<bool>() && r.scale.isfinite().all().item<bool>()))
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file,
+                                                     " has a scale that is not a positive finite number"));
+    return r;
+  };
+  // Into the arena when there is one (contiguous huge pages); else as they are.
+  auto keep_int8 = [&](const at::Tensor& q) { return arena ? arena->Copy(q, at::kChar) : q; };
   try {
-    R1_ASSIGN_OR_RETURN(const TensorView* embed, ck.GetShaped("model.embed_tokens.weight", {V, H}));
+    R1_ASSIGN_OR_RETURN(const TensorView* embed, get("model.embed_tokens.weight", {V, H}));
     w->embed = arena ? Materialise(*embed, dtype, device) : put(embed);
     for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
       std::string p = absl::StrCat("model.layers.", i, ".");
       LayerWeights l;
-      R1_ASSIGN_OR_RETURN(auto ln1, ck.GetShaped(p + "input_layernorm.weight", {H}));
-      R1_ASSIGN_OR_RETURN(auto q, ck.GetShaped(p + "self_attn.q_proj.weight", {QD, H}));
-      R1_ASSIGN_OR_RETURN(auto k, ck.GetShaped(p + "self_attn.k_proj.weight", {KD, H}));
-      R1_ASSIGN_OR_RETURN(auto v, ck.GetShaped(p + "self_attn.v_proj.weight", {KD, H}));
-      R1_ASSIGN_OR_RETURN(auto o, ck.GetShaped(p + "self_attn.o_proj.weight", {H, QD}));
-      R1_ASSIGN_OR_RETURN(auto ln2, ck.GetShaped(p + "post_attention_layernorm.weight", {H}));
-      R1_ASSIGN_OR_RETURN(auto gate, ck.GetShaped(p + "mlp.gate_proj.weight", {I, H}));
-      R1_ASSIGN_OR_RETURN(auto up, ck.GetShaped(p + "mlp.up_proj.weight", {I, H}));
-      R1_ASSIGN_OR_RETURN(auto down, ck.GetShaped(p + "mlp.down_proj.weight", {H, I}));
+      R1_ASSIGN_OR_RETURN(auto ln1, get(p + "input_layernorm.weight", {H}));
+      R1_ASSIGN_OR_RETURN(auto ln2, get(p + "post_attention_layernorm.weight", {H}));
       l.input_norm = put(ln1);
-      l.wqkv = stack({q, k, v});
+      if (options.int8) {
+        R1_ASSIGN_OR_RETURN(Int8Rows q, int8_weight(p + "self_attn.q_proj", QD, H));
+        R1_ASSIGN_OR_RETURN(Int8Rows k, int8_weight(p + "self_attn.k_proj", KD, H));
+        R1_ASSIGN_OR_RETURN(Int8Rows v, int8_weight(p + "self_attn.v_proj", KD, H));
+        R1_ASSIGN_OR_RETURN(Int8Rows o, int8_weight(p + "self_attn.o_proj", H, QD));
+        R1_ASSIGN_OR_RETURN(Int8Rows gate, int8_weight(p + "mlp.gate_proj", I, H));
+        R1_ASSIGN_OR_RETURN(Int8Rows up, int8_weight(p + "mlp.up_proj", I, H));
+        R1_ASSIGN_OR_RETURN(Int8Rows down, int8_weight(p + "mlp.down_proj", H, I));
+        // Rows quantize independently: q, k and v stacked are the stacked quantizations.
+        l.wqkv = keep_int8(at::cat({q.q, k.q, v.q}, 0));
+        l.sqkv = at::cat({q.scale, k.scale, v.scale}, 0);
+        l.wo = keep_int8(o.q), l.so = o.scale;
+        l.wgate = keep_int8(gate.q), l.sgate = gate.scale;
+        l.wup = keep_int8(up.q), l.sup = up.scale;
+        l.wdown = keep_int8(down.q), l.sdown = down.scale;
+      } else {
+        R1_ASSIGN_OR_RETURN(auto q, get(p + "self_attn.q_proj.weight", {QD, H}));
+        R1_ASSIGN_OR_RETURN(auto k, get(p + "self_attn.k_proj.weight", {KD, H}));
+        R1_ASSIGN_OR_RETURN(auto v, get(p + "self_attn.v_proj.weight", {KD, H}));
+        R1_ASSIGN_OR_RETURN(auto o, get(p + "self_attn.o_proj.weight", {H, QD}));
+        R1_ASSIGN_OR_RETURN(auto gate, get(p + "mlp.gate_proj.weight", {I, H}));
+        R1_ASSIGN_OR_RETURN(auto up, get(p + "mlp.up_proj.weight", {I, H}));
+        R1_ASSIGN_OR_RETURN(auto down, get(p + "mlp.down_proj.weight", {H, I}));
+        l.wqkv = stack({q, k, v});
+        l.wo = put(o);
+        // Without the arena, gate and up stay separate views of the mapping: no copy at load.
+        l.wgate = put(gate);
+        l.wup = put(up);
+        if (!device.is_cpu()) StackGateUp(l);
+        l.wdown = put(down);
+      }
       if (cfg.qkv_bias) {  // Qwen2; a Llama checkpoint has none (bqkv stays undefined)
-        R1_ASSIGN_OR_RETURN(auto qb, ck.GetShaped(p + "self_attn.q_proj.bias", {QD}));
-        R1_ASSIGN_OR_RETURN(auto kb, ck.GetShaped(p + "self_attn.k_proj.bias", {KD}));
-        R1_ASSIGN_OR_RETURN(auto vb, ck.GetShaped(p + "self_attn.v_proj.bias", {KD}));
+        R1_ASSIGN_OR_RETURN(auto qb, get(p + "self_attn.q_proj.bias", {QD}));
+        R1_ASSIGN_OR_RETURN(auto kb, get(p + "self_attn.k_proj.bias", {KD}));
+        R1_ASSIGN_OR_RETURN(auto vb, get(p + "self_attn.v_proj.bias", {KD}));
         l.bqkv = stack({qb, kb, vb});
       }
-      l.wo = put(o);
       l.post_norm = put(ln2);
-      // Without the arena, gate and up stay separate views of the mapping: no copy at load.
-      l.wgate = put(gate);
-      l.wup = put(up);
-      if (!device.is_cpu()) StackGateUp(l);
-      l.wdown = put(down);
       w->layers.push_back(std::move(l));
     }
-    R1_ASSIGN_OR_RETURN(const TensorView* norm, ck.GetShaped("model.norm.weight", {H}));
+    R1_ASSIGN_OR_RETURN(const TensorView* norm, get("model.norm.weight", {H}));
     w->norm = put(norm);
     if (cfg.tie_word_embeddings) {
       // The arena holds a copy for the lm_head pass; lookups keep viewing the mapping.
       w->lm_head = arena ? arena->Copy(w->embed, dtype) : w->embed;
     } else {
-      R1_ASSIGN_OR_RETURN(const TensorView* head, ck.GetShaped("lm_head.weight", {V, H}));
+      R1_ASSIGN_OR_RETURN(const TensorView* head, get("lm_head.weight", {V, H}));
       w->lm_head = put(head);
     }
     w->inv_freq = RopeInvFreq(cfg).to(device);
@@ -188,6 +247,15 @@ std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const Weight
     l.wdown = rnd({H, I});
     w->layers.push_back(std::move(l));
   }
+  if (options.int8)
+    for (LayerWeights& l : w->layers) {
+      auto quantize = [](at::Tensor& wt, at::Tensor& scale) {
+        Int8Rows r = QuantizeInt8Rows(wt);
+        wt = r.q, scale = r.scale;
+      };
+      quantize(l.wqkv, l.sqkv), quantize(l.wo, l.so), quantize(l.wgate, l.sgate);
+      quantize(l.wup, l.sup), quantize(l.wdown, l.sdown);
+    }
   w->norm = at::ones({H}, to);
   w->lm_head = cfg.tie_word_embeddings ? w->embed : rnd({V, H});
   w->inv_freq = RopeInvFreq(cfg).to(options.device);

@@ -24,6 +24,9 @@ struct LayerWeights {
   at::Tensor wup;         // [I, H]
   at::Tensor wdown;       // [H, I]
   at::Tensor wgate_up;    // off the CPU: [2 I, H], gate and up stacked (wgate, wup view it)
+  // Int8 weights (cpu_int8.h): the matrices above are int8 and these their float32 per-row
+  // scales; undefined when the weights are floating point.
+  at::Tensor sqkv, so, sgate, sup, sdown;
 };
 
 struct ModelWeights {
@@ -44,6 +47,10 @@ struct WeightLoadOptions {
   // CPU: copy the weights into one huge-page arena instead of viewing the mapped file
   // (cpu_weights.h says when that pays).
   bool cpu_copy_weights = false;
+  // The linear layers' weights as int8 with per-row scales (CPU): read as they are from an
+  // int8 checkpoint, or quantized at load from a floating one. Embeddings, norms, biases and
+  // lm_head stay in `dtype`.
+  bool int8 = false;
 };
 
 // Reads DIR's safetensors into the model's dtype and device. Errors name the file and tensor.

@@ -50,6 +50,7 @@ int Run(int argc, char** argv) {
                                      "gRPC address HOST:PORT (port 0: any free port)");
   std::string* device = flags.String("device", "auto", "auto, cpu, cuda or cuda:N");
   std::string* dtype = flags.String("dtype", "auto", "auto, bfloat16, float16 or float32");
+  std::string* quantization = flags.String("quantization", "auto", "auto (the checkpoint's own: int8 for a compressed-tensors W8A8 checkpoint, else none), none, or int8 (CPU: int8 linear layers with per-channel scales, quantized at load from a floating checkpoint; activations quantized per token); int4, fp8 and awq are not built yet");
   int64_t* threads = flags.Int("threads", 0, "CPU threads for the model; 0: one per core");
   std::string* metrics_listen =
       flags.String("metrics-listen", "", "HOST:PORT for GET /metrics (empty: off)");
@@ -152,6 +153,7 @@ int Run(int argc, char** argv) {
   eo.model_dir = *model;
   eo.device = *device;
   eo.dtype = *dtype;
+  eo.quantization = *quantization;
   eo.threads = clamp32(*threads);
   eo.max_running = clamp32(*max_running);
   eo.max_waiting = clamp32(*max_waiting);
