@@ -172,8 +172,8 @@ struct Variant {
   std::vector<double> decode_bw;                     // per round: GB/s read around its decode
 };
 
-// "bfloat16+torch+copy": a dtype, then options (+kernel / +torch, +copy / +map) that override
-// LoadOptions' defaults.
+// "bfloat16+torch+copy": a dtype, then options (+kernel / +torch, +copy / +map, +int8 / +none)
+// that override LoadOptions' defaults.
 bool ParseVariant(const std::string& spec, int threads, Variant* v, std::string* err) {
   std::vector<std::string> parts = absl::StrSplit(spec, '+');
   v->label = spec;
@@ -187,8 +187,9 @@ bool ParseVariant(const std::string& spec, int threads, Variant* v, std::string*
     else if (p == "torch") v->options.tuning.cpu_kernels = false;
     else if (p == "copy") v->options.cpu_copy_weights = true;
     else if (p == "map") v->options.cpu_copy_weights = false;
+    else if (p == "int8" || p == "none") v->options.quantization = p;
     else {
-      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map)";
+      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, none)";
       return false;
     }
   }
@@ -210,7 +211,8 @@ int main(int argc, char** argv) {
       "variants", "bfloat16,float32",
       "variants measured side by side, comma-separated: a dtype (bfloat16, float32) and options "
       "that override the defaults: +kernel or +torch (our AVX512-BF16 linear or libtorch's), "
-      "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file)");
+      "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file), "
+      "+int8 or +none (--quantization: int8 linear layers, or the checkpoint's floating weights)");
   int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
   int64_t* rounds = flags.Int("rounds", 5, "measurement rounds (each runs every variant once)");
   int64_t* prefill_tokens = flags.Int("prefill-tokens", 512, "prompt length for the prefill figure (0: skip)");

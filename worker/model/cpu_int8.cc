@@ -108,6 +108,33 @@ R1_TARGET_AVX2 inline void DotTile(const int8_t* w, int64_t K, const int8_t* xq,
     }
 }
 
+// acc += the int32 pair sums of xq * w over 32 bytes at k.
+R1_TARGET_AVX2 inline __m256i DotStep(__m256i acc, const int8_t* w, const int8_t* xq,
+                                      const uint8_t* xa, int64_t k) {
+  const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k));
+  const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k));
+  const __m256i xu = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa + k));
+  const __m256i p = _mm256_maddubs_epi16(xu, _mm256_sign_epi8(wv, xs));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+// One row of x against one row of W, four 32-byte steps at a time into four accumulators:
+// the decode step's shape, where each thread reads its weight rows as one sequential stream.
+R1_TARGET_AVX2 inline int32_t DotRow(const int8_t* w, int64_t K, const int8_t* xq, const uint8_t* xa) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t k = 0;
+  for (; k + 128 <= K; k += 128) {
+    a0 = DotStep(a0, w, xq, xa, k);
+    a1 = DotStep(a1, w, xq, xa, k + 32);
+    a2 = DotStep(a2, w, xq, xa, k + 64);
+    a3 = DotStep(a3, w, xq, xa, k + 96);
+  }
+  for (; k + 32 <= K; k += 32) a0 = DotStep(a0, w, xq, xa, k);
+  int32_t s = HorizontalSum(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)));
+  for (; k < K; ++k) s += int32_t{xq[k]} * int32_t{w[k]};
+  return s;
+}
+
 #endif  // R1_HAVE_AVX2_INT8_KERNEL
 
 // y[m, n] for rows [n0, n1) of W: the int32 dot products, then the scales and the bias.
@@ -125,6 +152,13 @@ R1_TARGET_AVX2 void Rows(const QuantizedX& x, const int8_t* w, const float* wsca
     const int64_t me = std::min(M, mb + mblock);
     int64_t n = n0;
 #ifdef R1_HAVE_AVX2_INT8_KERNEL
+    // One row: short rows read best as one stream (DotRow), long ones four rows at a time
+    // (here, over 40 copies of each 1.5B shape: gate/up, K 1536, 13 GB/s against 11; down,
+    // K 8960, 15 GB/s against 11).
+    if (M == 1 && K <= 4096) {
+      for (; n < n1; ++n) store(0, n, DotRow(w + n * K, K, x.q.data(), x.abs.data()));
+      continue;
+    }
     for (; n + 4 <= n1; n += 4) {
       int64_t m = mb;
       for (; m + 2 <= me; m += 2) {
