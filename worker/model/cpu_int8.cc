@@ -74,6 +74,13 @@ R1_TARGET_AVX2 inline int32_t HorizontalSum(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// acc += the int32 pair sums of x * w for 32 bytes: x's values (xs) and magnitudes (xu), w's
+// values (wv).
+R1_TARGET_AVX2 inline __m256i MulAdd(__m256i acc, __m256i wv, __m256i xs, __m256i xu) {
+  const __m256i p = _mm256_maddubs_epi16(xu, _mm256_sign_epi8(wv, xs));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
 // Sums over k of xq[m] * w[r] for NR rows of W (row stride K) and MR rows of x (stride ld),
 // into acc[r][m]. x * w = |x| * (w with x's sign): vpmaddubsw multiplies unsigned by signed
 // bytes and adds pairs into int16 (at most 2 * 127 * 127, no saturation), vpmaddwd by ones
@@ -81,7 +88,6 @@ R1_TARGET_AVX2 inline int32_t HorizontalSum(__m256i v) {
 template <int NR, int MR>
 R1_TARGET_AVX2 inline void DotTile(const int8_t* w, int64_t K, const int8_t* xq, const uint8_t* xa,
                                    int64_t ld, int32_t acc[NR][MR]) {
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256i sum[NR][MR];
   for (int r = 0; r < NR; ++r)
     for (int m = 0; m < MR; ++m) sum[r][m] = _mm256_setzero_si256();
@@ -94,10 +100,7 @@ R1_TARGET_AVX2 inline void DotTile(const int8_t* w, int64_t K, const int8_t* xq,
     }
     for (int r = 0; r < NR; ++r) {
       const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * K + k));
-      for (int m = 0; m < MR; ++m) {
-        const __m256i p = _mm256_maddubs_epi16(xu[m], _mm256_sign_epi8(wv, xs[m]));
-        sum[r][m] = _mm256_add_epi32(sum[r][m], _mm256_madd_epi16(p, ones));
-      }
+      for (int m = 0; m < MR; ++m) sum[r][m] = MulAdd(sum[r][m], wv, xs[m], xu[m]);
     }
   }
   for (int r = 0; r < NR; ++r)
@@ -108,14 +111,12 @@ R1_TARGET_AVX2 inline void DotTile(const int8_t* w, int64_t K, const int8_t* xq,
     }
 }
 
-// acc += the int32 pair sums of xq * w over 32 bytes at k.
+// MulAdd over the 32 bytes at k of one row of W and one of x.
 R1_TARGET_AVX2 inline __m256i DotStep(__m256i acc, const int8_t* w, const int8_t* xq,
                                       const uint8_t* xa, int64_t k) {
-  const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k));
-  const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k));
-  const __m256i xu = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa + k));
-  const __m256i p = _mm256_maddubs_epi16(xu, _mm256_sign_epi8(wv, xs));
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+  return MulAdd(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k)),
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k)),
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa + k)));
 }
 
 // One row of x against one row of W, four 32-byte steps at a time into four accumulators:

@@ -132,15 +132,13 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
   // `weight_scale` [rows, 1]), or the floating weights quantized per row at load.
   const bool int8_checkpoint = cfg.quantization.kind == "int8";
   auto int8_weight = [&](const std::string& name, int64_t rows, int64_t cols) -> absl::StatusOr<Int8Rows> {
-    R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name + ".weight", {rows, cols}));
     if (!int8_checkpoint) {
-      if (t->dtype == DType::kI8)
-        return absl::InvalidArgumentError(absl::StrCat(
-            name, ".weight in ", t->file, " is I8 but config.json has no int8 quantization_config"));
+      R1_ASSIGN_OR_RETURN(const TensorView* t, get(name + ".weight", {rows, cols}));
       Int8Rows r = QuantizeInt8Rows(View(*t));
       WeightArena::ReleaseMapped(t->data, t->nbytes);
       return r;
     }
+    R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name + ".weight", {rows, cols}));
     if (t->dtype != DType::kI8)
       return absl::InvalidArgumentError(absl::StrCat(name, ".weight in ", t->file, " is ",
                                                      DTypeName(t->dtype), ", not I8 as the int8 quantization_config says"));

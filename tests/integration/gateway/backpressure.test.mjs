@@ -19,6 +19,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const started = [];
 test.after(async () => { for (const p of started.reverse()) await stop(p, 'SIGKILL'); });
 
+// A fake worker named `name` behind a gateway started with `gatewayArgs`, ready: {w, g}.
+async function fakeStack(name, gatewayArgs) {
+  const w = await startFakeWorker(['--name', name]);
+  started.push(w);
+  const g = await startGateway([w], gatewayArgs);
+  started.push(g);
+  await waitReady(g);
+  return { w, g };
+}
+
 function request(port, body) {
   const b = JSON.stringify(body);
   return `POST /v1/${body.messages ? 'chat/' : ''}completions HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\n` +
@@ -75,11 +85,7 @@ function events(raw) {
 }
 
 test('a client that never reads: the worker is held, the stream is reset at --write-timeout and cancelled on the worker; others are served', async () => {
-  const w = await startFakeWorker(['--name', 'a']);
-  started.push(w);
-  const g = await startGateway([w], ['--write-timeout', '1', '--max-buffered-output-bytes', '16384']);
-  started.push(g);
-  await waitReady(g);
+  const { w, g } = await fakeStack('a', ['--write-timeout', '1', '--max-buffered-output-bytes', '16384']);
   const rssIdle = rssMb(g.proc.pid);
   const before499 = await metric(g, 'r1_gateway_requests_total', 'code="499"');
 
@@ -109,11 +115,7 @@ test('a client that never reads: the worker is held, the stream is reset at --wr
 });
 
 test('a client that pauses and then reads gets every byte; the pause held the worker', async () => {
-  const w = await startFakeWorker(['--name', 'b']);
-  started.push(w);
-  const g = await startGateway([w], ['--write-timeout', '5', '--max-buffered-output-bytes', '4096']);
-  started.push(g);
-  await waitReady(g);
+  const { w, g } = await fakeStack('b', ['--write-timeout', '5', '--max-buffered-output-bytes', '4096']);
   const tokens = 20000;
   const { stdout, code } = await stalledClient(g.port,
     { model: 'm', prompt: `@tokens=${tokens}`, n: 3, stream: true }, ['--stall', '2', '--then', 'read']);
@@ -149,11 +151,7 @@ test('a client that reads slowly all along is never cut, though a write waits lo
   // write completes only after about a third of it has drained: at the client's 700 kB a
   // second, a write waits about two seconds, twice --write-timeout, while the client
   // acknowledges bytes all along. The client is reading: the stream must not be reset.
-  const w = await startFakeWorker(['--name', 'c']);
-  started.push(w);
-  const g = await startGateway([w], ['--write-timeout', '1', '--max-buffered-output-bytes', '4096']);
-  started.push(g);
-  await waitReady(g);
+  const { w, g } = await fakeStack('c', ['--write-timeout', '1', '--max-buffered-output-bytes', '4096']);
   const tokens = 10000;  // three choices: about 6 MB of events, made faster than the client reads
   const t0 = Date.now();
   const { stdout, code } = await stalledClient(g.port, { model: 'm', prompt: `@tokens=${tokens}`, n: 3, stream: true },
