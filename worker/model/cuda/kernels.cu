@@ -12,6 +12,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <type_traits>
 
@@ -547,8 +548,13 @@ int DispatchD(const PagedAttentionArgs& a, cudaStream_t stream) {
 //     whole group), an online softmax in registers, then O += P V with mma.sync, V fed by
 //     ldmatrix.trans; rows of shared memory are padded by 16 bytes so neither the 32-bit K
 //     loads nor ldmatrix conflict on banks;
-//   - FP8 caches: each tile is dequantized (e4m3 -> T, exact) in shared memory first; the
-//     per-key scales multiply S (K's) and P (V's).
+//   - FP8 caches: each tile is dequantized in shared memory first, to f16 whatever T is (e4m3
+//     is exact in f16, and the conversion is one instruction per two values where bf16 would
+//     take four), so the products run on f16 tensor cores: Q enters them pre-scaled by the
+//     softmax scale (in f16 range with room to spare) and P in f16. The per-key scales come
+//     with the tile's cp.async copies and multiply S (K's) and P (V's);
+//   - the running output is rescaled only when a row's running maximum moved (rare after the
+//     first tiles), and keys are masked only in a split's last, partial tile.
 namespace tc {
 constexpr int kD = 128;
 constexpr int kTile = 64;
@@ -556,11 +562,12 @@ constexpr int kThreads = 128;
 constexpr int kRow = kD + 8;                    // elements per shared row (16 bytes of padding)
 constexpr int kTileBytes = kTile * kRow * 2;    // one K or V tile of T
 constexpr int kFp8TileBytes = kTile * kD;       // one raw FP8 tile
-// Shared memory of a block with `stages` tiles in flight: the raw (FP8) or T tiles, and for FP8
-// one dequantized T tile and the tile's scales.
+// One stage of tiles in flight: K then V as T, or for FP8 the raw K and V tiles followed by
+// their per-key scales (K's, then V's).
+constexpr int StageBytes(bool fp8) { return fp8 ? 2 * kFp8TileBytes + 2 * kTile * 4 : 2 * kTileBytes; }
+// Shared memory of a block with `stages` stages, and for FP8 one dequantized T tile of K and V.
 constexpr size_t SmemBytes(bool fp8, int stages) {
-  return fp8 ? stages * 2 * kFp8TileBytes + 2 * kTileBytes + 2 * kTile * sizeof(float)
-             : stages * 2 * kTileBytes;
+  return stages * StageBytes(fp8) + (fp8 ? 2 * kTileBytes : 0);
 }
 }  // namespace tc
 
@@ -568,6 +575,12 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool val
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
                "r"(valid ? 16 : 0));
+}
+// A 4-byte copy (one FP8 scale); zero-filled when !valid.
+__device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(valid ? 4 : 0));
 }
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -611,10 +624,10 @@ __device__ __forceinline__ uint32_t Pack2(float lo, float hi) {
   return r;
 }
 
-// Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`).
 // Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`). Each
 // thread copies one 16-byte column of a fixed set of keys, for K and V alike, so it looks each
 // key's slot up once; with a power-of-two block size (block_shift >= 0) without a division.
+// For FP8 the thread of column 0 also copies the key's two scales behind the tiles.
 template <bool kFp8>
 __device__ __forceinline__ void LoadTile(const PagedAttentionArgs& a, const int32_t* table, int kh,
                                          int k0, int end, unsigned char* stage, int block_shift) {
@@ -642,11 +655,40 @@ __device__ __forceinline__ void LoadTile(const PagedAttentionArgs& a, const int3
     unsigned char* dst = stage + key * kRowBytes + col * 16;
     CpAsync16(dst, kbase + off, valid);
     CpAsync16(dst + kTileBytes, vbase + off, valid);
+    if constexpr (kFp8) {
+      if (col == 0) {
+        float* scales = reinterpret_cast<float*>(stage + 2 * kTileBytes);
+        const int64_t si = slot * a.kvh + kh;
+        CpAsync4(scales + key, a.k_scale + si, valid);
+        CpAsync4(scales + tc::kTile + key, a.v_scale + si, valid);
+      }
+    }
+  }
+}
+
+// Four e4m3 bytes (little-endian in `raw`) to four T values, exactly: two values per
+// conversion instruction on sm_89+ (e4m3 -> f16 pairs; every e4m3 value is exact in f16 and
+// bf16).
+template <typename T>
+__device__ __forceinline__ void Fp8x4ToT(uint32_t raw, T* out) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const __half2 v(__half2_raw(__nv_cvt_fp8x2_to_halfraw2(
+        static_cast<__nv_fp8x2_storage_t>(raw >> (16 * h)), __NV_E4M3)));
+    if constexpr (std::is_same_v<T, __half>) {
+      out[2 * h] = __low2half(v);
+      out[2 * h + 1] = __high2half(v);
+    } else {
+      const float2 f = __half22float2(v);
+      out[2 * h] = FromF<T>(f.x);
+      out[2 * h + 1] = FromF<T>(f.y);
+    }
   }
 }
 
 template <typename T, bool kFp8, int kStages>
 __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAttentionArgs a) {
+  using MT = std::conditional_t<kFp8, __half, T>;  // what the tensor cores multiply
   GridDepWait();
   GridDepLaunch();
   extern __shared__ __align__(16) unsigned char smem[];
@@ -679,26 +721,32 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
   }
 
   // Q as mma A fragments: rows = the group's heads (padded to 16 with zeros), 8 chunks of 16 dims.
+  // In MT: T itself, or for FP8 caches f16 times the softmax scale (which S then leaves out).
   const T* qrow = static_cast<const T*>(a.qkv) + static_cast<int64_t>(a.q_rows[b]) * a.ld +
                   static_cast<int64_t>(kh) * G * tc::kD;
+  auto qpair = [&](int row, int d) -> uint32_t {
+    if (row >= G) return 0u;
+    const T* q = qrow + row * tc::kD + d;
+    if constexpr (kFp8) return Pack2<MT>(ToF(q[0]) * a.scale, ToF(q[1]) * a.scale);
+    return *reinterpret_cast<const uint32_t*>(q);
+  };
   uint32_t qa[8][4];
 #pragma unroll
   for (int kc = 0; kc < 8; ++kc) {
     const int d = kc * 16 + t4 * 2;
-    qa[kc][0] = g < G ? *reinterpret_cast<const uint32_t*>(qrow + g * tc::kD + d) : 0u;
-    qa[kc][1] = g + 8 < G ? *reinterpret_cast<const uint32_t*>(qrow + (g + 8) * tc::kD + d) : 0u;
-    qa[kc][2] = g < G ? *reinterpret_cast<const uint32_t*>(qrow + g * tc::kD + d + 8) : 0u;
-    qa[kc][3] = g + 8 < G ? *reinterpret_cast<const uint32_t*>(qrow + (g + 8) * tc::kD + d + 8) : 0u;
+    qa[kc][0] = qpair(g, d);
+    qa[kc][1] = qpair(g + 8, d);
+    qa[kc][2] = qpair(g, d + 8);
+    qa[kc][3] = qpair(g + 8, d + 8);
   }
+  const float s_mul = kFp8 ? 1.4426950408889634f : scale_log2;  // S to log2 units
   float o[16][4];
 #pragma unroll
   for (int n = 0; n < 16; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // rows g and g + 8
 
-  constexpr int kStageBytes = kFp8 ? 2 * tc::kFp8TileBytes : 2 * tc::kTileBytes;
-  const T* Ks = reinterpret_cast<const T*>(kFp8 ? smem + kStages * kStageBytes : smem);
-  float* sk = reinterpret_cast<float*>(smem + kStages * kStageBytes + 2 * tc::kTileBytes);  // FP8 scales
-  float* sv = sk + tc::kTile;
+  constexpr int kStageBytes = tc::StageBytes(kFp8);
+  const MT* Ks = reinterpret_cast<const MT*>(kFp8 ? smem + kStages * kStageBytes : smem);
   const int ntiles = (end - start + tc::kTile - 1) / tc::kTile;
   // kStages - 1 tiles in flight ahead of the one in use.
 #pragma unroll
@@ -714,37 +762,32 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
     CpAsyncWait<kStages - 1>();
     __syncthreads();
     const unsigned char* stage = smem + (t % kStages) * kStageBytes;
+    // FP8: this stage's per-key scales (copied with the tile).
+    const float* sk = reinterpret_cast<const float*>(stage + 2 * tc::kFp8TileBytes);
+    const float* sv = sk + tc::kTile;
     if constexpr (kFp8) {
-      // Dequantize the raw tile into the T tile (values unscaled: e4m3 is exact in T).
-      T* dst = const_cast<T*>(Ks);
-      for (int c = threadIdx.x; c < 2 * tc::kTile * tc::kD / 8; c += tc::kThreads) {
-        const bool is_v = c >= tc::kTile * tc::kD / 8;
-        const int cc = is_v ? c - tc::kTile * tc::kD / 8 : c;
-        const int key = cc / (tc::kD / 8), col = (cc % (tc::kD / 8)) * 8;
-        uint2 raw = *reinterpret_cast<const uint2*>(stage + (is_v ? tc::kFp8TileBytes : 0) + key * tc::kD + col);
-        uint8_t bytes[8];
-        memcpy(bytes, &raw, 8);
-        alignas(16) T vals[8];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) vals[e] = FromF<T>(FromFp8(bytes[e]));
-        *reinterpret_cast<uint4*>(dst + (is_v ? tc::kTile * tc::kRow : 0) + key * tc::kRow + col) =
-            *reinterpret_cast<const uint4*>(vals);
-      }
-      if (threadIdx.x < tc::kTile) {
-        const int j = k0 + threadIdx.x;
-        float ks = 0.f, vs = 0.f;
-        if (j < end) {
-          const int64_t slot = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-          ks = a.k_scale[slot * a.kvh + kh];
-          vs = a.v_scale[slot * a.kvh + kh];
-        }
-        sk[threadIdx.x] = ks;
-        sv[threadIdx.x] = vs;
+      // Dequantize the raw tile into the T tile (values unscaled: e4m3 is exact in T), 16 bytes
+      // a thread at a time.
+      MT* dst = const_cast<MT*>(Ks);
+      constexpr int kChunks = tc::kTile * tc::kD / 16;  // of one raw tile
+      for (int c = threadIdx.x; c < 2 * kChunks; c += tc::kThreads) {
+        const bool is_v = c >= kChunks;
+        const int cc = is_v ? c - kChunks : c;
+        const int key = cc / (tc::kD / 16), col = (cc % (tc::kD / 16)) * 16;
+        const uint4 raw = *reinterpret_cast<const uint4*>(stage + (is_v ? tc::kFp8TileBytes : 0) + key * tc::kD + col);
+        alignas(16) MT vals[16];
+        Fp8x4ToT<MT>(raw.x, vals);
+        Fp8x4ToT<MT>(raw.y, vals + 4);
+        Fp8x4ToT<MT>(raw.z, vals + 8);
+        Fp8x4ToT<MT>(raw.w, vals + 12);
+        uint4* out = reinterpret_cast<uint4*>(dst + (is_v ? tc::kTile * tc::kRow : 0) + key * tc::kRow + col);
+        out[0] = reinterpret_cast<const uint4*>(vals)[0];
+        out[1] = reinterpret_cast<const uint4*>(vals)[1];
       }
       __syncthreads();
     }
-    const T* K = kFp8 ? Ks : reinterpret_cast<const T*>(stage);
-    const T* V = K + tc::kTile * tc::kRow;
+    const MT* K = kFp8 ? Ks : reinterpret_cast<const MT*>(stage);
+    const MT* V = K + tc::kTile * tc::kRow;
     const int kb = warp * 16;  // this warp's 16 keys of the tile
     if (k0 + kb < end) {
       float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -752,20 +795,22 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
       for (int kc = 0; kc < 8; ++kc) {
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
-          const T* krow = K + (kb + nt * 8 + g) * tc::kRow + kc * 16 + t4 * 2;
-          Mma16816<T>(s[nt], qa[kc], *reinterpret_cast<const uint32_t*>(krow),
+          const MT* krow = K + (kb + nt * 8 + g) * tc::kRow + kc * 16 + t4 * 2;
+          Mma16816<MT>(s[nt], qa[kc], *reinterpret_cast<const uint32_t*>(krow),
                       *reinterpret_cast<const uint32_t*>(krow + 8));
         }
       }
-      // Scale (and FP8 key scales), mask the keys past the end, online softmax per row.
+      // Scale (and FP8 key scales), mask the keys past the end (only a split's last tile can
+      // have any), online softmax per row.
+      const bool partial = k0 + kb + 16 > end;
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int col = kb + nt * 8 + t4 * 2 + (i & 1);
-          float v = s[nt][i] * scale_log2;
+          float v = s[nt][i] * s_mul;
           if constexpr (kFp8) v *= sk[col];
-          s[nt][i] = k0 + col < end ? v : -INFINITY;
+          s[nt][i] = !partial || k0 + col < end ? v : -INFINITY;
         }
       float mx0 = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
       float mx1 = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
@@ -784,12 +829,16 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
         for (int i = 0; i < 4; ++i) p[nt][i] = exp2f(s[nt][i] - (i < 2 ? mn0 : mn1));  // 0 when masked
       l0 = l0 * al0 + p[0][0] + p[0][1] + p[1][0] + p[1][1];
       l1 = l1 * al1 + p[0][2] + p[0][3] + p[1][2] + p[1][3];
+      // Rescale the running output only when some row's maximum moved (al < 1): after the
+      // first tiles that is rare, and the 64 multiplies are a fifth of the loop's instructions.
+      if (!__all_sync(0xffffffffu, al0 == 1.f && al1 == 1.f)) {
 #pragma unroll
-      for (int n = 0; n < 16; ++n) {
-        o[n][0] *= al0;
-        o[n][1] *= al0;
-        o[n][2] *= al1;
-        o[n][3] *= al1;
+        for (int n = 0; n < 16; ++n) {
+          o[n][0] *= al0;
+          o[n][1] *= al0;
+          o[n][2] *= al1;
+          o[n][3] *= al1;
+        }
       }
       if constexpr (kFp8) {
 #pragma unroll
@@ -798,15 +847,15 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
           for (int i = 0; i < 4; ++i) p[nt][i] *= sv[kb + nt * 8 + t4 * 2 + (i & 1)];
       }
       // P as an A fragment: the two 8-key accumulator tiles are the two 8-column halves.
-      const uint32_t pa[4] = {Pack2<T>(p[0][0], p[0][1]), Pack2<T>(p[0][2], p[0][3]),
-                              Pack2<T>(p[1][0], p[1][1]), Pack2<T>(p[1][2], p[1][3])};
-      const T* vbase = V + (kb + ((lane >> 3) & 1) * 8 + (lane & 7)) * tc::kRow + (lane >> 4) * 8;
+      const uint32_t pa[4] = {Pack2<MT>(p[0][0], p[0][1]), Pack2<MT>(p[0][2], p[0][3]),
+                              Pack2<MT>(p[1][0], p[1][1]), Pack2<MT>(p[1][2], p[1][3])};
+      const MT* vbase = V + (kb + ((lane >> 3) & 1) * 8 + (lane & 7)) * tc::kRow + (lane >> 4) * 8;
 #pragma unroll
       for (int dp = 0; dp < 8; ++dp) {
         uint32_t vb[4];
         LdMatrixX4Trans(vb, vbase + dp * 16);
-        Mma16816<T>(o[2 * dp], pa, vb[0], vb[1]);
-        Mma16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+        Mma16816<MT>(o[2 * dp], pa, vb[0], vb[1]);
+        Mma16816<MT>(o[2 * dp + 1], pa, vb[2], vb[3]);
       }
     }
     __syncthreads();  // the stage is reloaded next iteration
