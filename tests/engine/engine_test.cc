@@ -51,6 +51,7 @@ class EngineTest : public ::testing::Test {
     o.block_size = 4;
     o.prefill_chunk = 32;
     o.max_running = max_running;
+    o.admit_headroom_tokens = 0;  // the preemption tests below are about preemption itself
     o.clock = &clock_;
     auto e = Engine::Create(o);
     EXPECT_TRUE(e.ok()) << e.status();

@@ -148,6 +148,11 @@ struct EngineOptions {
   // A waiting request that has waited this many steps is admitted before any request that
   // arrived after it, whatever its length (no starvation behind a stream of short prompts).
   int32_t max_wait_steps = 256;
+  // A waiting request is admitted only if the free KV blocks then still hold this many more
+  // tokens for each running sequence (and the rest of their prompts): under KV pressure, fewer
+  // admissions that the running sequences' growth would preempt again at once (scheduler.h).
+  // 0: admit whenever the first chunk fits.
+  int32_t admit_headroom_tokens = 64;
   // Keep full KV blocks of finished sequences, keyed by their tokens, for later sequences with
   // the same prefix (block_allocator.h).
   bool enable_prefix_caching = true;

@@ -31,6 +31,8 @@ absl::Status ValidateEngineOptions(const EngineOptions& o) {
   if (o.prefill_chunk < 0 || o.prefill_chunk > model::kMaxAttentionQueries)
     return bad("--prefill-chunk must be in [0, ", model::kMaxAttentionQueries, "], got ", o.prefill_chunk);
   if (o.max_wait_steps <= 0) return bad("--max-wait-steps must be > 0, got ", o.max_wait_steps);
+  if (o.admit_headroom_tokens < 0)
+    return bad("--admit-headroom-tokens must be >= 0, got ", o.admit_headroom_tokens);
   if (o.reasoning.default_budget < -1)
     return bad("--thinking-token-budget must be -1 (no limit) or >= 0, got ", o.reasoning.default_budget);
   return o.tuning.Validate();

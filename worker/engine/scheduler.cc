@@ -26,6 +26,11 @@ bool Scheduler::EnsureBlocks(Sequence* seq, int32_t num_tokens) {
   return allocator_->Allocate(need, &seq->blocks);
 }
 
+int32_t Scheduler::HeadroomBlocks(const Sequence* seq) const {
+  const int32_t want = BlocksFor(seq->num_tokens() + config_.admit_headroom_tokens, config_.block_size);
+  return std::max(0, want - static_cast<int32_t>(seq->blocks.size()));
+}
+
 int32_t Scheduler::MaxCachedBlocks(const Sequence* seq) const {
   if (seq->skip_cached_prefix) return 0;
   return (seq->num_tokens() - 1) / config_.block_size;
@@ -123,6 +128,11 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
 
   // A step that had to preempt admits no one: the cache is full.
   bool admitting = allow_admit && plan.preempted.empty();
+  // The blocks admission leaves free (admit_headroom_tokens; see scheduler.h).
+  int64_t reserve = 0;
+  if (config_.admit_headroom_tokens > 0) {
+    for (const Sequence* seq : running_) reserve += HeadroomBlocks(seq);
+  }
   for (Sequence* seq : candidates) {
     if (budget <= 0) break;
     bool queued = std::find(running_.begin(), running_.end(), seq) == running_.end();
@@ -134,6 +144,11 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
         (static_cast<int32_t>(seq->blocks.size()) + allocator_->num_free()) * config_.block_size -
         seq->num_cached;
     n = std::min(n, capacity);
+    if (queued && config_.admit_headroom_tokens > 0 && n > 0) {
+      const int32_t chunk_blocks =
+          BlocksFor(seq->num_cached + n, config_.block_size) - static_cast<int32_t>(seq->blocks.size());
+      if (allocator_->num_free() - chunk_blocks < reserve) n = 0;  // would crowd the running ones
+    }
     if (n <= 0) {
       if (queued) {
         ReturnCachedPrefix(seq);
@@ -149,6 +164,11 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
       }
       waiting_.erase(std::find(waiting_.begin(), waiting_.end(), seq));
       running_.push_back(seq);
+    }
+    if (queued && config_.admit_headroom_tokens > 0) {
+      // Its own rest and headroom, as the blocks it will have after this chunk see it.
+      reserve += std::max(0, BlocksFor(seq->num_tokens() + config_.admit_headroom_tokens, config_.block_size) -
+                                 BlocksFor(seq->num_cached + n, config_.block_size));
     }
     seq->started = true;
     plan.chunks.push_back({seq, n, seq->num_cached + n == seq->num_tokens()});

@@ -10,6 +10,12 @@
 //     remaining prefill first, so a short prompt is not stuck behind a 4,000-token one; but
 //     sequences queued max_wait_steps steps ago or more come before all of those, in arrival
 //     order, so a long prompt cannot starve behind a stream of short ones.
+//     Admission headroom (admit_headroom_tokens > 0): a queued sequence is admitted only if,
+//     after its first chunk, the free blocks still hold every running sequence's unfinished
+//     prompt plus that many more tokens each. Without it a sequence is admitted whenever its
+//     chunk fits, and under KV pressure the running sequences' next blocks then preempt the
+//     newest, which is usually the one just admitted: its prefill is thrown away and redone.
+//     Running sequences are never held back by it, and with none running it admits anyone.
 // Prefix caching (when the allocator does it): a sequence admitted from the queue (new, or back
 // after a preemption) first takes the longest run of cached blocks matching its tokens and
 // starts its prefill after them; the last token is always computed, for its logits. Its
@@ -31,6 +37,7 @@ struct SchedulerConfig {
   int32_t token_budget = 512; // tokens fed per step (decodes and prefill chunks together)
   int32_t block_size = 16;
   int32_t max_wait_steps = 256;  // steps after its arrival from which a sequence goes first
+  int32_t admit_headroom_tokens = 0;  // tokens kept free per running sequence at admission
 };
 
 struct ScheduledChunk {
@@ -76,6 +83,8 @@ class Scheduler {
   // Takes the newest running sequence out of the batch and queues it first.
   Sequence* PreemptNewest(StepPlan* plan);
   StepPlan TrySchedule(bool allow_admit);
+  // Blocks seq still needs to hold its whole prompt (or recompute) and `headroom` more tokens.
+  int32_t HeadroomBlocks(const Sequence* seq) const;
   // Cached blocks a sequence may take: whole blocks before its last token.
   int32_t MaxCachedBlocks(const Sequence* seq) const;
   // The prefill a sequence still has: for a queued one, less what the cache holds.

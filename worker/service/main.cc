@@ -82,6 +82,11 @@ int Run(int argc, char** argv) {
       "max-wait-steps", 256,
       "engine steps after its arrival from which a request is served ahead of shorter prompts "
       "(no request starves behind a stream of short ones)");
+  int64_t* admit_headroom = flags.Int(
+      "admit-headroom-tokens", 64,
+      "admit a waiting request only if the free KV blocks then still hold this many more tokens "
+      "for each running sequence: under KV pressure, fewer admissions that are preempted again "
+      "at once (0: admit whenever its first chunk fits)");
   bool* prefix_caching = flags.Bool(
       "enable-prefix-caching", true,
       "keep the full KV blocks of finished prompts and outputs for later requests that start "
@@ -164,6 +169,7 @@ int Run(int argc, char** argv) {
   eo.block_size = clamp32(*block_size);
   eo.prefill_chunk = clamp32(*prefill_chunk);
   eo.max_wait_steps = clamp32(*max_wait_steps);
+  eo.admit_headroom_tokens = clamp32(*admit_headroom);
   eo.enable_prefix_caching = *prefix_caching;
   eo.fault_hang_file = *fault_hang_file;
   eo.tuning = tuning_flags.Get();

@@ -254,7 +254,8 @@ test('kill -9 under a sampled stream: it continues the same random sequence', as
 
 test('the prefix cache under preemption: shared prefixes hit, outputs equal the undisturbed runs', async () => {
   // 48 blocks of 16 tokens: 8 sequences of 120 + 64 tokens cannot all stay; preemption recomputes.
-  const w = await realWorker(['--kv-cache-memory', String(48 * 16 * 256), '--max-running', '8',
+  // No admission headroom: this test is about preemption itself.
+  const w = await realWorker(['--kv-cache-memory', String(48 * 16 * 256), '--max-running', '8', '--admit-headroom-tokens', '0',
     '--metrics-listen', '127.0.0.1:0']);
   const g = await gateway([w]);
   const shared = promptIds(99, 96);

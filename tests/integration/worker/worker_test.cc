@@ -133,7 +133,8 @@ TEST_F(WorkerTest, BadKvCacheFlagsGiveOneLineAndExitTwo) {
 TEST_F(WorkerTest, ThirtyTwoConcurrentStreamsUnderCachePressure) {
   // 24 blocks of 16 tokens: the 32 streams cannot all fit, so the engine queues and preempts.
   // Every stream must still finish with its full output, identical to running it alone.
-  WorkerProcess w(*bare_model_, {"--max-running", "12", "--block-size", "16",
+  // (No admission headroom: the test is about preemption itself.)
+  WorkerProcess w(*bare_model_, {"--max-running", "12", "--block-size", "16", "--admit-headroom-tokens", "0",
                                  "--kv-cache-memory", std::to_string(24 * 4096),
                                  "--prefill-chunk", "64"});
   ASSERT_TRUE(w.ok());
