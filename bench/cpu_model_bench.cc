@@ -150,9 +150,11 @@ bool ParseVariant(const std::string& spec, int threads, Variant* v, std::string*
     else if (p == "torch") v->options.tuning.cpu_kernels = false;
     else if (p == "copy") v->options.cpu_copy_weights = true;
     else if (p == "map") v->options.cpu_copy_weights = false;
-    else if (p == "int8" || p == "none") v->options.quantization = p;
+    else if (p == "int8" || p == "int4" || p == "none") v->options.quantization = p;
+    else if (p == "g32" || p == "g64" || p == "g128") v->options.int4_group_size = std::stoi(p.substr(1));
+    else if (p == "floathead") v->options.int8_lm_head = false;
     else {
-      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, none)";
+      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, int4, none, floathead, g32, g64, g128)";
       return false;
     }
   }
@@ -175,7 +177,9 @@ int main(int argc, char** argv) {
       "variants measured side by side, comma-separated: a dtype (bfloat16, float32) and options "
       "that override the defaults: +kernel or +torch (our AVX512-BF16 linear or libtorch's), "
       "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file), "
-      "+int8 or +none (--quantization: int8 linear layers, or the checkpoint's floating weights)");
+      "+int8, +int4 or +none (--quantization: int8 or int4 linear layers, or the checkpoint's floating "
+      "weights), +g32 / +g64 / +g128 (int4 group size), +floathead (lm_head stays in the dtype; "
+      "--int8-lm-head=false)");
   int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
   int64_t* rounds = flags.Int("rounds", 5, "measurement rounds (each runs every variant once)");
   int64_t* prefill_tokens = flags.Int("prefill-tokens", 512, "prompt length for the prefill figure (0: skip)");
