@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/read_bandwidth.h"
 #include "common/flags.h"
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_parallel.h"
@@ -55,44 +56,6 @@ std::string LoadAverage() {
   std::string a, b, c;
   in >> a >> b >> c;
   return a + " " + b + " " + c;
-}
-
-// Read bandwidth: `threads` threads (the pool our kernels run on) sum a 1 GiB buffer, taking
-// 256 KiB chunks from a shared counter; best of `reps` passes.
-constexpr size_t kBandwidthBytes = size_t{1} << 30;
-double ReadBandwidthGBs(int threads, int reps) {
-  const size_t n = kBandwidthBytes / sizeof(float);
-  // Distinct pages (a buffer of one repeated value could be deduplicated under a hypervisor and
-  // read from cache); small values, no denormals.
-  static const std::vector<float> buf = [n] {
-    std::vector<float> b(n);
-    uint64_t x = 88172645463325252ull;
-    for (float& f : b) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      f = static_cast<float>(x & 0xffff) * 1e-5f;
-    }
-    return b;
-  }();
-  double best = 0;
-  std::vector<float> partial(64 * 16, 0.f);
-  for (int rep = 0; rep < reps; ++rep) {
-    auto t = Clock::now();
-    std::atomic<size_t> next{0};
-    const size_t chunk = size_t{1} << 16;  // floats: 256 KiB
-    r1::model::ParallelRun(
-        [&](int slot) {
-          float s[16] = {0};
-          for (size_t b; (b = next.fetch_add(chunk)) < n;)
-            for (size_t i = b; i < b + chunk; i += 16)
-              for (int j = 0; j < 16; ++j) s[j] += buf[i + static_cast<size_t>(j)];
-          partial[static_cast<size_t>(slot) * 16] += std::accumulate(s, s + 16, 0.f);
-        },
-        threads);
-    best = std::max(best, n * 4 / Since(t) / 1e9);
-  }
-  volatile float sink = std::accumulate(partial.begin(), partial.end(), 0.f);
-  (void)sink;
-  return best;
 }
 
 // Bytes of the checkpoint's files read from the page cache with read(), GB/s (the file is read
@@ -187,9 +150,11 @@ bool ParseVariant(const std::string& spec, int threads, Variant* v, std::string*
     else if (p == "torch") v->options.tuning.cpu_kernels = false;
     else if (p == "copy") v->options.cpu_copy_weights = true;
     else if (p == "map") v->options.cpu_copy_weights = false;
-    else if (p == "int8" || p == "none") v->options.quantization = p;
+    else if (p == "int8" || p == "int4" || p == "none") v->options.quantization = p;
+    else if (p == "g32" || p == "g64" || p == "g128") v->options.int4_group_size = std::stoi(p.substr(1));
+    else if (p == "floathead") v->options.int8_lm_head = false;
     else {
-      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, none)";
+      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, int4, none, floathead, g32, g64, g128)";
       return false;
     }
   }
@@ -212,7 +177,9 @@ int main(int argc, char** argv) {
       "variants measured side by side, comma-separated: a dtype (bfloat16, float32) and options "
       "that override the defaults: +kernel or +torch (our AVX512-BF16 linear or libtorch's), "
       "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file), "
-      "+int8 or +none (--quantization: int8 linear layers, or the checkpoint's floating weights)");
+      "+int8, +int4 or +none (--quantization: int8 or int4 linear layers, or the checkpoint's floating "
+      "weights), +g32 / +g64 / +g128 (int4 group size), +floathead (lm_head stays in the dtype; "
+      "--int8-lm-head=false)");
   int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
   int64_t* rounds = flags.Int("rounds", 5, "measurement rounds (each runs every variant once)");
   int64_t* prefill_tokens = flags.Int("prefill-tokens", 512, "prompt length for the prefill figure (0: skip)");
@@ -240,7 +207,7 @@ int main(int argc, char** argv) {
   std::printf("load average at start: %s\n", LoadAverage().c_str());
   // Bandwidth is measured again around every round's decode: a busy machine only lowers it, so
   // the best figure of the run is the overall bound's.
-  double bw1 = ReadBandwidthGBs(1, 5), bw = ReadBandwidthGBs(nthreads, 5);
+  double bw1 = r1::bench::ReadBandwidthGBs(1, 5), bw = r1::bench::ReadBandwidthGBs(nthreads, 5);
   std::printf("threads %d; AVX512-BF16 kernel available: %s\n", nthreads,
               r1::model::CpuGemmAvailable() ? "yes" : "no");
   std::printf("memory read bandwidth at start (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1\n",
@@ -289,7 +256,7 @@ int main(int argc, char** argv) {
       // This round's bound: bandwidth read right before and right after these decode steps, the
       // higher of the two (a busy moment only lowers it). One sample at the round's start, before
       // the prefills, once read 3.9 GB/s and put decode at 779% of its bound.
-      const double bw_before = ReadBandwidthGBs(nthreads, 2);
+      const double bw_before = r1::bench::ReadBandwidthGBs(nthreads, 2);
       std::vector<double> round;
       for (int64_t i = 0; i < *decode_steps; ++i) {
         auto dt = s.Step(0);
@@ -298,7 +265,7 @@ int main(int argc, char** argv) {
         v.decode.push_back(*dt);
       }
       v.decode_rounds.push_back(1.0 / Median(round));
-      v.decode_bw.push_back(std::max(bw_before, ReadBandwidthGBs(nthreads, 2)));
+      v.decode_bw.push_back(std::max(bw_before, r1::bench::ReadBandwidthGBs(nthreads, 2)));
       bw = std::max(bw, v.decode_bw.back());
       if (*batch > 0) {
         Stream sb(*v.model, *batch, 16 + *batch_steps + 1);
@@ -316,7 +283,7 @@ int main(int argc, char** argv) {
   }
 
   std::printf("load average at end: %s; peak RSS of the process %.2f GB (with the bandwidth test's %.2f GB buffer)\n",
-              LoadAverage().c_str(), StatusGb("VmHWM:"), kBandwidthBytes / 1e9);
+              LoadAverage().c_str(), StatusGb("VmHWM:"), r1::bench::kBandwidthBytes / 1e9);
   for (const Variant& v : vars) {
     std::string line = absl::StrFormat("%-24s", v.label);
     if (P > 0) {

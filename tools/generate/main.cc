@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
   bool* ignore_eos = flags.Bool("ignore-eos", false, "keep going past end-of-sequence tokens");
   std::string* device = flags.String("device", "auto", "auto | cpu | cuda | cuda:N");
   std::string* dtype = flags.String("dtype", "auto", "auto | bfloat16 | float16 | float32");
-  std::string* quantization = flags.String("quantization", "auto", "auto (the checkpoint's own: int8 for a compressed-tensors W8A8 checkpoint, else none), none, or int8 (CPU: int8 linear layers with per-channel scales, quantized at load from a floating checkpoint; activations quantized per token); int4, fp8 and awq are not built yet");
+  std::string* quantization = flags.String("quantization", "auto", "auto (the checkpoint's own: int8 for a compressed-tensors W8A8 checkpoint, int4 for an AutoAWQ GEMM one, else none), none, int8 (CPU: int8 linear layers with per-channel scales, quantized at load from a floating checkpoint; activations quantized per token), int4 (CPU: 4-bit linear layers in groups with scales and zero points, quantized at load or from an AWQ checkpoint; activations int8 per token) or awq (an AWQ checkpoint, run as int4); fp8 is not built yet");
+  bool* int8_lm_head = flags.Bool("int8-lm-head", true, "with --quantization int8 or int4: lm_head int8 too (per-row scales, quantized at load; a W8A8 checkpoint keeps it floating); --int8-lm-head=false keeps it in --dtype");
+  int64_t* int4_group = flags.Int("int4-group-size", 128, "with --quantization int4 on a floating checkpoint: columns per group (32, 64 or 128); an AWQ checkpoint brings its own");
   std::string* output = flags.String("output", "text", "text | ids (generated ids, comma-separated)");
   int64_t* threads = flags.Int("threads", 0, "CPU threads; 0: one per core");
   int64_t* chunk = flags.Int("prefill-chunk", 512, "prompt tokens per prefill step");
@@ -103,6 +105,8 @@ int main(int argc, char** argv) {
   auto t_load = Clock::now();
   r1::model::LoadOptions lo{*device, *dtype, static_cast<int>(*threads)};
   lo.quantization = *quantization;
+  lo.int8_lm_head = *int8_lm_head;
+  lo.int4_group_size = *int4_group;
   auto loaded = r1::model::Qwen2Model::Load(*model_dir, lo);
   if (!loaded.ok()) flags.Fail(std::string(loaded.status().message()));
   auto& model = **loaded;
@@ -194,6 +198,6 @@ int main(int argc, char** argv) {
                             decode_steps / std::max(decode_s, 1e-9), " tok/s); finish ", finish,
                             "; device ", model.device().str(), ", dtype ",
                             c10::toString(model.dtype()),
-                            model.quantization() == "int8" ? ", int8 linear layers" : "", "\n");
+                            model.quantization() == "none" ? "" : ", " + model.QuantizationSummary(), "\n");
   return 0;
 }

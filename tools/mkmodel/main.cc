@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "tools/mkmodel/presets.h"
+#include "worker/model/awq.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/safetensors_writer.h"
 #include "worker/tokenizer/demo_files.h"
@@ -36,11 +37,19 @@ absl::Status WriteJson(const fs::path& path, const json::value& v) {
   return absl::OkStatus();
 }
 
-// With `int8`, each linear layer's weight is I8 with a `weight_scale` [rows, 1] in `dt` after it.
-std::vector<TensorSpec> Specs(const Preset& p, DType dt, bool int8) {
+// Each linear layer's weight: "none", in `dt`; "int8", I8 with a `weight_scale` [rows, 1] in
+// `dt` after it; "awq", AutoAWQ GEMM's qweight, qzeros (I32) and scales (`dt`), group `group`.
+std::vector<TensorSpec> Specs(const Preset& p, DType dt, const std::string& quantization, int64_t group) {
   const int64_t H = p.hidden, D = p.Dim(), Q = p.heads * D, K = p.kv_heads * D;
   std::vector<TensorSpec> s;
   auto linear = [&](const std::string& name, int64_t rows, int64_t cols) {
+    if (quantization == "awq") {
+      s.push_back({name + ".qweight", DType::kI32, {cols, rows / 8}});
+      s.push_back({name + ".qzeros", DType::kI32, {cols / group, rows / 8}});
+      s.push_back({name + ".scales", dt, {cols / group, rows}});
+      return;
+    }
+    const bool int8 = quantization == "int8";
     s.push_back({name + ".weight", int8 ? DType::kI8 : dt, {rows, cols}});
     if (int8) s.push_back({name + ".weight_scale", dt, {rows, 1}});
   };
@@ -93,9 +102,12 @@ int main(int argc, char** argv) {
   std::string* dtype = flags.String("dtype", "bfloat16", "bfloat16 | float16 | float32");
   std::string* quantization = flags.String(
       "quantization", "none",
-      "none | int8: int8 writes a compressed-tensors W8A8 checkpoint (I8 linear weights, each "
-      "row quantized symmetrically from the --dtype values, with its scale in --dtype as "
-      "weight_scale; lm_head, embeddings, norms and biases in --dtype)");
+      "none | int8 | awq: int8 writes a compressed-tensors W8A8 checkpoint (I8 linear weights, "
+      "each row quantized symmetrically from the --dtype values, with its scale in --dtype as "
+      "weight_scale); awq an AutoAWQ GEMM one (4-bit groups of --group-size with zero points, "
+      "quantized from the --dtype values as --quantization int4 does at load: qweight and "
+      "qzeros I32, scales in --dtype). lm_head, embeddings, norms and biases stay in --dtype");
+  int64_t* group_size = flags.Int("group-size", 128, "with --quantization awq: columns per group (32, 64 or 128)");
   int64_t* shards = flags.Int("shards", 1, "number of safetensors shards (>1 writes an index)");
   bool* force = flags.Bool("force", false, "overwrite a model already in --out");
   double* init_std = flags.Double(
@@ -114,9 +126,20 @@ int main(int argc, char** argv) {
   else if (*dtype == "float16") dt = DType::kF16;
   else if (*dtype == "float32") dt = DType::kF32;
   else flags.Fail("--dtype: '" + *dtype + "' is not one of bfloat16, float16, float32");
-  if (*quantization != "none" && *quantization != "int8")
-    flags.Fail("--quantization: '" + *quantization + "' is not one of none, int8");
-  const bool int8 = *quantization == "int8";
+  if (*quantization != "none" && *quantization != "int8" && *quantization != "awq")
+    flags.Fail("--quantization: '" + *quantization + "' is not one of none, int8, awq");
+  const bool int8 = *quantization == "int8", awq = *quantization == "awq";
+  if (awq) {
+    if (!r1::model::Int4GroupSizeSupported(*group_size)) flags.Fail("--group-size must be 32, 64 or 128");
+    // AWQ packs eight output rows to an int32 and groups whole input columns.
+    const int64_t D = p.Dim();
+    for (int64_t n : {p.heads * D, p.kv_heads * D, p.hidden, p.intermediate})
+      if (n % 8 != 0) flags.Fail(absl::StrCat("--quantization awq: --preset ", p.name, " has a layer of ", n, " rows, not a multiple of 8"));
+    for (int64_t k : {p.hidden, p.heads * D, p.intermediate})
+      if (k % *group_size != 0)
+        flags.Fail(absl::StrCat("--quantization awq: --preset ", p.name, " has a layer of ", k,
+                                " input columns, not a multiple of --group-size ", *group_size));
+  }
   if (*shards < 1 || *shards > 64) flags.Fail("--shards must be in [1, 64]");
   if (*init_std >= 0) p.init_std = *init_std;
   if (!(p.init_std > 0 && p.init_std < 10)) flags.Fail("--init-std must be in (0, 10)");
@@ -136,6 +159,7 @@ int main(int argc, char** argv) {
   }
   json::object config = r1::mkmodel::ConfigJson(p, dtype_name);
   if (int8) config["quantization_config"] = r1::mkmodel::Int8QuantizationConfig();
+  if (awq) config["quantization_config"] = r1::mkmodel::AwqQuantizationConfig(*group_size);
   if (auto s = WriteJson(dir / "config.json", config); !s.ok()) flags.Fail(std::string(s.message()));
   if (auto s = WriteJson(dir / "generation_config.json", r1::mkmodel::GenerationConfigJson(p));
       !s.ok())
@@ -143,18 +167,28 @@ int main(int argc, char** argv) {
   if (*config_only) return 0;
 
   // Weights: N(0, init_std) matrices and biases, norms of one.
-  std::vector<TensorSpec> specs = Specs(p, dt, int8);
+  std::vector<TensorSpec> specs = Specs(p, dt, *quantization, *group_size);
   auto gen_cpu = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(*seed));
   at::ScalarType st = dt == DType::kBF16 ? at::kBFloat16 : dt == DType::kF16 ? at::kHalf : at::kFloat;
-  // An I8 weight's scales, kept from its fill for the weight_scale spec that follows it.
+  // A quantized weight's other tensors (an I8 weight's weight_scale, an AWQ qweight's qzeros
+  // and scales), kept from its fill for the specs that follow it.
   std::map<std::string, at::Tensor> scales;
   auto fill_from = [&](const std::vector<TensorSpec>& part) {
     return [&, part](size_t i, void* buf) {
       const TensorSpec& s = part[i];
       at::Tensor t;
       if (auto it = scales.find(s.name); it != scales.end()) {
-        t = it->second.to(st).reshape(s.shape).contiguous();
+        t = it->second.scalar_type() == at::kInt ? it->second : it->second.to(st).reshape(s.shape).contiguous();
         scales.erase(it);
+      } else if (s.name.size() > 8 && s.name.compare(s.name.size() - 8, 8, ".qweight") == 0) {
+        // The float weight [N, K] drawn as for the other formats, quantized, packed AWQ's way.
+        const int64_t K = s.shape[0], N = s.shape[1] * 8;
+        t = at::randn({N, K}, gen_cpu, at::TensorOptions().dtype(at::kFloat)).mul_(p.init_std).to(st);
+        r1::model::AwqTensors a = r1::model::AwqFromInt4(r1::model::QuantizeInt4Groups(t, *group_size));
+        const std::string base = s.name.substr(0, s.name.size() - 7);
+        scales[base + "qzeros"] = a.qzeros;
+        scales[base + "scales"] = a.scales;
+        t = a.qweight;
       } else {
         t = s.name.find("norm") != std::string::npos
                 ? at::ones(s.shape, at::kFloat)
@@ -199,7 +233,7 @@ int main(int argc, char** argv) {
   }
 
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << (int8 ? ", int8 W8A8" : "") << ", "
+  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << (int8 ? ", int8 W8A8" : awq ? absl::StrCat(", AWQ int4 group ", *group_size) : "") << ", "
             << total_bytes / 1e6 << " MB of weights) to " << *out << " in " << secs << " s\n";
   return 0;
 }

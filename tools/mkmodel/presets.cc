@@ -136,6 +136,12 @@ json::object Int8QuantizationConfig() {
                       {"quantization_status", "compressed"}};
 }
 
+// What AutoAWQ writes into config.json for a GEMM checkpoint.
+json::object AwqQuantizationConfig(int64_t group_size) {
+  return json::object{{"bits", 4}, {"group_size", group_size}, {"modules_to_not_convert", nullptr},
+                      {"quant_method", "awq"}, {"version", "gemm"}, {"zero_point", true}};
+}
+
 json::object GenerationConfigJson(const Preset& p) {
   return json::object{{"bos_token_id", p.gen_bos}, {"eos_token_id", p.gen_eos},
                       {"do_sample", true}, {"temperature", 0.6}, {"top_p", 0.95}};

@@ -43,5 +43,7 @@ boost::json::object GenerationConfigJson(const Preset& p);
 // llm-compressor writes it (int8 channel-wise weights, dynamic per-token int8 activations,
 // lm_head not quantized).
 boost::json::object Int8QuantizationConfig();
+// AutoAWQ GEMM int4 (4 bits, zero points) in groups of `group_size` input columns.
+boost::json::object AwqQuantizationConfig(int64_t group_size);
 
 }  // namespace r1::mkmodel

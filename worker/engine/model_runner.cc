@@ -53,9 +53,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
   const at::Device device = r->model_->device();
   R1_LOG(INFO) << "model weights: " << r->model_->weight_bytes() << " bytes, "
                << c10::toString(r->model_->dtype())
-               << (r->model_->quantization() == "int8"
-                       ? " with int8 linear layers (W8A8: per-channel weight scales, per-token activations)"
-                       : "")
+               << (r->model_->quantization() == "none" ? "" : " " + r->model_->QuantizationSummary())
                << " on " << device.str();
   // The CUDA path queues its kernels and returns; sampling there keeps the logits on the GPU.
   // On the CPU a step computes before the call returns, and the C++ sampler is as fast or

@@ -1,10 +1,12 @@
 #include "worker/model/config.h"
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "worker/model/json_util.h"
@@ -191,6 +193,35 @@ bool FieldIs(const json::value* v, const char* key, const json::value& want) {
   return *f == want;
 }
 
+// An AutoAWQ quantization_config (AutoAWQ writes "w_bit" / "q_group_size" in its own
+// quant_config.json and "bits" / "group_size" in config.json; both are read). Only the GEMM
+// packing, 4 bits with zero points, is taken.
+absl::Status ReadAwq(const json::object& q, const std::string& where, const std::string& supported,
+                     ModelConfig* c) {
+  auto field = [&](const char* a, const char* b) -> const json::value* {
+    if (const json::value* v = q.if_contains(a)) return v;
+    return q.if_contains(b);
+  };
+  const json::value* bits = field("bits", "w_bit");
+  const json::value* group = field("group_size", "q_group_size");
+  const json::value* version = q.if_contains("version");
+  const json::value* zero_point = q.if_contains("zero_point");
+  const json::value* skip = q.if_contains("modules_to_not_convert");
+  auto text = [](const json::value* v) { return v ? json::serialize(*v) : std::string("absent"); };
+  const std::string found = absl::StrCat("quant_method \"awq\" (bits ", text(bits), ", group_size ",
+                                         text(group), ", version ", text(version), ", zero_point ",
+                                         text(zero_point), ", modules_to_not_convert ", text(skip), ")");
+  const std::optional<int64_t> g = group ? JsonInt(*group) : std::nullopt;
+  const bool ok = bits && JsonInt(*bits) == 4 && g && (*g == 32 || *g == 64 || *g == 128) &&
+                  version && version->is_string() && absl::AsciiStrToLower(std::string(version->get_string())) == "gemm" &&
+                  (!zero_point || (zero_point->is_bool() && zero_point->get_bool())) &&
+                  (!skip || skip->is_null() || (skip->is_array() && skip->get_array().empty()));
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat(where, ": ", found, " is not supported: ", supported));
+  c->quantization.kind = "awq";
+  c->quantization.group_size = *g;
+  return absl::OkStatus();
+}
+
 // quantization_config: absent, or compressed-tensors W8A8 int8 (the one format the CPU path
 // runs); anything else is refused naming what it is.
 absl::Status ReadQuantization(const json::object& o, const std::string& source, ModelConfig* c) {
@@ -200,12 +231,15 @@ absl::Status ReadQuantization(const json::object& o, const std::string& source, 
   const std::string supported =
       "r1serve loads compressed-tensors int8 W8A8 checkpoints (format \"int-quantized\": int8 "
       "weights with per-channel scales, dynamic per-token int8 activations, lm_head not "
-      "quantized) on the CPU; FP8, AWQ and int4 are not built yet";
+      "quantized) and AutoAWQ GEMM checkpoints (quant_method \"awq\", version \"gemm\", 4 bits "
+      "with zero points, group_size 32, 64 or 128, no modules_to_not_convert) on the CPU; FP8 "
+      "and other int4 formats are not built yet";
   if (!qc->is_object()) return absl::InvalidArgumentError(where + ": expected a JSON object");
   const json::object& q = qc->get_object();
   std::string method = q.contains("quant_method") && q.at("quant_method").is_string()
                            ? std::string(q.at("quant_method").get_string())
                            : std::string("(none)");
+  if (method == "awq") return ReadAwq(q, where, supported, c);
   if (method != "compressed-tensors") {
     std::vector<std::string> found;
     for (const char* key : {"bits", "w_bit", "group_size", "q_group_size", "version", "fmt",

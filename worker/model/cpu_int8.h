@@ -28,6 +28,10 @@ struct Int8Rows {
 // with round-half-to-even. w: 2-D CPU tensor of any floating dtype.
 Int8Rows QuantizeInt8Rows(const at::Tensor& w);
 
+// One row of K floats quantized as QuantizeInt8Rows does; returns its scale. For the other
+// kernels that quantize activations per token (cpu_int4.h).
+float QuantizeInt8Row(const float* src, int64_t K, int8_t* q);
+
 // y = x · Wᵀ (+ b) with int8 weights `wq` [N, K] and their per-row `wscale` [N] (float32):
 // x [M, K] (float32 or bfloat16) is quantized per row as QuantizeInt8Rows does, then
 //   y[m, n] = float(Σk xq[m, k] wq[n, k]) * (xscale[m] * wscale[n]) + b[n]

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/forward_path.h"
 #include "worker/model/weights.h"
@@ -58,25 +59,46 @@ absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device
 absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const ModelConfig& cfg,
                                                 at::Device device) {
   const std::string& ck = cfg.quantization.kind;
-  if (q == "int4" || q == "fp8" || q == "awq")
-    return absl::UnimplementedError(absl::StrCat(
-        "--quantization ", q, " is not built yet: this build runs none and int8 (CPU)"));
-  if (q != "auto" && q != "none" && q != "int8")
+  if (q == "fp8")
+    return absl::UnimplementedError(
+        "--quantization fp8 is not built yet: this build runs none, int8 and int4 (CPU), and AWQ "
+        "checkpoints as int4 (CPU)");
+  if (q != "auto" && q != "none" && q != "int8" && q != "int4" && q != "awq")
     return absl::InvalidArgumentError(absl::StrCat(
         "--quantization: '", q, "' is not one of auto, none, int8, int4, fp8, awq"));
   if (ck == "int8" && q == "none")
     return absl::InvalidArgumentError(
         "--quantization none: the checkpoint is int8 (compressed-tensors W8A8 in config.json's "
         "quantization_config) and is not dequantized; use --quantization int8 or auto");
-  const std::string kind = q == "auto" ? ck : q;
-  if (kind == "int8") {
-    if (!device.is_cpu())
+  if (ck == "int8" && (q == "int4" || q == "awq"))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quantization ", q, ": the checkpoint is int8 (compressed-tensors W8A8) and is not "
+        "requantized; use --quantization int8 or auto"));
+  if (ck == "awq" && (q == "none" || q == "int8"))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quantization ", q, ": the checkpoint is AWQ int4 (config.json's quantization_config) "
+        "and is not dequantized; use --quantization awq, int4 or auto"));
+  if (q == "awq" && ck != "awq")
+    return absl::InvalidArgumentError(
+        "--quantization awq loads AutoAWQ GEMM checkpoints and config.json has no AWQ "
+        "quantization_config; --quantization int4 quantizes a floating checkpoint at load");
+  std::string kind = q == "auto" ? ck : q;
+  if (kind == "awq") kind = "int4";  // the CPU runs AWQ checkpoints with its int4 kernel
+  if (kind == "int8" || kind == "int4") {
+    if (!device.is_cpu() && kind == "int8")
       return absl::InvalidArgumentError(absl::StrCat(
           "--quantization int8 runs on the CPU only (device ", device.str(),
           "); the GPU formats fp8 and awq are not built yet"));
-    if (!Int8KernelAvailable())
+    if (!device.is_cpu())
+      return absl::UnimplementedError(absl::StrCat(
+          "--quantization ", q, " runs on the CPU only (device ", device.str(),
+          "): the GPU's AWQ kernels are not built yet"));
+    if (kind == "int8" && !Int8KernelAvailable())
       return absl::FailedPreconditionError(
           "--quantization int8 needs AVX2, which this CPU does not have");
+    if (kind == "int4" && !Int4KernelAvailable())
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--quantization ", q, " needs AVX2 and FMA, which this CPU does not have"));
   }
   return kind;
 }
@@ -125,6 +147,14 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   wo.device = device;
   wo.cpu_copy_weights = options.cpu_copy_weights;
   wo.int8 = quantization == "int8";
+  if (quantization == "int4") {
+    // An AWQ checkpoint brings its own groups; a floating one is quantized in the flag's.
+    wo.int4_group = cfg.quantization.kind == "awq" ? cfg.quantization.group_size : options.int4_group_size;
+    if (!Int4GroupSizeSupported(wo.int4_group))
+      return absl::InvalidArgumentError(absl::StrCat("--int4-group-size ", wo.int4_group,
+                                                     " is not one of 32, 64, 128"));
+  }
+  wo.int8_lm_head = (wo.int8 || wo.int4_group > 0) && options.int8_lm_head;
   try {
     if (options.random_weights_std > 0) {
       m->weights_ = RandomWeights(cfg, wo, options.random_weights_std, /*seed=*/0);
@@ -138,6 +168,19 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   if (device.is_cuda() && options.tuning.cuda_kernels) m->path_ = MakeCudaPath(ctx);
   if (!m->path_) m->path_ = MakeEagerPath(ctx);
   return m;
+}
+
+std::string Qwen2Model::QuantizationSummary() const {
+  if (quantization_ == "none") return "";
+  std::string s = "with int8 linear layers (W8A8: per-channel weight scales, per-token activations)";
+  if (quantization_ == "int4")
+    s = absl::StrCat("with int4 linear layers (groups of ", weights_->layers[0].qkv4.group,
+                     " columns with scales and zero points, ",
+                     config_.quantization.kind == "awq" ? "from the AWQ GEMM checkpoint" : "quantized at load",
+                     "; int8 activations per token)");
+  if (weights_->lm_head_scale.defined())
+    return absl::StrCat(s, "; lm_head int8, quantized at load from ", weights_->lm_head_origin);
+  return absl::StrCat(s, "; lm_head in ", c10::toString(dtype_));
 }
 
 int64_t Qwen2Model::weight_bytes() const { return weights_->bytes(config_.tie_word_embeddings); }

@@ -42,10 +42,16 @@ struct LoadOptions {
   // > 0: read only DIR's config.json and draw random weights with this standard deviation on
   // the device (weights.h RandomWeights): benchmarks of shapes too big for the disk.
   double random_weights_std = 0;
-  // "auto": the checkpoint's own format (int8 for an int8 checkpoint, else none); "none":
-  // floating weights; "int8": int8 linear layers on the CPU (cpu_int8.h), read from an int8
-  // checkpoint or quantized at load. "int4", "fp8" and "awq" are refused: not built yet.
+  // "auto": the checkpoint's own format (int8 for an int8 checkpoint, int4 for an AWQ one,
+  // else none); "none": floating weights; "int8": int8 linear layers on the CPU (cpu_int8.h),
+  // read from an int8 checkpoint or quantized at load; "int4": int4 linear layers on the CPU
+  // (cpu_int4.h), converted from an AWQ checkpoint or quantized at load in groups of
+  // int4_group_size; "awq": an AWQ checkpoint, as int4. "fp8" is refused: not built yet.
   std::string quantization = "auto";
+  int64_t int4_group_size = 128;  // 32, 64 or 128
+  // With quantized linear layers: lm_head int8 too (per-row scales, quantized at load: a
+  // W8A8 checkpoint keeps it floating). False keeps it in `dtype`, for accuracy.
+  bool int8_lm_head = true;
   KernelTuning tuning;
 };
 
@@ -53,8 +59,8 @@ struct LoadOptions {
 absl::StatusOr<at::Device> ResolveDevice(const std::string& device);
 // Parses a --dtype value; "auto" is bfloat16 (float32 when bf16 is unsupported).
 absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device device);
-// Resolves a --quantization value against the checkpoint and device: "none" or "int8", or an
-// error that says why not.
+// Resolves a --quantization value against the checkpoint and device: "none", "int8" or "int4"
+// (what the layers will hold), or an error that says why not.
 absl::StatusOr<std::string> ResolveQuantization(const std::string& quantization,
                                                 const ModelConfig& cfg, at::Device device);
 
@@ -81,8 +87,11 @@ class Qwen2Model {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   const KernelTuning& tuning() const { return tuning_; }
-  // "none" or "int8": how the linear layers' weights are held.
+  // "none", "int8" or "int4": how the linear layers' weights are held.
   const std::string& quantization() const { return quantization_; }
+  // How the weights are held, for the load log: "" without quantization, else e.g. "with int8
+  // linear layers (...); lm_head int8, quantized at load from ...".
+  std::string QuantizationSummary() const;
   // Bytes of all weights held (for load reports and the batch-1 bound).
   int64_t weight_bytes() const;
 

@@ -1,5 +1,6 @@
 // The eager Qwen2 step: ATen ops, plus our AVX512-BF16 kernels on the CPU (cpu_gemm.h,
-// cpu_attention.h) and the int8 linear layers (cpu_int8.h) when the weights are int8. The CPU's path, and the reference the CUDA path is tested against.
+// cpu_attention.h) and the int8 or int4 linear layers (cpu_int8.h, cpu_int4.h) when the weights
+// are quantized. The CPU's path, and the reference the CUDA path is tested against.
 #include <ATen/Context.h>
 #include <torch/version.h>
 
@@ -8,6 +9,7 @@
 
 #include "worker/model/cpu_attention.h"
 #include "worker/model/cpu_gemm.h"
+#include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/forward_path.h"
 
@@ -63,6 +65,11 @@ class EagerPath final : public ForwardPath {
       if (scale.defined()) return LinearInt8(x, w, scale, b);
       return cpu_kernels ? Linear(x, w, b) : at::linear(x, w, b);
     };
+    // The layer's int4 weights when it has them (cpu_int4.h), else its int8 or floating ones.
+    auto layer_linear = [&](const at::Tensor& x, const Int4Groups& w4, const at::Tensor& w,
+                            const at::Tensor& scale, const at::Tensor& b = at::Tensor()) {
+      return w4.q.defined() ? LinearInt4(x, w4, b) : linear(x, w, scale, b);
+    };
 
     // Host-side index arithmetic for the whole step.
     std::vector<int64_t> ids(batch.tokens.begin(), batch.tokens.end());
@@ -103,7 +110,7 @@ class EagerPath final : public ForwardPath {
     for (size_t li = 0; li < w.layers.size(); ++li) {
       const LayerWeights& l = w.layers[li];
       at::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
-      at::Tensor qkv = linear(h, l.wqkv, l.sqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
+      at::Tensor qkv = layer_linear(h, l.qkv4, l.wqkv, l.sqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
       at::Tensor q = Rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}), cos, sin);
       at::Tensor k = Rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), cos, sin);
       at::Tensor v = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({T, kvh, D});
@@ -127,17 +134,18 @@ class EagerPath final : public ForwardPath {
         attn.narrow(0, off, s.num_new).copy_(out);
         off += s.num_new;
       }
-      x.add_(linear(attn.view({T, nh * D}), l.wo, l.so));
+      x.add_(layer_linear(attn.view({T, nh * D}), l.o4, l.wo, l.so));
       h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-      at::Tensor act = cpu_kernels && !l.sgate.defined()
+      at::Tensor act = cpu_kernels && l.wgate.defined() && !l.sgate.defined()
                            ? GateUp(h, l.wgate, l.wup)
-                           : at::silu(linear(h, l.wgate, l.sgate)).mul_(linear(h, l.wup, l.sup));
-      x.add_(linear(act, l.wdown, l.sdown));
+                           : at::silu(layer_linear(h, l.gate4, l.wgate, l.sgate))
+                                 .mul_(layer_linear(h, l.up4, l.wup, l.sup));
+      x.add_(layer_linear(act, l.down4, l.wdown, l.sdown));
     }
     if (logit_rows.empty()) return at::empty({0, c.vocab_size}, x.options().dtype(at::kFloat));
     at::Tensor last = x.index_select(0, long_tensor(logit_rows));
     last = RmsNorm(last, w.norm, c.rms_norm_eps);
-    at::Tensor logits = linear(last, w.lm_head, at::Tensor());
+    at::Tensor logits = linear(last, w.lm_head, w.lm_head_scale);
     return cpu_kernels ? ToFloat(logits) : logits.to(at::kFloat);
   }
 

@@ -23,11 +23,12 @@ const char* DTypeName(DType d) {
     case DType::kF16: return "F16";
     case DType::kF32: return "F32";
     case DType::kI8: return "I8";
+    case DType::kI32: return "I32";
   }
   return "?";
 }
 
-size_t DTypeSize(DType d) { return d == DType::kF32 ? 4 : d == DType::kI8 ? 1 : 2; }
+size_t DTypeSize(DType d) { return d == DType::kF32 || d == DType::kI32 ? 4 : d == DType::kI8 ? 1 : 2; }
 
 int64_t TensorView::numel() const {
   int64_t n = 1;
@@ -101,7 +102,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     else if (dtype == "F16") v.dtype = DType::kF16;
     else if (dtype == "F32") v.dtype = DType::kF32;
     else if (dtype == "I8") v.dtype = DType::kI8;
-    else return tbad(absl::StrCat("unsupported dtype ", dtype, " (BF16, F16, F32 and I8 are supported)"));
+    else if (dtype == "I32") v.dtype = DType::kI32;
+    else return tbad(absl::StrCat("unsupported dtype ", dtype, " (BF16, F16, F32, I8 and I32 are supported)"));
     for (const auto& d : sh->value().get_array()) {
       auto n = JsonInt(d);
       if (!n || *n < 0) return tbad("bad shape");

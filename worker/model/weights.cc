@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/awq.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/cpu_weights.h"
 #include "worker/model/rope.h"
@@ -16,6 +17,7 @@ at::ScalarType ToScalarType(DType d) {
     case DType::kF16: return at::kHalf;
     case DType::kF32: return at::kFloat;
     case DType::kI8: return at::kChar;
+    case DType::kI32: return at::kInt;
   }
   return at::kFloat;
 }
@@ -53,13 +55,15 @@ void StackGateUp(LayerWeights& l) {
 }  // namespace
 
 int64_t ModelWeights::bytes(bool tied) const {
-  int64_t n = embed.nbytes() + norm.nbytes();
-  if (!tied) n += lm_head.nbytes();
   auto opt = [](const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.nbytes()) : 0; };
+  auto int4 = [&](const Int4Groups& g) { return opt(g.q) + opt(g.scale) + opt(g.zero); };
+  int64_t n = embed.nbytes() + norm.nbytes();
+  if (!tied || lm_head_scale.defined()) n += lm_head.nbytes() + opt(lm_head_scale);
   for (const LayerWeights& l : layers)
-    n += l.input_norm.nbytes() + l.wqkv.nbytes() + opt(l.bqkv) + l.wo.nbytes() +
-         l.post_norm.nbytes() + l.wgate.nbytes() + l.wup.nbytes() + l.wdown.nbytes() +
-         opt(l.sqkv) + opt(l.so) + opt(l.sgate) + opt(l.sup) + opt(l.sdown);
+    n += l.input_norm.nbytes() + opt(l.wqkv) + opt(l.bqkv) + opt(l.wo) + l.post_norm.nbytes() +
+         opt(l.wgate) + opt(l.wup) + opt(l.wdown) + opt(l.sqkv) + opt(l.so) + opt(l.sgate) +
+         opt(l.sup) + opt(l.sdown) + int4(l.qkv4) + int4(l.o4) + int4(l.gate4) + int4(l.up4) +
+         int4(l.down4);
   return n;
 }
 
@@ -126,6 +130,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
     if (t->dtype == DType::kI8)
       return absl::InvalidArgumentError(absl::StrCat(
           name, " in ", t->file, " is I8 but config.json has no int8 quantization_config for it"));
+    if (t->dtype == DType::kI32)
+      return absl::InvalidArgumentError(absl::StrCat(name, " in ", t->file, " is I32: not a floating tensor"));
     return t;
   };
   // Int8 linear weights: the checkpoint's own (an int8 checkpoint: `weight` in I8 and
@@ -154,8 +160,44 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
                                                      " has a scale that is not a positive finite number"));
     return r;
   };
+  // Int4 linear weights: an AWQ checkpoint's (qweight, qzeros, scales, converted), or the
+  // floating weights quantized in groups at load.
+  const bool awq_checkpoint = cfg.quantization.kind == "awq";
+  const int64_t group = options.int4_group;
+  auto int4_weight = [&](const std::string& name, int64_t rows, int64_t cols) -> absl::StatusOr<Int4Groups> {
+    if (!awq_checkpoint) {
+      R1_ASSIGN_OR_RETURN(const TensorView* t, get(name + ".weight", {rows, cols}));
+      Int4Groups r = QuantizeInt4Groups(View(*t), group);
+      WeightArena::ReleaseMapped(t->data, t->nbytes);
+      return r;
+    }
+    if (rows % 8 != 0 || cols % group != 0)
+      return absl::InvalidArgumentError(absl::StrCat(name, ": an AWQ layer of ", rows, " x ", cols,
+                                                     " cannot be packed (output rows must be a multiple of 8 and "
+                                                     "input columns of the group size ", group, ")"));
+    R1_ASSIGN_OR_RETURN(const TensorView* qw, ck.GetShaped(name + ".qweight", {cols, rows / 8}));
+    R1_ASSIGN_OR_RETURN(const TensorView* qz, ck.GetShaped(name + ".qzeros", {cols / group, rows / 8}));
+    R1_ASSIGN_OR_RETURN(const TensorView* sc, get(name + ".scales", {cols / group, rows}));
+    for (const TensorView* t : {qw, qz})
+      if (t->dtype != DType::kI32)
+        return absl::InvalidArgumentError(absl::StrCat(t->name, " in ", t->file, " is ", DTypeName(t->dtype),
+                                                       ", not I32 as AWQ packs it"));
+    Int4Groups r = Int4FromAwq(View(*qw), View(*qz), View(*sc), group);
+    if (!(r.scale.ge(0).all().item<bool>() && r.scale.isfinite().all().item<bool>()))
+      return absl::InvalidArgumentError(absl::StrCat(name, ".scales in ", sc->file,
+                                                     " has a scale that is negative or not finite"));
+    for (const TensorView* t : {qw, qz, sc}) WeightArena::ReleaseMapped(t->data, t->nbytes);
+    return r;
+  };
+  // Rows quantize independently: stacked layers are the stacked quantizations.
+  auto stack_int4 = [](const std::vector<Int4Groups>& parts) {
+    std::vector<at::Tensor> q, scale, zero;
+    for (const Int4Groups& p : parts) q.push_back(p.q), scale.push_back(p.scale), zero.push_back(p.zero);
+    return Int4Groups{at::cat(q, 0), at::cat(scale, 0), at::cat(zero, 0), parts[0].k, parts[0].group};
+  };
   // Into the arena when there is one (contiguous huge pages); else as they are.
-  auto keep_int8 = [&](const at::Tensor& q) { return arena ? arena->Copy(q, at::kChar) : q; };
+  auto keep = [&](const at::Tensor& q, at::ScalarType type) { return arena ? arena->Copy(q, type) : q; };
+  auto keep_int8 = [&](const at::Tensor& q) { return keep(q, at::kChar); };
   try {
     R1_ASSIGN_OR_RETURN(const TensorView* embed, get("model.embed_tokens.weight", {V, H}));
     w->embed = arena ? Materialise(*embed, dtype, device) : put(embed);
@@ -165,7 +207,17 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(auto ln1, get(p + "input_layernorm.weight", {H}));
       R1_ASSIGN_OR_RETURN(auto ln2, get(p + "post_attention_layernorm.weight", {H}));
       l.input_norm = put(ln1);
-      if (options.int8) {
+      if (group > 0) {
+        R1_ASSIGN_OR_RETURN(Int4Groups q, int4_weight(p + "self_attn.q_proj", QD, H));
+        R1_ASSIGN_OR_RETURN(Int4Groups k, int4_weight(p + "self_attn.k_proj", KD, H));
+        R1_ASSIGN_OR_RETURN(Int4Groups v, int4_weight(p + "self_attn.v_proj", KD, H));
+        R1_ASSIGN_OR_RETURN(l.o4, int4_weight(p + "self_attn.o_proj", H, QD));
+        R1_ASSIGN_OR_RETURN(l.gate4, int4_weight(p + "mlp.gate_proj", I, H));
+        R1_ASSIGN_OR_RETURN(l.up4, int4_weight(p + "mlp.up_proj", I, H));
+        R1_ASSIGN_OR_RETURN(l.down4, int4_weight(p + "mlp.down_proj", H, I));
+        l.qkv4 = stack_int4({q, k, v});
+        for (Int4Groups* g : {&l.qkv4, &l.o4, &l.gate4, &l.up4, &l.down4}) g->q = keep(g->q, at::kByte);
+      } else if (options.int8) {
         R1_ASSIGN_OR_RETURN(Int8Rows q, int8_weight(p + "self_attn.q_proj", QD, H));
         R1_ASSIGN_OR_RETURN(Int8Rows k, int8_weight(p + "self_attn.k_proj", KD, H));
         R1_ASSIGN_OR_RETURN(Int8Rows v, int8_weight(p + "self_attn.v_proj", KD, H));
@@ -207,7 +259,20 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
     }
     R1_ASSIGN_OR_RETURN(const TensorView* norm, get("model.norm.weight", {H}));
     w->norm = put(norm);
-    if (cfg.tie_word_embeddings) {
+    if (options.int8_lm_head) {
+      // Quantized from the checkpoint's own values (not from a dtype-rounded copy); a tied
+      // head quantizes the embedding, which lookups keep reading in `dtype`.
+      const TensorView* head = nullptr;
+      if (!cfg.tie_word_embeddings) {
+        R1_ASSIGN_OR_RETURN(head, get("lm_head.weight", {V, H}));
+      }
+      Int8Rows r = QuantizeInt8Rows(head ? View(*head) : w->embed);
+      w->lm_head_origin = head ? absl::StrCat("the checkpoint's ", DTypeName(head->dtype), " lm_head.weight")
+                               : absl::StrCat("the tied embedding (", DTypeName(embed->dtype), ")");
+      if (head) WeightArena::ReleaseMapped(head->data, head->nbytes);
+      w->lm_head = keep_int8(r.q);
+      w->lm_head_scale = r.scale;
+    } else if (cfg.tie_word_embeddings) {
       // The arena holds a copy for the lm_head pass; lookups keep viewing the mapping.
       w->lm_head = arena ? arena->Copy(w->embed, dtype) : w->embed;
     } else {
@@ -254,8 +319,21 @@ std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const Weight
       quantize(l.wqkv, l.sqkv), quantize(l.wo, l.so), quantize(l.wgate, l.sgate);
       quantize(l.wup, l.sup), quantize(l.wdown, l.sdown);
     }
+  if (options.int4_group > 0)
+    for (LayerWeights& l : w->layers) {
+      auto quantize = [&](at::Tensor& wt, Int4Groups& q) {
+        q = QuantizeInt4Groups(wt, options.int4_group);
+        wt = at::Tensor();
+      };
+      quantize(l.wqkv, l.qkv4), quantize(l.wo, l.o4), quantize(l.wgate, l.gate4);
+      quantize(l.wup, l.up4), quantize(l.wdown, l.down4);
+    }
   w->norm = at::ones({H}, to);
   w->lm_head = cfg.tie_word_embeddings ? w->embed : rnd({V, H});
+  if (options.int8_lm_head) {
+    Int8Rows r = QuantizeInt8Rows(w->lm_head);
+    w->lm_head = r.q, w->lm_head_scale = r.scale, w->lm_head_origin = "random weights";
+  }
   w->inv_freq = RopeInvFreq(cfg).to(options.device);
   return w;
 }

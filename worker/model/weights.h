@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "worker/model/config.h"
+#include "worker/model/cpu_int4.h"
 #include "worker/model/safetensors.h"
 
 namespace r1::model {
@@ -27,6 +28,8 @@ struct LayerWeights {
   // Int8 weights (cpu_int8.h): the matrices above are int8 and these their float32 per-row
   // scales; undefined when the weights are floating point.
   at::Tensor sqkv, so, sgate, sup, sdown;
+  // Int4 weights (cpu_int4.h): set, and the matrices above undefined, when the layers are int4.
+  Int4Groups qkv4, o4, gate4, up4, down4;
 };
 
 struct ModelWeights {
@@ -34,10 +37,15 @@ struct ModelWeights {
   at::Tensor embed;                        // [V, H]
   std::vector<LayerWeights> layers;
   at::Tensor norm;      // [H]
-  at::Tensor lm_head;   // [V, H] (the embedding when tied)
+  at::Tensor lm_head;   // [V, H] (the embedding when tied, unless it is int8)
+  // Set when lm_head is int8 (cpu_int8.h): its float32 per-row scales [V]. An int8 lm_head is
+  // its own tensor even when the embeddings are tied (lookups keep the floating table).
+  at::Tensor lm_head_scale;
+  // For the load log, when lm_head_scale is set: what it was quantized from.
+  std::string lm_head_origin;
   at::Tensor inv_freq;  // [head_dim / 2], float32
 
-  // Bytes of all weights held (the tied lm_head once).
+  // Bytes of all weights held (a tied floating lm_head once).
   int64_t bytes(bool tied) const;
 };
 
@@ -49,8 +57,15 @@ struct WeightLoadOptions {
   bool cpu_copy_weights = false;
   // The linear layers' weights as int8 with per-row scales (CPU): read as they are from an
   // int8 checkpoint, or quantized at load from a floating one. Embeddings, norms, biases and
-  // lm_head stay in `dtype`.
+  // lm_head stay in `dtype` unless int8_lm_head.
   bool int8 = false;
+  // lm_head (or the tied embedding's copy for it) as int8 with per-row scales, quantized at
+  // load from whatever the checkpoint holds (W8A8 checkpoints keep lm_head floating).
+  bool int8_lm_head = false;
+  // > 0: the linear layers' weights as int4 in groups of this many columns (CPU): converted
+  // from an AWQ checkpoint (whose own group size this must be), or quantized at load from a
+  // floating one.
+  int64_t int4_group = 0;
 };
 
 // Reads DIR's safetensors into the model's dtype and device. Errors name the file and tensor.

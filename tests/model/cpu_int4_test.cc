@@ -1,0 +1,184 @@
+// The int4 linear kernel, its quantizer and the AWQ conversion, each against ATen written out
+// here from the layouts' definitions (cpu_int4.h, awq.h): the nibbles unpacked with shifts,
+// the weights dequantized, the activations quantized as QuantizeInt8Rows does, and the product
+// summed in float64. The kernel's integer sums are exact; what may differ is float32 rounding
+// in the per-block scaling and the sums over blocks, bounded below.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "worker/model/awq.h"
+#include "worker/model/cpu_int4.h"
+#include "worker/model/cpu_int8.h"
+
+namespace r1::model {
+namespace {
+
+int64_t Padded(int64_t k) { return (k + 63) / 64 * 64; }
+
+// Int4Groups::q's layout read back with shifts: byte j of 32-column block b holds column 32 b + j
+// in its low nibble and 32 b + 16 + j in its high one. [N, K] int64.
+at::Tensor AtenUnpack(const at::Tensor& packed, int64_t K) {
+  at::Tensor v = packed.to(at::kLong).view({packed.size(0), -1, 1, 16});
+  at::Tensor nibbles = at::cat({v.bitwise_and(15), v.bitwise_right_shift(4)}, 2);  // [N, blocks, 2, 16]
+  return nibbles.reshape({packed.size(0), -1}).narrow(1, 0, K);
+}
+
+// W = scale * (q - zero), per group of columns, in float64 (exact for these values).
+at::Tensor AtenDequantize(const Int4Groups& w) {
+  at::Tensor q = AtenUnpack(w.q, w.k).to(at::kDouble);
+  at::Tensor g = at::arange(w.k, at::kLong).div(w.group, "floor");
+  at::Tensor scale = w.scale.to(at::kDouble).index_select(1, g), zero = w.zero.to(at::kDouble).index_select(1, g);
+  return scale * (q - zero);
+}
+
+// QuantizeInt8Rows in ATen ops (as cpu_int8_test writes it).
+std::pair<at::Tensor, at::Tensor> AtenQuantizeRows(const at::Tensor& x) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor amax = xf.abs().amax(1);
+  at::Tensor scale = at::where(amax > 0, amax / 127.f, at::ones_like(amax));
+  return {(xf / scale.unsqueeze(1)).round().clamp(-127, 127), scale};
+}
+
+TEST(CpuInt4Test, QuantizeMatchesAtenAndKeepsZeroAndConstants) {
+  at::manual_seed(1);
+  for (int64_t group : {32, 64, 128}) {
+    for (int64_t K : {48, 72, 128, 200}) {
+      at::Tensor w = at::randn({9, K}) * 0.1;
+      w[2].zero_();                    // zeros: exact
+      w[3].fill_(0.25);                // a constant row: every group exact
+      w[4] = w[4].abs() + 0.01;        // all positive: zero point 0
+      for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+        at::Tensor src = w.to(dt);
+        Int4Groups got = QuantizeInt4Groups(src, group);
+        const int64_t G = Int4NumGroups(K, group);
+        ASSERT_EQ(got.q.sizes(), at::IntArrayRef({9, Padded(K) / 2}));
+        ASSERT_EQ(got.scale.sizes(), at::IntArrayRef({9, G}));
+        // The definition in ATen ops, group by group.
+        at::Tensor wf = src.to(at::kFloat);
+        for (int64_t g = 0; g * group < K; ++g) {
+          at::Tensor part = wf.narrow(1, g * group, std::min(group, K - g * group));
+          at::Tensor lo = part.amin(1).clamp_max(0), hi = part.amax(1).clamp_min(0);
+          at::Tensor scale = at::where(hi > lo, (hi - lo) / 15.f, at::ones_like(hi));
+          at::Tensor zero = (-lo / scale).round().clamp(0, 15);
+          at::Tensor q = ((part / scale.unsqueeze(1)).round() + zero.unsqueeze(1)).clamp(0, 15);
+          ASSERT_TRUE(at::equal(got.scale.select(1, g), scale)) << "group " << g;
+          ASSERT_TRUE(at::equal(got.zero.select(1, g).to(at::kFloat), zero)) << "group " << g;
+          ASSERT_TRUE(at::equal(AtenUnpack(got.q, K).narrow(1, g * group, part.size(1)).to(at::kFloat), q));
+        }
+        // Groups past K (group 32 with K % 64 in (0, 32]) are scale 0, zero 0.
+        for (int64_t g = (K + group - 1) / group; g < G; ++g)
+          EXPECT_EQ(got.scale.select(1, g).abs().sum().item<float>(), 0.f);
+        at::Tensor deq = AtenDequantize(got);
+        EXPECT_EQ(deq[2].abs().max().item<double>(), 0.0);
+        EXPECT_TRUE(at::allclose(deq[3], at::full({K}, 0.25, at::kDouble), 0, 1e-7));
+        // Round to nearest: within half a step of the source.
+        at::Tensor step = got.scale.to(at::kDouble).index_select(1, at::arange(K, at::kLong).div(group, "floor"));
+        EXPECT_TRUE((deq - wf.to(at::kDouble)).abs().le(step * 0.5 + 1e-7).all().item<bool>());
+      }
+    }
+  }
+}
+
+TEST(CpuInt4Test, PackAndUnpackAreInverse) {
+  at::Tensor q = at::randint(0, 16, {5, 100}, at::kLong).to(at::kByte);
+  at::Tensor packed = PackInt4(q);
+  ASSERT_EQ(packed.sizes(), at::IntArrayRef({5, 64}));
+  EXPECT_TRUE(at::equal(AtenUnpack(packed, 100).to(at::kByte), q));
+  EXPECT_TRUE(at::equal(UnpackInt4(packed, 100), q));
+}
+
+TEST(CpuInt4Test, LinearEqualsAtenOnDequantizedWeights) {
+  if (!Int4KernelAvailable()) GTEST_SKIP() << "this CPU has no AVX2 and FMA: int4 refuses to load";
+  at::manual_seed(2);
+  // K across the 64-column chunks, partial groups and the model's sizes; M across the 4-row
+  // blocks of x; every group size.
+  for (int64_t group : {32, 64, 128}) {
+    for (int64_t K : {1, 32, 48, 64, 72, 200, 1536, 8960}) {
+      for (int64_t N : {1, 7, 33}) {
+        for (int64_t M : {1, 2, 3, 4, 5, 9}) {
+          at::Tensor w = at::randn({N, K}) * 0.05;
+          w[0].zero_();
+          Int4Groups wq = QuantizeInt4Groups(w, group);
+          at::Tensor b = at::randn({N});
+          at::Tensor deq = AtenDequantize(wq);
+          for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+            at::Tensor x = at::randn({M, K}).to(dt);
+            if (M > 2) x[1].zero_();
+            auto [xq, xs] = AtenQuantizeRows(x);
+            const at::Tensor bd = b.to(dt).to(at::kDouble);  // the bias the kernel is given
+            // Σ_k xq * scale * (q - zero) in float64, times the activation scale.
+            at::Tensor terms = xq.to(at::kDouble).unsqueeze(1) * deq.unsqueeze(0);  // [M, N, K]
+            at::Tensor ref = terms.sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd;
+            at::Tensor mag = terms.abs().sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd.abs();
+            at::Tensor got = LinearInt4(x, wq, b.to(dt));
+            ASSERT_EQ(got.scalar_type(), dt);
+            // float32 rounding of a few hundred block terms and their sum, then x's dtype.
+            const double eps = dt == at::kFloat ? 0 : 1.0 / 256;  // bf16: half an ulp is 2^-9
+            at::Tensor err = (got.to(at::kDouble) - ref).abs() - (mag * 1e-5 + ref.abs() * eps);
+            ASSERT_LE(err.max().item<double>(), 0.0)
+                << "M " << M << " N " << N << " K " << K << " group " << group << " " << dt
+                << ": max diff " << (got.to(at::kDouble) - ref).abs().max().item<double>();
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuInt4Test, ExtremesDoNotSaturate) {
+  if (!Int4KernelAvailable()) GTEST_SKIP() << "this CPU has no AVX2 and FMA";
+  // Nibbles of 15 against activations of +-127: the int16 pair sums peak at 2 * 2 * 15 * 127.
+  const int64_t K = 4096;
+  Int4Groups w{PackInt4(at::full({2, K}, 15, at::kByte)), at::ones({2, K / 128}), at::zeros({2, K / 128}, at::kByte), K, 128};
+  w.zero[1].fill_(15);  // row 1: q - zero = 0 everywhere
+  at::Tensor x = at::full({2, K}, -3.f);
+  x[1].fill_(5.f);
+  at::Tensor got = LinearInt4(x, w);
+  // Every sum is an integer below 2^24, exact in float32: one rounding, the activation scale's.
+  EXPECT_EQ(got[0][0].item<float>(), (3.f / 127.f) * (-127.f * 15.f * K));
+  EXPECT_EQ(got[1][0].item<float>(), (5.f / 127.f) * (127.f * 15.f * K));
+  EXPECT_EQ(got[0][1].item<float>(), 0.f);
+}
+
+// AutoAWQ's GEMM packing, written out: nibble i of each int32 holds column order[i] of its
+// eight, order = (0, 2, 4, 6, 1, 3, 5, 7) (AutoAWQ's AWQ_ORDER, which its unpacking undoes).
+TEST(AwqTest, PackingFollowsAutoAwqOrderAndConvertsExactly) {
+  const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  at::manual_seed(3);
+  const int64_t K = 256, N = 24, group = 128;
+  at::Tensor iw = at::randint(0, 16, {K, N}, at::kLong);  // AWQ's [K, N] integer weights
+  at::Tensor iz = at::randint(0, 16, {K / group, N}, at::kLong);
+  at::Tensor scales = at::rand({K / group, N}).add_(0.01).to(at::kHalf);
+  auto pack = [&](const at::Tensor& v) {
+    at::Tensor out = at::zeros({v.size(0), v.size(1) / 8}, at::kLong);
+    for (int i = 0; i < 8; ++i)
+      out.bitwise_or_(v.index_select(1, at::arange(order[i], v.size(1), 8, at::kLong)).bitwise_left_shift(4 * i));
+    return at::where(out >= (int64_t{1} << 31), out - (int64_t{1} << 32), out).to(at::kInt);
+  };
+  at::Tensor qweight = pack(iw), qzeros = pack(iz);
+  EXPECT_TRUE(at::equal(UnpackAwqColumns(qweight).to(at::kLong), iw));
+  EXPECT_TRUE(at::equal(PackAwqColumns(iw.to(at::kByte)), qweight));
+  Int4Groups w = Int4FromAwq(qweight, qzeros, scales, group);
+  // AWQ's dequantization, (iw - iz) * scales per group, transposed to [N, K].
+  at::Tensor rows = at::arange(K, at::kLong).div(group, "floor");
+  at::Tensor ref = ((iw - iz.index_select(0, rows)).to(at::kDouble) *
+                    scales.to(at::kDouble).index_select(0, rows)).t();
+  EXPECT_TRUE(at::equal(AtenDequantize(w), ref));
+  AwqTensors back = AwqFromInt4(w);
+  EXPECT_TRUE(at::equal(back.qweight, qweight));
+  EXPECT_TRUE(at::equal(back.qzeros, qzeros));
+  EXPECT_TRUE(at::equal(back.scales, scales.to(at::kFloat)));
+}
+
+TEST(CpuInt4Test, RejectsMismatchedOperands) {
+  Int4Groups w = QuantizeInt4Groups(at::randn({4, 64}), 64);
+  EXPECT_THROW(LinearInt4(at::zeros({2, 63}), w), c10::Error);
+  Int4Groups bad = w;
+  bad.group = 48;
+  EXPECT_THROW(LinearInt4(at::zeros({2, 64}), bad), c10::Error);
+  EXPECT_THROW(QuantizeInt4Groups(at::zeros({8}), 32), c10::Error);
+  EXPECT_THROW(QuantizeInt4Groups(at::zeros({8, 8}), 16), c10::Error);
+}
+
+}  // namespace
+}  // namespace r1::model

@@ -1,0 +1,300 @@
+#include "worker/model/cpu_int4.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "worker/model/cpu_int8.h"
+#include "worker/model/cpu_parallel.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define R1_HAVE_AVX2_INT4_KERNEL 1
+#include <immintrin.h>
+#define R1_TARGET_AVX2_FMA __attribute__((target("avx2,fma")))
+#else
+#define R1_TARGET_AVX2_FMA
+#endif
+
+namespace r1::model {
+namespace {
+
+int64_t PaddedK(int64_t k) { return (k + 63) / 64 * 64; }
+int64_t NumGroups(int64_t k, int64_t group) { return Int4NumGroups(k, group); }
+
+// Where activation column k sits in the quantized row: the kernel pairs the low nibbles of a
+// 64-column chunk's 32 bytes (columns 0-15 of its two blocks) with the chunk's first 32
+// activation bytes, and the high nibbles (columns 16-31 of each block) with the next 32.
+int64_t PermutedColumn(int64_t k) {
+  const int64_t chunk = k & ~int64_t{63}, j = k & 63;
+  const int64_t block = j >> 5, in = j & 31;
+  return chunk + (in >> 4) * 32 + block * 16 + (in & 15);
+}
+
+// The activations of one call: int8 per row (columns permuted as above, zero-padded to Kp),
+// the row's scale, and the sum of its int8 values over each weight group (for the zero points).
+struct Activations {
+  int64_t M = 0, K = 0, Kp = 0, groups = 0;
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  std::vector<float> sum;  // integers, as float32 (exact below 2^24) for the vector epilogue
+};
+
+Activations QuantizeActivations(const at::Tensor& x, int64_t group) {
+  at::Tensor xf = x.to(at::kFloat).contiguous();
+  Activations a;
+  a.M = xf.size(0), a.K = xf.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
+  a.q.assign(static_cast<size_t>(a.M * a.Kp), 0);
+  a.scale.resize(static_cast<size_t>(a.M));
+  a.sum.assign(static_cast<size_t>(a.M * a.groups), 0);
+  const float* src = xf.data_ptr<float>();
+  ParallelChunks(a.M, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.K)), [&](int64_t m0, int64_t m1) {
+    std::vector<int8_t> row(static_cast<size_t>(a.Kp), 0);  // zero past K
+    for (int64_t m = m0; m < m1; ++m) {
+      a.scale[m] = QuantizeInt8Row(src + m * a.K, a.K, row.data());
+      int8_t* dst = a.q.data() + m * a.Kp;
+      for (int64_t k = 0; k < a.Kp; k += 16) std::memcpy(dst + PermutedColumn(k), row.data() + k, 16);
+      float* sum = a.sum.data() + m * a.groups;
+      for (int64_t g = 0; g * group < a.K; ++g) {
+        int32_t s = 0;
+        for (int64_t k = g * group; k < std::min(a.K, (g + 1) * group); ++k) s += row[k];
+        sum[g] = static_cast<float>(s);
+      }
+    }
+  });
+  return a;
+}
+
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+
+R1_TARGET_AVX2_FMA inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Σ a[i] b[i], eight lanes at a time.
+R1_TARGET_AVX2_FMA inline float Dot(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float s = HorizontalSum(acc);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// The int16 pair sums of one 64-column chunk c of a weight row against MR activation rows
+// (stride Kp): one 32-byte load, the nibbles masked out in registers, unsigned nibble x signed
+// byte products added in pairs (vpmaddubsw; each lane at most 2 * 2 * 15 * 127 = 7620). Lanes
+// 0-7 hold the chunk's first 32-column block, lanes 8-15 its second.
+template <int MR>
+R1_TARGET_AVX2_FMA inline void ChunkSums(const uint8_t* w, const int8_t* x, int64_t Kp, int64_t c, __m256i p[MR]) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * c));
+  const __m256i lo = _mm256_and_si256(v, nibble);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+  for (int m = 0; m < MR; ++m) {
+    const int8_t* xm = x + m * Kp + 64 * c;
+    p[m] = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm))),
+                            _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xm + 32))));
+  }
+}
+
+// For one weight row (packed `w`, its group scales) and MR activation rows:
+//   out[m] = Σ over the row's groups of scale * Σ_{k in group} q[k] * xq[m, k]
+// (the zero points come after). Each group's sums are widened to int32 (vpmaddwd) and turned
+// to float once: with group 128 the two chunks of a group are added in int16 first (at most
+// 15,240); with group 32 the two halves of a chunk take their own scales.
+template <int MR, int G>
+R1_TARGET_AVX2_FMA inline void DotRow(const uint8_t* w, const float* scale, int64_t chunks, const int8_t* x,
+                                      int64_t Kp, float out[MR]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[MR];
+  for (int m = 0; m < MR; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < chunks;) {
+    __m256i p[MR];
+    ChunkSums<MR>(w, x, Kp, c, p);
+    __m256 s;
+    if constexpr (G == 32) {
+      s = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(scale + 2 * c)),
+                               _mm_broadcast_ss(scale + 2 * c + 1), 1);
+      c += 1;
+    } else {
+      s = _mm256_broadcast_ss(scale + 64 * c / G);
+      if (G == 128 && c + 1 < chunks) {
+        __m256i p2[MR];
+        ChunkSums<MR>(w, x, Kp, c + 1, p2);
+        for (int m = 0; m < MR; ++m) p[m] = _mm256_add_epi16(p[m], p2[m]);
+        c += 2;
+      } else {
+        c += 1;
+      }
+    }
+    for (int m = 0; m < MR; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p[m], ones)), s, acc[m]);
+  }
+  for (int m = 0; m < MR; ++m) out[m] = HorizontalSum(acc[m]);
+}
+
+#else
+
+inline float Dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// The same sums, one column at a time (unpacking as UnpackInt4 does).
+template <int MR, int G>
+void DotRow(const uint8_t* w, const float* scale, int64_t chunks, const int8_t* x, int64_t Kp, float out[MR]) {
+  for (int m = 0; m < MR; ++m) out[m] = 0.f;
+  for (int64_t k = 0; k < 64 * chunks; ++k) {
+    const uint8_t byte = w[(k >> 5) * 16 + (k & 15)];
+    const int q = (k & 16) ? byte >> 4 : byte & 15;
+    for (int m = 0; m < MR; ++m)
+      out[m] += scale[k / G] * static_cast<float>(q * x[m * Kp + PermutedColumn(k)]);
+  }
+}
+
+#endif  // R1_HAVE_AVX2_INT4_KERNEL
+
+struct Weights {
+  const uint8_t* q;
+  const float* scale;
+  const uint8_t* zero;
+  int64_t row_bytes, groups;
+};
+
+// y[m, n] for rows [n0, n1) of W: activation rows four at a time against each weight row (the
+// row is unpacked once for the four), then the zero points, the scales and the bias.
+template <int G>
+R1_TARGET_AVX2_FMA void Rows(const Activations& x, const Weights& w, const float* bias, float* y,
+                             int64_t N, int64_t n0, int64_t n1) {
+  const int64_t chunks = x.Kp / 64;
+  std::vector<float> scaled_zero(static_cast<size_t>(w.groups));
+  for (int64_t mb = 0; mb < x.M; mb += 4) {
+    const int64_t mr = std::min<int64_t>(4, x.M - mb);
+    const int8_t* xq = x.q.data() + mb * x.Kp;
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* wq = w.q + n * w.row_bytes;
+      const float* scale = w.scale + n * w.groups;
+      float dot[4];
+      switch (mr) {
+        case 4: DotRow<4, G>(wq, scale, chunks, xq, x.Kp, dot); break;
+        case 3: DotRow<3, G>(wq, scale, chunks, xq, x.Kp, dot); break;
+        case 2: DotRow<2, G>(wq, scale, chunks, xq, x.Kp, dot); break;
+        default: DotRow<1, G>(wq, scale, chunks, xq, x.Kp, dot); break;
+      }
+      // What the zero points take off the sums above: Σ_g scale * zero * Σ_{k in g} xq.
+      const uint8_t* zero = w.zero + n * w.groups;
+      for (int64_t g = 0; g < w.groups; ++g) scaled_zero[g] = scale[g] * static_cast<float>(zero[g]);
+      for (int64_t j = 0; j < mr; ++j) {
+        const int64_t m = mb + j;
+        const float correction = Dot(scaled_zero.data(), x.sum.data() + m * x.groups, w.groups);
+        float v = x.scale[m] * (dot[j] - correction);
+        if (bias) v += bias[n];
+        y[m * N + n] = v;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool Int4KernelAvailable() {
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+int64_t Int4NumGroups(int64_t k, int64_t group) { return (PaddedK(k) + group - 1) / group; }
+
+bool Int4GroupSizeSupported(int64_t group) { return group == 32 || group == 64 || group == 128; }
+
+at::Tensor PackInt4(const at::Tensor& q) {
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kByte, "PackInt4: a 2-D uint8 tensor, got ",
+              q.sizes(), " ", q.scalar_type());
+  const int64_t N = q.size(0), K = q.size(1), Kp = PaddedK(K);
+  at::Tensor p = at::constant_pad_nd(q, {0, Kp - K}).view({N, Kp / 32, 2, 16});
+  return p.select(2, 0).bitwise_or(p.select(2, 1).mul(16)).reshape({N, Kp / 2}).contiguous();
+}
+
+at::Tensor UnpackInt4(const at::Tensor& packed, int64_t k) {
+  TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == at::kByte && packed.size(1) == PaddedK(k) / 2,
+              "UnpackInt4: uint8 [N, ", PaddedK(k) / 2, "] for K ", k, ", got ", packed.sizes(), " ",
+              packed.scalar_type());
+  const int64_t N = packed.size(0);
+  at::Tensor v = packed.view({N, -1, 16});
+  return at::stack({v.bitwise_and(15), v.div(16, "floor")}, 2).reshape({N, -1}).narrow(1, 0, k).contiguous();
+}
+
+Int4Groups QuantizeInt4Groups(const at::Tensor& w, int64_t group) {
+  TORCH_CHECK(w.dim() == 2 && w.device().is_cpu() && at::isFloatingType(w.scalar_type()),
+              "QuantizeInt4Groups: a 2-D floating CPU tensor, got ", w.sizes(), " ", w.scalar_type());
+  TORCH_CHECK(Int4GroupSizeSupported(group), "QuantizeInt4Groups: group ", group, " is not 32, 64 or 128");
+  const int64_t N = w.size(0), K = w.size(1), Kp = PaddedK(K), G = NumGroups(K, group);
+  Int4Groups out{at::empty({N, Kp / 2}, at::kByte), at::zeros({N, G}, at::kFloat),
+                 at::zeros({N, G}, at::kByte), K, group};
+  uint8_t* packed = out.q.data_ptr<uint8_t>();
+  float* scales = out.scale.data_ptr<float>();
+  uint8_t* zeros = out.zero.data_ptr<uint8_t>();
+  const int64_t rows = std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, K));
+  ParallelChunks(N, rows, [&](int64_t n0, int64_t n1) {
+    at::Tensor part = w.narrow(0, n0, n1 - n0).to(at::kFloat).contiguous();
+    std::vector<uint8_t> q(static_cast<size_t>(Kp));
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* src = part.data_ptr<float>() + (n - n0) * K;
+      std::fill(q.begin(), q.end(), 0);
+      for (int64_t g = 0; g * group < K; ++g) {
+        const int64_t k0 = g * group, k1 = std::min(K, k0 + group);
+        float lo = 0.f, hi = 0.f;
+        for (int64_t k = k0; k < k1; ++k) lo = std::min(lo, src[k]), hi = std::max(hi, src[k]);
+        const float scale = hi > lo ? (hi - lo) / 15.f : 1.f;
+        const float zero = std::clamp(std::nearbyint(-lo / scale), 0.f, 15.f);
+        for (int64_t k = k0; k < k1; ++k)
+          q[k] = static_cast<uint8_t>(std::clamp(std::nearbyint(src[k] / scale) + zero, 0.f, 15.f));
+        scales[n * G + g] = scale;
+        zeros[n * G + g] = static_cast<uint8_t>(zero);
+      }
+      uint8_t* dst = packed + n * (Kp / 2);
+      for (int64_t b = 0; b < Kp / 32; ++b)
+        for (int64_t j = 0; j < 16; ++j) dst[b * 16 + j] = q[32 * b + j] | q[32 * b + 16 + j] << 4;
+    }
+  });
+  return out;
+}
+
+at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor& b) {
+  const int64_t N = w.q.defined() ? w.q.size(0) : 0, K = w.k, G = NumGroups(K, w.group);
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == K && Int4GroupSizeSupported(w.group) &&
+                  w.q.scalar_type() == at::kByte && w.q.is_contiguous() &&
+                  w.q.sizes() == at::IntArrayRef({N, PaddedK(K) / 2}) &&
+                  w.scale.scalar_type() == at::kFloat && w.scale.is_contiguous() &&
+                  w.scale.sizes() == at::IntArrayRef({N, G}) && w.zero.scalar_type() == at::kByte &&
+                  w.zero.is_contiguous() && w.zero.sizes() == at::IntArrayRef({N, G}) &&
+                  (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16),
+              "LinearInt4: x ", x.sizes(), " ", x.scalar_type(), " against int4 weights of ", N,
+              " rows, K ", K, ", group ", w.group);
+  const Activations xq = QuantizeActivations(x, w.group);
+  at::Tensor bias = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
+  const Weights wt{w.q.data_ptr<uint8_t>(), w.scale.data_ptr<float>(), w.zero.data_ptr<uint8_t>(),
+                   PaddedK(K) / 2, G};
+  at::Tensor y = at::empty({x.size(0), N}, x.options().dtype(at::kFloat));
+  float* yp = y.data_ptr<float>();
+  const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  // Chunks of about 32 KiB of packed rows, taken by whichever thread runs next.
+  const int64_t chunk = std::max<int64_t>(1, (32 << 10) / wt.row_bytes);
+  ParallelChunks(N, chunk, [&](int64_t n0, int64_t n1) {
+    if (w.group == 32) Rows<32>(xq, wt, bp, yp, N, n0, n1);
+    else if (w.group == 64) Rows<64>(xq, wt, bp, yp, N, n0, n1);
+    else Rows<128>(xq, wt, bp, yp, N, n0, n1);
+  });
+  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+}
+
+}  // namespace r1::model
