@@ -1,6 +1,8 @@
 // The row-invariant float32 kernels (cpu_f32.h): against ATen computations in double precision
 // within bounds that float32 sums in our order always meet, and bit-identical rows whatever
-// the rows around them, the thread count and the instruction set.
+// the rows around them, the thread count and the instruction set; then the whole float32 step
+// of a fixture model: a token's logits the same bits whether its prompt is prefilled at once,
+// in chunks, token by token, or next to another sequence.
 #include "worker/model/cpu_f32.h"
 
 #include <ATen/ATen.h>
@@ -10,6 +12,9 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+
+#include "tests/model/fixtures.h"
+#include "worker/model/qwen2.h"
 
 namespace r1::model {
 namespace {
@@ -213,6 +218,64 @@ TEST(CpuF32Attention, MatchesDoubleReferenceAndEachRowStandsAlone) {
     }
   }
 }
+
+// The whole float32 step (linear layers, norms, RoPE, attention, SwiGLU, lm_head) on a fixture
+// model, with its floating weights and quantized to int8 at load: position p's logits are the
+// same bits however the tokens before it were stepped.
+class CpuF32Model : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CpuF32Model, LogitsDoNotDependOnHowTokensAreGroupedIntoSteps) {
+  const std::string c = "gqa_untied";
+  if (std::string why = fixtures::Missing(c); !why.empty()) GTEST_FAIL() << why;
+  LoadOptions options("cpu", "float32", 2);
+  options.quantization = GetParam();
+  auto loaded = Qwen2Model::Load(fixtures::Dir() + "/" + c, options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  Qwen2Model& m = **loaded;
+  const fixtures::Prompt p = fixtures::Prompts(c).at(0);
+  std::vector<int32_t> seq = p.prompt;
+  seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
+  const int64_t L = static_cast<int64_t>(seq.size());
+  // Logits of every position, stepping `seq` in chunks of `chunk` (all logits of each chunk);
+  // with `other`, another sequence's decode row shares every step.
+  auto run = [&](int64_t chunk, bool other) {
+    KvCache cache(m.config(), 64, 4, m.dtype(), m.device());
+    SequenceStep s, o;
+    for (int b = 31; b >= 0; --b) s.block_table.push_back(b);
+    for (int b = 32; b < 64; ++b) o.block_table.push_back(b);
+    o.num_new = 1;
+    std::vector<at::Tensor> rows;
+    for (int64_t pos = 0; pos < L; pos += chunk) {
+      StepBatch b;
+      s.num_cached = pos;
+      s.num_new = std::min(chunk, L - pos);
+      s.want_all_logits = true;
+      if (other) {
+        b.tokens.push_back(static_cast<int32_t>(100 + pos));
+        b.seqs.push_back(o);
+        ++o.num_cached;
+      }
+      b.tokens.insert(b.tokens.end(), seq.begin() + pos, seq.begin() + pos + s.num_new);
+      b.seqs.push_back(s);
+      auto logits = m.Forward(b, cache);
+      EXPECT_TRUE(logits.ok()) << logits.status();
+      if (!logits.ok()) return at::Tensor();
+      rows.push_back(logits->narrow(0, other ? 1 : 0, s.num_new));
+    }
+    return at::cat(rows, 0);
+  };
+  const at::Tensor whole = run(L, false);
+  ASSERT_EQ(whole.size(0), L);
+  const std::pair<int64_t, bool> ways[] = {{1, false}, {1, true}, {3, false}, {5, true}, {L, true}};
+  for (auto [chunk, other] : ways) {
+    at::Tensor got = run(chunk, other);
+    ASSERT_TRUE(got.defined());
+    EXPECT_TRUE(at::equal(got, whole)) << "chunks of " << chunk << (other ? " beside another sequence" : "")
+                                       << ": max diff " << (got - whole).abs().max().item<double>();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, CpuF32Model, ::testing::Values("none", "int8"));
 
 }  // namespace
 }  // namespace r1::model
