@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/read_bandwidth.h"
 #include "common/flags.h"
+#include "worker/model/cpu_f32.h"
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_parallel.h"
 #include "worker/model/cpu_weights.h"
@@ -175,7 +176,8 @@ int main(int argc, char** argv) {
   std::string* variants_flag = flags.String(
       "variants", "bfloat16,float32",
       "variants measured side by side, comma-separated: a dtype (bfloat16, float32) and options "
-      "that override the defaults: +kernel or +torch (our AVX512-BF16 linear or libtorch's), "
+      "that override the defaults: +kernel or +torch (our CPU kernels: AVX512-BF16 for bfloat16, the "
+      "row-invariant ones for float32; or libtorch's at::linear and at::bmm), "
       "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file), "
       "+int8, +int4 or +none (--quantization: int8 or int4 linear layers, or the checkpoint's floating "
       "weights), +g32 / +g64 / +g128 (int4 group size), +floathead (lm_head stays in the dtype; "
@@ -208,8 +210,9 @@ int main(int argc, char** argv) {
   // Bandwidth is measured again around every round's decode: a busy machine only lowers it, so
   // the best figure of the run is the overall bound's.
   double bw1 = r1::bench::ReadBandwidthGBs(1, 5), bw = r1::bench::ReadBandwidthGBs(nthreads, 5);
-  std::printf("threads %d; AVX512-BF16 kernel available: %s\n", nthreads,
-              r1::model::CpuGemmAvailable() ? "yes" : "no");
+  std::printf("threads %d; AVX512-BF16 kernel available: %s; float32 kernels: %s\n", nthreads,
+              r1::model::CpuGemmAvailable() ? "yes" : "no",
+              r1::model::BestF32Isa() == r1::model::F32Isa::kAvx2 ? "AVX2+FMA" : "scalar");
   std::printf("memory read bandwidth at start (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1\n",
               bw, nthreads, bw1);
   std::fflush(stdout);

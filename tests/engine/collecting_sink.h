@@ -17,7 +17,10 @@ class CollectingSink : public RequestSink {
  public:
   void OnDelta(Delta d) override {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const TokenInfo& t : d.tokens) ids.push_back(t.id);
+    for (const TokenInfo& t : d.tokens) {
+      ids.push_back(t.id);
+      logprobs.push_back(t.logprob);
+    }
     if (!d.prompt_logprobs.empty()) {
       prompt_logprobs = d.prompt_logprobs;
       prompt_logprobs_delta = deltas;
@@ -41,6 +44,7 @@ class CollectingSink : public RequestSink {
 
   std::atomic<bool> cancel{false};
   std::vector<int32_t> ids;
+  std::vector<float> logprobs;  // one per id (0 unless the request asked for logprobs)
   int deltas = 0;
   std::vector<TokenInfo> prompt_logprobs;  // as the delta that carried them had them
   int prompt_logprobs_delta = -1;          // which delta (0: the first)

@@ -1,9 +1,8 @@
 // The engine in-process over the tiny model: a failing step ends only the requests in it with
 // kError and the engine keeps serving; cancellation; preemption under a small cache gives the
-// The engine in-process over the tiny model: a failing step ends only the requests in it with
-// kError and the engine keeps serving; cancellation; preemption under a small cache gives the
 // same greedy ids, with the prefix cache too (against an engine without it); a resumed stream
-// continues exactly (greedy and sampled); deltas add up to the usage counts; penalties against
+// continues exactly (greedy and sampled), and sampled streams do not depend on how their tokens
+// are grouped into steps; deltas add up to the usage counts; penalties against
 // a hand-run decode loop; the thinking budget's forced tokens and min_tokens through the
 // samplers; KV-cache sizing (--kv-cache-memory 0, --kv-cache-fraction) and the load report on
 // CPU.
@@ -40,7 +39,8 @@ class EngineTest : public ::testing::Test {
   static void TearDownTestSuite() { std::filesystem::remove_all(*dir_); }
 
   std::unique_ptr<Engine> Make(int64_t kv_bytes, int max_running = 8,
-                               ReasoningOptions reasoning = {}, bool prefix_caching = true) {
+                               ReasoningOptions reasoning = {}, bool prefix_caching = true,
+                               int64_t prefill_chunk = 32) {
     EngineOptions o;
     o.reasoning = std::move(reasoning);
     o.enable_prefix_caching = prefix_caching;
@@ -49,7 +49,7 @@ class EngineTest : public ::testing::Test {
     o.dtype = "float32";
     o.kv_cache_memory = kv_bytes;
     o.block_size = 4;
-    o.prefill_chunk = 32;
+    o.prefill_chunk = prefill_chunk;
     o.max_running = max_running;
     o.admit_headroom_tokens = 0;  // the preemption tests below are about preemption itself
     o.clock = &clock_;
@@ -237,6 +237,102 @@ TEST_F(EngineTest, AResumedStreamContinuesExactly) {
     EXPECT_EQ(rest->last.finish, FinishReason::kLength);
     EXPECT_EQ(rest->last.prompt_tokens, 7);
     EXPECT_EQ(rest->last.completion_tokens, 30);
+  }
+}
+
+// float32 on the CPU computes each token's row on its own (worker/model/cpu_f32.h), so sampled
+// streams are the same however their tokens are grouped into steps: decoded beside other
+// sequences or alone, prefilled in chunks of 5 or 32, or resumed at any point (the resume's
+// prefill recomputes what was decoded token by token), with the prefix cache off or on. The
+// chosen tokens' log-probabilities must be the same floats too: any last-bit change in a
+// logit shows there, where a token flips only at a near-tie (the tiny model's random weights
+// make its distribution nearly flat, so with at::linear and at::bmm 2 of 21 resumed streams
+// of 160 tokens diverged, the other 19 agreed on their ids).
+TEST_F(EngineTest, SampledStreamsDoNotDependOnHowTokensAreGroupedIntoSteps) {
+  const std::vector<int32_t> prompt = {1011, 22222, 3333, 44444, 5555, 6666, 77777, 888, 9999, 12345, 23456, 34567};
+  constexpr int kTokens = 48, kStreams = 3;
+  auto request = [&](int k) {
+    EngineRequest r = Req(prompt, kTokens, std::make_shared<CollectingSink>());
+    r.sampling.temperature = 0.8f;
+    r.sampling.top_p = 0.9f;
+    r.sampling.seed = 70 + k;
+    r.sampling.logprobs = true;
+    r.prompt_logprobs = 0;
+    return r;
+  };
+  struct Out {
+    std::vector<int32_t> ids;      // a resumed stream's: the ids it was given, then its own
+    std::vector<float> logprobs;   // the stream's own tokens'
+    std::vector<float> prompt;     // the prompt's log-probabilities
+  };
+  // Runs the requests at once.
+  auto run_together = [](Engine& engine, std::vector<EngineRequest> reqs) {
+    std::vector<std::shared_ptr<CollectingSink>> sinks;
+    std::vector<Out> out;
+    for (EngineRequest& r : reqs) {
+      sinks.push_back(std::static_pointer_cast<CollectingSink>(r.sink));
+      out.push_back({r.resume_output, {}, {}});
+      EXPECT_TRUE(engine.Submit(std::move(r)).ok());
+    }
+    for (size_t i = 0; i < sinks.size(); ++i) {
+      sinks[i]->Wait();
+      out[i].ids.insert(out[i].ids.end(), sinks[i]->ids.begin(), sinks[i]->ids.end());
+      out[i].logprobs = sinks[i]->logprobs;
+      for (const TokenInfo& t : sinks[i]->prompt_logprobs) out[i].prompt.push_back(t.logprob);
+    }
+    return out;
+  };
+  auto one = [&](Engine& engine, EngineRequest r) {
+    std::vector<EngineRequest> v;
+    v.push_back(std::move(r));
+    return run_together(engine, std::move(v))[0];
+  };
+
+  auto engine = Make(1 << 24, 8, {}, /*prefix_caching=*/false);
+  ASSERT_TRUE(engine);
+  std::vector<Out> alone;
+  for (int k = 0; k < kStreams; ++k) {
+    alone.push_back(one(*engine, request(k)));
+    ASSERT_EQ(alone.back().ids.size(), static_cast<size_t>(kTokens));
+    ASSERT_EQ(alone.back().prompt.size(), prompt.size());
+  }
+  std::vector<EngineRequest> together;
+  for (int k = 0; k < kStreams; ++k) together.push_back(request(k));
+  const auto got = run_together(*engine, std::move(together));
+  for (int k = 0; k < kStreams; ++k) {
+    EXPECT_EQ(got[k].ids, alone[k].ids) << "stream " << k << " decoded beside the others";
+    EXPECT_EQ(got[k].logprobs, alone[k].logprobs) << "stream " << k << " decoded beside the others";
+    EXPECT_EQ(got[k].prompt, alone[k].prompt) << "stream " << k << " prefilled beside the others";
+  }
+  auto chunked = Make(1 << 24, 8, {}, /*prefix_caching=*/false, /*prefill_chunk=*/5);
+  ASSERT_TRUE(chunked);
+  const Out in_chunks = one(*chunked, request(1));
+  EXPECT_EQ(in_chunks.ids, alone[1].ids) << "prompt prefilled in chunks of 5";
+  EXPECT_EQ(in_chunks.logprobs, alone[1].logprobs) << "prompt prefilled in chunks of 5";
+  EXPECT_EQ(in_chunks.prompt, alone[1].prompt) << "prompt prefilled in chunks of 5";
+
+  for (bool caching : {false, true}) {
+    auto resumer = Make(1 << 24, 8, {}, caching);
+    ASSERT_TRUE(resumer);
+    for (int cut : {1, 4, 9, 17, 30, 40}) {
+      std::vector<EngineRequest> reqs;
+      for (int k = 0; k < kStreams; ++k) {
+        const int c = cut + 2 * k;  // the three are cut at different points, resumed together
+        EngineRequest r = request(k);
+        r.resume_output.assign(alone[k].ids.begin(), alone[k].ids.begin() + c);
+        r.max_tokens = kTokens - c;
+        r.prompt_logprobs = -1;
+        reqs.push_back(std::move(r));
+      }
+      const auto resumed = run_together(*resumer, std::move(reqs));
+      for (int k = 0; k < kStreams; ++k) {
+        const int c = cut + 2 * k;
+        EXPECT_EQ(resumed[k].ids, alone[k].ids) << "stream " << k << " resumed after " << c
+                                                << " tokens, prefix caching " << caching;
+        EXPECT_EQ(resumed[k].logprobs, std::vector<float>(alone[k].logprobs.begin() + c, alone[k].logprobs.end()))
+            << "stream " << k << " resumed after " << c << " tokens, prefix caching " << caching;
+      }
+    }
   }
 }
 

@@ -35,7 +35,9 @@ std::string KernelTuning::Describe() const {
 KernelTuningFlags::KernelTuningFlags(Flags& flags) {
   const KernelTuning d;
   cpu_kernels_ = flags.Bool("cpu-kernels", d.cpu_kernels,
-                            "CPU bf16: our AVX512-BF16 kernels for decode-sized layers and attention");
+                            "CPU: our kernels; bf16: AVX512-BF16 for decode-sized layers and attention; float32: "
+                            "row-invariant linear layers, attention and norms (a token's logits do "
+                            "not depend on how tokens are grouped into steps); false: libtorch's ops");
   cuda_kernels_ = flags.Bool("cuda-kernels", d.cuda_kernels,
                              "CUDA: our fused kernels and paged attention (false: the plain ATen step)");
   cuda_graphs_ = flags.Bool("cuda-graphs", d.cuda_graphs, "CUDA: replay captured graphs for decode steps");

@@ -21,8 +21,11 @@ inline constexpr int64_t kMaxAttentionQueries = 65535;
 inline constexpr int kMaxGemvRows = 8;
 
 struct KernelTuning {
-  // CPU, bf16: our AVX512-BF16 kernels (cpu_gemm.h, cpu_attention.h) for small-row linear
-  // layers, the fused gate/up and decode attention; false: libtorch's at::linear everywhere.
+  // CPU: our kernels. bf16: AVX512-BF16 (cpu_gemm.h, cpu_attention.h) for small-row linear
+  // layers, the fused gate/up and decode attention. float32: the row-invariant kernels
+  // (cpu_f32.h) for every linear layer, attention, RMSNorm, RoPE tables and SwiGLU, so a token's
+  // logits are the same bits however tokens are grouped into steps. false: libtorch's ops
+  // (at::linear, at::bmm) everywhere.
   bool cpu_kernels = true;
   // CUDA: our fused kernels and paged attention; false runs the plain ATen step the CPU runs
   // (a reference for tests and benchmarks; no graphs then).

@@ -1,13 +1,16 @@
-// The eager Qwen2 step: ATen ops, plus our AVX512-BF16 kernels on the CPU (cpu_gemm.h,
-// cpu_attention.h) and the int8 or int4 linear layers (cpu_int8.h, cpu_int4.h) when the weights
-// are quantized. The CPU's path, and the reference the CUDA path is tested against.
+// The eager Qwen2 step: ATen ops, plus our kernels on the CPU: AVX512-BF16 for bf16 (cpu_gemm.h,
+// cpu_attention.h), row-invariant float32 (cpu_f32.h), and the int8 or int4 linear layers
+// (cpu_int8.h, cpu_int4.h) when the weights are quantized. The CPU's path, and the reference the
+// CUDA path is tested against.
 #include <ATen/Context.h>
 #include <torch/version.h>
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "worker/model/cpu_attention.h"
+#include "worker/model/cpu_f32.h"
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
@@ -55,6 +58,10 @@ class EagerPath final : public ForwardPath {
     const at::ScalarType dtype = ctx_.dtype;
     const at::Device device = ctx_.device;
     const bool cpu_kernels = ctx_.tuning.cpu_kernels;
+    // float32 on the CPU with our kernels: every op of the step computes each token's row on its
+    // own, in a fixed order (cpu_f32.h), so a token's logits do not depend on how tokens are
+    // grouped into steps (decode batches, prompt chunks, a resume's or a preemption's prefill).
+    const bool f32_rows = cpu_kernels && device.is_cpu() && dtype == at::kFloat;
     const int64_t T = static_cast<int64_t>(batch.tokens.size());
     const int64_t nh = c.num_attention_heads, kvh = c.num_key_value_heads, D = c.head_dim();
     const int64_t bs = cache.block_size();
@@ -62,13 +69,17 @@ class EagerPath final : public ForwardPath {
     // `scale` defined: int8 weights with per-row scales (cpu_int8.h).
     auto linear = [&](const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale,
                       const at::Tensor& b = at::Tensor()) {
-      if (scale.defined()) return LinearInt8(x, w, scale, b);
+      if (scale.defined()) return LinearInt8(x, w, scale, b);  // exact int32 sums, per-row floats
+      if (f32_rows) return LinearF32(x, w, b);
       return cpu_kernels ? Linear(x, w, b) : at::linear(x, w, b);
     };
     // The layer's int4 weights when it has them (cpu_int4.h), else its int8 or floating ones.
     auto layer_linear = [&](const at::Tensor& x, const Int4Groups& w4, const at::Tensor& w,
                             const at::Tensor& scale, const at::Tensor& b = at::Tensor()) {
       return w4.q.defined() ? LinearInt4(x, w4, b) : linear(x, w, scale, b);
+    };
+    auto rms_norm = [&](const at::Tensor& x, const at::Tensor& w) {
+      return f32_rows ? RmsNormF32(x, w, c.rms_norm_eps) : RmsNorm(x, w, c.rms_norm_eps);
     };
 
     // Host-side index arithmetic for the whole step.
@@ -83,7 +94,7 @@ class EagerPath final : public ForwardPath {
         pos[off + j] = s.num_cached + j;
         slots[off + j] = slot_of(s.num_cached + j);
       }
-      if (s.num_cached > 0) {
+      if (s.num_cached > 0 || f32_rows) {
         ctx_slots[i].resize(s.num_cached + s.num_new);
         for (int64_t p = 0; p < s.num_cached + s.num_new; ++p) ctx_slots[i][p] = slot_of(p);
       }
@@ -100,16 +111,25 @@ class EagerPath final : public ForwardPath {
     at::Tensor ids_t = long_tensor(ids), pos_t = long_tensor(pos), slots_t = long_tensor(slots);
     std::vector<at::Tensor> ctx_t(batch.seqs.size());
     for (size_t i = 0; i < batch.seqs.size(); ++i)
-      if (!ctx_slots[i].empty()) ctx_t[i] = long_tensor(ctx_slots[i]);
+      if (!ctx_slots[i].empty() && !f32_rows) ctx_t[i] = long_tensor(ctx_slots[i]);
 
-    at::Tensor freqs = pos_t.to(at::kFloat).unsqueeze(1) * w.inv_freq.unsqueeze(0);  // [T, D/2]
-    at::Tensor cos = freqs.cos().to(dtype).unsqueeze(1), sin = freqs.sin().to(dtype).unsqueeze(1);
+    at::Tensor cos, sin;  // [T, 1, D/2]
+    if (f32_rows) {
+      std::tie(cos, sin) = RopeTablesF32(pos, w.inv_freq);
+    } else {
+      at::Tensor freqs = pos_t.to(at::kFloat).unsqueeze(1) * w.inv_freq.unsqueeze(0);  // [T, D/2]
+      cos = freqs.cos().to(dtype).unsqueeze(1), sin = freqs.sin().to(dtype).unsqueeze(1);
+    }
+    std::vector<AttentionSeq> attn_seqs;
+    if (f32_rows)
+      for (size_t i = 0; i < batch.seqs.size(); ++i)
+        attn_seqs.push_back({batch.seqs[i].num_cached, batch.seqs[i].num_new, ctx_slots[i].data()});
 
     at::Tensor x = at::embedding(w.embed, ids_t);  // [T, H]
     at::Tensor attn = at::empty({T, nh, D}, x.options());
     for (size_t li = 0; li < w.layers.size(); ++li) {
       const LayerWeights& l = w.layers[li];
-      at::Tensor h = RmsNorm(x, l.input_norm, c.rms_norm_eps);
+      at::Tensor h = rms_norm(x, l.input_norm);
       at::Tensor qkv = layer_linear(h, l.qkv4, l.wqkv, l.sqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
       at::Tensor q = Rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}), cos, sin);
       at::Tensor k = Rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), cos, sin);
@@ -118,33 +138,41 @@ class EagerPath final : public ForwardPath {
       at::Tensor& vc = cache.v(static_cast<int64_t>(li));
       kc.index_copy_(0, slots_t, k);
       vc.index_copy_(0, slots_t, v);
-      off = 0;
-      for (size_t i = 0; i < batch.seqs.size(); ++i) {
-        const SequenceStep& s = batch.seqs[i];
-        at::Tensor qs = q.narrow(0, off, s.num_new);
-        at::Tensor out;
-        if (s.num_cached == 0) {  // the keys are exactly this step's
-          out = Attend(qs, k.narrow(0, off, s.num_new), v.narrow(0, off, s.num_new), 0, scale);
-        } else if (cpu_kernels && s.num_new == 1 && DecodeAttentionApplies(qs, kc)) {
-          out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale);  // reads the cache in place
-        } else {
-          out = Attend(qs, kc.index_select(0, ctx_t[i]), vc.index_select(0, ctx_t[i]),
-                       s.num_cached, scale);
+      if (f32_rows) {
+        AttendF32(q, kc, vc, attn_seqs, scale, attn);  // every row from the cache, on its own
+      } else {
+        off = 0;
+        for (size_t i = 0; i < batch.seqs.size(); ++i) {
+          const SequenceStep& s = batch.seqs[i];
+          at::Tensor qs = q.narrow(0, off, s.num_new);
+          at::Tensor out;
+          if (s.num_cached == 0) {  // the keys are exactly this step's
+            out = Attend(qs, k.narrow(0, off, s.num_new), v.narrow(0, off, s.num_new), 0, scale);
+          } else if (cpu_kernels && s.num_new == 1 && DecodeAttentionApplies(qs, kc)) {
+            out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale);  // reads the cache in place
+          } else {
+            out = Attend(qs, kc.index_select(0, ctx_t[i]), vc.index_select(0, ctx_t[i]),
+                         s.num_cached, scale);
+          }
+          attn.narrow(0, off, s.num_new).copy_(out);
+          off += s.num_new;
         }
-        attn.narrow(0, off, s.num_new).copy_(out);
-        off += s.num_new;
       }
       x.add_(layer_linear(attn.view({T, nh * D}), l.o4, l.wo, l.so));
-      h = RmsNorm(x, l.post_norm, c.rms_norm_eps);
-      at::Tensor act = cpu_kernels && l.wgate.defined() && !l.sgate.defined()
-                           ? GateUp(h, l.wgate, l.wup)
-                           : at::silu(layer_linear(h, l.gate4, l.wgate, l.sgate))
-                                 .mul_(layer_linear(h, l.up4, l.wup, l.sup));
+      h = rms_norm(x, l.post_norm);
+      at::Tensor act;
+      if (f32_rows) {
+        act = SiluMulF32(layer_linear(h, l.gate4, l.wgate, l.sgate), layer_linear(h, l.up4, l.wup, l.sup));
+      } else if (cpu_kernels && l.wgate.defined() && !l.sgate.defined()) {
+        act = GateUp(h, l.wgate, l.wup);
+      } else {
+        act = at::silu(layer_linear(h, l.gate4, l.wgate, l.sgate)).mul_(layer_linear(h, l.up4, l.wup, l.sup));
+      }
       x.add_(layer_linear(act, l.down4, l.wdown, l.sdown));
     }
     if (logit_rows.empty()) return at::empty({0, c.vocab_size}, x.options().dtype(at::kFloat));
     at::Tensor last = x.index_select(0, long_tensor(logit_rows));
-    last = RmsNorm(last, w.norm, c.rms_norm_eps);
+    last = rms_norm(last, w.norm);
     at::Tensor logits = linear(last, w.lm_head, w.lm_head_scale);
     return cpu_kernels ? ToFloat(logits) : logits.to(at::kFloat);
   }
