@@ -165,11 +165,7 @@ StepPlan Scheduler::TrySchedule(bool allow_admit) {
       waiting_.erase(std::find(waiting_.begin(), waiting_.end(), seq));
       running_.push_back(seq);
     }
-    if (queued && config_.admit_headroom_tokens > 0) {
-      // Its own rest and headroom, as the blocks it will have after this chunk see it.
-      reserve += std::max(0, BlocksFor(seq->num_tokens() + config_.admit_headroom_tokens, config_.block_size) -
-                                 BlocksFor(seq->num_cached + n, config_.block_size));
-    }
+    if (queued && config_.admit_headroom_tokens > 0) reserve += HeadroomBlocks(seq);  // its own rest
     seq->started = true;
     plan.chunks.push_back({seq, n, seq->num_cached + n == seq->num_tokens()});
     budget -= n;
