@@ -21,8 +21,8 @@ def short(name):
     """Kernel name without namespaces' noise, template arguments and parameters (our GEMV keeps
     its epilogue, which tells the projections apart)."""
     name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
-    if m := re.search(r"GemvKernel<.*?GemvOut\)(\d)", name):
-        return "r1::GemvKernel " + GEMV_MODES.get(m[1], m[1])
+    if m := re.search(r"Gemv(Tc)?Kernel<.*?GemvOut\)(\d)", name):
+        return f"r1::Gemv{m[1] or ''}Kernel " + GEMV_MODES.get(m[2], m[2])
     name = re.sub(r"^void ", "", name)
     return name.split("(")[0].split("<")[0][:70]
 

@@ -2,7 +2,10 @@
 # GPU benchmark of r1serve against the transformers baseline, in one run on the GPU machine.
 # From the repository root (docs/gpu.md):
 #   bash bench/gpu/run.sh [OUTDIR]
-# Environment: BATCHES / EAGER_BATCHES (decode batch sizes, default 1,16,64,256 / 1,16), BUILD (default /tmp/b; configured and built here unless SKIP_BUILD=1),
+# Environment: BATCHES / EAGER_BATCHES (decode batch sizes, default 1,2,4,8,16,64,256 / 1,16),
+#   SMALL_BATCHES (default 1,2,4,8: also run with cuBLAS for every linear layer, label
+#   r1serve-cublas, and by the compiled PyTorch peer, bench/gpu/torch_peer.py; PEER=0 skips the
+#   peer, whose compilation takes about 3 minutes), BUILD (default /tmp/b; configured and built here unless SKIP_BUILD=1),
 #   MODEL (default /tmp/m15; made with r1-mkmodel when missing), SERVE=1 to also run
 #   r1-worker + r1-gateway + r1-loadtest at CONCURRENCY (default 1,16,64,256; 1 is the idle
 #   time to first token through the gateway), TESTS=1 to run the GPU tests first, HF=0 to skip
@@ -61,7 +64,14 @@ with_mem() {
 with_mem r1serve-eager "$BIN/gpu_model_bench" --model "$MODEL" --label r1serve-eager --cuda-graphs=false \
   --batch-sizes "${EAGER_BATCHES:-1,16}"
 with_mem r1serve "$BIN/gpu_model_bench" --model "$MODEL" --label r1serve --cuda-graphs=true \
-  --batch-sizes "${BATCHES:-1,16,64,256}"
+  --batch-sizes "${BATCHES:-1,2,4,8,16,64,256}"
+SMALL_BATCHES=${SMALL_BATCHES:-1,2,4,8}
+if [ -n "$SMALL_BATCHES" ]; then
+  "$BIN/gpu_model_bench" --model "$MODEL" --label r1serve-cublas --gemv-max-rows 0 --prompt-lens 16 --reps 1 \
+    --batch-sizes "$SMALL_BATCHES" 2>&1 | tee -a "$LOG" | grep -E "^RESULT.*decode|rror"
+  [ "${PEER:-1}" = 1 ] && timeout "${PEER_TIMEOUT:-300}" python3 bench/gpu/torch_peer.py --model "$MODEL" \
+    --batch-sizes "$SMALL_BATCHES" --contexts 128 2>&1 | tee -a "$LOG" | grep -E "^RESULT|rror"
+fi
 [ "$HF" = 1 ] && with_mem transformers env PYTHONUNBUFFERED=1 python3 bench/gpu/hf_baseline.py --model "$MODEL"
 
 # r1-generate as a user runs it (its own timing line on stderr).

@@ -19,9 +19,16 @@ def main():
         r = res[who]
         if m := re.match(r"ttft_ms prompt (\d+)(?: chunk \d+)? median ([\d.]+)", rest):
             r[f"TTFT {m[1]}-token prompt (ms)"] = m[2]
-        elif m := re.match(r"decode batch (\d+) context (\d+) step_ms median ([\d.]+) p99 (\S+) tok_s ([\d.]+)", rest):
+        elif m := re.match(r"decode batch (\d+) context (\d+) step_ms median ([\d.]+) p99 (\S+) tok_s ([\d.]+)"
+                           r"(?: bound_tok_s (\d+) frac ([\d.]+))?(?: host_ms ([\d.]+))?", rest):
             r[f"decode batch {m[1]} (tok/s)"] = m[5]
+            r[f"decode batch {m[1]} step median (ms)"] = m[3]
             r[f"decode batch {m[1]} step p99 (ms)"] = m[4]
+            if m[6]:
+                r[f"decode batch {m[1]} bound (tok/s)"] = m[6]
+                r[f"decode batch {m[1]} fraction of bound"] = m[7]
+            if m[8]:
+                r[f"decode batch {m[1]} host ms per step"] = m[8]
         elif m := re.match(r"copy_bandwidth_GBs (\S+) bytes_per_step_GB (\S+) batch1_bound_tok_s (\S+)", rest):
             r["copy bandwidth (GB/s, read+write)"] = m[1]
             r["bytes read per decode step (GB)"] = m[2]

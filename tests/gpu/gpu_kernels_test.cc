@@ -318,56 +318,64 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
   }
 }
 // The fused GEMV against the unfused ATen ops it replaces, for every epilogue, with and without
-// the norm prologue, for 1, 3 and 8 rows and several K.
+// the norm prologue, for 1, 3, 5 and 8 rows, several K and N (a partial last tile of 8 outputs;
+// more tiles than the persistent grid takes in one round), on both kernels: the tensor-core one
+// (16-bit, K a multiple of 64) and the CUDA-core one.
 TEST_P(GpuKernelsTest, GemvMatchesUnfusedOps) {
   const float eps = 1e-6f;
   const double tol = Bf16() ? 2.0 / 128 : 1e-4;
   for (int K : {48, 1536, 8960}) {
-    for (int M : {1, 3, 8}) {
+    for (int M : {1, 3, 5, 8}) {
       if (!cuda::GemvSupported(KD(GetParam()), M, K)) continue;
-      const int64_t N = 200;
-      at::Tensor x = at::randn({M, K}, Opts());
-      at::Tensor w = at::randn({2 * N, K}, Opts()) / std::sqrt(static_cast<double>(K));
-      at::Tensor nw = at::rand({K}, Opts()) + 0.5, bias = at::randn({2 * N}, Opts());
-      at::Tensor xf = x.to(at::kFloat);
-      at::Tensor normed = nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(GetParam());
-      auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y,
-                     cuda::GemvOut mode) {
-        cuda::GemvArgs a;
-        a.dt = KD(GetParam());
-        a.x = x.data_ptr();
-        a.ldx = K;
-        a.M = M;
-        a.K = K;
-        a.norm_w = norm ? norm->data_ptr() : nullptr;
-        a.eps = eps;
-        a.w = w.data_ptr();
-        a.N = n;
-        a.bias = b ? b->data_ptr() : nullptr;
-        a.y = y.data_ptr();
-        a.ldy = y.size(1);
-        a.mode = mode;
-        return cuda::Gemv(a, Stream());
-      };
-      const std::string where = "K " + std::to_string(K) + " M " + std::to_string(M);
-      at::Tensor wn = w.narrow(0, 0, N), bn = bias.narrow(0, 0, N);
-      // kStore, with norm and bias (the qkv projection).
-      at::Tensor y = at::empty({M, N}, Opts());
-      ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
-      EXPECT_LT(RelDiff(y, at::addmm(bn, normed, wn.t())), tol) << "store " << where;
-      // kStoreF32 without norm (logits), rounded to the dtype as the reference's matmul is.
-      at::Tensor yf = at::empty({M, N}, Opts().dtype(at::kFloat));
-      ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
-      EXPECT_LT(RelDiff(yf, at::mm(x, wn.t()).to(at::kFloat)), tol) << "store f32 " << where;
-      // kResidual (o_proj and down_proj): y += x W^T.
-      at::Tensor res = at::randn({M, N}, Opts()), want = res + at::mm(x, wn.t());
-      ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
-      EXPECT_LT(RelDiff(res, want), tol) << "residual " << where;
-      // kSiluMul with norm (gate/up stacked).
-      at::Tensor act = at::empty({M, N}, Opts());
-      at::Tensor gu = at::mm(normed, w.t());
-      ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
-      EXPECT_LT(RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N)), tol) << "silu " << where;
+      for (int64_t N : {200, 2052, 20000}) {
+        if (N == 20000 && K != 1536) continue;
+        at::Tensor x = at::randn({M, K}, Opts());
+        at::Tensor w = at::randn({2 * N, K}, Opts()) / std::sqrt(static_cast<double>(K));
+        at::Tensor nw = at::rand({K}, Opts()) + 0.5, bias = at::randn({2 * N}, Opts());
+        at::Tensor xf = x.to(at::kFloat);
+        at::Tensor normed = nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(GetParam());
+        at::Tensor wn = w.narrow(0, 0, N), bn = bias.narrow(0, 0, N);
+        at::Tensor gu = at::mm(normed, w.t());
+        for (bool tc : {false, true}) {
+          auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y,
+                         cuda::GemvOut mode) {
+            cuda::GemvArgs a;
+            a.dt = KD(GetParam());
+            a.x = x.data_ptr();
+            a.ldx = K;
+            a.M = M;
+            a.K = K;
+            a.norm_w = norm ? norm->data_ptr() : nullptr;
+            a.eps = eps;
+            a.w = w.data_ptr();
+            a.N = n;
+            a.bias = b ? b->data_ptr() : nullptr;
+            a.y = y.data_ptr();
+            a.ldy = y.size(1);
+            a.mode = mode;
+            a.tensor_cores = tc;
+            return cuda::Gemv(a, Stream());
+          };
+          const std::string where = "K " + std::to_string(K) + " M " + std::to_string(M) + " N " +
+                                    std::to_string(N) + (tc ? " tensor cores" : " cuda cores");
+          // kStore, with norm and bias (the qkv projection).
+          at::Tensor y = at::empty({M, N}, Opts());
+          ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
+          EXPECT_LT(RelDiff(y, at::addmm(bn, normed, wn.t())), tol) << "store " << where;
+          // kStoreF32 without norm (logits), rounded to the dtype as the reference's matmul is.
+          at::Tensor yf = at::empty({M, N}, Opts().dtype(at::kFloat));
+          ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
+          EXPECT_LT(RelDiff(yf, at::mm(x, wn.t()).to(at::kFloat)), tol) << "store f32 " << where;
+          // kResidual (o_proj and down_proj): y += x W^T.
+          at::Tensor res = at::randn({M, N}, Opts()), want = res + at::mm(x, wn.t());
+          ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
+          EXPECT_LT(RelDiff(res, want), tol) << "residual " << where;
+          // kSiluMul with norm (gate/up stacked).
+          at::Tensor act = at::empty({M, N}, Opts());
+          ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
+          EXPECT_LT(RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N)), tol) << "silu " << where;
+        }
+      }
     }
   }
 }

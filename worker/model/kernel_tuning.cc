@@ -29,7 +29,8 @@ std::string KernelTuning::Describe() const {
   return absl::StrCat("cpu_kernels=", cpu_kernels, " cuda_kernels=", cuda_kernels,
                       " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " flash_min_tokens=", flash_min_tokens,
                       " flash_min_work=", flash_min_work,
-                      " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units);
+                       " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units,
+                      " gemv_tensor_cores=", gemv_tensor_cores);
 }
 
 KernelTuningFlags::KernelTuningFlags(Flags& flags) {
@@ -55,7 +56,9 @@ KernelTuningFlags::KernelTuningFlags(Flags& flags) {
   gemv_max_rows_ = flags.Int("gemv-max-rows", d.gemv_max_rows,
                              "CUDA: steps of at most this many tokens use the fused GEMVs (0..8)");
   gemv_units_ = flags.Int("gemv-units", d.gemv_units,
-                          "CUDA: outputs per warp of the projection GEMVs; 0: the kernel's choice");
+                          "CUDA: outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice");
+  gemv_tensor_cores_ = flags.Bool("gemv-tensor-cores", d.gemv_tensor_cores,
+                                  "CUDA: run the GEMVs of bf16/f16 models on tensor cores (false: the CUDA-core GEMV)");
 }
 
 KernelTuning KernelTuningFlags::Get() const {
@@ -71,6 +74,7 @@ KernelTuning KernelTuningFlags::Get() const {
   t.flash_min_work = *flash_min_work_;
   t.gemv_max_rows = clamp32(*gemv_max_rows_);
   t.gemv_units = clamp32(*gemv_units_);
+  t.gemv_tensor_cores = *gemv_tensor_cores_;
   return t;
 }
 

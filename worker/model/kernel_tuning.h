@@ -47,8 +47,11 @@ struct KernelTuning {
   int64_t flash_min_work = 65536;
   // Steps of at most this many tokens use the fused GEMVs (0: never; at most kMaxGemvRows).
   int gemv_max_rows = 1;
-  // Outputs per warp of the projections' GEMVs; 0: the kernel's choice.
+  // Outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice.
   int gemv_units = 0;
+  // The GEMVs of 16-bit models on tensor cores (the batch's rows as the MMA's A operand); false:
+  // the CUDA-core GEMV (for comparison).
+  bool gemv_tensor_cores = true;
 
   // InvalidArgument naming the flag when a value is out of range.
   absl::Status Validate() const;
@@ -65,7 +68,7 @@ class KernelTuningFlags {
   KernelTuning Get() const;
 
  private:
-  bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_;
+  bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_, *gemv_tensor_cores_;
   int64_t *attn_splits_, *attn_stages_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
       *gemv_units_;
 };

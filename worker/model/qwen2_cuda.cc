@@ -336,6 +336,7 @@ class CudaPath final : public ForwardPath {
       ga.ldy = out.size(1);
       ga.mode = mode;
       if (ga.N < 65536) ga.units = ctx_.tuning.gemv_units;
+      ga.tensor_cores = ctx_.tuning.gemv_tensor_cores;
       Check(cuda::Gemv(ga, stream));
     };
 

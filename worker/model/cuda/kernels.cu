@@ -8,13 +8,16 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <type_traits>
 #include <utility>
-#include <type_traits>
 
 namespace r1::model::cuda {
 namespace {
@@ -1135,6 +1138,282 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
+
+// --- tensor-core GEMV (1 to 8 rows, bf16/f16) -----------------------------------------------
+//
+// The same products and epilogues as GemvKernel, for 16-bit weights with K a multiple of 64, on
+// tensor cores so that the batch's rows cost nothing extra: mma.sync m16n8k16 with x as A (the
+// batch's rows; rows M..15 zero) and 8 rows of W as B (a tile of 8 outputs). The k order
+// inside a step is permuted the same way for A and B (a dot product does not care), so that
+// each lane reads two 16-byte pieces of one W row and the matching pieces of its x row: lane l
+// takes W row l / 4 of the tile, and the four lanes of a quad read 64 contiguous bytes of it
+// per load (whole sectors).
+//
+// The grid is persistent: at most as many blocks as fit on the GPU at once, each taking tiles
+// round after round. The 8 warps of a block split K into S slices (S = 1, 2, 4 or 8: the
+// fewest that give every resident warp work; slices differ by at most one 64-k step), so each
+// warp owns (tile, slice) units; a block
+// round covers 8 / S tiles, and the S partial sums of a tile meet in shared memory. Each lane
+// keeps kTgLoads 16-byte weight loads in flight through a ring of registers that runs across
+// unit and round boundaries, so the stream of weights never waits for an epilogue; the ring's
+// first loads are issued before the wait on the previous kernel (PDL), as weights allow.
+
+constexpr int kTgThreads = 256;
+constexpr int kTgWarps = kTgThreads / 32;
+constexpr int kTgStepK = 64;  // k of one warp step
+constexpr int kTgTileN = 8;   // outputs of one tile (the mma's n)
+constexpr int kTgPad = 32;    // elements of padding per staged row of x: rows 64 bytes apart in banks
+constexpr int kTgLoads = 16;  // 16-byte weight loads in flight per lane
+
+// Shared memory of the staged rows of x.
+size_t TgSmem(int M, int K) { return static_cast<size_t>(M) * (K + kTgPad) * 2; }
+
+template <typename T, GemvOut kMode>
+__global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int split, int rounds) {
+  extern __shared__ __align__(16) unsigned char tg_smem[];
+  T* xs = reinterpret_cast<T*>(tg_smem);  // [M][K + kTgPad]
+  constexpr int kPairs = kMode == GemvOut::kSiluMul ? 2 : 1;
+  constexpr int kDepth = kTgLoads / (2 * kPairs);  // steps in flight
+  __shared__ float red[2][kTgWarps][32][kPairs][2];  // partial sums of a round (double-buffered)
+  const int K = a.K, M = a.M, tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, c = lane % 4;
+  const int xrow = K + kTgPad;
+  const int slice = warp % split, tiles_per_round = kTgWarps / split;
+  // This warp's slice of K: steps [s0, s0 + steps) of the row's K / 64 (slices differ by at most one).
+  const int all_steps = K / kTgStepK;
+  const int s0 = slice * all_steps / split, steps = (slice + 1) * all_steps / split - s0;
+  const T* W = static_cast<const T*>(a.w);
+  // This warp's tile in round r (>= tiles: none; the warp still takes part in the round).
+  auto tile_of = [&](int r) {
+    return (static_cast<int64_t>(blockIdx.x) + static_cast<int64_t>(r) * gridDim.x) * tiles_per_round +
+           warp / split;
+  };
+  // Lane c of a quad reads k [8c, 8c + 8) and [32 + 8c, 40 + 8c) of each step: the quad's
+  // 16-byte loads cover 64 contiguous bytes of the row, whole 32-byte sectors.
+  const int k_lane = s0 * kTgStepK + c * 8;  // + step * 64
+
+  uint4 ring[kDepth][kPairs][2];
+  int ir = 0, ik = 0;  // the next step to load: round, step within the unit
+  auto issue = [&](int slot) {
+    if (ir < rounds) {
+      const int64_t n = tile_of(ir) * kTgTileN + g;
+      const int k = k_lane + ik * kTgStepK;
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) {
+        if (n < a.N) {
+          const T* src = W + (p == 0 ? n : a.N + n) * K + k;
+          ring[slot][p][0] = LoadStreaming(src);
+          ring[slot][p][1] = LoadStreaming(src + 32);
+        } else {
+          ring[slot][p][0] = ring[slot][p][1] = make_uint4(0, 0, 0, 0);
+        }
+      }
+      if (++ik == steps) {
+        ik = 0;
+        ++ir;
+      }
+    }
+  };
+#pragma unroll
+  for (int i = 0; i < kDepth; ++i) issue(i);
+  GridDepWait();
+  GridDepLaunch();
+
+  // Stage this warp's slice of the rows of x (normalised when asked) as T. Each warp stages the
+  // slice it reads itself (warps of one slice write the same values), so no block-wide barrier
+  // stands between the wait and the first products; with the norm, each warp sums its rows'
+  // squares over all of K itself (from L2).
+  const T* x = static_cast<const T*>(a.x);
+  const int k_begin = s0 * kTgStepK, k_end = k_begin + steps * kTgStepK;
+  for (int m = 0; m < M; ++m) {
+    const T* xm = x + m * a.ldx;
+    if (a.norm_w != nullptr) {
+      float ss = 0.f;
+      for (int k = lane * 8; k < K; k += 256) {
+        float v[8];
+        LoadVec<T, 8>(xm + k, v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ss += v[e] * v[e];
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      const float rs = rsqrtf(ss / static_cast<float>(K) + a.eps);
+      const T* nw = static_cast<const T*>(a.norm_w);
+      for (int k = k_begin + lane * 8; k < k_end; k += 256) {
+        float v[8], w[8];
+        LoadVec<T, 8>(xm + k, v);
+        LoadVec<T, 8>(nw + k, w);
+        T out[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) out[e] = FromF<T>(w[e] * Round<T>(v[e] * rs));
+        memcpy(xs + m * xrow + k, out, sizeof(out));
+      }
+    } else {
+      for (int k = k_begin + lane * 8; k < k_end; k += 256)
+        *reinterpret_cast<uint4*>(xs + m * xrow + k) = *reinterpret_cast<const uint4*>(xm + k);
+    }
+  }
+  __syncwarp();
+
+  float acc[kPairs][4];
+#pragma unroll
+  for (int p = 0; p < kPairs; ++p) acc[p][0] = acc[p][1] = acc[p][2] = acc[p][3] = 0.f;
+  // The end of round r's unit: the S slices' sums meet, and the first warp of the tile applies
+  // the epilogue. Lane l holds row g of x against outputs 2c and 2c + 1 of the tile.
+  auto finish = [&](int r) {
+    float v[kPairs][2];
+#pragma unroll
+    for (int p = 0; p < kPairs; ++p) {
+      v[p][0] = acc[p][0];
+      v[p][1] = acc[p][1];
+    }
+    if (split > 1) {
+      auto& buf = red[r & 1];
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) {
+        buf[warp][lane][p][0] = v[p][0];
+        buf[warp][lane][p][1] = v[p][1];
+      }
+      __syncthreads();
+      if (slice != 0) return;
+      for (int s = 1; s < split; ++s)
+#pragma unroll
+        for (int p = 0; p < kPairs; ++p) {
+          v[p][0] += buf[warp + s][lane][p][0];
+          v[p][1] += buf[warp + s][lane][p][1];
+        }
+    }
+    const int64_t n0 = tile_of(r) * kTgTileN + 2 * c;
+    if (g >= M) return;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int64_t n = n0 + j;
+      if (n >= a.N) continue;
+      const int64_t at = g * a.ldy + n;
+      if constexpr (kMode == GemvOut::kStore) {
+        const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
+        static_cast<T*>(a.y)[at] = FromF<T>(v[0][j] + b);
+      } else if constexpr (kMode == GemvOut::kStoreF32) {
+        const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
+        static_cast<float*>(a.y)[at] = Round<T>(v[0][j] + b);
+      } else if constexpr (kMode == GemvOut::kResidual) {
+        T* y = static_cast<T*>(a.y);
+        y[at] = FromF<T>(ToF(y[at]) + Round<T>(v[0][j]));
+      } else {
+        const float gate = Round<T>(v[0][j]), up = Round<T>(v[kPairs - 1][j]);
+        const float s = Round<T>(gate / (1.f + expf(-gate)));
+        static_cast<T*>(a.y)[at] = FromF<T>(s * up);
+      }
+    }
+  };
+
+  const int total = rounds * steps;
+  int cr = 0, ck = 0;  // the step being consumed
+  const T* xg = xs + (g < M ? g : 0) * xrow + k_lane;
+  for (int j0 = 0; j0 < total; j0 += kDepth) {
+#pragma unroll
+    for (int i = 0; i < kDepth; ++i) {
+      if (j0 + i < total) {
+        uint4 x0 = make_uint4(0, 0, 0, 0), x1 = x0;
+        if (g < M) {
+          x0 = *reinterpret_cast<const uint4*>(xg + ck * kTgStepK);
+          x1 = *reinterpret_cast<const uint4*>(xg + ck * kTgStepK + 32);
+        }
+        // The four k16 slices of the step: the lane's values 4q .. 4q + 3 of its 16.
+        const uint32_t xa[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+        for (int p = 0; p < kPairs; ++p) {
+          const uint32_t wb[8] = {ring[i][p][0].x, ring[i][p][0].y, ring[i][p][0].z, ring[i][p][0].w,
+                                  ring[i][p][1].x, ring[i][p][1].y, ring[i][p][1].z, ring[i][p][1].w};
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const uint32_t af[4] = {xa[2 * q], 0u, xa[2 * q + 1], 0u};
+            Mma16816<T>(acc[p], af, wb[2 * q], wb[2 * q + 1]);
+          }
+        }
+        issue(i);  // the slot is free: load the step kDepth ahead into it
+        if (++ck == steps) {
+          finish(cr);
+#pragma unroll
+          for (int p = 0; p < kPairs; ++p) acc[p][0] = acc[p][1] = acc[p][2] = acc[p][3] = 0.f;
+          ck = 0;
+          ++cr;
+        }
+      }
+    }
+  }
+}
+
+// Blocks of `kernel` (with `smem` bytes of dynamic shared memory) that fit on the device at once.
+int TgResidentBlocks(const void* kernel, size_t smem) {
+  struct Key {
+    const void* k;
+    size_t s;
+    bool operator<(const Key& o) const { return k != o.k ? k < o.k : s < o.s; }
+  };
+  static std::mutex mu;
+  static std::map<Key, int> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({kernel, smem});
+  if (it != cache.end()) return it->second;
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTgThreads, smem) != cudaSuccess)
+    return 0;
+  const int n = sms * per_sm;
+  cache[{kernel, smem}] = n;
+  return n;
+}
+
+template <typename T, GemvOut kMode>
+int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
+  auto kernel = GemvTcKernel<T, kMode>;
+  static bool raised = false;
+  if (!raised) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemvMaxSmem);
+    if (e != cudaSuccess) return static_cast<int>(e);
+    raised = true;
+  }
+  const size_t smem = TgSmem(a.M, a.K);
+  const int resident = TgResidentBlocks(reinterpret_cast<const void*>(kernel), smem);
+  if (resident <= 0) return static_cast<int>(cudaErrorInvalidConfiguration);
+  const int64_t tiles = (a.N + kTgTileN - 1) / kTgTileN;
+  // The fewest K slices that give every resident warp a unit (two 64-k steps a slice at least).
+  int split = 1;
+  while (split < kTgWarps && a.K / kTgStepK >= 4 * split &&
+         tiles * split < static_cast<int64_t>(resident) * kTgWarps)
+    split *= 2;
+  // As few rounds as the resident blocks allow, and the tiles spread evenly over them (a last
+  // round of a few tiles would leave most of the GPU idle while it streams).
+  const int64_t per_round = kTgWarps / split;
+  const int64_t rounds = (tiles + static_cast<int64_t>(resident) * per_round - 1) / (resident * per_round);
+  const int64_t blocks = (tiles + rounds * per_round - 1) / (rounds * per_round);
+  return static_cast<int>(Launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kTgThreads), smem, stream, a,
+                                 split, static_cast<int>(rounds)));
+}
+
+template <typename T>
+int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
+  switch (a.mode) {
+    case GemvOut::kStore: return LaunchGemvTc<T, GemvOut::kStore>(a, stream);
+    case GemvOut::kResidual: return LaunchGemvTc<T, GemvOut::kResidual>(a, stream);
+    case GemvOut::kSiluMul: return LaunchGemvTc<T, GemvOut::kSiluMul>(a, stream);
+    case GemvOut::kStoreF32: return LaunchGemvTc<T, GemvOut::kStoreF32>(a, stream);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+// True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of 64, x and W
+// 16-byte aligned, the staged rows within shared memory.
+bool GemvTcApplies(const GemvArgs& a) {
+  return a.tensor_cores && a.dt != DType::kF32 && a.K % kTgStepK == 0 && a.ldx % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(a.norm_w) % 16 == 0 &&
+         TgSmem(a.M, a.K) <= static_cast<size_t>(kGemvMaxSmem);
+}
+
+
 size_t ElementSize(DType dt) { return dt == DType::kF32 ? 4 : 2; }
 
 int Blocks(int64_t n, int threads) {
@@ -1260,6 +1539,10 @@ int Gemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.N == 0) return 0;
   if (!GemvSupported(a.dt, a.M, a.K) || (a.ldx * ElementSize(a.dt)) % 16 != 0)
     return static_cast<int>(cudaErrorInvalidValue);
+  if (GemvTcApplies(a)) {
+    if (a.dt == DType::kF16) return GemvTcMode<__half>(a, stream);
+    return GemvTcMode<__nv_bfloat16>(a, stream);
+  }
   switch (a.dt) {
     case DType::kF32: return GemvMode<float>(a, stream);
     case DType::kF16: return GemvMode<__half>(a, stream);

@@ -144,7 +144,11 @@ struct GemvArgs {
   void* y = nullptr;
   int64_t ldy = 0;
   GemvOut mode = GemvOut::kStore;
-  int units = 0;  // outputs per warp; 0: 8 for N >= 65,536 (the vocabulary), else 1
+  int units = 0;  // CUDA-core kernel: outputs per warp; 0: 8 for N >= 65,536 (the vocabulary), else 1
+  // 16-bit weights with K a multiple of 64 (every R1 distill's layers) run on tensor cores, the
+  // batch's rows as the MMA's A, a persistent grid streaming W with 16 loads in flight per lane;
+  // false (tests, benchmarks) keeps the CUDA-core kernel.
+  bool tensor_cores = true;
 };
 // The largest M the GEMV takes (KernelTuning's kMaxGemvRows); larger batches use cuBLAS GEMMs.
 constexpr int kGemvMaxRows = 8;
