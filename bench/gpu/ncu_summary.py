@@ -21,7 +21,7 @@ def short(name):
     """Kernel name without namespaces' noise, template arguments and parameters (our GEMV keeps
     its epilogue, which tells the projections apart)."""
     name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
-    if m := re.search(r"Gemv(Tc)?Kernel<.*?GemvOut\)(\d)", name):
+    if m := re.search(r"Gemv(Tc)?Kernel<[^>]*?(\d)>", name):  # the epilogue is the last argument
         return f"r1::Gemv{m[1] or ''}Kernel " + GEMV_MODES.get(m[2], m[2])
     name = re.sub(r"^void ", "", name)
     return name.split("(")[0].split("<")[0][:70]
