@@ -3,9 +3,15 @@
 gpu_model_bench with CUDA graphs (--graph-profiling node): finds the last decode step (the
 repeating tail of kernel names) and prints its kernels grouped by name, with their total GPU
 time and, when DRAM bytes were collected, the read bandwidth they reached.
-Usage: ncu_summary.py NCU.csv"""
+Usage: ncu_summary.py NCU.csv [FIRST_N]
+  FIRST_N: also list the step's first N kernels one by one.
+  With R1_NCU_LAYERS=L (the model's layer count) it also prints the mean time, bytes and
+  bandwidth of each kernel of a layer over the step's L layers (docs/gpu.md's profile tables),
+  taking the kernels between the step's first and its last two (the lm_head and argmax) as L
+  equal layers."""
 import collections
 import csv
+import os
 import re
 import sys
 
@@ -68,6 +74,17 @@ def main():
     for n, (c, t, b) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:20]:
         bw = f"{b / (t * 1e-6) / 1e9:7.0f} GB/s" if b else ""
         print(f"{t:9.1f} us {c:5d} x  {t / c:7.2f} us each  {bw}  {n}")
+    layers = int(os.environ.get("R1_NCU_LAYERS", "0"))
+    body = step[1:-2]
+    if layers > 0 and len(body) % layers == 0:
+        per = len(body) // layers
+        print(f"\nper layer (mean over {layers} layers):")
+        for j in range(per):
+            ks = body[j::per]
+            t = sum(k[1] for k in ks) / layers
+            b = sum(k[2] for k in ks) / layers
+            bw = f"{b / (t * 1e-6) / 1e12:5.2f} TB/s" if b > 1e6 else ""
+            print(f"{t:8.2f} us {b / 1e6:8.2f} MB {bw:>10}  {short(ks[0][0])}")
     if len(sys.argv) > 2:  # the first N kernels of the step, one by one
         print("\nthe step's first kernels:")
         for n, t, b in step[:int(sys.argv[2])]:
