@@ -7,10 +7,10 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#include "worker/model/cpu_avx2.h"
+
+#ifdef R1_HAVE_AVX2
 #define R1_HAVE_F32_AVX2 1
-#include <immintrin.h>
-#define R1_TARGET_AVX2_FMA __attribute__((target("avx2,fma")))
 #endif
 
 namespace r1::model::f32 {
@@ -43,14 +43,8 @@ inline float Dot(const float* x, const float* w, int64_t K) {
 
 #ifdef R1_HAVE_F32_AVX2
 
-// The lane tree on a vector: the high half onto the low (l_j + l_{j+4}), then the upper pair
-// onto the lower, then lane 1 onto lane 0.
-R1_TARGET_AVX2_FMA inline float ReduceLanes(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+// The lane tree on a vector (SumLanes: the same tree as the scalar ReduceLanes above).
+R1_TARGET_AVX2_FMA inline float ReduceLanes(__m256 v) { return SumLanes(v); }
 
 // Lanes [0, n) set: the last partial group's loads (masked lanes read +0, as LaneSums does).
 R1_TARGET_AVX2_FMA inline __m256i TailMask(int64_t n) {

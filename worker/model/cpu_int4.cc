@@ -6,15 +6,12 @@
 #include <cstring>
 #include <vector>
 
+#include "worker/model/cpu_avx2.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/cpu_parallel.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#ifdef R1_HAVE_AVX2
 #define R1_HAVE_AVX2_INT4_KERNEL 1
-#include <immintrin.h>
-#define R1_TARGET_AVX2_FMA __attribute__((target("avx2,fma")))
-#else
-#define R1_TARGET_AVX2_FMA
 #endif
 
 namespace r1::model {
@@ -68,19 +65,12 @@ Activations QuantizeActivations(const at::Tensor& x, int64_t group) {
 
 #ifdef R1_HAVE_AVX2_INT4_KERNEL
 
-R1_TARGET_AVX2_FMA inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // Σ a[i] b[i], eight lanes at a time.
 R1_TARGET_AVX2_FMA inline float Dot(const float* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float s = HorizontalSum(acc);
+  float s = SumLanes(acc);
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -135,7 +125,7 @@ R1_TARGET_AVX2_FMA inline void DotRow(const uint8_t* w, const float* scale, int6
     for (int m = 0; m < MR; ++m)
       acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p[m], ones)), s, acc[m]);
   }
-  for (int m = 0; m < MR; ++m) out[m] = HorizontalSum(acc[m]);
+  for (int m = 0; m < MR; ++m) out[m] = SumLanes(acc[m]);
 }
 
 #else
