@@ -65,16 +65,6 @@ Activations QuantizeActivations(const at::Tensor& x, int64_t group) {
 
 #ifdef R1_HAVE_AVX2_INT4_KERNEL
 
-// Σ a[i] b[i], eight lanes at a time.
-R1_TARGET_AVX2_FMA inline float Dot(const float* a, const float* b, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float s = SumLanes(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 // The int16 pair sums of one 64-column chunk c of a weight row against MR activation rows
 // (stride Kp): one 32-byte load, the nibbles masked out in registers, unsigned nibble x signed
 // byte products added in pairs (vpmaddubsw; each lane at most 2 * 2 * 15 * 127 = 7620). Lanes
@@ -128,13 +118,22 @@ R1_TARGET_AVX2_FMA inline void DotRow(const uint8_t* w, const float* scale, int6
   for (int m = 0; m < MR; ++m) out[m] = SumLanes(acc[m]);
 }
 
-#else
-
-inline float Dot(const float* a, const float* b, int64_t n) {
-  float s = 0.f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+// What a row's zero points take off its sums: Σ_g (scale[g] * zero[g]) * xsum[g], in one pass
+// (the same products and order as a Dot over the scaled zeros).
+R1_TARGET_AVX2_FMA inline float ZeroCorrection(const float* scale, const uint8_t* zero, const float* xsum,
+                                               int64_t groups) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8) {
+    const __m256 z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zero + g))));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(scale + g), z), _mm256_loadu_ps(xsum + g), acc);
+  }
+  float s = SumLanes(acc);
+  for (; g < groups; ++g) s += scale[g] * static_cast<float>(zero[g]) * xsum[g];
   return s;
 }
+
+#else
 
 // The same sums, one column at a time (unpacking as UnpackInt4 does).
 template <int MR, int G>
@@ -146,6 +145,12 @@ void DotRow(const uint8_t* w, const float* scale, int64_t chunks, const int8_t* 
     for (int m = 0; m < MR; ++m)
       out[m] += scale[k / G] * static_cast<float>(q * x[m * Kp + PermutedColumn(k)]);
   }
+}
+
+inline float ZeroCorrection(const float* scale, const uint8_t* zero, const float* xsum, int64_t groups) {
+  float s = 0.f;
+  for (int64_t g = 0; g < groups; ++g) s += scale[g] * static_cast<float>(zero[g]) * xsum[g];
+  return s;
 }
 
 #endif  // R1_HAVE_AVX2_INT4_KERNEL
@@ -163,7 +168,6 @@ template <int G>
 R1_TARGET_AVX2_FMA void Rows(const Activations& x, const Weights& w, const float* bias, float* y,
                              int64_t N, int64_t n0, int64_t n1) {
   const int64_t chunks = x.Kp / 64;
-  std::vector<float> scaled_zero(static_cast<size_t>(w.groups));
   for (int64_t mb = 0; mb < x.M; mb += 4) {
     const int64_t mr = std::min<int64_t>(4, x.M - mb);
     const int8_t* xq = x.q.data() + mb * x.Kp;
@@ -177,12 +181,11 @@ R1_TARGET_AVX2_FMA void Rows(const Activations& x, const Weights& w, const float
         case 2: DotRow<2, G>(wq, scale, chunks, xq, x.Kp, dot); break;
         default: DotRow<1, G>(wq, scale, chunks, xq, x.Kp, dot); break;
       }
-      // What the zero points take off the sums above: Σ_g scale * zero * Σ_{k in g} xq.
+      // The zero points (Σ_g scale * zero * Σ_{k in g} xq off the sums), the scales, the bias.
       const uint8_t* zero = w.zero + n * w.groups;
-      for (int64_t g = 0; g < w.groups; ++g) scaled_zero[g] = scale[g] * static_cast<float>(zero[g]);
       for (int64_t j = 0; j < mr; ++j) {
         const int64_t m = mb + j;
-        const float correction = Dot(scaled_zero.data(), x.sum.data() + m * x.groups, w.groups);
+        const float correction = ZeroCorrection(scale, zero, x.sum.data() + m * x.groups, w.groups);
         float v = x.scale[m] * (dot[j] - correction);
         if (bias) v += bias[n];
         y[m * N + n] = v;
