@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
                   "Decode step time with every sequence constrained vs unconstrained, one run.");
   std::string* model = flags.String("model", "", "checkpoint directory with tokenizer.json (required)");
   std::string* device = flags.String("device", "cpu", "cpu, cuda or cuda:N");
-  std::string* dtype = flags.String("dtype", "auto", "auto, bfloat16, float16 or float32");
+  std::string* dtype = flags.String("dtype", "auto", "auto (bfloat16 on CUDA and on CPUs with AVX512-BF16, else float32), bfloat16, float16 or float32");
   int64_t* threads = flags.Int("threads", 0, "CPU threads (model and masks); 0: one per core");
   int64_t* kv_memory = flags.Int("kv-cache-memory", 0, "KV cache bytes; 0: as r1-worker");
   int64_t* batch = flags.Int("batch", 64, "sequences in the batch");

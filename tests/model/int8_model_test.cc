@@ -19,6 +19,7 @@
 #include "tests/cli_util.h"
 #include "tests/model/fixtures.h"
 #include "worker/model/config.h"
+#include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/qwen2.h"
@@ -105,6 +106,23 @@ TEST(Int8ConfigTest, ReadsW8A8AndNamesWhatItRefuses) {
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("c.json: quantization_config"));
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("r1serve loads compressed-tensors int8 W8A8"));
   }
+}
+
+// --dtype auto is bfloat16 only where bfloat16 runs on our kernels (CUDA; a CPU with
+// AVX512-BF16), float32 on other CPUs; explicit values are kept, float16 is refused on the CPU.
+TEST(DtypeTest, AutoIsBfloat16OnlyWhereItRunsOnOurKernels) {
+  const at::Device cpu(at::kCPU), cuda(at::kCUDA, 0);
+  EXPECT_EQ(*ResolveDtype("auto", cpu), CpuGemmAvailable() ? at::kBFloat16 : at::kFloat);
+  EXPECT_EQ(*ResolveDtype("auto", cuda), at::kBFloat16);
+  EXPECT_EQ(*ResolveDtype("bfloat16", cpu), at::kBFloat16);
+  EXPECT_EQ(*ResolveDtype("float32", cuda), at::kFloat);
+  EXPECT_EQ(*ResolveDtype("float16", cuda), at::kHalf);
+  auto half = ResolveDtype("float16", cpu);
+  ASSERT_FALSE(half.ok());
+  EXPECT_THAT(std::string(half.status().message()), HasSubstr("not supported on CPU"));
+  auto bad = ResolveDtype("int7", cpu);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'int7'"));
 }
 
 TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {

@@ -51,6 +51,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
     return absl::InternalError(std::string("loading the model: ") + e.what_without_backtrace());
   }
   const at::Device device = r->model_->device();
+  if (o.load.dtype == "auto" && device.is_cpu() && r->model_->dtype() == at::kFloat)
+    R1_LOG(INFO) << "--dtype auto: float32, because this CPU has no AVX512-BF16 (bfloat16 would "
+                    "run libtorch's fallback, several times slower); --dtype bfloat16 forces it";
   R1_LOG(INFO) << "model weights: " << r->model_->weight_bytes() << " bytes, "
                << c10::toString(r->model_->dtype())
                << (r->model_->quantization() == "none" ? "" : " " + r->model_->QuantizationSummary())

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
 #include "worker/model/forward_path.h"
@@ -43,7 +44,10 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& device) {
 }
 
 absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device device) {
-  if (dtype == "auto" || dtype == "bfloat16" || dtype == "bf16") return at::kBFloat16;
+  // A CPU without AVX512-BF16 runs bfloat16 through libtorch's fallback, several times slower
+  // than float32 (on the 2-core AVX2 VM: decode 0.5 tok/s against 1.9, prefill 0.6 against 14).
+  if (dtype == "auto") return device.is_cpu() && !CpuGemmAvailable() ? at::kFloat : at::kBFloat16;
+  if (dtype == "bfloat16" || dtype == "bf16") return at::kBFloat16;
   if (dtype == "float32" || dtype == "fp32") return at::kFloat;
   if (dtype == "float16" || dtype == "fp16") {
     if (device.is_cpu())
