@@ -651,6 +651,12 @@ TEST_F(EngineTest, KvCacheSizeFromFlagsAndLoadOnCpu) {
   EXPECT_EQ(l.kv_cache_bytes, per_block * l.blocks_total);
   EXPECT_LE(l.kv_cache_bytes, kDefaultCpuKvCacheMemory);
   EXPECT_GT(l.kv_cache_bytes, kDefaultCpuKvCacheMemory - per_block);
+  // The default holds kDefaultCpuKvCacheTokens of any model: 1 GiB, or those tokens when
+  // they take more (the float32 1.5B: 57,344 bytes a token).
+  EXPECT_EQ(DefaultCpuKvCacheBytes(per_block / o.block_size), kDefaultCpuKvCacheMemory);
+  EXPECT_EQ(DefaultCpuKvCacheBytes(57344), int64_t{32768} * 57344);
+  EXPECT_EQ(DefaultCpuKvCacheBytes(kDefaultCpuKvCacheMemory / kDefaultCpuKvCacheTokens), kDefaultCpuKvCacheMemory);
+  EXPECT_EQ(DefaultCpuKvCacheBytes(0), kDefaultCpuKvCacheMemory);
   // Off CUDA there are no device figures (the service reports process memory instead).
   EXPECT_FALSE(l.device_memory_available);
   EXPECT_EQ(l.device_memory_used + l.device_memory_total + l.allocator_allocated +

@@ -126,8 +126,14 @@ struct ReasoningOptions {
   std::vector<int32_t> budget_message;  // --thinking-budget-message, forced before "</think>"
 };
 
-// The KV cache's size on CPU when EngineOptions::kv_cache_memory is 0.
+// The KV cache's size on CPU when EngineOptions::kv_cache_memory is 0: this many bytes, or
+// kDefaultCpuKvCacheTokens tokens of the model's KV when that is more (an R1 chain of thought
+// runs to 32k tokens; float32, the default on CPUs without AVX512-BF16, fits 18k tokens of the
+// 1.5B in 1 GiB).
 constexpr int64_t kDefaultCpuKvCacheMemory = 1LL << 30;
+constexpr int64_t kDefaultCpuKvCacheTokens = 32768;
+// That default for a model whose KV takes bytes_per_token a token.
+int64_t DefaultCpuKvCacheBytes(int64_t bytes_per_token);
 
 struct EngineOptions {
   std::string model_dir;

@@ -1,9 +1,15 @@
 // Torch-free definitions for engine.h.
 #include "worker/engine/engine.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace r1::engine {
+
+int64_t DefaultCpuKvCacheBytes(int64_t bytes_per_token) {
+  return std::max(kDefaultCpuKvCacheMemory, kDefaultCpuKvCacheTokens * std::max<int64_t>(0, bytes_per_token));
+}
 
 const char* FinishReasonName(FinishReason r) {
   switch (r) {

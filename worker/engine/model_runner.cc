@@ -13,11 +13,20 @@ namespace {
 
 // The KV cache's bytes: --kv-cache-memory when given; otherwise, where the device reports its
 // memory, the fraction of the memory free now that the model is loaded (the caching
-// allocator's idle blocks count as free: it hands them out again), and elsewhere the default.
+// allocator's idle blocks count as free: it hands them out again), and elsewhere the default:
+// kDefaultCpuKvCacheMemory, or kDefaultCpuKvCacheTokens tokens when those take more.
 absl::StatusOr<int64_t> KvCacheBytes(const RunnerOptions& o, const at::Device& device,
-                                     bool reports_memory) {
+                                     bool reports_memory, int64_t bytes_per_token) {
   if (o.kv_cache_memory > 0) return o.kv_cache_memory;
-  if (!reports_memory) return kDefaultCpuKvCacheMemory;
+  if (!reports_memory) {
+    const int64_t bytes = DefaultCpuKvCacheBytes(bytes_per_token);
+    if (bytes > kDefaultCpuKvCacheMemory) {
+      R1_LOG(INFO) << "KV cache: " << kDefaultCpuKvCacheTokens << " tokens of " << bytes_per_token
+                   << " bytes (more than the " << kDefaultCpuKvCacheMemory
+                   << "-byte default; --kv-cache-memory sets it)";
+    }
+    return bytes;
+  }
   model::DeviceMemory m = model::QueryDeviceMemory(device);
   if (!m.available) {
     return absl::InternalError("cannot read the free memory of " + device.str() +
@@ -51,9 +60,10 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
     return absl::InternalError(std::string("loading the model: ") + e.what_without_backtrace());
   }
   const at::Device device = r->model_->device();
-  if (o.load.dtype == "auto" && device.is_cpu() && r->model_->dtype() == at::kFloat)
+  if (o.load.dtype == "auto" && device.is_cpu() && r->model_->dtype() == at::kFloat) {
     R1_LOG(INFO) << "--dtype auto: float32, because this CPU has no AVX512-BF16 (bfloat16 would "
                     "run libtorch's fallback, several times slower); --dtype bfloat16 forces it";
+  }
   R1_LOG(INFO) << "model weights: " << r->model_->weight_bytes() << " bytes, "
                << c10::toString(r->model_->dtype())
                << (r->model_->quantization() == "none" ? "" : " " + r->model_->QuantizationSummary())
@@ -69,7 +79,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
   const model::ModelConfig& cfg = r->model_->config();
   R1_ASSIGN_OR_RETURN(bool fp8, ParseKvCacheDtype(o.kv_cache_dtype, r->model_->dtype()));
   const int64_t per_block = model::KvCache::BytesPerBlock(cfg, o.block_size, r->model_->dtype(), fp8);
-  R1_ASSIGN_OR_RETURN(int64_t kv_bytes, KvCacheBytes(o, device, r->traits_.reports_device_memory));
+  R1_ASSIGN_OR_RETURN(int64_t kv_bytes, KvCacheBytes(o, device, r->traits_.reports_device_memory,
+                                                     (per_block + o.block_size - 1) / o.block_size));
   const int64_t num_blocks = per_block > 0 ? kv_bytes / per_block : 0;
   if (num_blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat(

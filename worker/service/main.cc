@@ -67,7 +67,8 @@ int Run(int argc, char** argv) {
       "kv-cache-memory", 0,
       "bytes for the KV cache (sets the block count); 0: on CUDA --kv-cache-fraction of the "
       "device memory free after loading the model, on CPU " +
-          std::to_string(r1::engine::kDefaultCpuKvCacheMemory));
+          std::to_string(r1::engine::kDefaultCpuKvCacheMemory) + " or " +
+          std::to_string(r1::engine::kDefaultCpuKvCacheTokens) + " tokens' worth, whichever is more");
   double* kv_fraction = flags.Double(
       "kv-cache-fraction", 0.9,
       "on CUDA without --kv-cache-memory: the share of free device memory the KV cache takes, "
