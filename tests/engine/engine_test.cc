@@ -134,10 +134,12 @@ TEST_F(EngineTest, PreemptionByRecomputeKeepsGreedyIds) {
   auto tight = Make(40 * 1024);
   ASSERT_TRUE(tight);
   std::vector<std::shared_ptr<CollectingSink>> sinks;
+  std::vector<EngineRequest> batch;  // in one submission: they meet however fast the engine runs
   for (const auto& p : prompts) {
     sinks.push_back(std::make_shared<CollectingSink>());
-    ASSERT_TRUE(tight->Submit(Req(p, 24, sinks.back())).ok());
+    batch.push_back(Req(p, 24, sinks.back()));
   }
+  ASSERT_TRUE(tight->SubmitAll(std::move(batch)).ok());
   for (size_t i = 0; i < sinks.size(); ++i) {
     sinks[i]->Wait();
     EXPECT_EQ(sinks[i]->last.finish, FinishReason::kLength);
@@ -179,11 +181,15 @@ TEST_F(EngineTest, PrefixCacheUnderPreemptionAndCancellationKeepsGreedyIds) {
   ASSERT_TRUE(tight->Submit(Req(prompts[0], 20, first)).ok());
   first->Wait();
   EXPECT_EQ(first->ids, want[0]);
+  // All eight in one submission, so they meet in the scheduler however fast the engine runs
+  // (one at a time, a fast machine finished each before the next came: no preemption).
   std::vector<std::shared_ptr<CollectingSink>> sinks;
+  std::vector<EngineRequest> batch;
   for (const auto& p : prompts) {
     sinks.push_back(std::make_shared<CollectingSink>());
-    ASSERT_TRUE(tight->Submit(Req(p, 20, sinks.back())).ok());
+    batch.push_back(Req(p, 20, sinks.back()));
   }
+  ASSERT_TRUE(tight->SubmitAll(std::move(batch)).ok());
   while (sinks[5]->Count() < 5 && !sinks[5]->done) std::this_thread::yield();
   sinks[5]->cancel = true;
   for (size_t i = 0; i < sinks.size(); ++i) {
