@@ -128,6 +128,17 @@ cudaError_t Launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
+// Lets kKernel use `bytes` of dynamic shared memory (past the 48 KiB default): set once per
+// kernel; a failure is returned, and tried again at the next call.
+template <auto kKernel>
+cudaError_t AllowDynamicSmem(int bytes) {
+  static std::atomic<bool> done{false};
+  if (done.load(std::memory_order_acquire)) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess) done.store(true, std::memory_order_release);
+  return e;
+}
+
 // --- residual add + RMSNorm ----------------------------------------------------------------
 
 template <typename T, int kThreads>
@@ -915,13 +926,7 @@ template <typename T, bool kFp8, int kStages>
 cudaError_t PrepareTc(void (**kernel)(PagedAttentionArgs), size_t* smem) {
   *kernel = DecodeAttentionTcKernel<T, kFp8, kStages>;
   *smem = tc::SmemBytes(kFp8, kStages);
-  static bool raised = false;  // allow more than 48 KiB of dynamic shared memory, once
-  if (!raised) {
-    cudaError_t e = cudaFuncSetAttribute(*kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(*smem));
-    if (e != cudaSuccess) return e;
-    raised = true;
-  }
-  return cudaSuccess;
+  return AllowDynamicSmem<DecodeAttentionTcKernel<T, kFp8, kStages>>(static_cast<int>(*smem));
 }
 
 template <typename T>
@@ -1104,13 +1109,8 @@ __global__ void __launch_bounds__(kGemvThreads) GemvKernel(GemvArgs a, int units
 template <typename T, int kM, GemvOut kMode>
 int LaunchGemv(const GemvArgs& a, cudaStream_t stream) {
   const size_t smem = static_cast<size_t>(a.M) * a.K * sizeof(T);
-  auto kernel = GemvKernel<T, kM, kMode>;
-  static bool raised = false;  // allow more than 48 KiB of dynamic shared memory, once
-  if (!raised) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemvMaxSmem);
-    if (e != cudaSuccess) return static_cast<int>(e);
-    raised = true;
-  }
+  if (cudaError_t e = AllowDynamicSmem<GemvKernel<T, kM, kMode>>(kGemvMaxSmem); e != cudaSuccess)
+    return static_cast<int>(e);
   // Large N (the vocabulary): several outputs per warp, so fewer blocks re-stage x.
   const int units = a.units > 0 ? a.units : (a.N >= 65536 ? 8 : 1);
   const int64_t per_block = static_cast<int64_t>(kGemvThreads / 32) * units;
@@ -1369,12 +1369,8 @@ int TgResidentBlocks(const void* kernel, size_t smem) {
 template <typename T, GemvOut kMode>
 int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
   auto kernel = GemvTcKernel<T, kMode>;
-  static bool raised = false;
-  if (!raised) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kGemvMaxSmem);
-    if (e != cudaSuccess) return static_cast<int>(e);
-    raised = true;
-  }
+  if (cudaError_t e = AllowDynamicSmem<GemvTcKernel<T, kMode>>(kGemvMaxSmem); e != cudaSuccess)
+    return static_cast<int>(e);
   const size_t smem = TgSmem(a.M, a.K);
   const int resident = TgResidentBlocks(reinterpret_cast<const void*>(kernel), smem);
   if (resident <= 0) return static_cast<int>(cudaErrorInvalidConfiguration);
