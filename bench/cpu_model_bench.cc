@@ -29,6 +29,7 @@
 #include "common/flags.h"
 #include "worker/model/cpu_f32.h"
 #include "worker/model/cpu_gemm.h"
+#include "worker/model/cpu_int8.h"
 #include "worker/model/cpu_parallel.h"
 #include "worker/model/cpu_weights.h"
 #include "worker/model/qwen2.h"
@@ -210,9 +211,10 @@ int main(int argc, char** argv) {
   // Bandwidth is measured again around every round's decode: a busy machine only lowers it, so
   // the best figure of the run is the overall bound's.
   double bw1 = r1::bench::ReadBandwidthGBs(1, 5), bw = r1::bench::ReadBandwidthGBs(nthreads, 5);
-  std::printf("threads %d; AVX512-BF16 kernel available: %s; float32 kernels: %s\n", nthreads,
+  std::printf("threads %d; AVX512-BF16 kernel available: %s; float32 kernels: %s; int8/int4 kernels: %s\n", nthreads,
               r1::model::CpuGemmAvailable() ? "yes" : "no",
-              r1::model::BestF32Isa() == r1::model::F32Isa::kAvx2 ? "AVX2+FMA" : "scalar");
+              r1::model::BestF32Isa() == r1::model::F32Isa::kAvx2 ? "AVX2+FMA" : "scalar",
+              r1::model::Int8IsaName(r1::model::BestInt8Isa()));
   std::printf("memory read bandwidth at start (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1\n",
               bw, nthreads, bw1);
   std::fflush(stdout);

@@ -87,15 +87,28 @@ TEST(CpuInt4Test, PackAndUnpackAreInverse) {
   EXPECT_TRUE(at::equal(UnpackInt4(packed, 100), q));
 }
 
-TEST(CpuInt4Test, LinearEqualsAtenOnDequantizedWeights) {
-  if (!Int4KernelAvailable()) GTEST_SKIP() << "this CPU has no AVX2 and FMA: int4 refuses to load";
+// Each kernel: the AVX2 one wherever int4 loads; with kAvx512Vnni, 16 rows of x or more run
+// the VNNI GEMM (skipped, with the reason, on CPUs without it).
+class CpuInt4KernelTest : public ::testing::TestWithParam<Int8Isa> {
+ protected:
+  void SetUp() override {
+    if (!Int4KernelAvailable()) GTEST_SKIP() << "this CPU has no AVX2 and FMA: int4 refuses to load";
+    if (!Int8IsaAvailable(GetParam()))
+      GTEST_SKIP() << "this CPU has no " << Int8IsaName(GetParam()) << " (the AVX2 kernel's tests still run)";
+  }
+};
+
+TEST_P(CpuInt4KernelTest, LinearEqualsAtenOnDequantizedWeights) {
+  const Int8Isa isa = GetParam();
   at::manual_seed(2);
-  // K across the 64-column chunks, partial groups and the model's sizes; M across the 4-row
-  // blocks of x; every group size.
+  // K across the 64-column chunks, partial groups and the model's sizes; N across the GEMM's
+  // 4-row tiles; M across the 4-row blocks of x and the GEMM's groups of 16 rows (16, 17, and
+  // 49: its 3-group tile plus one); every group size.
   for (int64_t group : {32, 64, 128}) {
     for (int64_t K : {1, 32, 48, 64, 72, 200, 1536, 8960}) {
       for (int64_t N : {1, 7, 33}) {
-        for (int64_t M : {1, 2, 3, 4, 5, 9}) {
+        for (int64_t M : {1, 2, 3, 4, 5, 9, 16, 17, 49}) {
+          if (K == 8960 && M == 49 && N == 33) continue;  // the float64 reference is slow there
           at::Tensor w = at::randn({N, K}) * 0.05;
           w[0].zero_();
           Int4Groups wq = QuantizeInt4Groups(w, group);
@@ -110,13 +123,13 @@ TEST(CpuInt4Test, LinearEqualsAtenOnDequantizedWeights) {
             at::Tensor terms = xq.to(at::kDouble).unsqueeze(1) * deq.unsqueeze(0);  // [M, N, K]
             at::Tensor ref = terms.sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd;
             at::Tensor mag = terms.abs().sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd.abs();
-            at::Tensor got = LinearInt4(x, wq, b.to(dt));
+            at::Tensor got = LinearInt4(x, wq, b.to(dt), isa);
             ASSERT_EQ(got.scalar_type(), dt);
             // float32 rounding of a few hundred block terms and their sum, then x's dtype.
             const double eps = dt == at::kFloat ? 0 : 1.0 / 256;  // bf16: half an ulp is 2^-9
             at::Tensor err = (got.to(at::kDouble) - ref).abs() - (mag * 1e-5 + ref.abs() * eps);
             ASSERT_LE(err.max().item<double>(), 0.0)
-                << "M " << M << " N " << N << " K " << K << " group " << group << " " << dt
+                << Int8IsaName(isa) << " M " << M << " N " << N << " K " << K << " group " << group << " " << dt
                 << ": max diff " << (got.to(at::kDouble) - ref).abs().max().item<double>();
           }
         }
@@ -125,20 +138,30 @@ TEST(CpuInt4Test, LinearEqualsAtenOnDequantizedWeights) {
   }
 }
 
-TEST(CpuInt4Test, ExtremesDoNotSaturate) {
-  if (!Int4KernelAvailable()) GTEST_SKIP() << "this CPU has no AVX2 and FMA";
+TEST_P(CpuInt4KernelTest, ExtremesDoNotSaturate) {
   // Nibbles of 15 against activations of +-127: the int16 pair sums peak at 2 * 2 * 15 * 127.
+  // 2 rows of x take the AVX2 kernel, 18 (with kAvx512Vnni) the GEMM.
   const int64_t K = 4096;
   Int4Groups w{PackInt4(at::full({2, K}, 15, at::kByte)), at::ones({2, K / 128}), at::zeros({2, K / 128}, at::kByte), K, 128};
   w.zero[1].fill_(15);  // row 1: q - zero = 0 everywhere
-  at::Tensor x = at::full({2, K}, -3.f);
-  x[1].fill_(5.f);
-  at::Tensor got = LinearInt4(x, w);
-  // Every sum is an integer below 2^24, exact in float32: one rounding, the activation scale's.
-  EXPECT_EQ(got[0][0].item<float>(), (3.f / 127.f) * (-127.f * 15.f * K));
-  EXPECT_EQ(got[1][0].item<float>(), (5.f / 127.f) * (127.f * 15.f * K));
-  EXPECT_EQ(got[0][1].item<float>(), 0.f);
+  for (int64_t M : {2, 18}) {
+    at::Tensor x = at::full({M, K}, -3.f);
+    x[1].fill_(5.f);
+    at::Tensor got = LinearInt4(x, w, at::Tensor(), GetParam());
+    // Every sum is an integer below 2^24, exact in float32: one rounding, the activation scale's.
+    EXPECT_EQ(got[0][0].item<float>(), (3.f / 127.f) * (-127.f * 15.f * K)) << "M " << M;
+    EXPECT_EQ(got[1][0].item<float>(), (5.f / 127.f) * (127.f * 15.f * K)) << "M " << M;
+    if (M > 2) {
+      EXPECT_EQ(got[M - 1][0].item<float>(), (3.f / 127.f) * (-127.f * 15.f * K)) << "M " << M;
+    }
+    EXPECT_EQ(got[0][1].item<float>(), 0.f) << "M " << M;
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CpuInt4KernelTest, ::testing::Values(Int8Isa::kAvx2, Int8Isa::kAvx512Vnni),
+                         [](const ::testing::TestParamInfo<Int8Isa>& info) {
+                           return info.param == Int8Isa::kAvx2 ? std::string("Avx2") : std::string("Avx512Vnni");
+                         });
 
 // AutoAWQ's GEMM packing, written out: nibble i of each int32 holds column order[i] of its
 // eight, order = (0, 2, 4, 6, 1, 3, 5, 7) (AutoAWQ's AWQ_ORDER, which its unpacking undoes).

@@ -12,6 +12,10 @@
 
 #ifdef R1_HAVE_AVX2
 #define R1_HAVE_AVX2_INT4_KERNEL 1
+// GCC 12 warns about an uninitialised variable inside its own avx512fintrin.h when the VNNI
+// GEMM inlines it (a false positive, as in cpu_gemm.cc).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace r1::model {
@@ -29,20 +33,29 @@ int64_t PermutedColumn(int64_t k) {
   return chunk + (in >> 4) * 32 + block * 16 + (in & 15);
 }
 
-// The activations of one call: int8 per row (columns permuted as above, zero-padded to Kp),
-// the row's scale, and the sum of its int8 values over each weight group (for the zero points).
+// Where the VNNI decode kernel wants column k: per 128 columns (two of the chunks above, one
+// 64-byte load of weights), both chunks' low-nibble halves, then both high-nibble halves.
+int64_t VnniColumn(int64_t k) {
+  const int64_t t = PermutedColumn(k) & 63, second = (k >> 6) & 1;
+  return (k & ~int64_t{127}) + (t & 32) * 2 + second * 32 + (t & 31);
+}
+
+// The activations of one call: int8 per row (columns permuted as above, or as VnniColumn
+// says; zero-padded to the row stride ld), the row's scale, and the sum of its int8 values over
+// each weight group (for the zero points).
 struct Activations {
-  int64_t M = 0, K = 0, Kp = 0, groups = 0;
+  int64_t M = 0, K = 0, Kp = 0, ld = 0, groups = 0;
   std::vector<int8_t> q;
   std::vector<float> scale;
   std::vector<float> sum;  // integers, as float32 (exact below 2^24) for the vector epilogue
 };
 
-Activations QuantizeActivations(const at::Tensor& x, int64_t group) {
+Activations QuantizeActivations(const at::Tensor& x, int64_t group, bool vnni) {
   at::Tensor xf = x.to(at::kFloat).contiguous();
   Activations a;
   a.M = xf.size(0), a.K = xf.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
-  a.q.assign(static_cast<size_t>(a.M * a.Kp), 0);
+  a.ld = vnni ? (a.K + 127) / 128 * 128 : a.Kp;
+  a.q.assign(static_cast<size_t>(a.M * a.ld), 0);
   a.scale.resize(static_cast<size_t>(a.M));
   a.sum.assign(static_cast<size_t>(a.M * a.groups), 0);
   const float* src = xf.data_ptr<float>();
@@ -50,8 +63,9 @@ Activations QuantizeActivations(const at::Tensor& x, int64_t group) {
     std::vector<int8_t> row(static_cast<size_t>(a.Kp), 0);  // zero past K
     for (int64_t m = m0; m < m1; ++m) {
       a.scale[m] = QuantizeInt8Row(src + m * a.K, a.K, row.data());
-      int8_t* dst = a.q.data() + m * a.Kp;
-      for (int64_t k = 0; k < a.Kp; k += 16) std::memcpy(dst + PermutedColumn(k), row.data() + k, 16);
+      int8_t* dst = a.q.data() + m * a.ld;
+      for (int64_t k = 0; k < a.Kp; k += 16)  // runs of 16 columns stay together
+        std::memcpy(dst + (vnni ? VnniColumn(k) : PermutedColumn(k)), row.data() + k, 16);
       float* sum = a.sum.data() + m * a.groups;
       for (int64_t g = 0; g * group < a.K; ++g) {
         int32_t s = 0;
@@ -123,6 +137,45 @@ R1_TARGET_AVX2_FMA inline void DotRow(const uint8_t* w, const float* scale, int6
   for (int m = 0; m < MR; ++m) out[m] = SumLanes(acc[m]);
 }
 
+// DotRow with AVX512-VNNI, for x in VnniColumn's order: each step loads 64 bytes of weights
+// (128 columns), masks out the nibbles and multiplies them by x's bytes with two vpdpbusd
+// (four products a lane), then scales the int32 lanes by their groups' scales into float32.
+// Lanes 4i..4i+3 hold the step's 32-column block i, so the scale vector repeats each group's
+// scale over its lanes. A row of an odd number of chunks ends in a 32-byte load.
+constexpr int64_t kVnniPrefetchBytes = 4096;
+
+template <int MR, int G>
+R1_TARGET_AVX512_VNNI inline void VnniDotRow(const uint8_t* w, const float* scale, int64_t groups, int64_t chunks,
+                                             const int8_t* x, int64_t ld, float out[MR]) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i lane_group = _mm512_srli_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), G == 32 ? 2 : 3);
+  __m512 acc[MR];
+  for (int m = 0; m < MR; ++m) acc[m] = _mm512_setzero_ps();
+  for (int64_t d = 0; 2 * d < chunks; ++d) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + 64 * d) + kVnniPrefetchBytes, _MM_HINT_T0);
+    const __m512i v = 2 * d + 1 < chunks
+                          ? _mm512_loadu_si512(w + 64 * d)
+                          : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * d)));
+    const __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+    __m512 s;
+    if constexpr (G == 128) {
+      s = _mm512_set1_ps(scale[d]);
+    } else {
+      const int64_t first = d * (128 / G), count = std::min<int64_t>(128 / G, groups - first);
+      const __m128 four = _mm_maskz_loadu_ps(static_cast<__mmask8>((1 << count) - 1), scale + first);
+      s = _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(four));
+    }
+    for (int m = 0; m < MR; ++m) {
+      const int8_t* xm = x + m * ld + 128 * d;
+      __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xm));
+      p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(xm + 64));
+      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[m]);
+    }
+  }
+  for (int m = 0; m < MR; ++m) out[m] = _mm512_reduce_add_ps(acc[m]);
+}
+
 // What a row's zero points take off its sums: Σ_g (scale[g] * zero[g]) * xsum[g], in one pass
 // (the same products and order as a Dot over the scaled zeros).
 R1_TARGET_AVX2_FMA inline float ZeroCorrection(const float* scale, const uint8_t* zero, const float* xsum,
@@ -167,24 +220,33 @@ struct Weights {
   int64_t row_bytes, groups;
 };
 
+// One weight row against MR activation rows with the AVX2 kernel or (Vnni) the AVX512-VNNI one.
+template <int MR, int G, bool Vnni>
+R1_TARGET_AVX2_FMA void Dot(const Activations& x, const uint8_t* wq, const float* scale, int64_t groups,
+                            const int8_t* xq, float out[MR]) {
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+  if constexpr (Vnni) return VnniDotRow<MR, G>(wq, scale, groups, x.Kp / 64, xq, x.ld, out);
+#endif
+  DotRow<MR, G>(wq, scale, x.Kp / 64, xq, x.ld, out);
+}
+
 // y[m, n] for rows [n0, n1) of W: activation rows four at a time against each weight row (the
 // row is unpacked once for the four), then the zero points, the scales and the bias.
-template <int G>
+template <int G, bool Vnni>
 R1_TARGET_AVX2_FMA void Rows(const Activations& x, const Weights& w, const float* bias, float* y,
                              int64_t N, int64_t n0, int64_t n1) {
-  const int64_t chunks = x.Kp / 64;
   for (int64_t mb = 0; mb < x.M; mb += 4) {
     const int64_t mr = std::min<int64_t>(4, x.M - mb);
-    const int8_t* xq = x.q.data() + mb * x.Kp;
+    const int8_t* xq = x.q.data() + mb * x.ld;
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* wq = w.q + n * w.row_bytes;
       const float* scale = w.scale + n * w.groups;
       float dot[4];
       switch (mr) {
-        case 4: DotRow<4, G>(wq, scale, chunks, xq, x.Kp, dot); break;
-        case 3: DotRow<3, G>(wq, scale, chunks, xq, x.Kp, dot); break;
-        case 2: DotRow<2, G>(wq, scale, chunks, xq, x.Kp, dot); break;
-        default: DotRow<1, G>(wq, scale, chunks, xq, x.Kp, dot); break;
+        case 4: Dot<4, G, Vnni>(x, wq, scale, w.groups, xq, dot); break;
+        case 3: Dot<3, G, Vnni>(x, wq, scale, w.groups, xq, dot); break;
+        case 2: Dot<2, G, Vnni>(x, wq, scale, w.groups, xq, dot); break;
+        default: Dot<1, G, Vnni>(x, wq, scale, w.groups, xq, dot); break;
       }
       // The zero points (Σ_g scale * zero * Σ_{k in g} xq off the sums), the scales, the bias.
       const uint8_t* zero = w.zero + n * w.groups;
@@ -198,6 +260,155 @@ R1_TARGET_AVX2_FMA void Rows(const Activations& x, const Weights& w, const float
     }
   }
 }
+
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+
+// ---- AVX512-VNNI GEMM, for 16 rows of x or more (prefill) ----
+// The weights are unpacked once per call into bytes (0-15) in column order, then multiplied as
+// the unsigned operand of vpdpbusd by x's signed bytes: x packed 16 rows to a vector, 4 columns
+// to an int32 lane, against NR weight rows broadcast 4 bytes at a time. Each group's int32
+// sums take the zero point off exactly (zero * the rows' sums over the group), then are scaled
+// into float32 accumulators.
+
+constexpr int64_t kGemmMinRows = 16;
+
+// x quantized per row as QuantizeActivations does, packed for the GEMM.
+struct GemmActivations {
+  int64_t M = 0, K = 0, Kp = 0, groups = 0;
+  std::vector<int8_t> packed;  // the 64 bytes at (g * Kp / 4 + j) * 64: columns 4j..4j+3 of rows 16g..16g+15
+  std::vector<int32_t> sum;    // at (g * groups + c) * 16 + i: Σ over weight group c of row 16g + i
+  std::vector<float> scale;    // [M], ones to a whole group of 16
+};
+
+GemmActivations QuantizeForGemm(const at::Tensor& x, int64_t group) {
+  at::Tensor xf = x.to(at::kFloat).contiguous();
+  GemmActivations a;
+  a.M = xf.size(0), a.K = xf.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
+  const int64_t row_groups = (a.M + 15) / 16;
+  a.packed.assign(static_cast<size_t>(row_groups * 16 * a.Kp), 0);
+  a.sum.assign(static_cast<size_t>(row_groups * 16 * a.groups), 0);
+  a.scale.assign(static_cast<size_t>(row_groups * 16), 1.f);
+  const float* src = xf.data_ptr<float>();
+  ParallelChunks(a.M, 16, [&](int64_t m0, int64_t m1) {
+    std::vector<int8_t> row(static_cast<size_t>(a.Kp), 0);  // zero past K
+    for (int64_t m = m0; m < m1; ++m) {
+      a.scale[m] = QuantizeInt8Row(src + m * a.K, a.K, row.data());
+      int8_t* dst = a.packed.data() + (m / 16) * 16 * a.Kp + (m % 16) * 4;
+      for (int64_t j = 0; j < a.Kp / 4; ++j) std::memcpy(dst + j * 64, row.data() + 4 * j, 4);
+      int32_t* sum = a.sum.data() + (m / 16) * 16 * a.groups + m % 16;
+      for (int64_t c = 0; c * group < a.K; ++c) {
+        int32_t s = 0;
+        for (int64_t k = c * group; k < std::min(a.K, (c + 1) * group); ++k) s += row[k];
+        sum[c * 16] = s;
+      }
+    }
+  });
+  return a;
+}
+
+// Rows [n0, n1) of the packed weights as one byte a weight, in column order (row stride Kp):
+// each 32-byte load holds two 32-column blocks, low nibbles columns 0-15, high ones 16-31.
+R1_TARGET_AVX2_FMA void UnpackRows(const Weights& w, int64_t n0, int64_t n1, int64_t Kp, uint8_t* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* src = w.q + n * w.row_bytes;
+    uint8_t* dst = out + (n - n0) * Kp;
+    for (int64_t c = 0; c < Kp / 64; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 32 * c));
+      const __m256i lo = _mm256_and_si256(v, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 64 * c), _mm256_permute2x128_si256(lo, hi, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 64 * c + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+  }
+}
+
+// The microkernel: NR unpacked weight rows (`wu`, from row n) against MB groups of 16 rows of
+// x (from group g), group by group along K, then x's scales and the bias, into y through a
+// small transposing tile. Every loop over NR and MB is unrolled: the accumulators stay in
+// registers (NR x MB int32 and as many float32).
+template <int NR, int MB, int G>
+R1_TARGET_AVX512_VNNI void GemmTile(const GemmActivations& x, const uint8_t* wu, const Weights& w,
+                                    const float* bias, float* y, int64_t N, int64_t n, int64_t g) {
+  const int64_t Kp = x.Kp, stride = 16 * Kp;
+  const int8_t* xp = x.packed.data() + g * stride;
+  __m512 accf[NR][MB];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int b = 0; b < MB; ++b) accf[r][b] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < x.groups; ++c) {
+    __m512i acc[NR][MB];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+      for (int b = 0; b < MB; ++b) acc[r][b] = _mm512_setzero_si512();
+    const int64_t j1 = std::min<int64_t>(Kp / 4, (c + 1) * G / 4);
+    for (int64_t j = c * G / 4; j < j1; ++j) {
+      int32_t wv[NR];
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) std::memcpy(&wv[r], wu + r * Kp + 4 * j, 4);
+      VnniGemmStep<NR, MB, false>(acc, xp + j * 64, stride, wv);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const int64_t at = (n + r) * w.groups + c;
+      const __m512 s = _mm512_set1_ps(w.scale[at]);
+      const __m512i z = _mm512_set1_epi32(w.zero[at]);
+#pragma GCC unroll 4
+      for (int b = 0; b < MB; ++b) {
+        const __m512i xs = _mm512_loadu_si512(x.sum.data() + ((g + b) * x.groups + c) * 16);
+        const __m512i exact = _mm512_sub_epi32(acc[r][b], _mm512_mullo_epi32(z, xs));
+        accf[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), s, accf[r][b]);
+      }
+    }
+  }
+  float tile[NR][MB * 16];
+#pragma GCC unroll 4
+  for (int b = 0; b < MB; ++b) {
+    const __m512 xs = _mm512_loadu_ps(x.scale.data() + (g + b) * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      __m512 v = _mm512_mul_ps(accf[r][b], xs);
+      if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[n + r]));
+      _mm512_storeu_ps(tile[r] + b * 16, v);
+    }
+  }
+  const int64_t m0 = g * 16;
+  StoreTransposed<NR>(tile[0], MB * 16, std::min<int64_t>(MB * 16, x.M - m0), y + m0 * N + n, N);
+}
+
+constexpr int kGemmRows = 4;    // weight rows per microkernel call
+constexpr int kGemmGroups = 3;  // groups of 16 x rows: 12 int32 and 12 float32 accumulators
+constexpr int64_t kGemmChunk = 32;  // weight rows a thread takes at a time (unpacked together)
+constexpr int64_t kGemmXBlockBytes = 384 << 10;  // x rows in blocks that stay in L2
+
+template <int NR, int G>
+R1_TARGET_AVX512_VNNI void GemmTiles(const GemmActivations& x, const uint8_t* wu, const Weights& w,
+                                     const float* bias, float* y, int64_t N, int64_t n, int64_t g0, int64_t g1) {
+  int64_t g = g0;
+  for (; g + kGemmGroups <= g1; g += kGemmGroups) GemmTile<NR, kGemmGroups, G>(x, wu, w, bias, y, N, n, g);
+  if (g1 - g == 2) GemmTile<NR, 2, G>(x, wu, w, bias, y, N, n, g);
+  if (g1 - g == 1) GemmTile<NR, 1, G>(x, wu, w, bias, y, N, n, g);
+}
+
+// y for rows [n0, n1) of W (at most kGemmChunk): unpack them, then x in L2-sized blocks.
+template <int G>
+void GemmRows(const GemmActivations& x, const Weights& w, const float* bias, float* y, int64_t N,
+              int64_t n0, int64_t n1) {
+  std::vector<uint8_t> wu(static_cast<size_t>((n1 - n0) * x.Kp));
+  UnpackRows(w, n0, n1, x.Kp, wu.data());
+  const int64_t row_groups = (x.M + 15) / 16;
+  const int64_t block = std::max<int64_t>(kGemmGroups, kGemmXBlockBytes / (16 * x.Kp) / kGemmGroups * kGemmGroups);
+  for (int64_t gb = 0; gb < row_groups; gb += block) {
+    const int64_t ge = std::min(row_groups, gb + block);
+    int64_t n = n0;
+    for (; n + kGemmRows <= n1; n += kGemmRows)
+      GemmTiles<kGemmRows, G>(x, wu.data() + (n - n0) * x.Kp, w, bias, y, N, n, gb, ge);
+    for (; n < n1; ++n) GemmTiles<1, G>(x, wu.data() + (n - n0) * x.Kp, w, bias, y, N, n, gb, ge);
+  }
+}
+
+#endif  // R1_HAVE_AVX2_INT4_KERNEL
 
 }  // namespace
 
@@ -267,7 +478,7 @@ Int4Groups QuantizeInt4Groups(const at::Tensor& w, int64_t group) {
   return out;
 }
 
-at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor& b) {
+at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor& b, Int8Isa isa) {
   const int64_t N = w.q.defined() ? w.q.size(0) : 0, K = w.k, G = NumGroups(K, w.group);
   TORCH_CHECK(x.dim() == 2 && x.size(1) == K && Int4GroupSizeSupported(w.group) &&
                   w.q.scalar_type() == at::kByte && w.q.is_contiguous() &&
@@ -278,19 +489,39 @@ at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor
                   (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16),
               "LinearInt4: x ", x.sizes(), " ", x.scalar_type(), " against int4 weights of ", N,
               " rows, K ", K, ", group ", w.group);
-  const Activations xq = QuantizeActivations(x, w.group);
+  TORCH_CHECK(isa != Int8Isa::kAvx512Vnni || Int8IsaAvailable(isa),
+              "LinearInt4: the AVX512-VNNI kernel needs AVX512F, BW, VL and VNNI, which this CPU does not have");
   at::Tensor bias = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
   const Weights wt{w.q.data_ptr<uint8_t>(), w.scale.data_ptr<float>(), w.zero.data_ptr<uint8_t>(),
                    PaddedK(K) / 2, G};
   at::Tensor y = at::empty({x.size(0), N}, x.options().dtype(at::kFloat));
   float* yp = y.data_ptr<float>();
   const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+  if (isa == Int8Isa::kAvx512Vnni && x.size(0) >= kGemmMinRows) {
+    const GemmActivations xg = QuantizeForGemm(x, w.group);
+    ParallelChunks(N, kGemmChunk, [&](int64_t n0, int64_t n1) {
+      if (w.group == 32) GemmRows<32>(xg, wt, bp, yp, N, n0, n1);
+      else if (w.group == 64) GemmRows<64>(xg, wt, bp, yp, N, n0, n1);
+      else GemmRows<128>(xg, wt, bp, yp, N, n0, n1);
+    });
+    return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  }
+#endif
+  const bool vnni = isa == Int8Isa::kAvx512Vnni;
+  const Activations xq = QuantizeActivations(x, w.group, vnni);
   // Chunks of about 32 KiB of packed rows, taken by whichever thread runs next.
-  const int64_t chunk = std::max<int64_t>(1, (32 << 10) / wt.row_bytes);
+  const int64_t chunk = std::max<int64_t>(1, (128 << 10) / wt.row_bytes);
   ParallelChunks(N, chunk, [&](int64_t n0, int64_t n1) {
-    if (w.group == 32) Rows<32>(xq, wt, bp, yp, N, n0, n1);
-    else if (w.group == 64) Rows<64>(xq, wt, bp, yp, N, n0, n1);
-    else Rows<128>(xq, wt, bp, yp, N, n0, n1);
+    if (vnni) {
+      if (w.group == 32) Rows<32, true>(xq, wt, bp, yp, N, n0, n1);
+      else if (w.group == 64) Rows<64, true>(xq, wt, bp, yp, N, n0, n1);
+      else Rows<128, true>(xq, wt, bp, yp, N, n0, n1);
+    } else {
+      if (w.group == 32) Rows<32, false>(xq, wt, bp, yp, N, n0, n1);
+      else if (w.group == 64) Rows<64, false>(xq, wt, bp, yp, N, n0, n1);
+      else Rows<128, false>(xq, wt, bp, yp, N, n0, n1);
+    }
   });
   return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
 }

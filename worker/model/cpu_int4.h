@@ -8,10 +8,15 @@
 // Decode reads about 0.56 bytes a weight (group 128): a quarter of bf16's.
 //
 // Needs AVX2 and FMA (Int4KernelAvailable); vpmaddubsw multiplies the unsigned nibbles by the
-// signed activation bytes directly (pair sums at most 2 * 15 * 127: no saturation).
+// signed activation bytes directly (pair sums at most 2 * 15 * 127: no saturation). On a CPU
+// with AVX512-VNNI, vpdpbusd does it instead: decode multiplies 128 unpacked nibbles a step,
+// and 16 activation rows or more (prefill) run a register-blocked GEMM that unpacks the
+// weights to bytes once per call (cpu_int4.cc).
 #pragma once
 
 #include <ATen/ATen.h>
+
+#include "worker/model/cpu_int8.h"
 
 namespace r1::model {
 
@@ -53,6 +58,9 @@ Int4Groups QuantizeInt4Groups(const at::Tensor& w, int64_t group);
 // QuantizeInt8Rows does (xq, xscale); then
 //   y[m, n] = xscale[m] * Σ_g scale[n, g] * Σ_{k in g} xq[m, k] * (q[n, k] - zero[n, g]) + b[n]
 // with the inner sums in integers and the rest in float32, rounded once to x's dtype.
-at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor& b = at::Tensor());
+// `isa`: the AVX2 or the AVX512-VNNI kernels (the same sums up to float32 rounding); one this
+// CPU lacks is an error.
+at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor& b = at::Tensor(),
+                      Int8Isa isa = BestInt8Isa());
 
 }  // namespace r1::model

@@ -6,9 +6,16 @@
 // weights, dynamic per-token activations), so those load as they are, and a float checkpoint
 // is quantized the same way at load.
 //
-// The kernel needs AVX2 (vpmaddubsw, with the sign trick for signed x signed bytes; values are
-// clamped to [-127, 127] so no pair sum saturates). An AVX512-VNNI kernel, which multiplies
-// twice as fast, is not written yet: this machine has no VNNI to test it on.
+// Two kernels, picked at run time (BestInt8Isa):
+//   - AVX512-VNNI (vpdpbusd: four unsigned x signed byte products summed into int32 lanes, one
+//     instruction). Unsigned x signed is exact with an offset: the kernel multiplies
+//     (xq + 128) by w, or xq by (w + 128), and takes 128 * Σ w or 128 * Σ xq off the int32 sum.
+//     Prefill (16 rows of x or more) runs a register-blocked GEMM: x packed 16 rows to a
+//     vector, 4 columns per lane, against 8 weight rows broadcast 4 bytes at a time (24
+//     accumulators); decode reads each weight row as one stream, 64 bytes a step.
+//   - AVX2 (vpmaddubsw, with the sign trick for signed x signed bytes; values are clamped to
+//     [-127, 127] so no pair sum saturates), on CPUs without VNNI.
+// Both give the same int32 sums, so the same bits.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -17,6 +24,16 @@ namespace r1::model {
 
 // True when this CPU has AVX2 (and the kernel was compiled in).
 bool Int8KernelAvailable();
+
+// The int8 kernels. kAvx2 is also the portable C++ loop in a build without x86 intrinsics.
+enum class Int8Isa { kAvx2, kAvx512Vnni };
+
+// True when this CPU runs `isa`'s kernel: kAvx512Vnni needs AVX512F, BW, VL and VNNI.
+bool Int8IsaAvailable(Int8Isa isa);
+
+// The fastest kernel this CPU runs, and its name for logs ("AVX512-VNNI", "AVX2").
+Int8Isa BestInt8Isa();
+const char* Int8IsaName(Int8Isa isa);
 
 struct Int8Rows {
   at::Tensor q;      // int8 [N, K]
@@ -36,7 +53,9 @@ float QuantizeInt8Row(const float* src, int64_t K, int8_t* q);
 // x [M, K] (float32 or bfloat16) is quantized per row as QuantizeInt8Rows does, then
 //   y[m, n] = float(Σk xq[m, k] wq[n, k]) * (xscale[m] * wscale[n]) + b[n]
 // in float32, rounded once to x's dtype. b: [N] in any floating dtype, or undefined.
+// `isa`: the kernel (every kernel gives the same bits); one this CPU lacks is an error. The first
+// call logs the kernel that runs.
 at::Tensor LinearInt8(const at::Tensor& x, const at::Tensor& wq, const at::Tensor& wscale,
-                      const at::Tensor& b = at::Tensor());
+                      const at::Tensor& b = at::Tensor(), Int8Isa isa = BestInt8Isa());
 
 }  // namespace r1::model
