@@ -1,7 +1,8 @@
 // The engine on CUDA with the fixture checkpoint (tests/fixtures/model/gqa_untied, float32):
 // cancellation frees KV blocks, the device sampler's greedy ids equal the CPU engine's (and
 // transformers' float32 ids), seeded sampling on the device does not depend on the batch, the
-// device sampler gives the same tokens on CUDA as on CPU tensors, structured-output masks hold
+// device sampler gives the same tokens on CUDA as on CPU tensors, top-p rows give the same
+// tokens whether their batch takes the kernel or the sort, structured-output masks hold
 // on CUDA, and the device memory figures and --kv-cache-fraction sizing are real. Skipped
 // cleanly where libtorch or the machine has no CUDA (CI).
 #include <ATen/ATen.h>
@@ -162,6 +163,36 @@ TEST_F(GpuEngineTest, DeviceSamplerPicksTheSameTokensOnCudaAsOnCpuTensors) {
   // 1e-5, the size of that rounding) the same uniform can land one token over. Seen on an H100:
   // 76 of 80 equal.
   EXPECT_GE(same, 70);
+}
+
+// Top-p rows without top-k on CUDA: from 4 rows the sort-free kernel, below that the exact
+// sort; a row and its seed give the same token either way. On these wide rows (randn x 1.5 at
+// temperature 0.6: tens of thousands of tokens in the top-p set) the float32 sort would not.
+TEST_F(GpuEngineTest, TopPRowsGiveTheSameTokensAloneAndInABatch) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  at::Tensor x =
+      (at::randn({8, 151936}, gen, at::TensorOptions().dtype(at::kFloat)) * 1.5).to(at::kCUDA);
+  SamplingOptions o;
+  o.temperature = 0.6f;
+  o.top_p = 0.95f;
+  std::vector<SamplingOptions> opts(8, o);
+  opts[3].min_p = 0.02f;
+  opts[5].temperature = 1.f;
+  opts[6].top_p = 0.5f;
+  SamplerBatch batch(opts, 70);
+  std::vector<std::unique_ptr<SamplerBatch>> alone;
+  for (int i = 0; i < 8; ++i)
+    alone.push_back(std::make_unique<SamplerBatch>(std::vector<SamplingOptions>{opts[i]}, 70 + i));
+  int compared = 0;
+  for (int step = 0; step < 25; ++step) {
+    auto together = SampleBatchOnDevice(x, batch.opts, batch.ptrs);
+    for (int i = 0; i < 8; ++i) {
+      auto one = SampleBatchOnDevice(x.narrow(0, i, 1), alone[i]->opts, alone[i]->ptrs);
+      EXPECT_EQ(one[0].token, together[i].token) << "row " << i << " step " << step;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 200);
 }
 
 // Structured-output masks on CUDA: over the whole Qwen vocabulary, with some rows masked (the

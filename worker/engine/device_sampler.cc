@@ -5,12 +5,22 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <limits>
 #include <tuple>
 
+#if defined(R1_HAVE_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+
+#include "worker/model/cuda/sampling.h"
+#endif
+
 namespace r1::engine {
 namespace {
+
+std::atomic<bool> top_p_kernel{true};
 
 // Host bytes -> pinned memory (the caching host allocator's: kept until the copies that read
 // it are done), so that an upload from it neither stages through pageable memory nor waits for
@@ -56,13 +66,14 @@ at::Tensor UploadBeside(const at::Tensor& pinned, at::Device device) {
 enum class Order {
   kById,    // no top-k or top-p: every token, in id order
   kTopK,    // top-k (k <= kMaxTopK): the k best by topk
-  kSorted,  // top-p, or a larger k: the whole row sorted
+  kTopP,    // top-p without top-k: on CUDA the sort-free kernel, elsewhere as kSorted
+  kSorted,  // top-p with top-k, or a larger k: the whole row sorted
 };
 // Beyond this many candidates a top-k row is cheaper with one full sort than with topk.
 constexpr int64_t kMaxTopK = 1024;
 
 Order OrderFor(const SamplingOptions& o) {
-  if (o.top_p > 0.f && o.top_p < 1.f) return Order::kSorted;
+  if (o.top_p > 0.f && o.top_p < 1.f) return o.top_k <= 0 ? Order::kTopP : Order::kSorted;
   if (o.top_k <= 0) return Order::kById;
   return o.top_k <= kMaxTopK ? Order::kTopK : Order::kSorted;
 }
@@ -85,16 +96,85 @@ struct Group {
   }
 };
 
+// Below this many top-p rows, a CUDA step sorts them (exactly, as the kernel sums): the kernel
+// gives each row one SM, and on the random-weight 1.5B's wide rows one row takes it ~0.45 ms,
+// where the sort of a single row spreads over the GPU (~0.2 ms). From 4 rows on the kernel is
+// faster (docs/gpu.md, "Sampling at the R1 defaults").
+constexpr int64_t kTopPKernelMinRows = 4;
+
+#if defined(R1_HAVE_CUDA)
+// Top-p rows of x by the sort-free kernel (worker/model/cuda/sampling.h).
+at::Tensor TopPByKernel(const at::Tensor& x, const Group& g) {
+  const at::Device dev = x.device();
+  const bool all_rows = static_cast<int64_t>(g.rows.size()) == x.size(0);
+  at::Tensor xc = x.stride(1) == 1 ? x : x.contiguous();
+  at::Tensor rows = all_rows ? at::Tensor() : Upload(g.rows, at::kLong, dev);
+  at::Tensor inv_t = Upload(g.inv_t, at::kFloat, dev), top_p = Upload(g.top_p, at::kFloat, dev);
+  at::Tensor min_p = Upload(g.min_p, at::kFloat, dev), u = Upload(g.u, at::kFloat, dev);
+  at::Tensor out = at::empty({static_cast<int64_t>(g.rows.size())},
+                             at::TensorOptions().dtype(at::kLong).device(dev));
+  model::cuda::TopPSampleArgs a;
+  a.logits = xc.data_ptr<float>();
+  a.ld = xc.stride(0);
+  a.rows = all_rows ? nullptr : rows.data_ptr<int64_t>();
+  a.n = out.size(0);
+  a.V = x.size(1);
+  a.inv_t = inv_t.data_ptr<float>();
+  a.top_p = top_p.data_ptr<float>();
+  a.min_p = min_p.data_ptr<float>();
+  a.u = u.data_ptr<float>();
+  a.out = out.data_ptr<int64_t>();
+  C10_CUDA_CHECK(static_cast<cudaError_t>(
+      model::cuda::TopPSample(a, at::cuda::getCurrentCUDAStream(dev.index()))));
+  return out;
+}
+#endif
+
+// Top-p rows `raw` ([m, V]) sorted, with the kernel's integer weights and cuts (sampling.h): the
+// same token as the kernel for the same row and draw, so a row's token does not depend on
+// which of the two its batch took.
+at::Tensor TopPBySortExact(const at::Tensor& raw, const Group& g) {
+  const at::Device dev = raw.device();
+  const int64_t W = raw.size(1);
+  at::Tensor s = raw * Upload(g.inv_t, at::kFloat, dev).unsqueeze(1);
+  s.masked_fill_(at::logical_not(at::isfinite(raw)), -std::numeric_limits<float>::infinity());
+  auto [sorted, ids] = s.sort(/*stable=*/true, 1, /*descending=*/true);
+  at::Tensor top = sorted.select(1, 0);
+  top = at::where(at::isfinite(top), top, at::zeros_like(top));
+  at::Tensor p = (sorted - top.unsqueeze(1)).exp_();
+  p.masked_fill_(p < Upload(g.min_p, at::kFloat, dev).unsqueeze(1), 0.f);
+  at::Tensor cum = p.mul_(0x1p40).to(at::kLong).cumsum(1);  // exact: units of 2^-40
+  at::Tensor total = cum.select(1, W - 1);
+  at::Tensor top_p = Upload(g.top_p, at::kFloat, dev);
+  // The top-p cut: the first position whose cumulative weight reaches ceil(top_p * total).
+  at::Tensor want = (top_p.to(at::kDouble) * total.to(at::kDouble)).ceil_().to(at::kLong);
+  want = at::minimum(at::maximum(want, at::ones_like(want)), total);
+  at::Tensor cut = at::searchsorted(cum, want.unsqueeze(1)).clamp_max_(W - 1);
+  at::Tensor kept = at::where(top_p < 1.f, cum.gather(1, cut).squeeze(1), total);
+  // The draw: the first position whose cumulative weight exceeds u * kept.
+  at::Tensor u = Upload(g.u, at::kFloat, dev).to(at::kDouble);
+  at::Tensor target = at::minimum(kept, (u * kept.to(at::kDouble)).floor_().to(at::kLong) + 1);
+  at::Tensor pick = at::searchsorted(cum, target.unsqueeze(1)).clamp_max_(W - 1);
+  return ids.gather(1, pick).view({-1});
+}
+
 // Tokens for one group's rows of `x` ([n, V] float32): temperature, then (unless kById) by
 // logit, ties by id, with top-k and top-p, min-p, then inverse CDF at the row's uniform.
 at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order) {
   const bool ordered = order != Order::kById;
   const at::Device dev = x.device();
   const int64_t V = x.size(1);
+  const bool exact_top_p =
+      order == Order::kTopP && dev.is_cuda() && top_p_kernel.load(std::memory_order_relaxed);
+#if defined(R1_HAVE_CUDA)
+  if (exact_top_p && static_cast<int64_t>(g.rows.size()) >= kTopPKernelMinRows)
+    return TopPByKernel(x, g);
+#endif
   // Every row of x in order (rows are added in order): no gather needed.
   at::Tensor raw = static_cast<int64_t>(g.rows.size()) == x.size(0)
                        ? x
                        : x.index_select(0, Upload(g.rows, at::kLong, dev));
+  if (exact_top_p) return TopPBySortExact(raw, g);
   at::Tensor s = raw * Upload(g.inv_t, at::kFloat, dev).unsqueeze(1);
   // Non-finite logits are no candidates (weight 0).
   s.masked_fill_(at::logical_not(at::isfinite(raw)), -std::numeric_limits<float>::infinity());
@@ -142,6 +222,8 @@ at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order) {
 }
 
 }  // namespace
+
+void SetTopPKernel(bool enabled) { top_p_kernel.store(enabled, std::memory_order_relaxed); }
 
 at::Tensor PenalisedLogits(const at::Tensor& logits,
                            const std::vector<const SamplingOptions*>& options,
@@ -261,7 +343,7 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
     // Greedy rows (the first maximum, as SampleBatch); sampled rows are overwritten.
     tokens = greedy ? pen.argmax(1)
                     : at::zeros({n}, at::TensorOptions().dtype(at::kLong).device(x.device()));
-    Group groups[3];  // by Order
+    Group groups[4];  // by Order
     for (int64_t r = 0; r < n; ++r) {
       const SamplingOptions& o = *options[r];
       if (o.greedy()) continue;
@@ -269,7 +351,7 @@ std::vector<SampleResult> SampleBatchOnDevice(const at::Tensor& logits,
       float u = std::min(static_cast<float>(UniformDraw(states[r]->rng)), 0x1.fffffep-1f);
       groups[static_cast<int>(OrderFor(o))].Add(r, o, u);
     }
-    for (Order order : {Order::kById, Order::kTopK, Order::kSorted}) {
+    for (Order order : {Order::kById, Order::kTopK, Order::kTopP, Order::kSorted}) {
       const Group& g = groups[static_cast<int>(order)];
       if (g.rows.empty()) continue;
       tokens.index_copy_(0, Upload(g.rows, at::kLong, x.device()), SampleGroup(pen, g, order));
