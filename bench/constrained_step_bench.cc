@@ -7,6 +7,7 @@
 //
 //   constrained_step_bench --model DIR [--device cpu|cuda] [--batch 64] [--steps 32] [--reps 3]
 //       [--shares 0,0.5,1] [--temperatures 0,0.6] [--top-p 0.95] [--overlap both]
+//       [--top-p-sort both]
 //
 // Constrained rows take the structured outputs of tests/grammar/cases.json in turn (row i the
 // case i % 15), compiled once before timing over the model's tokenizer (so the model directory
@@ -17,7 +18,8 @@
 // batch: prefill and --warmup-steps untimed, then --steps timed decode steps; --reps rounds go
 // through the modes in turn, so drift spreads over all of them. Figures: the median of every
 // timed step's wall time (plan to accepted tokens) and of its parts, and each mode's ratio to
-// the unconstrained mode of the same temperature and overlap.
+// the unconstrained mode of the same temperature and overlap. --top-p-sort both runs each
+// sampled mode twice, with the device sampler's sort-free top-p kernel and with its sort.
 #include <algorithm>
 #include <chrono>
 #include <climits>
@@ -32,6 +34,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "worker/engine/block_allocator.h"
+#include "worker/engine/device_sampler.h"
 #include "worker/engine/model_runner.h"
 #include "worker/engine/output_processor.h"
 #include "worker/engine/request_state.h"
@@ -59,6 +62,7 @@ struct Mode {
   double share = 0;  // constrained rows / batch
   double temperature = 0;
   bool during_model = true;  // masks made while the device computes (the engine's way)
+  bool sorted = false;       // top-p by the device sampler's sort, not its kernel
 };
 
 struct Times {
@@ -190,6 +194,8 @@ int main(int argc, char** argv) {
   double* top_p = flags.Double("top-p", 0.95, "top_p of the rows with a temperature");
   std::string* overlap = flags.String("overlap", "on",
       "on: masks made while the model computes (the engine's way); off: before the model call; both");
+  std::string* top_p_sort = flags.String("top-p-sort", "off",
+      "off: top-p rows by the device sampler's sort-free kernel (CUDA); on: by its sort; both");
   std::string* cases = flags.String("cases", "tests/grammar/cases.json", "the structured outputs");
   r1::grammar::GrammarFlags gflags = r1::grammar::AddGrammarFlags(flags);
   flags.ParseOrExit(argc, argv);
@@ -202,6 +208,10 @@ int main(int argc, char** argv) {
   if (*overlap == "on" || *overlap == "both") overlaps.push_back(true);
   if (*overlap == "off" || *overlap == "both") overlaps.push_back(false);
   if (overlaps.empty()) flags.Fail("--overlap: '" + *overlap + "' is not on, off or both");
+  std::vector<bool> sorts;
+  if (*top_p_sort == "off" || *top_p_sort == "both") sorts.push_back(false);
+  if (*top_p_sort == "on" || *top_p_sort == "both") sorts.push_back(true);
+  if (sorts.empty()) flags.Fail("--top-p-sort: '" + *top_p_sort + "' is not on, off or both");
   auto copts = r1::grammar::CompilerOptionsFromFlags(gflags);
   if (!copts.ok()) flags.Fail(std::string(copts.status().message()));
   r1::SetLogLevel(r1::LogLevel::kWarning);
@@ -237,13 +247,17 @@ int main(int argc, char** argv) {
   std::vector<Mode> modes;
   for (bool ov : overlaps)
     for (double t : temp_list)
-      for (double s : share_list) modes.push_back({s, t, ov});
-  std::map<std::tuple<double, double, bool>, Times> times;
+      for (bool sorted : sorts) {
+        if (t == 0 && sorted) continue;  // greedy rows never sort
+        for (double s : share_list) modes.push_back({s, t, ov, sorted});
+      }
+  std::map<std::tuple<double, double, bool, bool>, Times> times;
   Bench bench(runner->get(), grammars, *batch, *prompt_len, *top_p);
   for (int64_t r = 0; r < *reps; ++r) {
     for (const Mode& m : modes) {
+      r1::engine::SetTopPKernel(!m.sorted);
       absl::Status s = bench.Run(m, *warmup, *steps, static_cast<uint64_t>(r + 1),
-                                 &times[{m.share, m.temperature, m.during_model}]);
+                                 &times[{m.share, m.temperature, m.during_model, m.sorted}]);
       if (!s.ok()) {
         std::fprintf(stderr, "constrained_step_bench: %s\n", std::string(s.message()).c_str());
         return 1;
@@ -255,19 +269,20 @@ int main(int argc, char** argv) {
               model->c_str(), (*runner)->device_name().c_str(), static_cast<long long>(*batch),
               static_cast<long long>(*prompt_len), grammars.size(), cases->c_str(),
               static_cast<long long>(*reps), static_cast<long long>(*steps), *top_p);
-  std::printf("%-8s %-6s %-6s | %9s %7s | %10s %9s %9s %9s (median ms)\n", "masks", "temp",
-              "share", "step ms", "ratio", "constraint", "model", "sample", "accept");
+  std::printf("%-8s %-6s %-6s %-6s | %9s %7s | %10s %9s %9s %9s (median ms)\n", "masks", "temp",
+              "top-p", "share", "step ms", "ratio", "constraint", "model", "sample", "accept");
   for (const Mode& m : modes) {
-    const Times& t = times[{m.share, m.temperature, m.during_model}];
-    const Times& base = times[{share_list.front(), m.temperature, m.during_model}];
+    const Times& t = times[{m.share, m.temperature, m.during_model, m.sorted}];
+    const Times& base = times[{share_list.front(), m.temperature, m.during_model, m.sorted}];
     const double step = Median(t.step), ratio = step / Median(base.step);
-    std::printf("%-8s %-6.2f %-6.2f | %9.3f %7.3f | %10.3f %9.3f %9.3f %9.3f\n",
-                m.during_model ? "overlap" : "before", m.temperature, m.share, step, ratio,
+    const char* top_p_way = m.temperature == 0 ? "-" : m.sorted ? "sort" : "kernel";
+    std::printf("%-8s %-6.2f %-6s %-6.2f | %9.3f %7.3f | %10.3f %9.3f %9.3f %9.3f\n",
+                m.during_model ? "overlap" : "before", m.temperature, top_p_way, m.share, step, ratio,
                 Median(t.constraint), Median(t.model), Median(t.sample), Median(t.accept));
-    std::printf("RESULT constrained_step device=%s batch=%lld masks=%s temperature=%.2f share=%.2f "
+    std::printf("RESULT constrained_step device=%s batch=%lld masks=%s temperature=%.2f top_p=%s share=%.2f "
                 "step_ms=%.3f ratio=%.3f constraint_ms=%.3f model_ms=%.3f sample_ms=%.3f accept_ms=%.3f\n",
                 (*runner)->device_name().c_str(), static_cast<long long>(*batch),
-                m.during_model ? "overlap" : "before", m.temperature, m.share, step, ratio,
+                m.during_model ? "overlap" : "before", m.temperature, top_p_way, m.share, step, ratio,
                 Median(t.constraint), Median(t.model), Median(t.sample), Median(t.accept));
   }
   return 0;

@@ -14,7 +14,9 @@
 # Environment: BUILD (default /tmp/b, built already), MODEL (default /tmp/m15), CONCURRENCY
 # (default 64,256), DURATION (default 60), REQUEST_TIMEOUT (seconds a request may take, default
 # 600; a shorter one cuts the drain of a level short and counts the cut requests as timeouts),
-# KV_MEMORY (default 25769803776), KV_DTYPE (auto), WORKER_FLAGS (extra r1-worker flags).
+# KV_MEMORY (default 25769803776), KV_DTYPE (auto), WORKER_FLAGS (extra r1-worker flags),
+# TEMPERATURE (default 0: greedy; 0.6 with the checkpoint's top_p 0.95 is the R1 distills'
+# generation_config, so every row samples with top-p; its files are named serve-C-tT.json).
 set -uo pipefail
 OUTDIR=${1:-${OUT:-/tmp/serve-r1}}
 mkdir -p "$OUTDIR"
@@ -37,16 +39,20 @@ gpid=$!
 for _ in $(seq 180); do curl -fs http://127.0.0.1:$GPORT/readyz >/dev/null 2>&1 && break; sleep 1; done
 preemptions() { curl -fs http://127.0.0.1:$MPORT/metrics | awk '/^r1_worker_preemptions_total/ {print $2}'; }
 
+TEMPERATURE=${TEMPERATURE:-0}
+tag=""; [ "$TEMPERATURE" != 0 ] && tag="-t$TEMPERATURE"
 for c in ${CONCURRENCY//,/ }; do
   before=$(preemptions)
   timeout $((DURATION + ${REQUEST_TIMEOUT:-600} + 60)) "$BIN/r1-loadtest" --target http://127.0.0.1:$GPORT --concurrency "$c" \
     --duration "$DURATION" --prompt-len uniform:64:1024 --output-len lognormal:2000:1:64:16384 \
-    --ignore-eos --timeout "${REQUEST_TIMEOUT:-600}" --progress=false --json >"$OUTDIR/serve-$c.json" 2>"$OUTDIR/serve-$c.err"
+    --ignore-eos --temperature "$TEMPERATURE" --timeout "${REQUEST_TIMEOUT:-600}" --progress=false --json \
+    >"$OUTDIR/serve-$c$tag.json" 2>"$OUTDIR/serve-$c$tag.err"
   rc=$?
   after=$(preemptions)
-  python3 - "$OUTDIR/serve-$c.json" "$c" "${before:-0}" "${after:-0}" "$rc" "$KV_DTYPE" <<'EOF'
+  python3 - "$OUTDIR/serve-$c$tag.json" "$c" "${before:-0}" "${after:-0}" "$rc" "$KV_DTYPE" "$TEMPERATURE" <<'EOF'
 import json, sys
-path, c, before, after, rc, kv = sys.argv[1:]
+path, c, before, after, rc, kv, t = sys.argv[1:]
+kv = f"{kv} temperature {t}"
 try:
     r = json.load(open(path))["runs"][0]
 except Exception as e:  # a failed run still prints a line
