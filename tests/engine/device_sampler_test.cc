@@ -239,6 +239,26 @@ TEST(DeviceSamplerTest, ASeedRepeatsAndARowIgnoresTheRestOfTheBatch) {
   EXPECT_EQ(std::vector<int32_t>(b.begin(), b.begin() + 6), first);
 }
 
+// Top-p rows without top-k take the same integer sums in both samplers (device_sampler.h), so
+// on wide rows (where float32 sums would land draws one token over) every draw is equal.
+TEST(DeviceSamplerTest, TopPRowsTakeTheCpuSamplersTokensExactly) {
+  const int64_t V = 151936;
+  std::vector<SamplingOptions> o(4);
+  for (SamplingOptions& x : o) x.temperature = 0.6f, x.top_p = 0.95f;
+  o[1].min_p = 0.02f;
+  o[2].top_p = 0.5f;
+  o[3].temperature = 1.f;
+  SamplerBatch a(o, 50), b(o, 50);
+  int same = 0;
+  for (int step = 0; step < 10; ++step) {
+    at::Tensor x = RandomLogits(4, V, 300 + step) * 1.5;
+    auto dev = SampleBatchOnDevice(x, a.opts, a.ptrs);
+    auto cpu = SampleBatch(x, b.opts, b.ptrs);
+    for (int i = 0; i < 4; ++i) same += dev[i].token == cpu[i].token;
+  }
+  EXPECT_EQ(same, 40);
+}
+
 TEST(DeviceSamplerTest, SameDrawsAsTheCpuSamplerForTheSameSeed) {
   // Both samplers take one draw per sampled row and invert the CDF in the same order, so they
   // agree except where float32 rounding moves a boundary past the draw (rare).

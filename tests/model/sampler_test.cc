@@ -3,8 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <random>
+#include <vector>
 
 #include "worker/engine/sampler.h"
 
@@ -69,6 +73,81 @@ TEST(SamplerTest, TopKTopPAndMinPKeepTheRightTokens) {
   o.top_k = 1;  // top-k 1 is greedy whatever the temperature
   c = Draw(l, o, 200);
   EXPECT_EQ(c[0], 200);
+}
+
+// Top-p without top-k, as sampler.h defines it, written the slow way: the row sorted by scaled
+// logit (stable: ties by id), the weights exp(s - max) in float32 in units of 2^-40, a running
+// int64 sum, and binary searches for the cut and the draw.
+int32_t SortedTopPReference(const float* row, int64_t V, const SamplingOptions& o, float u) {
+  const float inv_t = 1.f / o.temperature;
+  std::vector<std::pair<float, int32_t>> s;
+  for (int64_t i = 0; i < V; ++i)
+    if (std::isfinite(row[i])) s.emplace_back(row[i] * inv_t, static_cast<int32_t>(i));
+  if (s.empty()) return 0;
+  std::stable_sort(s.begin(), s.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<uint64_t> cum;
+  uint64_t run = 0;
+  for (const auto& [v, id] : s) {
+    const float p = std::exp(v - s[0].first);
+    run += p < o.min_p ? 0 : static_cast<uint64_t>(p * 0x1p40f);
+    cum.push_back(run);
+  }
+  const uint64_t total = run;
+  if (total == 0) return s[0].second;
+  auto first_reaching = [&](uint64_t m) { return std::lower_bound(cum.begin(), cum.end(), m) - cum.begin(); };
+  uint64_t kept = total;
+  if (o.top_p < 1.f) {
+    const double want = std::ceil(static_cast<double>(o.top_p) * static_cast<double>(total));
+    kept = cum[static_cast<size_t>(first_reaching(std::clamp<uint64_t>(static_cast<uint64_t>(want), 1, total)))];
+  }
+  const uint64_t m = std::min<uint64_t>(
+      kept, static_cast<uint64_t>(std::floor(static_cast<double>(u) * static_cast<double>(kept))) + 1);
+  return s[static_cast<size_t>(first_reaching(m))].second;
+}
+
+TEST(SamplerTest, TopPTokensEqualTheSortedIntegerReference) {
+  const int64_t V = 151936;
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal;
+  std::vector<SamplingOptions> opts(6);
+  for (SamplingOptions& o : opts) o.temperature = 0.6f, o.top_p = 0.95f;
+  opts[1].top_p = 0.5f;
+  opts[2].min_p = 0.05f;
+  opts[3].temperature = 1.2f, opts[3].top_p = 0.99f;
+  opts[4].top_p = 0.2f;
+  int checked = 0;
+  for (const float scale : {0.5f, 2.f, 8.f}) {
+    for (const bool bf16 : {false, true}) {  // bf16-rounded logits: cuts inside runs of ties
+      std::vector<float> row(static_cast<size_t>(V));
+      for (float& x : row) x = normal(gen) * scale;
+      for (int64_t i = 0; i < V; i += 7) row[static_cast<size_t>(i)] = -std::numeric_limits<float>::infinity();
+      at::Tensor t = Row(row);
+      if (bf16) t = t.to(at::kBFloat16).to(at::kFloat);
+      const float* data = t.data_ptr<float>();
+      for (size_t k = 0; k < opts.size(); ++k) {
+        SamplerState st(100 + k);
+        for (int draw = 0; draw < 3; ++draw) {
+          std::mt19937_64 copy = st.rng;  // the draw SampleBatch will take
+          const float u = std::min(static_cast<float>(UniformDraw(copy)), 0x1.fffffep-1f);
+          const int32_t got = SampleBatch(t, {&opts[k]}, {&st})[0].token;
+          EXPECT_EQ(got, SortedTopPReference(data, V, opts[k], u))
+              << "scale " << scale << " bf16 " << bf16 << " options " << k << " draw " << draw;
+          st.output.clear();
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 108);
+  // Every logit equal: the tokens are counted off in id order; no finite logit: token 0.
+  std::vector<float> flat(1000, 0.25f);
+  SamplerState st(9);
+  std::mt19937_64 copy = st.rng;
+  const float u = std::min(static_cast<float>(UniformDraw(copy)), 0x1.fffffep-1f);
+  EXPECT_EQ(SampleBatch(Row(flat), {&opts[0]}, {&st})[0].token,
+            SortedTopPReference(flat.data(), 1000, opts[0], u));
+  std::vector<float> none(10, -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(SampleBatch(Row(none), {&opts[0]}, {&st})[0].token, 0);
 }
 
 TEST(SamplerTest, PenaltiesFollowTheirDefinitions) {

@@ -66,7 +66,7 @@ at::Tensor UploadBeside(const at::Tensor& pinned, at::Device device) {
 enum class Order {
   kById,    // no top-k or top-p: every token, in id order
   kTopK,    // top-k (k <= kMaxTopK): the k best by topk
-  kTopP,    // top-p without top-k: on CUDA the sort-free kernel, elsewhere as kSorted
+  kTopP,    // top-p without top-k: exact integer sums (on CUDA from 4 rows by the kernel)
   kSorted,  // top-p with top-k, or a larger k: the whole row sorted
 };
 // Beyond this many candidates a top-k row is cheaper with one full sort than with topk.
@@ -164,10 +164,10 @@ at::Tensor SampleGroup(const at::Tensor& x, const Group& g, Order order) {
   const bool ordered = order != Order::kById;
   const at::Device dev = x.device();
   const int64_t V = x.size(1);
-  const bool exact_top_p =
-      order == Order::kTopP && dev.is_cuda() && top_p_kernel.load(std::memory_order_relaxed);
+  // Top-p rows take the integer sums on every device (as SampleBatch does on the host).
+  const bool exact_top_p = order == Order::kTopP && top_p_kernel.load(std::memory_order_relaxed);
 #if defined(R1_HAVE_CUDA)
-  if (exact_top_p && static_cast<int64_t>(g.rows.size()) >= kTopPKernelMinRows)
+  if (exact_top_p && dev.is_cuda() && static_cast<int64_t>(g.rows.size()) >= kTopPKernelMinRows)
     return TopPByKernel(x, g);
 #endif
   // Every row of x in order (rows are added in order): no gather needed.

@@ -13,12 +13,12 @@
 // Fast path: every row greedy, no penalties, no constraints, no log-probabilities: one argmax
 // on the device. A row's LogitsConstraint applies after its penalties, as in SampleBatch.
 //
-// On CUDA, rows with top-p and no top-k (the R1 defaults: temperature 0.6, top_p 0.95) sum
-// their weights exactly, as integers in units of 2^-40 (worker/model/cuda/sampling.h): from 4
-// such rows a kernel finds the top-p cut and the draw's token without sorting, below that they
-// are sorted; both give the same token for the same row and draw. Same order, same draw, same
-// cuts as the float32 path used elsewhere; the two differ only where float32 sums round a
-// boundary past the draw.
+// Rows with top-p and no top-k (the R1 defaults: temperature 0.6, top_p 0.95) sum their
+// weights exactly, as integers in units of 2^-40 (worker/model/cuda/sampling.h), as SampleBatch
+// does: on CUDA from 4 such rows a kernel finds the top-p cut and the draw's token without
+// sorting; below that, and on other devices, the rows are sorted. Every path gives the same
+// token for the same row and draw (up to the last bit of each device's expf). Same order, same
+// draw, same cuts as the float32 path the other rows take.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,8 +29,8 @@
 
 namespace r1::engine {
 
-// On CUDA: whether top-p rows without top-k take the exact integer path above (default) or the
-// float32 sort used before it. For side-by-side benchmarks; process-wide.
+// Whether top-p rows without top-k take the exact integer path above (default) or the float32
+// sort used before it. For side-by-side benchmarks; process-wide.
 void SetTopPKernel(bool enabled);
 
 // Like SampleBatch: one token per row of `logits` ([n, vocab], float32, any device), appended

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace r1::engine {
@@ -127,12 +128,112 @@ int32_t SampleAll(const float* row, int64_t vocab, float inv_t, double min_p,
   return 0;
 }
 
+// Top-p without top-k (the R1 defaults) with the exact integer weights of the device sampler
+// (worker/model/cuda/sampling.h): p = exp(s - max s) in float32, in units of 2^-40, 0 below
+// min-p; kept: the shortest prefix, in the order (s descending, id ascending), whose weight
+// reaches ceil(top_p * total); the token: the first kept one whose cumulative weight exceeds
+// u * kept. Every sum is exact, so the order of additions does not matter and the prefix is
+// found by selection (expected time linear in the vocabulary) instead of by sorting the row.
+struct Weighted {
+  uint32_t key;  // s's bits, in an unsigned order equal to s's
+  int32_t id;
+  uint64_t q;
+};
+
+uint32_t OrderKey(float s) {
+  uint32_t b;
+  std::memcpy(&b, &s, sizeof b);
+  if (b == 0x80000000u) b = 0;  // -0 as +0: equal logits are ordered by id
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// The token at which the cumulative weight of c, in the order (key descending, id ascending),
+// first reaches m (1 <= m <= c's total weight); *reached: the cumulative weight there. Reorders
+// c: a three-way partition around a median-of-three key, kept on the side that holds m.
+int32_t FirstReaching(std::vector<Weighted>& c, uint64_t m, uint64_t* reached) {
+  size_t lo = 0, hi = c.size();
+  uint64_t above = 0;  // the weight of every token ordered before [lo, hi)
+  while (hi > lo) {
+    const uint32_t a = c[lo].key, b = c[lo + (hi - lo) / 2].key, d = c[hi - 1].key;
+    const uint32_t pivot = std::max(std::min(a, b), std::min(std::max(a, b), d));
+    size_t gt = lo, i = lo, lt = hi;  // [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot
+    uint64_t w_gt = 0, w_eq = 0;
+    while (i < lt) {
+      if (c[i].key > pivot) {
+        w_gt += c[i].q;
+        std::swap(c[i++], c[gt++]);
+      } else if (c[i].key < pivot) {
+        std::swap(c[i], c[--lt]);
+      } else {
+        w_eq += c[i++].q;
+      }
+    }
+    if (above + w_gt >= m) {
+      hi = gt;
+    } else if (above + w_gt + w_eq >= m) {
+      // Inside the run of tokens with the pivot's s (each of the same weight), by id.
+      const uint64_t q = c[gt].q;
+      const uint64_t rank = (m - above - w_gt + q - 1) / q - 1;
+      auto nth = c.begin() + static_cast<long>(gt + rank);
+      std::nth_element(c.begin() + static_cast<long>(gt), nth, c.begin() + static_cast<long>(i),
+                       [](const Weighted& x, const Weighted& y) { return x.id < y.id; });
+      *reached = above + w_gt + (rank + 1) * q;
+      return nth->id;
+    } else {
+      above += w_gt + w_eq;
+      lo = lt;
+    }
+  }
+  *reached = above;  // not reached for 1 <= m <= the total
+  return c.empty() ? 0 : c.front().id;
+}
+
+int32_t SampleTopPExact(const float* row, int64_t vocab, const SamplingOptions& o,
+                        std::mt19937_64& rng) {
+  const float inv_t = 1.f / o.temperature;
+  float top = -std::numeric_limits<float>::infinity();
+  int32_t top_id = -1;  // the first token with the largest s
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!std::isfinite(row[i])) continue;
+    const float s = row[i] * inv_t;
+    if (top_id < 0 || s > top) top = s, top_id = static_cast<int32_t>(i);
+  }
+  if (top_id < 0) return 0;  // no finite logit (no draw, as the sorted path)
+  const float min_p = std::max(o.min_p, 0.f);
+  thread_local std::vector<Weighted> c;
+  c.clear();
+  uint64_t total = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!std::isfinite(row[i])) continue;
+    const float s = row[i] * inv_t;
+    const float p = std::exp(s - top);
+    if (p < min_p) continue;
+    const uint64_t q = static_cast<uint64_t>(p * 0x1p40f);
+    if (q == 0) continue;  // too small to count: never a boundary
+    c.push_back({OrderKey(s), static_cast<int32_t>(i), q});
+    total += q;
+  }
+  // The draw, rounded to float as the device sampler takes it.
+  const float u = std::min(static_cast<float>(UniformDraw(rng)), 0x1.fffffep-1f);
+  if (total == 0) return top_id;
+  uint64_t kept = total, reached = 0;
+  if (o.top_p < 1.f) {
+    const double want = std::ceil(static_cast<double>(o.top_p) * static_cast<double>(total));
+    const uint64_t m = want < 1.0 ? 1 : (want >= static_cast<double>(total) ? total : static_cast<uint64_t>(want));
+    FirstReaching(c, m, &kept);
+  }
+  const uint64_t m = std::min(
+      kept, static_cast<uint64_t>(std::floor(static_cast<double>(u) * static_cast<double>(kept))) + 1);
+  return FirstReaching(c, m, &reached);
+}
+
 // Samples from the candidates (token, logit) after temperature, top-k, min-p and top-p.
 int32_t SampleFiltered(const float* row, int64_t vocab, const SamplingOptions& o,
                        std::mt19937_64& rng) {
   const float inv_t = 1.f / o.temperature;
   const bool top_p = o.top_p > 0.f && o.top_p < 1.f;
   if (o.top_k <= 0 && !top_p) return SampleAll(row, vocab, inv_t, std::max(o.min_p, 0.f), rng);
+  if (o.top_k <= 0) return SampleTopPExact(row, vocab, o, rng);
   std::vector<std::pair<float, int32_t>> cand;  // (scaled logit, token)
   cand.reserve(static_cast<size_t>(vocab));
   for (int64_t i = 0; i < vocab; ++i)

@@ -43,6 +43,9 @@ int32_t FirstAllowed(const LogitsConstraint& c, int64_t vocab);
 // Samples one token per row of `logits` ([n, vocab], float32, any device) and appends it to
 // its state's `output` (so penalties see it next step). `options` and
 // `states` have n entries; each state's rng advances only for its own row.
+// Top-p rows without top-k (the R1 defaults) sum their weights exactly, as integers in units of
+// 2^-40 of the top token's, as the device sampler on CUDA does (device_sampler.h), and find the
+// top-p set and the draw's token by selection, without sorting the row.
 std::vector<SampleResult> SampleBatch(const at::Tensor& logits,
                                       const std::vector<const SamplingOptions*>& options,
                                       const std::vector<SamplerState*>& states);
