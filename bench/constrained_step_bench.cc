@@ -275,7 +275,10 @@ int main(int argc, char** argv) {
     const Times& t = times[{m.share, m.temperature, m.during_model, m.sorted}];
     const Times& base = times[{share_list.front(), m.temperature, m.during_model, m.sorted}];
     const double step = Median(t.step), ratio = step / Median(base.step);
-    const char* top_p_way = m.temperature == 0 ? "-" : m.sorted ? "sort" : "kernel";
+    // On CUDA the device sampler's two top-p paths; on the CPU the C++ sampler (SampleBatch),
+    // which --top-p-sort does not change.
+    const bool cuda = (*runner)->device_name().rfind("cuda", 0) == 0;
+    const char* top_p_way = m.temperature == 0 ? "-" : !cuda ? "host" : m.sorted ? "sort" : "kernel";
     std::printf("%-8s %-6.2f %-6s %-6.2f | %9.3f %7.3f | %10.3f %9.3f %9.3f %9.3f\n",
                 m.during_model ? "overlap" : "before", m.temperature, top_p_way, m.share, step, ratio,
                 Median(t.constraint), Median(t.model), Median(t.sample), Median(t.accept));
