@@ -254,18 +254,23 @@ test('kill -9 under a sampled stream: it continues the same random sequence', as
 });
 
 test('the prefix cache under preemption: shared prefixes hit, outputs equal the undisturbed runs', async () => {
-  // 48 blocks of 16 tokens: 8 sequences of 120 + 64 tokens cannot all stay; preemption recomputes.
+  // 40 blocks of 16 tokens. Each sequence is 96 shared + 24 own prompt tokens + 192 generated:
+  // 20 blocks, 14 of them its own, so any three that overlap near their ends (6 + 3 x 14 = 48)
+  // cannot all stay and preemption recomputes. Long outputs make the overlap certain even when
+  // a loaded machine spreads the eight arrivals over a few hundred milliseconds (with 64 tokens
+  // on a 48-block cache, CI once saw them finish one after another, and no preemption).
   // No admission headroom: this test is about preemption itself.
-  const w = await realWorker(['--kv-cache-memory', String(48 * 16 * 256), '--max-running', '8', '--admit-headroom-tokens', '0',
+  const w = await realWorker(['--kv-cache-memory', String(40 * 16 * 256), '--max-running', '8', '--admit-headroom-tokens', '0',
     '--metrics-listen', '127.0.0.1:0']);
   const g = await gateway([w]);
   const shared = promptIds(99, 96);
-  const bodies = Array.from({ length: 8 }, (_, k) => ({ prompt: [...shared, ...promptIds(k, 24)], max_tokens: 64, temperature: 0 }));
+  const maxTokens = 192;
+  const bodies = Array.from({ length: 8 }, (_, k) => ({ prompt: [...shared, ...promptIds(k, 24)], max_tokens: maxTokens, temperature: 0 }));
   const first = await streamCompletion(g, bodies[0], { chunks: 0 });  // caches the shared prefix
   const results = await Promise.all(bodies.map((b) => streamCompletion(g, b, { chunks: 0 })));
   results.unshift(first);
   for (let k = 0; k < results.length; k++)
-    assert.equal(results[k].text, reference(bodies[Math.max(0, k - 1)].prompt, 64), `request ${k}`);
+    assert.equal(results[k].text, reference(bodies[Math.max(0, k - 1)].prompt, maxTokens), `request ${k}`);
   const hits = await workerMetric(w, 'r1_worker_prefix_cache_hits_total');
   const queries = await workerMetric(w, 'r1_worker_prefix_cache_queries_total');
   const preemptions = await workerMetric(w, 'r1_worker_preemptions_total');
