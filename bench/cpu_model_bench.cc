@@ -5,6 +5,9 @@
 //     bandwidth and, round by round, against the bandwidth read around that round's decode;
 //   - per variant (a dtype and load options, e.g. "bfloat16+torch+copy"): load time, first
 //     step, prefill tok/s for one N-token prompt, batch-1 and batch-B decode tok/s, RSS.
+// With --decode-context C, decode runs after C tokens of context (a reasoning chain's length):
+// the cache is filled with random K/V instead of a prefill of C tokens (the step's work is the
+// same for any values), and the bound counts the KV bytes each step reads too.
 // The machine is shared: all variants are loaded first, then measured in alternating rounds
 // (every variant once per round), and the figures are medians over all rounds, with the
 // spread of the per-round medians beside them.
@@ -98,6 +101,21 @@ struct Stream {
       for (int64_t k = 0; k < per_seq; ++k)
         seqs[static_cast<size_t>(i)].block_table.push_back(static_cast<int32_t>(i * per_seq + k));
   }
+  size_t Vocab() const { return static_cast<size_t>(model->config().vocab_size); }
+  // Every sequence has `context` tokens in the cache already (random K/V: the same work for
+  // any values), the next step feeds one token.
+  void StartAt(int64_t context) {
+    for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
+      cache->k(l).normal_();
+      cache->v(l).normal_();
+    }
+    next.assign(seqs.size(), 0);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      seqs[i].num_cached = context;
+      seqs[i].num_new = 0;
+      next[i] = static_cast<int32_t>((i * 7919 + 13) % Vocab());
+    }
+  }
   // Every sequence feeds `prompt_len` tokens (when starting) or its next token; returns seconds.
   absl::StatusOr<double> Step(int64_t prompt_len) {
     r1::model::StepBatch b;
@@ -108,7 +126,7 @@ struct Stream {
         s.num_cached = 0;
         s.num_new = prompt_len;
         for (int64_t t = 0; t < prompt_len; ++t)
-          b.tokens.push_back(static_cast<int32_t>((i * 131 + static_cast<size_t>(t) * 7919) % 150000));
+          b.tokens.push_back(static_cast<int32_t>((i * 131 + static_cast<size_t>(t) * 7919) % Vocab()));
       } else {
         s.num_new = 1;
         b.tokens.push_back(next[i]);
@@ -132,6 +150,7 @@ struct Variant {
   std::unique_ptr<r1::model::Qwen2Model> model;
   double load_s = 0, first_step_s = 0, rss_gb = 0;
   double weights_gb = 0;                             // all but the embedding: read every step
+  double kv_gb = 0;                                  // KV bytes a batch-1 decode step reads
   std::vector<double> prefill, decode, batch;        // per-step seconds
   std::vector<double> decode_rounds, batch_rounds;   // per-round medians, tok/s
   std::vector<double> decode_bw;                     // per round: GB/s read around its decode
@@ -191,10 +210,14 @@ int main(int argc, char** argv) {
       "batch-1 decode steps per variant per round (read bandwidth is measured right before and after them)");
   int64_t* batch = flags.Int("decode-batch", 16, "also decode this many sequences at once (0: skip)");
   int64_t* batch_steps = flags.Int("batch-steps", 3, "batched decode steps per variant per round");
+  int64_t* context = flags.Int("decode-context", 0,
+                               "decode after this many tokens of context (random K/V in the cache, no "
+                               "prefill); 0: after a 16-token prompt");
   flags.ParseOrExit(argc, argv);
   if (model_dir->empty()) flags.Fail("--model is required");
-  if (*rounds < 1 || *decode_steps < 1 || *batch_steps < 1 || *prefill_tokens < 0 || *batch < 0)
-    flags.Fail("--rounds, --decode-steps and --batch-steps must be >= 1; --prefill-tokens and --decode-batch >= 0");
+  if (*rounds < 1 || *decode_steps < 1 || *batch_steps < 1 || *prefill_tokens < 0 || *batch < 0 || *context < 0)
+    flags.Fail("--rounds, --decode-steps and --batch-steps must be >= 1; --prefill-tokens, --decode-batch and "
+               "--decode-context >= 0");
   int nthreads = *threads > 0 ? static_cast<int>(*threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(nthreads);
 
@@ -241,6 +264,9 @@ int main(int argc, char** argv) {
     const auto& cfg = v.model->config();
     int64_t embed_bytes = cfg.vocab_size * cfg.hidden_size * static_cast<int64_t>(c10::elementSize(v.model->dtype()));
     v.weights_gb = (v.model->weight_bytes() - embed_bytes) / 1e9;
+    // K and V of every layer for each token of context: the cache's own bytes per slot.
+    const int64_t kv_token = r1::model::KvCache::BytesPerBlock(cfg, 1, v.model->dtype());
+    v.kv_gb = (*context > 0 ? *context : 16) * kv_token / 1e9;
     std::printf("%-24s loaded in %.2f s, first step %.2f s, RSS +%.2f GB; file pages mapped 2 MiB "
                 "at a time (process): %.2f GB\n",
                 v.label.c_str(), v.load_s, v.first_step_s, v.rss_gb, r1::model::FilePmdMappedBytes() / 1e9);
@@ -255,9 +281,13 @@ int main(int argc, char** argv) {
         if (!dt.ok()) flags.Fail(std::string(dt.status().message()));
         v.prefill.push_back(*dt);
       }
-      // Batch 1: a 16-token prompt, then decode steps (the context grows a little each round).
-      Stream s(*v.model, 1, 16 + *decode_steps + 1);
-      if (auto p = s.Step(16); !p.ok()) flags.Fail(std::string(p.status().message()));
+      // Batch 1: a 16-token prompt (or --decode-context tokens of cache), then decode steps.
+      Stream s(*v.model, 1, std::max<int64_t>(16, *context) + *decode_steps + 1);
+      if (*context > 0) {
+        s.StartAt(*context);
+      } else if (auto p = s.Step(16); !p.ok()) {
+        flags.Fail(std::string(p.status().message()));
+      }
       // This round's bound: bandwidth read right before and right after these decode steps, the
       // higher of the two (a busy moment only lowers it). One sample at the round's start, before
       // the prefills, once read 3.9 GB/s and put decode at 779% of its bound.
@@ -273,8 +303,12 @@ int main(int argc, char** argv) {
       v.decode_bw.push_back(std::max(bw_before, r1::bench::ReadBandwidthGBs(nthreads, 2)));
       bw = std::max(bw, v.decode_bw.back());
       if (*batch > 0) {
-        Stream sb(*v.model, *batch, 16 + *batch_steps + 1);
-        if (auto p = sb.Step(16); !p.ok()) flags.Fail(std::string(p.status().message()));
+        Stream sb(*v.model, *batch, std::max<int64_t>(16, *context) + *batch_steps + 1);
+        if (*context > 0) {
+          sb.StartAt(*context);
+        } else if (auto p = sb.Step(16); !p.ok()) {
+          flags.Fail(std::string(p.status().message()));
+        }
         std::vector<double> br;
         for (int64_t i = 0; i < *batch_steps; ++i) {
           auto dt = sb.Step(0);
@@ -301,16 +335,20 @@ int main(int argc, char** argv) {
       line += absl::StrFormat(" | batch %d: %.1f tok/s%s", *batch, *batch / Median(v.batch), Spread(v.batch_rounds));
     std::printf("%s\n", line.c_str());
   }
-  // Batch-1 decode reads every weight but the embedding once a step: tok/s <= bandwidth / bytes.
-  std::printf("batch-1 bound = GB of weights (all but the embedding) / GB/s of read bandwidth; each round's "
-              "decode against the bandwidth read right before and after its steps (the higher)\n");
+  // Batch-1 decode reads every weight but the embedding once a step, and its context's K and V:
+  // tok/s <= bandwidth / bytes.
+  std::printf("batch-1 bound = GB of weights (all but the embedding) + GB of KV cache read (%lld tokens of "
+              "context) / GB/s of read bandwidth; each round's decode against the bandwidth read right before "
+              "and after its steps (the higher)\n",
+              static_cast<long long>(*context > 0 ? *context : 16));
   for (const Variant& v : vars) {
-    const double best_bound = bw / v.weights_gb;
-    std::printf("%-24s %.3g GB / %.1f GB/s (best of the run) = %.2f tok/s; decode at %.0f%% of it\n",
-                v.label.c_str(), v.weights_gb, bw, best_bound, 100 / Median(v.decode) / best_bound);
+    const double step_gb = v.weights_gb + v.kv_gb;
+    const double best_bound = bw / step_gb;
+    std::printf("%-24s (%.3g + %.3g) GB / %.1f GB/s (best of the run) = %.2f tok/s; decode at %.0f%% of it\n",
+                v.label.c_str(), v.weights_gb, v.kv_gb, bw, best_bound, 100 / Median(v.decode) / best_bound);
     std::vector<double> ratios;
     for (size_t r = 0; r < v.decode_rounds.size(); ++r) {
-      const double bound = v.decode_bw[r] / v.weights_gb;
+      const double bound = v.decode_bw[r] / step_gb;
       ratios.push_back(v.decode_rounds[r] / bound);
       std::printf("%-24s   round %zu: decode %.2f tok/s; %.1f GB/s around it: bound %.2f tok/s; %.0f%%\n",
                   v.label.c_str(), r + 1, v.decode_rounds[r], v.decode_bw[r], bound, 100 * ratios.back());

@@ -113,22 +113,41 @@ at::Tensor AtenDecodeAttention(const at::Tensor& q, const at::Tensor& k, const a
 
 TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
   at::manual_seed(3);
-  const int64_t heads = 12, kvh = 2, D = 128, slots_total = 4096;
-  at::Tensor kc = at::randn({slots_total, kvh, D}).to(at::kBFloat16);
-  at::Tensor vc = at::randn({slots_total, kvh, D}).to(at::kBFloat16);
-  if (!DecodeAttentionApplies(at::zeros({1, heads, D}, at::kBFloat16), kc)) GTEST_SKIP() << "no AVX512-BF16";
-  for (int64_t ctx : {1, 17, 700}) {  // 700: heads shared over the pool
-    std::vector<int64_t> slots;
-    for (int64_t p = 0; p < ctx; ++p) slots.push_back((p * 37 + 5) % slots_total);  // scattered blocks
-    at::Tensor q = at::randn({1, heads, D}).to(at::kBFloat16);
-    at::Tensor idx = at::tensor(slots, at::kLong);
-    at::Tensor ref = AtenDecodeAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), 1 / std::sqrt(128.0));
-    at::Tensor got = DecodeAttention(q, kc, vc, slots, 1 / std::sqrt(128.0));
-    ASSERT_EQ(got.sizes(), ref.sizes());
-    at::Tensor err = (got.to(at::kFloat) - ref.to(at::kFloat)).abs();
-    // Same roundings; only the order of float sums differs (a bf16 step at most, mostly none).
-    EXPECT_TRUE((err <= ref.to(at::kFloat).abs() / 64 + 1e-2).all().item<bool>())
-        << "ctx " << ctx << " max err " << err.max().item<float>();
+  const int64_t slots_total = 4096;
+  if (!DecodeAttentionApplies(at::zeros({1, 12, 128}, at::kBFloat16), at::zeros({1, 2, 128}, at::kBFloat16)))
+    GTEST_SKIP() << "no AVX512-BF16";
+  // Query heads per KV head: 6 (the 1.5B), 7 (7B), 5 (14B, 32B), 4 and 8 (the Llama distills),
+  // 1, and 12 (two passes of at most 8); head_dim 128, 64, and 96 (columns 32 at a time).
+  struct Shape { int64_t heads, kvh, D; };
+  for (const Shape sh : {Shape{12, 2, 128}, Shape{28, 4, 128}, Shape{40, 8, 128}, Shape{32, 8, 128},
+                         Shape{64, 8, 128}, Shape{4, 4, 64}, Shape{24, 2, 64}, Shape{12, 2, 96}}) {
+    // Two kinds of q and K: normal values, and values of -1, 0 and 1, whose dot products are
+    // exact in any order of summation, so that the bf16-rounded scores are the same bits here
+    // and in ATen (with normal values a score one bf16 step apart moves a large probability by
+    // about 2%, which the bound below allows only at the usual scale of q).
+    for (bool ternary : {false, true}) {
+      auto values = [&](std::vector<int64_t> shape) {
+        return (ternary ? at::randint(-1, 2, shape).to(at::kFloat) : at::randn(shape)).to(at::kBFloat16);
+      };
+      at::Tensor kc = values({slots_total, sh.kvh, sh.D});
+      at::Tensor vc = at::randn({slots_total, sh.kvh, sh.D}).to(at::kBFloat16);
+      for (int64_t ctx : {1, 17, 700}) {  // 700: units shared over the pool; 16 keys at a time and a tail
+        std::vector<int64_t> slots;
+        for (int64_t p = 0; p < ctx; ++p) slots.push_back((p * 37 + 5) % slots_total);  // scattered blocks
+        at::Tensor q = values({1, sh.heads, sh.D});
+        at::Tensor idx = at::tensor(slots, at::kLong);
+        const double scale = 1 / std::sqrt(static_cast<double>(sh.D));
+        at::Tensor ref = AtenDecodeAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), scale);
+        at::Tensor got = DecodeAttention(q, kc, vc, slots, scale);
+        ASSERT_EQ(got.sizes(), ref.sizes());
+        at::Tensor err = (got.to(at::kFloat) - ref.to(at::kFloat)).abs();
+        // Same roundings; only the order of float sums and exp's last bits differ (a bf16 step
+        // at most, mostly none).
+        EXPECT_TRUE((err <= ref.to(at::kFloat).abs() / 64 + 1e-2).all().item<bool>())
+            << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " kv heads " << sh.kvh << " D " << sh.D
+            << " ctx " << ctx << " max err " << err.max().item<float>();
+      }
+    }
   }
 }
 

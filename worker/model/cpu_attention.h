@@ -2,8 +2,8 @@
 //
 // ATen's bf16 at::bmm goes to oneDNN, which starts an OpenMP team for each of the two small
 // products per layer; libgomp's threads then spin for milliseconds after every one of them,
-// taking a core from the linear layers on a 2-core machine. This runs the same arithmetic on
-// our pool (cpu_parallel.h) and reads K and V through the slots, without gathering them.
+// taking a core from the linear layers on a 2-core machine. This runs on our pool
+// (cpu_parallel.h) and reads K and V through the slots, without gathering them.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -18,8 +18,14 @@ bool DecodeAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
 
 // q: [1, heads, D] bf16; k_cache, v_cache: [slots, kv_heads, D] bf16, contiguous; slots: the
 // cache rows of positions 0..ctx-1 (the new token's K/V already written). Returns [1, heads, D]
-// bf16 with the roundings of the ATen path (scores, scaled scores and probabilities in bf16,
-// softmax in float).
+// bf16. Scores are rounded as the ATen path rounds them (bmm's bf16 output, then its scaled
+// bf16 value); the softmax and the sum over V stay in float (ATen rounds the probabilities to
+// bf16 first) and the output is rounded once.
+//
+// Each KV head's K and V rows are read once for all the query heads of its group, in chunks of
+// keys that the pool's threads share (flash-decoding's split, merged through each chunk's max
+// and sum), with the rows a few keys ahead prefetched: at 16k tokens of context this is what a
+// decode step of the 1.5B spends most of its time on.
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                            const std::vector<int64_t>& slots, double scale);
 
