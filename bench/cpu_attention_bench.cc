@@ -1,0 +1,123 @@
+// Speed of the CPU decode attention (worker/model/cpu_attention.h) at long context: one decode
+// step's attention for every layer of a model shape (default: the 1.5B's 12 query heads, 2 KV
+// heads of 128, 28 layers), each layer with its own bf16 cache of C tokens, so that a step reads
+// C x 28,672 bytes from memory as the model's does. Figures: median ms a step, GB/s of K and V
+// read, against the read bandwidth measured between rounds; beside it ATen's math on the
+// gathered rows (index_select, bmm, float softmax, bmm: the eager path's ops) as the peer.
+// Contexts and kernels are measured in alternating rounds.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "bench/read_bandwidth.h"
+#include "common/flags.h"
+#include "worker/model/cpu_attention.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// The eager path's decode attention on the gathered rows.
+at::Tensor AtenAttention(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc, const at::Tensor& idx,
+                         double scale) {
+  const int64_t heads = q.size(1), d = q.size(2), kvh = kc.size(1), g = heads / kvh;
+  at::Tensor k = kc.index_select(0, idx), v = vc.index_select(0, idx);
+  at::Tensor qh = q.view({1, kvh, g, d}).permute({1, 2, 0, 3}).reshape({kvh, g, d});
+  at::Tensor scores = at::bmm(qh, k.permute({1, 2, 0})).mul_(scale);
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::bmm(probs, v.permute({1, 0, 2}));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  r1::Flags flags("cpu_attention_bench", "CPU decode attention at long context: ms a step and GB/s of KV read.");
+  std::string* contexts = flags.String("contexts", "4096,16384", "comma-separated tokens of context");
+  int64_t* heads = flags.Int("heads", 12, "query heads");
+  int64_t* kv_heads = flags.Int("kv-heads", 2, "KV heads");
+  int64_t* head_dim = flags.Int("head-dim", 128, "head size (a multiple of 32)");
+  int64_t* layers = flags.Int("layers", 28, "layers: one cache each, all read every step");
+  int64_t* rounds = flags.Int("rounds", 5, "rounds (each runs every context and kernel)");
+  int64_t* steps = flags.Int("steps", 4, "steps per context and kernel per round");
+  bool* aten = flags.Bool("aten", true, "also time ATen's ops on the gathered rows (the peer)");
+  int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
+  flags.ParseOrExit(argc, argv);
+  const int nthreads = *threads > 0 ? static_cast<int>(*threads) : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(nthreads);
+  std::vector<int64_t> ctxs;
+  for (const std::string& c : r1::SplitCommaList(*contexts)) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(c, &v) || v < 1) flags.Fail("--contexts: '" + c + "' is not a positive integer");
+    ctxs.push_back(v);
+  }
+  if (ctxs.empty() || *heads < 1 || *kv_heads < 1 || *heads % *kv_heads != 0 || *head_dim % 32 != 0 || *layers < 1 ||
+      *rounds < 1 || *steps < 1)
+    flags.Fail("--heads must be a multiple of --kv-heads, --head-dim of 32; the counts >= 1");
+  const int64_t H = *heads, KVH = *kv_heads, D = *head_dim, L = *layers;
+  const int64_t max_ctx = *std::max_element(ctxs.begin(), ctxs.end());
+  at::manual_seed(0);
+  // One cache per layer, slots in order (a sequence's blocks as the allocator hands them out).
+  std::vector<at::Tensor> kc, vc;
+  for (int64_t l = 0; l < L; ++l) {
+    kc.push_back(at::randn({max_ctx, KVH, D}).to(at::kBFloat16));
+    vc.push_back(at::randn({max_ctx, KVH, D}).to(at::kBFloat16));
+  }
+  const at::Tensor q = at::randn({1, H, D}).to(at::kBFloat16);
+  if (!r1::model::DecodeAttentionApplies(q, kc[0])) {
+    std::printf("skipped: the decode attention kernel needs AVX512-BF16, which this CPU does not have\n");
+    return 0;
+  }
+  const double scale = 1 / std::sqrt(static_cast<double>(D));
+  struct Result {
+    int64_t ctx;
+    bool aten;
+    std::vector<double> seconds;
+  };
+  std::vector<Result> results;
+  for (int64_t c : ctxs)
+    for (bool a : {false, true})
+      if (!a || *aten) results.push_back({c, a, {}});
+  std::vector<double> bws{r1::bench::ReadBandwidthGBs(nthreads, 5)};
+  for (int64_t r = 0; r < *rounds; ++r) {
+    for (Result& res : results) {
+      std::vector<int64_t> slots(static_cast<size_t>(res.ctx));
+      for (int64_t i = 0; i < res.ctx; ++i) slots[static_cast<size_t>(i)] = i;
+      const at::Tensor idx = at::arange(res.ctx, at::kLong);
+      for (int64_t s = 0; s < *steps; ++s) {
+        const auto t = Clock::now();
+        for (int64_t l = 0; l < L; ++l) {
+          if (res.aten) AtenAttention(q, kc[l], vc[l], idx, scale);
+          else r1::model::DecodeAttention(q, kc[l], vc[l], slots, scale);
+        }
+        res.seconds.push_back(std::chrono::duration<double>(Clock::now() - t).count());
+      }
+    }
+    bws.push_back(r1::bench::ReadBandwidthGBs(nthreads, 2));
+  }
+  const double bw = Median(bws);
+  std::printf("threads %d; %ld query heads, %ld KV heads of %ld, %ld layers; read bandwidth, median of the samples "
+              "between rounds: %.1f GB/s (range %.1f-%.1f)\n",
+              nthreads, static_cast<long>(H), static_cast<long>(KVH), static_cast<long>(D), static_cast<long>(L), bw,
+              *std::min_element(bws.begin(), bws.end()), *std::max_element(bws.begin(), bws.end()));
+  for (const Result& res : results) {
+    const double bytes = 2.0 * res.ctx * KVH * D * 2 * L, s = Median(res.seconds);
+    std::printf("context %6ld  %-6s  %8.2f ms a step  %6.3f GB of K and V  %5.1f GB/s  (%3.0f%% of the median "
+                "bandwidth; bound %.2f ms)\n",
+                static_cast<long>(res.ctx), res.aten ? "aten" : "kernel", s * 1e3, bytes / 1e9, bytes / s / 1e9,
+                100 * bytes / s / 1e9 / bw, bytes / bw / 1e6);
+  }
+  return 0;
+}
