@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "bench/median.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "worker/engine/block_allocator.h"
@@ -53,10 +54,7 @@ using SteadyClock = std::chrono::steady_clock;
 double MsSince(SteadyClock::time_point t) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
 }
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using r1::bench::Median;
 
 struct Mode {
   double share = 0;  // constrained rows / batch

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "bench/median.h"
 #include "bench/read_bandwidth.h"
 #include "common/flags.h"
 #include "worker/model/cpu_attention.h"
@@ -25,10 +26,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using r1::bench::Median;
 
 // The eager path's decode attention on the gathered rows.
 at::Tensor AtenAttention(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc, const at::Tensor& idx,

@@ -28,6 +28,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/median.h"
 #include "bench/read_bandwidth.h"
 #include "common/flags.h"
 #include "worker/model/cpu_f32.h"
@@ -41,10 +42,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using r1::bench::Median;
 
 // A /proc/self/status field in GB (VmHWM: peak resident set since the last reset; VmRSS).
 double StatusGb(const char* field) {
@@ -86,6 +84,9 @@ double PageCacheReadGBs(const std::string& dir, double* total_gb) {
   return best;
 }
 
+// The prompt decode starts after when there is no --decode-context.
+constexpr int64_t kPromptTokens = 16;
+
 // A batch of sequences with their own KV cache, stepping together.
 struct Stream {
   r1::model::Qwen2Model* model;
@@ -102,9 +103,11 @@ struct Stream {
         seqs[static_cast<size_t>(i)].block_table.push_back(static_cast<int32_t>(i * per_seq + k));
   }
   size_t Vocab() const { return static_cast<size_t>(model->config().vocab_size); }
-  // Every sequence has `context` tokens in the cache already (random K/V: the same work for
-  // any values), the next step feeds one token.
-  void StartAt(int64_t context) {
+  // Before the decode steps: with `context` > 0 every sequence has that many tokens in the cache
+  // already (random K/V: the same work for any values) and the next step feeds one token;
+  // otherwise each prefills a kPromptTokens-token prompt.
+  absl::Status Start(int64_t context) {
+    if (context <= 0) return Step(kPromptTokens).status();
     for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
       cache->k(l).normal_();
       cache->v(l).normal_();
@@ -115,6 +118,7 @@ struct Stream {
       seqs[i].num_new = 0;
       next[i] = static_cast<int32_t>((i * 7919 + 13) % Vocab());
     }
+    return absl::OkStatus();
   }
   // Every sequence feeds `prompt_len` tokens (when starting) or its next token; returns seconds.
   absl::StatusOr<double> Step(int64_t prompt_len) {
@@ -220,6 +224,8 @@ int main(int argc, char** argv) {
                "--decode-context >= 0");
   int nthreads = *threads > 0 ? static_cast<int>(*threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(nthreads);
+  // Tokens of context before the first decode step (the bound's KV bytes).
+  const int64_t decode_context = *context > 0 ? *context : kPromptTokens;
 
   std::vector<Variant> vars;
   for (const std::string& spec : r1::SplitCommaList(*variants_flag)) {
@@ -266,7 +272,7 @@ int main(int argc, char** argv) {
     v.weights_gb = (v.model->weight_bytes() - embed_bytes) / 1e9;
     // K and V of every layer for each token of context: the cache's own bytes per slot.
     const int64_t kv_token = r1::model::KvCache::BytesPerBlock(cfg, 1, v.model->dtype());
-    v.kv_gb = (*context > 0 ? *context : 16) * kv_token / 1e9;
+    v.kv_gb = decode_context * kv_token / 1e9;
     std::printf("%-24s loaded in %.2f s, first step %.2f s, RSS +%.2f GB; file pages mapped 2 MiB "
                 "at a time (process): %.2f GB\n",
                 v.label.c_str(), v.load_s, v.first_step_s, v.rss_gb, r1::model::FilePmdMappedBytes() / 1e9);
@@ -282,12 +288,8 @@ int main(int argc, char** argv) {
         v.prefill.push_back(*dt);
       }
       // Batch 1: a 16-token prompt (or --decode-context tokens of cache), then decode steps.
-      Stream s(*v.model, 1, std::max<int64_t>(16, *context) + *decode_steps + 1);
-      if (*context > 0) {
-        s.StartAt(*context);
-      } else if (auto p = s.Step(16); !p.ok()) {
-        flags.Fail(std::string(p.status().message()));
-      }
+      Stream s(*v.model, 1, decode_context + *decode_steps + 1);
+      if (absl::Status st = s.Start(*context); !st.ok()) flags.Fail(std::string(st.message()));
       // This round's bound: bandwidth read right before and right after these decode steps, the
       // higher of the two (a busy moment only lowers it). One sample at the round's start, before
       // the prefills, once read 3.9 GB/s and put decode at 779% of its bound.
@@ -303,12 +305,8 @@ int main(int argc, char** argv) {
       v.decode_bw.push_back(std::max(bw_before, r1::bench::ReadBandwidthGBs(nthreads, 2)));
       bw = std::max(bw, v.decode_bw.back());
       if (*batch > 0) {
-        Stream sb(*v.model, *batch, std::max<int64_t>(16, *context) + *batch_steps + 1);
-        if (*context > 0) {
-          sb.StartAt(*context);
-        } else if (auto p = sb.Step(16); !p.ok()) {
-          flags.Fail(std::string(p.status().message()));
-        }
+        Stream sb(*v.model, *batch, decode_context + *batch_steps + 1);
+        if (absl::Status st = sb.Start(*context); !st.ok()) flags.Fail(std::string(st.message()));
         std::vector<double> br;
         for (int64_t i = 0; i < *batch_steps; ++i) {
           auto dt = sb.Step(0);
@@ -340,7 +338,7 @@ int main(int argc, char** argv) {
   std::printf("batch-1 bound = GB of weights (all but the embedding) + GB of KV cache read (%lld tokens of "
               "context) / GB/s of read bandwidth; each round's decode against the bandwidth read right before "
               "and after its steps (the higher)\n",
-              static_cast<long long>(*context > 0 ? *context : 16));
+              static_cast<long long>(decode_context));
   for (const Variant& v : vars) {
     const double step_gb = v.weights_gb + v.kv_gb;
     const double best_bound = bw / step_gb;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
 
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_parallel.h"
@@ -155,10 +154,10 @@ R1_TARGET void GroupAnySize(int g, const uint16_t* q, const uint16_t* kc, const 
                             float* l, float* scores) {
   const bool wide = D % 64 == 0;
   switch (g) {
-#define R1_GROUP_CASE(G)                                                                               \
-  case G:                                                                                              \
-    return wide && G <= 6 ? Group<G, (G <= 6 ? 4 : 2)>(q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores) \
-                          : Group<G, 2>(q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores);
+#define R1_GROUP_CASE(G)                                                                            \
+  case G:                                                                                           \
+    return wide ? Group<G, (G <= 6 ? 4 : 2)>(q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores) \
+                : Group<G, 2>(q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores);
     R1_GROUP_CASE(1) R1_GROUP_CASE(2) R1_GROUP_CASE(3) R1_GROUP_CASE(4)
     R1_GROUP_CASE(5) R1_GROUP_CASE(6) R1_GROUP_CASE(7) R1_GROUP_CASE(8)
 #undef R1_GROUP_CASE
@@ -213,26 +212,20 @@ at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const
       threads);
   // The chunks merged, per head: each chunk's sums rescaled from its own max to the overall
   // one, then out = Σ acc / Σ l, rounded once to bf16.
+  std::vector<float> o(static_cast<size_t>(D));
   for (int64_t h = 0; h < heads; ++h) {
     float m = -INFINITY;
     for (int64_t c = 0; c < chunks; ++c) m = std::max(m, mx[static_cast<size_t>(c * heads + h)]);
     float l = 0;
-    std::vector<float> o(static_cast<size_t>(D), 0.f);
+    std::fill(o.begin(), o.end(), 0.f);
     for (int64_t c = 0; c < chunks; ++c) {
       const size_t at = static_cast<size_t>(c * heads + h);
-      const float w = chunks == 1 ? 1.f : std::exp(mx[at] - m);
+      const float w = std::exp(mx[at] - m);
       l += w * sum[at];
       const float* a = acc.data() + at * D;
       for (int64_t d = 0; d < D; ++d) o[static_cast<size_t>(d)] += w * a[d];
     }
-    for (int64_t d = 0; d < D; ++d) {
-      const float r = o[static_cast<size_t>(d)] / l;
-      uint32_t u;
-      std::memcpy(&u, &r, 4);
-      // Nearest even, as a bf16 tensor stores it (NaN kept NaN).
-      u = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) : u + 0x7fffu + ((u >> 16) & 1u);
-      op[h * D + d] = static_cast<uint16_t>(u >> 16);
-    }
+    for (int64_t d = 0; d < D; ++d) op[h * D + d] = c10::BFloat16(o[static_cast<size_t>(d)] / l).x;  // nearest even
   }
   return out;
 }
