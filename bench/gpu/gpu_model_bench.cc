@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
   int64_t* steps = flags.Int("decode-steps", 128, "decode steps per cell (median and p99 step time)");
   std::string* kv_dtype = flags.String("kv-cache-dtype", "auto", "auto (the model's dtype) or fp8");
   std::string* label = flags.String("label", "r1serve", "name printed in the RESULT lines");
+  std::string* quantization = flags.String("quantization", "auto", "the linear layers' weights, as r1-worker's flag: auto, none or fp8 on the GPU");
+  bool* fp8_lm_head = flags.Bool("fp8-lm-head", true, "with --quantization fp8: lm_head e4m3 too (per-row scales, quantized at load); --fp8-lm-head=false keeps it in --dtype");
   bool* random_weights = flags.Bool("random-weights", false,
                                     "draw random weights (std 0.02) on the device instead of reading safetensors: "
                                     "--model then needs only config.json (r1-mkmodel --config-only), for shapes "
@@ -110,6 +112,8 @@ int main(int argc, char** argv) {
   r1::model::LoadOptions lo;
   lo.device = *device;
   lo.dtype = *dtype;
+  lo.quantization = *quantization;
+  lo.fp8_lm_head = *fp8_lm_head;
   if (*random_weights) lo.random_weights_std = 0.02;
   lo.tuning = tuning_flags.Get();
   auto t0 = Clock::now();
@@ -118,8 +122,9 @@ int main(int argc, char** argv) {
   auto& model = **m;
   const auto& cfg = model.config();
   const at::Device dev = model.device();
-  std::printf("RESULT %s load_s %.2f device %s dtype %s kv_cache %s tuning %s\n", label->c_str(), Since(t0),
-              dev.str().c_str(), c10::toString(model.dtype()), fp8 ? "fp8" : "model", lo.tuning.Describe().c_str());
+  std::printf("RESULT %s load_s %.2f device %s dtype %s quantization %s kv_cache %s tuning %s\n", label->c_str(),
+              Since(t0), dev.str().c_str(), c10::toString(model.dtype()), model.quantization().c_str(),
+              fp8 ? "fp8" : "model", lo.tuning.Describe().c_str());
 
   const double bw = CopyBandwidthGBs(dev);
   const double tflops = MatmulTflops(dev, model.dtype());

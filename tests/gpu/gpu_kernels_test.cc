@@ -379,6 +379,103 @@ TEST_P(GpuKernelsTest, GemvMatchesUnfusedOps) {
     }
   }
 }
+
+// QuantizeFp8Rows against ATen's own e4m3 conversion: the scale is max |row| / 448 and every
+// byte equals ATen's float8_e4m3fn of x * (448 / max), bit for bit. Rows of zeros get scale 0;
+// a strided input (ldx > K) and a K that is not a multiple of 8 (the scalar path) are covered.
+TEST_P(GpuKernelsTest, QuantizeFp8RowsMatchesAtenE4m3) {
+  for (int64_t K : {37, 48, 1536, 8960}) {
+    const int64_t rows = 67, ldx = K + 8;
+    at::Tensor wide = at::randn({rows, ldx}, Opts()) * 3;
+    wide[5].zero_();
+    wide[6].mul_(1000);
+    at::Tensor x = wide.narrow(1, 0, K);
+    at::Tensor q = at::empty({rows, K}, Opts().dtype(at::kByte));
+    at::Tensor scale = at::empty({rows}, Opts().dtype(at::kFloat));
+    ASSERT_EQ(cuda::QuantizeFp8Rows(KD(GetParam()), x.data_ptr(), ldx, rows, K, q.data_ptr(), K,
+                                    scale.data_ptr<float>(), Stream()),
+              0);
+    at::Tensor xf = x.to(at::kFloat), amax = xf.abs().amax(1);
+    at::Tensor inv = at::where(amax > 0, at::full_like(amax, 448.f) / amax, at::zeros_like(amax));
+    at::Tensor want_q = (xf * inv.unsqueeze(1)).to(at::kFloat8_e4m3fn).view(at::kByte);
+    const std::string where = "K " + std::to_string(K);
+    // (A tensor divisor: ATen divides by a scalar as a product with its reciprocal.)
+    EXPECT_TRUE(at::equal(scale, amax / at::full_like(amax, 448.f))) << where;
+    EXPECT_EQ(q.ne(want_q).sum().item<int64_t>(), 0) << where;
+    EXPECT_EQ(scale[5].item<float>(), 0.f) << where;
+  }
+}
+
+// The GEMV on FP8 weights against ATen float32 math on the dequantized weights (q * scale) and
+// on x as the GEMV's inputs are (the norm rounded to the dtype, as AddRmsNorm does): every
+// epilogue, 1 to 8 rows, K 128 to 8,960, a partial last tile, more tiles than one round.
+// Tolerance: two bf16 roundings of the output (2 x 2^-7 of the values' scale); only the order
+// of the float32 sums differs. Shapes the kernel cannot take are refused, not run.
+TEST_P(GpuKernelsTest, GemvFp8MatchesDequantizedAten) {
+  if (!Bf16()) GTEST_SKIP() << "FP8 weights serve bfloat16 models";
+  const float eps = 1e-6f;
+  const double tol = 2.0 / 128;
+  EXPECT_FALSE(cuda::GemvFp8Supported(cuda::DType::kBF16, 1, 64)) << "K must be a multiple of 128";
+  EXPECT_FALSE(cuda::GemvFp8Supported(cuda::DType::kF32, 1, 128));
+  for (int K : {64, 128, 384, 1536, 8960}) {
+    for (int M : {1, 3, 8}) {
+      for (int64_t N : {200, 2052, 20000}) {
+        if (N == 20000 && K != 1536) continue;
+        at::Tensor x = at::randn({M, K}, Opts());
+        at::Tensor w = at::randn({2 * N, K}, Opts()) / std::sqrt(static_cast<double>(K));
+        at::Tensor wq = at::empty({2 * N, K}, Opts().dtype(at::kByte));
+        at::Tensor ws = at::empty({2 * N}, Opts().dtype(at::kFloat));
+        ASSERT_EQ(cuda::QuantizeFp8Rows(cuda::DType::kBF16, w.data_ptr(), K, 2 * N, K, wq.data_ptr(), K,
+                                        ws.data_ptr<float>(), Stream()),
+                  0);
+        at::Tensor wd = wq.view(at::kFloat8_e4m3fn).to(at::kFloat) * ws.unsqueeze(1);  // [2N, K] f32
+        at::Tensor nw = at::rand({K}, Opts()) + 0.5, bias = at::randn({2 * N}, Opts());
+        at::Tensor xf = x.to(at::kFloat);
+        at::Tensor normed = (nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(GetParam())).to(at::kFloat);
+        at::Tensor wn = wd.narrow(0, 0, N), bn = bias.narrow(0, 0, N).to(at::kFloat);
+        at::Tensor gu = at::mm(normed, wd.t());
+        auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y, cuda::GemvOut mode) {
+          cuda::GemvArgs a;
+          a.dt = cuda::DType::kBF16;
+          a.x = x.data_ptr();
+          a.ldx = K;
+          a.M = M;
+          a.K = K;
+          a.norm_w = norm ? norm->data_ptr() : nullptr;
+          a.eps = eps;
+          a.w = wq.data_ptr();
+          a.w_scale = ws.data_ptr<float>();
+          a.N = n;
+          a.bias = b ? b->data_ptr() : nullptr;
+          a.y = y.data_ptr();
+          a.ldy = y.size(1);
+          a.mode = mode;
+          return cuda::Gemv(a, Stream());
+        };
+        const std::string where = "K " + std::to_string(K) + " M " + std::to_string(M) + " N " + std::to_string(N);
+        at::Tensor y = at::empty({M, N}, Opts());
+        if (!cuda::GemvFp8Supported(cuda::DType::kBF16, M, K)) {
+          EXPECT_NE(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
+          continue;
+        }
+        ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
+        EXPECT_LT(RelDiff(y, at::addmm(bn, normed, wn.t())), tol) << "store " << where;
+        at::Tensor yf = at::empty({M, N}, Opts().dtype(at::kFloat));
+        ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
+        const double f32_diff = RelDiff(yf, at::mm(xf, wn.t()));
+        EXPECT_LT(f32_diff, tol) << "store f32 " << where;
+        at::Tensor res = at::randn({M, N}, Opts());
+        at::Tensor want = res.to(at::kFloat) + at::mm(xf, wn.t());
+        ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
+        EXPECT_LT(RelDiff(res, want), tol) << "residual " << where;
+        at::Tensor act = at::empty({M, N}, Opts());
+        ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
+        EXPECT_LT(RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N)), tol) << "silu " << where;
+        std::printf("fp8 gemv %s: f32 logits max rel diff %.3g\n", where.c_str(), f32_diff);
+      }
+    }
+  }
+}
 #else
 TEST_P(GpuKernelsTest, SkippedWithoutCuda) {}
 #endif

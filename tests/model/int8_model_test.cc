@@ -141,10 +141,8 @@ TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {
   auto gpu = ResolveQuantization("int8", f, cuda);
   ASSERT_FALSE(gpu.ok());
   EXPECT_THAT(std::string(gpu.status().message()), HasSubstr("runs on the CPU only"));
-  auto fp8 = ResolveQuantization("fp8", f, cpu);
-  ASSERT_FALSE(fp8.ok());
-  EXPECT_EQ(fp8.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(fp8.status().message()), HasSubstr("not built yet"));
+  // fp8: CUDA only (the GPU itself is checked at load), from floating checkpoints.
+  EXPECT_EQ(*ResolveQuantization("fp8", f, cuda), "fp8");
   // int4: quantized at load from a floating checkpoint, or an AWQ checkpoint's (also "awq").
   ModelConfig awq;
   awq.quantization.kind = "awq";
@@ -166,6 +164,9 @@ TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {
       {"int8", &awq, cpu, "use --quantization awq, int4 or auto"},
       {"int4", &q, cpu, "the checkpoint is int8 (compressed-tensors W8A8) and is not requantized"},
       {"int4", &f, cuda, "the GPU's AWQ kernels are not built yet"},
+      {"fp8", &f, cpu, "runs on CUDA GPUs only"},
+      {"fp8", &q, cuda, "the checkpoint is int8 (compressed-tensors W8A8) and is not requantized"},
+      {"fp8", &awq, cuda, "the checkpoint is AWQ int4 and is not requantized"},
   };
   for (const Refused& r : refused) {
     auto got = ResolveQuantization(r.flag, *r.ck, r.device);

@@ -141,6 +141,7 @@ struct EngineOptions {
   std::string dtype = "auto";
   std::string quantization = "auto";  // model::LoadOptions::quantization
   bool int8_lm_head = true;           // model::LoadOptions::int8_lm_head
+  bool fp8_lm_head = true;            // model::LoadOptions::fp8_lm_head
   int64_t int4_group_size = 128;      // model::LoadOptions::int4_group_size
   int32_t threads = 0;                // CPU threads for libtorch; 0: one per core
   int32_t max_running = 64;

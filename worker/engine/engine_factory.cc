@@ -17,6 +17,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.load.dtype = options.dtype;
   ro.load.quantization = options.quantization;
   ro.load.int8_lm_head = options.int8_lm_head;
+  ro.load.fp8_lm_head = options.fp8_lm_head;
   ro.load.int4_group_size = options.int4_group_size;
   ro.load.num_threads = options.threads;
   ro.load.tuning = options.tuning;

@@ -46,7 +46,11 @@ struct KernelTuning {
   int64_t flash_min_tokens = 4;
   int64_t flash_min_work = 65536;
   // Steps of at most this many tokens use the fused GEMVs (0: never; at most kMaxGemvRows).
-  int gemv_max_rows = 1;
+  // -1: the measured best (docs/gpu.md): 1 with 16-bit weights, where cuBLAS is faster from 2
+  // rows; 4 with FP8 weights, where the GEMV beats the FP8 GEMMs up to 4 rows.
+  int gemv_max_rows = -1;
+  // gemv_max_rows resolved for a model with FP8 (fp8) or 16-bit weights.
+  int GemvMaxRows(bool fp8) const { return gemv_max_rows >= 0 ? gemv_max_rows : (fp8 ? 4 : 1); }
   // Outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice.
   int gemv_units = 0;
   // The GEMVs of 16-bit models on tensor cores (the batch's rows as the MMA's A operand); false:

@@ -63,10 +63,17 @@ absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device
 absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const ModelConfig& cfg,
                                                 at::Device device) {
   const std::string& ck = cfg.quantization.kind;
-  if (q == "fp8")
-    return absl::UnimplementedError(
-        "--quantization fp8 is not built yet: this build runs none, int8 and int4 (CPU), and AWQ "
-        "checkpoints as int4 (CPU)");
+  if (q == "fp8") {
+    if (device.is_cpu())
+      return absl::InvalidArgumentError(
+          "--quantization fp8 runs on CUDA GPUs only (FP8 tensor cores); the CPU formats are int8 "
+          "and int4");
+    if (ck == "int8" || ck == "awq")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--quantization fp8: the checkpoint is ", ck == "int8" ? "int8 (compressed-tensors W8A8)" : "AWQ int4",
+          " and is not requantized; FP8 is quantized at load from a floating checkpoint"));
+    return std::string("fp8");
+  }
   if (q != "auto" && q != "none" && q != "int8" && q != "int4" && q != "awq")
     return absl::InvalidArgumentError(absl::StrCat(
         "--quantization: '", q, "' is not one of auto, none, int8, int4, fp8, awq"));
@@ -92,7 +99,7 @@ absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const Mode
     if (!device.is_cpu() && kind == "int8")
       return absl::InvalidArgumentError(absl::StrCat(
           "--quantization int8 runs on the CPU only (device ", device.str(),
-          "); the GPU formats fp8 and awq are not built yet"));
+          "); on the GPU use --quantization fp8 (AWQ on the GPU is not built yet)"));
     if (!device.is_cpu())
       return absl::UnimplementedError(absl::StrCat(
           "--quantization ", q, " runs on the CPU only (device ", device.str(),
@@ -140,6 +147,12 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
                                         : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(std::max(1, threads));
 
+  if (quantization == "fp8" && dtype != at::kBFloat16)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quantization fp8 runs with --dtype bfloat16 (its FP8 GEMMs write bfloat16), not ", c10::toString(dtype)));
+  if (quantization == "fp8" && !options.tuning.cuda_kernels)
+    return absl::InvalidArgumentError("--quantization fp8 needs our CUDA kernels: drop --cuda-kernels=false");
+
   std::unique_ptr<Qwen2Model> m(new Qwen2Model());
   m->config_ = cfg;
   m->device_ = device;
@@ -168,14 +181,25 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("loading ", dir, ": ", e.what_without_backtrace()));
   }
+  if (quantization == "fp8") R1_RETURN_IF_ERROR(QuantizeWeightsFp8(cfg, *m->weights_, options.fp8_lm_head));
   PathContext ctx{&m->config_, m->weights_.get(), dtype, device, options.tuning};
   if (device.is_cuda() && options.tuning.cuda_kernels) m->path_ = MakeCudaPath(ctx);
+  if (!m->path_ && quantization == "fp8")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quantization fp8 needs our CUDA kernels, which do not take this model's attention shape (",
+        cfg.num_attention_heads, " heads, ", cfg.num_key_value_heads, " KV heads, head_dim ", cfg.head_dim(), ")"));
   if (!m->path_) m->path_ = MakeEagerPath(ctx);
   return m;
 }
 
 std::string Qwen2Model::QuantizationSummary() const {
   if (quantization_ == "none") return "";
+  if (quantization_ == "fp8")
+    return absl::StrCat("with FP8 linear layers (e4m3 weights with per-channel scales, quantized at load; "
+                        "e4m3 activations per token in GEMMs, f16 in the GEMV of small batches); ",
+                        weights_->lm_head_scale.defined()
+                            ? absl::StrCat("lm_head e4m3, quantized at load from ", weights_->lm_head_origin)
+                            : absl::StrCat("lm_head in ", c10::toString(dtype_)));
   std::string s = "with int8 linear layers (W8A8: per-channel weight scales, per-token activations)";
   if (quantization_ == "int4")
     s = absl::StrCat("with int4 linear layers (groups of ", weights_->layers[0].qkv4.group,
@@ -247,6 +271,9 @@ absl::Status Qwen2Model::ValidateBatch(const StepBatch& batch, const KvCache& ca
 
 #if !defined(R1_HAVE_CUDA)
 std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext&) { return nullptr; }
+absl::Status QuantizeWeightsFp8(const ModelConfig&, ModelWeights&, bool) {
+  return absl::UnimplementedError("--quantization fp8: this build has no CUDA");
+}
 #endif
 
 absl::StatusOr<at::Tensor> Qwen2Model::Forward(const StepBatch& batch, KvCache& cache) {

@@ -46,12 +46,17 @@ struct LoadOptions {
   // else none); "none": floating weights; "int8": int8 linear layers on the CPU (cpu_int8.h),
   // read from an int8 checkpoint or quantized at load; "int4": int4 linear layers on the CPU
   // (cpu_int4.h), converted from an AWQ checkpoint or quantized at load in groups of
-  // int4_group_size; "awq": an AWQ checkpoint, as int4. "fp8" is refused: not built yet.
+  // int4_group_size; "awq": an AWQ checkpoint, as int4; "fp8": e4m3 linear layers on a CUDA
+  // GPU with FP8 tensor cores (bfloat16 models), quantized at load per output channel
+  // (forward_path.h QuantizeWeightsFp8).
   std::string quantization = "auto";
   int64_t int4_group_size = 128;  // 32, 64 or 128
   // With quantized linear layers: lm_head int8 too (per-row scales, quantized at load: a
   // W8A8 checkpoint keeps it floating). False keeps it in `dtype`, for accuracy.
   bool int8_lm_head = true;
+  // With "fp8": lm_head (or a copy of the tied embedding) as e4m3 with per-row scales too.
+  // False keeps it in `dtype`, for accuracy.
+  bool fp8_lm_head = true;
   KernelTuning tuning;
 };
 
@@ -88,7 +93,7 @@ class Qwen2Model {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   const KernelTuning& tuning() const { return tuning_; }
-  // "none", "int8" or "int4": how the linear layers' weights are held.
+  // "none", "int8", "int4" or "fp8": how the linear layers' weights are held.
   const std::string& quantization() const { return quantization_; }
   // How the weights are held, for the load log: "" without quantization, else e.g. "with int8
   // linear layers (...); lm_head int8, quantized at load from ...".

@@ -14,6 +14,12 @@
 // The host's index arithmetic travels to the device as one int32 buffer in one copy.
 //
 // Decode steps replay CUDA graphs captured per bucket (graph_buckets.h).
+//
+// FP8 weights (--quantization fp8, QuantizeWeightsFp8): the linear layers hold e4m3 bytes with
+// one scale per output channel. The GEMV steps read them directly (kernels.h, w_scale); larger
+// steps quantize each GEMM's input per token (QuantizeFp8Rows) and multiply on FP8 tensor cores
+// through cuBLASLt (at::_scaled_mm with row-wise scales), the output in the model's dtype. lm_head
+// is e4m3 too unless --fp8-lm-head=false.
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAException.h>
@@ -170,7 +176,8 @@ class CudaPath final : public ForwardPath {
  public:
   explicit CudaPath(const PathContext& ctx)
       : ctx_(ctx), dt_(KernelDType(ctx.dtype)), graphs_enabled_(ctx.tuning.cuda_graphs),
-        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32 && FlashFits(*ctx.config)) {
+        flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32 && FlashFits(*ctx.config)),
+        fp8_(!ctx.weights->layers.empty() && ctx.weights->layers[0].sgate_up.defined()) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
@@ -307,10 +314,13 @@ class CudaPath final : public ForwardPath {
     // A few rows (decode batches up to --gemv-max-rows): our GEMVs with the norms, the residual
     // adds and SiLU-and-mul fused in. More rows: cuBLAS GEMMs and the separate kernels.
     const int I = static_cast<int>(c.intermediate_size);
-    const bool small = T <= ctx_.tuning.gemv_max_rows &&
-                       cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H)) &&
-                       cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(nh * D)) &&
-                       cuda::GemvSupported(dt, static_cast<int>(T), I);
+    auto gemv_ok = [&](int K) {
+      return fp8_ ? cuda::GemvFp8Supported(dt, static_cast<int>(T), K)
+                  : cuda::GemvSupported(dt, static_cast<int>(T), K);
+    };
+    const bool small = T <= ctx_.tuning.GemvMaxRows(fp8_) && gemv_ok(static_cast<int>(H)) &&
+                       gemv_ok(static_cast<int>(nh * D)) && gemv_ok(I) &&
+                       cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H));
     at::Tensor h, qkv_buf;
     if (small) {
       qkv_buf = at::empty({T, (nh + 2 * kvh) * D}, x.options());
@@ -320,7 +330,7 @@ class CudaPath final : public ForwardPath {
                              h.data_ptr(), T, H, eps, stream));
     }
     auto gemv = [&](const at::Tensor& in, const at::Tensor* norm, const at::Tensor& wt,
-                    const at::Tensor* bias, at::Tensor& out, cuda::GemvOut mode) {
+                    const at::Tensor& wscale, const at::Tensor* bias, at::Tensor& out, cuda::GemvOut mode) {
       cuda::GemvArgs ga;
       ga.dt = dt;
       ga.x = in.data_ptr();
@@ -337,7 +347,23 @@ class CudaPath final : public ForwardPath {
       ga.mode = mode;
       if (ga.N < 65536) ga.units = ctx_.tuning.gemv_units;
       ga.tensor_cores = ctx_.tuning.gemv_tensor_cores;
+      ga.w_scale = wscale.defined() ? wscale.data_ptr<float>() : nullptr;
       Check(cuda::Gemv(ga, stream));
+    };
+    // in [T, K] times W^T: a cuBLAS GEMM, or with FP8 weights the input quantized per token and
+    // an FP8 GEMM (bias added after).
+    auto linear = [&](const at::Tensor& in, const at::Tensor& wt, const at::Tensor& wscale,
+                      const at::Tensor* bias) {
+      if (!wscale.defined()) return bias != nullptr ? at::addmm(*bias, in, wt.t()) : at::mm(in, wt.t());
+      const int64_t M = in.size(0), K = in.size(1), N = wt.size(0);
+      at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kByte));
+      at::Tensor xs = at::empty({M, 1}, x.options().dtype(at::kFloat));
+      Check(cuda::QuantizeFp8Rows(dt, in.data_ptr(), in.stride(0), M, K, xq.data_ptr(), K,
+                                  xs.data_ptr<float>(), stream));
+      at::Tensor y = at::_scaled_mm(xq.view(at::kFloat8_e4m3fn), wt.view(at::kFloat8_e4m3fn).t(), xs,
+                                    wscale.view({1, N}), c10::nullopt, c10::nullopt, ctx_.dtype);
+      if (bias != nullptr) y.add_(*bias);
+      return y;
     };
 
     cuda::RopeKvArgs ra;
@@ -395,9 +421,9 @@ class CudaPath final : public ForwardPath {
       const bool qkv_bias = l.bqkv.defined();  // Qwen2 has one, Llama none
       if (small) {
         qkv = qkv_buf;
-        gemv(x, &l.input_norm, l.wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
+        gemv(x, &l.input_norm, l.wqkv, l.sqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
       } else {
-        qkv = qkv_bias ? at::addmm(l.bqkv, h, l.wqkv.t()) : at::mm(h, l.wqkv.t());
+        qkv = linear(h, l.wqkv, l.sqkv, qkv_bias ? &l.bqkv : nullptr);
       }
       auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
         args.k_cache = kc.data_ptr();
@@ -419,17 +445,17 @@ class CudaPath final : public ForwardPath {
         attn.index_copy_(0, flash_rows, out.reshape({L.Qf, nh * D}));
       }
       if (small) {
-        gemv(attn, nullptr, l.wo, nullptr, x, cuda::GemvOut::kResidual);
-        gemv(x, &l.post_norm, l.wgate_up, nullptr, act, cuda::GemvOut::kSiluMul);
-        gemv(act, nullptr, l.wdown, nullptr, x, cuda::GemvOut::kResidual);
+        gemv(attn, nullptr, l.wo, l.so, nullptr, x, cuda::GemvOut::kResidual);
+        gemv(x, &l.post_norm, l.wgate_up, l.sgate_up, nullptr, act, cuda::GemvOut::kSiluMul);
+        gemv(act, nullptr, l.wdown, l.sdown, nullptr, x, cuda::GemvOut::kResidual);
         continue;
       }
-      at::Tensor ao = at::mm(attn, l.wo.t());
+      at::Tensor ao = linear(attn, l.wo, l.so, nullptr);
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), ao.data_ptr(), l.post_norm.data_ptr(), h.data_ptr(),
                              T, H, eps, stream));
-      at::Tensor gu = at::mm(h, l.wgate_up.t());
+      at::Tensor gu = linear(h, l.wgate_up, l.sgate_up, nullptr);
       Check(cuda::SiluMul(dt, gu.data_ptr(), act.data_ptr(), T, c.intermediate_size, stream));
-      at::Tensor down = at::mm(act, l.wdown.t());
+      at::Tensor down = linear(act, l.wdown, l.sdown, nullptr);
       const at::Tensor& next = li + 1 < w.layers.size() ? w.layers[li + 1].input_norm : w.norm;
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), down.data_ptr(), next.data_ptr(), h.data_ptr(), T,
                              H, eps, stream));
@@ -437,18 +463,19 @@ class CudaPath final : public ForwardPath {
     if (small) {  // the final norm inside the lm_head GEMV, logits straight to float32
       at::Tensor last = L.identity_logits ? x : at::index_select(x, 0, logit_rows);
       at::Tensor logits = at::empty({L.R, c.vocab_size}, x.options().dtype(at::kFloat));
-      if (L.R > 0) gemv(last, &w.norm, w.lm_head, nullptr, logits, cuda::GemvOut::kStoreF32);
+      if (L.R > 0) gemv(last, &w.norm, w.lm_head, w.lm_head_scale, nullptr, logits, cuda::GemvOut::kStoreF32);
       return logits;
     }
     // h is the final norm of every row.
     at::Tensor last = L.identity_logits ? h : at::index_select(h, 0, logit_rows);
-    return at::mm(last, w.lm_head.t()).to(at::kFloat);
+    return linear(last, w.lm_head, w.lm_head_scale, nullptr).to(at::kFloat);
   }
 
   PathContext ctx_;
   cuda::DType dt_;
   bool graphs_enabled_;
   const bool flash_ok_;
+  const bool fp8_;  // the linear layers hold FP8 weights (QuantizeWeightsFp8)
   int num_sms_ = 0;
   // Paged attention's per-(query, kv head) counters for merging key splits: zero between
   // launches. Allocated once, for the most queries a launch takes, so captured graphs keep
@@ -458,6 +485,52 @@ class CudaPath final : public ForwardPath {
 };
 
 }  // namespace
+
+absl::Status QuantizeWeightsFp8(const ModelConfig& c, ModelWeights& w, bool lm_head) {
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  if (prop->major * 10 + prop->minor < 89)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--quantization fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); ",
+        prop->name, " is ", prop->major, ".", prop->minor));
+  // cuBLASLt's FP8 GEMMs take K and N in multiples of 16.
+  const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim(),
+                QKV = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim();
+  for (const auto& [what, v] : {std::pair<const char*, int64_t>{"hidden_size", H}, {"intermediate_size", I},
+                                {"num_attention_heads x head_dim", QD}, {"the q/k/v rows", QKV},
+                                {"vocab_size (for an FP8 lm_head; --fp8-lm-head=false keeps it floating)",
+                                 lm_head ? c.vocab_size : 16}})
+    if (v % 16 != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--quantization fp8 needs every linear layer's dimensions in multiples of 16 (FP8 GEMMs); ",
+          what, " is ", v));
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  try {
+    auto quantize = [&](at::Tensor& wt, at::Tensor& scale) {
+      const at::Tensor src = wt.contiguous();
+      const int64_t N = src.size(0), K = src.size(1);
+      at::Tensor q = at::empty({N, K}, src.options().dtype(at::kByte));
+      scale = at::empty({N}, src.options().dtype(at::kFloat));
+      Check(cuda::QuantizeFp8Rows(KernelDType(src.scalar_type()), src.data_ptr(), K, N, K, q.data_ptr(), K,
+                                  scale.data_ptr<float>(), stream));
+      wt = q;
+    };
+    for (LayerWeights& l : w.layers) {
+      quantize(l.wqkv, l.sqkv);
+      quantize(l.wo, l.so);
+      l.wgate = l.wup = at::Tensor();  // views of wgate_up
+      quantize(l.wgate_up, l.sgate_up);
+      quantize(l.wdown, l.sdown);
+    }
+    if (lm_head) {  // a tied head: quantize() leaves the embedding as it is and makes a new tensor
+      w.lm_head_origin = c.tie_word_embeddings ? "the tied embedding" : "the checkpoint's lm_head";
+      quantize(w.lm_head, w.lm_head_scale);
+    }
+    C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("quantizing the weights to FP8: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
 
 std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext& ctx) {
   const ModelConfig& c = *ctx.config;

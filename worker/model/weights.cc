@@ -62,7 +62,8 @@ int64_t ModelWeights::bytes(bool tied) const {
   for (const LayerWeights& l : layers)
     n += l.input_norm.nbytes() + opt(l.wqkv) + opt(l.bqkv) + opt(l.wo) + l.post_norm.nbytes() +
          opt(l.wgate) + opt(l.wup) + opt(l.wdown) + opt(l.sqkv) + opt(l.so) + opt(l.sgate) +
-         opt(l.sup) + opt(l.sdown) + int4(l.qkv4) + int4(l.o4) + int4(l.gate4) + int4(l.up4) +
+         opt(l.sup) + opt(l.sdown) + (l.sgate_up.defined() ? opt(l.wgate_up) + opt(l.sgate_up) : 0) +
+         int4(l.qkv4) + int4(l.o4) + int4(l.gate4) + int4(l.up4) +
          int4(l.down4);
   return n;
 }

@@ -28,6 +28,10 @@ struct LayerWeights {
   // Int8 weights (cpu_int8.h): the matrices above are int8 and these their float32 per-row
   // scales; undefined when the weights are floating point.
   at::Tensor sqkv, so, sgate, sup, sdown;
+  // FP8 weights (CUDA, forward_path.h QuantizeWeightsFp8): wqkv, wo, wgate_up and wdown hold e4m3
+  // bytes (kByte) and sqkv, so, sgate_up and sdown their float32 per-row scales; wgate and wup
+  // are undefined.
+  at::Tensor sgate_up;
   // Int4 weights (cpu_int4.h): set, and the matrices above undefined, when the layers are int4.
   Int4Groups qkv4, o4, gate4, up4, down4;
 };
@@ -38,8 +42,9 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   at::Tensor norm;      // [H]
   at::Tensor lm_head;   // [V, H] (the embedding when tied, unless it is int8)
-  // Set when lm_head is int8 (cpu_int8.h): its float32 per-row scales [V]. An int8 lm_head is
-  // its own tensor even when the embeddings are tied (lookups keep the floating table).
+  // Set when lm_head is int8 (cpu_int8.h) or e4m3 (CUDA, QuantizeWeightsFp8): its float32
+  // per-row scales [V]. A quantized lm_head is its own tensor even when the embeddings are tied
+  // (lookups keep the floating table).
   at::Tensor lm_head_scale;
   // For the load log, when lm_head_scale is set: what it was quantized from.
   std::string lm_head_origin;

@@ -50,8 +50,9 @@ int Run(int argc, char** argv) {
                                      "gRPC address HOST:PORT (port 0: any free port)");
   std::string* device = flags.String("device", "auto", "auto, cpu, cuda or cuda:N");
   std::string* dtype = flags.String("dtype", "auto", "auto (bfloat16 on CUDA and on CPUs with AVX512-BF16, else float32), bfloat16, float16 or float32");
-  std::string* quantization = flags.String("quantization", "auto", "auto (the checkpoint's own: int8 for a compressed-tensors W8A8 checkpoint, int4 for an AutoAWQ GEMM one, else none), none, int8 (CPU: int8 linear layers with per-channel scales, quantized at load from a floating checkpoint; activations quantized per token), int4 (CPU: 4-bit linear layers in groups with scales and zero points, quantized at load or from an AWQ checkpoint; activations int8 per token) or awq (an AWQ checkpoint, run as int4); fp8 is not built yet");
+  std::string* quantization = flags.String("quantization", "auto", "auto (the checkpoint's own: int8 for a compressed-tensors W8A8 checkpoint, int4 for an AutoAWQ GEMM one, else none), none, int8 (CPU: int8 linear layers with per-channel scales, quantized at load from a floating checkpoint; activations quantized per token), int4 (CPU: 4-bit linear layers in groups with scales and zero points, quantized at load or from an AWQ checkpoint; activations int8 per token) awq (an AWQ checkpoint, run as int4) or fp8 (CUDA, compute capability 8.9+, --dtype bfloat16: e4m3 linear layers with per-channel scales, quantized at load; activations e4m3 per token in GEMMs)");
   bool* int8_lm_head = flags.Bool("int8-lm-head", true, "with --quantization int8 or int4: lm_head int8 too (per-row scales, quantized at load; a W8A8 checkpoint keeps it floating); --int8-lm-head=false keeps it in --dtype");
+  bool* fp8_lm_head = flags.Bool("fp8-lm-head", true, "with --quantization fp8: lm_head e4m3 too (per-row scales, quantized at load); --fp8-lm-head=false keeps it in --dtype");
   int64_t* int4_group = flags.Int("int4-group-size", 128, "with --quantization int4 on a floating checkpoint: columns per group (32, 64 or 128); an AWQ checkpoint brings its own");
   int64_t* threads = flags.Int("threads", 0, "CPU threads for the model; 0: one per core");
   std::string* metrics_listen =
@@ -163,6 +164,7 @@ int Run(int argc, char** argv) {
   eo.dtype = *dtype;
   eo.quantization = *quantization;
   eo.int8_lm_head = *int8_lm_head;
+  eo.fp8_lm_head = *fp8_lm_head;
   eo.int4_group_size = *int4_group;
   eo.threads = clamp32(*threads);
   eo.max_running = clamp32(*max_running);

@@ -192,6 +192,64 @@ __device__ __forceinline__ void StoreFp8Row(const T* src, int D, uint8_t* dst, f
   if (lane == 0) *scale = amax / kFp8Max;
 }
 
+// --- FP8 rows (QuantizeFp8Rows) --------------------------------------------------------------
+
+template <int kThreads>
+__device__ __forceinline__ float BlockMax(float v) {
+  __shared__ float warp_max[kThreads / 32];
+  __syncthreads();
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) warp_max[warp] = v;
+  __syncthreads();
+  float m = 0.f;
+#pragma unroll
+  for (int i = 0; i < kThreads / 32; ++i) m = fmaxf(m, warp_max[i]);
+  return m;
+}
+
+// One block per row; `vec`: K, ldx and ldq multiples of 8 and the pointers aligned, so each
+// thread reads 8 values at once and writes 8 bytes.
+template <typename T, int kThreads>
+__global__ void __launch_bounds__(kThreads) QuantizeFp8RowsKernel(const T* __restrict__ x, int64_t ldx,
+                                                                 int64_t K, uint8_t* __restrict__ q,
+                                                                 int64_t ldq, float* __restrict__ scale,
+                                                                 bool vec) {
+  GridDepWait();
+  GridDepLaunch();
+  const T* xr = x + static_cast<int64_t>(blockIdx.x) * ldx;
+  uint8_t* qr = q + static_cast<int64_t>(blockIdx.x) * ldq;
+  float amax = 0.f;
+  if (vec) {
+    for (int64_t k = threadIdx.x * 8; k < K; k += kThreads * 8) {
+      float v[8];
+      LoadVec<T, 8>(xr + k, v);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(v[e]));
+    }
+  } else {
+    for (int64_t k = threadIdx.x; k < K; k += kThreads) amax = fmaxf(amax, fabsf(ToF(xr[k])));
+  }
+  amax = BlockMax<kThreads>(amax);
+  const float inv = amax > 0.f ? kFp8Max / amax : 0.f;
+  if (vec) {
+    for (int64_t k = threadIdx.x * 8; k < K; k += kThreads * 8) {
+      float v[8];
+      LoadVec<T, 8>(xr + k, v);
+      uint8_t b[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) b[e] = ToFp8(v[e] * inv);
+      uint2 packed;
+      memcpy(&packed, b, 8);
+      *reinterpret_cast<uint2*>(qr + k) = packed;
+    }
+  } else {
+    for (int64_t k = threadIdx.x; k < K; k += kThreads) qr[k] = ToFp8(ToF(xr[k]) * inv);
+  }
+  if (threadIdx.x == 0) scale[blockIdx.x] = amax / kFp8Max;
+}
+
 // --- RoPE + KV-cache write -----------------------------------------------------------------
 
 template <typename T>
@@ -1157,10 +1215,17 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
 // keeps kTgLoads 16-byte weight loads in flight through a ring of registers that runs across
 // unit and round boundaries, so the stream of weights never waits for an epilogue; the ring's
 // first loads are issued before the wait on the previous kernel (PDL), as weights allow.
+//
+// FP8 weights (w_scale set): W holds e4m3 bytes, one scale per output row. A step then covers
+// 128 k, so that it moves the same bytes as a 16-bit step: lane c reads k [16c, 16c + 16) and
+// [64 + 16c, 80 + 16c) (each quad load again 64 contiguous bytes), turned into f16 pairs exactly
+// (every e4m3 value is an f16 value). x is staged as f16 (a bf16 model's values converted,
+// exact in f16's normal range) and the products run on f16 tensor cores. The row's scale
+// multiplies the float32 sum before the epilogue.
 
 constexpr int kTgThreads = 256;
 constexpr int kTgWarps = kTgThreads / 32;
-constexpr int kTgStepK = 64;  // k of one warp step
+constexpr int kTgStepK = 64;  // k of one warp step (FP8 weights: 2 x 64)
 constexpr int kTgTileN = 8;   // outputs of one tile (the mma's n)
 constexpr int kTgPad = 32;    // elements of padding per staged row of x: rows 64 bytes apart in banks
 constexpr int kTgLoads = 16;  // 16-byte weight loads in flight per lane
@@ -1168,45 +1233,48 @@ constexpr int kTgLoads = 16;  // 16-byte weight loads in flight per lane
 // Shared memory of the staged rows of x.
 size_t TgSmem(int M, int K) { return static_cast<size_t>(M) * (K + kTgPad) * 2; }
 
-template <typename T, GemvOut kMode>
+template <typename T, GemvOut kMode, bool kFp8>
 __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int split, int rounds) {
+  using X = std::conditional_t<kFp8, __half, T>;  // the staged x and the products' type
   extern __shared__ __align__(16) unsigned char tg_smem[];
-  T* xs = reinterpret_cast<T*>(tg_smem);  // [M][K + kTgPad]
+  X* xs = reinterpret_cast<X*>(tg_smem);  // [M][K + kTgPad]
   constexpr int kPairs = kMode == GemvOut::kSiluMul ? 2 : 1;
-  constexpr int kDepth = kTgLoads / (2 * kPairs);  // steps in flight
+  constexpr int kLoads = 2;                         // 16-byte loads per lane and step
+  constexpr int kStepK = kFp8 ? 2 * kTgStepK : kTgStepK;
+  constexpr int kDepth = kTgLoads / (kLoads * kPairs);  // steps in flight
   __shared__ float red[2][kTgWarps][32][kPairs][2];  // partial sums of a round (double-buffered)
   const int K = a.K, M = a.M, tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, c = lane % 4;
   const int xrow = K + kTgPad;
   const int slice = warp % split, tiles_per_round = kTgWarps / split;
   // This warp's slice of K: steps [s0, s0 + steps) of the row's K / 64 (slices differ by at most one).
-  const int all_steps = K / kTgStepK;
+  const int all_steps = K / kStepK;
   const int s0 = slice * all_steps / split, steps = (slice + 1) * all_steps / split - s0;
-  const T* W = static_cast<const T*>(a.w);
+  const unsigned char* W = static_cast<const unsigned char*>(a.w);
+  constexpr int kWBytes = kFp8 ? 1 : 2;
   // This warp's tile in round r (>= tiles: none; the warp still takes part in the round).
   auto tile_of = [&](int r) {
     return (static_cast<int64_t>(blockIdx.x) + static_cast<int64_t>(r) * gridDim.x) * tiles_per_round +
            warp / split;
   };
-  // Lane c of a quad reads k [8c, 8c + 8) and [32 + 8c, 40 + 8c) of each step: the quad's
-  // 16-byte loads cover 64 contiguous bytes of the row, whole 32-byte sectors.
-  const int k_lane = s0 * kTgStepK + c * 8;  // + step * 64
+  // Lane c of a quad reads k [8c, 8c + 8) and [32 + 8c, 40 + 8c) of each step (FP8: k
+  // [16c, 16c + 16) and [64 + 16c, 80 + 16c)): the quad's 16-byte loads cover 64 contiguous
+  // bytes of the row, whole 32-byte sectors. Load l's k start at k_lane + l * kLoadK.
+  const int k_lane = s0 * kStepK + c * (kFp8 ? 16 : 8);  // + step * kStepK
+  constexpr int kLoadK = kStepK / 2;
 
-  uint4 ring[kDepth][kPairs][2];
+  uint4 ring[kDepth][kPairs][kLoads];
   int ir = 0, ik = 0;  // the next step to load: round, step within the unit
   auto issue = [&](int slot) {
     if (ir < rounds) {
       const int64_t n = tile_of(ir) * kTgTileN + g;
-      const int k = k_lane + ik * kTgStepK;
+      const int k = k_lane + ik * kStepK;
 #pragma unroll
       for (int p = 0; p < kPairs; ++p) {
-        if (n < a.N) {
-          const T* src = W + (p == 0 ? n : a.N + n) * K + k;
-          ring[slot][p][0] = LoadStreaming(src);
-          ring[slot][p][1] = LoadStreaming(src + 32);
-        } else {
-          ring[slot][p][0] = ring[slot][p][1] = make_uint4(0, 0, 0, 0);
-        }
+#pragma unroll
+        for (int l = 0; l < kLoads; ++l)
+          ring[slot][p][l] = n < a.N ? LoadStreaming(W + ((p == 0 ? n : a.N + n) * K + k + kLoadK * l) * kWBytes)
+                                     : make_uint4(0, 0, 0, 0);
       }
       if (++ik == steps) {
         ik = 0;
@@ -1224,7 +1292,7 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
   // stands between the wait and the first products; with the norm, each warp sums its rows'
   // squares over all of K itself (from L2).
   const T* x = static_cast<const T*>(a.x);
-  const int k_begin = s0 * kTgStepK, k_end = k_begin + steps * kTgStepK;
+  const int k_begin = s0 * kStepK, k_end = k_begin + steps * kStepK;
   for (int m = 0; m < M; ++m) {
     const T* xm = x + m * a.ldx;
     if (a.norm_w != nullptr) {
@@ -1243,9 +1311,18 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
         float v[8], w[8];
         LoadVec<T, 8>(xm + k, v);
         LoadVec<T, 8>(nw + k, w);
-        T out[8];
+        X out[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) out[e] = FromF<T>(w[e] * Round<T>(v[e] * rs));
+        for (int e = 0; e < 8; ++e) out[e] = FromF<X>(Round<T>(w[e] * Round<T>(v[e] * rs)));
+        memcpy(xs + m * xrow + k, out, sizeof(out));
+      }
+    } else if constexpr (kFp8 && !std::is_same_v<T, __half>) {
+      for (int k = k_begin + lane * 8; k < k_end; k += 256) {
+        float v[8];
+        LoadVec<T, 8>(xm + k, v);
+        X out[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) out[e] = FromF<X>(v[e]);
         memcpy(xs + m * xrow + k, out, sizeof(out));
       }
     } else {
@@ -1289,6 +1366,10 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
     for (int j = 0; j < 2; ++j) {
       const int64_t n = n0 + j;
       if (n >= a.N) continue;
+      if constexpr (kFp8) {
+#pragma unroll
+        for (int p = 0; p < kPairs; ++p) v[p][j] *= a.w_scale[p == 0 ? n : a.N + n];
+      }
       const int64_t at = g * a.ldy + n;
       if constexpr (kMode == GemvOut::kStore) {
         const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
@@ -1309,26 +1390,48 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
 
   const int total = rounds * steps;
   int cr = 0, ck = 0;  // the step being consumed
-  const T* xg = xs + (g < M ? g : 0) * xrow + k_lane;
+  const X* xg = xs + (g < M ? g : 0) * xrow + k_lane;
   for (int j0 = 0; j0 < total; j0 += kDepth) {
 #pragma unroll
     for (int i = 0; i < kDepth; ++i) {
       if (j0 + i < total) {
-        uint4 x0 = make_uint4(0, 0, 0, 0), x1 = x0;
-        if (g < M) {
-          x0 = *reinterpret_cast<const uint4*>(xg + ck * kTgStepK);
-          x1 = *reinterpret_cast<const uint4*>(xg + ck * kTgStepK + 32);
+        // The lane's x values matching its weights: 16 (two 16-byte reads) per step, 32 for FP8.
+        constexpr int kXReads = kFp8 ? 4 : 2;
+        uint32_t xa[4 * kXReads];
+#pragma unroll
+        for (int r = 0; r < kXReads; ++r) {
+          uint4 v = make_uint4(0, 0, 0, 0);
+          // FP8: reads 0, 1 at the first load's k, 2, 3 at the second's; else one per load.
+          const int off = kFp8 ? (r / 2) * kLoadK + (r % 2) * 8 : r * kLoadK;
+          if (g < M) v = *reinterpret_cast<const uint4*>(xg + ck * kStepK + off);
+          xa[4 * r] = v.x, xa[4 * r + 1] = v.y, xa[4 * r + 2] = v.z, xa[4 * r + 3] = v.w;
         }
-        // The four k16 slices of the step: the lane's values 4q .. 4q + 3 of its 16.
-        const uint32_t xa[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
         for (int p = 0; p < kPairs; ++p) {
-          const uint32_t wb[8] = {ring[i][p][0].x, ring[i][p][0].y, ring[i][p][0].z, ring[i][p][0].w,
-                                  ring[i][p][1].x, ring[i][p][1].y, ring[i][p][1].z, ring[i][p][1].w};
+          // The weights as pairs of X, in the order of xa.
+          uint32_t wb[4 * kXReads];
 #pragma unroll
-          for (int q = 0; q < 4; ++q) {
+          for (int l = 0; l < kLoads; ++l) {
+            const uint32_t raw[4] = {ring[i][p][l].x, ring[i][p][l].y, ring[i][p][l].z, ring[i][p][l].w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              if constexpr (kFp8) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                  const __half2_raw hv = __nv_cvt_fp8x2_to_halfraw2(
+                      static_cast<__nv_fp8x2_storage_t>(raw[e] >> (16 * h)), __NV_E4M3);
+                  memcpy(&wb[8 * l + 2 * e + h], &hv, 4);
+                }
+              } else {
+                wb[4 * l + e] = raw[e];
+              }
+            }
+          }
+          // The k16 slices of the step: the lane's values 4q .. 4q + 3.
+#pragma unroll
+          for (int q = 0; q < kXReads * 2; ++q) {
             const uint32_t af[4] = {xa[2 * q], 0u, xa[2 * q + 1], 0u};
-            Mma16816<T>(acc[p], af, wb[2 * q], wb[2 * q + 1]);
+            Mma16816<X>(acc[p], af, wb[2 * q], wb[2 * q + 1]);
           }
         }
         issue(i);  // the slot is free: load the step kDepth ahead into it
@@ -1366,18 +1469,19 @@ int TgResidentBlocks(const void* kernel, size_t smem) {
   return n;
 }
 
-template <typename T, GemvOut kMode>
+template <typename T, GemvOut kMode, bool kFp8>
 int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
-  auto kernel = GemvTcKernel<T, kMode>;
-  if (cudaError_t e = AllowDynamicSmem<GemvTcKernel<T, kMode>>(kGemvMaxSmem); e != cudaSuccess)
+  auto kernel = GemvTcKernel<T, kMode, kFp8>;
+  if (cudaError_t e = AllowDynamicSmem<GemvTcKernel<T, kMode, kFp8>>(kGemvMaxSmem); e != cudaSuccess)
     return static_cast<int>(e);
   const size_t smem = TgSmem(a.M, a.K);
   const int resident = TgResidentBlocks(reinterpret_cast<const void*>(kernel), smem);
   if (resident <= 0) return static_cast<int>(cudaErrorInvalidConfiguration);
   const int64_t tiles = (a.N + kTgTileN - 1) / kTgTileN;
-  // The fewest K slices that give every resident warp a unit (two 64-k steps a slice at least).
+  // The fewest K slices that give every resident warp a unit (two steps a slice at least).
+  const int step_k = kFp8 ? 2 * kTgStepK : kTgStepK;
   int split = 1;
-  while (split < kTgWarps && a.K / kTgStepK >= 4 * split &&
+  while (split < kTgWarps && a.K / step_k >= 4 * split &&
          tiles * split < static_cast<int64_t>(resident) * kTgWarps)
     split *= 2;
   // As few rounds as the resident blocks allow, and the tiles spread evenly over them (a last
@@ -1389,13 +1493,13 @@ int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
                                  split, static_cast<int>(rounds)));
 }
 
-template <typename T>
+template <typename T, bool kFp8>
 int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
   switch (a.mode) {
-    case GemvOut::kStore: return LaunchGemvTc<T, GemvOut::kStore>(a, stream);
-    case GemvOut::kResidual: return LaunchGemvTc<T, GemvOut::kResidual>(a, stream);
-    case GemvOut::kSiluMul: return LaunchGemvTc<T, GemvOut::kSiluMul>(a, stream);
-    case GemvOut::kStoreF32: return LaunchGemvTc<T, GemvOut::kStoreF32>(a, stream);
+    case GemvOut::kStore: return LaunchGemvTc<T, GemvOut::kStore, kFp8>(a, stream);
+    case GemvOut::kResidual: return LaunchGemvTc<T, GemvOut::kResidual, kFp8>(a, stream);
+    case GemvOut::kSiluMul: return LaunchGemvTc<T, GemvOut::kSiluMul, kFp8>(a, stream);
+    case GemvOut::kStoreF32: return LaunchGemvTc<T, GemvOut::kStoreF32, kFp8>(a, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
@@ -1403,7 +1507,8 @@ int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
 // True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of 64, x and W
 // 16-byte aligned, the staged rows within shared memory.
 bool GemvTcApplies(const GemvArgs& a) {
-  return a.tensor_cores && a.dt != DType::kF32 && a.K % kTgStepK == 0 && a.ldx % 8 == 0 &&
+  const int step_k = a.w_scale != nullptr ? 2 * kTgStepK : kTgStepK;
+  return (a.tensor_cores || a.w_scale != nullptr) && a.dt != DType::kF32 && a.K % step_k == 0 && a.ldx % 8 == 0 &&
          reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 &&
          reinterpret_cast<uintptr_t>(a.norm_w) % 16 == 0 &&
          TgSmem(a.M, a.K) <= static_cast<size_t>(kGemvMaxSmem);
@@ -1531,13 +1636,53 @@ bool GemvSupported(DType dt, int M, int K) {
          static_cast<size_t>(M) * K * es <= static_cast<size_t>(kGemvMaxSmem);
 }
 
+bool GemvFp8Supported(DType dt, int M, int K) {
+  return dt != DType::kF32 && M >= 1 && M <= kGemvMaxRows && K > 0 && K % (2 * kTgStepK) == 0 &&
+         TgSmem(M, K) <= static_cast<size_t>(kGemvMaxSmem);
+}
+
+int QuantizeFp8Rows(DType dt, const void* x, int64_t ldx, int64_t rows, int64_t K, void* q,
+                    int64_t ldq, float* scale, cudaStream_t stream) {
+  if (rows == 0 || K == 0) return 0;
+  if (rows > 0x7fffffff || ldx < K || ldq < K || x == nullptr || q == nullptr || scale == nullptr)
+    return static_cast<int>(cudaErrorInvalidValue);
+  constexpr int kThreads = 256;
+  const size_t es = ElementSize(dt);
+  // 16-bit rows: 16-byte reads (float32 rows are read one value at a time).
+  const bool vec = K % 8 == 0 && ldx % 8 == 0 && ldq % 8 == 0 &&
+                   reinterpret_cast<uintptr_t>(x) % (8 * es) == 0 && reinterpret_cast<uintptr_t>(q) % 8 == 0;
+  const dim3 grid(static_cast<unsigned>(rows)), block(kThreads);
+  uint8_t* qb = static_cast<uint8_t*>(q);
+  cudaError_t rc = cudaErrorInvalidValue;
+  switch (dt) {
+    case DType::kF32:
+      rc = Launch(QuantizeFp8RowsKernel<float, kThreads>, grid, block, 0, stream, static_cast<const float*>(x), ldx, K,
+                  qb, ldq, scale, false);
+      break;
+    case DType::kF16:
+      rc = Launch(QuantizeFp8RowsKernel<__half, kThreads>, grid, block, 0, stream, static_cast<const __half*>(x), ldx,
+                  K, qb, ldq, scale, vec);
+      break;
+    case DType::kBF16:
+      rc = Launch(QuantizeFp8RowsKernel<__nv_bfloat16, kThreads>, grid, block, 0, stream,
+                  static_cast<const __nv_bfloat16*>(x), ldx, K, qb, ldq, scale, vec);
+      break;
+  }
+  return static_cast<int>(rc);
+}
+
 int Gemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.N == 0) return 0;
   if (!GemvSupported(a.dt, a.M, a.K) || (a.ldx * ElementSize(a.dt)) % 16 != 0)
     return static_cast<int>(cudaErrorInvalidValue);
+  if (a.w_scale != nullptr) {  // FP8 weights: the tensor-core kernel only
+    if (!GemvTcApplies(a)) return static_cast<int>(cudaErrorInvalidValue);
+    if (a.dt == DType::kF16) return GemvTcMode<__half, true>(a, stream);
+    return GemvTcMode<__nv_bfloat16, true>(a, stream);
+  }
   if (GemvTcApplies(a)) {
-    if (a.dt == DType::kF16) return GemvTcMode<__half>(a, stream);
-    return GemvTcMode<__nv_bfloat16>(a, stream);
+    if (a.dt == DType::kF16) return GemvTcMode<__half, false>(a, stream);
+    return GemvTcMode<__nv_bfloat16, false>(a, stream);
   }
   switch (a.dt) {
     case DType::kF32: return GemvMode<float>(a, stream);

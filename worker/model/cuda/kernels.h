@@ -149,12 +149,26 @@ struct GemvArgs {
   // batch's rows as the MMA's A, a persistent grid streaming W with 16 loads in flight per lane;
   // false (tests, benchmarks) keeps the CUDA-core kernel.
   bool tensor_cores = true;
+  // FP8 weights: W holds e4m3 bytes and w_scale one float32 scale per row of W (N, or 2 N for
+  // kSiluMul), so that W[n] = q[n] * w_scale[n] (QuantizeFp8Rows). The tensor-core kernel runs
+  // them (GemvFp8Supported): x is staged as f16, exact for a bf16 x in f16's normal range.
+  const float* w_scale = nullptr;
 };
 // The largest M the GEMV takes (KernelTuning's kMaxGemvRows); larger batches use cuBLAS GEMMs.
 constexpr int kGemvMaxRows = 8;
 // False when the shapes do not suit it (M > kGemvMaxRows, K not a multiple of 16 bytes' worth of
 // elements, or the staged rows of x too large for shared memory).
 bool GemvSupported(DType dt, int M, int K);
+// The same for FP8 weights (w_scale set): a 16-bit dtype, K a multiple of 64.
+bool GemvFp8Supported(DType dt, int M, int K);
 int Gemv(const GemvArgs& a, cudaStream_t stream);
+
+// Each row of x ([rows, K], row stride ldx, in dtype dt) as e4m3 with one float32 scale:
+// scale[r] = max |x[r, :]| / 448 (0 for a row of zeros) and q[r, k] = e4m3(x[r, k] * (448 /
+// max)), rounded to nearest even (so |q| <= 448 and nothing saturates). q is [rows, K] with row
+// stride ldq. Used for the weights at load (per output channel) and for a step's activations
+// (per token) before an FP8 GEMM.
+int QuantizeFp8Rows(DType dt, const void* x, int64_t ldx, int64_t rows, int64_t K, void* q,
+                    int64_t ldq, float* scale, cudaStream_t stream);
 
 }  // namespace r1::model::cuda
