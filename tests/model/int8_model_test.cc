@@ -22,6 +22,7 @@
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
+#include "worker/model/fp8.h"
 #include "worker/model/qwen2.h"
 
 namespace r1::model {
@@ -63,6 +64,13 @@ TEST(Int8ConfigTest, ReadsW8A8AndNamesWhatItRefuses) {
   ASSERT_TRUE(w8a8.ok()) << w8a8.status();
   EXPECT_EQ(w8a8->quantization.kind, "int8");
 
+  // compressed-tensors FP8 dynamic (RedHatAI's "FP8-dynamic" checkpoints).
+  auto fp8 = ParseModelConfig(
+      WithQuantization(CompressedTensors("float-quantized", Scheme("float", "channel", false),
+                                         Scheme("float", "token", true))), "c.json");
+  ASSERT_TRUE(fp8.ok()) << fp8.status();
+  EXPECT_EQ(fp8->quantization.kind, "fp8");
+
   // AutoAWQ GEMM, as config.json has it and as its own quant_config.json names the fields.
   for (const char* qc : {R"({"quant_method":"awq","bits":4,"group_size":64,"version":"gemm","zero_point":true,"modules_to_not_convert":null})",
                          R"({"quant_method":"awq","w_bit":4,"q_group_size":128,"version":"GEMM","zero_point":true})"}) {
@@ -75,8 +83,11 @@ TEST(Int8ConfigTest, ReadsW8A8AndNamesWhatItRefuses) {
   struct Case {
     std::string qc, says;
   } cases[] = {
-      {CompressedTensors("float-quantized", Scheme("float", "channel", false), Scheme("float", "token", true)),
-       "compressed-tensors format \"float-quantized\" with 1 config group(s), weights [float num_bits 8 channel symmetric]"},
+      // Static FP8 (one scale per tensor, activations too): not built.
+      {CompressedTensors("float-quantized", Scheme("float", "tensor", false), Scheme("float", "tensor", false)),
+       "compressed-tensors format \"float-quantized\" with 1 config group(s), weights [float num_bits 8 tensor symmetric]"},
+      {CompressedTensors("float-quantized", Scheme("float", "channel", false), Scheme("float", "token", true), "[]"),
+       "quantizes lm_head"},
       {CompressedTensors("int-quantized", Scheme("int", "tensor", false), Scheme("int", "token", true)),
        "weights [int num_bits 8 tensor symmetric]"},
       {CompressedTensors("int-quantized", Scheme("int", "channel", false), Scheme("int", "tensor", false)),
@@ -141,8 +152,12 @@ TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {
   auto gpu = ResolveQuantization("int8", f, cuda);
   ASSERT_FALSE(gpu.ok());
   EXPECT_THAT(std::string(gpu.status().message()), HasSubstr("runs on the CPU only"));
-  // fp8: CUDA only (the GPU itself is checked at load), from floating checkpoints.
+  // fp8: CUDA only (the GPU itself is checked at load), from floating or FP8 checkpoints.
   EXPECT_EQ(*ResolveQuantization("fp8", f, cuda), "fp8");
+  ModelConfig f8;
+  f8.quantization.kind = "fp8";
+  EXPECT_EQ(*ResolveQuantization("auto", f8, cuda), "fp8");
+  EXPECT_EQ(*ResolveQuantization("fp8", f8, cuda), "fp8");
   // int4: quantized at load from a floating checkpoint, or an AWQ checkpoint's (also "awq").
   ModelConfig awq;
   awq.quantization.kind = "awq";
@@ -167,6 +182,9 @@ TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {
       {"fp8", &f, cpu, "runs on CUDA GPUs only"},
       {"fp8", &q, cuda, "the checkpoint is int8 (compressed-tensors W8A8) and is not requantized"},
       {"fp8", &awq, cuda, "the checkpoint is AWQ int4 and is not requantized"},
+      {"auto", &f8, cpu, "the checkpoint is FP8 (compressed-tensors float-quantized), which runs on CUDA GPUs only"},
+      {"none", &f8, cuda, "the checkpoint is FP8"},
+      {"int8", &f8, cpu, "use --quantization fp8 or auto"},
   };
   for (const Refused& r : refused) {
     auto got = ResolveQuantization(r.flag, *r.ck, r.device);
@@ -320,6 +338,95 @@ TEST(AwqLoadTest, MkmodelCheckpointEqualsQuantizingItsFloatTwinAtLoad) {
   auto float_weights = Qwen2Model::Load(f.str(), lo);
   ASSERT_FALSE(float_weights.ok());
   EXPECT_THAT(std::string(float_weights.status().message()), HasSubstr("has no tensor model.layers.0.self_attn.q_proj.qweight"));
+}
+
+// The host e4m3 codec (r1-mkmodel's FP8 checkpoints) against the format's definition (OCP FP8
+// e4m3: bias 7, 3 mantissa bits, no infinities, 0x7f NaN, 448 the largest): fixed points of the
+// spec, every finite code decoded and encoded back to itself, and every midpoint between
+// neighbours rounded to the even code (and the values just beside it to the nearer one).
+TEST(Fp8HostTest, E4m3CodecFollowsTheFormat) {
+  EXPECT_EQ(E4m3ToFloat(0x38), 1.f);
+  EXPECT_EQ(E4m3ToFloat(0x7e), 448.f);
+  EXPECT_EQ(E4m3ToFloat(0x01), std::ldexp(1.f, -9));  // the smallest subnormal
+  EXPECT_EQ(E4m3ToFloat(0x08), std::ldexp(1.f, -6));  // the smallest normal
+  EXPECT_EQ(E4m3ToFloat(0xb8), -1.f);
+  EXPECT_TRUE(std::isnan(E4m3ToFloat(0x7f)) && std::isnan(E4m3ToFloat(0xff)));
+  EXPECT_EQ(FloatToE4m3(1e9f), 0x7e);
+  EXPECT_EQ(FloatToE4m3(-460.f), 0xfe);
+  EXPECT_EQ(FloatToE4m3(NAN), 0x7f);
+  EXPECT_EQ(FloatToE4m3(std::ldexp(1.f, -11)), 0x00);
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;
+    EXPECT_EQ(FloatToE4m3(E4m3ToFloat(static_cast<uint8_t>(c))), c) << c;
+  }
+  for (int c = 0; c < 0x7e; ++c) {
+    const float lo = E4m3ToFloat(static_cast<uint8_t>(c)), hi = E4m3ToFloat(static_cast<uint8_t>(c + 1));
+    const float mid = (lo + hi) / 2;
+    EXPECT_EQ(FloatToE4m3(mid), (c % 2 == 0) ? c : c + 1) << "tie between " << c << " and " << c + 1;
+    EXPECT_EQ(FloatToE4m3(std::nextafter(mid, 0.f)), c) << c;
+    EXPECT_EQ(FloatToE4m3(std::nextafter(mid, 1e9f)), c + 1) << c;
+  }
+  // Rows: the largest magnitude lands on 448 exactly, a zero row gets scale 0.
+  const float x[6] = {0.5f, -2.f, 0.25f, 0.f, 0.f, 0.f};
+  uint8_t q[6];
+  float scale[2];
+  QuantizeFp8RowsHost(x, 2, 3, q, scale);
+  EXPECT_EQ(q[1], 0xfe);
+  EXPECT_EQ(scale[0], 2.f / 448.f);
+  EXPECT_EQ(E4m3ToFloat(q[0]) * scale[0], 0.5f);
+  EXPECT_EQ(scale[1], 0.f);
+  EXPECT_EQ(q[3] | q[4] | q[5], 0);
+}
+
+// r1-mkmodel --quantization fp8 writes a compressed-tensors FP8 dynamic checkpoint (F8_E4M3
+// weights, weight_scale [rows, 1], lm_head floating). It runs on CUDA only: on the CPU every
+// --quantization is refused with the reason (gpu_model_test loads it on the GPU).
+TEST(Fp8LoadTest, MkmodelCheckpointIsReadAndRefusedOnTheCpu) {
+  TempDir q("fp8");
+  auto r = RunCommand(Bin("r1-mkmodel") + " --preset tiny --out " + q.str() + " --quantization fp8");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::ifstream in(q.str() + "/config.json");
+  const std::string config((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_THAT(config, HasSubstr("\"format\":\"float-quantized\""));
+  auto parsed = ParseModelConfig(config, "config.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->quantization.kind, "fp8");
+  auto ck = Checkpoint::Open(q.str());
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  auto w = (*ck)->Get("model.layers.1.mlp.down_proj.weight");
+  auto s = (*ck)->Get("model.layers.1.mlp.down_proj.weight_scale");
+  ASSERT_TRUE(w.ok() && s.ok());
+  EXPECT_EQ((*w)->dtype, DType::kF8E4M3);
+  EXPECT_EQ((*s)->dtype, DType::kBF16);
+  EXPECT_EQ((*s)->shape, (std::vector<int64_t>{(*w)->shape[0], 1}));
+  EXPECT_EQ((*(*ck)->Get("model.embed_tokens.weight"))->dtype, DType::kBF16);
+  // Every byte a finite e4m3 code and some row reaching 448 (0x7e or 0xfe).
+  const uint8_t* bytes = static_cast<const uint8_t*>((*w)->data);
+  bool top = false;
+  for (size_t i = 0; i < (*w)->nbytes; ++i) {
+    EXPECT_NE(bytes[i] & 0x7f, 0x7f) << i;
+    top |= (bytes[i] & 0x7f) == 0x7e;
+  }
+  EXPECT_TRUE(top);
+  for (const char* flag : {"auto", "fp8", "none"}) {
+    LoadOptions lo("cpu", "bfloat16", 1);
+    lo.quantization = flag;
+    auto m = Qwen2Model::Load(q.str(), lo);
+    ASSERT_FALSE(m.ok()) << flag;
+    EXPECT_THAT(std::string(m.status().message()), HasSubstr("the checkpoint is FP8")) << flag;
+  }
+  // F8_E4M3 tensors under a config without quantization_config are named.
+  const size_t at = config.find(",\"quantization_config\"");
+  ASSERT_NE(at, std::string::npos);
+  std::string plain = config;
+  const size_t end = plain.find("\"quantization_status\":\"compressed\"}", at);
+  ASSERT_NE(end, std::string::npos);
+  plain = plain.substr(0, at) + plain.substr(end + std::strlen("\"quantization_status\":\"compressed\"}"));
+  std::ofstream(q.str() + "/config.json") << plain;
+  LoadOptions lo("cpu", "bfloat16", 1);
+  auto unmarked = Qwen2Model::Load(q.str(), lo);
+  ASSERT_FALSE(unmarked.ok());
+  EXPECT_THAT(std::string(unmarked.status().message()), HasSubstr("is F8_E4M3 but config.json has no FP8 quantization_config"));
 }
 
 TEST(Int8LoadTest, BadInt8CheckpointsAreNamedErrors) {

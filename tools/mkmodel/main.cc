@@ -18,6 +18,7 @@
 #include "tools/mkmodel/presets.h"
 #include "worker/model/awq.h"
 #include "worker/model/cpu_int8.h"
+#include "worker/model/fp8.h"
 #include "worker/model/safetensors_writer.h"
 #include "worker/tokenizer/demo_files.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -37,8 +38,9 @@ absl::Status WriteJson(const fs::path& path, const json::value& v) {
   return absl::OkStatus();
 }
 
-// Each linear layer's weight: "none", in `dt`; "int8", I8 with a `weight_scale` [rows, 1] in
-// `dt` after it; "awq", AutoAWQ GEMM's qweight, qzeros (I32) and scales (`dt`), group `group`.
+// Each linear layer's weight: "none", in `dt`; "int8" (I8) or "fp8" (F8_E4M3) with a
+// `weight_scale` [rows, 1] in `dt` after it; "awq", AutoAWQ GEMM's qweight, qzeros (I32) and
+// scales (`dt`), group `group`.
 std::vector<TensorSpec> Specs(const Preset& p, DType dt, const std::string& quantization, int64_t group) {
   const int64_t H = p.hidden, D = p.Dim(), Q = p.heads * D, K = p.kv_heads * D;
   std::vector<TensorSpec> s;
@@ -49,9 +51,9 @@ std::vector<TensorSpec> Specs(const Preset& p, DType dt, const std::string& quan
       s.push_back({name + ".scales", dt, {cols / group, rows}});
       return;
     }
-    const bool int8 = quantization == "int8";
-    s.push_back({name + ".weight", int8 ? DType::kI8 : dt, {rows, cols}});
-    if (int8) s.push_back({name + ".weight_scale", dt, {rows, 1}});
+    const bool int8 = quantization == "int8", fp8 = quantization == "fp8";
+    s.push_back({name + ".weight", int8 ? DType::kI8 : fp8 ? DType::kF8E4M3 : dt, {rows, cols}});
+    if (int8 || fp8) s.push_back({name + ".weight_scale", dt, {rows, 1}});
   };
   s.push_back({"model.embed_tokens.weight", dt, {p.vocab, H}});
   for (int64_t i = 0; i < p.layers; ++i) {
@@ -102,9 +104,11 @@ int main(int argc, char** argv) {
   std::string* dtype = flags.String("dtype", "bfloat16", "bfloat16 | float16 | float32");
   std::string* quantization = flags.String(
       "quantization", "none",
-      "none | int8 | awq: int8 writes a compressed-tensors W8A8 checkpoint (I8 linear weights, "
+      "none | int8 | fp8 | awq: int8 writes a compressed-tensors W8A8 checkpoint (I8 linear weights, "
       "each row quantized symmetrically from the --dtype values, with its scale in --dtype as "
-      "weight_scale); awq an AutoAWQ GEMM one (4-bit groups of --group-size with zero points, "
+      "weight_scale); fp8 a compressed-tensors FP8 dynamic one (F8_E4M3 linear weights, each row "
+      "scaled to a largest magnitude of 448 as --quantization fp8 does at load, scale in --dtype "
+      "as weight_scale); awq an AutoAWQ GEMM one (4-bit groups of --group-size with zero points, "
       "quantized from the --dtype values as --quantization int4 does at load: qweight and "
       "qzeros I32, scales in --dtype). lm_head, embeddings, norms and biases stay in --dtype");
   int64_t* group_size = flags.Int("group-size", 128, "with --quantization awq: columns per group (32, 64 or 128)");
@@ -126,9 +130,9 @@ int main(int argc, char** argv) {
   else if (*dtype == "float16") dt = DType::kF16;
   else if (*dtype == "float32") dt = DType::kF32;
   else flags.Fail("--dtype: '" + *dtype + "' is not one of bfloat16, float16, float32");
-  if (*quantization != "none" && *quantization != "int8" && *quantization != "awq")
-    flags.Fail("--quantization: '" + *quantization + "' is not one of none, int8, awq");
-  const bool int8 = *quantization == "int8", awq = *quantization == "awq";
+  if (*quantization != "none" && *quantization != "int8" && *quantization != "fp8" && *quantization != "awq")
+    flags.Fail("--quantization: '" + *quantization + "' is not one of none, int8, fp8, awq");
+  const bool int8 = *quantization == "int8", fp8 = *quantization == "fp8", awq = *quantization == "awq";
   if (awq) {
     if (!r1::model::Int4GroupSizeSupported(*group_size)) flags.Fail("--group-size must be 32, 64 or 128");
     // AWQ packs eight output rows to an int32 and groups whole input columns.
@@ -159,6 +163,7 @@ int main(int argc, char** argv) {
   }
   json::object config = r1::mkmodel::ConfigJson(p, dtype_name);
   if (int8) config["quantization_config"] = r1::mkmodel::Int8QuantizationConfig();
+  if (fp8) config["quantization_config"] = r1::mkmodel::Fp8QuantizationConfig();
   if (awq) config["quantization_config"] = r1::mkmodel::AwqQuantizationConfig(*group_size);
   if (auto s = WriteJson(dir / "config.json", config); !s.ok()) flags.Fail(std::string(s.message()));
   if (auto s = WriteJson(dir / "generation_config.json", r1::mkmodel::GenerationConfigJson(p));
@@ -198,6 +203,13 @@ int main(int argc, char** argv) {
           r1::model::Int8Rows q = r1::model::QuantizeInt8Rows(t);
           scales[s.name.substr(0, s.name.size() - 6) + "weight_scale"] = q.scale;
           t = q.q;
+        } else if (s.dtype == DType::kF8E4M3) {  // from the --dtype values, as the GPU quantizes at load
+          at::Tensor x = t.to(at::kFloat).contiguous();
+          at::Tensor q = at::empty(s.shape, at::kByte), scale = at::empty({s.shape[0]}, at::kFloat);
+          r1::model::QuantizeFp8RowsHost(x.data_ptr<float>(), s.shape[0], s.shape[1], q.data_ptr<uint8_t>(),
+                                         scale.data_ptr<float>());
+          scales[s.name.substr(0, s.name.size() - 6) + "weight_scale"] = scale;
+          t = q;
         }
       }
       std::memcpy(buf, t.data_ptr(), s.nbytes());
@@ -233,7 +245,7 @@ int main(int argc, char** argv) {
   }
 
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << (int8 ? ", int8 W8A8" : awq ? absl::StrCat(", AWQ int4 group ", *group_size) : "") << ", "
+  std::cerr << "r1-mkmodel: wrote " << *preset << " (" << dtype_name << (int8 ? ", int8 W8A8" : fp8 ? ", FP8 dynamic" : awq ? absl::StrCat(", AWQ int4 group ", *group_size) : "") << ", "
             << total_bytes / 1e6 << " MB of weights) to " << *out << " in " << secs << " s\n";
   return 0;
 }

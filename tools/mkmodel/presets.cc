@@ -118,23 +118,29 @@ json::object ConfigJson(const Preset& p, const std::string& dtype_name) {
   return c;
 }
 
-json::object Int8QuantizationConfig() {
-  auto scheme = [](const char* strategy, bool dynamic) {
+namespace {
+// compressed-tensors' W8A8 config for weights and activations of `type` ("int" or "float").
+json::object W8A8QuantizationConfig(const char* type, const char* format) {
+  auto scheme = [&](const char* strategy, bool dynamic) {
     return json::object{{"actorder", nullptr}, {"block_structure", nullptr}, {"dynamic", dynamic},
                         {"group_size", nullptr}, {"num_bits", 8}, {"observer", dynamic ? nullptr : json::value("minmax")},
                         {"observer_kwargs", json::object{}}, {"strategy", strategy},
-                        {"symmetric", true}, {"type", "int"}};
+                        {"symmetric", true}, {"type", type}};
   };
   json::object group{{"input_activations", scheme("token", true)}, {"output_activations", nullptr},
                      {"targets", json::array{"Linear"}}, {"weights", scheme("channel", false)}};
   return json::object{{"config_groups", json::object{{"group_0", std::move(group)}}},
-                      {"format", "int-quantized"},
+                      {"format", format},
                       {"global_compression_ratio", nullptr},
                       {"ignore", json::array{"lm_head"}},
                       {"kv_cache_scheme", nullptr},
                       {"quant_method", "compressed-tensors"},
                       {"quantization_status", "compressed"}};
 }
+}  // namespace
+
+json::object Int8QuantizationConfig() { return W8A8QuantizationConfig("int", "int-quantized"); }
+json::object Fp8QuantizationConfig() { return W8A8QuantizationConfig("float", "float-quantized"); }
 
 // What AutoAWQ writes into config.json for a GEMM checkpoint.
 json::object AwqQuantizationConfig(int64_t group_size) {

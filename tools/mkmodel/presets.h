@@ -43,6 +43,9 @@ boost::json::object GenerationConfigJson(const Preset& p);
 // llm-compressor writes it (int8 channel-wise weights, dynamic per-token int8 activations,
 // lm_head not quantized).
 boost::json::object Int8QuantizationConfig();
+// compressed-tensors FP8 dynamic, as RedHatAI publishes the R1 distills: "float-quantized",
+// e4m3 weights per channel, activations e4m3 per token at run time, lm_head ignored.
+boost::json::object Fp8QuantizationConfig();
 // AutoAWQ GEMM int4 (4 bits, zero points) in groups of `group_size` input columns.
 boost::json::object AwqQuantizationConfig(int64_t group_size);
 

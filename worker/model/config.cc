@@ -222,8 +222,8 @@ absl::Status ReadAwq(const json::object& q, const std::string& where, const std:
   return absl::OkStatus();
 }
 
-// quantization_config: absent, or compressed-tensors W8A8 int8 (the one format the CPU path
-// runs); anything else is refused naming what it is.
+// quantization_config: absent, compressed-tensors W8A8 int8 or FP8 dynamic, or AutoAWQ GEMM;
+// anything else is refused naming what it is.
 absl::Status ReadQuantization(const json::object& o, const std::string& source, ModelConfig* c) {
   const json::value* qc = o.if_contains("quantization_config");
   if (!qc || qc->is_null()) return absl::OkStatus();
@@ -232,8 +232,10 @@ absl::Status ReadQuantization(const json::object& o, const std::string& source, 
       "r1serve loads compressed-tensors int8 W8A8 checkpoints (format \"int-quantized\": int8 "
       "weights with per-channel scales, dynamic per-token int8 activations, lm_head not "
       "quantized) and AutoAWQ GEMM checkpoints (quant_method \"awq\", version \"gemm\", 4 bits "
-      "with zero points, group_size 32, 64 or 128, no modules_to_not_convert) on the CPU; FP8 "
-      "and other int4 formats are not built yet";
+      "with zero points, group_size 32, 64 or 128, no modules_to_not_convert) on the CPU, and "
+      "compressed-tensors FP8 dynamic checkpoints (format \"float-quantized\": e4m3 weights with "
+      "per-channel scales, dynamic per-token activations, lm_head not quantized) on CUDA GPUs; "
+      "other FP8 and int4 formats are not built yet";
   if (!qc->is_object()) return absl::InvalidArgumentError(where + ": expected a JSON object");
   const json::object& q = qc->get_object();
   std::string method = q.contains("quant_method") && q.at("quant_method").is_string()
@@ -267,13 +269,19 @@ absl::Status ReadQuantization(const json::object& o, const std::string& source, 
                                         num_groups, " config group(s), weights [",
                                         SchemeText(weights), "], input activations [",
                                         SchemeText(acts), "]");
-  const bool w8a8 = format == "int-quantized" && num_groups == 1 &&
-                    FieldIs(weights, "type", "int") && FieldIs(weights, "num_bits", 8) &&
-                    FieldIs(weights, "strategy", "channel") && FieldIs(weights, "symmetric", true) &&
-                    !FieldIs(weights, "dynamic", true) && FieldIs(acts, "type", "int") &&
-                    FieldIs(acts, "num_bits", 8) && FieldIs(acts, "strategy", "token") &&
-                    FieldIs(acts, "symmetric", true) && FieldIs(acts, "dynamic", true);
-  if (!w8a8)
+  // One config group: weights of `type`, 8 bits, per channel, symmetric, static; activations
+  // of `type`, 8 bits, per token, symmetric, dynamic. "int": W8A8 int8; "float": FP8 dynamic
+  // (as RedHatAI publishes the R1 distills).
+  auto per_channel_and_token = [&](const char* type) {
+    return num_groups == 1 && FieldIs(weights, "type", type) && FieldIs(weights, "num_bits", 8) &&
+           FieldIs(weights, "strategy", "channel") && FieldIs(weights, "symmetric", true) &&
+           !FieldIs(weights, "dynamic", true) && FieldIs(acts, "type", type) &&
+           FieldIs(acts, "num_bits", 8) && FieldIs(acts, "strategy", "token") &&
+           FieldIs(acts, "symmetric", true) && FieldIs(acts, "dynamic", true);
+  };
+  const bool w8a8 = format == "int-quantized" && per_channel_and_token("int");
+  const bool fp8 = format == "float-quantized" && per_channel_and_token("float");
+  if (!w8a8 && !fp8)
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", what, " is not supported: ", supported));
   bool lm_head_ignored = false;
   if (const json::value* ig = q.if_contains("ignore"); ig && ig->is_array())
@@ -283,7 +291,7 @@ absl::Status ReadQuantization(const json::object& o, const std::string& source, 
   if (!lm_head_ignored)
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": ", what, " quantizes lm_head (it is not in \"ignore\"): ", supported));
-  c->quantization.kind = "int8";
+  c->quantization.kind = fp8 ? "fp8" : "int8";
   return absl::OkStatus();
 }
 

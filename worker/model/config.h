@@ -34,7 +34,11 @@ struct RopeScaling {
 //           layer `qweight` int32 [K, N / 8], `qzeros` int32 [K / group, N / 8] and `scales`
 //           [K / group, N]; lm_head and embeddings in floating point. The CPU path converts it
 //           to its int4 layout at load (awq.h, cpu_int4.h).
-// Any other quantization_config is refused with what it names (GPTQ, FP8, other AWQ kernels...).
+//   "fp8":  compressed-tensors FP8 dynamic ("float-quantized"): F8_E4M3 weights with one scale
+//           per output channel (`weight_scale`), activations quantized per token at run time,
+//           lm_head and embeddings in floating point. The CUDA path runs it (--quantization fp8).
+// Any other quantization_config is refused with what it names (GPTQ, static FP8, other AWQ
+// kernels...).
 struct CheckpointQuantization {
   std::string kind = "none";
   int64_t group_size = 0;  // "awq": columns of K per scale (32, 64 or 128)

@@ -48,12 +48,13 @@ std::unique_ptr<ForwardPath> MakeEagerPath(const PathContext& ctx);
 // Null when this build has no CUDA path or the model's shape is not one our kernels take.
 std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext& ctx);
 
-// --quantization fp8 (qwen2_cuda.cc): replaces the layers' floating weights on the GPU by e4m3
-// bytes with one float32 scale per output channel (wqkv, wo, wgate_up, wdown and their sqkv, so,
-// sgate_up, sdown; wgate and wup are dropped), and with lm_head: lm_head too (lm_head_scale; a
-// tied head becomes its own tensor, lookups keep the embedding). Errors say why the GPU or the
-// shapes do not allow it; an Unimplemented error in a build without CUDA.
-absl::Status QuantizeWeightsFp8(const ModelConfig& config, ModelWeights& weights, bool lm_head);
+// --quantization fp8 (qwen2_cuda.cc): with `layers`, replaces the layers' floating weights on the
+// GPU by e4m3 bytes with one float32 scale per output channel (wqkv, wo, wgate_up, wdown and
+// their sqkv, so, sgate_up, sdown; wgate and wup are dropped; an FP8 checkpoint loads them so);
+// with `lm_head`, lm_head too (lm_head_scale; a tied head becomes its own tensor, lookups keep
+// the embedding). Errors say why the GPU or the shapes do not allow it; an Unimplemented error
+// in a build without CUDA.
+absl::Status QuantizeWeightsFp8(const ModelConfig& config, ModelWeights& weights, bool layers, bool lm_head);
 
 // Qwen2RMSNorm: in float32, then back to the input dtype, then times the weight.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps);

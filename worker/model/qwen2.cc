@@ -63,6 +63,20 @@ absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device
 absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const ModelConfig& cfg,
                                                 at::Device device) {
   const std::string& ck = cfg.quantization.kind;
+  if (q != "auto" && q != "none" && q != "int8" && q != "int4" && q != "awq" && q != "fp8")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quantization: '", q, "' is not one of auto, none, int8, int4, fp8, awq"));
+  if (ck == "fp8") {
+    if (q != "auto" && q != "fp8")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--quantization ", q, ": the checkpoint is FP8 (compressed-tensors float-quantized in config.json's "
+          "quantization_config) and is not dequantized or requantized; use --quantization fp8 or auto"));
+    if (device.is_cpu())
+      return absl::InvalidArgumentError(
+          "the checkpoint is FP8 (compressed-tensors float-quantized), which runs on CUDA GPUs only "
+          "(FP8 tensor cores); on the CPU use a floating checkpoint with --quantization int8 or int4");
+    return std::string("fp8");
+  }
   if (q == "fp8") {
     if (device.is_cpu())
       return absl::InvalidArgumentError(
@@ -74,9 +88,6 @@ absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const Mode
           " and is not requantized; FP8 is quantized at load from a floating checkpoint"));
     return std::string("fp8");
   }
-  if (q != "auto" && q != "none" && q != "int8" && q != "int4" && q != "awq")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--quantization: '", q, "' is not one of auto, none, int8, int4, fp8, awq"));
   if (ck == "int8" && q == "none")
     return absl::InvalidArgumentError(
         "--quantization none: the checkpoint is int8 (compressed-tensors W8A8 in config.json's "
@@ -181,7 +192,9 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("loading ", dir, ": ", e.what_without_backtrace()));
   }
-  if (quantization == "fp8") R1_RETURN_IF_ERROR(QuantizeWeightsFp8(cfg, *m->weights_, options.fp8_lm_head));
+  if (quantization == "fp8")  // an FP8 checkpoint's layers are e4m3 already
+    R1_RETURN_IF_ERROR(QuantizeWeightsFp8(cfg, *m->weights_, /*layers=*/cfg.quantization.kind != "fp8",
+                                          options.fp8_lm_head));
   PathContext ctx{&m->config_, m->weights_.get(), dtype, device, options.tuning};
   if (device.is_cuda() && options.tuning.cuda_kernels) m->path_ = MakeCudaPath(ctx);
   if (!m->path_ && quantization == "fp8")
@@ -195,8 +208,10 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
 std::string Qwen2Model::QuantizationSummary() const {
   if (quantization_ == "none") return "";
   if (quantization_ == "fp8")
-    return absl::StrCat("with FP8 linear layers (e4m3 weights with per-channel scales, quantized at load; "
-                        "e4m3 activations per token in GEMMs, f16 in the GEMV of small batches); ",
+    return absl::StrCat("with FP8 linear layers (e4m3 weights with per-channel scales, ",
+                        config_.quantization.kind == "fp8" ? "from the compressed-tensors FP8 checkpoint"
+                                                           : "quantized at load",
+                        "; e4m3 activations per token in GEMMs, f16 in the GEMV of small batches); ",
                         weights_->lm_head_scale.defined()
                             ? absl::StrCat("lm_head e4m3, quantized at load from ", weights_->lm_head_origin)
                             : absl::StrCat("lm_head in ", c10::toString(dtype_)));
@@ -271,7 +286,7 @@ absl::Status Qwen2Model::ValidateBatch(const StepBatch& batch, const KvCache& ca
 
 #if !defined(R1_HAVE_CUDA)
 std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext&) { return nullptr; }
-absl::Status QuantizeWeightsFp8(const ModelConfig&, ModelWeights&, bool) {
+absl::Status QuantizeWeightsFp8(const ModelConfig&, ModelWeights&, bool, bool) {
   return absl::UnimplementedError("--quantization fp8: this build has no CUDA");
 }
 #endif

@@ -65,7 +65,7 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& device);
 // Parses a --dtype value; "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16, float32 on
 // other CPUs (where bfloat16 runs libtorch's slow fallback).
 absl::StatusOr<at::ScalarType> ResolveDtype(const std::string& dtype, at::Device device);
-// Resolves a --quantization value against the checkpoint and device: "none", "int8" or "int4"
+// Resolves a --quantization value against the checkpoint and device: "none", "int8", "int4" or "fp8"
 // (what the layers will hold), or an error that says why not.
 absl::StatusOr<std::string> ResolveQuantization(const std::string& quantization,
                                                 const ModelConfig& cfg, at::Device device);

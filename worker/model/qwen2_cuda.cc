@@ -486,13 +486,13 @@ class CudaPath final : public ForwardPath {
 
 }  // namespace
 
-absl::Status QuantizeWeightsFp8(const ModelConfig& c, ModelWeights& w, bool lm_head) {
+absl::Status QuantizeWeightsFp8(const ModelConfig& c, ModelWeights& w, bool layers, bool lm_head) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   if (prop->major * 10 + prop->minor < 89)
     return absl::FailedPreconditionError(absl::StrCat(
         "--quantization fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); ",
         prop->name, " is ", prop->major, ".", prop->minor));
-  // cuBLASLt's FP8 GEMMs take K and N in multiples of 16.
+  // The FP8 GEMMs (at::_scaled_mm) take K and N in multiples of 16.
   const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim(),
                 QKV = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim();
   for (const auto& [what, v] : {std::pair<const char*, int64_t>{"hidden_size", H}, {"intermediate_size", I},
@@ -515,6 +515,7 @@ absl::Status QuantizeWeightsFp8(const ModelConfig& c, ModelWeights& w, bool lm_h
       wt = q;
     };
     for (LayerWeights& l : w.layers) {
+      if (!layers) break;
       quantize(l.wqkv, l.sqkv);
       quantize(l.wo, l.so);
       l.wgate = l.wup = at::Tensor();  // views of wgate_up

@@ -24,11 +24,14 @@ const char* DTypeName(DType d) {
     case DType::kF32: return "F32";
     case DType::kI8: return "I8";
     case DType::kI32: return "I32";
+    case DType::kF8E4M3: return "F8_E4M3";
   }
   return "?";
 }
 
-size_t DTypeSize(DType d) { return d == DType::kF32 || d == DType::kI32 ? 4 : d == DType::kI8 ? 1 : 2; }
+size_t DTypeSize(DType d) {
+  return d == DType::kF32 || d == DType::kI32 ? 4 : d == DType::kI8 || d == DType::kF8E4M3 ? 1 : 2;
+}
 
 int64_t TensorView::numel() const {
   int64_t n = 1;
@@ -103,7 +106,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     else if (dtype == "F32") v.dtype = DType::kF32;
     else if (dtype == "I8") v.dtype = DType::kI8;
     else if (dtype == "I32") v.dtype = DType::kI32;
-    else return tbad(absl::StrCat("unsupported dtype ", dtype, " (BF16, F16, F32, I8 and I32 are supported)"));
+    else if (dtype == "F8_E4M3") v.dtype = DType::kF8E4M3;
+    else return tbad(absl::StrCat("unsupported dtype ", dtype, " (BF16, F16, F32, I8, I32 and F8_E4M3 are supported)"));
     for (const auto& d : sh->value().get_array()) {
       auto n = JsonInt(d);
       if (!n || *n < 0) return tbad("bad shape");

@@ -12,7 +12,7 @@
 
 namespace r1::model {
 
-enum class DType { kBF16, kF16, kF32, kI8, kI32 };  // kI8, kI32: quantized weights only
+enum class DType { kBF16, kF16, kF32, kI8, kI32, kF8E4M3 };  // kI8, kI32, kF8E4M3: quantized weights only
 const char* DTypeName(DType d);
 size_t DTypeSize(DType d);
 

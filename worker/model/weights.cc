@@ -2,6 +2,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "worker/model/awq.h"
 #include "worker/model/cpu_int8.h"
@@ -18,6 +20,7 @@ at::ScalarType ToScalarType(DType d) {
     case DType::kF32: return at::kFloat;
     case DType::kI8: return at::kChar;
     case DType::kI32: return at::kInt;
+    case DType::kF8E4M3: return at::kByte;  // e4m3 bytes, read only by the FP8 kernels
   }
   return at::kFloat;
 }
@@ -133,8 +136,33 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
           name, " in ", t->file, " is I8 but config.json has no int8 quantization_config for it"));
     if (t->dtype == DType::kI32)
       return absl::InvalidArgumentError(absl::StrCat(name, " in ", t->file, " is I32: not a floating tensor"));
+    if (t->dtype == DType::kF8E4M3)
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " in ", t->file, " is F8_E4M3 but config.json has no FP8 quantization_config for it"));
     return t;
   };
+  // An FP8 checkpoint's linear weight: e4m3 bytes [rows, cols] (kByte) on the device and the
+  // float32 per-row scales of its `weight_scale` [rows, 1].
+  auto fp8_weight = [&](const std::string& name, int64_t rows, int64_t cols) -> absl::StatusOr<std::pair<at::Tensor, at::Tensor>> {
+    R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name + ".weight", {rows, cols}));
+    if (t->dtype != DType::kF8E4M3)
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight in ", t->file, " is ", DTypeName(t->dtype),
+                                                     ", not F8_E4M3 as the FP8 quantization_config says"));
+    R1_ASSIGN_OR_RETURN(const TensorView* s, ck.Get(name + ".weight_scale"));
+    if (s->dtype != DType::kBF16 && s->dtype != DType::kF16 && s->dtype != DType::kF32)
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file, ": expected a floating tensor, found ",
+                                                     DTypeName(s->dtype)));
+    if (s->numel() != rows || s->shape.size() > 2 || (s->shape.size() == 2 && s->shape[1] != 1))
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ".weight_scale in ", s->file, ": expected [", rows, ", 1] (one scale per output channel), found ",
+          ShapeString(s->shape)));
+    at::Tensor scale = View(*s).reshape({rows}).to(at::kFloat);
+    if (!(scale.ge(0).all().item<bool>() && scale.isfinite().all().item<bool>()))
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file,
+                                                     " has a scale that is negative or not finite"));
+    return std::pair{View(*t).to(device), scale.to(device)};
+  };
+  const bool fp8_checkpoint = cfg.quantization.kind == "fp8";
   // Int8 linear weights: the checkpoint's own (an int8 checkpoint: `weight` in I8 and
   // `weight_scale` [rows, 1]), or the floating weights quantized per row at load.
   const bool int8_checkpoint = cfg.quantization.kind == "int8";
@@ -233,6 +261,19 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
         l.wgate = keep_int8(gate.q), l.sgate = gate.scale;
         l.wup = keep_int8(up.q), l.sup = up.scale;
         l.wdown = keep_int8(down.q), l.sdown = down.scale;
+      } else if (fp8_checkpoint) {
+        R1_ASSIGN_OR_RETURN(auto q, fp8_weight(p + "self_attn.q_proj", QD, H));
+        R1_ASSIGN_OR_RETURN(auto k, fp8_weight(p + "self_attn.k_proj", KD, H));
+        R1_ASSIGN_OR_RETURN(auto v, fp8_weight(p + "self_attn.v_proj", KD, H));
+        R1_ASSIGN_OR_RETURN(auto o, fp8_weight(p + "self_attn.o_proj", H, QD));
+        R1_ASSIGN_OR_RETURN(auto gate, fp8_weight(p + "mlp.gate_proj", I, H));
+        R1_ASSIGN_OR_RETURN(auto up, fp8_weight(p + "mlp.up_proj", I, H));
+        R1_ASSIGN_OR_RETURN(auto down, fp8_weight(p + "mlp.down_proj", H, I));
+        // Rows quantize independently: stacked layers are the stacked quantizations.
+        l.wqkv = at::cat({q.first, k.first, v.first}, 0), l.sqkv = at::cat({q.second, k.second, v.second}, 0);
+        l.wo = o.first, l.so = o.second;
+        l.wgate_up = at::cat({gate.first, up.first}, 0), l.sgate_up = at::cat({gate.second, up.second}, 0);
+        l.wdown = down.first, l.sdown = down.second;
       } else {
         R1_ASSIGN_OR_RETURN(auto q, get(p + "self_attn.q_proj.weight", {QD, H}));
         R1_ASSIGN_OR_RETURN(auto k, get(p + "self_attn.k_proj.weight", {KD, H}));
