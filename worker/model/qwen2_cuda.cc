@@ -18,8 +18,8 @@
 // FP8 weights (--quantization fp8, QuantizeWeightsFp8): the linear layers hold e4m3 bytes with
 // one scale per output channel. The GEMV steps read them directly (kernels.h, w_scale); larger
 // steps quantize each GEMM's input per token (QuantizeFp8Rows) and multiply on FP8 tensor cores
-// through cuBLASLt (at::_scaled_mm with row-wise scales), the output in the model's dtype. lm_head
-// is e4m3 too unless --fp8-lm-head=false.
+// (at::_scaled_mm with row-wise scales), the output in the model's dtype. lm_head is e4m3 too
+// unless --fp8-lm-head=false.
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAException.h>
