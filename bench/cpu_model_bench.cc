@@ -7,7 +7,9 @@
 //     step, prefill tok/s for one N-token prompt, batch-1 and batch-B decode tok/s, RSS.
 // With --decode-context C, decode runs after C tokens of context (a reasoning chain's length):
 // the cache is filled with random K/V instead of a prefill of C tokens (the step's work is the
-// same for any values), and the bound counts the KV bytes each step reads too.
+// same for any values), and the bound counts the KV bytes each step reads too. With
+// --prefill-context C the prefill figure's prompt comes after C tokens of such a cache (a
+// prompt chunk attending to a long conversation).
 // The machine is shared: all variants are loaded first, then measured in alternating rounds
 // (every variant once per round), and the figures are medians over all rounds, with the
 // spread of the per-round medians beside them.
@@ -108,10 +110,7 @@ struct Stream {
   // otherwise each prefills a kPromptTokens-token prompt.
   absl::Status Start(int64_t context) {
     if (context <= 0) return Step(kPromptTokens).status();
-    for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
-      cache->k(l).normal_();
-      cache->v(l).normal_();
-    }
+    RandomCache();
     next.assign(seqs.size(), 0);
     for (size_t i = 0; i < seqs.size(); ++i) {
       seqs[i].num_cached = context;
@@ -120,14 +119,21 @@ struct Stream {
     }
     return absl::OkStatus();
   }
-  // Every sequence feeds `prompt_len` tokens (when starting) or its next token; returns seconds.
-  absl::StatusOr<double> Step(int64_t prompt_len) {
+  void RandomCache() {
+    for (int64_t l = 0; l < model->config().num_hidden_layers; ++l) {
+      cache->k(l).normal_();
+      cache->v(l).normal_();
+    }
+  }
+  // Every sequence feeds `prompt_len` tokens (when starting, after `cached` tokens already in
+  // the cache) or its next token; returns seconds.
+  absl::StatusOr<double> Step(int64_t prompt_len, int64_t cached = 0) {
     r1::model::StepBatch b;
     for (size_t i = 0; i < seqs.size(); ++i) {
       auto& s = seqs[i];
       s.num_cached += s.num_new;
       if (prompt_len > 0) {
-        s.num_cached = 0;
+        s.num_cached = cached;
         s.num_new = prompt_len;
         for (int64_t t = 0; t < prompt_len; ++t)
           b.tokens.push_back(static_cast<int32_t>((i * 131 + static_cast<size_t>(t) * 7919) % Vocab()));
@@ -217,11 +223,15 @@ int main(int argc, char** argv) {
   int64_t* context = flags.Int("decode-context", 0,
                                "decode after this many tokens of context (random K/V in the cache, no "
                                "prefill); 0: after a 16-token prompt");
+  int64_t* prefill_context = flags.Int("prefill-context", 0,
+                                       "the prefill figure's prompt after this many tokens of context (random "
+                                       "K/V in the cache); 0: a fresh prompt");
   flags.ParseOrExit(argc, argv);
   if (model_dir->empty()) flags.Fail("--model is required");
-  if (*rounds < 1 || *decode_steps < 1 || *batch_steps < 1 || *prefill_tokens < 0 || *batch < 0 || *context < 0)
-    flags.Fail("--rounds, --decode-steps and --batch-steps must be >= 1; --prefill-tokens, --decode-batch and "
-               "--decode-context >= 0");
+  if (*rounds < 1 || *decode_steps < 1 || *batch_steps < 1 || *prefill_tokens < 0 || *batch < 0 || *context < 0 ||
+      *prefill_context < 0)
+    flags.Fail("--rounds, --decode-steps and --batch-steps must be >= 1; --prefill-tokens, --decode-batch, "
+               "--decode-context and --prefill-context >= 0");
   int nthreads = *threads > 0 ? static_cast<int>(*threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(nthreads);
   // Tokens of context before the first decode step (the bound's KV bytes).
@@ -282,8 +292,9 @@ int main(int argc, char** argv) {
   for (int64_t r = 0; r < *rounds; ++r) {
     for (Variant& v : vars) {
       if (P > 0) {
-        Stream s(*v.model, 1, P + 1);
-        auto dt = s.Step(P);
+        Stream s(*v.model, 1, *prefill_context + P + 1);
+        if (*prefill_context > 0) s.RandomCache();
+        auto dt = s.Step(P, *prefill_context);
         if (!dt.ok()) flags.Fail(std::string(dt.status().message()));
         v.prefill.push_back(*dt);
       }
@@ -326,7 +337,9 @@ int main(int argc, char** argv) {
     if (P > 0) {
       std::vector<double> tok_s;
       for (double t : v.prefill) tok_s.push_back(P / t);
-      line += absl::StrFormat(" | prefill %d tokens: %.1f tok/s%s", P, Median(tok_s), Spread(tok_s));
+      line += absl::StrFormat(" | prefill %d tokens%s: %.1f tok/s%s", P,
+                              *prefill_context > 0 ? absl::StrFormat(" after %d", *prefill_context) : "",
+                              Median(tok_s), Spread(tok_s));
     }
     line += absl::StrFormat(" | decode batch 1: %.2f tok/s%s", 1.0 / Median(v.decode), Spread(v.decode_rounds));
     if (*batch > 0)
