@@ -317,9 +317,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest,
 // A fixture whose dimensions are not multiples of 16 is refused with the reason.
 TEST(GpuFp8WeightsTest, LogitsStayNearTransformersFloat32) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA (this libtorch or this machine has no GPU)";
-  struct Drift {
-    double top1 = 0, kl = 0;
-  };
+  using fixtures::Drift;
   auto measure = [](const std::string& c, const std::string& quantization, bool fp8_lm_head) -> std::optional<Drift> {
     LoadOptions lo;
     lo.device = "cuda";
@@ -330,24 +328,15 @@ TEST(GpuFp8WeightsTest, LogitsStayNearTransformersFloat32) {
     if (!m.ok()) {
       if (std::string(m.status().message()).find("needs FP8 tensor cores") != std::string::npos) return std::nullopt;
       ADD_FAILURE() << c << ": " << m.status();
-      return Drift{0, 1e9};
+      return Drift{};
     }
     Drift d;
-    int64_t agree = 0, positions = 0;
     for (const Prompt& p : Prompts(c)) {
       std::vector<int32_t> seq = p.prompt;
       seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
-      at::Tensor got = RunBatch(**m, {seq}, {p.prompt.size()}, 0)[0].to(at::kDouble);
-      at::Tensor ref = Reference(c + "." + p.name + ".f32")
-                           .narrow(0, static_cast<int64_t>(p.prompt.size()) - 1, got.size(0))
-                           .to(at::kDouble);
-      agree += got.argmax(1).eq(ref.argmax(1)).sum().item<int64_t>();
-      positions += ref.size(0);
-      at::Tensor lp = at::log_softmax(ref, 1), lq = at::log_softmax(got, 1);
-      d.kl += (lp.exp() * (lp - lq)).sum().item<double>();
+      at::Tensor got = RunBatch(**m, {seq}, {p.prompt.size()}, 0)[0];
+      d.Add(got, Reference(c + "." + p.name + ".f32").narrow(0, static_cast<int64_t>(p.prompt.size()) - 1, got.size(0)));
     }
-    d.top1 = static_cast<double>(agree) / static_cast<double>(positions);
-    d.kl /= static_cast<double>(positions);
     return d;
   };
   for (const std::string c : {"gqa_untied", "tied_mqa_sharded", "llama3_gqa_untied"}) {
@@ -361,9 +350,9 @@ TEST(GpuFp8WeightsTest, LogitsStayNearTransformersFloat32) {
       const std::optional<Drift> d = measure(c, "fp8", head);
       if (!d) GTEST_SKIP() << "this GPU has no FP8 tensor cores (compute capability < 8.9)";
       std::printf("drift fp8 weights, lm_head %s, %s: top-1 agreement %.4f, mean KL %.3g nats "
-                  "(bf16 weights: %.4f, %.3g)\n", head ? "e4m3" : "bf16", c.c_str(), d->top1, d->kl, bf16->top1, bf16->kl);
-      EXPECT_GE(d->top1, 0.4) << c << (head ? " lm_head e4m3" : " lm_head bf16");
-      EXPECT_LT(d->kl, 0.45) << c << (head ? " lm_head e4m3" : " lm_head bf16");
+                  "(bf16 weights: %.4f, %.3g)\n", head ? "e4m3" : "bf16", c.c_str(), d->top1(), d->kl(), bf16->top1(), bf16->kl());
+      EXPECT_GE(d->top1(), 0.4) << c << (head ? " lm_head e4m3" : " lm_head bf16");
+      EXPECT_LT(d->kl(), 0.45) << c << (head ? " lm_head e4m3" : " lm_head bf16");
     }
   }
   // Refused with the reason: head_dim 12 x 6 heads = 72 is not a multiple of 16; float32.
@@ -411,6 +400,12 @@ at::Tensor RunLong(Qwen2Model& m, const std::vector<int32_t>& seq, size_t plen, 
   return RunChunked(m, seq, plen, chunk, fp8, 16, static_cast<int64_t>(seq.size()) / 16 + 2);
 }
 
+// The smallest cosine between matching rows of two [positions, vocab] logit tensors (float64).
+double MinRowCosine(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor x = a.to(at::kDouble), y = b.to(at::kDouble);
+  return ((x * y).sum(1) / (x.norm(2, 1) * y.norm(2, 1))).min().item<double>();
+}
+
 // FP8 weights on the distills' shapes (K multiples of 128, d128-test): a 260-token prompt and 40
 // teacher-forced decode steps, decode on the FP8 GEMV (batch 1, the default route) and on the
 // FP8 GEMMs (--gemv-max-rows 0), with lm_head e4m3, against the ATen float32 step of the
@@ -424,10 +419,6 @@ TEST_F(GpuLongContextTest, Fp8WeightsGemvAndGemmRoutesTrackAtenFloat32) {
   auto aten32 = LoadCuda(dir_, "float32", false, /*kernels=*/false);
   ASSERT_TRUE(aten32);
   at::Tensor ref = RunLong(*aten32, seq, plen, plen, false).to(at::kDouble);
-  auto cosine = [&](const at::Tensor& got) {
-    at::Tensor g = got.to(at::kDouble);
-    return ((g * ref).sum(1) / (g.norm(2, 1) * ref.norm(2, 1))).min().item<double>();
-  };
   for (int rows : {1, 0}) {
     LoadOptions lo;
     lo.device = "cuda";
@@ -439,7 +430,7 @@ TEST_F(GpuLongContextTest, Fp8WeightsGemvAndGemmRoutesTrackAtenFloat32) {
       GTEST_SKIP() << m.status();
     ASSERT_TRUE(m.ok()) << m.status();
     at::Tensor got = RunLong(**m, seq, plen, plen, false);
-    const double cos = cosine(got), diff = (got.to(at::kDouble) - ref).abs().max().item<double>();
+    const double cos = MinRowCosine(got, ref), diff = (got.to(at::kDouble) - ref).abs().max().item<double>();
     const double agree = got.argmax(-1).eq(ref.argmax(-1)).to(at::kFloat).mean().item<double>();
     std::printf("d128-test fp8 weights, %s: min cosine to aten f32 %.5f, max |logit diff| %.4g (logits up to %.3g), "
                 "top-1 agreement %.3f\n", rows ? "decode on the FP8 GEMV" : "decode on the FP8 GEMMs", cos, diff,
@@ -480,7 +471,7 @@ TEST_F(GpuLongContextTest, Fp8CheckpointTracksQuantizingItsBf16TwinAtLoad) {
       << (*from_ck)->QuantizationSummary();
   at::Tensor a = RunLong(**at_load, seq, 100, 100, false).to(at::kDouble);
   at::Tensor b = RunLong(**from_ck, seq, 100, 100, false).to(at::kDouble);
-  const double cos = ((a * b).sum(1) / (a.norm(2, 1) * b.norm(2, 1))).min().item<double>();
+  const double cos = MinRowCosine(a, b);
   std::printf("d128-test FP8 checkpoint against quantized at load: min cosine %.7f, max |logit diff| %.4g\n", cos,
               (a - b).abs().max().item<double>());
   EXPECT_GT(cos, 0.99);

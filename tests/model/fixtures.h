@@ -20,6 +20,21 @@
 
 namespace r1::model::fixtures {
 
+// How far logits drift from the reference's, over the [positions, vocab] rows added: top-1
+// agreement and mean KL(reference || got) in nats. With nothing added: top-1 0, KL 1e9.
+struct Drift {
+  int64_t agree = 0, positions = 0;
+  double kl_sum = 0;
+  void Add(const at::Tensor& got, const at::Tensor& ref) {
+    agree += got.argmax(1).eq(ref.argmax(1)).sum().item<int64_t>();
+    positions += ref.size(0);
+    at::Tensor lp = at::log_softmax(ref.to(at::kDouble), 1), lq = at::log_softmax(got.to(at::kDouble), 1);
+    kl_sum += (lp.exp() * (lp - lq)).sum().item<double>();
+  }
+  double top1() const { return positions > 0 ? static_cast<double>(agree) / static_cast<double>(positions) : 0; }
+  double kl() const { return positions > 0 ? kl_sum / static_cast<double>(positions) : 1e9; }
+};
+
 inline std::string Dir() {
   const char* src = std::getenv("R1_SOURCE_DIR");
   return std::string(src ? src : ".") + "/tests/fixtures/model";

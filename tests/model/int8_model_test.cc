@@ -479,30 +479,20 @@ TEST(Int8LoadTest, BadInt8CheckpointsAreNamedErrors) {
 // agreement and mean KL(reference || quantized) in nats. The figures are printed; the bounds are
 // about twice the drift these tiny random models gave when written (int8: top-1 0.85-0.93, KL
 // 0.012-0.017 with lm_head int8 or float32; the README has them all).
-struct Drift {
-  double top1 = 0, kl = 0;
-};
-
-Drift MeasureDrift(const std::string& c, const LoadOptions& lo) {
-  Drift d;
+fixtures::Drift MeasureDrift(const std::string& c, const LoadOptions& lo) {
+  fixtures::Drift d;
   auto m = Qwen2Model::Load(fixtures::DirOf(c) + "/" + c, lo);
   EXPECT_TRUE(m.ok()) << m.status();
-  if (!m.ok()) return {0, 1e9};
-  int64_t agree = 0, positions = 0;
+  if (!m.ok()) return {};
   for (const fixtures::Prompt& p : fixtures::Prompts(c)) {
     std::vector<int32_t> seq = p.prompt;
     seq.insert(seq.end(), p.greedy_f32.begin(), p.greedy_f32.end());
     at::Tensor ref = fixtures::Reference(c + "." + p.name + ".f32");  // [L, V]
     at::Tensor got = AllLogits(**m, seq);
     EXPECT_EQ(got.sizes(), ref.sizes());
-    if (got.sizes() != ref.sizes()) return {0, 1e9};
-    agree += got.argmax(1).eq(ref.argmax(1)).sum().item<int64_t>();
-    positions += ref.size(0);
-    at::Tensor lp = at::log_softmax(ref.to(at::kDouble), 1), lq = at::log_softmax(got.to(at::kDouble), 1);
-    d.kl += (lp.exp() * (lp - lq)).sum().item<double>();
+    if (got.sizes() != ref.sizes()) return {};
+    d.Add(got, ref);
   }
-  d.top1 = static_cast<double>(agree) / positions;
-  d.kl /= positions;
   return d;
 }
 
@@ -534,10 +524,10 @@ TEST(QuantizedDriftTest, LogitsStayNearTransformersFloat32) {
       lo.quantization = v.quantization;
       lo.int8_lm_head = v.int8_lm_head;
       if (v.group > 0) lo.int4_group_size = v.group;
-      const Drift d = MeasureDrift(c, lo);
-      std::printf("drift %s, %s: top-1 agreement %.4f, mean KL %.3g nats\n", v.name, c.c_str(), d.top1, d.kl);
-      EXPECT_GE(d.top1, v.min_top1) << v.name << " " << c;
-      EXPECT_LT(d.kl, v.max_kl) << v.name << " " << c;
+      const fixtures::Drift d = MeasureDrift(c, lo);
+      std::printf("drift %s, %s: top-1 agreement %.4f, mean KL %.3g nats\n", v.name, c.c_str(), d.top1(), d.kl());
+      EXPECT_GE(d.top1(), v.min_top1) << v.name << " " << c;
+      EXPECT_LT(d.kl(), v.max_kl) << v.name << " " << c;
     }
   }
 }

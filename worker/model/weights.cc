@@ -141,26 +141,33 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
           name, " in ", t->file, " is F8_E4M3 but config.json has no FP8 quantization_config for it"));
     return t;
   };
-  // An FP8 checkpoint's linear weight: e4m3 bytes [rows, cols] (kByte) on the device and the
-  // float32 per-row scales of its `weight_scale` [rows, 1].
-  auto fp8_weight = [&](const std::string& name, int64_t rows, int64_t cols) -> absl::StatusOr<std::pair<at::Tensor, at::Tensor>> {
+  // A quantized checkpoint's linear weight: `weight` [rows, cols] in `want` (the dtype the
+  // `format` quantization_config says) and its `weight_scale` [rows, 1] as float32 [rows];
+  // scales must be finite and positive (zero too where `zero_scale_ok`: an all-zero row).
+  auto checkpoint_rows = [&](const std::string& name, int64_t rows, int64_t cols, DType want, const char* format,
+                             bool zero_scale_ok) -> absl::StatusOr<std::pair<const TensorView*, at::Tensor>> {
     R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name + ".weight", {rows, cols}));
-    if (t->dtype != DType::kF8E4M3)
-      return absl::InvalidArgumentError(absl::StrCat(name, ".weight in ", t->file, " is ", DTypeName(t->dtype),
-                                                     ", not F8_E4M3 as the FP8 quantization_config says"));
+    if (t->dtype != want)
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight in ", t->file, " is ", DTypeName(t->dtype), ", not ",
+                                                     DTypeName(want), " as the ", format, " quantization_config says"));
     R1_ASSIGN_OR_RETURN(const TensorView* s, ck.Get(name + ".weight_scale"));
-    if (s->dtype != DType::kBF16 && s->dtype != DType::kF16 && s->dtype != DType::kF32)
-      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file, ": expected a floating tensor, found ",
-                                                     DTypeName(s->dtype)));
-    if (s->numel() != rows || s->shape.size() > 2 || (s->shape.size() == 2 && s->shape[1] != 1))
+    const bool floating = s->dtype == DType::kBF16 || s->dtype == DType::kF16 || s->dtype == DType::kF32;
+    if (!floating || s->numel() != rows || (s->shape.size() == 2 && s->shape[1] != 1) || s->shape.size() > 2)
       return absl::InvalidArgumentError(absl::StrCat(
-          name, ".weight_scale in ", s->file, ": expected [", rows, ", 1] (one scale per output channel), found ",
-          ShapeString(s->shape)));
-    at::Tensor scale = View(*s).reshape({rows}).to(at::kFloat);
-    if (!(scale.ge(0).all().item<bool>() && scale.isfinite().all().item<bool>()))
-      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file,
-                                                     " has a scale that is negative or not finite"));
-    return std::pair{View(*t).to(device), scale.to(device)};
+          name, ".weight_scale in ", s->file, ": expected a floating [", rows, ", 1] tensor (one scale per output channel), found ",
+          DTypeName(s->dtype), " ", ShapeString(s->shape)));
+    at::Tensor scale = View(*s).reshape({rows}).to(at::kFloat).contiguous();
+    const bool ok = (zero_scale_ok ? scale.ge(0) : scale.gt(0)).all().item<bool>() && scale.isfinite().all().item<bool>();
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file, " has a scale that is ",
+                                                     zero_scale_ok ? "negative or not finite" : "not a positive finite number"));
+    return std::pair{t, scale};
+  };
+  // An FP8 checkpoint's linear weight: e4m3 bytes [rows, cols] (kByte) and its float32 per-row
+  // scales, on the device.
+  auto fp8_weight = [&](const std::string& name, int64_t rows, int64_t cols) -> absl::StatusOr<std::pair<at::Tensor, at::Tensor>> {
+    R1_ASSIGN_OR_RETURN(auto r, checkpoint_rows(name, rows, cols, DType::kF8E4M3, "FP8", /*zero_scale_ok=*/true));
+    return std::pair{View(*r.first).to(device), r.second.to(device)};
   };
   const bool fp8_checkpoint = cfg.quantization.kind == "fp8";
   // Int8 linear weights: the checkpoint's own (an int8 checkpoint: `weight` in I8 and
@@ -173,21 +180,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       WeightArena::ReleaseMapped(t->data, t->nbytes);
       return r;
     }
-    R1_ASSIGN_OR_RETURN(const TensorView* t, ck.GetShaped(name + ".weight", {rows, cols}));
-    if (t->dtype != DType::kI8)
-      return absl::InvalidArgumentError(absl::StrCat(name, ".weight in ", t->file, " is ",
-                                                     DTypeName(t->dtype), ", not I8 as the int8 quantization_config says"));
-    R1_ASSIGN_OR_RETURN(const TensorView* s, ck.Get(name + ".weight_scale"));
-    if (s->dtype == DType::kI8 || s->numel() != rows || (s->shape.size() == 2 && s->shape[1] != 1) ||
-        s->shape.size() > 2)
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ".weight_scale in ", s->file, ": expected a floating [", rows, ", 1] tensor (one scale per output channel), found ",
-          DTypeName(s->dtype), " ", ShapeString(s->shape)));
-    Int8Rows r{View(*t), View(*s).reshape({rows}).to(at::kFloat).contiguous()};
-    if (!(r.scale.gt(0).all().item<bool>() && r.scale.isfinite().all().item<bool>()))
-      return absl::InvalidArgumentError(absl::StrCat(name, ".weight_scale in ", s->file,
-                                                     " has a scale that is not a positive finite number"));
-    return r;
+    R1_ASSIGN_OR_RETURN(auto r, checkpoint_rows(name, rows, cols, DType::kI8, "int8", /*zero_scale_ok=*/false));
+    return Int8Rows{View(*r.first), r.second};
   };
   // Int4 linear weights: an AWQ checkpoint's (qweight, qzeros, scales, converted), or the
   // floating weights quantized in groups at load.

@@ -1504,8 +1504,8 @@ int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
-// True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of 64, x and W
-// 16-byte aligned, the staged rows within shared memory.
+// True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of 64 (128 with
+// FP8 weights), x and W 16-byte aligned, the staged rows within shared memory.
 bool GemvTcApplies(const GemvArgs& a) {
   const int step_k = a.w_scale != nullptr ? 2 * kTgStepK : kTgStepK;
   return (a.tensor_cores || a.w_scale != nullptr) && a.dt != DType::kF32 && a.K % step_k == 0 && a.ldx % 8 == 0 &&
