@@ -151,6 +151,68 @@ TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
   }
 }
 
+// The eager path's ATen math for a prompt chunk (qwen2_eager.cc's Attend): n queries at
+// positions num_cached.. over the gathered keys, bf16 bmm, scale, causal mask, float softmax
+// rounded to bf16, bf16 bmm.
+at::Tensor AtenPrefillAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t num_cached,
+                                double scale) {
+  const int64_t n = q.size(0), heads = q.size(1), d = q.size(2), kvh = k.size(1), g = heads / kvh, ctx = k.size(0);
+  at::Tensor qh = q.view({n, kvh, g, d}).permute({1, 2, 0, 3}).reshape({kvh, g * n, d});
+  at::Tensor scores = at::bmm(qh, k.permute({1, 2, 0})).mul_(scale);  // [kvh, g*n, ctx]
+  at::Tensor key_pos = at::arange(ctx, at::kLong).view({1, ctx});
+  at::Tensor q_pos = (at::arange(n, at::kLong) + num_cached).view({n, 1});
+  scores.view({kvh, g, n, ctx}).masked_fill_(key_pos > q_pos, -std::numeric_limits<float>::infinity());
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = at::bmm(probs, v.permute({1, 0, 2}));
+  return out.view({kvh, g, n, d}).permute({2, 0, 1, 3}).reshape({n, heads, d});
+}
+
+TEST(CpuAttentionTest, PrefillAttentionMatchesAtenOnScatteredSlots) {
+  at::manual_seed(4);
+  const int64_t slots_total = 2048;
+  if (!PrefillAttentionApplies(at::zeros({2, 12, 128}, at::kBFloat16), at::zeros({1, 2, 128}, at::kBFloat16)))
+    GTEST_SKIP() << "no AVX512-BF16";
+  struct Shape { int64_t heads, kvh, D; };
+  // Groups of 6 (the 1.5B), 7, 5, 1; head_dim 128, 64 and 96 (the P V tile 32 columns wide).
+  for (const Shape sh : {Shape{12, 2, 128}, Shape{28, 4, 128}, Shape{40, 8, 128}, Shape{4, 4, 64}, Shape{12, 2, 96}}) {
+    for (bool ternary : {false, true}) {  // as in the decode test: -1/0/1 values give exact scores
+      auto values = [&](std::vector<int64_t> shape) {
+        return (ternary ? at::randint(-1, 2, shape).to(at::kFloat) : at::randn(shape)).to(at::kBFloat16);
+      };
+      at::Tensor kc = values({slots_total, sh.kvh, sh.D});
+      at::Tensor vc = at::randn({slots_total, sh.kvh, sh.D}).to(at::kBFloat16);
+      // n: one row, rows in blocks of 16, 32 and 64 with padding; num_cached: none, less than a
+      // key block, several blocks with an odd tail.
+      for (int64_t n : {1, 3, 11, 70}) {
+        for (int64_t num_cached : {0, 5, 133}) {
+          std::vector<int64_t> slots;
+          for (int64_t p = 0; p < num_cached + n; ++p) slots.push_back((p * 37 + 11) % slots_total);
+          at::Tensor q = values({n, sh.heads, sh.D});
+          at::Tensor idx = at::tensor(slots, at::kLong);
+          const double scale = 1 / std::sqrt(static_cast<double>(sh.D));
+          at::Tensor ref = AtenPrefillAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), num_cached, scale);
+          at::Tensor got = PrefillAttention(q, kc, vc, slots, num_cached, scale);
+          ASSERT_EQ(got.sizes(), ref.sizes());
+          // Both against the same math in float64 on the same bf16 inputs: the kernel rounds
+          // the probabilities before their normalisation where ATen rounds them after, so
+          // neither is the other's bits; the kernel must be as close to the exact result as
+          // ATen's ops are (within one bf16 step of the output, 1/128 relative).
+          at::Tensor exact = AtenPrefillAttention(q.to(at::kDouble), kc.index_select(0, idx).to(at::kDouble),
+                                                  vc.index_select(0, idx).to(at::kDouble), num_cached, scale);
+          at::Tensor err = (got.to(at::kDouble) - exact).abs(), aten_err = (ref.to(at::kDouble) - exact).abs();
+          const double max_err = err.max().item<double>(), aten_max = aten_err.max().item<double>();
+          EXPECT_LE(max_err, aten_max + exact.abs().max().item<double>() / 128)
+              << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " kv heads " << sh.kvh << " D " << sh.D
+              << " n " << n << " cached " << num_cached << " max err " << max_err << ", ATen's " << aten_max;
+          EXPECT_LE(err.mean().item<double>(), 1.5 * aten_err.mean().item<double>() + 1e-4)
+              << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " D " << sh.D << " n " << n
+              << " cached " << num_cached;
+        }
+      }
+    }
+  }
+}
+
 // A prompt fed in chunks of 3 tokens (each chunk attends to the cached ones, masked only
 // among its own keys) gives transformers' logits for every position.
 TEST(ChunkedPrefillTest, MatchesTransformersPerChunk) {

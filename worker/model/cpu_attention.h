@@ -1,4 +1,5 @@
-// Decode attention (one new query token) for bf16 on CPU, straight from the paged KV cache.
+// Attention for bf16 on CPU, straight from the paged KV cache: decode (one new query token) and
+// prefill (a prompt chunk over its cached context).
 //
 // ATen's bf16 at::bmm goes to oneDNN, which starts an OpenMP team for each of the two small
 // products per layer; libgomp's threads then spin for milliseconds after every one of them,
@@ -28,5 +29,21 @@ bool DecodeAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
 // decode step of the 1.5B spends most of its time on.
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                            const std::vector<int64_t>& slots, double scale);
+
+// True when PrefillAttention handles these tensors (bf16 CPU, AVX512-BF16 present).
+bool PrefillAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
+
+// Causal attention of a prompt chunk over its context, straight from the paged cache (what
+// the eager path otherwise does with index_select, two bmm and a softmax, which ATen 1.13 runs
+// at 44-58 GFLOP/s on this path, most of a chunk's time after a few thousand tokens).
+// q: [n, heads, D] bf16 at positions num_cached .. num_cached + n - 1; slots: the cache rows of
+// positions 0 .. num_cached + n - 1 (the chunk's own K/V already written). Returns [n, heads, D]
+// bf16. Flash attention on AVX512-BF16: each query row sees only the keys up to its position,
+// scores are rounded as ATen rounds them, the softmax runs in float over blocks of keys with the
+// unnormalised probabilities rounded to bf16 for the product with V (ATen rounds the normalised
+// ones), and the output is rounded once. The work is shared over the pool in blocks of query
+// rows of one KV head, each reading the K and V rows it sees once for up to 128 rows.
+at::Tensor PrefillAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                            const std::vector<int64_t>& slots, int64_t num_cached, double scale);
 
 }  // namespace r1::model

@@ -94,7 +94,7 @@ class EagerPath final : public ForwardPath {
         pos[off + j] = s.num_cached + j;
         slots[off + j] = slot_of(s.num_cached + j);
       }
-      if (s.num_cached > 0 || f32_rows) {
+      if (s.num_cached > 0 || s.num_new > 1 || f32_rows) {
         ctx_slots[i].resize(s.num_cached + s.num_new);
         for (int64_t p = 0; p < s.num_cached + s.num_new; ++p) ctx_slots[i][p] = slot_of(p);
       }
@@ -109,9 +109,7 @@ class EagerPath final : public ForwardPath {
       return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kLong).to(device);
     };
     at::Tensor ids_t = long_tensor(ids), pos_t = long_tensor(pos), slots_t = long_tensor(slots);
-    std::vector<at::Tensor> ctx_t(batch.seqs.size());
-    for (size_t i = 0; i < batch.seqs.size(); ++i)
-      if (!ctx_slots[i].empty() && !f32_rows) ctx_t[i] = long_tensor(ctx_slots[i]);
+    std::vector<at::Tensor> ctx_t(batch.seqs.size());  // for ATen's gather, made when first needed
 
     at::Tensor cos, sin;  // [T, 1, D/2]
     if (f32_rows) {
@@ -146,11 +144,16 @@ class EagerPath final : public ForwardPath {
           const SequenceStep& s = batch.seqs[i];
           at::Tensor qs = q.narrow(0, off, s.num_new);
           at::Tensor out;
-          if (s.num_cached == 0) {  // the keys are exactly this step's
-            out = Attend(qs, k.narrow(0, off, s.num_new), v.narrow(0, off, s.num_new), 0, scale);
+          if (s.num_new == 1 && s.num_cached == 0) {  // a one-token prompt: its own key
+            out = Attend(qs, k.narrow(0, off, 1), v.narrow(0, off, 1), 0, scale);
           } else if (cpu_kernels && s.num_new == 1 && DecodeAttentionApplies(qs, kc)) {
             out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale);  // reads the cache in place
+          } else if (cpu_kernels && PrefillAttentionApplies(qs, kc)) {
+            out = PrefillAttention(qs, kc, vc, ctx_slots[i], s.num_cached, scale);  // in place too
+          } else if (s.num_cached == 0) {  // the keys are exactly this step's
+            out = Attend(qs, k.narrow(0, off, s.num_new), v.narrow(0, off, s.num_new), 0, scale);
           } else {
+            if (!ctx_t[i].defined()) ctx_t[i] = long_tensor(ctx_slots[i]);
             out = Attend(qs, kc.index_select(0, ctx_t[i]), vc.index_select(0, ctx_t[i]),
                          s.num_cached, scale);
           }
