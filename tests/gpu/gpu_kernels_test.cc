@@ -47,6 +47,27 @@ double RelDiff(const at::Tensor& a, const at::Tensor& b) {
   return (fa - fb).abs().max().item<double>() / std::max(1.0, fb.abs().max().item<double>());
 }
 
+// The GEMV tests' arguments: x [M, K] contiguous, w's first n rows (2 n for kSiluMul) as
+// the weights, optional norm and bias, y's rows as the output.
+cuda::GemvArgs TestGemvArgs(cuda::DType dt, const at::Tensor& x, const at::Tensor* norm, float eps,
+                            const at::Tensor& w, int64_t n, const at::Tensor* b, at::Tensor& y, cuda::GemvOut mode) {
+  cuda::GemvArgs a;
+  a.dt = dt;
+  a.x = x.data_ptr();
+  a.ldx = x.size(1);
+  a.M = static_cast<int>(x.size(0));
+  a.K = static_cast<int>(x.size(1));
+  a.norm_w = norm ? norm->data_ptr() : nullptr;
+  a.eps = eps;
+  a.w = w.data_ptr();
+  a.N = n;
+  a.bias = b ? b->data_ptr() : nullptr;
+  a.y = y.data_ptr();
+  a.ldy = y.size(1);
+  a.mode = mode;
+  return a;
+}
+
 TEST_P(GpuKernelsTest, AddRmsNormMatchesQwen2RmsNorm) {
   const int64_t T = 37, H = 1536;
   const float eps = 1e-6f;
@@ -339,20 +360,7 @@ TEST_P(GpuKernelsTest, GemvMatchesUnfusedOps) {
         for (bool tc : {false, true}) {
           auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y,
                          cuda::GemvOut mode) {
-            cuda::GemvArgs a;
-            a.dt = KD(GetParam());
-            a.x = x.data_ptr();
-            a.ldx = K;
-            a.M = M;
-            a.K = K;
-            a.norm_w = norm ? norm->data_ptr() : nullptr;
-            a.eps = eps;
-            a.w = w.data_ptr();
-            a.N = n;
-            a.bias = b ? b->data_ptr() : nullptr;
-            a.y = y.data_ptr();
-            a.ldy = y.size(1);
-            a.mode = mode;
+            cuda::GemvArgs a = TestGemvArgs(KD(GetParam()), x, norm, eps, w, n, b, y, mode);
             a.tensor_cores = tc;
             return cuda::Gemv(a, Stream());
           };
@@ -435,21 +443,8 @@ TEST_P(GpuKernelsTest, GemvFp8MatchesDequantizedAten) {
         at::Tensor wn = wd.narrow(0, 0, N), bn = bias.narrow(0, 0, N).to(at::kFloat);
         at::Tensor gu = at::mm(normed, wd.t());
         auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y, cuda::GemvOut mode) {
-          cuda::GemvArgs a;
-          a.dt = cuda::DType::kBF16;
-          a.x = x.data_ptr();
-          a.ldx = K;
-          a.M = M;
-          a.K = K;
-          a.norm_w = norm ? norm->data_ptr() : nullptr;
-          a.eps = eps;
-          a.w = wq.data_ptr();
+          cuda::GemvArgs a = TestGemvArgs(cuda::DType::kBF16, x, norm, eps, wq, n, b, y, mode);
           a.w_scale = ws.data_ptr<float>();
-          a.N = n;
-          a.bias = b ? b->data_ptr() : nullptr;
-          a.y = y.data_ptr();
-          a.ldy = y.size(1);
-          a.mode = mode;
           return cuda::Gemv(a, Stream());
         };
         const std::string where = "K " + std::to_string(K) + " M " + std::to_string(M) + " N " + std::to_string(N);

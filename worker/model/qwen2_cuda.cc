@@ -351,7 +351,7 @@ class CudaPath final : public ForwardPath {
       Check(cuda::Gemv(ga, stream));
     };
     // in [T, K] times W^T: a cuBLAS GEMM, or with FP8 weights the input quantized per token and
-    // an FP8 GEMM (bias added after).
+    // an FP8 GEMM (the bias added in its epilogue).
     auto linear = [&](const at::Tensor& in, const at::Tensor& wt, const at::Tensor& wscale,
                       const at::Tensor* bias) {
       if (!wscale.defined()) return bias != nullptr ? at::addmm(*bias, in, wt.t()) : at::mm(in, wt.t());
@@ -360,10 +360,9 @@ class CudaPath final : public ForwardPath {
       at::Tensor xs = at::empty({M, 1}, x.options().dtype(at::kFloat));
       Check(cuda::QuantizeFp8Rows(dt, in.data_ptr(), in.stride(0), M, K, xq.data_ptr(), K,
                                   xs.data_ptr<float>(), stream));
-      at::Tensor y = at::_scaled_mm(xq.view(at::kFloat8_e4m3fn), wt.view(at::kFloat8_e4m3fn).t(), xs,
-                                    wscale.view({1, N}), c10::nullopt, c10::nullopt, ctx_.dtype);
-      if (bias != nullptr) y.add_(*bias);
-      return y;
+      return at::_scaled_mm(xq.view(at::kFloat8_e4m3fn), wt.view(at::kFloat8_e4m3fn).t(), xs, wscale.view({1, N}),
+                            bias != nullptr ? c10::optional<at::Tensor>(*bias) : c10::nullopt, c10::nullopt,
+                            ctx_.dtype);
     };
 
     cuda::RopeKvArgs ra;

@@ -62,22 +62,31 @@ __device__ __forceinline__ void LoadVec(const T* p, float (&out)[N]) {
   }
 }
 
-// The sum over the block; every thread gets it. Safe to call again (it syncs first).
+// The sum (kMax: the maximum) over the block; every thread gets it. Safe to call again (it
+// syncs first).
+template <int kThreads, bool kMax = false>
+__device__ __forceinline__ float BlockReduce(float v) {
+  __shared__ float per_warp[kThreads / 32];
+  auto op = [](float a, float b) { return kMax ? fmaxf(a, b) : a + b; };
+  __syncthreads();
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) per_warp[warp] = v;
+  __syncthreads();
+  float r = per_warp[0];
+#pragma unroll
+  for (int i = 1; i < kThreads / 32; ++i) r = op(r, per_warp[i]);
+  return r;
+}
 template <int kThreads>
 __device__ __forceinline__ float BlockSum(float v) {
-  __shared__ float warp_sums[kThreads / 32];
-  __syncthreads();
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < kThreads / 32; ++i) s += warp_sums[i];
-  return s;
+  return BlockReduce<kThreads>(v);
 }
-
+template <int kThreads>
+__device__ __forceinline__ float BlockMax(float v) {
+  return BlockReduce<kThreads, true>(v);
+}
 
 // --- programmatic dependent launch (Hopper) --------------------------------------------------
 //
@@ -174,6 +183,9 @@ constexpr float kFp8Max = 448.f;  // the largest finite e4m3 value
 __device__ __forceinline__ uint8_t ToFp8(float v) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
 }
+// A row with largest magnitude amax is stored as e4m3(v * Fp8Inverse(amax)) with the scale
+// amax / 448 (a zero row: zeros, scale 0).
+__device__ __forceinline__ float Fp8Inverse(float amax) { return amax > 0.f ? kFp8Max / amax : 0.f; }
 __device__ __forceinline__ float FromFp8(uint8_t v) {
   __half_raw h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(v), __NV_E4M3);
   return __half2float(__half(h));
@@ -187,27 +199,12 @@ __device__ __forceinline__ void StoreFp8Row(const T* src, int D, uint8_t* dst, f
   for (int i = lane; i < D; i += 32) amax = fmaxf(amax, fabsf(ToF(src[i])));
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  const float inv = amax > 0.f ? kFp8Max / amax : 0.f;
+  const float inv = Fp8Inverse(amax);
   for (int i = lane; i < D; i += 32) dst[i] = ToFp8(ToF(src[i]) * inv);
   if (lane == 0) *scale = amax / kFp8Max;
 }
 
 // --- FP8 rows (QuantizeFp8Rows) --------------------------------------------------------------
-
-template <int kThreads>
-__device__ __forceinline__ float BlockMax(float v) {
-  __shared__ float warp_max[kThreads / 32];
-  __syncthreads();
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) warp_max[warp] = v;
-  __syncthreads();
-  float m = 0.f;
-#pragma unroll
-  for (int i = 0; i < kThreads / 32; ++i) m = fmaxf(m, warp_max[i]);
-  return m;
-}
 
 // One block per row; `vec`: K, ldx and ldq multiples of 8 and the pointers aligned, so each
 // thread reads 8 values at once and writes 8 bytes.
@@ -232,7 +229,7 @@ __global__ void __launch_bounds__(kThreads) QuantizeFp8RowsKernel(const T* __res
     for (int64_t k = threadIdx.x; k < K; k += kThreads) amax = fmaxf(amax, fabsf(ToF(xr[k])));
   }
   amax = BlockMax<kThreads>(amax);
-  const float inv = amax > 0.f ? kFp8Max / amax : 0.f;
+  const float inv = Fp8Inverse(amax);
   if (vec) {
     for (int64_t k = threadIdx.x * 8; k < K; k += kThreads * 8) {
       float v[8];
@@ -1225,7 +1222,10 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
 
 constexpr int kTgThreads = 256;
 constexpr int kTgWarps = kTgThreads / 32;
-constexpr int kTgStepK = 64;  // k of one warp step (FP8 weights: 2 x 64)
+constexpr int kTgStepK = 64;  // k of one warp step on 16-bit weights
+// k of one warp step: FP8 weights take two 16-bit steps' k, so each lane's 16-byte loads stay
+// as many (K must be a multiple of it).
+constexpr __host__ __device__ int TgStepK(bool fp8) { return fp8 ? 2 * kTgStepK : kTgStepK; }
 constexpr int kTgTileN = 8;   // outputs of one tile (the mma's n)
 constexpr int kTgPad = 32;    // elements of padding per staged row of x: rows 64 bytes apart in banks
 constexpr int kTgLoads = 16;  // 16-byte weight loads in flight per lane
@@ -1240,7 +1240,7 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
   X* xs = reinterpret_cast<X*>(tg_smem);  // [M][K + kTgPad]
   constexpr int kPairs = kMode == GemvOut::kSiluMul ? 2 : 1;
   constexpr int kLoads = 2;                         // 16-byte loads per lane and step
-  constexpr int kStepK = kFp8 ? 2 * kTgStepK : kTgStepK;
+  constexpr int kStepK = TgStepK(kFp8);
   constexpr int kDepth = kTgLoads / (kLoads * kPairs);  // steps in flight
   __shared__ float red[2][kTgWarps][32][kPairs][2];  // partial sums of a round (double-buffered)
   const int K = a.K, M = a.M, tid = threadIdx.x;
@@ -1479,7 +1479,7 @@ int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
   if (resident <= 0) return static_cast<int>(cudaErrorInvalidConfiguration);
   const int64_t tiles = (a.N + kTgTileN - 1) / kTgTileN;
   // The fewest K slices that give every resident warp a unit (two steps a slice at least).
-  const int step_k = kFp8 ? 2 * kTgStepK : kTgStepK;
+  const int step_k = TgStepK(kFp8);
   int split = 1;
   while (split < kTgWarps && a.K / step_k >= 4 * split &&
          tiles * split < static_cast<int64_t>(resident) * kTgWarps)
@@ -1507,7 +1507,7 @@ int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
 // True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of 64 (128 with
 // FP8 weights), x and W 16-byte aligned, the staged rows within shared memory.
 bool GemvTcApplies(const GemvArgs& a) {
-  const int step_k = a.w_scale != nullptr ? 2 * kTgStepK : kTgStepK;
+  const int step_k = TgStepK(a.w_scale != nullptr);
   return (a.tensor_cores || a.w_scale != nullptr) && a.dt != DType::kF32 && a.K % step_k == 0 && a.ldx % 8 == 0 &&
          reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 &&
          reinterpret_cast<uintptr_t>(a.norm_w) % 16 == 0 &&
@@ -1637,7 +1637,7 @@ bool GemvSupported(DType dt, int M, int K) {
 }
 
 bool GemvFp8Supported(DType dt, int M, int K) {
-  return dt != DType::kF32 && M >= 1 && M <= kGemvMaxRows && K > 0 && K % (2 * kTgStepK) == 0 &&
+  return dt != DType::kF32 && M >= 1 && M <= kGemvMaxRows && K > 0 && K % TgStepK(true) == 0 &&
          TgSmem(M, K) <= static_cast<size_t>(kGemvMaxSmem);
 }
 
