@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -218,6 +219,24 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
     for (const Int4Groups& p : parts) q.push_back(p.q), scale.push_back(p.scale), zero.push_back(p.zero);
     return Int4Groups{at::cat(q, 0), at::cat(scale, 0), at::cat(zero, 0), parts[0].k, parts[0].group};
   };
+  // A decoder layer's seven linear weights, in this order, each read by a loader above as
+  // load(name, rows, cols) into out.
+  struct LinearShape {
+    const char* name;
+    int64_t rows, cols;
+  };
+  const LinearShape linears[7] = {{"self_attn.q_proj", QD, H}, {"self_attn.k_proj", KD, H}, {"self_attn.v_proj", KD, H},
+                                  {"self_attn.o_proj", H, QD}, {"mlp.gate_proj", I, H},     {"mlp.up_proj", I, H},
+                                  {"mlp.down_proj", H, I}};
+  auto load_linears = [&]<typename T>(const std::string& prefix, const auto& load, std::array<T, 7>& out) -> absl::Status {
+    for (size_t j = 0; j < out.size(); ++j) {
+      R1_ASSIGN_OR_RETURN(out[j], load(prefix + linears[j].name, linears[j].rows, linears[j].cols));
+    }
+    return absl::OkStatus();
+  };
+  auto floating_weight = [&](const std::string& name, int64_t rows, int64_t cols) {
+    return get(name + ".weight", {rows, cols});
+  };
   // Into the arena when there is one (contiguous huge pages); else as they are.
   auto keep = [&](const at::Tensor& q, at::ScalarType type) { return arena ? arena->Copy(q, type) : q; };
   auto keep_int8 = [&](const at::Tensor& q) { return keep(q, at::kChar); };
@@ -231,23 +250,16 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
       R1_ASSIGN_OR_RETURN(auto ln2, get(p + "post_attention_layernorm.weight", {H}));
       l.input_norm = put(ln1);
       if (group > 0) {
-        R1_ASSIGN_OR_RETURN(Int4Groups q, int4_weight(p + "self_attn.q_proj", QD, H));
-        R1_ASSIGN_OR_RETURN(Int4Groups k, int4_weight(p + "self_attn.k_proj", KD, H));
-        R1_ASSIGN_OR_RETURN(Int4Groups v, int4_weight(p + "self_attn.v_proj", KD, H));
-        R1_ASSIGN_OR_RETURN(l.o4, int4_weight(p + "self_attn.o_proj", H, QD));
-        R1_ASSIGN_OR_RETURN(l.gate4, int4_weight(p + "mlp.gate_proj", I, H));
-        R1_ASSIGN_OR_RETURN(l.up4, int4_weight(p + "mlp.up_proj", I, H));
-        R1_ASSIGN_OR_RETURN(l.down4, int4_weight(p + "mlp.down_proj", H, I));
+        std::array<Int4Groups, 7> r;
+        R1_RETURN_IF_ERROR(load_linears(p, int4_weight, r));
+        auto& [q, k, v, o, gate, up, down] = r;
         l.qkv4 = stack_int4({q, k, v});
+        l.o4 = std::move(o), l.gate4 = std::move(gate), l.up4 = std::move(up), l.down4 = std::move(down);
         for (Int4Groups* g : {&l.qkv4, &l.o4, &l.gate4, &l.up4, &l.down4}) g->q = keep(g->q, at::kByte);
       } else if (options.int8) {
-        R1_ASSIGN_OR_RETURN(Int8Rows q, int8_weight(p + "self_attn.q_proj", QD, H));
-        R1_ASSIGN_OR_RETURN(Int8Rows k, int8_weight(p + "self_attn.k_proj", KD, H));
-        R1_ASSIGN_OR_RETURN(Int8Rows v, int8_weight(p + "self_attn.v_proj", KD, H));
-        R1_ASSIGN_OR_RETURN(Int8Rows o, int8_weight(p + "self_attn.o_proj", H, QD));
-        R1_ASSIGN_OR_RETURN(Int8Rows gate, int8_weight(p + "mlp.gate_proj", I, H));
-        R1_ASSIGN_OR_RETURN(Int8Rows up, int8_weight(p + "mlp.up_proj", I, H));
-        R1_ASSIGN_OR_RETURN(Int8Rows down, int8_weight(p + "mlp.down_proj", H, I));
+        std::array<Int8Rows, 7> r;
+        R1_RETURN_IF_ERROR(load_linears(p, int8_weight, r));
+        const auto& [q, k, v, o, gate, up, down] = r;
         // Rows quantize independently: q, k and v stacked are the stacked quantizations.
         l.wqkv = keep_int8(at::cat({q.q, k.q, v.q}, 0));
         l.sqkv = at::cat({q.scale, k.scale, v.scale}, 0);
@@ -256,26 +268,18 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadWeights(const std::string& dir
         l.wup = keep_int8(up.q), l.sup = up.scale;
         l.wdown = keep_int8(down.q), l.sdown = down.scale;
       } else if (fp8_checkpoint) {
-        R1_ASSIGN_OR_RETURN(auto q, fp8_weight(p + "self_attn.q_proj", QD, H));
-        R1_ASSIGN_OR_RETURN(auto k, fp8_weight(p + "self_attn.k_proj", KD, H));
-        R1_ASSIGN_OR_RETURN(auto v, fp8_weight(p + "self_attn.v_proj", KD, H));
-        R1_ASSIGN_OR_RETURN(auto o, fp8_weight(p + "self_attn.o_proj", H, QD));
-        R1_ASSIGN_OR_RETURN(auto gate, fp8_weight(p + "mlp.gate_proj", I, H));
-        R1_ASSIGN_OR_RETURN(auto up, fp8_weight(p + "mlp.up_proj", I, H));
-        R1_ASSIGN_OR_RETURN(auto down, fp8_weight(p + "mlp.down_proj", H, I));
+        std::array<std::pair<at::Tensor, at::Tensor>, 7> r;
+        R1_RETURN_IF_ERROR(load_linears(p, fp8_weight, r));
+        const auto& [q, k, v, o, gate, up, down] = r;
         // Rows quantize independently: stacked layers are the stacked quantizations.
         l.wqkv = at::cat({q.first, k.first, v.first}, 0), l.sqkv = at::cat({q.second, k.second, v.second}, 0);
         l.wo = o.first, l.so = o.second;
         l.wgate_up = at::cat({gate.first, up.first}, 0), l.sgate_up = at::cat({gate.second, up.second}, 0);
         l.wdown = down.first, l.sdown = down.second;
       } else {
-        R1_ASSIGN_OR_RETURN(auto q, get(p + "self_attn.q_proj.weight", {QD, H}));
-        R1_ASSIGN_OR_RETURN(auto k, get(p + "self_attn.k_proj.weight", {KD, H}));
-        R1_ASSIGN_OR_RETURN(auto v, get(p + "self_attn.v_proj.weight", {KD, H}));
-        R1_ASSIGN_OR_RETURN(auto o, get(p + "self_attn.o_proj.weight", {H, QD}));
-        R1_ASSIGN_OR_RETURN(auto gate, get(p + "mlp.gate_proj.weight", {I, H}));
-        R1_ASSIGN_OR_RETURN(auto up, get(p + "mlp.up_proj.weight", {I, H}));
-        R1_ASSIGN_OR_RETURN(auto down, get(p + "mlp.down_proj.weight", {H, I}));
+        std::array<const TensorView*, 7> r;
+        R1_RETURN_IF_ERROR(load_linears(p, floating_weight, r));
+        const auto& [q, k, v, o, gate, up, down] = r;
         l.wqkv = stack({q, k, v});
         l.wo = put(o);
         // Without the arena, gate and up stay separate views of the mapping: no copy at load.
