@@ -102,13 +102,20 @@ TEST(CpuGemmTest, ToFloatIsExactlyTheBf16Values) {
   EXPECT_TRUE(at::equal(ToFloat(f), f));
 }
 
-// The ATen decode-attention math of qwen2.cc (bf16 bmm, scale, float softmax, bf16 bmm).
-at::Tensor AtenDecodeAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
-  const int64_t heads = q.size(1), d = q.size(2), kvh = k.size(1), g = heads / kvh;
-  at::Tensor qh = q.view({1, kvh, g, d}).permute({1, 2, 0, 3}).reshape({kvh, g, d});
-  at::Tensor scores = at::bmm(qh, k.permute({1, 2, 0})).mul_(scale);
+// The eager path's ATen math for a prompt chunk (qwen2_eager.cc's Attend): n queries at
+// positions num_cached.. over the gathered keys, bf16 bmm, scale, causal mask, float softmax
+// rounded to bf16, bf16 bmm.
+at::Tensor AtenPrefillAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t num_cached,
+                                double scale) {
+  const int64_t n = q.size(0), heads = q.size(1), d = q.size(2), kvh = k.size(1), g = heads / kvh, ctx = k.size(0);
+  at::Tensor qh = q.view({n, kvh, g, d}).permute({1, 2, 0, 3}).reshape({kvh, g * n, d});
+  at::Tensor scores = at::bmm(qh, k.permute({1, 2, 0})).mul_(scale);  // [kvh, g*n, ctx]
+  at::Tensor key_pos = at::arange(ctx, at::kLong).view({1, ctx});
+  at::Tensor q_pos = (at::arange(n, at::kLong) + num_cached).view({n, 1});
+  scores.view({kvh, g, n, ctx}).masked_fill_(key_pos > q_pos, -std::numeric_limits<float>::infinity());
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  return at::bmm(probs, v.permute({1, 0, 2})).view({kvh, g, 1, d}).permute({2, 0, 1, 3}).reshape({1, heads, d});
+  at::Tensor out = at::bmm(probs, v.permute({1, 0, 2}));
+  return out.view({kvh, g, n, d}).permute({2, 0, 1, 3}).reshape({n, heads, d});
 }
 
 TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
@@ -137,7 +144,8 @@ TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
         at::Tensor q = values({1, sh.heads, sh.D});
         at::Tensor idx = at::tensor(slots, at::kLong);
         const double scale = 1 / std::sqrt(static_cast<double>(sh.D));
-        at::Tensor ref = AtenDecodeAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), scale);
+        // A decode step is a one-query chunk after ctx - 1 cached keys.
+        at::Tensor ref = AtenPrefillAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), ctx - 1, scale);
         at::Tensor got = DecodeAttention(q, kc, vc, slots, scale);
         ASSERT_EQ(got.sizes(), ref.sizes());
         at::Tensor err = (got.to(at::kFloat) - ref.to(at::kFloat)).abs();
@@ -149,22 +157,6 @@ TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
       }
     }
   }
-}
-
-// The eager path's ATen math for a prompt chunk (qwen2_eager.cc's Attend): n queries at
-// positions num_cached.. over the gathered keys, bf16 bmm, scale, causal mask, float softmax
-// rounded to bf16, bf16 bmm.
-at::Tensor AtenPrefillAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t num_cached,
-                                double scale) {
-  const int64_t n = q.size(0), heads = q.size(1), d = q.size(2), kvh = k.size(1), g = heads / kvh, ctx = k.size(0);
-  at::Tensor qh = q.view({n, kvh, g, d}).permute({1, 2, 0, 3}).reshape({kvh, g * n, d});
-  at::Tensor scores = at::bmm(qh, k.permute({1, 2, 0})).mul_(scale);  // [kvh, g*n, ctx]
-  at::Tensor key_pos = at::arange(ctx, at::kLong).view({1, ctx});
-  at::Tensor q_pos = (at::arange(n, at::kLong) + num_cached).view({n, 1});
-  scores.view({kvh, g, n, ctx}).masked_fill_(key_pos > q_pos, -std::numeric_limits<float>::infinity());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = at::bmm(probs, v.permute({1, 0, 2}));
-  return out.view({kvh, g, n, d}).permute({2, 0, 1, 3}).reshape({n, heads, d});
 }
 
 TEST(CpuAttentionTest, PrefillAttentionMatchesAtenOnScatteredSlots) {

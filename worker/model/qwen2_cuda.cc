@@ -318,9 +318,11 @@ class CudaPath final : public ForwardPath {
       return fp8_ ? cuda::GemvFp8Supported(dt, static_cast<int>(T), K)
                   : cuda::GemvSupported(dt, static_cast<int>(T), K);
     };
+    // lm_head's GEMV: FP8 with the layers', or 16-bit (an FP8 model with --fp8-lm-head=false).
+    const bool lm_head_ok = w.lm_head_scale.defined() ? gemv_ok(static_cast<int>(H))
+                                                      : cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H));
     const bool small = T <= ctx_.tuning.GemvMaxRows(fp8_) && gemv_ok(static_cast<int>(H)) &&
-                       gemv_ok(static_cast<int>(nh * D)) && gemv_ok(I) &&
-                       cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H));
+                       gemv_ok(static_cast<int>(nh * D)) && gemv_ok(I) && lm_head_ok;
     at::Tensor h, qkv_buf;
     if (small) {
       qkv_buf = at::empty({T, (nh + 2 * kvh) * D}, x.options());
@@ -513,13 +515,14 @@ absl::Status QuantizeWeightsFp8(const ModelConfig& c, ModelWeights& w, bool laye
                                   scale.data_ptr<float>(), stream));
       wt = q;
     };
-    for (LayerWeights& l : w.layers) {
-      if (!layers) break;
-      quantize(l.wqkv, l.sqkv);
-      quantize(l.wo, l.so);
-      l.wgate = l.wup = at::Tensor();  // views of wgate_up
-      quantize(l.wgate_up, l.sgate_up);
-      quantize(l.wdown, l.sdown);
+    if (layers) {
+      for (LayerWeights& l : w.layers) {
+        quantize(l.wqkv, l.sqkv);
+        quantize(l.wo, l.so);
+        l.wgate = l.wup = at::Tensor();  // views of wgate_up
+        quantize(l.wgate_up, l.sgate_up);
+        quantize(l.wdown, l.sdown);
+      }
     }
     if (lm_head) {  // a tied head: quantize() leaves the embedding as it is and makes a new tensor
       w.lm_head_origin = c.tie_word_embeddings ? "the tied embedding" : "the checkpoint's lm_head";
