@@ -16,6 +16,7 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include "worker/model/cuda/kernels.h"
+#include "worker/model/int4_layout.h"
 #endif
 
 namespace r1::model {
@@ -471,6 +472,150 @@ TEST_P(GpuKernelsTest, GemvFp8MatchesDequantizedAten) {
     }
   }
 }
+// The GEMV on int4 weights (groups of 128 with scales and zero points, kernels.h's layout made
+// by ToInt4GemvLayout) against ATen float32 math on the dequantized weights, scale * (q -
+// zero), and on x as the GEMV's inputs are: every epilogue, 1 to 8 rows, K 256 to 8,960, more
+// tiles than one round, in bf16 and f16. The kernel's products of x and q - zero are exact
+// (16-bit values times small integers, float32 sums), so the tolerance is the output's two
+// 16-bit roundings (2 x 2^-7 of the values' scale), as for FP8. DequantInt4 (the route of
+// larger steps) equals the dequantized weights rounded to the dtype, bit for bit. Shapes the
+// layout does not take are refused, not run.
+TEST_P(GpuKernelsTest, GemvInt4MatchesDequantizedAten) {
+  if (!Bf16()) GTEST_SKIP() << "int4 weights serve 16-bit models (run once, for bf16 and f16)";
+  const float eps = 1e-6f;
+  const double tol = 2.0 / 128;
+  EXPECT_FALSE(cuda::GemvInt4Supported(cuda::DType::kBF16, 1, 64, 128)) << "K must be a multiple of 256";
+  EXPECT_FALSE(cuda::GemvInt4Supported(cuda::DType::kBF16, 1, 12, 256)) << "N must be a multiple of 8";
+  EXPECT_FALSE(cuda::GemvInt4Supported(cuda::DType::kF32, 1, 64, 256));
+  EXPECT_FALSE(cuda::GemvInt4Supported(cuda::DType::kBF16, 9, 64, 256));
+  for (at::ScalarType st : {at::kBFloat16, at::kHalf}) {
+    const cuda::DType dt = KD(st);
+    const at::TensorOptions o = at::TensorOptions().dtype(st).device(at::kCUDA);
+    for (int K : {256, 1536, 8960}) {
+      for (int M : {1, 3, 8}) {
+        for (int64_t N : {200, 2048, 20000}) {
+          if (N == 20000 && K != 1536) continue;
+          if (st == at::kHalf && (N != 2048 || M == 3)) continue;
+          const int64_t G = K / 128;
+          Int4Groups nat{PackInt4(at::randint(0, 16, {2 * N, K}, at::kByte)), at::rand({2 * N, G}) * 0.02 + 0.001,
+                         at::randint(0, 16, {2 * N, G}, at::kByte), K, 128};
+          Int4Groups dev = ToInt4GemvLayout(
+              Int4Groups{nat.q.to(at::kCUDA), nat.scale.to(at::kCUDA), nat.zero.to(at::kCUDA), K, 128});
+          at::Tensor gi = at::arange(K, at::kLong).div(128, "floor");
+          at::Tensor wd = (nat.scale.index_select(1, gi) *
+                           (UnpackInt4(nat.q, K).to(at::kFloat) - nat.zero.to(at::kFloat).index_select(1, gi)))
+                              .to(at::kCUDA);  // [2N, K] f32, exact
+          at::Tensor x = at::randn({M, K}, o);
+          at::Tensor nw = at::rand({K}, o) + 0.5, bias = at::randn({2 * N}, o);
+          at::Tensor xf = x.to(at::kFloat);
+          at::Tensor normed = (nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(st)).to(at::kFloat);
+          at::Tensor wn = wd.narrow(0, 0, N), bn = bias.narrow(0, 0, N).to(at::kFloat);
+          at::Tensor gu = at::mm(normed, wd.t());
+          auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y, cuda::GemvOut mode) {
+            cuda::GemvArgs a = TestGemvArgs(dt, x, norm, eps, dev.q, n, b, y, mode);
+            a.int4_scale = dev.scale.data_ptr<float>();
+            a.int4_zero = dev.zero.data_ptr<uint8_t>();
+            return cuda::Gemv(a, Stream());
+          };
+          const std::string where = std::string(c10::toString(st)) + " K " + std::to_string(K) + " M " +
+                                    std::to_string(M) + " N " + std::to_string(N);
+          ASSERT_TRUE(cuda::GemvInt4Supported(dt, M, 2 * N, K)) << where;
+          at::Tensor y = at::empty({M, N}, o);
+          ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
+          const double store_diff = RelDiff(y, at::addmm(bn, normed, wn.t()));
+          EXPECT_LT(store_diff, tol) << "store " << where;
+          at::Tensor yf = at::empty({M, N}, o.dtype(at::kFloat));
+          ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
+          const double f32_diff = RelDiff(yf, at::mm(xf, wn.t()));
+          EXPECT_LT(f32_diff, tol) << "store f32 " << where;
+          at::Tensor res = at::randn({M, N}, o);
+          at::Tensor want = res.to(at::kFloat) + at::mm(xf, wn.t());
+          ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
+          const double res_diff = RelDiff(res, want);
+          EXPECT_LT(res_diff, tol) << "residual " << where;
+          at::Tensor act = at::empty({M, N}, o);
+          ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
+          const double silu_diff = RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N));
+          EXPECT_LT(silu_diff, tol) << "silu " << where;
+          std::printf("int4 gemv %s: max rel diff store %.3g, f32 %.3g, residual %.3g, silu %.3g\n", where.c_str(),
+                      store_diff, f32_diff, res_diff, silu_diff);
+          if (M == 1) {  // DequantInt4, into a strided buffer
+            at::Tensor out = at::zeros({2 * N, K + 8}, o);
+            cuda::DequantInt4Args da;
+            da.dt = dt;
+            da.q = dev.q.data_ptr();
+            da.scale = dev.scale.data_ptr<float>();
+            da.zero = dev.zero.data_ptr<uint8_t>();
+            da.N = 2 * N;
+            da.K = K;
+            da.out = out.data_ptr();
+            da.ldo = K + 8;
+            ASSERT_EQ(cuda::DequantInt4(da, Stream()), 0) << where;
+            EXPECT_TRUE(at::equal(out.narrow(1, 0, K), wd.to(st))) << "dequant " << where;
+            EXPECT_EQ(out.narrow(1, K, 8).abs().sum().item<double>(), 0.0) << "dequant wrote past K " << where;
+          }
+        }
+      }
+    }
+  }
+  // Refused: a K the layout does not take.
+  at::Tensor x = at::randn({1, 128}, Opts()), w = at::zeros({8, 64}, Opts().dtype(at::kByte)), y = at::empty({1, 8}, Opts());
+  at::Tensor sc = at::ones({8}, Opts().dtype(at::kFloat)), z = at::zeros({8}, Opts().dtype(at::kByte));
+  cuda::GemvArgs a = TestGemvArgs(cuda::DType::kBF16, x, nullptr, eps, w, 8, nullptr, y, cuda::GemvOut::kStore);
+  a.int4_scale = sc.data_ptr<float>();
+  a.int4_zero = z.data_ptr<uint8_t>();
+  EXPECT_NE(cuda::Gemv(a, Stream()), 0);
+}
+
+// The int4 GEMV's reading of its layout, one column at a time: x one-hot at k (with and
+// without the norm, which scales it by sqrt(K)) gives W's column k, for unit scales and zero points and
+// for random ones, at 1 and 8 rows, with K of 8 steps (slices of one step when the 16 outputs
+// leave most of the GPU idle). Any misplaced nibble, staged value or record shows as a column
+// read in the wrong place.
+TEST_P(GpuKernelsTest, GemvInt4OneHotReadsEachColumn) {
+  if (!Bf16()) GTEST_SKIP() << "int4 weights serve 16-bit models";
+  const int K = 2048;
+  const int64_t N = 16;
+  at::Tensor nw = at::ones({K}, Opts());
+  for (bool unit : {true, false}) {
+    Int4Groups nat{PackInt4(at::randint(0, 16, {N, K}, at::kByte)),
+                   unit ? at::ones({N, K / 128}) : at::rand({N, K / 128}) + 0.5,
+                   unit ? at::zeros({N, K / 128}, at::kByte) : at::randint(0, 16, {N, K / 128}, at::kByte), K, 128};
+    Int4Groups dev = ToInt4GemvLayout(
+        Int4Groups{nat.q.to(at::kCUDA), nat.scale.to(at::kCUDA), nat.zero.to(at::kCUDA), K, 128});
+    at::Tensor gi = at::arange(K, at::kLong).div(128, "floor");
+    at::Tensor want = (nat.scale.index_select(1, gi) *
+                       (UnpackInt4(nat.q, K).to(at::kFloat) - nat.zero.to(at::kFloat).index_select(1, gi)))
+                          .t()
+                          .contiguous();  // [K, N]: row k is column k of W
+    for (bool norm : {false, true}) {
+      for (int M : {1, 8}) {
+        at::Tensor got = at::empty({K, N}, at::kFloat);
+        at::Tensor eye = at::eye(K, Opts());
+        for (int k0 = 0; k0 < K; k0 += M) {
+          at::Tensor x = eye.narrow(0, k0, M).contiguous();
+          at::Tensor y = at::full({M, N}, std::nan(""), Opts().dtype(at::kFloat));
+          cuda::GemvArgs a = TestGemvArgs(cuda::DType::kBF16, x, norm ? &nw : nullptr, 0.f, dev.q, N, nullptr, y,
+                                          cuda::GemvOut::kStoreF32);
+          a.int4_scale = dev.scale.data_ptr<float>();
+          a.int4_zero = dev.zero.data_ptr<uint8_t>();
+          ASSERT_EQ(cuda::Gemv(a, Stream()), 0);
+          got.narrow(0, k0, M).copy_(y.cpu());
+        }
+        // The norm makes a one-hot row sqrt(K) at k (45.25 in bf16: within the tolerance).
+        if (norm) got = got / std::sqrt(static_cast<double>(K));
+        // Products of 1 and (q - zero) are exact; the scale's product rounds to bf16.
+        at::Tensor bad = ((got - want).abs() > want.abs() * (1.0 / 128) + 1e-6).any(1).logical_or(got.isnan().any(1));
+        const int64_t nbad = bad.sum().item<int64_t>();
+        const std::string where = std::string(unit ? "unit" : "random") + " scales, " + (norm ? "norm, " : "") +
+                                  std::to_string(M) + " rows";
+        EXPECT_EQ(nbad, 0) << where << ": first wrong column "
+                           << (nbad > 0 ? bad.nonzero().min().item<int64_t>() : -1);
+      }
+    }
+  }
+}
+
 #else
 TEST_P(GpuKernelsTest, SkippedWithoutCuda) {}
 #endif

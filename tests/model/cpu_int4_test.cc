@@ -9,6 +9,7 @@
 #include "worker/model/awq.h"
 #include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
+#include "worker/model/int4_layout.h"
 
 namespace r1::model {
 namespace {
@@ -201,6 +202,84 @@ TEST(CpuInt4Test, RejectsMismatchedOperands) {
   EXPECT_THROW(LinearInt4(at::zeros({2, 64}), bad), c10::Error);
   EXPECT_THROW(QuantizeInt4Groups(at::zeros({8}), 32), c10::Error);
   EXPECT_THROW(QuantizeInt4Groups(at::zeros({8, 8}), 16), c10::Error);
+}
+
+// The CUDA int4 GEMV's layout (kernels.h) read the way the kernel reads it, written out here
+// with plain loops: for each lane (c of a quad, row g of the tile) and each of a step's two
+// loads, the eight k16 slices of the MMA: the weights' pairs from a 32-bit word after a shift
+// of 0, 4, 8 or 12 and a mask of 0x000F000F; x staged as the kernel's put8 places it and read
+// back as its four 16-byte reads; the group's scales and zero points from their records. The
+// product summed from those pieces equals x times the dequantized weights (float64, exact for
+// these values), so the layout and the kernel's reading of it agree with cpu_int4.h's.
+TEST(Int4GemvLayoutTest, KernelsReadingOfTheLayoutIsTheProduct) {
+  const int64_t N = 24, K = 768, M = 3, S = K / 256;
+  at::manual_seed(7);
+  at::Tensor qn = at::randint(0, 16, {N, K}, at::kByte);
+  Int4Groups w{PackInt4(qn), at::rand({N, K / 128}) + 0.01, at::randint(0, 16, {N, K / 128}, at::kByte), K, 128};
+  Int4Groups t = ToInt4GemvLayout(w);
+  ASSERT_EQ(t.q.sizes(), (at::IntArrayRef{N, K / 2}));
+  ASSERT_EQ(t.scale.sizes(), (at::IntArrayRef{N / 8, S, 8, 2}));
+  ASSERT_EQ(t.zero.sizes(), (at::IntArrayRef{N / 8, S, 8, 2}));
+  const uint8_t* q = t.q.data_ptr<uint8_t>();
+  const float* scale = t.scale.data_ptr<float>();
+  const uint8_t* zero = t.zero.data_ptr<uint8_t>();
+  at::Tensor x = at::randint(-8, 8, {M, K}).to(at::kDouble);
+  // put8: natural columns k .. k + 7 (k a multiple of 8) to their staged places.
+  std::vector<int64_t> staged_col(K, -1);
+  for (int64_t k = 0; k < K; k += 8) {
+    const int64_t j = (k % 256) / 16, qd = (k % 16) / 4, d = (k - k % 256) + 32 * (j / 2) + 8 * qd + 4 * (j % 2);
+    for (int e = 0; e < 4; ++e) staged_col[d + e] = k + e, staged_col[d + 8 + e] = k + 4 + e;
+  }
+  for (int64_t col : staged_col) ASSERT_GE(col, 0);
+  at::Tensor got = at::zeros({M, N}, at::kDouble);
+  auto acc = got.accessor<double, 2>();
+  auto xv = x.accessor<double, 2>();
+  auto qv = qn.accessor<uint8_t, 2>();
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t tile = n / 8, g = n % 8;
+    for (int64_t s = 0; s < S; ++s)
+      for (int l = 0; l < 2; ++l) {
+        const int64_t rec = (tile * S + s) * 8;
+        for (int c = 0; c < 4; ++c) {
+          // This lane's weights are row g = n % 8; its zero point from the record of row g.
+          const int z = zero[(rec + g) * 2 + l];
+          // The scale the lane holding output n applies: output 2 c' + j' of the tile.
+          const float sc = scale[(rec + g) * 2 + l];
+          for (int sl = 0; sl < 8; ++sl) {
+            const uint8_t* word = q + n * (K / 2) + 128 * s + 64 * l + 16 * c + 4 * (sl / 2);
+            const uint32_t v = word[0] | word[1] << 8 | word[2] << 16 | static_cast<uint32_t>(word[3]) << 24;
+            for (int half = 0; half < 2; ++half) {  // b0 (elements 0, 1) and b1 (2, 3)
+              const uint32_t pair = (v >> (8 * (sl % 2) + 4 * half)) & 0x000F000Fu;
+              for (int e2 = 0; e2 < 2; ++e2) {
+                const int nib = static_cast<int>(e2 ? pair >> 16 : pair & 15);
+                const int e = 2 * half + e2;
+                const int64_t col = 256 * s + 16 * (8 * l + sl) + 4 * c + e;  // the MMA's k of this value
+                ASSERT_EQ(nib, qv[n][col]) << "n " << n << " col " << col;
+                // x: the lane's staged read for slice sl, element e.
+                const int64_t st = 256 * s + 32 * (4 * l + sl / 2) + 8 * c + 4 * (sl % 2) + e;
+                ASSERT_EQ(staged_col[st], col) << "staged " << st;
+                for (int64_t m = 0; m < M; ++m) acc[m][n] += sc * xv[m][staged_col[st]] * (nib - z);
+              }
+            }
+          }
+        }
+      }
+  }
+  // The scales as the lane of outputs 2c, 2c + 1 reads them (a float4 at record row 2c).
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t c = (n % 8) / 2, rec = ((n / 8) * S + s) * 8;
+      const float* f4 = scale + (rec + 2 * c) * 2;
+      for (int l = 0; l < 2; ++l) EXPECT_EQ(f4[2 * (n % 2) + l], w.scale[n][2 * s + l].item<float>());
+    }
+  at::Tensor want = at::matmul(x, AtenDequantize(w).t());
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-9 * (1 + want.abs().max().item<double>()));
+  // Shapes the layout does not take are refused.
+  EXPECT_THROW(ToInt4GemvLayout(Int4Groups{PackInt4(at::zeros({8, 128}, at::kByte)), at::ones({8, 1}),
+                                           at::zeros({8, 1}, at::kByte), 128, 128}),
+               c10::Error);
+  EXPECT_THROW(ToInt4GemvLayout(QuantizeInt4Groups(at::randn({8, 256}), 64)), c10::Error);
+  EXPECT_FALSE(Int4LayoutShapeOk(12, 256, 128));
 }
 
 }  // namespace

@@ -693,6 +693,19 @@ __device__ __forceinline__ uint32_t Pack2(float lo, float hi) {
   return r;
 }
 
+// a - b on two packed values of T (bf16 or f16), rounded as T.
+template <typename T>
+__device__ __forceinline__ uint32_t Sub2(uint32_t a, uint32_t b) {
+  using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
+  T2 x, y;
+  memcpy(&x, &a, 4);
+  memcpy(&y, &b, 4);
+  const T2 d = __hsub2(x, y);
+  uint32_t r;
+  memcpy(&r, &d, 4);
+  return r;
+}
+
 // Issues the copies of the K and V rows of keys [k0, k0 + 64) (zero-filled past `end`). Each
 // thread copies one 16-byte column of a fixed set of keys, for K and V alike, so it looks each
 // key's slot up once; with a power-of-two block size (block_shift >= 0) without a division.
@@ -1219,62 +1232,97 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
 // (every e4m3 value is an f16 value). x is staged as f16 (a bf16 model's values converted,
 // exact in f16's normal range) and the products run on f16 tensor cores. The row's scale
 // multiplies the float32 sum before the epilogue.
+//
+// Int4 weights (int4_scale set; the layout in kernels.h): a step covers 256 k, again 128 bytes
+// of a row, a load 128 k: one group. Each 32-bit word of a load turns into four pairs of T with
+// a mask and an or (the nibble as the low mantissa bits of 128 (bf16) or 1024 (f16)) and one
+// subtraction of that base plus the group's zero point, exactly. x is staged in the order the
+// lanes read it (a load's 32 values of x as four 16-byte reads). A group's products sum in
+// their own accumulator, which its scale then multiplies into the row's float32 sum.
 
 constexpr int kTgThreads = 256;
 constexpr int kTgWarps = kTgThreads / 32;
 constexpr int kTgStepK = 64;  // k of one warp step on 16-bit weights
-// k of one warp step: FP8 weights take two 16-bit steps' k, so each lane's 16-byte loads stay
-// as many (K must be a multiple of it).
-constexpr __host__ __device__ int TgStepK(bool fp8) { return fp8 ? 2 * kTgStepK : kTgStepK; }
+// The weights' format: 16-bit, e4m3 with row scales, or int4 in groups of 128 with scales and zero points.
+enum class WFmt { k16, kFp8, kInt4 };
+// k of one warp step: each takes 128 bytes of a row (each lane's 16-byte loads stay as many),
+// so FP8 weights take two 16-bit steps' k and int4 four (K must be a multiple of it).
+constexpr __host__ __device__ int TgStepK(WFmt f) {
+  return f == WFmt::kInt4 ? 4 * kTgStepK : f == WFmt::kFp8 ? 2 * kTgStepK : kTgStepK;
+}
+constexpr int kTgStepBytes = 128;  // of a W row, per step, in every format
 constexpr int kTgTileN = 8;   // outputs of one tile (the mma's n)
 constexpr int kTgPad = 32;    // elements of padding per staged row of x: rows 64 bytes apart in banks
 constexpr int kTgLoads = 16;  // 16-byte weight loads in flight per lane
+// Int4: half as many (each load carries twice the products, and its scales and zero points
+// ride along in registers too).
+constexpr __host__ __device__ int TgLoadsInFlight(WFmt f) { return f == WFmt::kInt4 ? kTgLoads / 2 : kTgLoads; }
+// Int4: the bits of 128 (bf16) or 1024 (f16), whose low mantissa bits then hold a nibble exactly.
+template <typename T>
+constexpr uint32_t kInt4Base = std::is_same_v<T, __half> ? 0x6400u : 0x4300u;
 
 // Shared memory of the staged rows of x.
 size_t TgSmem(int M, int K) { return static_cast<size_t>(M) * (K + kTgPad) * 2; }
 
-template <typename T, GemvOut kMode, bool kFp8>
+template <typename T, GemvOut kMode, WFmt kFmt>
 __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int split, int rounds) {
+  constexpr bool kFp8 = kFmt == WFmt::kFp8, kInt4 = kFmt == WFmt::kInt4;
   using X = std::conditional_t<kFp8, __half, T>;  // the staged x and the products' type
   extern __shared__ __align__(16) unsigned char tg_smem[];
   X* xs = reinterpret_cast<X*>(tg_smem);  // [M][K + kTgPad]
   constexpr int kPairs = kMode == GemvOut::kSiluMul ? 2 : 1;
   constexpr int kLoads = 2;                         // 16-byte loads per lane and step
-  constexpr int kStepK = TgStepK(kFp8);
-  constexpr int kDepth = kTgLoads / (kLoads * kPairs);  // steps in flight
+  constexpr int kStepK = TgStepK(kFmt);
+  constexpr int kDepth = TgLoadsInFlight(kFmt) / (kLoads * kPairs);  // steps in flight
   __shared__ float red[2][kTgWarps][32][kPairs][2];  // partial sums of a round (double-buffered)
   const int K = a.K, M = a.M, tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, c = lane % 4;
   const int xrow = K + kTgPad;
   const int slice = warp % split, tiles_per_round = kTgWarps / split;
-  // This warp's slice of K: steps [s0, s0 + steps) of the row's K / 64 (slices differ by at most one).
+  // This warp's slice of K: steps [s0, s0 + steps) of the row's K / kStepK (slices differ by at most one).
   const int all_steps = K / kStepK;
   const int s0 = slice * all_steps / split, steps = (slice + 1) * all_steps / split - s0;
   const unsigned char* W = static_cast<const unsigned char*>(a.w);
-  constexpr int kWBytes = kFp8 ? 1 : 2;
+  const int64_t row_bytes = static_cast<int64_t>(all_steps) * kTgStepBytes;
   // This warp's tile in round r (>= tiles: none; the warp still takes part in the round).
   auto tile_of = [&](int r) {
     return (static_cast<int64_t>(blockIdx.x) + static_cast<int64_t>(r) * gridDim.x) * tiles_per_round +
            warp / split;
   };
-  // Lane c of a quad reads k [8c, 8c + 8) and [32 + 8c, 40 + 8c) of each step (FP8: k
-  // [16c, 16c + 16) and [64 + 16c, 80 + 16c)): the quad's 16-byte loads cover 64 contiguous
-  // bytes of the row, whole 32-byte sectors. Load l's k start at k_lane + l * kLoadK.
+  // Lane c of a quad reads bytes [16c, 16c + 16) and [64 + 16c, 80 + 16c) of each step's 128
+  // bytes of its row: the quad's 16-byte loads cover 64 contiguous bytes, whole 32-byte sectors.
+  // In k: [8c, 8c + 8) and [32 + 8c, 40 + 8c) of 16-bit weights, [16c, 16c + 16) and
+  // [64 + 16c, 80 + 16c) of FP8 ones; int4's order is the layout's (kernels.h). k_lane is where
+  // the lane's x starts in a staged step.
   const int k_lane = s0 * kStepK + c * (kFp8 ? 16 : 8);  // + step * kStepK
   constexpr int kLoadK = kStepK / 2;
 
   uint4 ring[kDepth][kPairs][kLoads];
+  // Int4: each slot's scales of outputs 2c and 2c + 1 (both groups of the step) and zero points
+  // of row g (the low byte the first group's).
+  struct Groups {
+    float4 scale;
+    uint32_t zero;
+  };
+  Groups groups[kInt4 ? kDepth : 1][kPairs];
   int ir = 0, ik = 0;  // the next step to load: round, step within the unit
   auto issue = [&](int slot) {
     if (ir < rounds) {
-      const int64_t n = tile_of(ir) * kTgTileN + g;
-      const int k = k_lane + ik * kStepK;
+      const int64_t tile = tile_of(ir), n = tile * kTgTileN + g;
+      const int64_t at = static_cast<int64_t>(s0 + ik) * kTgStepBytes + 16 * c;
 #pragma unroll
       for (int p = 0; p < kPairs; ++p) {
 #pragma unroll
         for (int l = 0; l < kLoads; ++l)
-          ring[slot][p][l] = n < a.N ? LoadStreaming(W + ((p == 0 ? n : a.N + n) * K + k + kLoadK * l) * kWBytes)
+          ring[slot][p][l] = n < a.N ? LoadStreaming(W + (p == 0 ? n : a.N + n) * row_bytes + at + 64 * l)
                                      : make_uint4(0, 0, 0, 0);
+        if constexpr (kInt4) {
+          // The records of (this tile, this step): [8 rows][2 groups].
+          const int64_t rec = ((p == 0 ? tile : a.N / kTgTileN + tile) * all_steps + s0 + ik) * kTgTileN;
+          groups[slot][p].scale = n < a.N ? *reinterpret_cast<const float4*>(a.int4_scale + (rec + 2 * c) * 2)
+                                          : make_float4(0.f, 0.f, 0.f, 0.f);
+          groups[slot][p].zero = n < a.N ? *reinterpret_cast<const uint16_t*>(a.int4_zero + (rec + g) * 2) : 0u;
+        }
       }
       if (++ik == steps) {
         ik = 0;
@@ -1287,47 +1335,73 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
   GridDepWait();
   GridDepLaunch();
 
-  // Stage this warp's slice of the rows of x (normalised when asked) as T. Each warp stages the
+  // Stage this warp's slice of the rows of x (normalised when asked) as X. Each warp stages the
   // slice it reads itself (warps of one slice write the same values), so no block-wide barrier
-  // stands between the wait and the first products; with the norm, each warp sums its rows'
-  // squares over all of K itself (from L2).
+  // stands between the wait and the first products at one row (the norm's sums below).
+  // Eight values of row m from column k (a multiple of 8) into place: as they are, or for int4
+  // in the lanes' order, where column 256 s + 16 j + 4 q + e sits at 256 s + 32 (j / 2) + 8 q +
+  // 4 (j % 2) + e (lane q's 32 values of a load as four 16-byte pieces, the quad's side by side).
+  // The values come as their bits, packed (v.x: columns k and k + 1): nvcc 13 dropped three of
+  // the eight values when this took an array of X filled by memcpy from x.
+  auto put8 = [&](int m, int k, const uint4& v) {
+    if constexpr (kInt4) {
+      const int j = (k % 256) / 16, q = (k % 16) / 4;  // q is 0 or 2: values 4..7 are lane q + 1's
+      X* d = xs + m * xrow + (k - k % 256) + 32 * (j / 2) + 8 * q + 4 * (j % 2);
+      *reinterpret_cast<uint2*>(d) = make_uint2(v.x, v.y);
+      *reinterpret_cast<uint2*>(d + 8) = make_uint2(v.z, v.w);
+    } else {
+      *reinterpret_cast<uint4*>(xs + m * xrow + k) = v;
+    }
+  };
   const T* x = static_cast<const T*>(a.x);
   const int k_begin = s0 * kStepK, k_end = k_begin + steps * kStepK;
+  // Row m's 1 / rms over all of K, summed by one warp.
+  auto inv_rms = [&](const T* xm) {
+    float ss = 0.f;
+    for (int k = lane * 8; k < K; k += 256) {
+      float v[8];
+      LoadVec<T, 8>(xm + k, v);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ss += v[e] * v[e];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    return rsqrtf(ss / static_cast<float>(K) + a.eps);
+  };
+  // One row: each warp sums its squares (no barrier before the products). More rows: warp m
+  // sums row m's once for the block, which then meets at a barrier (every warp summing every
+  // row read M times K values from L2 per warp, more than a warp's weights of a small layer).
+  __shared__ float block_rs[kGemvMaxRows];
+  if (a.norm_w != nullptr && M > 1) {
+    if (warp < M) {
+      const float rs = inv_rms(x + warp * a.ldx);
+      if (lane == 0) block_rs[warp] = rs;
+    }
+    __syncthreads();
+  }
   for (int m = 0; m < M; ++m) {
     const T* xm = x + m * a.ldx;
     if (a.norm_w != nullptr) {
-      float ss = 0.f;
-      for (int k = lane * 8; k < K; k += 256) {
-        float v[8];
-        LoadVec<T, 8>(xm + k, v);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) ss += v[e] * v[e];
-      }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-      const float rs = rsqrtf(ss / static_cast<float>(K) + a.eps);
+      const float rs = M > 1 ? block_rs[m] : inv_rms(xm);
       const T* nw = static_cast<const T*>(a.norm_w);
       for (int k = k_begin + lane * 8; k < k_end; k += 256) {
         float v[8], w[8];
         LoadVec<T, 8>(xm + k, v);
         LoadVec<T, 8>(nw + k, w);
-        X out[8];
+        float out[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) out[e] = FromF<X>(Round<T>(w[e] * Round<T>(v[e] * rs)));
-        memcpy(xs + m * xrow + k, out, sizeof(out));
+        for (int e = 0; e < 8; ++e) out[e] = Round<T>(w[e] * Round<T>(v[e] * rs));
+        put8(m, k, make_uint4(Pack2<X>(out[0], out[1]), Pack2<X>(out[2], out[3]), Pack2<X>(out[4], out[5]),
+                              Pack2<X>(out[6], out[7])));
       }
     } else if constexpr (kFp8 && !std::is_same_v<T, __half>) {
       for (int k = k_begin + lane * 8; k < k_end; k += 256) {
         float v[8];
         LoadVec<T, 8>(xm + k, v);
-        X out[8];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) out[e] = FromF<X>(v[e]);
-        memcpy(xs + m * xrow + k, out, sizeof(out));
+        put8(m, k, make_uint4(Pack2<X>(v[0], v[1]), Pack2<X>(v[2], v[3]), Pack2<X>(v[4], v[5]), Pack2<X>(v[6], v[7])));
       }
-    } else {
-      for (int k = k_begin + lane * 8; k < k_end; k += 256)
-        *reinterpret_cast<uint4*>(xs + m * xrow + k) = *reinterpret_cast<const uint4*>(xm + k);
+    } else {  // as they are (x and k 16-byte aligned: GemvTcApplies)
+      for (int k = k_begin + lane * 8; k < k_end; k += 256) put8(m, k, *reinterpret_cast<const uint4*>(xm + k));
     }
   }
   __syncwarp();
@@ -1395,43 +1469,77 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
 #pragma unroll
     for (int i = 0; i < kDepth; ++i) {
       if (j0 + i < total) {
-        // The lane's x values matching its weights: 16 (two 16-byte reads) per step, 32 for FP8.
-        constexpr int kXReads = kFp8 ? 4 : 2;
-        uint32_t xa[4 * kXReads];
+        if constexpr (kInt4) {
 #pragma unroll
-        for (int r = 0; r < kXReads; ++r) {
-          uint4 v = make_uint4(0, 0, 0, 0);
-          // FP8: reads 0, 1 at the first load's k, 2, 3 at the second's; else one per load.
-          const int off = kFp8 ? (r / 2) * kLoadK + (r % 2) * 8 : r * kLoadK;
-          if (g < M) v = *reinterpret_cast<const uint4*>(xg + ck * kStepK + off);
-          xa[4 * r] = v.x, xa[4 * r + 1] = v.y, xa[4 * r + 2] = v.z, xa[4 * r + 3] = v.w;
-        }
+          for (int l = 0; l < kLoads; ++l) {  // load l: group l of the step
+            // The lane's 32 values of x for this load: slice s's pairs are xa[2 s] (its k 4c,
+            // 4c + 1) and xa[2 s + 1] (4c + 2, 4c + 3).
+            uint32_t xa[16];
 #pragma unroll
-        for (int p = 0; p < kPairs; ++p) {
-          // The weights as pairs of X, in the order of xa.
-          uint32_t wb[4 * kXReads];
+            for (int u = 0; u < 4; ++u) {
+              uint4 v = make_uint4(0, 0, 0, 0);
+              if (g < M) v = *reinterpret_cast<const uint4*>(xg + ck * kStepK + 32 * (4 * l + u));
+              xa[4 * u] = v.x, xa[4 * u + 1] = v.y, xa[4 * u + 2] = v.z, xa[4 * u + 3] = v.w;
+            }
 #pragma unroll
-          for (int l = 0; l < kLoads; ++l) {
-            const uint32_t raw[4] = {ring[i][p][l].x, ring[i][p][l].y, ring[i][p][l].z, ring[i][p][l].w};
+            for (int p = 0; p < kPairs; ++p) {
+              const Groups& gr = groups[i][p];
+              const uint32_t z = kInt4Base<X> | ((gr.zero >> (8 * l)) & 15u);
+              const uint32_t base = z | (z << 16);  // (base + zero) twice
+              const uint32_t raw[4] = {ring[i][p][l].x, ring[i][p][l].y, ring[i][p][l].z, ring[i][p][l].w};
+              float part[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              if constexpr (kFp8) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                  const __half2_raw hv = __nv_cvt_fp8x2_to_halfraw2(
-                      static_cast<__nv_fp8x2_storage_t>(raw[e] >> (16 * h)), __NV_E4M3);
-                  memcpy(&wb[8 * l + 2 * e + h], &hv, 4);
-                }
-              } else {
-                wb[4 * l + e] = raw[e];
+              for (int s = 0; s < 8; ++s) {  // the load's k16 slices: word s / 2, nibbles from 8 (s % 2)
+                auto pair = [&](int shift) {  // nibbles `shift` and 16 + `shift` as q - zero, exact
+                  const uint32_t v = ((raw[s / 2] >> shift) & 0x000F000Fu) | (kInt4Base<X> * 0x10001u);
+                  return Sub2<X>(v, base);
+                };
+                const uint32_t af[4] = {xa[2 * s], 0u, xa[2 * s + 1], 0u};
+                Mma16816<X>(part, af, pair(8 * (s % 2)), pair(8 * (s % 2) + 4));
               }
+              acc[p][0] += (l == 0 ? gr.scale.x : gr.scale.y) * part[0];
+              acc[p][1] += (l == 0 ? gr.scale.z : gr.scale.w) * part[1];
             }
           }
-          // The k16 slices of the step: the lane's values 4q .. 4q + 3.
+        } else {
+          // The lane's x values matching its weights: 16 (two 16-byte reads) per step, 32 for FP8.
+          constexpr int kXReads = kFp8 ? 4 : 2;
+          uint32_t xa[4 * kXReads];
 #pragma unroll
-          for (int q = 0; q < kXReads * 2; ++q) {
-            const uint32_t af[4] = {xa[2 * q], 0u, xa[2 * q + 1], 0u};
-            Mma16816<X>(acc[p], af, wb[2 * q], wb[2 * q + 1]);
+          for (int r = 0; r < kXReads; ++r) {
+            uint4 v = make_uint4(0, 0, 0, 0);
+            // FP8: reads 0, 1 at the first load's k, 2, 3 at the second's; else one per load.
+            const int off = kFp8 ? (r / 2) * kLoadK + (r % 2) * 8 : r * kLoadK;
+            if (g < M) v = *reinterpret_cast<const uint4*>(xg + ck * kStepK + off);
+            xa[4 * r] = v.x, xa[4 * r + 1] = v.y, xa[4 * r + 2] = v.z, xa[4 * r + 3] = v.w;
+          }
+#pragma unroll
+          for (int p = 0; p < kPairs; ++p) {
+            // The weights as pairs of X, in the order of xa.
+            uint32_t wb[4 * kXReads];
+#pragma unroll
+            for (int l = 0; l < kLoads; ++l) {
+              const uint32_t raw[4] = {ring[i][p][l].x, ring[i][p][l].y, ring[i][p][l].z, ring[i][p][l].w};
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                if constexpr (kFp8) {
+#pragma unroll
+                  for (int h = 0; h < 2; ++h) {
+                    const __half2_raw hv = __nv_cvt_fp8x2_to_halfraw2(
+                        static_cast<__nv_fp8x2_storage_t>(raw[e] >> (16 * h)), __NV_E4M3);
+                    memcpy(&wb[8 * l + 2 * e + h], &hv, 4);
+                  }
+                } else {
+                  wb[4 * l + e] = raw[e];
+                }
+              }
+            }
+            // The k16 slices of the step: the lane's values 4q .. 4q + 3.
+#pragma unroll
+            for (int q = 0; q < kXReads * 2; ++q) {
+              const uint32_t af[4] = {xa[2 * q], 0u, xa[2 * q + 1], 0u};
+              Mma16816<X>(acc[p], af, wb[2 * q], wb[2 * q + 1]);
+            }
           }
         }
         issue(i);  // the slot is free: load the step kDepth ahead into it
@@ -1469,19 +1577,22 @@ int TgResidentBlocks(const void* kernel, size_t smem) {
   return n;
 }
 
-template <typename T, GemvOut kMode, bool kFp8>
+template <typename T, GemvOut kMode, WFmt kFmt>
 int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
-  auto kernel = GemvTcKernel<T, kMode, kFp8>;
-  if (cudaError_t e = AllowDynamicSmem<GemvTcKernel<T, kMode, kFp8>>(kGemvMaxSmem); e != cudaSuccess)
+  auto kernel = GemvTcKernel<T, kMode, kFmt>;
+  if (cudaError_t e = AllowDynamicSmem<GemvTcKernel<T, kMode, kFmt>>(kGemvMaxSmem); e != cudaSuccess)
     return static_cast<int>(e);
   const size_t smem = TgSmem(a.M, a.K);
   const int resident = TgResidentBlocks(reinterpret_cast<const void*>(kernel), smem);
   if (resident <= 0) return static_cast<int>(cudaErrorInvalidConfiguration);
   const int64_t tiles = (a.N + kTgTileN - 1) / kTgTileN;
-  // The fewest K slices that give every resident warp a unit (two steps a slice at least).
-  const int step_k = TgStepK(kFp8);
+  // The fewest K slices that give every resident warp a unit.
+  const int step_k = TgStepK(kFmt);
   int split = 1;
-  while (split < kTgWarps && a.K / step_k >= 4 * split &&
+  // Slices of two steps at least (int4: one, 256 k). Slices differ by at most one step; a slice
+  // of none would never write its tile.
+  const int min_steps = kFmt == WFmt::kInt4 ? 1 : 2;
+  while (split < kTgWarps && a.K / step_k >= 2 * min_steps * split &&
          tiles * split < static_cast<int64_t>(resident) * kTgWarps)
     split *= 2;
   // As few rounds as the resident blocks allow, and the tiles spread evenly over them (a last
@@ -1493,25 +1604,57 @@ int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
                                  split, static_cast<int>(rounds)));
 }
 
-template <typename T, bool kFp8>
+template <typename T, WFmt kFmt>
 int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
   switch (a.mode) {
-    case GemvOut::kStore: return LaunchGemvTc<T, GemvOut::kStore, kFp8>(a, stream);
-    case GemvOut::kResidual: return LaunchGemvTc<T, GemvOut::kResidual, kFp8>(a, stream);
-    case GemvOut::kSiluMul: return LaunchGemvTc<T, GemvOut::kSiluMul, kFp8>(a, stream);
-    case GemvOut::kStoreF32: return LaunchGemvTc<T, GemvOut::kStoreF32, kFp8>(a, stream);
+    case GemvOut::kStore: return LaunchGemvTc<T, GemvOut::kStore, kFmt>(a, stream);
+    case GemvOut::kResidual: return LaunchGemvTc<T, GemvOut::kResidual, kFmt>(a, stream);
+    case GemvOut::kSiluMul: return LaunchGemvTc<T, GemvOut::kSiluMul, kFmt>(a, stream);
+    case GemvOut::kStoreF32: return LaunchGemvTc<T, GemvOut::kStoreF32, kFmt>(a, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
-// True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of 64 (128 with
-// FP8 weights), x and W 16-byte aligned, the staged rows within shared memory.
+WFmt FormatOf(const GemvArgs& a) {
+  return a.int4_scale != nullptr ? WFmt::kInt4 : a.w_scale != nullptr ? WFmt::kFp8 : WFmt::k16;
+}
+
+// True when the tensor-core GEMV takes these arguments: 16-bit, K a multiple of the format's
+// step (64, FP8 128, int4 256), x and W 16-byte aligned, the staged rows within shared memory;
+// int4 also whole tiles of 8 rows and its records aligned.
 bool GemvTcApplies(const GemvArgs& a) {
-  const int step_k = TgStepK(a.w_scale != nullptr);
-  return (a.tensor_cores || a.w_scale != nullptr) && a.dt != DType::kF32 && a.K % step_k == 0 && a.ldx % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(a.norm_w) % 16 == 0 &&
-         TgSmem(a.M, a.K) <= static_cast<size_t>(kGemvMaxSmem);
+  const WFmt f = FormatOf(a);
+  const bool int4_ok = f != WFmt::kInt4 || (a.N % kTgTileN == 0 && a.int4_zero != nullptr &&
+                                            reinterpret_cast<uintptr_t>(a.int4_scale) % 16 == 0 &&
+                                            reinterpret_cast<uintptr_t>(a.int4_zero) % 2 == 0);
+  return (a.tensor_cores || f != WFmt::k16) && int4_ok && a.dt != DType::kF32 && a.K % TgStepK(f) == 0 &&
+         a.ldx % 8 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 && reinterpret_cast<uintptr_t>(a.w) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(a.norm_w) % 16 == 0 && TgSmem(a.M, a.K) <= static_cast<size_t>(kGemvMaxSmem);
+}
+
+// W[n, k] = scale * (q - zero) from the int4 GEMV's layout (kernels.h), one thread per 32-bit
+// word: the inverse of that layout, written out.
+template <typename T>
+__global__ void DequantInt4Kernel(DequantInt4Args a) {
+  const int64_t words = a.N * a.K / 8;
+  for (int64_t wi = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; wi < words;
+       wi += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    // Word w of lane c's load l, in step s of row n: bytes 128 s + 64 l + 16 c + 4 w.
+    const int64_t steps = a.K / 256, n = wi / (steps * 32);
+    const int s = static_cast<int>(wi / 32 % steps), l = static_cast<int>(wi / 16 % 2),
+              c = static_cast<int>(wi / 4 % 4), w = static_cast<int>(wi % 4);
+    const uint32_t word = reinterpret_cast<const uint32_t*>(a.q)[wi];
+    const int64_t rec = ((n / 8 * steps + s) * 8 + n % 8) * 2 + l;  // group 2 s + l of row n
+    const float scale = a.scale[rec];
+    const int zero = a.zero[rec];
+    T* out = static_cast<T*>(a.out) + n * a.ldo + 256 * s;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {  // nibble i holds slice 8 l + 2 w + (i / 2) % 2, element e below
+      const int q = (word >> (4 * i)) & 15;
+      const int slice = 8 * l + 2 * w + (i % 4) / 2, e = (i % 2) * 2 + i / 4;
+      out[16 * slice + 4 * c + e] = FromF<T>(scale * static_cast<float>(q - zero));
+    }
+  }
 }
 
 
@@ -1637,8 +1780,30 @@ bool GemvSupported(DType dt, int M, int K) {
 }
 
 bool GemvFp8Supported(DType dt, int M, int K) {
-  return dt != DType::kF32 && M >= 1 && M <= kGemvMaxRows && K > 0 && K % TgStepK(true) == 0 &&
+  return dt != DType::kF32 && M >= 1 && M <= kGemvMaxRows && K > 0 && K % TgStepK(WFmt::kFp8) == 0 &&
          TgSmem(M, K) <= static_cast<size_t>(kGemvMaxSmem);
+}
+
+bool Int4LayoutSupported(DType dt, int64_t N, int64_t K) {
+  return dt != DType::kF32 && N > 0 && K > 0 && N % kTgTileN == 0 && K % TgStepK(WFmt::kInt4) == 0;
+}
+
+bool GemvInt4Supported(DType dt, int M, int64_t N, int K) {
+  return Int4LayoutSupported(dt, N, K) && M >= 1 && M <= kGemvMaxRows &&
+         TgSmem(M, K) <= static_cast<size_t>(kGemvMaxSmem);
+}
+
+int DequantInt4(const DequantInt4Args& a, cudaStream_t stream) {
+  if (a.N == 0) return 0;
+  if (!Int4LayoutSupported(a.dt, a.N, a.K) || a.ldo < a.K || a.q == nullptr || a.scale == nullptr ||
+      a.zero == nullptr || a.out == nullptr)
+    return static_cast<int>(cudaErrorInvalidValue);
+  constexpr int kThreads = 256;
+  const int blocks = static_cast<int>(std::min<int64_t>((a.N * a.K / 8 + kThreads - 1) / kThreads, 65535));
+  const cudaError_t rc = a.dt == DType::kF16 ? Launch(DequantInt4Kernel<__half>, dim3(blocks), dim3(kThreads), 0, stream, a)
+                                             : Launch(DequantInt4Kernel<__nv_bfloat16>, dim3(blocks), dim3(kThreads), 0,
+                                                      stream, a);
+  return static_cast<int>(rc);
 }
 
 int QuantizeFp8Rows(DType dt, const void* x, int64_t ldx, int64_t rows, int64_t K, void* q,
@@ -1675,14 +1840,19 @@ int Gemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.N == 0) return 0;
   if (!GemvSupported(a.dt, a.M, a.K) || (a.ldx * ElementSize(a.dt)) % 16 != 0)
     return static_cast<int>(cudaErrorInvalidValue);
+  if (a.int4_scale != nullptr) {  // int4 weights: the tensor-core kernel only
+    if (a.w_scale != nullptr || !GemvTcApplies(a)) return static_cast<int>(cudaErrorInvalidValue);
+    if (a.dt == DType::kF16) return GemvTcMode<__half, WFmt::kInt4>(a, stream);
+    return GemvTcMode<__nv_bfloat16, WFmt::kInt4>(a, stream);
+  }
   if (a.w_scale != nullptr) {  // FP8 weights: the tensor-core kernel only
     if (!GemvTcApplies(a)) return static_cast<int>(cudaErrorInvalidValue);
-    if (a.dt == DType::kF16) return GemvTcMode<__half, true>(a, stream);
-    return GemvTcMode<__nv_bfloat16, true>(a, stream);
+    if (a.dt == DType::kF16) return GemvTcMode<__half, WFmt::kFp8>(a, stream);
+    return GemvTcMode<__nv_bfloat16, WFmt::kFp8>(a, stream);
   }
   if (GemvTcApplies(a)) {
-    if (a.dt == DType::kF16) return GemvTcMode<__half, false>(a, stream);
-    return GemvTcMode<__nv_bfloat16, false>(a, stream);
+    if (a.dt == DType::kF16) return GemvTcMode<__half, WFmt::k16>(a, stream);
+    return GemvTcMode<__nv_bfloat16, WFmt::k16>(a, stream);
   }
   switch (a.dt) {
     case DType::kF32: return GemvMode<float>(a, stream);

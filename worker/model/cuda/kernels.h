@@ -153,6 +153,10 @@ struct GemvArgs {
   // kSiluMul), so that W[n] = q[n] * w_scale[n] (QuantizeFp8Rows). The tensor-core kernel runs
   // them (GemvFp8Supported): x is staged as f16, exact for a bf16 x in f16's normal range.
   const float* w_scale = nullptr;
+  // Int4 weights (the layout below): W holds the nibbles, int4_scale and int4_zero the groups'
+  // records. The tensor-core kernel runs them (GemvInt4Supported).
+  const float* int4_scale = nullptr;
+  const uint8_t* int4_zero = nullptr;
 };
 // The largest M the GEMV takes (KernelTuning's kMaxGemvRows); larger batches use cuBLAS GEMMs.
 constexpr int kGemvMaxRows = 8;
@@ -162,6 +166,35 @@ bool GemvSupported(DType dt, int M, int K);
 // The same for FP8 weights (w_scale set): a 16-bit dtype, K a multiple of 64.
 bool GemvFp8Supported(DType dt, int M, int K);
 int Gemv(const GemvArgs& a, cudaStream_t stream);
+
+// Int4 weights (AWQ checkpoints and --quantization int4 on CUDA): W[n, k] = scale[n, g] *
+// (q[n, k] - zero[n, g]) with q and zero in [0, 15] and groups g of 128 columns, held in the
+// order the tensor-core GEMV's lanes read them (int4_layout.h converts Int4Groups to it; K a
+// multiple of 256, N of 8):
+//   q:     uint8 [N, K / 2]. Row n's bytes [128 s, 128 s + 128) hold its columns [256 s, 256 s
+//          + 256): byte 64 l + 16 c + 4 w + b (load l, lane c of a quad, word w) is byte b of a
+//          little-endian 32-bit word whose nibble i (bits 4 i .. 4 i + 3) is column
+//          256 s + 16 (8 l + 2 w + (i % 4) / 2) + 4 c + 2 (i % 2) + i / 4.
+//          (So a mask 0x000F000F after a shift of 0, 4, 8 or 12 yields the pairs of columns
+//          the MMA's B fragment takes.)
+//   scale: float32 [N / 8, K / 256, 8, 2]: [t, s, j, h] is row 8 t + j's scale of group 2 s + h.
+//   zero:  uint8, the same shape, its zero points.
+bool Int4LayoutSupported(DType dt, int64_t N, int64_t K);
+// The GEMV on int4 weights: the layout's shapes, M <= kGemvMaxRows, the rows of x in shared memory.
+bool GemvInt4Supported(DType dt, int M, int64_t N, int K);
+
+// out[n, k] = W[n, k] of int4 weights in that layout, rounded to dt (bf16 or f16): for steps too
+// large for the GEMV, which then multiply with cuBLAS. out has row stride ldo.
+struct DequantInt4Args {
+  DType dt = DType::kBF16;
+  const void* q = nullptr;
+  const float* scale = nullptr;
+  const uint8_t* zero = nullptr;
+  int64_t N = 0, K = 0;
+  void* out = nullptr;
+  int64_t ldo = 0;
+};
+int DequantInt4(const DequantInt4Args& a, cudaStream_t stream);
 
 // Each row of x ([rows, K], row stride ldx, in dtype dt) as e4m3 with one float32 scale:
 // scale[r] = max |x[r, :]| / 448 (0 for a row of zeros) and q[r, k] = e4m3(x[r, k] * (448 /
