@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   int64_t* steps = flags.Int("decode-steps", 128, "decode steps per cell (median and p99 step time)");
   std::string* kv_dtype = flags.String("kv-cache-dtype", "auto", "auto (the model's dtype) or fp8");
   std::string* label = flags.String("label", "r1serve", "name printed in the RESULT lines");
-  std::string* quantization = flags.String("quantization", "auto", "the linear layers' weights, as r1-worker's flag: auto, none or fp8 on the GPU");
+  std::string* quantization = flags.String("quantization", "auto", "the linear layers' weights, as r1-worker's flag: auto, none, fp8, int4 or awq on the GPU");
   bool* fp8_lm_head = flags.Bool("fp8-lm-head", true, "with --quantization fp8: lm_head e4m3 too (per-row scales, quantized at load); --fp8-lm-head=false keeps it in --dtype");
   bool* random_weights = flags.Bool("random-weights", false,
                                     "draw random weights (std 0.02) on the device instead of reading safetensors: "

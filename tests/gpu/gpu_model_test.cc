@@ -477,6 +477,98 @@ TEST_F(GpuLongContextTest, Fp8CheckpointTracksQuantizingItsBf16TwinAtLoad) {
   EXPECT_GT(cos, 0.99);
 }
 
+// Int4 weights on CUDA (d128-test quantized at load in groups of 128; the same model's AWQ
+// checkpoint from r1-mkmodel): a 260-token prompt (more rows than --int4-gemv-max-rows: each
+// layer dequantized for cuBLAS) and 40 teacher-forced decode steps on the int4 GEMV, against
+//   - the CPU's int4 path on the same int4 weights (its own kernel, with x quantized to int8 per
+//     token: a few tenths of a percent apart), min cosine of every position's logits > 0.99;
+//   - the same model with every step dequantized (--int4-gemv-max-rows 0: the 16-bit rounding
+//     of the dequantized weights apart), > 0.995;
+//   - the ATen float32 step of the unquantized weights (int4's own error on random weights,
+//     printed; a kernel pairing the wrong weights with x lands near 0), > 0.9;
+// and 12 sequences decoded together (two GEMV launches a layer: 8 rows and 4) against each
+// decoded alone, > 0.999. Quantization error on random weights says nothing of quality; these
+// bounds check the kernels and the loader.
+TEST_F(GpuLongContextTest, Int4WeightsTrackTheCpuInt4PathAndDequantizedRoute) {
+  std::vector<int32_t> seq;
+  for (int i = 0; i < 300; ++i) seq.push_back((i * 2654435761u >> 7) % 4096);
+  const size_t plen = 260;
+  auto load = [&](const std::string& dir, const std::string& device, int gemv_rows) {
+    LoadOptions lo;
+    lo.device = device;
+    lo.dtype = "bfloat16";
+    lo.quantization = "int4";
+    lo.tuning.int4_gemv_max_rows = gemv_rows;
+    auto m = Qwen2Model::Load(dir, lo);
+    EXPECT_TRUE(m.ok()) << device << ": " << m.status();
+    return m.ok() ? std::move(*m) : nullptr;
+  };
+  auto aten32 = LoadCuda(dir_, "float32", false, /*kernels=*/false);
+  ASSERT_TRUE(aten32);
+  const at::Tensor ref = RunLong(*aten32, seq, plen, plen, false).to(at::kDouble);
+  auto gpu = load(dir_, "cuda", 64), dequant = load(dir_, "cuda", 0), cpu = load(dir_, "cpu", 64);
+  ASSERT_TRUE(gpu && dequant && cpu);
+  EXPECT_NE(gpu->QuantizationSummary().find("int4 GEMV"), std::string::npos) << gpu->QuantizationSummary();
+  const at::Tensor a = RunLong(*gpu, seq, plen, plen, false).to(at::kDouble);
+  const at::Tensor b = RunLong(*dequant, seq, plen, plen, false).to(at::kDouble);
+  const at::Tensor c = RunLong(*cpu, seq, plen, plen, false).to(at::kDouble);
+  const double to_cpu = MinRowCosine(a, c), to_dequant = MinRowCosine(a, b), to_f32 = MinRowCosine(a, ref);
+  using Route = std::pair<const char*, at::Tensor>;
+  for (const Route& r : std::vector<Route>{{"GEMV", a}, {"dequantized", b}, {"CPU", c}})
+    EXPECT_FALSE(r.second.isnan().any().item<bool>()) << "NaN logits from the " << r.first << " route";
+  std::printf("d128-test int4 on CUDA: min cosine to the CPU int4 path %.5f, to the dequantized route %.6f, to aten "
+              "f32 unquantized %.4f (max |logit diff| %.4g, logits up to %.3g)\n",
+              to_cpu, to_dequant, to_f32, (a - ref).abs().max().item<double>(), ref.abs().max().item<double>());
+  EXPECT_GT(to_cpu, 0.99);
+  EXPECT_GT(to_dequant, 0.995);
+  EXPECT_GT(to_f32, 0.9);
+
+  // 12 sequences at once: decode steps of 12 rows.
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<size_t> plens;
+  for (int i = 0; i < 12; ++i) {
+    seqs.emplace_back(seq.begin() + 7 * i, seq.begin() + 7 * i + 40);
+    plens.push_back(static_cast<size_t>(5 + i));
+  }
+  std::vector<at::Tensor> together = RunBatch(*gpu, seqs, plens, 0);
+  ASSERT_EQ(together.size(), seqs.size());
+  double worst = 1.0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    at::Tensor alone = RunBatch(*gpu, {seqs[i]}, {plens[i]}, 3)[0];
+    worst = std::min(worst, MinRowCosine(together[i], alone));
+  }
+  std::printf("d128-test int4 on CUDA: 12 sequences together against each alone, min cosine %.6f\n", worst);
+  EXPECT_GT(worst, 0.999);
+
+  // The AWQ checkpoint (random packed weights) on CUDA against the CPU's reading of it.
+  const std::string awq_dir = ::testing::TempDir() + "/r1-d128-test-awq";
+  const char* bin = std::getenv("R1_BIN_DIR");
+  const std::string cmd = std::string(bin ? bin : "build/bin") + "/r1-mkmodel --preset d128-test --force --quantization awq --out " +
+                          awq_dir + " > /dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto awq_gpu = load(awq_dir, "cuda", 64), awq_cpu = load(awq_dir, "cpu", 64);
+  ASSERT_TRUE(awq_gpu && awq_cpu);
+  EXPECT_NE(awq_gpu->QuantizationSummary().find("from the AWQ GEMM checkpoint"), std::string::npos);
+  const double awq_cos = MinRowCosine(RunLong(*awq_gpu, seq, 100, 100, false), RunLong(*awq_cpu, seq, 100, 100, false));
+  std::printf("d128-test AWQ checkpoint, CUDA against CPU: min cosine %.5f\n", awq_cos);
+  EXPECT_GT(awq_cos, 0.99);
+
+  // Refused with the reason: groups of 64 (the layout takes 128), float32.
+  LoadOptions lo;
+  lo.device = "cuda";
+  lo.dtype = "bfloat16";
+  lo.quantization = "int4";
+  lo.int4_group_size = 64;
+  auto g64 = Qwen2Model::Load(dir_, lo);
+  ASSERT_FALSE(g64.ok());
+  EXPECT_NE(std::string(g64.status().message()).find("groups of 128"), std::string::npos) << g64.status();
+  lo.int4_group_size = 128;
+  lo.dtype = "float32";
+  auto f32 = Qwen2Model::Load(dir_, lo);
+  ASSERT_FALSE(f32.ok());
+  EXPECT_NE(std::string(f32.status().message()).find("bfloat16 or float16"), std::string::npos) << f32.status();
+}
+
 TEST_F(GpuLongContextTest, ChunkedFlashPrefillAndTensorCoreDecodeMatchAten) {
   std::vector<int32_t> seq;
   for (int i = 0; i < 1540; ++i) seq.push_back((i * 2654435761u >> 7) % 4096);

@@ -168,6 +168,10 @@ TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {
     EXPECT_EQ(*ResolveQuantization("awq", awq, cpu), "int4");
     EXPECT_EQ(*ResolveQuantization("int4", awq, cpu), "int4");
   }
+  // On CUDA too (the int4 GEMV; the loader checks the dtype, group size and shapes).
+  EXPECT_EQ(*ResolveQuantization("int4", f, cuda), "int4");
+  EXPECT_EQ(*ResolveQuantization("auto", awq, cuda), "int4");
+  EXPECT_EQ(*ResolveQuantization("awq", awq, cuda), "int4");
   struct Refused {
     const char* flag;
     const ModelConfig* ck;
@@ -178,7 +182,7 @@ TEST(Int8ConfigTest, QuantizationFlagIsResolvedAgainstCheckpointAndDevice) {
       {"none", &awq, cpu, "the checkpoint is AWQ int4"},
       {"int8", &awq, cpu, "use --quantization awq, int4 or auto"},
       {"int4", &q, cpu, "the checkpoint is int8 (compressed-tensors W8A8) and is not requantized"},
-      {"int4", &f, cuda, "the GPU's AWQ kernels are not built yet"},
+      {"int8", &f, cuda, "on the GPU use --quantization fp8, int4 or awq"},
       {"fp8", &f, cpu, "runs on CUDA GPUs only"},
       {"fp8", &q, cuda, "the checkpoint is int8 (compressed-tensors W8A8) and is not requantized"},
       {"fp8", &awq, cuda, "the checkpoint is AWQ int4 and is not requantized"},

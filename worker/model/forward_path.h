@@ -56,6 +56,11 @@ std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext& ctx);
 // in a build without CUDA.
 absl::Status QuantizeWeightsFp8(const ModelConfig& config, ModelWeights& weights, bool layers, bool lm_head);
 
+// Int4 weights on CUDA (qwen2_cuda.cc): moves the layers' Int4Groups (loaded on the CPU) to the
+// GPU in the int4 GEMV's layout (int4_layout.h), gate and up stacked into gate_up4. Errors name
+// a layer whose shape the layout does not take; an Unimplemented error in a build without CUDA.
+absl::Status PrepareInt4Cuda(const ModelConfig& config, ModelWeights& weights);
+
 // Qwen2RMSNorm: in float32, then back to the input dtype, then times the weight.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps);
 

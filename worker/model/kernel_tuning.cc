@@ -16,6 +16,9 @@ absl::Status KernelTuning::Validate() const {
   if (gemv_max_rows < -1 || gemv_max_rows > kMaxGemvRows)
     return absl::InvalidArgumentError(
         absl::StrCat("--gemv-max-rows must be -1 (auto) or in [0, ", kMaxGemvRows, "], got ", gemv_max_rows));
+  if (int4_gemv_max_rows < 0 || int4_gemv_max_rows > 4096)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--int4-gemv-max-rows must be in [0, 4096], got ", int4_gemv_max_rows));
   if (gemv_units < 0 || gemv_units > 64)
     return absl::InvalidArgumentError(absl::StrCat("--gemv-units must be in [0, 64], got ", gemv_units));
   if (flash_min_tokens < -1)
@@ -30,7 +33,7 @@ std::string KernelTuning::Describe() const {
                       " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " flash_min_tokens=", flash_min_tokens,
                       " flash_min_work=", flash_min_work,
                        " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units,
-                      " gemv_tensor_cores=", gemv_tensor_cores);
+                      " gemv_tensor_cores=", gemv_tensor_cores, " int4_gemv_max_rows=", int4_gemv_max_rows);
 }
 
 KernelTuningFlags::KernelTuningFlags(Flags& flags) {
@@ -55,6 +58,9 @@ KernelTuningFlags::KernelTuningFlags(Flags& flags) {
   flash_min_work_ = flags.Int("flash-min-work", d.flash_min_work, "CUDA: see --flash-min-tokens");
   gemv_max_rows_ = flags.Int("gemv-max-rows", d.gemv_max_rows,
                              "CUDA: steps of at most this many tokens use the fused GEMVs (0..8); -1: 1 with bf16/f16 weights, 4 with --quantization fp8 (the measured best)");
+  int4_gemv_max_rows_ = flags.Int("int4-gemv-max-rows", d.int4_gemv_max_rows,
+                                  "CUDA, int4 weights: steps of at most this many tokens use the int4 GEMV (8 rows "
+                                  "a launch); larger ones dequantize each layer for cuBLAS");
   gemv_units_ = flags.Int("gemv-units", d.gemv_units,
                           "CUDA: outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice");
   gemv_tensor_cores_ = flags.Bool("gemv-tensor-cores", d.gemv_tensor_cores,
@@ -74,6 +80,7 @@ KernelTuning KernelTuningFlags::Get() const {
   t.flash_min_work = *flash_min_work_;
   t.gemv_max_rows = clamp32(*gemv_max_rows_);
   t.gemv_units = clamp32(*gemv_units_);
+  t.int4_gemv_max_rows = clamp32(*int4_gemv_max_rows_);
   t.gemv_tensor_cores = *gemv_tensor_cores_;
   return t;
 }

@@ -51,6 +51,10 @@ struct KernelTuning {
   int gemv_max_rows = -1;
   // gemv_max_rows resolved for a model with FP8 (fp8) or 16-bit weights.
   int GemvMaxRows(bool fp8) const { return gemv_max_rows >= 0 ? gemv_max_rows : (fp8 ? 4 : 1); }
+  // Int4 weights on CUDA: steps of at most this many tokens run the int4 GEMV, 8 rows a launch
+  // (the layer's weights re-read from L2 after the first); larger steps dequantize each layer to
+  // 16 bits and multiply with cuBLAS. 0: always the latter.
+  int int4_gemv_max_rows = 64;
   // Outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice.
   int gemv_units = 0;
   // The GEMVs of 16-bit models on tensor cores (the batch's rows as the MMA's A operand); false:
@@ -74,7 +78,7 @@ class KernelTuningFlags {
  private:
   bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_, *gemv_tensor_cores_;
   int64_t *attn_splits_, *attn_stages_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
-      *gemv_units_;
+      *gemv_units_, *int4_gemv_max_rows_;
 };
 
 }  // namespace r1::model

@@ -105,16 +105,13 @@ absl::StatusOr<std::string> ResolveQuantization(const std::string& q, const Mode
         "--quantization awq loads AutoAWQ GEMM checkpoints and config.json has no AWQ "
         "quantization_config; --quantization int4 quantizes a floating checkpoint at load");
   std::string kind = q == "auto" ? ck : q;
-  if (kind == "awq") kind = "int4";  // the CPU runs AWQ checkpoints with its int4 kernel
+  if (kind == "awq") kind = "int4";  // AWQ checkpoints run on the int4 kernels
   if (kind == "int8" || kind == "int4") {
     if (!device.is_cpu() && kind == "int8")
       return absl::InvalidArgumentError(absl::StrCat(
           "--quantization int8 runs on the CPU only (device ", device.str(),
-          "); on the GPU use --quantization fp8 (AWQ on the GPU is not built yet)"));
-    if (!device.is_cpu())
-      return absl::UnimplementedError(absl::StrCat(
-          "--quantization ", q, " runs on the CPU only (device ", device.str(),
-          "): the GPU's AWQ kernels are not built yet"));
+          "); on the GPU use --quantization fp8, int4 or awq"));
+    if (!device.is_cpu()) return kind;  // int4 on CUDA: the loader checks the dtype and shapes
     if (kind == "int8" && !Int8KernelAvailable())
       return absl::FailedPreconditionError(
           "--quantization int8 needs AVX2, which this CPU does not have");
@@ -163,6 +160,12 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
         "--quantization fp8 runs with --dtype bfloat16 (its FP8 GEMMs write bfloat16), not ", c10::toString(dtype)));
   if (quantization == "fp8" && !options.tuning.cuda_kernels)
     return absl::InvalidArgumentError("--quantization fp8 needs our CUDA kernels: drop --cuda-kernels=false");
+  const bool int4_cuda = quantization == "int4" && device.is_cuda();
+  if (int4_cuda && dtype == at::kFloat)
+    return absl::InvalidArgumentError(
+        "int4 weights on CUDA run with --dtype bfloat16 or float16 (the GEMV multiplies on 16-bit tensor cores)");
+  if (int4_cuda && !options.tuning.cuda_kernels)
+    return absl::InvalidArgumentError("int4 weights on CUDA need our CUDA kernels: drop --cuda-kernels=false");
 
   std::unique_ptr<Qwen2Model> m(new Qwen2Model());
   m->config_ = cfg;
@@ -181,8 +184,14 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
     if (!Int4GroupSizeSupported(wo.int4_group))
       return absl::InvalidArgumentError(absl::StrCat("--int4-group-size ", wo.int4_group,
                                                      " is not one of 32, 64, 128"));
+    if (int4_cuda && wo.int4_group != 128)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "int4 weights on CUDA take groups of 128 columns (the int4 GEMV's layout); ",
+          cfg.quantization.kind == "awq" ? "this AWQ checkpoint's groups are " : "--int4-group-size is ",
+          wo.int4_group));
   }
-  wo.int8_lm_head = (wo.int8 || wo.int4_group > 0) && options.int8_lm_head;
+  // lm_head int8 is the CPU's (an int8 GEMV); on CUDA it stays in the model's dtype.
+  wo.int8_lm_head = (wo.int8 || wo.int4_group > 0) && options.int8_lm_head && device.is_cpu();
   try {
     if (options.random_weights_std > 0) {
       m->weights_ = RandomWeights(cfg, wo, options.random_weights_std, /*seed=*/0);
@@ -195,11 +204,12 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   if (quantization == "fp8")  // an FP8 checkpoint's layers are e4m3 already
     R1_RETURN_IF_ERROR(QuantizeWeightsFp8(cfg, *m->weights_, /*layers=*/cfg.quantization.kind != "fp8",
                                           options.fp8_lm_head));
+  if (int4_cuda) R1_RETURN_IF_ERROR(PrepareInt4Cuda(cfg, *m->weights_));
   PathContext ctx{&m->config_, m->weights_.get(), dtype, device, options.tuning};
   if (device.is_cuda() && options.tuning.cuda_kernels) m->path_ = MakeCudaPath(ctx);
-  if (!m->path_ && quantization == "fp8")
+  if (!m->path_ && (quantization == "fp8" || int4_cuda))
     return absl::InvalidArgumentError(absl::StrCat(
-        "--quantization fp8 needs our CUDA kernels, which do not take this model's attention shape (",
+        "--quantization ", quantization, " on CUDA needs our CUDA kernels, which do not take this model's attention shape (",
         cfg.num_attention_heads, " heads, ", cfg.num_key_value_heads, " KV heads, head_dim ", cfg.head_dim(), ")"));
   if (!m->path_) m->path_ = MakeEagerPath(ctx);
   return m;
@@ -220,7 +230,10 @@ std::string Qwen2Model::QuantizationSummary() const {
     s = absl::StrCat("with int4 linear layers (groups of ", weights_->layers[0].qkv4.group,
                      " columns with scales and zero points, ",
                      config_.quantization.kind == "awq" ? "from the AWQ GEMM checkpoint" : "quantized at load",
-                     "; int8 activations per token)");
+                     device_.is_cuda()
+                         ? absl::StrCat("; steps of up to ", tuning_.int4_gemv_max_rows,
+                                        " tokens on the int4 GEMV, larger ones dequantized per layer for cuBLAS)")
+                         : "; int8 activations per token)");
   if (weights_->lm_head_scale.defined())
     return absl::StrCat(s, "; lm_head int8, quantized at load from ", weights_->lm_head_origin);
   return absl::StrCat(s, "; lm_head in ", c10::toString(dtype_));
@@ -288,6 +301,9 @@ absl::Status Qwen2Model::ValidateBatch(const StepBatch& batch, const KvCache& ca
 std::unique_ptr<ForwardPath> MakeCudaPath(const PathContext&) { return nullptr; }
 absl::Status QuantizeWeightsFp8(const ModelConfig&, ModelWeights&, bool, bool) {
   return absl::UnimplementedError("--quantization fp8: this build has no CUDA");
+}
+absl::Status PrepareInt4Cuda(const ModelConfig&, ModelWeights&) {
+  return absl::UnimplementedError("int4 weights on CUDA: this build has no CUDA");
 }
 #endif
 

@@ -20,6 +20,12 @@
 // steps quantize each GEMM's input per token (QuantizeFp8Rows) and multiply on FP8 tensor cores
 // (at::_scaled_mm with row-wise scales), the output in the model's dtype. lm_head is e4m3 too
 // unless --fp8-lm-head=false.
+//
+// Int4 weights (--quantization int4 or awq, PrepareInt4Cuda): the linear layers hold nibbles in
+// groups of 128 with scales and zero points, in the int4 GEMV's layout (kernels.h). Steps of up
+// to --int4-gemv-max-rows tokens run the int4 GEMV, 8 rows a launch (the norms, bias, residual
+// adds and SiLU-and-mul fused as in the 16-bit GEMVs); larger steps dequantize each layer into a
+// 16-bit buffer and multiply with cuBLAS. lm_head stays in the model's dtype, as AWQ keeps it.
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAException.h>
@@ -44,6 +50,7 @@ constexpr bool kHaveFlash = false;
 #include "worker/model/cuda/kernels.h"
 #include "worker/model/forward_path.h"
 #include "worker/model/graph_buckets.h"
+#include "worker/model/int4_layout.h"
 #include "worker/model/packed_step.h"
 
 namespace r1::model {
@@ -177,7 +184,8 @@ class CudaPath final : public ForwardPath {
   explicit CudaPath(const PathContext& ctx)
       : ctx_(ctx), dt_(KernelDType(ctx.dtype)), graphs_enabled_(ctx.tuning.cuda_graphs),
         flash_ok_(kHaveFlash && dt_ != cuda::DType::kF32 && FlashFits(*ctx.config)),
-        fp8_(!ctx.weights->layers.empty() && ctx.weights->layers[0].sgate_up.defined()) {
+        fp8_(!ctx.weights->layers.empty() && ctx.weights->layers[0].sgate_up.defined()),
+        int4_(!ctx.weights->layers.empty() && ctx.weights->layers[0].gate_up4.q.defined()) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
@@ -311,51 +319,94 @@ class CudaPath final : public ForwardPath {
       kg = at::empty({L.Kg, kvh, D}, x.options());
       vg = at::empty({L.Kg, kvh, D}, x.options());
     }
-    // A few rows (decode batches up to --gemv-max-rows): our GEMVs with the norms, the residual
-    // adds and SiLU-and-mul fused in. More rows: cuBLAS GEMMs and the separate kernels.
+    // A few rows (decode batches up to --gemv-max-rows; with int4 weights up to
+    // --int4-gemv-max-rows, 8 a launch): our GEMVs with the norms, the residual adds and
+    // SiLU-and-mul fused in. More rows: cuBLAS GEMMs and the separate kernels.
     const int I = static_cast<int>(c.intermediate_size);
-    auto gemv_ok = [&](int K) {
+    const int gemv_rows = static_cast<int>(std::min<int64_t>(T, cuda::kGemvMaxRows));  // per launch
+    auto gemv_ok = [&](int64_t N, int K) {
+      if (int4_) return cuda::GemvInt4Supported(dt, gemv_rows, N, K);
       return fp8_ ? cuda::GemvFp8Supported(dt, static_cast<int>(T), K)
                   : cuda::GemvSupported(dt, static_cast<int>(T), K);
     };
-    // lm_head's GEMV: FP8 with the layers', or 16-bit (an FP8 model with --fp8-lm-head=false).
-    const bool lm_head_ok = w.lm_head_scale.defined() ? gemv_ok(static_cast<int>(H))
-                                                      : cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H));
-    const bool small = T <= ctx_.tuning.GemvMaxRows(fp8_) && gemv_ok(static_cast<int>(H)) &&
-                       gemv_ok(static_cast<int>(nh * D)) && gemv_ok(I) && lm_head_ok;
+    const int64_t QKV = (nh + 2 * kvh) * D;
+    const bool small = T <= (int4_ ? ctx_.tuning.int4_gemv_max_rows : ctx_.tuning.GemvMaxRows(fp8_)) &&
+                       gemv_ok(QKV, static_cast<int>(H)) && gemv_ok(H, static_cast<int>(nh * D)) &&
+                       gemv_ok(2 * I, static_cast<int>(H)) && gemv_ok(H, I);
+    // lm_head's GEMV: FP8 with the layers', or 16-bit (an FP8 model with --fp8-lm-head=false, an
+    // int4 model at one row: more rows take cuBLAS, as 16-bit models do).
+    const bool lm_head_gemv =
+        small && (w.lm_head_scale.defined() ? gemv_ok(c.vocab_size, static_cast<int>(H))
+                                            : (!int4_ || T <= ctx_.tuning.GemvMaxRows(false)) &&
+                                                  cuda::GemvSupported(dt, static_cast<int>(T), static_cast<int>(H)));
     at::Tensor h, qkv_buf;
     if (small) {
-      qkv_buf = at::empty({T, (nh + 2 * kvh) * D}, x.options());
+      qkv_buf = at::empty({T, QKV}, x.options());
     } else {
       h = at::empty_like(x);
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), nullptr, w.layers[0].input_norm.data_ptr(),
                              h.data_ptr(), T, H, eps, stream));
     }
-    auto gemv = [&](const at::Tensor& in, const at::Tensor* norm, const at::Tensor& wt,
-                    const at::Tensor& wscale, const at::Tensor* bias, at::Tensor& out, cuda::GemvOut mode) {
+    // One linear layer's weights: 16-bit or FP8 (w, with its row scales), or int4.
+    struct Weight {
+      const at::Tensor* w;
+      const at::Tensor* scale;
+      const Int4Groups* int4;
+    };
+    auto weight = [&](const at::Tensor& wt, const at::Tensor& ws, const Int4Groups& w4) {
+      return int4_ ? Weight{nullptr, nullptr, &w4} : Weight{&wt, &ws, nullptr};
+    };
+    auto gemv = [&](const at::Tensor& in, const at::Tensor* norm, const Weight& wt, const at::Tensor* bias,
+                    at::Tensor& out, cuda::GemvOut mode) {
       cuda::GemvArgs ga;
       ga.dt = dt;
-      ga.x = in.data_ptr();
       ga.ldx = in.size(1);
-      ga.M = static_cast<int>(in.size(0));
       ga.K = static_cast<int>(in.size(1));
       ga.norm_w = norm != nullptr ? norm->data_ptr() : nullptr;
       ga.eps = eps;
-      ga.w = wt.data_ptr();
-      ga.N = mode == cuda::GemvOut::kSiluMul ? wt.size(0) / 2 : wt.size(0);
+      const int64_t rows = wt.int4 ? wt.int4->q.size(0) : wt.w->size(0);
+      ga.w = wt.int4 ? wt.int4->q.data_ptr() : wt.w->data_ptr();
+      ga.N = mode == cuda::GemvOut::kSiluMul ? rows / 2 : rows;
       ga.bias = bias != nullptr ? bias->data_ptr() : nullptr;
-      ga.y = out.data_ptr();
       ga.ldy = out.size(1);
       ga.mode = mode;
       if (ga.N < 65536) ga.units = ctx_.tuning.gemv_units;
       ga.tensor_cores = ctx_.tuning.gemv_tensor_cores;
-      ga.w_scale = wscale.defined() ? wscale.data_ptr<float>() : nullptr;
-      Check(cuda::Gemv(ga, stream));
+      ga.w_scale = wt.scale != nullptr && wt.scale->defined() ? wt.scale->data_ptr<float>() : nullptr;
+      if (wt.int4) {
+        ga.int4_scale = wt.int4->scale.data_ptr<float>();
+        ga.int4_zero = wt.int4->zero.data_ptr<uint8_t>();
+      }
+      // At most kGemvMaxRows rows a launch (only int4 steps have more).
+      for (int64_t r0 = 0; r0 < in.size(0); r0 += cuda::kGemvMaxRows) {
+        ga.M = static_cast<int>(std::min<int64_t>(cuda::kGemvMaxRows, in.size(0) - r0));
+        ga.x = static_cast<const char*>(in.data_ptr()) + r0 * in.stride(0) * in.element_size();
+        ga.y = static_cast<char*>(out.data_ptr()) + r0 * out.stride(0) * out.element_size();
+        Check(cuda::Gemv(ga, stream));
+      }
     };
-    // in [T, K] times W^T: a cuBLAS GEMM, or with FP8 weights the input quantized per token and
-    // an FP8 GEMM (the bias added in its epilogue).
-    auto linear = [&](const at::Tensor& in, const at::Tensor& wt, const at::Tensor& wscale,
-                      const at::Tensor* bias) {
+    // in [T, K] times W^T: a cuBLAS GEMM (int4 weights dequantized into a 16-bit buffer first),
+    // or with FP8 weights the input quantized per token and an FP8 GEMM (the bias added in its
+    // epilogue).
+    auto linear = [&](const at::Tensor& in, const Weight& w16, const at::Tensor* bias) {
+      at::Tensor wt;
+      if (w16.int4) {
+        const Int4Groups& q4 = *w16.int4;
+        cuda::DequantInt4Args da;
+        da.dt = dt;
+        da.q = q4.q.data_ptr();
+        da.scale = q4.scale.data_ptr<float>();
+        da.zero = q4.zero.data_ptr<uint8_t>();
+        da.N = q4.q.size(0);
+        da.K = q4.k;
+        wt = at::empty({da.N, da.K}, x.options());
+        da.out = wt.data_ptr();
+        da.ldo = da.K;
+        Check(cuda::DequantInt4(da, stream));
+      } else {
+        wt = *w16.w;
+      }
+      const at::Tensor wscale = w16.scale != nullptr ? *w16.scale : at::Tensor();
       if (!wscale.defined()) return bias != nullptr ? at::addmm(*bias, in, wt.t()) : at::mm(in, wt.t());
       const int64_t M = in.size(0), K = in.size(1), N = wt.size(0);
       at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kByte));
@@ -420,11 +471,13 @@ class CudaPath final : public ForwardPath {
       float* v_scale = cache.fp8() ? cache.v_scale(layer).data_ptr<float>() : nullptr;
       at::Tensor qkv;  // [T, (nh + 2 kvh) D]
       const bool qkv_bias = l.bqkv.defined();  // Qwen2 has one, Llama none
+      const Weight wqkv = weight(l.wqkv, l.sqkv, l.qkv4), wo = weight(l.wo, l.so, l.o4),
+                   wgate_up = weight(l.wgate_up, l.sgate_up, l.gate_up4), wdown = weight(l.wdown, l.sdown, l.down4);
       if (small) {
         qkv = qkv_buf;
-        gemv(x, &l.input_norm, l.wqkv, l.sqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
+        gemv(x, &l.input_norm, wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
       } else {
-        qkv = linear(h, l.wqkv, l.sqkv, qkv_bias ? &l.bqkv : nullptr);
+        qkv = linear(h, wqkv, qkv_bias ? &l.bqkv : nullptr);
       }
       auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
         args.k_cache = kc.data_ptr();
@@ -446,37 +499,43 @@ class CudaPath final : public ForwardPath {
         attn.index_copy_(0, flash_rows, out.reshape({L.Qf, nh * D}));
       }
       if (small) {
-        gemv(attn, nullptr, l.wo, l.so, nullptr, x, cuda::GemvOut::kResidual);
-        gemv(x, &l.post_norm, l.wgate_up, l.sgate_up, nullptr, act, cuda::GemvOut::kSiluMul);
-        gemv(act, nullptr, l.wdown, l.sdown, nullptr, x, cuda::GemvOut::kResidual);
+        gemv(attn, nullptr, wo, nullptr, x, cuda::GemvOut::kResidual);
+        gemv(x, &l.post_norm, wgate_up, nullptr, act, cuda::GemvOut::kSiluMul);
+        gemv(act, nullptr, wdown, nullptr, x, cuda::GemvOut::kResidual);
         continue;
       }
-      at::Tensor ao = linear(attn, l.wo, l.so, nullptr);
+      at::Tensor ao = linear(attn, wo, nullptr);
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), ao.data_ptr(), l.post_norm.data_ptr(), h.data_ptr(),
                              T, H, eps, stream));
-      at::Tensor gu = linear(h, l.wgate_up, l.sgate_up, nullptr);
+      at::Tensor gu = linear(h, wgate_up, nullptr);
       Check(cuda::SiluMul(dt, gu.data_ptr(), act.data_ptr(), T, c.intermediate_size, stream));
-      at::Tensor down = linear(act, l.wdown, l.sdown, nullptr);
+      at::Tensor down = linear(act, wdown, nullptr);
       const at::Tensor& next = li + 1 < w.layers.size() ? w.layers[li + 1].input_norm : w.norm;
       Check(cuda::AddRmsNorm(dt, x.data_ptr(), down.data_ptr(), next.data_ptr(), h.data_ptr(), T,
                              H, eps, stream));
     }
-    if (small) {  // the final norm inside the lm_head GEMV, logits straight to float32
+    const Weight head{&w.lm_head, &w.lm_head_scale, nullptr};
+    if (lm_head_gemv) {  // the final norm inside the lm_head GEMV, logits straight to float32
       at::Tensor last = L.identity_logits ? x : at::index_select(x, 0, logit_rows);
       at::Tensor logits = at::empty({L.R, c.vocab_size}, x.options().dtype(at::kFloat));
-      if (L.R > 0) gemv(last, &w.norm, w.lm_head, w.lm_head_scale, nullptr, logits, cuda::GemvOut::kStoreF32);
+      if (L.R > 0) gemv(last, &w.norm, head, nullptr, logits, cuda::GemvOut::kStoreF32);
       return logits;
+    }
+    if (small) {  // the layers ran on the GEMVs: the final norm into h
+      h = at::empty_like(x);
+      Check(cuda::AddRmsNorm(dt, x.data_ptr(), nullptr, w.norm.data_ptr(), h.data_ptr(), T, H, eps, stream));
     }
     // h is the final norm of every row.
     at::Tensor last = L.identity_logits ? h : at::index_select(h, 0, logit_rows);
-    return linear(last, w.lm_head, w.lm_head_scale, nullptr).to(at::kFloat);
+    return linear(last, head, nullptr).to(at::kFloat);
   }
 
   PathContext ctx_;
   cuda::DType dt_;
   bool graphs_enabled_;
   const bool flash_ok_;
-  const bool fp8_;  // the linear layers hold FP8 weights (QuantizeWeightsFp8)
+  const bool fp8_;   // the linear layers hold FP8 weights (QuantizeWeightsFp8)
+  const bool int4_;  // the linear layers hold int4 weights (PrepareInt4Cuda)
   int num_sms_ = 0;
   // Paged attention's per-(query, kv head) counters for merging key splits: zero between
   // launches. Allocated once, for the most queries a launch takes, so captured graphs keep
@@ -531,6 +590,42 @@ absl::Status QuantizeWeightsFp8(const ModelConfig& c, ModelWeights& w, bool laye
     C10_CUDA_CHECK(cudaStreamSynchronize(stream));
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("quantizing the weights to FP8: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareInt4Cuda(const ModelConfig& c, ModelWeights& w) {
+  if (w.layers.empty()) return absl::OkStatus();
+  const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim(),
+                QKV = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim();
+  const int64_t group = w.layers[0].qkv4.group;
+  struct Shape {
+    const char* what;
+    int64_t n, k;
+  };
+  for (const Shape& s : {Shape{"q/k/v", QKV, H}, Shape{"o_proj", H, QD}, Shape{"gate/up", 2 * I, H}, Shape{"down_proj", H, I}})
+    if (!Int4LayoutShapeOk(s.n, s.k, group))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "int4 weights on CUDA need groups of 128 columns, every layer's input size a multiple of 256 and "
+          "output size a multiple of 8 (the int4 GEMV's layout); this model's ", s.what, " is ", s.n, " x ", s.k,
+          " in groups of ", group));
+  const at::Device device = w.norm.device();
+  try {
+    auto move = [&](const Int4Groups& g) {
+      return ToInt4GemvLayout(Int4Groups{g.q.to(device), g.scale.to(device), g.zero.to(device), g.k, g.group});
+    };
+    for (LayerWeights& l : w.layers) {
+      l.qkv4 = move(l.qkv4);
+      l.o4 = move(l.o4);
+      l.down4 = move(l.down4);
+      // gate's rows, then up's: the layout's tiles of 8 rows stay whole (I is a multiple of 8).
+      l.gate_up4 = move(Int4Groups{at::cat({l.gate4.q, l.up4.q}), at::cat({l.gate4.scale, l.up4.scale}),
+                                   at::cat({l.gate4.zero, l.up4.zero}), l.gate4.k, l.gate4.group});
+      l.gate4 = l.up4 = Int4Groups{};
+    }
+    C10_CUDA_CHECK(cudaStreamSynchronize(at::cuda::getCurrentCUDAStream()));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("moving the int4 weights to the GPU: ", e.what_without_backtrace()));
   }
   return absl::OkStatus();
 }

@@ -67,8 +67,7 @@ int64_t ModelWeights::bytes(bool tied) const {
     n += l.input_norm.nbytes() + opt(l.wqkv) + opt(l.bqkv) + opt(l.wo) + l.post_norm.nbytes() +
          opt(l.wgate) + opt(l.wup) + opt(l.wdown) + opt(l.sqkv) + opt(l.so) + opt(l.sgate) +
          opt(l.sup) + opt(l.sdown) + (l.sgate_up.defined() ? opt(l.wgate_up) + opt(l.sgate_up) : 0) +
-         int4(l.qkv4) + int4(l.o4) + int4(l.gate4) + int4(l.up4) +
-         int4(l.down4);
+         int4(l.qkv4) + int4(l.o4) + int4(l.gate4) + int4(l.up4) + int4(l.down4) + int4(l.gate_up4);
   return n;
 }
 
@@ -362,7 +361,7 @@ std::unique_ptr<ModelWeights> RandomWeights(const ModelConfig& cfg, const Weight
   if (options.int4_group > 0)
     for (LayerWeights& l : w->layers) {
       auto quantize = [&](at::Tensor& wt, Int4Groups& q) {
-        q = QuantizeInt4Groups(wt, options.int4_group);
+        q = QuantizeInt4Groups(wt.to(at::kCPU), options.int4_group);
         wt = at::Tensor();
       };
       quantize(l.wqkv, l.qkv4), quantize(l.wo, l.o4), quantize(l.wgate, l.gate4);

@@ -33,7 +33,9 @@ struct LayerWeights {
   // are undefined.
   at::Tensor sgate_up;
   // Int4 weights (cpu_int4.h): set, and the matrices above undefined, when the layers are int4.
-  Int4Groups qkv4, o4, gate4, up4, down4;
+  // On CUDA (PrepareInt4Cuda) they hold the GEMV's layout (kernels.h), and gate and up are
+  // stacked in gate_up4 (gate4 and up4 undefined).
+  Int4Groups qkv4, o4, gate4, up4, down4, gate_up4;
 };
 
 struct ModelWeights {
