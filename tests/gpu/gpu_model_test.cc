@@ -57,11 +57,13 @@ std::unique_ptr<Qwen2Model> LoadCuda(const std::string& c, const std::string& dt
 std::vector<at::Tensor> RunBatch(Qwen2Model& m, const std::vector<std::vector<int32_t>>& seqs,
                                  const std::vector<size_t>& plens, int block_offset) {
   const size_t n = seqs.size();
-  KvCache cache(m.config(), 160, 4, m.dtype(), m.device());
+  // Sequence i takes blocks stride b + i (+ offset): disjoint while n <= stride.
+  const int stride = std::max(5, static_cast<int>(n)), blocks = 32 * stride;
+  KvCache cache(m.config(), blocks, 4, m.dtype(), m.device());
   std::vector<SequenceStep> st(n);
   for (size_t i = 0; i < n; ++i)
     for (int b = 0; b < 32; ++b)
-      st[i].block_table.push_back(static_cast<int32_t>((b * 5 + static_cast<int>(i) + block_offset) % 160));
+      st[i].block_table.push_back(static_cast<int32_t>((b * stride + static_cast<int>(i) + block_offset) % blocks));
   std::vector<std::vector<at::Tensor>> rows(n);
   size_t steps = 0;
   for (size_t i = 0; i < n; ++i) steps = std::max(steps, seqs[i].size() - plens[i]);

@@ -51,10 +51,11 @@ struct KernelTuning {
   int gemv_max_rows = -1;
   // gemv_max_rows resolved for a model with FP8 (fp8) or 16-bit weights.
   int GemvMaxRows(bool fp8) const { return gemv_max_rows >= 0 ? gemv_max_rows : (fp8 ? 4 : 1); }
-  // Int4 weights on CUDA: steps of at most this many tokens run the int4 GEMV, 8 rows a launch
-  // (the layer's weights re-read from L2 after the first); larger steps dequantize each layer to
-  // 16 bits and multiply with cuBLAS. 0: always the latter.
-  int int4_gemv_max_rows = 64;
+  // Int4 weights on CUDA: steps of at most this many tokens run the int4 GEMV, 8 rows a launch;
+  // larger steps dequantize each layer to 16 bits and multiply with cuBLAS. 0: always the
+  // latter. 16: on the H200 two launches beat the dequantized route at 16 rows (4,275 against
+  // 3,774 tok/s on the 1.5B), not at 32 (4,675 against 7,143; docs/gpu.md).
+  int int4_gemv_max_rows = 16;
   // Outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice.
   int gemv_units = 0;
   // The GEMVs of 16-bit models on tensor cores (the batch's rows as the MMA's A operand); false:

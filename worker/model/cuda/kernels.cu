@@ -1309,13 +1309,23 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
   auto issue = [&](int slot) {
     if (ir < rounds) {
       const int64_t tile = tile_of(ir), n = tile * kTgTileN + g;
-      const int64_t at = static_cast<int64_t>(s0 + ik) * kTgStepBytes + 16 * c;
+      const int k = k_lane + ik * kStepK;  // 16-bit and FP8: the lane's first k of the step
 #pragma unroll
       for (int p = 0; p < kPairs; ++p) {
+        const int64_t row = p == 0 ? n : a.N + n;
 #pragma unroll
-        for (int l = 0; l < kLoads; ++l)
-          ring[slot][p][l] = n < a.N ? LoadStreaming(W + (p == 0 ? n : a.N + n) * row_bytes + at + 64 * l)
-                                     : make_uint4(0, 0, 0, 0);
+        for (int l = 0; l < kLoads; ++l) {
+          // Bytes [16 c + 64 l, + 16) of step s0 + ik of the row (16-bit and FP8: from k, as
+          // the kernel computed it before int4 came).
+          const unsigned char* at;
+          if constexpr (kInt4) {
+            at = W + row * row_bytes + (s0 + ik) * kTgStepBytes + 16 * c + 64 * l;
+          } else {
+            constexpr int kWBytes = kFp8 ? 1 : 2;
+            at = W + (row * K + k + kLoadK * l) * kWBytes;
+          }
+          ring[slot][p][l] = n < a.N ? LoadStreaming(at) : make_uint4(0, 0, 0, 0);
+        }
         if constexpr (kInt4) {
           // The records of (this tile, this step): [8 rows][2 groups].
           const int64_t rec = ((p == 0 ? tile : a.N / kTgTileN + tile) * all_steps + s0 + ik) * kTgTileN;
