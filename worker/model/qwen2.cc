@@ -158,14 +158,14 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   if (quantization == "fp8" && dtype != at::kBFloat16)
     return absl::InvalidArgumentError(absl::StrCat(
         "--quantization fp8 runs with --dtype bfloat16 (its FP8 GEMMs write bfloat16), not ", c10::toString(dtype)));
-  if (quantization == "fp8" && !options.tuning.cuda_kernels)
-    return absl::InvalidArgumentError("--quantization fp8 needs our CUDA kernels: drop --cuda-kernels=false");
   const bool int4_cuda = quantization == "int4" && device.is_cuda();
+  const bool gpu_weights = quantization == "fp8" || int4_cuda;  // run only on our CUDA kernels
+  if (gpu_weights && !options.tuning.cuda_kernels)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--quantization ", quantization, " needs our CUDA kernels: drop --cuda-kernels=false"));
   if (int4_cuda && dtype == at::kFloat)
     return absl::InvalidArgumentError(
         "int4 weights on CUDA run with --dtype bfloat16 or float16 (the GEMV multiplies on 16-bit tensor cores)");
-  if (int4_cuda && !options.tuning.cuda_kernels)
-    return absl::InvalidArgumentError("int4 weights on CUDA need our CUDA kernels: drop --cuda-kernels=false");
 
   std::unique_ptr<Qwen2Model> m(new Qwen2Model());
   m->config_ = cfg;
@@ -207,7 +207,7 @@ absl::StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& 
   if (int4_cuda) R1_RETURN_IF_ERROR(PrepareInt4Cuda(cfg, *m->weights_));
   PathContext ctx{&m->config_, m->weights_.get(), dtype, device, options.tuning};
   if (device.is_cuda() && options.tuning.cuda_kernels) m->path_ = MakeCudaPath(ctx);
-  if (!m->path_ && (quantization == "fp8" || int4_cuda))
+  if (!m->path_ && gpu_weights)
     return absl::InvalidArgumentError(absl::StrCat(
         "--quantization ", quantization, " on CUDA needs our CUDA kernels, which do not take this model's attention shape (",
         cfg.num_attention_heads, " heads, ", cfg.num_key_value_heads, " KV heads, head_dim ", cfg.head_dim(), ")"));
