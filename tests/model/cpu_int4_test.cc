@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "worker/model/awq.h"
 #include "worker/model/cpu_int4.h"
 #include "worker/model/cpu_int8.h"
@@ -139,9 +141,47 @@ TEST_P(CpuInt4KernelTest, LinearEqualsAtenOnDequantizedWeights) {
   }
 }
 
+// One row of x (decode; the VNNI kernel's own loop, four 64-byte steps an iteration): K across
+// that unroll's remainders (576: 4 steps and a half; 704: 5 and a half; 2048: 16; 2112: 16 and
+// a half) and the zero-point pass's 16 groups at a time (2048 / 128 = 16 groups, 2112 / 128 =
+// 17, 8960 / 32 = 280), N odd; weights with arbitrary scales and zero points (AWQ's: any zero
+// in [0, 15], not only those the quantizer picks), bias, float32 and bf16 activations.
+TEST_P(CpuInt4KernelTest, OneRowEqualsAtenWithAnyZeroPoints) {
+  const Int8Isa isa = GetParam();
+  at::manual_seed(5);
+  for (int64_t group : {32, 64, 128}) {
+    for (int64_t K : {576, 704, 2048, 2112, 8960}) {
+      for (int64_t N : {1, 7, 33}) {
+        const int64_t G = Int4NumGroups(K, group);
+        Int4Groups wq{PackInt4(at::randint(0, 16, {N, K}, at::kByte)), at::rand({N, G}).mul_(0.01).add_(1e-4),
+                      at::randint(0, 16, {N, G}, at::kByte), K, group};
+        wq.zero.select(1, 0).fill_(15);  // the extremes of the zero point
+        if (G > 1) wq.zero.select(1, 1).fill_(0);
+        at::Tensor b = at::randn({N});
+        at::Tensor deq = AtenDequantize(wq);
+        for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+          at::Tensor x = at::randn({1, K}).to(dt);
+          auto [xq, xs] = AtenQuantizeRows(x);
+          const at::Tensor bd = b.to(dt).to(at::kDouble);
+          at::Tensor terms = xq.to(at::kDouble).unsqueeze(1) * deq.unsqueeze(0);  // [1, N, K]
+          at::Tensor ref = terms.sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd;
+          at::Tensor mag = terms.abs().sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd.abs();
+          at::Tensor got = LinearInt4(x, wq, b.to(dt), isa);
+          ASSERT_EQ(got.scalar_type(), dt);
+          const double eps = dt == at::kFloat ? 0 : 1.0 / 256;
+          at::Tensor err = (got.to(at::kDouble) - ref).abs() - (mag * 1e-5 + ref.abs() * eps);
+          ASSERT_LE(err.max().item<double>(), 0.0)
+              << Int8IsaName(isa) << " N " << N << " K " << K << " group " << group << " " << dt
+              << ": max diff " << (got.to(at::kDouble) - ref).abs().max().item<double>();
+        }
+      }
+    }
+  }
+}
+
 TEST_P(CpuInt4KernelTest, ExtremesDoNotSaturate) {
   // Nibbles of 15 against activations of +-127: the int16 pair sums peak at 2 * 2 * 15 * 127.
-  // 2 rows of x take the AVX2 kernel, 18 (with kAvx512Vnni) the GEMM.
+  // 2 rows of x take the AVX2 kernel, 18 (with kAvx512Vnni) the GEMM, 1 the decode loop.
   const int64_t K = 4096;
   Int4Groups w{PackInt4(at::full({2, K}, 15, at::kByte)), at::ones({2, K / 128}), at::zeros({2, K / 128}, at::kByte), K, 128};
   w.zero[1].fill_(15);  // row 1: q - zero = 0 everywhere
@@ -156,6 +196,12 @@ TEST_P(CpuInt4KernelTest, ExtremesDoNotSaturate) {
       EXPECT_EQ(got[M - 1][0].item<float>(), (3.f / 127.f) * (-127.f * 15.f * K)) << "M " << M;
     }
     EXPECT_EQ(got[0][1].item<float>(), 0.f) << "M " << M;
+  }
+  // One row of x (the decode loop): the same sums, each exact in float32.
+  for (float v : {-3.f, 5.f}) {
+    at::Tensor got = LinearInt4(at::full({1, K}, v), w, at::Tensor(), GetParam());
+    EXPECT_EQ(got[0][0].item<float>(), (std::abs(v) / 127.f) * ((v < 0 ? -127.f : 127.f) * 15.f * K)) << v;
+    EXPECT_EQ(got[0][1].item<float>(), 0.f) << v;
   }
 }
 

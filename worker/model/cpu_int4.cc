@@ -137,43 +137,96 @@ R1_TARGET_AVX2_FMA inline void DotRow(const uint8_t* w, const float* scale, int6
   for (int m = 0; m < MR; ++m) out[m] = SumLanes(acc[m]);
 }
 
-// DotRow with AVX512-VNNI, for x in VnniColumn's order: each step loads 64 bytes of weights
-// (128 columns), masks out the nibbles and multiplies them by x's bytes with two vpdpbusd
-// (four products a lane), then scales the int32 lanes by their groups' scales into float32.
-// Lanes 4i..4i+3 hold the step's 32-column block i, so the scale vector repeats each group's
-// scale over its lanes. A row of an odd number of chunks ends in a 32-byte load.
-constexpr int64_t kVnniPrefetchBytes = 4096;
+// The VNNI kernels' software prefetch of the weights (a thread's rows are one stream): each
+// 64-byte line into L2 kVnniPrefetchL2Bytes ahead (prefetcht1), then into L1
+// kVnniPrefetchL1Bytes ahead (prefetcht0). Prefetching into L1 alone, 4 KiB ahead, holds an
+// L1 miss buffer a line for the whole trip to memory, and the loop stalled there: on a 2-vCPU
+// Xeon VM, batch 1 read gate/up and down at 72-81% of the read bandwidth test that way and at
+// 88-94% with both hints (bench/results/cpu-int4-decode-ab-linear.log; unrolling the loop and
+// the vector zero-point pass alone changed nothing there).
+constexpr int64_t kVnniPrefetchL2Bytes = 4096, kVnniPrefetchL1Bytes = 512;
 
+R1_TARGET_AVX512_VNNI inline void PrefetchWeights(const uint8_t* line) {
+  _mm_prefetch(reinterpret_cast<const char*>(line) + kVnniPrefetchL2Bytes, _MM_HINT_T1);
+  _mm_prefetch(reinterpret_cast<const char*>(line) + kVnniPrefetchL1Bytes, _MM_HINT_T0);
+}
+
+// Step d of the VNNI kernels, x in VnniColumn's order: 64 bytes of weights v (128 columns),
+// the nibbles masked out and multiplied by each of MR activation rows' bytes (stride ld) with
+// two vpdpbusd (four products a lane), the int32 lanes scaled by their groups' scales into
+// acc[m]. Lanes 4i..4i+3 hold the step's 32-column block i, so the scale vector repeats each
+// group's scale over its lanes.
+template <int MR, int G>
+__attribute__((always_inline)) R1_TARGET_AVX512_VNNI inline void VnniStep(__m512i v, int64_t d, const float* scale,
+                                                                       int64_t groups, const int8_t* x, int64_t ld,
+                                                                       __m512* acc) {
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+  __m512 s;
+  if constexpr (G == 128) {
+    s = _mm512_set1_ps(scale[d]);
+  } else {
+    const __m512i lane_group = _mm512_srli_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), G == 32 ? 2 : 3);
+    const int64_t first = d * (128 / G), count = std::min<int64_t>(128 / G, groups - first);
+    const __m128 four = _mm_maskz_loadu_ps(static_cast<__mmask8>((1 << count) - 1), scale + first);
+    s = _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(four));
+  }
+  for (int m = 0; m < MR; ++m) {
+    const int8_t* xm = x + m * ld + 128 * d;
+    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xm));
+    p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(xm + 64));
+    acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[m]);
+  }
+}
+
+// DotRow with AVX512-VNNI (2 to 15 rows of x; batch 1 runs VnniDecodeRow below), one VnniStep
+// at a time. A row of an odd number of chunks ends in a 32-byte load.
 template <int MR, int G>
 R1_TARGET_AVX512_VNNI inline void VnniDotRow(const uint8_t* w, const float* scale, int64_t groups, int64_t chunks,
                                              const int8_t* x, int64_t ld, float out[MR]) {
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const __m512i lane_group = _mm512_srli_epi32(
-      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), G == 32 ? 2 : 3);
   __m512 acc[MR];
   for (int m = 0; m < MR; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t d = 0; 2 * d < chunks; ++d) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + 64 * d) + kVnniPrefetchBytes, _MM_HINT_T0);
+    PrefetchWeights(w + 64 * d);
     const __m512i v = 2 * d + 1 < chunks
                           ? _mm512_loadu_si512(w + 64 * d)
                           : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * d)));
-    const __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-    __m512 s;
-    if constexpr (G == 128) {
-      s = _mm512_set1_ps(scale[d]);
-    } else {
-      const int64_t first = d * (128 / G), count = std::min<int64_t>(128 / G, groups - first);
-      const __m128 four = _mm_maskz_loadu_ps(static_cast<__mmask8>((1 << count) - 1), scale + first);
-      s = _mm512_permutexvar_ps(lane_group, _mm512_castps128_ps512(four));
-    }
-    for (int m = 0; m < MR; ++m) {
-      const int8_t* xm = x + m * ld + 128 * d;
-      __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xm));
-      p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(xm + 64));
-      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[m]);
-    }
+    VnniStep<MR, G>(v, d, scale, groups, x, ld, acc);
   }
   for (int m = 0; m < MR; ++m) out[m] = _mm512_reduce_add_ps(acc[m]);
+}
+
+// Batch 1 (decode): one weight row against the one activation row, to its output before x's
+// scale: Σ_g scale[g] * (Σ_{k in g} q[k] xq[k] - zero[g] * xsum[g]). Four steps (256 bytes)
+// an iteration into four accumulators, each line prefetched (PrefetchWeights); then the zero
+// points, sixteen groups at a time, off the same vector before its one horizontal sum.
+constexpr int kDecodeSteps = 4;
+
+template <int G>
+R1_TARGET_AVX512_VNNI inline float VnniDecodeRow(const uint8_t* w, const float* scale, const uint8_t* zero,
+                                                int64_t groups, int64_t chunks, const int8_t* x, const float* xsum) {
+  __m512 acc[kDecodeSteps];
+  for (int u = 0; u < kDecodeSteps; ++u) acc[u] = _mm512_setzero_ps();
+  const int64_t steps = chunks / 2;  // whole 64-byte steps
+  int64_t d = 0;
+  for (; d + kDecodeSteps <= steps; d += kDecodeSteps) {
+    for (int u = 0; u < kDecodeSteps; ++u) PrefetchWeights(w + 64 * (d + u));
+    for (int u = 0; u < kDecodeSteps; ++u)
+      VnniStep<1, G>(_mm512_loadu_si512(w + 64 * (d + u)), d + u, scale, groups, x, 0, &acc[u]);
+  }
+  for (; d < steps; ++d) VnniStep<1, G>(_mm512_loadu_si512(w + 64 * d), d, scale, groups, x, 0, acc);
+  if (chunks & 1)  // an odd number of 64-column chunks: the last 32 bytes
+    VnniStep<1, G>(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * d))), d, scale,
+                   groups, x, 0, acc);
+  __m512 corr = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (groups - g)) - 1);
+    const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zero + g)));
+    corr = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, scale + g), z), _mm512_maskz_loadu_ps(m, xsum + g), corr);
+  }
+  const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+  return _mm512_reduce_add_ps(_mm512_sub_ps(sum, corr));
 }
 
 // What a row's zero points take off its sums: Σ_g (scale[g] * zero[g]) * xsum[g], in one pass
@@ -230,11 +283,32 @@ R1_TARGET_AVX2_FMA void Dot(const Activations& x, const uint8_t* wq, const float
   DotRow<MR, G>(wq, scale, x.Kp / 64, xq, x.ld, out);
 }
 
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+// y[0, n] for rows [n0, n1) of W with one row of x (decode), on the VNNI kernel.
+template <int G>
+R1_TARGET_AVX512_VNNI void VnniDecodeRows(const Activations& x, const Weights& w, const float* bias, float* y,
+                                          int64_t n0, int64_t n1) {
+  const int64_t chunks = x.Kp / 64;
+  for (int64_t n = n0; n < n1; ++n) {
+    float v = x.scale[0] * VnniDecodeRow<G>(w.q + n * w.row_bytes, w.scale + n * w.groups, w.zero + n * w.groups,
+                                            w.groups, chunks, x.q.data(), x.sum.data());
+    if (bias) v += bias[n];
+    y[n] = v;
+  }
+}
+#endif
+
 // y[m, n] for rows [n0, n1) of W: activation rows four at a time against each weight row (the
-// row is unpacked once for the four), then the zero points, the scales and the bias.
+// row is unpacked once for the four), then the zero points, the scales and the bias. One row
+// of x on the VNNI kernel: VnniDecodeRows.
 template <int G, bool Vnni>
 R1_TARGET_AVX2_FMA void Rows(const Activations& x, const Weights& w, const float* bias, float* y,
                              int64_t N, int64_t n0, int64_t n1) {
+#ifdef R1_HAVE_AVX2_INT4_KERNEL
+  if constexpr (Vnni) {
+    if (x.M == 1) return VnniDecodeRows<G>(x, w, bias, y, n0, n1);
+  }
+#endif
   for (int64_t mb = 0; mb < x.M; mb += 4) {
     const int64_t mr = std::min<int64_t>(4, x.M - mb);
     const int8_t* xq = x.q.data() + mb * x.ld;
@@ -510,8 +584,8 @@ at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor
 #endif
   const bool vnni = isa == Int8Isa::kAvx512Vnni;
   const Activations xq = QuantizeActivations(x, w.group, vnni);
-  // Chunks of about 32 KiB of packed rows, taken by whichever thread runs next.
-  const int64_t chunk = std::max<int64_t>(1, (128 << 10) / wt.row_bytes);
+  // Chunks of about 128 KiB of packed rows (VNNI: 256 KiB), taken by whichever thread runs next.
+  const int64_t chunk = std::max<int64_t>(1, (vnni ? 256 << 10 : 128 << 10) / wt.row_bytes);
   ParallelChunks(N, chunk, [&](int64_t n0, int64_t n1) {
     if (vnni) {
       if (w.group == 32) Rows<32, true>(xq, wt, bp, yp, N, n0, n1);

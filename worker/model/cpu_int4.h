@@ -9,9 +9,10 @@
 //
 // Needs AVX2 and FMA (Int4KernelAvailable); vpmaddubsw multiplies the unsigned nibbles by the
 // signed activation bytes directly (pair sums at most 2 * 15 * 127: no saturation). On a CPU
-// with AVX512-VNNI, vpdpbusd does it instead: decode multiplies 128 unpacked nibbles a step,
-// and 16 activation rows or more (prefill) run a register-blocked GEMM that unpacks the
-// weights to bytes once per call (cpu_int4.cc).
+// with AVX512-VNNI, vpdpbusd does it instead: decode multiplies 128 unpacked nibbles a step
+// (its weights prefetched into L2 4 KiB ahead, then into L1), and 16 activation rows or more
+// (prefill) run a register-blocked GEMM that unpacks the weights to bytes once per call
+// (cpu_int4.cc).
 #pragma once
 
 #include <ATen/ATen.h>
