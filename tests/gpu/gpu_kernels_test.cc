@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 #if defined(R1_HAVE_CUDA)
@@ -415,6 +416,47 @@ TEST_P(GpuKernelsTest, QuantizeFp8RowsMatchesAtenE4m3) {
   }
 }
 
+// The four epilogues of a GEMV on weights whose dequantized float32 values are wd ([2 N, K]),
+// against ATen float32 math on them and on x as the GEMV's inputs are (the norm rounded to x's
+// dtype, as AddRmsNorm does). `run` launches the GEMV under test on the first n rows (2 n for
+// kSiluMul) and returns its status. Returns each epilogue's max relative difference (-1 where
+// the launch failed, which fails the test).
+struct EpilogueDiffs {
+  double store = -1, f32 = -1, residual = -1, silu = -1;
+};
+using GemvRun = std::function<int(const at::Tensor* norm, const at::Tensor* bias, int64_t n, at::Tensor& y,
+                                  cuda::GemvOut mode)>;
+EpilogueDiffs CheckGemvEpilogues(const at::Tensor& x, const at::Tensor& wd, const at::Tensor& nw,
+                                 const at::Tensor& bias, float eps, double tol, const std::string& where,
+                                 const GemvRun& run) {
+  const int64_t M = x.size(0), N = wd.size(0) / 2;
+  const at::TensorOptions o = x.options();
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor normed = (nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type())).to(at::kFloat);
+  at::Tensor wn = wd.narrow(0, 0, N), bn = bias.narrow(0, 0, N).to(at::kFloat);
+  at::Tensor gu = at::mm(normed, wd.t());
+  // One epilogue: launch, then the max relative difference to `want`.
+  auto check = [&](const char* name, const at::Tensor* norm, const at::Tensor* b, at::Tensor& y,
+                   cuda::GemvOut mode, const at::Tensor& want) {
+    if (run(norm, b, N, y, mode) != 0) {
+      ADD_FAILURE() << name << " " << where << ": the launch failed";
+      return -1.0;
+    }
+    const double diff = RelDiff(y, want);
+    EXPECT_LT(diff, tol) << name << " " << where;
+    return diff;
+  };
+  EpilogueDiffs d;
+  at::Tensor y = at::empty({M, N}, o), yf = at::empty({M, N}, o.dtype(at::kFloat)), act = at::empty({M, N}, o);
+  d.store = check("store", &nw, &bias, y, cuda::GemvOut::kStore, at::addmm(bn, normed, wn.t()));
+  d.f32 = check("store f32", nullptr, nullptr, yf, cuda::GemvOut::kStoreF32, at::mm(xf, wn.t()));
+  at::Tensor res = at::randn({M, N}, o);
+  const at::Tensor res_want = res.to(at::kFloat) + at::mm(xf, wn.t());
+  d.residual = check("residual", nullptr, nullptr, res, cuda::GemvOut::kResidual, res_want);
+  d.silu = check("silu", &nw, nullptr, act, cuda::GemvOut::kSiluMul, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N));
+  return d;
+}
+
 // The GEMV on FP8 weights against ATen float32 math on the dequantized weights (q * scale) and
 // on x as the GEMV's inputs are (the norm rounded to the dtype, as AddRmsNorm does): every
 // epilogue, 1 to 8 rows, K 128 to 8,960, a partial last tile, more tiles than one round.
@@ -439,35 +481,20 @@ TEST_P(GpuKernelsTest, GemvFp8MatchesDequantizedAten) {
                   0);
         at::Tensor wd = wq.view(at::kFloat8_e4m3fn).to(at::kFloat) * ws.unsqueeze(1);  // [2N, K] f32
         at::Tensor nw = at::rand({K}, Opts()) + 0.5, bias = at::randn({2 * N}, Opts());
-        at::Tensor xf = x.to(at::kFloat);
-        at::Tensor normed = (nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(GetParam())).to(at::kFloat);
-        at::Tensor wn = wd.narrow(0, 0, N), bn = bias.narrow(0, 0, N).to(at::kFloat);
-        at::Tensor gu = at::mm(normed, wd.t());
         auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y, cuda::GemvOut mode) {
           cuda::GemvArgs a = TestGemvArgs(cuda::DType::kBF16, x, norm, eps, wq, n, b, y, mode);
           a.w_scale = ws.data_ptr<float>();
           return cuda::Gemv(a, Stream());
         };
         const std::string where = "K " + std::to_string(K) + " M " + std::to_string(M) + " N " + std::to_string(N);
-        at::Tensor y = at::empty({M, N}, Opts());
         if (!cuda::GemvFp8Supported(cuda::DType::kBF16, M, K)) {
+          at::Tensor y = at::empty({M, N}, Opts());
           EXPECT_NE(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
           continue;
         }
-        ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
-        EXPECT_LT(RelDiff(y, at::addmm(bn, normed, wn.t())), tol) << "store " << where;
-        at::Tensor yf = at::empty({M, N}, Opts().dtype(at::kFloat));
-        ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
-        const double f32_diff = RelDiff(yf, at::mm(xf, wn.t()));
-        EXPECT_LT(f32_diff, tol) << "store f32 " << where;
-        at::Tensor res = at::randn({M, N}, Opts());
-        at::Tensor want = res.to(at::kFloat) + at::mm(xf, wn.t());
-        ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
-        EXPECT_LT(RelDiff(res, want), tol) << "residual " << where;
-        at::Tensor act = at::empty({M, N}, Opts());
-        ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
-        EXPECT_LT(RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N)), tol) << "silu " << where;
-        std::printf("fp8 gemv %s: f32 logits max rel diff %.3g\n", where.c_str(), f32_diff);
+        const EpilogueDiffs d = CheckGemvEpilogues(x, wd, nw, bias, eps, tol, where, run);
+        std::printf("fp8 gemv %s: max rel diff store %.3g, f32 %.3g, residual %.3g, silu %.3g\n", where.c_str(),
+                    d.store, d.f32, d.residual, d.silu);
       }
     }
   }
@@ -507,10 +534,6 @@ TEST_P(GpuKernelsTest, GemvInt4MatchesDequantizedAten) {
                               .to(at::kCUDA);  // [2N, K] f32, exact
           at::Tensor x = at::randn({M, K}, o);
           at::Tensor nw = at::rand({K}, o) + 0.5, bias = at::randn({2 * N}, o);
-          at::Tensor xf = x.to(at::kFloat);
-          at::Tensor normed = (nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(st)).to(at::kFloat);
-          at::Tensor wn = wd.narrow(0, 0, N), bn = bias.narrow(0, 0, N).to(at::kFloat);
-          at::Tensor gu = at::mm(normed, wd.t());
           auto run = [&](const at::Tensor* norm, const at::Tensor* b, int64_t n, at::Tensor& y, cuda::GemvOut mode) {
             cuda::GemvArgs a = TestGemvArgs(dt, x, norm, eps, dev.q, n, b, y, mode);
             a.int4_scale = dev.scale.data_ptr<float>();
@@ -520,25 +543,9 @@ TEST_P(GpuKernelsTest, GemvInt4MatchesDequantizedAten) {
           const std::string where = std::string(c10::toString(st)) + " K " + std::to_string(K) + " M " +
                                     std::to_string(M) + " N " + std::to_string(N);
           ASSERT_TRUE(cuda::GemvInt4Supported(dt, M, 2 * N, K)) << where;
-          at::Tensor y = at::empty({M, N}, o);
-          ASSERT_EQ(run(&nw, &bias, N, y, cuda::GemvOut::kStore), 0) << where;
-          const double store_diff = RelDiff(y, at::addmm(bn, normed, wn.t()));
-          EXPECT_LT(store_diff, tol) << "store " << where;
-          at::Tensor yf = at::empty({M, N}, o.dtype(at::kFloat));
-          ASSERT_EQ(run(nullptr, nullptr, N, yf, cuda::GemvOut::kStoreF32), 0) << where;
-          const double f32_diff = RelDiff(yf, at::mm(xf, wn.t()));
-          EXPECT_LT(f32_diff, tol) << "store f32 " << where;
-          at::Tensor res = at::randn({M, N}, o);
-          at::Tensor want = res.to(at::kFloat) + at::mm(xf, wn.t());
-          ASSERT_EQ(run(nullptr, nullptr, N, res, cuda::GemvOut::kResidual), 0) << where;
-          const double res_diff = RelDiff(res, want);
-          EXPECT_LT(res_diff, tol) << "residual " << where;
-          at::Tensor act = at::empty({M, N}, o);
-          ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
-          const double silu_diff = RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N));
-          EXPECT_LT(silu_diff, tol) << "silu " << where;
+          const EpilogueDiffs d = CheckGemvEpilogues(x, wd, nw, bias, eps, tol, where, run);
           std::printf("int4 gemv %s: max rel diff store %.3g, f32 %.3g, residual %.3g, silu %.3g\n", where.c_str(),
-                      store_diff, f32_diff, res_diff, silu_diff);
+                      d.store, d.f32, d.residual, d.silu);
           if (M == 1) {  // DequantInt4, into a strided buffer
             at::Tensor out = at::zeros({2 * N, K + 8}, o);
             cuda::DequantInt4Args da;

@@ -1625,6 +1625,12 @@ int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
+// The tensor-core GEMV of format kFmt in a's dtype (bf16 or f16: GemvTcApplies).
+template <WFmt kFmt>
+int GemvTcFor(const GemvArgs& a, cudaStream_t stream) {
+  return a.dt == DType::kF16 ? GemvTcMode<__half, kFmt>(a, stream) : GemvTcMode<__nv_bfloat16, kFmt>(a, stream);
+}
+
 WFmt FormatOf(const GemvArgs& a) {
   return a.int4_scale != nullptr ? WFmt::kInt4 : a.w_scale != nullptr ? WFmt::kFp8 : WFmt::k16;
 }
@@ -1850,19 +1856,18 @@ int Gemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.N == 0) return 0;
   if (!GemvSupported(a.dt, a.M, a.K) || (a.ldx * ElementSize(a.dt)) % 16 != 0)
     return static_cast<int>(cudaErrorInvalidValue);
-  if (a.int4_scale != nullptr) {  // int4 weights: the tensor-core kernel only
-    if (a.w_scale != nullptr || !GemvTcApplies(a)) return static_cast<int>(cudaErrorInvalidValue);
-    if (a.dt == DType::kF16) return GemvTcMode<__half, WFmt::kInt4>(a, stream);
-    return GemvTcMode<__nv_bfloat16, WFmt::kInt4>(a, stream);
-  }
-  if (a.w_scale != nullptr) {  // FP8 weights: the tensor-core kernel only
-    if (!GemvTcApplies(a)) return static_cast<int>(cudaErrorInvalidValue);
-    if (a.dt == DType::kF16) return GemvTcMode<__half, WFmt::kFp8>(a, stream);
-    return GemvTcMode<__nv_bfloat16, WFmt::kFp8>(a, stream);
-  }
-  if (GemvTcApplies(a)) {
-    if (a.dt == DType::kF16) return GemvTcMode<__half, WFmt::k16>(a, stream);
-    return GemvTcMode<__nv_bfloat16, WFmt::k16>(a, stream);
+  // Quantized weights (int4 with group scales, or FP8 with row scales; not both) run on the
+  // tensor-core kernel only; 16-bit ones there where it applies, else on the CUDA-core kernel.
+  const WFmt f = FormatOf(a);
+  const bool tc = GemvTcApplies(a);
+  if ((f == WFmt::kInt4 && a.w_scale != nullptr) || (f != WFmt::k16 && !tc))
+    return static_cast<int>(cudaErrorInvalidValue);
+  if (tc) {
+    switch (f) {
+      case WFmt::kInt4: return GemvTcFor<WFmt::kInt4>(a, stream);
+      case WFmt::kFp8: return GemvTcFor<WFmt::kFp8>(a, stream);
+      case WFmt::k16: return GemvTcFor<WFmt::k16>(a, stream);
+    }
   }
   switch (a.dt) {
     case DType::kF32: return GemvMode<float>(a, stream);
