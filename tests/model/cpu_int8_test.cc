@@ -58,11 +58,12 @@ class CpuInt8KernelTest : public ::testing::TestWithParam<Int8Isa> {
 TEST_P(CpuInt8KernelTest, LinearEqualsAtenOnAwkwardShapes) {
   const Int8Isa isa = GetParam();
   at::manual_seed(2);
-  // K across the 4-byte, 32- and 64-byte tails and the model's sizes; N across the 4- and 8-row
+  // K across the 4-byte, 32- and 64-byte tails and the model's sizes (449 and 1601: decode's
+  // 256-byte prefetched steps, then 64-byte steps, then a masked tail); N across the 4- and 8-row
   // tiles and the GEMM's 64-row chunks; M across the 2-row tiles, the decode sizes, the GEMM's
   // 16-row groups (16, 17, 47, 49: whole, plus one, the 3-group tile minus and plus one) and a
   // prefill that spans several blocks of x.
-  for (int64_t K : {1, 3, 31, 32, 33, 65, 96, 1536, 8960}) {
+  for (int64_t K : {1, 3, 31, 32, 33, 65, 96, 449, 1536, 1601, 8960}) {
     for (int64_t N : {1, 5, 8, 13, 67}) {
       for (int64_t M : {1, 2, 3, 15, 16, 17, 47, 49, 130}) {
         if (K == 8960 && M == 130 && N == 67) continue;  // the int64 reference is slow there

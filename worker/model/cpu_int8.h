@@ -12,7 +12,8 @@
 //     (xq + 128) by w, or xq by (w + 128), and takes 128 * Σ w or 128 * Σ xq off the int32 sum.
 //     Prefill (16 rows of x or more) runs a register-blocked GEMM: x packed 16 rows to a
 //     vector, 4 columns per lane, against 8 weight rows broadcast 4 bytes at a time (24
-//     accumulators); decode reads each weight row as one stream, 64 bytes a step.
+//     accumulators); decode reads each weight row as one stream, 64 bytes a step, each line
+//     prefetched into L2 4 KiB ahead, then into L1 512 bytes ahead.
 //   - AVX2 (vpmaddubsw, with the sign trick for signed x signed bytes; values are clamped to
 //     [-127, 127] so no pair sum saturates), on CPUs without VNNI.
 // Both give the same int32 sums, so the same bits.
