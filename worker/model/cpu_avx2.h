@@ -14,6 +14,17 @@
 
 namespace r1::model {
 
+// The VNNI decode kernels' software prefetch of a thread's weight stream (cpu_int4.cc,
+// cpu_int8.cc): the 64-byte line kStreamPrefetchL2Bytes past `line` into L2 (prefetcht1), the
+// one kStreamPrefetchL1Bytes past it into L1 (prefetcht0). Prefetching into L1 alone, 4 KiB
+// ahead, holds an L1 miss buffer a line for the whole trip to memory, and both loops stalled
+// there (bench/results/cpu-int4-decode-ab-linear.log, cpu-int8-decode-ab-linear.log).
+inline constexpr int64_t kStreamPrefetchL2Bytes = 4096, kStreamPrefetchL1Bytes = 512;
+inline void PrefetchStream(const void* line) {
+  _mm_prefetch(static_cast<const char*>(line) + kStreamPrefetchL2Bytes, _MM_HINT_T1);
+  _mm_prefetch(static_cast<const char*>(line) + kStreamPrefetchL1Bytes, _MM_HINT_T0);
+}
+
 // The sum of a vector's eight lanes, in one fixed tree: the high half onto the low
 // (l_j + l_{j+4}), then the upper pair onto the lower, then lane 1 onto lane 0.
 R1_TARGET_AVX2_FMA inline float SumLanes(__m256 v) {

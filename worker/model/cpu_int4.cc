@@ -137,20 +137,6 @@ R1_TARGET_AVX2_FMA inline void DotRow(const uint8_t* w, const float* scale, int6
   for (int m = 0; m < MR; ++m) out[m] = SumLanes(acc[m]);
 }
 
-// The VNNI kernels' software prefetch of the weights (a thread's rows are one stream): each
-// 64-byte line into L2 kVnniPrefetchL2Bytes ahead (prefetcht1), then into L1
-// kVnniPrefetchL1Bytes ahead (prefetcht0). Prefetching into L1 alone, 4 KiB ahead, holds an
-// L1 miss buffer a line for the whole trip to memory, and the loop stalled there: on a 2-vCPU
-// Xeon VM, batch 1 read gate/up and down at 72-81% of the read bandwidth test that way and at
-// 88-94% with both hints (bench/results/cpu-int4-decode-ab-linear.log; unrolling the loop and
-// the vector zero-point pass alone changed nothing there).
-constexpr int64_t kVnniPrefetchL2Bytes = 4096, kVnniPrefetchL1Bytes = 512;
-
-R1_TARGET_AVX512_VNNI inline void PrefetchWeights(const uint8_t* line) {
-  _mm_prefetch(reinterpret_cast<const char*>(line) + kVnniPrefetchL2Bytes, _MM_HINT_T1);
-  _mm_prefetch(reinterpret_cast<const char*>(line) + kVnniPrefetchL1Bytes, _MM_HINT_T0);
-}
-
 // Step d of the VNNI kernels, x in VnniColumn's order: 64 bytes of weights v (128 columns),
 // the nibbles masked out and multiplied by each of MR activation rows' bytes (stride ld) with
 // two vpdpbusd (four products a lane), the int32 lanes scaled by their groups' scales into
@@ -188,7 +174,7 @@ R1_TARGET_AVX512_VNNI inline void VnniDotRow(const uint8_t* w, const float* scal
   __m512 acc[MR];
   for (int m = 0; m < MR; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t d = 0; 2 * d < chunks; ++d) {
-    PrefetchWeights(w + 64 * d);
+    PrefetchStream(w + 64 * d);
     const __m512i v = 2 * d + 1 < chunks
                           ? _mm512_loadu_si512(w + 64 * d)
                           : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * d)));
@@ -199,8 +185,10 @@ R1_TARGET_AVX512_VNNI inline void VnniDotRow(const uint8_t* w, const float* scal
 
 // Batch 1 (decode): one weight row against the one activation row, to its output before x's
 // scale: Σ_g scale[g] * (Σ_{k in g} q[k] xq[k] - zero[g] * xsum[g]). Four steps (256 bytes)
-// an iteration into four accumulators, each line prefetched (PrefetchWeights); then the zero
-// points, sixteen groups at a time, off the same vector before its one horizontal sum.
+// an iteration into four accumulators, each line prefetched (PrefetchStream); then the zero
+// points, sixteen groups at a time, off the same vector before its one horizontal sum. (This
+// is ZeroCorrection's sum in AVX512: calling that AVX2 function instead measured 2-6% slower
+// on the 1.5B's down and gate/up, cpu_linear_bench --m 1 --kinds int4, 2026-12-03.)
 constexpr int kDecodeSteps = 4;
 
 template <int G>
@@ -211,7 +199,7 @@ R1_TARGET_AVX512_VNNI inline float VnniDecodeRow(const uint8_t* w, const float* 
   const int64_t steps = chunks / 2;  // whole 64-byte steps
   int64_t d = 0;
   for (; d + kDecodeSteps <= steps; d += kDecodeSteps) {
-    for (int u = 0; u < kDecodeSteps; ++u) PrefetchWeights(w + 64 * (d + u));
+    for (int u = 0; u < kDecodeSteps; ++u) PrefetchStream(w + 64 * (d + u));
     for (int u = 0; u < kDecodeSteps; ++u)
       VnniStep<1, G>(_mm512_loadu_si512(w + 64 * (d + u)), d + u, scale, groups, x, 0, &acc[u]);
   }

@@ -284,23 +284,13 @@ R1_TARGET_VNNI inline __m512i VnniStep(__m512i acc, const int8_t* w, const int8_
   return _mm512_dpbusd_epi32(acc, wv, _mm512_loadu_si512(xq + k));
 }
 
-// VnniDotRow's software prefetch of the weights (a thread's rows are one stream): each 64-byte
-// line into L2 kVnniPrefetchL2Bytes ahead (prefetcht1), then into L1 kVnniPrefetchL1Bytes ahead
-// (prefetcht0), as the int4 decode kernel does (cpu_int4.cc). Prefetching into L1 alone, 4 KiB
-// ahead, holds an L1 miss buffer a line for the whole trip to memory, and the loop stalled
-// there (bench/results/cpu-int8-decode-ab-linear.log).
-constexpr int64_t kVnniPrefetchL2Bytes = 4096, kVnniPrefetchL1Bytes = 512;
-
 // VnniDotTile<1, 1> for a whole row, 256 bytes a step into four accumulators, each line
-// prefetched as above: decode's shape, one sequential stream per thread.
+// prefetched (PrefetchStream, cpu_avx2.h): decode's shape, one sequential stream per thread.
 R1_TARGET_VNNI inline int32_t VnniDotRow(const int8_t* w, int64_t K, const int8_t* xq, int32_t xsum) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   int64_t k = 0;
   for (; k + 256 <= K; k += 256) {
-    for (int64_t p = 0; p < 256; p += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + k) + kVnniPrefetchL2Bytes + p, _MM_HINT_T1);
-      _mm_prefetch(reinterpret_cast<const char*>(w + k) + kVnniPrefetchL1Bytes + p, _MM_HINT_T0);
-    }
+    for (int64_t p = 0; p < 256; p += 64) PrefetchStream(w + k + p);
     a0 = VnniStep(a0, w, xq, k);
     a1 = VnniStep(a1, w, xq, k + 64);
     a2 = VnniStep(a2, w, xq, k + 128);
