@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 
 #include "worker/model/awq.h"
 #include "worker/model/cpu_int4.h"
@@ -40,6 +41,28 @@ std::pair<at::Tensor, at::Tensor> AtenQuantizeRows(const at::Tensor& x) {
   at::Tensor amax = xf.abs().amax(1);
   at::Tensor scale = at::where(amax > 0, amax / 127.f, at::ones_like(amax));
   return {(xf / scale.unsqueeze(1)).round().clamp(-127, 127), scale};
+}
+
+// LinearInt4(x, wq, b in x's dtype, isa) against Σ_k xq * scale * (q - zero) in float64 (deq:
+// AtenDequantize(wq)), times the activation scale, plus the bias as the kernel is given it:
+// within float32 rounding of a few hundred block terms and their sum (1e-5 of their
+// magnitudes), then x's dtype (bf16: half an ulp is 2^-9, so 1/256 of the value). A fatal
+// failure names `where`.
+void ExpectLinearInt4EqualsAten(const at::Tensor& x, const Int4Groups& wq, const at::Tensor& deq, const at::Tensor& b,
+                                Int8Isa isa, const std::string& where) {
+  const at::ScalarType dt = x.scalar_type();
+  auto [xq, xs] = AtenQuantizeRows(x);
+  const at::Tensor bd = b.to(dt).to(at::kDouble);  // the bias the kernel is given
+  at::Tensor terms = xq.to(at::kDouble).unsqueeze(1) * deq.unsqueeze(0);  // [M, N, K]
+  at::Tensor ref = terms.sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd;
+  at::Tensor mag = terms.abs().sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd.abs();
+  at::Tensor got = LinearInt4(x, wq, b.to(dt), isa);
+  ASSERT_EQ(got.scalar_type(), dt) << where;
+  const double eps = dt == at::kFloat ? 0 : 1.0 / 256;
+  at::Tensor err = (got.to(at::kDouble) - ref).abs() - (mag * 1e-5 + ref.abs() * eps);
+  ASSERT_LE(err.max().item<double>(), 0.0)
+      << Int8IsaName(isa) << " " << where << " " << dt << ": max diff "
+      << (got.to(at::kDouble) - ref).abs().max().item<double>();
 }
 
 TEST(CpuInt4Test, QuantizeMatchesAtenAndKeepsZeroAndConstants) {
@@ -120,20 +143,10 @@ TEST_P(CpuInt4KernelTest, LinearEqualsAtenOnDequantizedWeights) {
           for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
             at::Tensor x = at::randn({M, K}).to(dt);
             if (M > 2) x[1].zero_();
-            auto [xq, xs] = AtenQuantizeRows(x);
-            const at::Tensor bd = b.to(dt).to(at::kDouble);  // the bias the kernel is given
-            // Σ_k xq * scale * (q - zero) in float64, times the activation scale.
-            at::Tensor terms = xq.to(at::kDouble).unsqueeze(1) * deq.unsqueeze(0);  // [M, N, K]
-            at::Tensor ref = terms.sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd;
-            at::Tensor mag = terms.abs().sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd.abs();
-            at::Tensor got = LinearInt4(x, wq, b.to(dt), isa);
-            ASSERT_EQ(got.scalar_type(), dt);
-            // float32 rounding of a few hundred block terms and their sum, then x's dtype.
-            const double eps = dt == at::kFloat ? 0 : 1.0 / 256;  // bf16: half an ulp is 2^-9
-            at::Tensor err = (got.to(at::kDouble) - ref).abs() - (mag * 1e-5 + ref.abs() * eps);
-            ASSERT_LE(err.max().item<double>(), 0.0)
-                << Int8IsaName(isa) << " M " << M << " N " << N << " K " << K << " group " << group << " " << dt
-                << ": max diff " << (got.to(at::kDouble) - ref).abs().max().item<double>();
+            ExpectLinearInt4EqualsAten(x, wq, deq, b, isa,
+                                       "M " + std::to_string(M) + " N " + std::to_string(N) + " K " +
+                                           std::to_string(K) + " group " + std::to_string(group));
+            if (HasFatalFailure()) return;
           }
         }
       }
@@ -160,19 +173,10 @@ TEST_P(CpuInt4KernelTest, OneRowEqualsAtenWithAnyZeroPoints) {
         at::Tensor b = at::randn({N});
         at::Tensor deq = AtenDequantize(wq);
         for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
-          at::Tensor x = at::randn({1, K}).to(dt);
-          auto [xq, xs] = AtenQuantizeRows(x);
-          const at::Tensor bd = b.to(dt).to(at::kDouble);
-          at::Tensor terms = xq.to(at::kDouble).unsqueeze(1) * deq.unsqueeze(0);  // [1, N, K]
-          at::Tensor ref = terms.sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd;
-          at::Tensor mag = terms.abs().sum(2) * xs.to(at::kDouble).unsqueeze(1) + bd.abs();
-          at::Tensor got = LinearInt4(x, wq, b.to(dt), isa);
-          ASSERT_EQ(got.scalar_type(), dt);
-          const double eps = dt == at::kFloat ? 0 : 1.0 / 256;
-          at::Tensor err = (got.to(at::kDouble) - ref).abs() - (mag * 1e-5 + ref.abs() * eps);
-          ASSERT_LE(err.max().item<double>(), 0.0)
-              << Int8IsaName(isa) << " N " << N << " K " << K << " group " << group << " " << dt
-              << ": max diff " << (got.to(at::kDouble) - ref).abs().max().item<double>();
+          ExpectLinearInt4EqualsAten(at::randn({1, K}).to(dt), wq, deq, b, isa,
+                                     "N " + std::to_string(N) + " K " + std::to_string(K) + " group " +
+                                         std::to_string(group));
+          if (HasFatalFailure()) return;
         }
       }
     }
