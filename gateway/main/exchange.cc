@@ -512,6 +512,11 @@ void Exchange::FailBeforeFirstByte(const grpc::Status& status) {
   const std::string param = status.error_code() == grpc::StatusCode::INVALID_ARGUMENT
                                 ? ParamOfWorkerError(params_, &message)
                                 : std::string();
+  // gRPC's own words for a lost connection ("Transport closed", "Socket closed") do not say
+  // whose: the client learns it was the worker.
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      message.find("worker") == std::string::npos)
+    message = "the worker is unavailable: " + message;
   SendError(ctx_, *sink_, route_, kind.http_status, kind.type, message, param,
             CodeLabel(status.error_code()), extra);
   Finish();

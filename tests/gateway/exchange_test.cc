@@ -578,6 +578,23 @@ TEST_F(ExchangeTest, ClientLeavingCancelsEveryCall) {
   EXPECT_EQ(b_->breaker().State(), BreakerState::kClosed);
 }
 
+// gRPC's words for a dropped connection do not say whose it was: the 503 does.
+TEST_F(ExchangeTest, ALostConnectionIsNamedTheWorkers) {
+  Init(/*breaker_failures=*/100);
+  Run(ApiKind::kCompletion, R"({"model":"m","prompt":"x"})");
+  // Each failure marks its worker down; with both down the last failure is the answer.
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(calls_.calls.size(), i + 1);
+    call(i).Done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "Transport closed"));
+    strand_->Advance(0ms);
+  }
+  EXPECT_EQ(calls_.calls.size(), 2u);
+  EXPECT_EQ(sink_->status, 503u);
+  EXPECT_EQ(json::parse(sink_->body).at("error").at("message"),
+            "the worker is unavailable: Transport closed");
+  EXPECT_EQ(json::parse(sink_->body).at("error").at("code"), "unavailable");
+}
+
 TEST_F(ExchangeTest, NoHealthyWorkerIs503) {
   Init();
   a_->healthy = false;
