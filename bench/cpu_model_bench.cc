@@ -250,12 +250,15 @@ int main(int argc, char** argv) {
   // Bandwidth is measured again around every round's decode: a busy machine only lowers it, so
   // the best figure of the run is the overall bound's.
   double bw1 = r1::bench::ReadBandwidthGBs(1, 5), bw = r1::bench::ReadBandwidthGBs(nthreads, 5);
+  const double bw_small = r1::bench::ReadBandwidthGBs(nthreads, 5, r1::bench::Pages::kSmall);
   std::printf("threads %d; AVX512-BF16 kernel available: %s; float32 kernels: %s; int8/int4 kernels: %s\n", nthreads,
               r1::model::CpuGemmAvailable() ? "yes" : "no",
               r1::model::BestF32Isa() == r1::model::F32Isa::kAvx2 ? "AVX2+FMA" : "scalar",
               r1::model::Int8IsaName(r1::model::BestInt8Isa()));
-  std::printf("memory read bandwidth at start (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1\n",
-              bw, nthreads, bw1);
+  std::printf("memory read bandwidth at start (best of 5): %.1f GB/s with %d threads, %.1f GB/s with 1, "
+              "over a buffer laid out as the weights are (%.0f%% in 2 MiB pages); over 4 KiB pages %.1f GB/s\n",
+              bw, nthreads, bw1, 100.0 * r1::bench::BandwidthBufferHugeBytes() / r1::bench::kBandwidthBytes,
+              bw_small);
   std::fflush(stdout);
   double ckpt_gb = 0, cache_gbs = PageCacheReadGBs(*model_dir, &ckpt_gb);
   std::printf("checkpoint %.2f GB; read from the page cache at %.1f GB/s (%.2f s)\n", ckpt_gb,
@@ -330,7 +333,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("load average at end: %s; peak RSS of the process %.2f GB (with the bandwidth test's %.2f GB buffer)\n",
+  std::printf("load average at end: %s; peak RSS of the process %.2f GB (with the bandwidth test's two %.2f GB buffers)\n",
               LoadAverage().c_str(), StatusGb("VmHWM:"), r1::bench::kBandwidthBytes / 1e9);
   for (const Variant& v : vars) {
     std::string line = absl::StrFormat("%-24s", v.label);

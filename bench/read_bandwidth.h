@@ -1,33 +1,80 @@
 // Memory read bandwidth as our kernels see it, for the benches' bounds (bytes / bandwidth).
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <vector>
 
 #include "worker/model/cpu_parallel.h"
+#include "worker/model/cpu_weights.h"
 
 namespace r1::bench {
 
-// Read bandwidth: `threads` threads (the pool our kernels run on) sum a 1 GiB buffer, taking
-// 256 KiB chunks from a shared counter; best of `reps` passes.
+// The pages the buffer sits in. The served weights sit in a WeightArena (2 MiB pages when the
+// kernel grants them), and so does the default buffer. On a 2-vCPU KVM guest the same loop over
+// 4 KiB pages read 2-25% less, varying from process to process (20-21 GB/s against 24-28 in
+// cpu_model_bench), which once put int8 decode at 107-113% of its "bound".
+enum class Pages { kHuge, kSmall };
+
 inline constexpr size_t kBandwidthBytes = size_t{1} << 30;
-inline double ReadBandwidthGBs(int threads, int reps) {
-  const size_t n = kBandwidthBytes / sizeof(float);
-  // Distinct pages (a buffer of one repeated value could be deduplicated under a hypervisor and
-  // read from cache); small values, no denormals.
-  static const std::vector<float> buf = [n] {
-    std::vector<float> b(n);
-    uint64_t x = 88172645463325252ull;
-    for (float& f : b) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      f = static_cast<float>(x & 0xffff) * 1e-5f;
-    }
+
+namespace detail {
+// Distinct pages (a buffer of one repeated value could be deduplicated under a hypervisor and
+// read from cache); small values, no denormals.
+inline void FillRandom(float* b, size_t n) {
+  uint64_t x = 88172645463325252ull;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    b[i] = static_cast<float>(x & 0xffff) * 1e-5f;
+  }
+}
+
+struct HugeBuffer {
+  std::shared_ptr<r1::model::WeightArena> arena;
+  at::Tensor t;
+};
+
+inline const HugeBuffer& HugeBandwidthBuffer() {
+  static const HugeBuffer b = [] {
+    const int64_t n = static_cast<int64_t>(kBandwidthBytes / sizeof(float));
+    HugeBuffer h{r1::model::WeightArena::Create(kBandwidthBytes), at::Tensor()};
+    at::Tensor src = at::empty({n}, at::kFloat);
+    FillRandom(src.data_ptr<float>(), static_cast<size_t>(n));
+    h.t = h.arena ? h.arena->Copy(src, at::kFloat) : src;
+    return h;
+  }();
+  return b;
+}
+
+inline const float* Buffer(Pages pages) {
+  if (pages == Pages::kHuge) return HugeBandwidthBuffer().t.data_ptr<float>();
+  static const std::vector<float> small = [] {
+    std::vector<float> b(kBandwidthBytes / sizeof(float));
+    FillRandom(b.data(), b.size());
     return b;
   }();
+  return small.data();
+}
+}  // namespace detail
+
+// Bytes of the default (kHuge) buffer that the kernel backs with 2 MiB pages: the benches
+// print it so that a bound taken over 4 KiB pages is visible.
+inline size_t BandwidthBufferHugeBytes() {
+  const auto& b = detail::HugeBandwidthBuffer();
+  return b.arena ? b.arena->HugeBytes() : 0;
+}
+
+// Read bandwidth: `threads` threads (the pool our kernels run on) sum a 1 GiB buffer, taking
+// 256 KiB chunks from a shared counter; best of `reps` passes.
+inline double ReadBandwidthGBs(int threads, int reps, Pages pages = Pages::kHuge) {
+  const size_t n = kBandwidthBytes / sizeof(float);
+  const float* buf = detail::Buffer(pages);
   double best = 0;
   std::vector<float> partial(64 * 16, 0.f);
   for (int rep = 0; rep < reps; ++rep) {
