@@ -28,6 +28,7 @@
 #include "bench/read_bandwidth.h"
 #include "common/flags.h"
 #include "worker/model/cpu_attention.h"
+#include "worker/model/cpu_weights.h"
 
 namespace {
 
@@ -109,10 +110,14 @@ int main(int argc, char** argv) {
   const int64_t max_ctx = *std::max_element(ctxs.begin(), ctxs.end()) + N;
   at::manual_seed(0);
   // One cache per layer, slots in order (a sequence's blocks as the allocator hands them out).
+  // In a WeightArena (2 MiB pages), as the model's CPU KvCache holds them.
   std::vector<at::Tensor> kc, vc;
+  const size_t layer_bytes = static_cast<size_t>(max_ctx * KVH * D) * 2;
+  auto arena = r1::model::WeightArena::Create(2 * static_cast<size_t>(L) * (layer_bytes + 4096));
+  auto keep = [&arena](const at::Tensor& t) { return arena ? arena->Copy(t, at::kBFloat16) : t.to(at::kBFloat16); };
   for (int64_t l = 0; l < L; ++l) {
-    kc.push_back(at::randn({max_ctx, KVH, D}).to(at::kBFloat16));
-    vc.push_back(at::randn({max_ctx, KVH, D}).to(at::kBFloat16));
+    kc.push_back(keep(at::randn({max_ctx, KVH, D})));
+    vc.push_back(keep(at::randn({max_ctx, KVH, D})));
   }
   const at::Tensor q = at::randn({N > 0 ? N : 1, H, D}).to(at::kBFloat16);
   if (N > 0 ? !r1::model::PrefillAttentionApplies(q, kc[0]) : !r1::model::DecodeAttentionApplies(q, kc[0])) {
@@ -129,9 +134,7 @@ int main(int argc, char** argv) {
   for (int64_t c : ctxs)
     for (bool a : {false, true})
       if (!a || *aten) results.push_back({c, a, {}});
-  // The caches here are ordinary tensors (4 KiB pages): the bandwidth sample reads such pages too.
-  constexpr auto kPages = r1::bench::Pages::kSmall;
-  std::vector<double> bws{r1::bench::ReadBandwidthGBs(nthreads, 5, kPages)}, gflops;
+  std::vector<double> bws{r1::bench::ReadBandwidthGBs(nthreads, 5)}, gflops;
   if (N > 0) gflops.push_back(MatmulGflops());
   for (int64_t r = 0; r < *rounds; ++r) {
     for (Result& res : results) {
@@ -151,7 +154,7 @@ int main(int argc, char** argv) {
       }
     }
     if (N > 0) gflops.push_back(MatmulGflops());
-    else bws.push_back(r1::bench::ReadBandwidthGBs(nthreads, 2, kPages));
+    else bws.push_back(r1::bench::ReadBandwidthGBs(nthreads, 2));
   }
   if (N > 0) {
     const double rate = Median(gflops);

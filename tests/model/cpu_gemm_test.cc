@@ -16,6 +16,8 @@
 
 #include "worker/model/cpu_attention.h"
 #include "worker/model/cpu_parallel.h"
+#include "worker/model/cpu_weights.h"
+#include "worker/model/kv_cache.h"
 #include "tests/model/fixtures.h"
 
 namespace r1::model {
@@ -235,6 +237,58 @@ TEST(ChunkedPrefillTest, MatchesTransformersPerChunk) {
       }
     }
   }
+}
+
+// The CPU KV cache sits in one WeightArena (2 MiB pages): every tensor starts zeroed, none
+// overlaps another, and a tensor kept past the cache still holds its values.
+TEST(CpuKvCacheTest, ZeroedDisjointTensorsThatOutliveTheCache) {
+  ModelConfig cfg;
+  cfg.hidden_size = 64;
+  cfg.num_hidden_layers = 3;
+  cfg.num_attention_heads = 4;
+  cfg.num_key_value_heads = 2;
+  for (bool fp8 : {false, true}) {
+    auto cache = std::make_unique<KvCache>(cfg, /*num_blocks=*/5, /*block_size=*/16, at::kBFloat16,
+                                           at::Device(at::kCPU), fp8);
+    std::vector<at::Tensor> all;
+    for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+      all.push_back(cache->k(l));
+      all.push_back(cache->v(l));
+      if (fp8) {
+        all.push_back(cache->k_scale(l));
+        all.push_back(cache->v_scale(l));
+      }
+    }
+    std::vector<std::pair<uintptr_t, uintptr_t>> spans;
+    for (const at::Tensor& t : all) {
+      ASSERT_TRUE(t.is_contiguous());
+      EXPECT_EQ(t.size(0), 5 * 16);
+      EXPECT_TRUE(t.eq(0).all().item<bool>()) << "fp8 " << fp8;
+      const auto lo = reinterpret_cast<uintptr_t>(t.data_ptr());
+      spans.emplace_back(lo, lo + t.nbytes());
+    }
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) EXPECT_LE(spans[i - 1].second, spans[i].first);
+    // Every value written lands in its own tensor only.
+    for (size_t i = 0; i < all.size(); ++i) all[i].fill_(static_cast<double>(i + 1));
+    at::Tensor k0 = cache->k(0);
+    cache.reset();
+    for (size_t i = 0; i < all.size(); ++i)
+      EXPECT_TRUE(all[i].eq(static_cast<double>(i + 1)).all().item<bool>()) << i;
+    EXPECT_TRUE(k0.eq(1).all().item<bool>());
+  }
+}
+
+// Zeros past the arena's room is an ordinary zeroed tensor.
+TEST(CpuKvCacheTest, ArenaZerosFallsBackWhenFull) {
+  auto arena = WeightArena::Create(4096);  // rounded up to one 2 MiB page
+  ASSERT_NE(arena, nullptr);
+  at::Tensor in = arena->Zeros({1024, 512}, at::kFloat);  // 2 MiB: fits
+  at::Tensor out = arena->Zeros({16, 16}, at::kBFloat16);  // no room left
+  EXPECT_TRUE(in.eq(0).all().item<bool>());
+  EXPECT_TRUE(out.eq(0).all().item<bool>());
+  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(arena->used(), size_t{2} << 20);
 }
 
 TEST(CpuParallelTest, CallerAlwaysRunsAndWorkersJoinWithDistinctSlots) {

@@ -109,6 +109,16 @@ at::Tensor WeightArena::Stack(const std::vector<at::Tensor>& parts, at::ScalarTy
   return dst;
 }
 
+at::Tensor WeightArena::Zeros(at::IntArrayRef shape, at::ScalarType dtype) {
+  at::Tensor t = Alloc(shape, dtype);
+  if (t.is_contiguous() && t.data_ptr() >= static_cast<void*>(base_) &&
+      t.data_ptr() < static_cast<void*>(base_ + capacity_))
+    std::memset(t.data_ptr(), 0, t.nbytes());
+  else
+    t.zero_();
+  return t;
+}
+
 size_t WeightArena::HugeBytes() const {
   // smaps lists each mapping's range, then its counters; sum AnonHugePages of ours.
   std::ifstream in("/proc/self/smaps");

@@ -1,4 +1,4 @@
-// CPU weights in anonymous memory backed by transparent huge pages.
+// CPU weights (and the CPU KV cache) in anonymous memory backed by transparent huge pages.
 //
 // A decode step streams every weight once. Zero-copy views of the mapped checkpoint sit in
 // 4 KiB page-cache pages: the hardware prefetcher stops at each page edge and every 4 KiB costs
@@ -38,6 +38,9 @@ class WeightArena : public std::enable_shared_from_this<WeightArena> {
   at::Tensor Copy(const at::Tensor& src, at::ScalarType dtype);
   // Rows of several tensors stacked along dim 0 into one arena tensor.
   at::Tensor Stack(const std::vector<at::Tensor>& parts, at::ScalarType dtype);
+  // A zeroed tensor inside the arena (every page written now, so the memory is taken at once,
+  // as at::zeros takes it); at::zeros when the arena is full.
+  at::Tensor Zeros(at::IntArrayRef shape, at::ScalarType dtype);
 
   size_t used() const { return used_; }
   // Bytes of the arena that the kernel backs with huge pages (AnonHugePages in smaps).
