@@ -1,7 +1,7 @@
 // The eager Qwen2 step: ATen ops, plus our kernels on the CPU: AVX512-BF16 for bf16 (cpu_gemm.h,
-// cpu_attention.h), row-invariant float32 (cpu_f32.h), and the int8 or int4 linear layers
-// (cpu_int8.h, cpu_int4.h) when the weights are quantized. The CPU's path, and the reference the
-// CUDA path is tested against.
+// cpu_attention.h; the norms and RoPE in cpu_bf16_rows.h), row-invariant float32 (cpu_f32.h),
+// and the int8 or int4 linear layers (cpu_int8.h, cpu_int4.h) when the weights are quantized.
+// The CPU's path, and the reference the CUDA path is tested against.
 #include <ATen/Context.h>
 #include <torch/version.h>
 
@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "worker/model/cpu_attention.h"
+#include "worker/model/cpu_bf16_rows.h"
 #include "worker/model/cpu_f32.h"
 #include "worker/model/cpu_gemm.h"
 #include "worker/model/cpu_int4.h"
@@ -79,7 +80,12 @@ class EagerPath final : public ForwardPath {
       return w4.q.defined() ? LinearInt4(x, w4, b) : linear(x, w, scale, b);
     };
     auto rms_norm = [&](const at::Tensor& x, const at::Tensor& w) {
-      return f32_rows ? RmsNormF32(x, w, c.rms_norm_eps) : RmsNorm(x, w, c.rms_norm_eps);
+      if (f32_rows) return RmsNormF32(x, w, c.rms_norm_eps);
+      if (cpu_kernels && RmsNormBf16Applies(x, w)) return RmsNormBf16(x, w, c.rms_norm_eps);
+      return RmsNorm(x, w, c.rms_norm_eps);
+    };
+    auto rope = [&](const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+      return cpu_kernels && RopeBf16Applies(x, cos, sin) ? RopeBf16(x, cos, sin) : Rope(x, cos, sin);
     };
 
     // Host-side index arithmetic for the whole step.
@@ -129,8 +135,8 @@ class EagerPath final : public ForwardPath {
       const LayerWeights& l = w.layers[li];
       at::Tensor h = rms_norm(x, l.input_norm);
       at::Tensor qkv = layer_linear(h, l.qkv4, l.wqkv, l.sqkv, l.bqkv);  // [T, (nh + 2 kvh) D]
-      at::Tensor q = Rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}), cos, sin);
-      at::Tensor k = Rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), cos, sin);
+      at::Tensor q = rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}), cos, sin);
+      at::Tensor k = rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), cos, sin);
       at::Tensor v = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({T, kvh, D});
       at::Tensor& kc = cache.k(static_cast<int64_t>(li));
       at::Tensor& vc = cache.v(static_cast<int64_t>(li));
