@@ -51,14 +51,14 @@ struct Activations {
 };
 
 Activations QuantizeActivations(const at::Tensor& x, int64_t group, bool vnni) {
-  at::Tensor xf = x.to(at::kFloat).contiguous();
+  const std::vector<float> xf = FloatRows(x);
   Activations a;
-  a.M = xf.size(0), a.K = xf.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
+  a.M = x.size(0), a.K = x.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
   a.ld = vnni ? (a.K + 127) / 128 * 128 : a.Kp;
   a.q.assign(static_cast<size_t>(a.M * a.ld), 0);
   a.scale.resize(static_cast<size_t>(a.M));
   a.sum.assign(static_cast<size_t>(a.M * a.groups), 0);
-  const float* src = xf.data_ptr<float>();
+  const float* src = xf.data();
   ParallelChunks(a.M, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.K)), [&](int64_t m0, int64_t m1) {
     std::vector<int8_t> row(static_cast<size_t>(a.Kp), 0);  // zero past K
     for (int64_t m = m0; m < m1; ++m) {
@@ -343,14 +343,14 @@ struct GemmActivations {
 };
 
 GemmActivations QuantizeForGemm(const at::Tensor& x, int64_t group) {
-  at::Tensor xf = x.to(at::kFloat).contiguous();
+  const std::vector<float> xf = FloatRows(x);
   GemmActivations a;
-  a.M = xf.size(0), a.K = xf.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
+  a.M = x.size(0), a.K = x.size(1), a.Kp = PaddedK(a.K), a.groups = NumGroups(a.K, group);
   const int64_t row_groups = (a.M + 15) / 16;
   a.packed.assign(static_cast<size_t>(row_groups * 16 * a.Kp), 0);
   a.sum.assign(static_cast<size_t>(row_groups * 16 * a.groups), 0);
   a.scale.assign(static_cast<size_t>(row_groups * 16), 1.f);
-  const float* src = xf.data_ptr<float>();
+  const float* src = xf.data();
   ParallelChunks(a.M, 16, [&](int64_t m0, int64_t m1) {
     std::vector<int8_t> row(static_cast<size_t>(a.Kp), 0);  // zero past K
     for (int64_t m = m0; m < m1; ++m) {
@@ -553,12 +553,12 @@ at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor
               " rows, K ", K, ", group ", w.group);
   TORCH_CHECK(isa != Int8Isa::kAvx512Vnni || Int8IsaAvailable(isa),
               "LinearInt4: the AVX512-VNNI kernel needs AVX512F, BW, VL and VNNI, which this CPU does not have");
-  at::Tensor bias = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
+  const std::vector<float> bias = FloatRows(b.defined() ? b.view({1, -1}) : b);
   const Weights wt{w.q.data_ptr<uint8_t>(), w.scale.data_ptr<float>(), w.zero.data_ptr<uint8_t>(),
                    PaddedK(K) / 2, G};
-  at::Tensor y = at::empty({x.size(0), N}, x.options().dtype(at::kFloat));
-  float* yp = y.data_ptr<float>();
-  const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  LinearOut y(x.size(0), N, x.scalar_type());
+  float* yp = y.data();
+  const float* bp = bias.empty() ? nullptr : bias.data();
 #ifdef R1_HAVE_AVX2_INT4_KERNEL
   if (isa == Int8Isa::kAvx512Vnni && x.size(0) >= kGemmMinRows) {
     const GemmActivations xg = QuantizeForGemm(x, w.group);
@@ -567,7 +567,7 @@ at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor
       else if (w.group == 64) GemmRows<64>(xg, wt, bp, yp, N, n0, n1);
       else GemmRows<128>(xg, wt, bp, yp, N, n0, n1);
     });
-    return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+    return y.Finish();
   }
 #endif
   const bool vnni = isa == Int8Isa::kAvx512Vnni;
@@ -585,7 +585,7 @@ at::Tensor LinearInt4(const at::Tensor& x, const Int4Groups& w, const at::Tensor
       else Rows<128, false>(xq, wt, bp, yp, N, n0, n1);
     }
   });
-  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  return y.Finish();
 }
 
 }  // namespace r1::model

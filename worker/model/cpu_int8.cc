@@ -81,16 +81,16 @@ void PackForGemm(QuantizedX& x) {
 }
 
 QuantizedX QuantizeActivations(const at::Tensor& x, Int8Isa isa) {
-  at::Tensor xf = x.to(at::kFloat).contiguous();
+  const std::vector<float> xf = FloatRows(x);
   QuantizedX out;
-  out.M = xf.size(0);
-  out.K = xf.size(1);
+  out.M = x.size(0);
+  out.K = x.size(1);
   out.ld = (out.K + 63) / 64 * 64;
   out.q.assign(static_cast<size_t>(out.M * out.ld), 0);
   const bool vnni = isa == Int8Isa::kAvx512Vnni;
   if (!vnni) out.abs.assign(out.q.size(), 0);
   out.scale.resize(static_cast<size_t>(out.M));
-  const float* src = xf.data_ptr<float>();
+  const float* src = xf.data();
   ParallelChunks(out.M, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, out.K)), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m)
       out.scale[m] = QuantizeRow(src + m * out.K, out.K, out.q.data() + m * out.ld,
@@ -533,14 +533,13 @@ at::Tensor LinearInt8(const at::Tensor& x, const at::Tensor& wq, const at::Tenso
   });
   const int64_t M = x.size(0), N = wq.size(0), K = wq.size(1);
   const QuantizedX xq = QuantizeActivations(x, isa);
-  at::Tensor bias = b.defined() ? b.to(at::kFloat).contiguous() : at::Tensor();
+  const std::vector<float> bias = FloatRows(b.defined() ? b.view({1, -1}) : b);
   at::Tensor ws = wscale.contiguous();
-  const float* bp = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  const float* bp = bias.empty() ? nullptr : bias.data();
   const float* sp = ws.data_ptr<float>();
   const int8_t* wp = wq.data_ptr<int8_t>();
-  at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
-  float* yp = y.data_ptr<float>();
-  const Output out{sp, bp, yp, N};
+  LinearOut y(M, N, x.scalar_type());
+  const Output out{sp, bp, y.data(), N};
   if (isa == Int8Isa::kAvx512Vnni && M >= kGemmMinRows) {
     ParallelChunks(N, kGemmChunk, [&](int64_t n0, int64_t n1) { VnniRows(xq, wp, out, n0, n1); });
   } else {
@@ -552,7 +551,43 @@ at::Tensor LinearInt8(const at::Tensor& x, const at::Tensor& wq, const at::Tenso
       else Avx2Rows(xq, wp, out, n0, n1);
     });
   }
-  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  return y.Finish();
+}
+
+std::vector<float> FloatRows(const at::Tensor& x) {
+  if (!x.defined()) return {};
+  TORCH_CHECK(x.dim() == 2, "FloatRows: ", x.sizes());
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kBFloat16) {  // float16, float64: rare
+    at::Tensor f = x.to(at::kFloat).contiguous();
+    return std::vector<float>(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+  }
+  const int64_t M = x.size(0), K = x.size(1), s0 = x.stride(0), s1 = x.stride(1);
+  std::vector<float> out(static_cast<size_t>(M * K));
+  for (int64_t m = 0; m < M; ++m) {
+    float* o = out.data() + m * K;
+    if (x.scalar_type() == at::kFloat) {
+      const float* p = x.data_ptr<float>() + m * s0;
+      for (int64_t k = 0; k < K; ++k) o[k] = p[k * s1];
+    } else {
+      const c10::BFloat16* p = x.data_ptr<c10::BFloat16>() + m * s0;
+      for (int64_t k = 0; k < K; ++k) o[k] = static_cast<float>(p[k * s1]);
+    }
+  }
+  return out;
+}
+
+LinearOut::LinearOut(int64_t M, int64_t N, at::ScalarType dtype) : M_(M), N_(N), dtype_(dtype) {
+  if (dtype == at::kFloat) y_ = at::empty({M, N}, at::kFloat);
+  else scratch_.resize(static_cast<size_t>(M * N));
+}
+
+at::Tensor LinearOut::Finish() {
+  if (y_.defined()) return y_;
+  at::Tensor out = at::empty({M_, N_}, dtype_);
+  TORCH_CHECK(dtype_ == at::kBFloat16, "LinearOut: ", dtype_);
+  c10::BFloat16* o = out.data_ptr<c10::BFloat16>();
+  for (size_t i = 0; i < scratch_.size(); ++i) o[i] = c10::BFloat16(scratch_[i]);  // nearest even
+  return out;
 }
 
 }  // namespace r1::model

@@ -21,6 +21,9 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace r1::model {
 
 // True when this CPU has AVX2 (and the kernel was compiled in).
@@ -49,6 +52,26 @@ Int8Rows QuantizeInt8Rows(const at::Tensor& w);
 // One row of K floats quantized as QuantizeInt8Rows does; returns its scale. For the other
 // kernels that quantize activations per token (cpu_int4.h).
 float QuantizeInt8Row(const float* src, int64_t K, int8_t* q);
+
+// The float32 values of a 2-D tensor (any floating dtype and strides), row-major; for float32
+// and bfloat16 without an ATen op: a decode step's linear calls are too small to pay for
+// Tensor::to's dispatch and allocation (shared with cpu_int4.cc). Empty for an undefined tensor.
+std::vector<float> FloatRows(const at::Tensor& x);
+
+// A linear call's output: the kernels write float32 rows to data(); Finish() returns them as a
+// tensor of `dtype`, rounded to nearest even as Tensor::to rounds (bfloat16), or as they are.
+class LinearOut {
+ public:
+  LinearOut(int64_t M, int64_t N, at::ScalarType dtype);
+  float* data() { return y_.defined() ? y_.data_ptr<float>() : scratch_.data(); }
+  at::Tensor Finish();
+
+ private:
+  int64_t M_, N_;
+  at::ScalarType dtype_;
+  at::Tensor y_;                // float32 output written in place
+  std::vector<float> scratch_;  // else the float32 rows before rounding
+};
 
 // y = x · Wᵀ (+ b) with int8 weights `wq` [N, K] and their per-row `wscale` [N] (float32):
 // x [M, K] (float32 or bfloat16) is quantized per row as QuantizeInt8Rows does, then
