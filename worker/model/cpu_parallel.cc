@@ -24,6 +24,10 @@ constexpr int kSpins = 4000;
 // enough that a worker spinning 4000 pauses (about 50 us on a Xeon under KVM) slept and woke
 // late: int8 decode on the 1.5B ran 5-7% slower than with 0.5 ms
 // (bench/results/cpu-pool-spin.log). Timed, not counted: a pause lasts 10-140 cycles by CPU.
+// The spin yields every 64 pauses: with another process busy on the cores, a spin that did not
+// yield took their time from the caller's serial work and decode fell 7-19% below the short
+// spin's; yielding kept it level there and kept the quiet machine's gain
+// (bench/results/cpu-pool-spin-busy.log).
 constexpr auto kIdleSpin = std::chrono::microseconds(500);
 
 thread_local bool t_inside = false;
@@ -69,7 +73,10 @@ class Pool {
       for (int spin = 1; g == seen; ++spin) {
         _mm_pause();
         g = gen_.load();
-        if (spin % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+        if (spin % 64 == 0) {
+          if (std::chrono::steady_clock::now() > until) break;
+          std::this_thread::yield();  // a busy machine's other threads run; an idle one returns at once
+        }
       }
       if (g == seen) {
         gen_.wait(seen);

@@ -11,7 +11,8 @@
 // Here the caller never waits for a worker that has not started: fn runs on the caller at
 // once and on each worker that wakes while the job is open; the work inside is shared through
 // an atomic counter, so whoever runs takes it. After its own part the caller waits only for
-// the workers that joined. Idle workers spin for half a millisecond, then sleep on a futex.
+// the workers that joined. Idle workers spin for half a millisecond (yielding to other
+// threads as they go), then sleep on a futex.
 #pragma once
 
 #include <algorithm>
