@@ -44,9 +44,8 @@ inline const HugeBuffer& HugeBandwidthBuffer() {
   static const HugeBuffer b = [] {
     const int64_t n = static_cast<int64_t>(kBandwidthBytes / sizeof(float));
     HugeBuffer h{r1::model::WeightArena::Create(kBandwidthBytes), at::Tensor()};
-    at::Tensor src = at::empty({n}, at::kFloat);
-    FillRandom(src.data_ptr<float>(), static_cast<size_t>(n));
-    h.t = h.arena ? h.arena->Copy(src, at::kFloat) : src;
+    h.t = h.arena ? h.arena->Zeros({n}, at::kFloat) : at::empty({n}, at::kFloat);
+    FillRandom(h.t.data_ptr<float>(), static_cast<size_t>(n));
     return h;
   }();
   return b;

@@ -577,6 +577,7 @@ std::vector<float> FloatRows(const at::Tensor& x) {
 }
 
 LinearOut::LinearOut(int64_t M, int64_t N, at::ScalarType dtype) : M_(M), N_(N), dtype_(dtype) {
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "LinearOut: ", dtype);
   if (dtype == at::kFloat) y_ = at::empty({M, N}, at::kFloat);
   else scratch_.resize(static_cast<size_t>(M * N));
 }
@@ -584,7 +585,6 @@ LinearOut::LinearOut(int64_t M, int64_t N, at::ScalarType dtype) : M_(M), N_(N),
 at::Tensor LinearOut::Finish() {
   if (y_.defined()) return y_;
   at::Tensor out = at::empty({M_, N_}, dtype_);
-  TORCH_CHECK(dtype_ == at::kBFloat16, "LinearOut: ", dtype_);
   c10::BFloat16* o = out.data_ptr<c10::BFloat16>();
   for (size_t i = 0; i < scratch_.size(); ++i) o[i] = c10::BFloat16(scratch_[i]);  // nearest even
   return out;

@@ -110,12 +110,8 @@ at::Tensor WeightArena::Stack(const std::vector<at::Tensor>& parts, at::ScalarTy
 }
 
 at::Tensor WeightArena::Zeros(at::IntArrayRef shape, at::ScalarType dtype) {
-  at::Tensor t = Alloc(shape, dtype);
-  if (t.is_contiguous() && t.data_ptr() >= static_cast<void*>(base_) &&
-      t.data_ptr() < static_cast<void*>(base_ + capacity_))
-    std::memset(t.data_ptr(), 0, t.nbytes());
-  else
-    t.zero_();
+  at::Tensor t = Alloc(shape, dtype);  // in the arena, or at::empty when it is full
+  t.zero_();
   return t;
 }
 
