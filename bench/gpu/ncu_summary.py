@@ -27,8 +27,13 @@ def short(name):
     """Kernel name without namespaces' noise, template arguments and parameters (our GEMV keeps
     its epilogue, which tells the projections apart)."""
     name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
-    if m := re.search(r"Gemv(Tc)?Kernel<[^>]*?(\d)>", name):  # the epilogue is the last argument
-        return f"r1::Gemv{m[1] or ''}Kernel " + GEMV_MODES.get(m[2], m[2])
+    # The tensor-core GEMV's arguments are <T, epilogue, weight format>, the CUDA-core one's
+    # <T, rows, epilogue>.
+    if m := re.search(r"GemvTcKernel<[^,>]+, (\d), (\d)>", name):
+        fmt = {"0": "", "1": " fp8", "2": " int4"}.get(m[2], " format " + m[2])
+        return "r1::GemvTcKernel " + GEMV_MODES.get(m[1], m[1]) + fmt
+    if m := re.search(r"GemvKernel<[^,>]+, \d+, (\d)>", name):
+        return "r1::GemvKernel " + GEMV_MODES.get(m[1], m[1])
     name = re.sub(r"^void ", "", name)
     return name.split("(")[0].split("<")[0][:70]
 
