@@ -14,8 +14,7 @@ class Flags;
 
 namespace r1::model {
 
-// The most query rows one paged-attention launch takes (the kernel's grid z-dimension); the
-// split-merge counters are sized for it.
+// The most query rows one paged-attention launch takes (the kernel's grid z-dimension).
 inline constexpr int64_t kMaxAttentionQueries = 65535;
 // The largest batch a fused GEMV step takes (rows of x staged in shared memory).
 inline constexpr int kMaxGemvRows = 8;

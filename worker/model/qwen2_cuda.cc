@@ -188,8 +188,6 @@ class CudaPath final : public ForwardPath {
         int4_(!ctx.weights->layers.empty() && ctx.weights->layers[0].gate_up4.q.defined()) {
     cuda::SetProgrammaticLaunch(ctx.tuning.pdl);
     num_sms_ = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    split_counters_ = at::zeros({kMaxAttentionQueries * ctx.config->num_key_value_heads},
-                                at::TensorOptions().dtype(at::kInt).device(ctx.device));
   }
 
   bool SupportsFp8Cache() const override { return true; }
@@ -243,17 +241,18 @@ class CudaPath final : public ForwardPath {
     return o;
   }
 
-  // Key splits of the paged decode attention (--attn-splits overrides them), from a sweep on an
+  // Key splits of the paged decode attention (--attn-splits overrides them), from sweeps on an
   // H200 (docs/gpu.md, "Choosing the key splits"): a split streams at most 32 of the 64-key
-  // tiles (longer ones leave too few blocks in flight at large batches) and at least 8 (shorter
-  // ones pay more for the pipeline's start and the merge than their parallelism returns), and
-  // the grid has at least 1.5 blocks per SM where the keys allow it (batch 1 and 16).
+  // tiles (longer ones leave too few blocks in flight at large batches) and at least 2 (each
+  // split's part costs the merge kernel a little), and the grid has at least 1.5 blocks per SM
+  // where the keys allow it (batch 1 to 16). The floor was 8 tiles while the merge ran in the
+  // last block of each kv head, one split after another.
   int SplitsFor(int64_t queries, int64_t max_len) const {
     const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
     if (ctx_.tuning.attn_splits > 0) return static_cast<int>(std::min<int64_t>(ctx_.tuning.attn_splits, tiles));
     const int64_t blocks = std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads);
     const int64_t fill = (3 * static_cast<int64_t>(num_sms_) / 2 + blocks - 1) / blocks;
-    const int64_t most = std::clamp<int64_t>(tiles / 8, 1, 256);
+    const int64_t most = std::clamp<int64_t>(tiles / 2, 1, cuda::kMaxAttentionSplits);
     return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
   }
 
@@ -448,7 +447,6 @@ class CudaPath final : public ForwardPath {
     pa.nsplit = L.nsplit;
     pa.stages = ctx_.tuning.attn_stages;
     pa.partial = partial.defined() ? partial.data_ptr<float>() : nullptr;
-    pa.counters = split_counters_.data_ptr<int>();
     pa.out = attn.data_ptr();
     pa.out_ld = nh * D;
 
@@ -537,10 +535,6 @@ class CudaPath final : public ForwardPath {
   const bool fp8_;   // the linear layers hold FP8 weights (QuantizeWeightsFp8)
   const bool int4_;  // the linear layers hold int4 weights (PrepareInt4Cuda)
   int num_sms_ = 0;
-  // Paged attention's per-(query, kv head) counters for merging key splits: zero between
-  // launches. Allocated once, for the most queries a launch takes, so captured graphs keep
-  // their address.
-  at::Tensor split_counters_;
   GraphCache graphs_;
 };
 

@@ -354,31 +354,24 @@ __global__ void SiluMulKernel(const T* __restrict__ gu, T* __restrict__ out, int
 // tensor-core one orders it (kv head, split, query)): each
 // block attends one query's heads of one kv head's group over one split of its keys, and ends
 // with its unnormalised result (max M, sum L, output O per head). With one split it writes
-// the output; with several it writes its part and the last block of a (query, kv head) to
-// finish merges the parts (a counter per pair, reset by that block).
+// the output; with several it writes its part, and MergeSplitsKernel, launched after it, merges
+// the parts of each (query, head) in a block of its own.
 
 // The block's result, in shared memory: fin_m / fin_l per head of the group, o[g * ostride + d].
-// `scratch` (shared, `scratch_floats` of it, free once o is read) holds the merge's weights.
 template <typename T>
 __device__ __forceinline__ void FinishSplit(const PagedAttentionArgs& a, int b, int kh, int split,
                                             int G, const float* fin_m, const float* fin_l,
-                                            const float* o, int ostride, float* scratch,
-                                            int scratch_floats) {
-  __shared__ bool last_block;
-  __shared__ float merged_l[16];
-  const int D = a.D, tid = threadIdx.x, nthreads = blockDim.x;
+                                            const float* o, int ostride) {
+  const int D = a.D;
   T* out = static_cast<T*>(a.out) + static_cast<int64_t>(a.q_rows[b]) * a.out_ld;
   // partial layout: [query][head][split][D + 2] = acc..., m, l (unnormalised).
-  auto part = [&](int h, int sp) {
-    return a.partial + ((static_cast<int64_t>(b) * a.nh + h) * a.nsplit + sp) * (D + 2);
-  };
-  for (int i = tid; i < G * D; i += nthreads) {
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
     const int g = i / D, d = i - g * D, h = kh * G + g;
     const float M = fin_m[g], L = fin_l[g], O = o[g * ostride + d];
     if (a.nsplit == 1) {
       out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
     } else {
-      float* p = part(h, split);
+      float* p = a.partial + ((static_cast<int64_t>(b) * a.nh + h) * a.nsplit + split) * (D + 2);
       p[d] = O;
       if (d == 0) {
         p[D] = M;
@@ -386,64 +379,84 @@ __device__ __forceinline__ void FinishSplit(const PagedAttentionArgs& a, int b, 
       }
     }
   }
-  if (a.nsplit == 1) return;
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) {
-    int* counter = a.counters + static_cast<int64_t>(b) * a.kvh + kh;
-    last_block = atomicAdd(counter, 1) == a.nsplit - 1;
-    if (last_block) *counter = 0;  // ready for the next launch
-  }
-  __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  if (G * a.nsplit <= scratch_floats && G <= 16) {
-    // Each split's weight exp2(m - M) per head, by one warp per head (lanes over the splits),
-    // then every output sums its splits' parts with independent loads.
-    const int warp = tid / 32, lane = tid % 32;
-    for (int g = warp; g < G; g += nthreads / 32) {
-      const int h = kh * G + g;
-      float M = -INFINITY;
-      for (int sp = lane; sp < a.nsplit; sp += 32) M = fmaxf(M, __ldcg(part(h, sp) + D));
+}
+
+// The merge of the key splits: one block per (head, query). Warp 0 reads every split's m and l
+// (lanes over the splits, all loads issued before any use) and turns them into the weights
+// exp2(m - M); then each thread sums one dimension over a share of the splits (the block's
+// 256 threads are 256 / D groups of D), sixteen loads in flight, and the groups' sums meet in
+// shared memory. Every load is independent, so the merge costs a few round trips to L2 however
+// many splits there are (a single block summing every head of a kv head's group, one split
+// after another, cost a round trip per split and dimension: at 64 splits it took longer than
+// the attention itself at batch 1).
+constexpr int kMergeThreads = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kMergeThreads) MergeSplitsKernel(PagedAttentionArgs a) {
+  GridDepWait();
+  GridDepLaunch();
+  __shared__ float weight[kMaxAttentionSplits];
+  __shared__ float sums[kMergeThreads];
+  __shared__ float merged_l;
+  const int h = blockIdx.x, b = blockIdx.y, D = a.D, S = a.nsplit, stride = D + 2;
+  const float* base = a.partial + (static_cast<int64_t>(b) * a.nh + h) * S * stride;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    constexpr int kPer = kMaxAttentionSplits / 32;
+    float m[kPer], l[kPer];
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-      float L = 0.f;
-      for (int sp = lane; sp < a.nsplit; sp += 32) {
-        const float* p = part(h, sp);
-        const float f = exp2f(__ldcg(p + D) - M);  // 0 for a split that saw no key
-        scratch[g * a.nsplit + sp] = f;
-        L += __ldcg(p + D + 1) * f;
-      }
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
-      if (lane == 0) merged_l[g] = L;
+    for (int i = 0; i < kPer; ++i) {
+      const int sp = lane + 32 * i;
+      m[i] = sp < S ? __ldcg(base + static_cast<int64_t>(sp) * stride + D) : -INFINITY;
+      l[i] = sp < S ? __ldcg(base + static_cast<int64_t>(sp) * stride + D + 1) : 0.f;
     }
-    __syncthreads();
-    for (int i = tid; i < G * D; i += nthreads) {
-      const int g = i / D, d = i - g * D, h = kh * G + g;
-      const float* f = scratch + g * a.nsplit;
-      const float* p0 = part(h, 0) + d;
-      float O = 0.f;
-#pragma unroll 8
-      for (int sp = 0; sp < a.nsplit; ++sp) O += __ldcg(p0 + static_cast<int64_t>(sp) * (D + 2)) * f[sp];
-      const float L = merged_l[g];
-      out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
-    }
-    return;
-  }
-  for (int i = tid; i < G * D; i += nthreads) {
-    const int g = i / D, d = i - g * D, h = kh * G + g;
     float M = -INFINITY;
-    for (int sp = 0; sp < a.nsplit; ++sp) M = fmaxf(M, __ldcg(part(h, sp) + D));
-    float L = 0.f, O = 0.f;
-    for (int sp = 0; sp < a.nsplit; ++sp) {
-      const float* p = part(h, sp);
-      const float f = exp2f(__ldcg(p + D) - M);  // 0 for a split that saw no key
-      L += __ldcg(p + D + 1) * f;
-      O += __ldcg(p + d) * f;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) M = fmaxf(M, m[i]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+    float L = 0.f;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int sp = lane + 32 * i;
+      const float f = m[i] == -INFINITY ? 0.f : exp2f(m[i] - M);  // 0 for a split that saw no key
+      if (sp < S) weight[sp] = f;
+      L += l[i] * f;
     }
-    out[h * D + d] = FromF<T>(L > 0.f ? O / L : 0.f);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
+    if (lane == 0) merged_l = L;
   }
+  __syncthreads();
+  const int groups = kMergeThreads / D, grp = threadIdx.x / D, d = threadIdx.x - grp * D;
+  if (grp < groups) {
+    const float* p = base + d;
+    float O = 0.f;
+    int sp = grp;
+    constexpr int kLoads = 16;
+    for (; sp + (kLoads - 1) * groups < S; sp += kLoads * groups) {
+      float v[kLoads];
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) v[u] = __ldcg(p + static_cast<int64_t>(sp + u * groups) * stride);
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) O += v[u] * weight[sp + u * groups];
+    }
+    for (; sp < S; sp += groups) O += __ldcg(p + static_cast<int64_t>(sp) * stride) * weight[sp];
+    sums[threadIdx.x] = O;
+  }
+  __syncthreads();
+  if (threadIdx.x < D) {
+    float O = 0.f;
+    for (int g = 0; g < groups; ++g) O += sums[g * D + threadIdx.x];
+    const float L = merged_l;
+    T* out = static_cast<T*>(a.out) + static_cast<int64_t>(a.q_rows[b]) * a.out_ld;
+    out[h * D + threadIdx.x] = FromF<T>(L > 0.f ? O / L : 0.f);
+  }
+}
+
+template <typename T>
+int LaunchMerge(const PagedAttentionArgs& a, cudaStream_t stream) {
+  return static_cast<int>(Launch(MergeSplitsKernel<T>, dim3(a.nh, a.n_queries), dim3(kMergeThreads), 0, stream, a));
 }
 
 // The keys [start, end) of `split` when a query's `len` keys are cut into nsplit parts, each a
@@ -578,8 +591,7 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttenti
     sm_acc[g * D + d] = O;  // warp 0's slot; (g, d) has one owner
   }
   __syncthreads();
-  __syncthreads();  // (FinishSplit may reuse sm_acc beyond warp 0's slot as scratch)
-  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_acc, D, sm_acc + kMaxG * D, (kWarps - 1) * kMaxG * D);
+  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_acc, D);
 }
 
 template <typename T, int kDPL, int kMaxG>
@@ -798,7 +810,7 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
       fin_l[threadIdx.x] = 0.f;
     }
     __syncthreads();
-    FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD, sm_o + 16 * tc::kD, 3 * 16 * tc::kD);
+    FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD);
     return;
   }
 
@@ -986,7 +998,7 @@ __global__ void __launch_bounds__(tc::kThreads) DecodeAttentionTcKernel(PagedAtt
     sm_o[r * tc::kD + d] = O;  // warp 0's slot; (r, d) has one owner
   }
   __syncthreads();
-  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD, sm_o + 16 * tc::kD, 3 * 16 * tc::kD);
+  FinishSplit<T>(a, b, kh, split, G, fin_m, fin_l, sm_o, tc::kD);
 }
 
 // The tensor-core kernel for (T, FP8 cache, stages), with its shared memory allowed (once).
@@ -1782,17 +1794,26 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D) {
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
   const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;
-  if (a.n_queries > kMaxAttentionQueriesPerLaunch || a.nsplit < 1 || a.nsplit > 65535 ||
-      (a.stages != 2 && a.stages != 3) ||
-      (a.nsplit > 1 && (a.partial == nullptr || a.counters == nullptr)) ||
+  if (a.n_queries > kMaxAttentionQueriesPerLaunch || a.nsplit < 1 || a.nsplit > kMaxAttentionSplits ||
+      (a.stages != 2 && a.stages != 3) || (a.nsplit > 1 && a.partial == nullptr) ||
       (!tensor_cores && !PagedAttentionSupported(a.nh, a.kvh, a.D)) ||
       (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr)))
     return static_cast<int>(cudaErrorInvalidValue);
-  if (tensor_cores) return LaunchTc(a, stream);
+  int rc = static_cast<int>(cudaErrorInvalidValue);
+  if (tensor_cores) {
+    rc = LaunchTc(a, stream);
+  } else {
+    switch (a.dt) {
+      case DType::kF32: rc = DispatchD<float>(a, stream); break;
+      case DType::kF16: rc = DispatchD<__half>(a, stream); break;
+      case DType::kBF16: rc = DispatchD<__nv_bfloat16>(a, stream); break;
+    }
+  }
+  if (rc != 0 || a.nsplit == 1) return rc;
   switch (a.dt) {
-    case DType::kF32: return DispatchD<float>(a, stream);
-    case DType::kF16: return DispatchD<__half>(a, stream);
-    case DType::kBF16: return DispatchD<__nv_bfloat16>(a, stream);
+    case DType::kF32: return LaunchMerge<float>(a, stream);
+    case DType::kF16: return LaunchMerge<__half>(a, stream);
+    case DType::kBF16: return LaunchMerge<__nv_bfloat16>(a, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

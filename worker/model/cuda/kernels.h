@@ -75,9 +75,9 @@ int SiluMul(DType dt, const void* gu, void* out, int64_t rows, int64_t I, cudaSt
 // Query b is row q_rows[b] of qkv (its nh heads at the start of the row); it attends to keys
 // 0 .. q_lens[b] - 1 of the sequence whose block table is tables[q_seq[b] * table_stride ...].
 // Writes row q_rows[b] of out ([*, nh D]).
-// nsplit > 1 splits each query's keys into nsplit parts (more thread blocks when there are few
-// queries; flash-decoding); then `partial` must hold n_queries * nh * nsplit * (D + 2) floats
-// and `counters` n_queries * kvh ints that are zero (the kernel leaves them zero again).
+// nsplit > 1 (at most kMaxAttentionSplits) splits each query's keys into nsplit parts (more
+// thread blocks when there are few queries; flash-decoding); then `partial` must hold
+// n_queries * nh * nsplit * (D + 2) floats, and a second kernel merges the parts.
 // Two kernels: for head_dim 128 in bf16/f16 (every R1 distill) a tensor-core kernel that reads
 // each KV head once for its whole query group, in 64-key tiles copied into shared memory
 // ahead of use (cp.async, double-buffered); for other shapes and float32 a CUDA-core kernel.
@@ -101,7 +101,6 @@ struct PagedAttentionArgs {
   float scale = 1.f;
   int nsplit = 1;
   float* partial = nullptr;
-  int* counters = nullptr;
   bool force_generic = false;  // tests: use the CUDA-core kernel even where the other applies
   int stages = 2;              // tensor-core kernel: tiles in shared memory (2 or 3)
   void* out = nullptr;
@@ -110,6 +109,8 @@ struct PagedAttentionArgs {
 // The most query rows one PagedAttention launch takes (its grid's z-dimension); the model's
 // kMaxAttentionQueries (kernel_tuning.h) is asserted equal to it where both are seen.
 constexpr int kMaxAttentionQueriesPerLaunch = 65535;
+// The most key splits a launch takes (the merge keeps a weight per split in shared memory).
+constexpr int kMaxAttentionSplits = 256;
 
 // True when the tensor-core kernel serves this shape.
 bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
