@@ -8,7 +8,7 @@
 //
 // Build and run on the GPU machine (nvcc alone, no libtorch):
 //   nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -I. bench/gpu/gemv_bench.cu \
-//     worker/model/cuda/kernels.cu -lcublas -o /tmp/gemv_bench && /tmp/gemv_bench [--rows 1,2,4,8]
+//     worker/model/cuda/kernels.cu -lcublas -lcublasLt -o /tmp/gemv_bench && /tmp/gemv_bench [--rows 1,2,4,8]
 // Output: one line per (format, shape, rows): median microseconds a launch, GB/s of weight bytes,
 // and that rate over the measured read bandwidth.
 #ifndef GEMV_BENCH_NO_CUBLAS
@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/gpu/device_bench.cuh"
 #include "worker/model/cuda/kernels.h"
 
 namespace {
@@ -34,30 +35,7 @@ using r1::model::cuda::Gemv;
 using r1::model::cuda::GemvArgs;
 using r1::model::cuda::GemvOut;
 
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
-
-// Reads n 16-byte words once, eight loads in flight per thread.
-__global__ void ReadKernel(const uint4* __restrict__ p, size_t n, unsigned* out) {
-  unsigned acc = 0;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-  for (; i + 7 * stride < n; i += 8 * stride) {
-    uint4 v[8];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) v[u] = __ldcs(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < 8; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n; i += stride) acc ^= p[i].x;
-  if (acc == 0x9e3779b9u) *out = acc;  // never, in practice; keeps the loads
-}
+#define CHECK BENCH_CHECK
 
 enum class Fmt { kBf16, kFp8, kInt4 };
 const char* Name(Fmt f) { return f == Fmt::kBf16 ? "bf16" : f == Fmt::kFp8 ? "fp8" : "int4"; }
@@ -145,51 +123,8 @@ GemvArgs ArgsFor(const Shape& s, Fmt f, const Weights& w, const Acts& a, int M) 
   return g;
 }
 
-// Median milliseconds of a graph's replays.
-float TimeGraph(cudaGraphExec_t exec, cudaStream_t st, int reps) {
-  cudaEvent_t e0, e1;
-  CHECK(cudaEventCreate(&e0));
-  CHECK(cudaEventCreate(&e1));
-  for (int i = 0; i < 3; ++i) CHECK(cudaGraphLaunch(exec, st));
-  std::vector<float> ms;
-  for (int i = 0; i < reps; ++i) {
-    CHECK(cudaEventRecord(e0, st));
-    CHECK(cudaGraphLaunch(exec, st));
-    CHECK(cudaEventRecord(e1, st));
-    CHECK(cudaEventSynchronize(e1));
-    float t = 0;
-    CHECK(cudaEventElapsedTime(&t, e0, e1));
-    ms.push_back(t);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-template <typename F>
-float TimeLaunches(cudaStream_t st, int reps, F&& launches) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-  launches();
-  CHECK(cudaStreamEndCapture(st, &graph));
-  CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  const float ms = TimeGraph(exec, st, reps);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return ms;
-}
-
-std::vector<int> ParseRows(const char* s) {
-  std::vector<int> out;
-  for (const char* p = s; *p;) {
-    out.push_back(std::atoi(p));
-    while (*p && *p != ',') ++p;
-    if (*p == ',') ++p;
-  }
-  return out;
-}
+using bench::ParseList;
+using bench::TimeGraph;
 
 #ifndef GEMV_BENCH_NO_CUBLAS
 // cuBLASLt's heuristic candidates (up to 8) for y = x W^T at M rows, each timed over the copies:
@@ -217,7 +152,7 @@ void LtSweep(cublasLtHandle_t lt, void* ws, size_t ws_bytes, const Shape& s, con
   int best_i = -1;
   for (int i = 0; i < found; ++i) {
     cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
-    const float ms = TimeLaunches(st, reps, [&] {
+    const float ms = TimeGraph(st, reps, [&] {
       for (const Weights& w : copies)
         bs = cublasLtMatmul(lt, op, &one, w.w, la, acts.x, lb, &zero, acts.y, lc, acts.y, lc, &res[i].algo, ws,
                             ws_bytes, st);
@@ -248,13 +183,13 @@ int main(int argc, char** argv) {
   std::vector<int> lt_rows;  // --lt: cuBLASLt's candidates at these rows (bf16)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--rows") && i + 1 < argc) {
-      rows = ParseRows(argv[++i]);
+      rows = ParseList(argv[++i]);
       for (int m : rows)
         if (m < 1 || m > 8) return std::fprintf(stderr, "--rows: rows in [1, 8] (the GEMV's)\n"), 2;
     } else if (!std::strcmp(argv[i], "--format") && i + 1 < argc) {
       only_fmt = argv[++i];
     } else if (!std::strcmp(argv[i], "--lt") && i + 1 < argc) {
-      lt_rows = ParseRows(argv[++i]);
+      lt_rows = ParseList(argv[++i]);
       for (int m : lt_rows)
         if (m < 1 || m > 256) return std::fprintf(stderr, "--lt: rows in [1, 256]\n"), 2;
     } else if (!std::strcmp(argv[i], "--no-cublas")) {
@@ -267,30 +202,11 @@ int main(int argc, char** argv) {
       return std::strcmp(argv[i], "--help") ? 2 : 0;
     }
   }
-  cudaDeviceProp prop;
-  CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t st;
   CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   const int reps = 15;
 
-  // The read bandwidth: 2 GiB read once per launch.
-  double read_gbs = 0;
-  {
-    const size_t bytes = size_t{2} << 30;
-    uint4* buf;
-    unsigned* sink;
-    CHECK(cudaMalloc(&buf, bytes));
-    CHECK(cudaMalloc(&sink, 4));
-    CHECK(cudaMemset(buf, 1, bytes));
-    const float ms = TimeLaunches(st, reps, [&] {
-      ReadKernel<<<prop.multiProcessorCount * 4, 512, 0, st>>>(buf, bytes / 16, sink);
-    });
-    read_gbs = bytes / (ms * 1e-3) / 1e9;
-    std::printf("device %s, %d SMs, L2 %d MiB\nREAD bytes=%zu ms=%.3f GBps=%.0f\n", prop.name,
-                prop.multiProcessorCount, prop.l2CacheSize >> 20, bytes, ms, read_gbs);
-    cudaFree(buf);
-    cudaFree(sink);
-  }
+  const double read_gbs = bench::ReadBandwidth(st, reps);
 
   Acts acts;
   const size_t max_rows = 256;  // --lt's rows at most
@@ -329,7 +245,7 @@ int main(int argc, char** argv) {
       const size_t bytes = copies[0].bytes;
       for (int M : rows) {
         int err = 0;
-        const float ms = TimeLaunches(st, reps, [&] {
+        const float ms = TimeGraph(st, reps, [&] {
           for (const Weights& w : copies) err |= Gemv(ArgsFor(*s, f, w, acts, M), st);
         });
         if (err) {
@@ -347,7 +263,7 @@ int main(int argc, char** argv) {
           const float one = 1.f, zero = 0.f;
           const int n = static_cast<int>(WRows(*s));
           cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
-          const float bms = TimeLaunches(st, reps, [&] {
+          const float bms = TimeGraph(st, reps, [&] {
             for (const Weights& w : copies)
               bs = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, n, M, s->K, &one, w.w, CUDA_R_16BF, s->K, acts.x,
                                 CUDA_R_16BF, s->K, &zero, acts.y, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
@@ -384,7 +300,7 @@ int main(int argc, char** argv) {
     step_bytes += head.bytes;
     for (int M : rows) {
       int err = 0;
-      const float ms = TimeLaunches(st, reps, [&] {
+      const float ms = TimeGraph(st, reps, [&] {
         size_t i = 0;
         for (int l = 0; l < 28; ++l)
           for (const Shape* s : {&kQkv, &kO, &kGateUp, &kDown}) err |= Gemv(ArgsFor(*s, f, layer[i++], acts, M), st);
