@@ -54,7 +54,7 @@ int RuleSplits(int64_t queries, int64_t bucket, int sms) {
   const int64_t tiles = std::max<int64_t>(1, (bucket + 63) / 64);
   const int64_t blocks = std::max<int64_t>(1, queries * kKvh);
   const int64_t fill = (3 * static_cast<int64_t>(sms) / 2 + blocks - 1) / blocks;
-  const int64_t most = std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
+  const int64_t most = tiles < 16 ? 1 : std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
   return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
 }
 
