@@ -2,7 +2,7 @@
 // the 1.5B distill's shape (12 query heads, 2 KV heads of 128, bf16, 16-token blocks) over 28
 // layers' own caches, one launch per layer in a CUDA graph with programmatic dependent launch as
 // the model's graphs run, so that no layer's keys come from L2. For each batch and context it
-// times the split rule's count (the model's SplitsFor, from the graph bucket's context) and the
+// times the model's split count (PagedAttentionSplits for the graph bucket's context) and the
 // fixed counts asked for, and reports microseconds a layer and the KV bytes a layer reads over
 // that time, against the read bandwidth measured in the same run.
 //
@@ -33,7 +33,6 @@ using r1::model::cuda::PagedAttentionArgs;
 using bench::ParseList;
 using bench::TimeGraph;
 
-#define CHECK BENCH_CHECK
 
 constexpr int kLayers = 28, kNh = 12, kKvh = 2, kD = 128, kBlock = 16;
 
@@ -47,15 +46,6 @@ __global__ void FillKernel(__nv_bfloat16* p, size_t n, uint32_t seed) {
     h ^= h >> 13;
     p[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65535.f - 0.5f) * 2.f);
   }
-}
-
-// The model's rule (qwen2_cuda.cc SplitsFor) for a graph bucket of `bucket` keys.
-int RuleSplits(int64_t queries, int64_t bucket, int sms) {
-  const int64_t tiles = std::max<int64_t>(1, (bucket + 63) / 64);
-  const int64_t blocks = std::max<int64_t>(1, queries * kKvh);
-  const int64_t fill = (3 * static_cast<int64_t>(sms) / 2 + blocks - 1) / blocks;
-  const int64_t most = tiles < 16 ? 1 : std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
-  return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
 }
 
 }  // namespace
@@ -97,9 +87,9 @@ int main(int argc, char** argv) {
   for (int c : contexts)
     if (c < 1 || c > 65536) return std::fprintf(stderr, "--contexts: 1 to 65536\n"), 2;
   cudaDeviceProp prop;
-  CHECK(cudaGetDeviceProperties(&prop, 0));
+  BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t st;
-  CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  BENCH_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   const int reps = 15;
 
   const double read_gbs = bench::ReadBandwidth(st, reps);
@@ -140,21 +130,21 @@ int main(int argc, char** argv) {
       int32_t *d_tables, *d_rows, *d_lens, *d_seq;
       __nv_bfloat16 *qkv, *out;
       float* partial;
-      CHECK(cudaMalloc(&d_tables, tables.size() * 4));
-      CHECK(cudaMalloc(&d_rows, B * 4));
-      CHECK(cudaMalloc(&d_lens, B * 4));
-      CHECK(cudaMalloc(&d_seq, B * 4));
-      CHECK(cudaMemcpy(d_tables, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
-      CHECK(cudaMemcpy(d_rows, rows.data(), B * 4, cudaMemcpyHostToDevice));
-      CHECK(cudaMemcpy(d_lens, lens.data(), B * 4, cudaMemcpyHostToDevice));
-      CHECK(cudaMemcpy(d_seq, seq.data(), B * 4, cudaMemcpyHostToDevice));
-      CHECK(cudaMalloc(&qkv, static_cast<size_t>(B) * ld * 2));
-      CHECK(cudaMalloc(&out, static_cast<size_t>(B) * kNh * kD * 2));
-      CHECK(cudaMalloc(&partial, static_cast<size_t>(B) * kNh * kMaxAttentionSplits * (kD + 2) * 4));
+      BENCH_CHECK(cudaMalloc(&d_tables, tables.size() * 4));
+      BENCH_CHECK(cudaMalloc(&d_rows, B * 4));
+      BENCH_CHECK(cudaMalloc(&d_lens, B * 4));
+      BENCH_CHECK(cudaMalloc(&d_seq, B * 4));
+      BENCH_CHECK(cudaMemcpy(d_tables, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_rows, rows.data(), B * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_lens, lens.data(), B * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMemcpy(d_seq, seq.data(), B * 4, cudaMemcpyHostToDevice));
+      BENCH_CHECK(cudaMalloc(&qkv, static_cast<size_t>(B) * ld * 2));
+      BENCH_CHECK(cudaMalloc(&out, static_cast<size_t>(B) * kNh * kD * 2));
+      BENCH_CHECK(cudaMalloc(&partial, static_cast<size_t>(B) * kNh * kMaxAttentionSplits * (kD + 2) * 4));
       FillKernel<<<64, 256, 0, st>>>(qkv, static_cast<size_t>(B) * ld, 7);
-      CHECK(cudaStreamSynchronize(st));
+      BENCH_CHECK(cudaStreamSynchronize(st));
 
-      const int rule = RuleSplits(B, bucket, prop.multiProcessorCount);
+      const int rule = r1::model::cuda::PagedAttentionSplits(B, kKvh, bucket, prop.multiProcessorCount);
       std::vector<int> counts = {rule};
       for (int s : splits)
         if (s != rule) counts.push_back(s);

@@ -35,7 +35,6 @@ using r1::model::cuda::Gemv;
 using r1::model::cuda::GemvArgs;
 using r1::model::cuda::GemvOut;
 
-#define CHECK BENCH_CHECK
 
 enum class Fmt { kBf16, kFp8, kInt4 };
 const char* Name(Fmt f) { return f == Fmt::kBf16 ? "bf16" : f == Fmt::kFp8 ? "fp8" : "int4"; }
@@ -68,20 +67,20 @@ Weights MakeWeights(const Shape& s, Fmt f) {
   Weights w;
   const int64_t rows = WRows(s);
   size_t wb = f == Fmt::kBf16 ? rows * s.K * 2 : f == Fmt::kFp8 ? rows * s.K : rows * s.K / 2;
-  CHECK(cudaMalloc(&w.w, wb));
+  BENCH_CHECK(cudaMalloc(&w.w, wb));
   // 0x3c: bf16 pairs of 0.0115, e4m3 1.5, int4 nibbles 12 and 3. The values do not change the time.
-  CHECK(cudaMemset(w.w, 0x3c, wb));
+  BENCH_CHECK(cudaMemset(w.w, 0x3c, wb));
   w.bytes = wb;
   if (f == Fmt::kFp8) {
-    CHECK(cudaMalloc(&w.scale, rows * 4));
-    CHECK(cudaMemset(w.scale, 0, rows * 4));
+    BENCH_CHECK(cudaMalloc(&w.scale, rows * 4));
+    BENCH_CHECK(cudaMemset(w.scale, 0, rows * 4));
     w.bytes += rows * 4;
   } else if (f == Fmt::kInt4) {
     const int64_t recs = rows * (s.K / 128);
-    CHECK(cudaMalloc(&w.scale, recs * 4));
-    CHECK(cudaMalloc(&w.zero, recs));
-    CHECK(cudaMemset(w.scale, 0, recs * 4));
-    CHECK(cudaMemset(w.zero, 8, recs));
+    BENCH_CHECK(cudaMalloc(&w.scale, recs * 4));
+    BENCH_CHECK(cudaMalloc(&w.zero, recs));
+    BENCH_CHECK(cudaMemset(w.scale, 0, recs * 4));
+    BENCH_CHECK(cudaMemset(w.zero, 8, recs));
     w.bytes += recs * 5;
   }
   return w;
@@ -203,26 +202,26 @@ int main(int argc, char** argv) {
     }
   }
   cudaStream_t st;
-  CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  BENCH_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   const int reps = 15;
 
   const double read_gbs = bench::ReadBandwidth(st, reps);
 
   Acts acts;
   const size_t max_rows = 256;  // --lt's rows at most
-  CHECK(cudaMalloc(&acts.x, max_rows * 8960 * 2));
-  CHECK(cudaMalloc(&acts.norm_w, 8960 * 2));
-  CHECK(cudaMalloc(&acts.bias, 8960 * 2));
-  CHECK(cudaMalloc(&acts.y, max_rows * 151936 * 4));
-  for (void* p : {acts.x, acts.norm_w, acts.bias}) CHECK(cudaMemset(p, 0x3c, p == acts.x ? max_rows * 8960 * 2 : 8960 * 2));
-  CHECK(cudaMemset(acts.y, 0, max_rows * 151936 * 4));
+  BENCH_CHECK(cudaMalloc(&acts.x, max_rows * 8960 * 2));
+  BENCH_CHECK(cudaMalloc(&acts.norm_w, 8960 * 2));
+  BENCH_CHECK(cudaMalloc(&acts.bias, 8960 * 2));
+  BENCH_CHECK(cudaMalloc(&acts.y, max_rows * 151936 * 4));
+  for (void* p : {acts.x, acts.norm_w, acts.bias}) BENCH_CHECK(cudaMemset(p, 0x3c, p == acts.x ? max_rows * 8960 * 2 : 8960 * 2));
+  BENCH_CHECK(cudaMemset(acts.y, 0, max_rows * 151936 * 4));
 
 #ifndef GEMV_BENCH_NO_CUBLAS
   cublasHandle_t blas = nullptr;
   void* blas_ws = nullptr;
   if (cublas_peer) {
     if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return std::fprintf(stderr, "cublasCreate failed\n"), 1;
-    CHECK(cudaMalloc(&blas_ws, 32 << 20));
+    BENCH_CHECK(cudaMalloc(&blas_ws, 32 << 20));
     cublasSetStream(blas, st);
     cublasSetWorkspace(blas, blas_ws, 32 << 20);
   }

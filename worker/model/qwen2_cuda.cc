@@ -241,21 +241,12 @@ class CudaPath final : public ForwardPath {
     return o;
   }
 
-  // Key splits of the paged decode attention (--attn-splits overrides them), from sweeps on an
-  // H200 (docs/gpu.md, "Choosing the key splits"): a split streams at most 32 of the 64-key
-  // tiles (longer ones leave too few blocks in flight at large batches) and at least 2 (each
-  // split's part costs the merge kernel a little), and the grid has at least 1.5 blocks per SM
-  // where the keys allow it (batch 1 to 16). The floor was 8 tiles while the merge ran in the
-  // last block of each kv head, one split after another. Buckets of fewer than 16 tiles (1,024
-  // keys) are not split: there the merge costs more than the parallelism returns (attention_bench
-  // at 128 keys: 7.1 us a layer in one split against 8.3 in 8 at batch 1, 7.9 against 18.4 at 64).
+  // Key splits of the paged decode attention: cuda::PagedAttentionSplits's rule, or
+  // --attn-splits (at most one a tile).
   int SplitsFor(int64_t queries, int64_t max_len) const {
     const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
     if (ctx_.tuning.attn_splits > 0) return static_cast<int>(std::min<int64_t>(ctx_.tuning.attn_splits, tiles));
-    const int64_t blocks = std::max<int64_t>(1, queries * ctx_.config->num_key_value_heads);
-    const int64_t fill = (3 * static_cast<int64_t>(num_sms_) / 2 + blocks - 1) / blocks;
-    const int64_t most = tiles < 16 ? 1 : std::clamp<int64_t>(tiles / 2, 1, cuda::kMaxAttentionSplits);
-    return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
+    return cuda::PagedAttentionSplits(queries, static_cast<int>(ctx_.config->num_key_value_heads), max_len, num_sms_);
   }
 
   void FinishLayout(PackedLayout* lay) const {

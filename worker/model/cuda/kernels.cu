@@ -1791,6 +1791,13 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D) {
   return dt != DType::kF32 && D == tc::kD && kvh > 0 && nh % kvh == 0 && nh / kvh <= 16;
 }
 
+// The attention kernel for a's shape, then the merge of its splits when there are several.
+template <typename T>
+int PagedAttentionFor(const PagedAttentionArgs& a, bool tensor_cores, cudaStream_t stream) {
+  const int rc = tensor_cores ? LaunchTc(a, stream) : DispatchD<T>(a, stream);
+  return rc != 0 || a.nsplit == 1 ? rc : LaunchMerge<T>(a, stream);
+}
+
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (a.n_queries == 0) return 0;
   const bool tensor_cores = TensorCoreAttention(a.dt, a.nh, a.kvh, a.D) && !a.force_generic;
@@ -1799,23 +1806,20 @@ int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
       (!tensor_cores && !PagedAttentionSupported(a.nh, a.kvh, a.D)) ||
       (a.fp8_cache && (a.k_scale == nullptr || a.v_scale == nullptr)))
     return static_cast<int>(cudaErrorInvalidValue);
-  int rc = static_cast<int>(cudaErrorInvalidValue);
-  if (tensor_cores) {
-    rc = LaunchTc(a, stream);
-  } else {
-    switch (a.dt) {
-      case DType::kF32: rc = DispatchD<float>(a, stream); break;
-      case DType::kF16: rc = DispatchD<__half>(a, stream); break;
-      case DType::kBF16: rc = DispatchD<__nv_bfloat16>(a, stream); break;
-    }
-  }
-  if (rc != 0 || a.nsplit == 1) return rc;
   switch (a.dt) {
-    case DType::kF32: return LaunchMerge<float>(a, stream);
-    case DType::kF16: return LaunchMerge<__half>(a, stream);
-    case DType::kBF16: return LaunchMerge<__nv_bfloat16>(a, stream);
+    case DType::kF32: return PagedAttentionFor<float>(a, tensor_cores, stream);
+    case DType::kF16: return PagedAttentionFor<__half>(a, tensor_cores, stream);
+    case DType::kBF16: return PagedAttentionFor<__nv_bfloat16>(a, tensor_cores, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms) {
+  const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
+  const int64_t blocks = std::max<int64_t>(1, queries * kvh);
+  const int64_t fill = (3 * static_cast<int64_t>(sms) / 2 + blocks - 1) / blocks;
+  const int64_t most = tiles < 16 ? 1 : std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
+  return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
 }
 
 bool GemvSupported(DType dt, int M, int K) {

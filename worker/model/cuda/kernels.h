@@ -118,6 +118,16 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
 // then uses another path.
 bool PagedAttentionSupported(int nh, int kvh, int D);
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
+// The key splits for `queries` decode rows of `kvh` KV heads over at most `max_len` keys on a GPU
+// of `sms` SMs, from sweeps on an H200 (docs/gpu.md, "Choosing the key splits"): a split
+// streams at most 32 of the 64-key tiles (longer ones leave too few blocks in flight at large
+// batches) and at least 2 (each split's part costs the merge kernel a little), and the grid has
+// at least 1.5 blocks per SM where the keys allow it (batch 1 to 16). The floor was 8 tiles
+// while the merge ran in the last block of each kv head, one split after another. Fewer than 16
+// tiles (1,024 keys) are not split: there the merge costs more than the parallelism returns
+// (attention_bench at 128 keys: 7.1 us a layer in one split against 8.3 in 8 at batch 1, 7.9
+// against 18.4 at 64).
+int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms);
 
 // y = x W^T for a few rows of x (a decode step's batch): a memory-bound GEMV that streams W once
 // with 16-byte loads, with the step's neighbouring ops fused in:
