@@ -19,6 +19,7 @@
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -384,6 +385,7 @@ class GpuLongContextTest : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!at::hasCUDA()) return;
     dir_ = ::testing::TempDir() + "/r1-d128-test";
+    std::filesystem::remove_all(dir_);  // r1-mkmodel does not overwrite (an earlier run's model)
     const char* bin = std::getenv("R1_BIN_DIR");
     std::string cmd = std::string(bin ? bin : "build/bin") + "/r1-mkmodel --preset d128-test --out " + dir_ +
                       " > /dev/null 2>&1";
