@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #if defined(R1_HAVE_CUDA)
@@ -70,6 +72,36 @@ cuda::GemvArgs TestGemvArgs(cuda::DType dt, const at::Tensor& x, const at::Tenso
   return a;
 }
 
+// RopeKvWrite's arguments for the rows of qkv ([rows, (nh + 2 kvh) D]) into 16-bit caches.
+cuda::RopeKvArgs TestRopeKvArgs(at::Tensor& qkv, const at::Tensor& pos, const at::Tensor& slots,
+                                const at::Tensor& inv_freq, at::Tensor& kc, at::Tensor& vc, int nh, int kvh, int D) {
+  cuda::RopeKvArgs ra;
+  ra.dt = KD(qkv.scalar_type());
+  ra.qkv = qkv.data_ptr();
+  ra.ld = qkv.size(1);
+  ra.pos = pos.data_ptr<int32_t>();
+  ra.slots = slots.data_ptr<int32_t>();
+  ra.inv_freq = inv_freq.data_ptr<float>();
+  ra.k_cache = kc.data_ptr();
+  ra.v_cache = vc.data_ptr();
+  ra.rows = qkv.size(0);
+  ra.nh = nh;
+  ra.kvh = kvh;
+  ra.D = D;
+  return ra;
+}
+
+// transformers' apply_rotary_pos_emb on heads [T, heads, D] at positions pos ([T]), with cos
+// and sin cast to the heads' dtype.
+at::Tensor RotateHalfReference(const at::Tensor& heads, const at::Tensor& pos, const at::Tensor& inv_freq) {
+  const int64_t D = heads.size(-1);
+  at::Tensor freqs = pos.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  at::Tensor cos = emb.cos().to(heads.scalar_type()).unsqueeze(1), sin = emb.sin().to(heads.scalar_type()).unsqueeze(1);
+  at::Tensor x1 = heads.narrow(-1, 0, D / 2), x2 = heads.narrow(-1, D / 2, D / 2);
+  return heads * cos + at::cat({-x2, x1}, -1) * sin;
+}
+
 TEST_P(GpuKernelsTest, AddRmsNormMatchesQwen2RmsNorm) {
   const int64_t T = 37, H = 1536;
   const float eps = 1e-6f;
@@ -104,30 +136,10 @@ TEST_P(GpuKernelsTest, RopeKvWriteMatchesRotateHalfAndWritesSlots) {
   at::Tensor inv_freq = at::pow(1e4, at::arange(0, D, 2, at::kLong).to(at::kFloat) / D).reciprocal().cuda();
   at::Tensor kc = at::zeros({slots_n, kvh, D}, Opts()), vc = at::zeros({slots_n, kvh, D}, Opts());
   // Reference: transformers' apply_rotary_pos_emb with cos/sin cast to the dtype.
-  at::Tensor freqs = pos.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  at::Tensor cos = emb.cos().to(GetParam()).unsqueeze(1), sin = emb.sin().to(GetParam()).unsqueeze(1);
-  auto rope = [&](const at::Tensor& t) {
-    at::Tensor x1 = t.narrow(-1, 0, D / 2), x2 = t.narrow(-1, D / 2, D / 2);
-    return t * cos + at::cat({-x2, x1}, -1) * sin;
-  };
-  at::Tensor q_want = rope(qkv.narrow(1, 0, nh * D).view({T, nh, D}));
-  at::Tensor k_want = rope(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}));
+  at::Tensor q_want = RotateHalfReference(qkv.narrow(1, 0, nh * D).view({T, nh, D}), pos, inv_freq);
+  at::Tensor k_want = RotateHalfReference(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), pos, inv_freq);
   at::Tensor v_want = qkv.narrow(1, (nh + kvh) * D, kvh * D).view({T, kvh, D}).clone();
-  cuda::RopeKvArgs ra;
-  ra.dt = KD(GetParam());
-  ra.qkv = qkv.data_ptr();
-  ra.ld = ld;
-  ra.pos = pos.data_ptr<int32_t>();
-  ra.slots = slots.data_ptr<int32_t>();
-  ra.inv_freq = inv_freq.data_ptr<float>();
-  ra.k_cache = kc.data_ptr();
-  ra.v_cache = vc.data_ptr();
-  ra.rows = T;
-  ra.nh = nh;
-  ra.kvh = kvh;
-  ra.D = D;
-  ASSERT_EQ(cuda::RopeKvWrite(ra, Stream()), 0);
+  ASSERT_EQ(cuda::RopeKvWrite(TestRopeKvArgs(qkv, pos, slots, inv_freq, kc, vc, nh, kvh, D), Stream()), 0);
   const double tol = Bf16() ? 1.0 / 32 : 1e-5;  // bf16: a sum of two rounded products
   EXPECT_LT(RelDiff(qkv.narrow(1, 0, nh * D).view({T, nh, D}), q_want), tol);
   EXPECT_LT(RelDiff(qkv.narrow(1, nh * D, kvh * D).view({T, kvh, D}), k_want), tol);
@@ -338,6 +350,28 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
     }
   }
 }
+// The split rule's bounds: one split under 16 tiles (1,024 keys), else 1 to 256 splits of at
+// least 2 tiles each; and the whole-wave choices it was fitted for on a 132-SM GPU (docs/gpu.md,
+// device run 25: each within 4% of the best count attention_bench measured).
+TEST_P(GpuKernelsTest, PagedAttentionSplitsStayInBounds) {
+  for (int64_t q : {1, 2, 7, 64, 256, 4096})
+    for (int64_t len : {1, 64, 1023, 1024, 4096, 16384, 65536, 1 << 20})
+      for (int sms : {1, 78, 132}) {
+        const int s = cuda::PagedAttentionSplits(q, 2, len, sms);
+        const int64_t tiles = (len + 63) / 64;
+        if (tiles < 16) {
+          EXPECT_EQ(s, 1) << q << " " << len;
+        } else {
+          EXPECT_GE(s, 1);
+          EXPECT_LE(s, cuda::kMaxAttentionSplits);
+          EXPECT_GE(tiles / s, 2) << q << " " << len << " " << sms;
+        }
+      }
+  EXPECT_EQ(cuda::PagedAttentionSplits(64, 2, 16384, 132), 3);   // 384 blocks: one wave of 396
+  EXPECT_EQ(cuda::PagedAttentionSplits(16, 2, 32768, 132), 12);  // 384 blocks
+  EXPECT_EQ(cuda::PagedAttentionSplits(1, 2, 32768, 132), 128);
+}
+
 // The fused GEMV against the unfused ATen ops it replaces, for every epilogue, with and without
 // the norm prologue, for 1, 3, 5 and 8 rows, several K and N (a partial last tile of 8 outputs;
 // more tiles than the persistent grid takes in one round), on both kernels: the tensor-core one
@@ -383,6 +417,93 @@ TEST_P(GpuKernelsTest, GemvMatchesUnfusedOps) {
           ASSERT_EQ(run(&nw, nullptr, N, act, cuda::GemvOut::kSiluMul), 0) << where;
           EXPECT_LT(RelDiff(act, at::silu(gu.narrow(1, 0, N)) * gu.narrow(1, N, N)), tol) << "silu " << where;
         }
+      }
+    }
+  }
+}
+
+// The qkv GEMV with RoPE and the K/V write in its epilogue (kRopeKv), on 16-bit and FP8 weights,
+// 1 to 8 rows, the 1.5B's heads and a smaller head dim: bit for bit what the GEMV's kStore and
+// then RopeKvWrite give (the unfused path it replaces), and within the dtype's rounding of ATen's
+// norm, matmul + bias and transformers' rotate_half RoPE. Slots not written stay zero.
+TEST_P(GpuKernelsTest, GemvRopeKvMatchesGemvThenRopeKvWrite) {
+  const float eps = 1e-6f;
+  const int K = 1536, slots_n = 40;
+  const std::tuple<int, int, int> heads[] = {{12, 2, 128}, {4, 2, 64}};  // nh, kvh, D
+  for (const auto& shape : heads) {
+    const int nh = std::get<0>(shape), kvh = std::get<1>(shape), D = std::get<2>(shape);
+    const int64_t N = static_cast<int64_t>(nh + 2 * kvh) * D;
+    at::Tensor w = at::randn({N, K}, Opts()) / std::sqrt(static_cast<double>(K));
+    at::Tensor nw = at::rand({K}, Opts()) + 0.5, bias = at::randn({N}, Opts());
+    at::Tensor inv_freq = at::pow(1e4, at::arange(0, D, 2, at::kLong).to(at::kFloat) / D).reciprocal().cuda();
+    for (bool fp8 : {false, true}) {
+      if (fp8 && !Bf16()) continue;  // FP8 weights serve bfloat16 models
+      at::Tensor wq = w, ws;
+      if (fp8) {
+        wq = at::empty({N, K}, Opts().dtype(at::kByte));
+        ws = at::empty({N}, Opts().dtype(at::kFloat));
+        ASSERT_EQ(cuda::QuantizeFp8Rows(cuda::DType::kBF16, w.data_ptr(), K, N, K, wq.data_ptr(), K,
+                                        ws.data_ptr<float>(), Stream()),
+                  0);
+      }
+      at::Tensor wd = fp8 ? (wq.view(at::kFloat8_e4m3fn).to(at::kFloat) * ws.unsqueeze(1)).to(GetParam()) : w;
+      for (int M : {1, 3, 8}) {
+        at::Tensor x = at::randn({M, K}, Opts());
+        std::vector<int32_t> pos_h = {0, 1, 17, 4095, 31999, 5, 300, 2}, slot_h = {3, 9, 0, 39, 20, 11, 12, 30};
+        pos_h.resize(M);
+        slot_h.resize(M);
+        at::Tensor pos = at::tensor(pos_h, at::kInt).cuda(), slots = at::tensor(slot_h, at::kInt).cuda();
+        auto args = [&](at::Tensor& y, cuda::GemvOut mode, at::Tensor& kc, at::Tensor& vc) {
+          cuda::GemvArgs a = TestGemvArgs(KD(GetParam()), x, &nw, eps, wq, N, &bias, y, mode);
+          if (fp8) a.w_scale = ws.data_ptr<float>();
+          a.pos = pos.data_ptr<int32_t>();
+          a.slots = slots.data_ptr<int32_t>();
+          a.inv_freq = inv_freq.data_ptr<float>();
+          a.k_cache = kc.data_ptr();
+          a.v_cache = vc.data_ptr();
+          a.nh = nh;
+          a.kvh = kvh;
+          a.D = D;
+          return a;
+        };
+        const std::string where = "nh " + std::to_string(nh) + " kvh " + std::to_string(kvh) + " D " +
+                                  std::to_string(D) + " M " + std::to_string(M) + (fp8 ? " fp8" : "");
+        at::Tensor y = at::zeros({M, N}, Opts()), kc = at::zeros({slots_n, kvh, D}, Opts()),
+                   vc = at::zeros({slots_n, kvh, D}, Opts());
+        cuda::GemvArgs a = args(y, cuda::GemvOut::kRopeKv, kc, vc);
+        if (GetParam() == at::kFloat) {  // the tensor-core GEMV only: refused, not run
+          EXPECT_FALSE(cuda::GemvRopeKvApplies(a)) << where;
+          EXPECT_NE(cuda::Gemv(a, Stream()), 0) << where;
+          continue;
+        }
+        ASSERT_TRUE(cuda::GemvRopeKvApplies(a)) << where;
+        ASSERT_EQ(cuda::Gemv(a, Stream()), 0) << where;
+        // The unfused path: kStore, then RopeKvWrite.
+        at::Tensor y0 = at::zeros({M, N}, Opts()), kc0 = at::zeros_like(kc), vc0 = at::zeros_like(vc);
+        ASSERT_EQ(cuda::Gemv(args(y0, cuda::GemvOut::kStore, kc0, vc0), Stream()), 0) << where;
+        ASSERT_EQ(cuda::RopeKvWrite(TestRopeKvArgs(y0, pos, slots, inv_freq, kc0, vc0, nh, kvh, D), Stream()), 0)
+            << where;
+        EXPECT_TRUE(at::equal(y, y0)) << "qkv rows " << where;
+        EXPECT_TRUE(at::equal(kc, kc0)) << "k cache " << where;
+        EXPECT_TRUE(at::equal(vc, vc0)) << "v cache " << where;
+        // ATen: norm, x W^T + bias in the dtype, rotate_half RoPE with cos/sin in the dtype.
+        at::Tensor xf = x.to(at::kFloat);
+        at::Tensor normed = nw * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(GetParam());
+        at::Tensor lin = at::addmm(bias, normed, wd.t());
+        at::Tensor q_want = RotateHalfReference(lin.narrow(1, 0, nh * D).view({M, nh, D}), pos, inv_freq);
+        at::Tensor k_want = RotateHalfReference(lin.narrow(1, nh * D, kvh * D).view({M, kvh, D}), pos, inv_freq);
+        at::Tensor v_want = lin.narrow(1, (nh + kvh) * D, kvh * D).view({M, kvh, D});
+        const double tol = 1.0 / 16;  // bf16: the GEMV's rounding, then RoPE's products
+        EXPECT_LT(RelDiff(y.narrow(1, 0, nh * D).view({M, nh, D}), q_want), tol) << where;
+        EXPECT_LT(RelDiff(y.narrow(1, nh * D, kvh * D).view({M, kvh, D}), k_want), tol) << where;
+        at::Tensor sl = slots.to(at::kLong);
+        EXPECT_LT(RelDiff(kc.index_select(0, sl), k_want), tol) << where;
+        EXPECT_LT(RelDiff(vc.index_select(0, sl), v_want), tol) << where;
+        at::Tensor untouched = at::ones({slots_n}, at::kBool);
+        for (int32_t s : slot_h) untouched[s].fill_(false);
+        at::Tensor rest = untouched.nonzero().squeeze(1).cuda();
+        EXPECT_EQ(kc.index_select(0, rest).abs().sum().item<double>(), 0.0) << where;
+        EXPECT_EQ(vc.index_select(0, rest).abs().sum().item<double>(), 0.0) << where;
       }
     }
   }

@@ -33,7 +33,7 @@ std::string KernelTuning::Describe() const {
                       " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " flash_min_tokens=", flash_min_tokens,
                       " flash_min_work=", flash_min_work,
                        " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units,
-                      " gemv_tensor_cores=", gemv_tensor_cores, " int4_gemv_max_rows=", int4_gemv_max_rows);
+                      " gemv_tensor_cores=", gemv_tensor_cores, " gemv_rope=", gemv_rope, " int4_gemv_max_rows=", int4_gemv_max_rows);
 }
 
 KernelTuningFlags::KernelTuningFlags(Flags& flags) {
@@ -65,6 +65,9 @@ KernelTuningFlags::KernelTuningFlags(Flags& flags) {
                           "CUDA: outputs per warp of the CUDA-core GEMVs; 0: the kernel's choice");
   gemv_tensor_cores_ = flags.Bool("gemv-tensor-cores", d.gemv_tensor_cores,
                                   "CUDA: run the GEMVs of bf16/f16 models on tensor cores (false: the CUDA-core GEMV)");
+  gemv_rope_ = flags.Bool("gemv-rope", d.gemv_rope,
+                          "CUDA: steps on the GEMVs apply RoPE and write K/V into a bf16/f16 cache in the qkv "
+                          "GEMV (false: a separate kernel)");
 }
 
 KernelTuning KernelTuningFlags::Get() const {
@@ -82,6 +85,7 @@ KernelTuning KernelTuningFlags::Get() const {
   t.gemv_units = clamp32(*gemv_units_);
   t.int4_gemv_max_rows = clamp32(*int4_gemv_max_rows_);
   t.gemv_tensor_cores = *gemv_tensor_cores_;
+  t.gemv_rope = *gemv_rope_;
   return t;
 }
 

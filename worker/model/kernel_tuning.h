@@ -60,6 +60,9 @@ struct KernelTuning {
   // The GEMVs of 16-bit models on tensor cores (the batch's rows as the MMA's A operand); false:
   // the CUDA-core GEMV (for comparison).
   bool gemv_tensor_cores = true;
+  // CUDA: steps on the GEMVs apply RoPE and write K/V into a 16-bit cache in the qkv GEMV's
+  // epilogue (16-bit or FP8 weights on tensor cores); false: the separate RoPE + KV-write kernel.
+  bool gemv_rope = true;
 
   // InvalidArgument naming the flag when a value is out of range.
   absl::Status Validate() const;
@@ -76,7 +79,7 @@ class KernelTuningFlags {
   KernelTuning Get() const;
 
  private:
-  bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_, *gemv_tensor_cores_;
+  bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_, *gemv_tensor_cores_, *gemv_rope_;
   int64_t *attn_splits_, *attn_stages_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
       *gemv_units_, *int4_gemv_max_rows_;
 };

@@ -348,8 +348,11 @@ class CudaPath final : public ForwardPath {
     auto weight = [&](const at::Tensor& wt, const at::Tensor& ws, const Int4Groups& w4) {
       return int4_ ? Weight{nullptr, nullptr, &w4} : Weight{&wt, &ws, nullptr};
     };
+    // With `rope` (the qkv projection), the GEMV's epilogue also applies RoPE and writes K/V into
+    // the cache (kRopeKv) where the kernel takes that; returns whether it did (else RopeKvWrite
+    // still has to run).
     auto gemv = [&](const at::Tensor& in, const at::Tensor* norm, const Weight& wt, const at::Tensor* bias,
-                    at::Tensor& out, cuda::GemvOut mode) {
+                    at::Tensor& out, cuda::GemvOut mode, const cuda::RopeKvArgs* rope = nullptr) {
       cuda::GemvArgs ga;
       ga.dt = dt;
       ga.ldx = in.size(1);
@@ -369,13 +372,34 @@ class CudaPath final : public ForwardPath {
         ga.int4_scale = wt.int4->scale.data_ptr<float>();
         ga.int4_zero = wt.int4->zero.data_ptr<uint8_t>();
       }
-      // At most kGemvMaxRows rows a launch (only int4 steps have more).
-      for (int64_t r0 = 0; r0 < in.size(0); r0 += cuda::kGemvMaxRows) {
+      auto rows_at = [&](int64_t r0) {
         ga.M = static_cast<int>(std::min<int64_t>(cuda::kGemvMaxRows, in.size(0) - r0));
         ga.x = static_cast<const char*>(in.data_ptr()) + r0 * in.stride(0) * in.element_size();
         ga.y = static_cast<char*>(out.data_ptr()) + r0 * out.stride(0) * out.element_size();
+        if (rope != nullptr) {
+          ga.pos = rope->pos + r0;
+          ga.slots = rope->slots + r0;
+        }
+      };
+      bool roped = false;
+      if (rope != nullptr && in.size(0) <= cuda::kGemvMaxRows) {
+        ga.mode = cuda::GemvOut::kRopeKv;
+        ga.inv_freq = rope->inv_freq;
+        ga.k_cache = rope->k_cache;
+        ga.v_cache = rope->v_cache;
+        ga.nh = rope->nh;
+        ga.kvh = rope->kvh;
+        ga.D = rope->D;
+        rows_at(0);
+        roped = cuda::GemvRopeKvApplies(ga);
+        if (!roped) ga.mode = mode;
+      }
+      // At most kGemvMaxRows rows a launch (only int4 steps have more).
+      for (int64_t r0 = 0; r0 < in.size(0); r0 += cuda::kGemvMaxRows) {
+        rows_at(r0);
         Check(cuda::Gemv(ga, stream));
       }
+      return roped;
     };
     // in [T, K] times W^T: a cuBLAS GEMM (int4 weights dequantized into a 16-bit buffer first),
     // or with FP8 weights the input quantized per token and an FP8 GEMM (the bias added in its
@@ -422,6 +446,10 @@ class CudaPath final : public ForwardPath {
     ra.kvh = static_cast<int>(kvh);
     ra.D = static_cast<int>(D);
 
+    // RoPE and the K/V write in the qkv GEMV's epilogue (--gemv-rope) with a 16-bit cache, where
+    // the GEMV takes it (GemvRopeKvApplies: tensor cores, 16-bit or FP8 weights).
+    const bool rope_in_gemv = small && ctx_.tuning.gemv_rope && !cache.fp8();
+
     cuda::PagedAttentionArgs pa;
     pa.dt = dt;
     pa.ld = ra.ld;
@@ -464,21 +492,23 @@ class CudaPath final : public ForwardPath {
       const bool qkv_bias = l.bqkv.defined();  // Qwen2 has one, Llama none
       const Weight wqkv = weight(l.wqkv, l.sqkv, l.qkv4), wo = weight(l.wo, l.so, l.o4),
                    wgate_up = weight(l.wgate_up, l.sgate_up, l.gate_up4), wdown = weight(l.wdown, l.sdown, l.down4);
-      if (small) {
-        qkv = qkv_buf;
-        gemv(x, &l.input_norm, wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore);
-      } else {
-        qkv = linear(h, wqkv, qkv_bias ? &l.bqkv : nullptr);
-      }
       auto this_layer = [&](auto& args) {  // the layer's cache, for each kernel's arguments
         args.k_cache = kc.data_ptr();
         args.v_cache = vc.data_ptr();
         args.k_scale = k_scale;
         args.v_scale = v_scale;
       };
-      ra.qkv = qkv.data_ptr();
       this_layer(ra);
-      Check(cuda::RopeKvWrite(ra, stream));
+      bool roped = false;
+      if (small) {
+        qkv = qkv_buf;
+        roped = gemv(x, &l.input_norm, wqkv, qkv_bias ? &l.bqkv : nullptr, qkv, cuda::GemvOut::kStore,
+                     rope_in_gemv ? &ra : nullptr);
+      } else {
+        qkv = linear(h, wqkv, qkv_bias ? &l.bqkv : nullptr);
+      }
+      ra.qkv = qkv.data_ptr();
+      if (!roped) Check(cuda::RopeKvWrite(ra, stream));
       pa.qkv = qkv.data_ptr();
       this_layer(pa);
       Check(cuda::PagedAttention(pa, stream));

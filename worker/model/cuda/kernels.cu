@@ -1222,6 +1222,7 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
     case GemvOut::kResidual: return GemvRows<T, GemvOut::kResidual>(a, stream);
     case GemvOut::kSiluMul: return GemvRows<T, GemvOut::kSiluMul>(a, stream);
     case GemvOut::kStoreF32: return GemvRows<T, GemvOut::kStoreF32>(a, stream);
+    case GemvOut::kRopeKv: break;  // the tensor-core kernel only (GemvRopeKvApplies)
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
@@ -1288,6 +1289,47 @@ constexpr uint32_t kInt4Base = std::is_same_v<T, __half> ? 0x6400u : 0x4300u;
 // Shared memory of the staged rows of x.
 size_t TgSmem(int M, int K) { return static_cast<size_t>(M) * (K + kTgPad) * 2; }
 
+// kRopeKv's epilogue for row m of x and the outputs n1 and n2 of one lane: for the q and k heads
+// (rotate) a pair (j, j + D / 2) of one head, for v two neighbours. The sums v1 and v2 become what
+// the unfused path computes: the GEMV's store of x W + bias as T, then RopeKvWrite's rotation of
+// that (each op rounded as there) and its copies of k and v into the cache at the row's slot.
+template <typename T>
+__device__ __forceinline__ void RopeKvEpilogue(const GemvArgs& a, int m, int64_t n1, int64_t n2, bool rotate,
+                                               float v1, float v2) {
+  if (n1 >= a.N) return;
+  if (a.w_scale != nullptr) {
+    v1 *= a.w_scale[n1];
+    v2 *= a.w_scale[n2];
+  }
+  const T* bias = static_cast<const T*>(a.bias);
+  const float x1 = Round<T>(v1 + (bias != nullptr ? ToF(bias[n1]) : 0.f));
+  const float x2 = Round<T>(v2 + (bias != nullptr ? ToF(bias[n2]) : 0.f));
+  T* y = static_cast<T*>(a.y) + static_cast<int64_t>(m) * a.ldy;
+  const int64_t slot = a.slots[m];
+  const int D = a.D;
+  if (rotate) {
+    const int h = static_cast<int>(n1 / D), j = static_cast<int>(n1 - static_cast<int64_t>(h) * D);
+    const float f = static_cast<float>(a.pos[m]) * a.inv_freq[j];
+    const float cs = Round<T>(cosf(f)), sn = Round<T>(sinf(f));
+    const T y1 = FromF<T>(Round<T>(x1 * cs) + Round<T>(-x2 * sn));
+    const T y2 = FromF<T>(Round<T>(x2 * cs) + Round<T>(x1 * sn));
+    y[n1] = y1;
+    y[n2] = y2;
+    if (h >= a.nh) {
+      T* dst = static_cast<T*>(a.k_cache) + (slot * a.kvh + (h - a.nh)) * D;
+      dst[j] = y1;
+      dst[j + D / 2] = y2;
+    }
+  } else {
+    const T y1 = FromF<T>(x1), y2 = FromF<T>(x2);
+    y[n1] = y1;
+    y[n2] = y2;
+    T* dst = static_cast<T*>(a.v_cache) + slot * a.kvh * D + (n1 - static_cast<int64_t>(a.nh + a.kvh) * D);
+    dst[0] = y1;
+    dst[n2 - n1] = y2;
+  }
+}
+
 template <typename T, GemvOut kMode, WFmt kFmt>
 __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int split, int rounds) {
   constexpr bool kFp8 = kFmt == WFmt::kFp8, kInt4 = kFmt == WFmt::kInt4;
@@ -1314,6 +1356,18 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
     return (static_cast<int64_t>(blockIdx.x) + static_cast<int64_t>(r) * gridDim.x) * tiles_per_round +
            warp / split;
   };
+  // The W row of a tile's output o (0..7): tile x 8 + o, except for kRopeKv's q and k heads, whose
+  // tiles hold each rotated pair's halves side by side: output o of tile t of a head is the head's
+  // row j (o even) or j + D / 2 (o odd), j = 4 (t mod D / 8) + o / 2. So lane c's two outputs in
+  // the epilogue, 2c and 2c + 1, are the pair that RoPE rotates together.
+  const int64_t qk_tiles = kMode == GemvOut::kRopeKv ? static_cast<int64_t>(a.nh + a.kvh) * a.D / kTgTileN : 0;
+  auto row_of = [&](int64_t tile, int o) -> int64_t {
+    if (kMode == GemvOut::kRopeKv && tile < qk_tiles) {
+      const int64_t per_head = a.D / kTgTileN, h = tile / per_head, i = tile - h * per_head;
+      return h * a.D + (o & 1) * (a.D / 2) + 4 * i + o / 2;
+    }
+    return tile * kTgTileN + o;
+  };
   // Lane c of a quad reads bytes [16c, 16c + 16) and [64 + 16c, 80 + 16c) of each step's 128
   // bytes of its row: the quad's 16-byte loads cover 64 contiguous bytes, whole 32-byte sectors.
   // In k: [8c, 8c + 8) and [32 + 8c, 40 + 8c) of 16-bit weights, [16c, 16c + 16) and
@@ -1333,7 +1387,7 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
   int ir = 0, ik = 0;  // the next step to load: round, step within the unit
   auto issue = [&](int slot) {
     if (ir < rounds) {
-      const int64_t tile = tile_of(ir), n = tile * kTgTileN + g;
+      const int64_t tile = tile_of(ir), n = row_of(tile, g);
       const int k = k_lane + ik * kStepK;  // 16-bit and FP8: the lane's first k of the step
 #pragma unroll
       for (int p = 0; p < kPairs; ++p) {
@@ -1469,30 +1523,34 @@ __global__ void __launch_bounds__(kTgThreads, 2) GemvTcKernel(GemvArgs a, int sp
           v[p][1] += buf[warp + s][lane][p][1];
         }
     }
-    const int64_t n0 = tile_of(r) * kTgTileN + 2 * c;
+    const int64_t tile = tile_of(r);
     if (g >= M) return;
+    if constexpr (kMode == GemvOut::kRopeKv) {
+      RopeKvEpilogue<T>(a, g, row_of(tile, 2 * c), row_of(tile, 2 * c + 1), tile < qk_tiles, v[0][0], v[0][1]);
+    } else {
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int64_t n = n0 + j;
-      if (n >= a.N) continue;
-      if constexpr (kFp8) {
+      for (int j = 0; j < 2; ++j) {
+        const int64_t n = tile * kTgTileN + 2 * c + j;
+        if (n >= a.N) continue;
+        if constexpr (kFp8) {
 #pragma unroll
-        for (int p = 0; p < kPairs; ++p) v[p][j] *= a.w_scale[p == 0 ? n : a.N + n];
-      }
-      const int64_t at = g * a.ldy + n;
-      if constexpr (kMode == GemvOut::kStore) {
-        const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
-        static_cast<T*>(a.y)[at] = FromF<T>(v[0][j] + b);
-      } else if constexpr (kMode == GemvOut::kStoreF32) {
-        const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
-        static_cast<float*>(a.y)[at] = Round<T>(v[0][j] + b);
-      } else if constexpr (kMode == GemvOut::kResidual) {
-        T* y = static_cast<T*>(a.y);
-        y[at] = FromF<T>(ToF(y[at]) + Round<T>(v[0][j]));
-      } else {
-        const float gate = Round<T>(v[0][j]), up = Round<T>(v[kPairs - 1][j]);
-        const float s = Round<T>(gate / (1.f + expf(-gate)));
-        static_cast<T*>(a.y)[at] = FromF<T>(s * up);
+          for (int p = 0; p < kPairs; ++p) v[p][j] *= a.w_scale[p == 0 ? n : a.N + n];
+        }
+        const int64_t at = g * a.ldy + n;
+        if constexpr (kMode == GemvOut::kStore) {
+          const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
+          static_cast<T*>(a.y)[at] = FromF<T>(v[0][j] + b);
+        } else if constexpr (kMode == GemvOut::kStoreF32) {
+          const float b = a.bias != nullptr ? ToF(static_cast<const T*>(a.bias)[n]) : 0.f;
+          static_cast<float*>(a.y)[at] = Round<T>(v[0][j] + b);
+        } else if constexpr (kMode == GemvOut::kResidual) {
+          T* y = static_cast<T*>(a.y);
+          y[at] = FromF<T>(ToF(y[at]) + Round<T>(v[0][j]));
+        } else {
+          const float gate = Round<T>(v[0][j]), up = Round<T>(v[kPairs - 1][j]);
+          const float s = Round<T>(gate / (1.f + expf(-gate)));
+          static_cast<T*>(a.y)[at] = FromF<T>(s * up);
+        }
       }
     }
   };
@@ -1656,6 +1714,12 @@ int GemvTcMode(const GemvArgs& a, cudaStream_t stream) {
     case GemvOut::kResidual: return LaunchGemvTc<T, GemvOut::kResidual, kFmt>(a, stream);
     case GemvOut::kSiluMul: return LaunchGemvTc<T, GemvOut::kSiluMul, kFmt>(a, stream);
     case GemvOut::kStoreF32: return LaunchGemvTc<T, GemvOut::kStoreF32, kFmt>(a, stream);
+    case GemvOut::kRopeKv:
+      if constexpr (kFmt == WFmt::kInt4) {
+        return static_cast<int>(cudaErrorInvalidValue);
+      } else {
+        return LaunchGemvTc<T, GemvOut::kRopeKv, kFmt>(a, stream);
+      }
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
@@ -1829,12 +1893,35 @@ int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
+// The modelled time (microseconds on the H200) of a decode-attention launch over `heads` (query,
+// KV head) pairs of `tiles` 64-key tiles each in `splits` splits, fitted to attention_bench's
+// sweeps of batch 1-256 at 4k-32k keys (device run 25, docs/gpu.md). The blocks run in waves of
+// the resident ones (3 an SM: two stages of tiles in shared memory); a block streams a tile in
+// 1.75 us alone on its SM, 2.41 with two and 3.28 with three (the memory bandwidth shared), so
+// a last wave of a few blocks costs nearly a full one; each block adds 0.01 us, a wave 0.5, and
+// the merge of several splits 6.5 plus 0.4 per 16 splits (one split: 4 to start and end).
+double AttentionCost(int64_t heads, int64_t tiles, int64_t splits, int sms) {
+  static constexpr double kTileUs[4] = {0.0, 1.75, 2.41, 3.28};  // by blocks on the SM
+  const int64_t n = (tiles + splits - 1) / splits, blocks = heads * splits, resident = 3 * static_cast<int64_t>(sms);
+  const int64_t full = blocks / resident, rest = blocks % resident;
+  double us = static_cast<double>(full) * (static_cast<double>(n) * kTileUs[3] + 0.5);
+  if (rest > 0) us += static_cast<double>(n) * kTileUs[std::min<int64_t>(3, (rest + sms - 1) / sms)] + 0.5;
+  us += splits == 1 ? 4.0 : 6.5 + 0.4 * static_cast<double>((splits + 15) / 16);
+  return us + 0.01 * static_cast<double>(blocks);
+}
+
 int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms) {
   const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
-  const int64_t blocks = std::max<int64_t>(1, queries * kvh);
-  const int64_t fill = (3 * static_cast<int64_t>(sms) / 2 + blocks - 1) / blocks;
-  const int64_t most = tiles < 16 ? 1 : std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
-  return static_cast<int>(std::clamp<int64_t>(std::max<int64_t>((tiles + 31) / 32, fill), 1, most));
+  if (tiles < 16 || sms <= 0) return 1;
+  const int64_t heads = std::max<int64_t>(1, queries * kvh);
+  const int64_t most = std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
+  int64_t best = 1;
+  double best_cost = AttentionCost(heads, tiles, 1, sms);
+  for (int64_t s = 2; s <= most; ++s) {
+    const double c = AttentionCost(heads, tiles, s, sms);
+    if (c < best_cost) best = s, best_cost = c;
+  }
+  return static_cast<int>(best);
 }
 
 bool GemvSupported(DType dt, int M, int K) {
@@ -1900,6 +1987,12 @@ int QuantizeFp8Rows(DType dt, const void* x, int64_t ldx, int64_t rows, int64_t 
   return static_cast<int>(rc);
 }
 
+bool GemvRopeKvApplies(const GemvArgs& a) {
+  return a.mode == GemvOut::kRopeKv && GemvTcApplies(a) && FormatOf(a) != WFmt::kInt4 && a.D > 0 && a.D % 16 == 0 &&
+         a.nh > 0 && a.kvh > 0 && a.N == static_cast<int64_t>(a.nh + 2 * a.kvh) * a.D && a.pos != nullptr &&
+         a.slots != nullptr && a.inv_freq != nullptr && a.k_cache != nullptr && a.v_cache != nullptr;
+}
+
 int Gemv(const GemvArgs& a, cudaStream_t stream) {
   if (a.N == 0) return 0;
   if (!GemvSupported(a.dt, a.M, a.K) || (a.ldx * ElementSize(a.dt)) % 16 != 0)
@@ -1908,7 +2001,8 @@ int Gemv(const GemvArgs& a, cudaStream_t stream) {
   // tensor-core kernel only; 16-bit ones there where it applies, else on the CUDA-core kernel.
   const WFmt f = FormatOf(a);
   const bool tc = GemvTcApplies(a);
-  if ((f == WFmt::kInt4 && a.w_scale != nullptr) || (f != WFmt::k16 && !tc))
+  if ((f == WFmt::kInt4 && a.w_scale != nullptr) || (f != WFmt::k16 && !tc) ||
+      (a.mode == GemvOut::kRopeKv && !GemvRopeKvApplies(a)))
     return static_cast<int>(cudaErrorInvalidValue);
   if (tc) {
     switch (f) {

@@ -119,14 +119,14 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
 bool PagedAttentionSupported(int nh, int kvh, int D);
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
 // The key splits for `queries` decode rows of `kvh` KV heads over at most `max_len` keys on a GPU
-// of `sms` SMs, from sweeps on an H200 (docs/gpu.md, "Choosing the key splits"): a split
-// streams at most 32 of the 64-key tiles (longer ones leave too few blocks in flight at large
-// batches) and at least 2 (each split's part costs the merge kernel a little), and the grid has
-// at least 1.5 blocks per SM where the keys allow it (batch 1 to 16). The floor was 8 tiles
-// while the merge ran in the last block of each kv head, one split after another. Fewer than 16
-// tiles (1,024 keys) are not split: there the merge costs more than the parallelism returns
-// (attention_bench at 128 keys: 7.1 us a layer in one split against 8.3 in 8 at batch 1, 7.9
-// against 18.4 at 64).
+// of `sms` SMs: the count (1 to 256, at least 2 tiles of 64 keys a split) with the least modelled
+// time (AttentionCost in kernels.cu: waves of resident blocks, each block's pace by how many
+// share its SM, a cost per block and the merge's per split), fitted to attention_bench on an H200
+// (docs/gpu.md). It keeps the grid to whole waves where that pays: batch 64 takes 3 splits (384
+// blocks, one wave of 396; 0.86-0.88 of the read bandwidth at 16k-32k keys) where 2 left the SMs
+// two blocks each and 4 a second wave of 116. Fewer than 16 tiles (1,024 keys) are not split:
+// there the merge costs more than the parallelism returns (attention_bench at 128 keys: 7.1 us a
+// layer in one split against 8.3 in 8 at batch 1, 7.9 against 18.4 at 64).
 int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms);
 
 // y = x W^T for a few rows of x (a decode step's batch): a memory-bound GEMV that streams W once
@@ -139,8 +139,12 @@ int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms);
 //                  residual add of o_proj and down_proj
 //       kSiluMul   W holds 2 N rows (gate, then up): y[m, n] = silu(x.W[n]) * x.W[N + n]
 //       kStoreF32  like kStore into a float32 y (the logits)
+//       kRopeKv    the qkv projection of a decode step: kStore, then what RopeKvWrite does
+//                  (a 16-bit cache): RoPE on the q and k heads in y, and k and v written into
+//                  the caches at each row's slot (tensor-core GEMV, 16-bit or FP8 weights;
+//                  GemvRopeKvApplies)
 // W: [N (2 N for kSiluMul), K] row-major. x: [M, ldx]; y: [M, ldy].
-enum class GemvOut { kStore, kResidual, kSiluMul, kStoreF32 };
+enum class GemvOut { kStore, kResidual, kSiluMul, kStoreF32, kRopeKv };
 struct GemvArgs {
   DType dt = DType::kBF16;
   const void* x = nullptr;
@@ -168,6 +172,14 @@ struct GemvArgs {
   // records. The tensor-core kernel runs them (GemvInt4Supported).
   const float* int4_scale = nullptr;
   const uint8_t* int4_zero = nullptr;
+  // kRopeKv: row m's position and cache slot, RoPE's inverse frequencies (D / 2), the layer's
+  // 16-bit caches ([slots, kvh, D]) and the heads (N = (nh + 2 kvh) D).
+  const int32_t* pos = nullptr;
+  const int32_t* slots = nullptr;
+  const float* inv_freq = nullptr;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  int nh = 0, kvh = 0, D = 0;
 };
 // The largest M the GEMV takes (KernelTuning's kMaxGemvRows); larger batches use cuBLAS GEMMs.
 constexpr int kGemvMaxRows = 8;
@@ -177,6 +189,9 @@ bool GemvSupported(DType dt, int M, int K);
 // The same for FP8 weights (w_scale set): a 16-bit dtype, K a multiple of 64.
 bool GemvFp8Supported(DType dt, int M, int K);
 int Gemv(const GemvArgs& a, cudaStream_t stream);
+// True when Gemv takes `a` in kRopeKv mode: the tensor-core GEMV applies, the weights are 16-bit
+// or FP8, D a multiple of 16, N = (nh + 2 kvh) D, and the RoPE and cache fields are set.
+bool GemvRopeKvApplies(const GemvArgs& a);
 
 // Int4 weights (AWQ checkpoints and --quantization int4 on CUDA): W[n, k] = scale[n, g] *
 // (q[n, k] - zero[n, g]) with q and zero in [0, 15] and groups g of 128 columns, held in the
