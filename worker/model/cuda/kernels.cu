@@ -1239,10 +1239,10 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
 // per load (whole sectors).
 //
 // The grid is persistent: at most as many blocks as fit on the GPU at once, each taking tiles
-// round after round. The 8 warps of a block split K into S slices (S = 1, 2, 4 or 8: the
-// fewest that give every resident warp work; slices differ by at most one 64-k step), so each
-// warp owns (tile, slice) units; a block
-// round covers 8 / S tiles, and the S partial sums of a tile meet in shared memory. Each lane
+// round after round. The 8 warps of a block split K into S slices (S = 1, 2, 4 or 8: the count
+// that gives a warp the fewest steps, LaunchGemvTc; slices differ by at most one step), so each
+// warp owns (tile, slice) units; a block round covers 8 / S tiles, and the S partial sums of a
+// tile meet in shared memory. Each lane
 // keeps up to kTgLoads 16-byte weight loads in flight through a ring of registers that runs
 // across unit and round boundaries, so the stream of weights never waits for an epilogue; the
 // ring's first loads are issued before the wait on the previous kernel (PDL), as weights allow.
