@@ -350,28 +350,6 @@ TEST_P(GpuKernelsTest, PagedAttentionMatchesGatherSoftmax) {
     }
   }
 }
-// The split rule's bounds: one split under 16 tiles (1,024 keys), else 1 to 256 splits of at
-// least 2 tiles each; and the whole-wave choices it was fitted for on a 132-SM GPU (docs/gpu.md,
-// device run 25: each within 4% of the best count attention_bench measured).
-TEST_P(GpuKernelsTest, PagedAttentionSplitsStayInBounds) {
-  for (int64_t q : {1, 2, 7, 64, 256, 4096})
-    for (int64_t len : {1, 64, 1023, 1024, 4096, 16384, 65536, 1 << 20})
-      for (int sms : {1, 78, 132}) {
-        const int s = cuda::PagedAttentionSplits(q, 2, len, sms);
-        const int64_t tiles = (len + 63) / 64;
-        if (tiles < 16) {
-          EXPECT_EQ(s, 1) << q << " " << len;
-        } else {
-          EXPECT_GE(s, 1);
-          EXPECT_LE(s, cuda::kMaxAttentionSplits);
-          EXPECT_GE(tiles / s, 2) << q << " " << len << " " << sms;
-        }
-      }
-  EXPECT_EQ(cuda::PagedAttentionSplits(64, 2, 16384, 132), 3);   // 384 blocks: one wave of 396
-  EXPECT_EQ(cuda::PagedAttentionSplits(16, 2, 32768, 132), 12);  // 384 blocks
-  EXPECT_EQ(cuda::PagedAttentionSplits(1, 2, 32768, 132), 128);
-}
-
 // The fused GEMV against the unfused ATen ops it replaces, for every epilogue, with and without
 // the norm prologue, for 1, 3, 5 and 8 rows, several K and N (a partial last tile of 8 outputs;
 // more tiles than the persistent grid takes in one round), on both kernels: the tensor-core one

@@ -1240,7 +1240,7 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
 //
 // The grid is persistent: at most as many blocks as fit on the GPU at once, each taking tiles
 // round after round. The 8 warps of a block split K into S slices (S = 1, 2, 4 or 8: the count
-// that gives a warp the fewest steps, LaunchGemvTc; slices differ by at most one step), so each
+// that gives a warp the fewest steps, GemvTcGridFor; slices differ by at most one step), so each
 // warp owns (tile, slice) units; a block round covers 8 / S tiles, and the S partial sums of a
 // tile meet in shared memory. Each lane
 // keeps up to kTgLoads 16-byte weight loads in flight through a ring of registers that runs
@@ -1682,29 +1682,12 @@ int LaunchGemvTc(const GemvArgs& a, cudaStream_t stream) {
   const size_t smem = TgSmem(a.M, a.K);
   const int resident = TgResidentBlocks(reinterpret_cast<const void*>(kernel), smem);
   if (resident <= 0) return static_cast<int>(cudaErrorInvalidConfiguration);
-  const int64_t tiles = (a.N + kTgTileN - 1) / kTgTileN;
-  // K slices S: the count that gives a warp the fewest steps, rounds x steps a slice, with as
-  // few rounds as the resident blocks allow (the fewer slices on a tie). Slices of two steps at
-  // least (int4: one, 256 k); slices differ by at most one step, and one of none would never
-  // write its tile. (The fewest slices that give every resident warp a unit, the rule before,
-  // left gate/up's 1,120 tiles at two slices in two rounds, 24 steps a warp on 140 blocks; eight
-  // slices take 15 on 224.)
-  const int all_steps = a.K / TgStepK(kFmt);
-  const int min_steps = kFmt == WFmt::kInt4 ? 1 : 2;
-  auto rounds_for = [&](int s) {
-    const int64_t per_round = kTgWarps / s;
-    return (tiles + static_cast<int64_t>(resident) * per_round - 1) / (resident * per_round);
-  };
-  int split = 1;
-  for (int s = 2; s <= kTgWarps && all_steps / s >= min_steps; s *= 2)
-    if (rounds_for(s) * ((all_steps + s - 1) / s) < rounds_for(split) * ((all_steps + split - 1) / split)) split = s;
-  // The tiles spread evenly over the rounds' blocks (a last round of a few tiles would leave
-  // most of the GPU idle while it streams).
-  const int64_t per_round = kTgWarps / split;
-  const int64_t rounds = rounds_for(split);
-  const int64_t blocks = (tiles + rounds * per_round - 1) / (rounds * per_round);
-  return static_cast<int>(Launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kTgThreads), smem, stream, a,
-                                 split, static_cast<int>(rounds)));
+  // Slices of two steps at least (int4: one, 256 k): they differ by at most one step, and one of
+  // none would never write its tile.
+  const GemvTcGrid grid = GemvTcGridFor((a.N + kTgTileN - 1) / kTgTileN, a.K / TgStepK(kFmt),
+                                        kFmt == WFmt::kInt4 ? 1 : 2, resident, kTgWarps);
+  return static_cast<int>(Launch(kernel, dim3(static_cast<unsigned>(grid.blocks)), dim3(kTgThreads), smem, stream,
+                                 a, grid.split, static_cast<int>(grid.rounds)));
 }
 
 template <typename T, WFmt kFmt>
@@ -1891,37 +1874,6 @@ int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream) {
     case DType::kBF16: return PagedAttentionFor<__nv_bfloat16>(a, tensor_cores, stream);
   }
   return static_cast<int>(cudaErrorInvalidValue);
-}
-
-// The modelled time (microseconds on the H200) of a decode-attention launch over `heads` (query,
-// KV head) pairs of `tiles` 64-key tiles each in `splits` splits, fitted to attention_bench's
-// sweeps of batch 1-256 at 4k-32k keys (device run 25, docs/gpu.md). The blocks run in waves of
-// the resident ones (3 an SM: two stages of tiles in shared memory); a block streams a tile in
-// 1.75 us alone on its SM, 2.41 with two and 3.28 with three (the memory bandwidth shared), so
-// a last wave of a few blocks costs nearly a full one; each block adds 0.01 us, a wave 0.5, and
-// the merge of several splits 6.5 plus 0.4 per 16 splits (one split: 4 to start and end).
-double AttentionCost(int64_t heads, int64_t tiles, int64_t splits, int sms) {
-  static constexpr double kTileUs[4] = {0.0, 1.75, 2.41, 3.28};  // by blocks on the SM
-  const int64_t n = (tiles + splits - 1) / splits, blocks = heads * splits, resident = 3 * static_cast<int64_t>(sms);
-  const int64_t full = blocks / resident, rest = blocks % resident;
-  double us = static_cast<double>(full) * (static_cast<double>(n) * kTileUs[3] + 0.5);
-  if (rest > 0) us += static_cast<double>(n) * kTileUs[std::min<int64_t>(3, (rest + sms - 1) / sms)] + 0.5;
-  us += splits == 1 ? 4.0 : 6.5 + 0.4 * static_cast<double>((splits + 15) / 16);
-  return us + 0.01 * static_cast<double>(blocks);
-}
-
-int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms) {
-  const int64_t tiles = std::max<int64_t>(1, (max_len + 63) / 64);
-  if (tiles < 16 || sms <= 0) return 1;
-  const int64_t heads = std::max<int64_t>(1, queries * kvh);
-  const int64_t most = std::clamp<int64_t>(tiles / 2, 1, kMaxAttentionSplits);
-  int64_t best = 1;
-  double best_cost = AttentionCost(heads, tiles, 1, sms);
-  for (int64_t s = 2; s <= most; ++s) {
-    const double c = AttentionCost(heads, tiles, s, sms);
-    if (c < best_cost) best = s, best_cost = c;
-  }
-  return static_cast<int>(best);
 }
 
 bool GemvSupported(DType dt, int M, int K) {

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "worker/model/cuda/launch_rules.h"
+
 typedef struct CUstream_st* cudaStream_t;
 
 namespace r1::model::cuda {
@@ -109,8 +111,6 @@ struct PagedAttentionArgs {
 // The most query rows one PagedAttention launch takes (its grid's z-dimension); the model's
 // kMaxAttentionQueries (kernel_tuning.h) is asserted equal to it where both are seen.
 constexpr int kMaxAttentionQueriesPerLaunch = 65535;
-// The most key splits a launch takes (the merge keeps a weight per split in shared memory).
-constexpr int kMaxAttentionSplits = 256;
 
 // True when the tensor-core kernel serves this shape.
 bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
@@ -118,16 +118,6 @@ bool TensorCoreAttention(DType dt, int nh, int kvh, int D);
 // then uses another path.
 bool PagedAttentionSupported(int nh, int kvh, int D);
 int PagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
-// The key splits for `queries` decode rows of `kvh` KV heads over at most `max_len` keys on a GPU
-// of `sms` SMs: the count (1 to 256, at least 2 tiles of 64 keys a split) with the least modelled
-// time (AttentionCost in kernels.cu: waves of resident blocks, each block's pace by how many
-// share its SM, a cost per block and the merge's per split), fitted to attention_bench on an H200
-// (docs/gpu.md). It keeps the grid to whole waves where that pays: batch 64 takes 3 splits (384
-// blocks, one wave of 396; 0.86-0.88 of the read bandwidth at 16k-32k keys) where 2 left the SMs
-// two blocks each and 4 a second wave of 116. Fewer than 16 tiles (1,024 keys) are not split:
-// there the merge costs more than the parallelism returns (attention_bench at 128 keys: 7.1 us a
-// layer in one split against 8.3 in 8 at batch 1, 7.9 against 18.4 at 64).
-int PagedAttentionSplits(int64_t queries, int kvh, int64_t max_len, int sms);
 
 // y = x W^T for a few rows of x (a decode step's batch): a memory-bound GEMV that streams W once
 // with 16-byte loads, with the step's neighbouring ops fused in:
