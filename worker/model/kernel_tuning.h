@@ -34,7 +34,8 @@ struct KernelTuning {
   // CUDA (compute capability 9+): programmatic dependent launch between our kernels.
   bool pdl = true;
   // Decode attention's key splits per (query, KV head); 0: chosen per step from the batch and
-  // context (8 to 32 tiles of 64 keys a split, at least 1.5 blocks per SM where keys allow).
+  // context (cuda::PagedAttentionSplits: the count with the least modelled time of the launch's
+  // waves of resident blocks, at least 2 tiles of 64 keys a split).
   int attn_splits = 0;
   // Decode attention's 64-key tiles in shared memory at once (2 or 3; more in flight, fewer
   // blocks per SM).
