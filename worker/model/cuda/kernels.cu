@@ -249,6 +249,18 @@ __global__ void __launch_bounds__(kThreads) QuantizeFp8RowsKernel(const T* __res
 
 // --- RoPE + KV-cache write -----------------------------------------------------------------
 
+// Rotate-half RoPE of one pair (x1, x2) = (x[j], x[j + D / 2]) at position pos, each op rounded to
+// T as transformers' bf16/f16 ops round them: q * cos + rotate_half(q) * sin, rotate_half(q) =
+// [-x2, x1]. RopeKvWrite and the qkv GEMV's kRopeKv epilogue share it, so the two paths agree bit
+// for bit.
+template <typename T>
+__device__ __forceinline__ void RotateHalfPair(float x1, float x2, float pos, float inv_freq, T* y1, T* y2) {
+  const float f = pos * inv_freq;
+  const float c = Round<T>(cosf(f)), s = Round<T>(sinf(f));
+  *y1 = FromF<T>(Round<T>(x1 * c) + Round<T>(-x2 * s));
+  *y2 = FromF<T>(Round<T>(x2 * c) + Round<T>(x1 * s));
+}
+
 template <typename T>
 __global__ void RopeKvWriteKernel(RopeKvArgs a) {
   GridDepWait();
@@ -263,13 +275,9 @@ __global__ void RopeKvWriteKernel(RopeKvArgs a) {
   const int pairs = (nh + kvh) * half;
   for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
     const int h = i / half, j = i - h * half;
-    const float f = p * a.inv_freq[j];
-    const float c = Round<T>(cosf(f)), s = Round<T>(sinf(f));
     T* head = row + h * D;
-    const float x1 = ToF(head[j]), x2 = ToF(head[j + half]);
-    // q * cos + rotate_half(q) * sin, rotate_half(q) = [-x2, x1]; each op rounded.
-    const T y1 = FromF<T>(Round<T>(x1 * c) + Round<T>(-x2 * s));
-    const T y2 = FromF<T>(Round<T>(x2 * c) + Round<T>(x1 * s));
+    T y1, y2;
+    RotateHalfPair<T>(ToF(head[j]), ToF(head[j + half]), p, a.inv_freq[j], &y1, &y2);
     head[j] = y1;
     head[j + half] = y2;
     if (h >= nh && !a.fp8_cache) {
@@ -1242,10 +1250,10 @@ int GemvMode(const GemvArgs& a, cudaStream_t stream) {
 // round after round. The 8 warps of a block split K into S slices (S = 1, 2, 4 or 8: the count
 // that gives a warp the fewest steps, GemvTcGridFor; slices differ by at most one step), so each
 // warp owns (tile, slice) units; a block round covers 8 / S tiles, and the S partial sums of a
-// tile meet in shared memory. Each lane
-// keeps up to kTgLoads 16-byte weight loads in flight through a ring of registers that runs
-// across unit and round boundaries, so the stream of weights never waits for an epilogue; the
-// ring's first loads are issued before the wait on the previous kernel (PDL), as weights allow.
+// tile meet in shared memory. Each lane keeps up to kTgLoads 16-byte weight loads in flight
+// through a ring of registers that runs across unit and round boundaries, so the stream of
+// weights never waits for an epilogue; the ring's first loads are issued before the wait on the
+// previous kernel (PDL), as weights allow.
 // The ring reloads a half at a time: once a half's steps are consumed, its slots load the steps
 // kDepth ahead together, so that the wait for a step's weights never also waits for loads issued
 // after them (reloading each slot as it was consumed, the lm_head took 151 us instead of 133 in
@@ -1309,10 +1317,8 @@ __device__ __forceinline__ void RopeKvEpilogue(const GemvArgs& a, int m, int64_t
   const int D = a.D;
   if (rotate) {
     const int h = static_cast<int>(n1 / D), j = static_cast<int>(n1 - static_cast<int64_t>(h) * D);
-    const float f = static_cast<float>(a.pos[m]) * a.inv_freq[j];
-    const float cs = Round<T>(cosf(f)), sn = Round<T>(sinf(f));
-    const T y1 = FromF<T>(Round<T>(x1 * cs) + Round<T>(-x2 * sn));
-    const T y2 = FromF<T>(Round<T>(x2 * cs) + Round<T>(x1 * sn));
+    T y1, y2;
+    RotateHalfPair<T>(x1, x2, static_cast<float>(a.pos[m]), a.inv_freq[j], &y1, &y2);
     y[n1] = y1;
     y[n2] = y2;
     if (h >= a.nh) {
