@@ -37,6 +37,7 @@ struct RequestResult {
   int64_t output_tokens = 0;
   int64_t counted_tokens = 0;
   int64_t prompt_tokens = -1;  // -1 when the server did not say
+  int64_t prompt_words = 0;    // of the request's generated prompt (RequestSpec::prompt_words)
 
   // Records a message carrying `tokens` new tokens that arrived at `t`.
   void OnTokens(SteadyClock::time_point t, int64_t tokens) {

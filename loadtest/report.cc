@@ -13,18 +13,41 @@ LevelReport MakeReport(const LevelResult& result) {
   LevelReport r;
   r.level = result.level;
   const double window_s = std::chrono::duration<double>(result.window_end - result.window_start).count();
-  int64_t window_tokens = 0;
+  // Prompt tokens per word over the requests that reported both, for those that did not.
+  int64_t known_tokens = 0, known_words = 0;
+  for (const RequestResult& q : result.results) {
+    if (q.prompt_tokens > 0 && q.prompt_words > 0) {
+      known_tokens += q.prompt_tokens;
+      known_words += q.prompt_words;
+    }
+  }
+  const double tokens_per_word =
+      known_words > 0 ? static_cast<double>(known_tokens) / static_cast<double>(known_words) : 0.0;
+  int64_t window_tokens = 0, context_tokens = 0;
+  double context_sum = 0;
   for (const RequestResult& q : result.results) {
     if (!q.got_token) continue;
-    // Token times: the first, then each gap after it.
+    const double prompt = q.prompt_tokens > 0 ? static_cast<double>(q.prompt_tokens)
+                          : tokens_per_word > 0 ? tokens_per_word * static_cast<double>(q.prompt_words)
+                                                : -1.0;
+    // Token times: the first, then each gap after it; token i has prompt + i keys before it.
+    auto count = [&](double t, size_t i) {
+      if (t < 0 || t > window_s) return;
+      ++window_tokens;
+      if (prompt >= 0) {
+        context_sum += prompt + static_cast<double>(i);
+        ++context_tokens;
+      }
+    };
     double t = std::chrono::duration<double>(q.first_token - result.window_start).count();
-    if (t >= 0 && t <= window_s) ++window_tokens;
-    for (double g : q.itl_s) {
-      t += g;
-      if (t >= 0 && t <= window_s) ++window_tokens;
+    count(t, 0);
+    for (size_t i = 0; i < q.itl_s.size(); ++i) {
+      t += q.itl_s[i];
+      count(t, i + 1);
     }
   }
   if (window_s > 0) r.window_output_tokens_per_s = static_cast<double>(window_tokens) / window_s;
+  if (context_tokens > 0) r.window_mean_context_tokens = context_sum / static_cast<double>(context_tokens);
   r.wall_s = result.wall_s;
   r.client_queued = result.client_queued;
   std::vector<double> ttft, itl, tpot, e2e;
@@ -94,6 +117,8 @@ std::string FormatText(const Options& options, const std::vector<LevelReport>& r
                            r.output_tokens_per_s);
     if (r.prompt_tokens > 0) out += absl::StrFormat("; %d prompt", r.prompt_tokens);
     out += absl::StrFormat("; %.1f tok/s while sending", r.window_output_tokens_per_s);
+    if (r.window_mean_context_tokens > 0)
+      out += absl::StrFormat(" (mean context %.0f tokens)", r.window_mean_context_tokens);
     out += "\n";
     if (r.level.rate > 0) {
       out += absl::StrFormat("  queued     %d arrivals waited in the client for a free slot\n",
@@ -130,6 +155,7 @@ json::value ToJson(const Options& options, const std::vector<LevelReport>& repor
         {"output_tokens", r.output_tokens},
         {"output_tokens_per_s", r.output_tokens_per_s},
         {"window_output_tokens_per_s", r.window_output_tokens_per_s},
+        {"window_mean_context_tokens", r.window_mean_context_tokens},
         {"prompt_tokens", r.prompt_tokens},
         {"client_queued", r.client_queued},
         {"ttft_ms", SummaryJson(r.ttft_ms)},

@@ -28,6 +28,13 @@ struct LevelReport {
   // second of it: the steady-state rate, without the drain at the end of a --duration level.
   double window_output_tokens_per_s = 0;
   int64_t prompt_tokens = 0;       // as reported by the server (0 when it does not say)
+  // The mean context of the tokens counted in window_output_tokens_per_s: each token's keys,
+  // its request's prompt tokens plus the output tokens before it. A request whose stream ended
+  // without a usage count (cut by --timeout, failed) counts its prompt at the level's prompt
+  // tokens per word; 0 when no request reported its prompt tokens. It names the decode batch's
+  // context that the level ran at (the R1-shaped level's long outputs put it far above the
+  // prompts').
+  double window_mean_context_tokens = 0;
   int64_t client_queued = 0;
   // Over succeeded requests. TPOT (time per output token) is per request: from the first
   // to the last token, divided by the output tokens after the first (the server's count, so

@@ -102,7 +102,10 @@ class LevelRun {
 
   void Launch(const std::vector<RequestSpec>& specs) {
     for (const RequestSpec& s : specs) {
-      backend_.Start(s, [this](RequestResult r) { OnDone(std::move(r)); });
+      backend_.Start(s, [this, words = s.prompt_words](RequestResult r) {
+        r.prompt_words = words;
+        OnDone(std::move(r));
+      });
     }
   }
 

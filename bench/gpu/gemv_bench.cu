@@ -187,6 +187,13 @@ int main(int argc, char** argv) {
         if (m < 1 || m > 8) return std::fprintf(stderr, "--rows: rows in [1, 8] (the GEMV's)\n"), 2;
     } else if (!std::strcmp(argv[i], "--format") && i + 1 < argc) {
       only_fmt = argv[++i];
+      for (size_t at = 0; at <= only_fmt.size();) {  // every name one of the formats
+        const size_t end = std::min(only_fmt.find(',', at), only_fmt.size());
+        const std::string name = only_fmt.substr(at, end - at);
+        if (name != "bf16" && name != "fp8" && name != "int4")
+          return std::fprintf(stderr, "--format: '%s' is not bf16, fp8 or int4\n", name.c_str()), 2;
+        at = end + 1;
+      }
     } else if (!std::strcmp(argv[i], "--lt") && i + 1 < argc) {
       lt_rows = ParseList(argv[++i]);
       for (int m : lt_rows)
@@ -195,7 +202,7 @@ int main(int argc, char** argv) {
       cublas_peer = false;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--rows 1,2,4,8] [--format bf16|fp8|int4] [--no-cublas] [--lt 16,64,256]\n"
+                   "usage: %s [--rows 1,2,4,8] [--format bf16,fp8,int4] [--no-cublas] [--lt 16,64,256]\n"
                    "Times r1serve's GEMV on the 1.5B distill's weight shapes against the read bandwidth.\n",
                    argv[0]);
       return std::strcmp(argv[i], "--help") ? 2 : 0;
@@ -232,7 +239,8 @@ int main(int argc, char** argv) {
 
   const std::vector<Fmt> fmts = {Fmt::kBf16, Fmt::kFp8, Fmt::kInt4};
   for (Fmt f : fmts) {
-    if (!only_fmt.empty() && only_fmt != Name(f)) continue;
+    if (!only_fmt.empty() && ("," + only_fmt + ",").find(std::string(",") + Name(f) + ",") == std::string::npos)
+      continue;
     for (const Shape* s : {&kQkv, &kO, &kGateUp, &kDown, &kLmHead}) {
       // Copies of the weights so that the launches of one replay read more than 1 GB.
       std::vector<Weights> copies;

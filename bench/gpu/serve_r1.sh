@@ -7,7 +7,8 @@
 #   - closed loop at each CONCURRENCY level for DURATION seconds of sending, then the level
 #     drains;
 #   - a KV cache of KV_MEMORY bytes (24 GiB: 64 streams fit, 256 streams preempt).
-# Prints, per level: output tok/s while sending (steady state) and overall, TTFT and
+# Prints, per level: output tok/s while sending (steady state) and overall, the mean context of
+# the tokens sent while sending (the decode batch's context the level ran at), TTFT and
 # inter-token latency p50/p99, failures, and the worker's preemptions during the level.
 #
 #   bash bench/gpu/serve_r1.sh OUTDIR
@@ -60,6 +61,7 @@ except Exception as e:  # a failed run still prints a line
     sys.exit(0)
 print(f"RESULT serve-r1 streams {c} kv {kv} ok {r['succeeded']} fail {r['failed']} "
       f"window_tok_s {r['window_output_tokens_per_s']:.0f} overall_tok_s {r['output_tokens_per_s']:.0f} "
+      f"mean_context {r.get('window_mean_context_tokens', 0):.0f} "
       f"ttft_p50_ms {r['ttft_ms']['p50']:.0f} ttft_p99_ms {r['ttft_ms']['p99']:.0f} "
       f"itl_p50_ms {r['itl_ms']['p50']:.1f} itl_p99_ms {r['itl_ms']['p99']:.1f} "
       f"preemptions {float(after) - float(before):.0f} wall_s {r['duration_s']:.0f}")

@@ -265,6 +265,26 @@ TEST(Report, FiguresFromKnownTimes) {
   level.window_start = t0;
   level.window_end = t0 + milliseconds(350);
   EXPECT_NEAR(MakeReport(level).window_output_tokens_per_s, 8 / 0.35, 1e-6);
+  // Their contexts: 9 prompt tokens plus 0..4 before each of request 1's tokens, 0..2 of
+  // request 2's: (5 * 9 + 10 + 3 * 9 + 3) / 8.
+  EXPECT_NEAR(MakeReport(level).window_mean_context_tokens, (45 + 10 + 27 + 3) / 8.0, 1e-9);
+  EXPECT_NEAR(ToJson(Options{}, {MakeReport(level)}).at("runs").at(0).at("window_mean_context_tokens").as_double(),
+              (45 + 10 + 27 + 3) / 8.0, 1e-9);
+  // A request cut before its usage count (prompt tokens unknown) counts its prompt at the
+  // level's tokens per word: 18 tokens over 6 words, so its 4 words are 12 tokens.
+  level.results[0].prompt_words = 3;
+  level.results[1].prompt_words = 3;
+  RequestResult cut;
+  cut.prompt_words = 4;
+  cut.start = t0;
+  cut.OnTokens(t0 + milliseconds(50), 1);
+  cut.OnTokens(t0 + milliseconds(60), 1);
+  cut.Fail("timeout", "request timeout");
+  level.results.push_back(cut);
+  EXPECT_NEAR(MakeReport(level).window_mean_context_tokens, (45 + 10 + 27 + 3 + 12 + 13) / 10.0, 1e-9);
+  // No prompt counts at all: no mean.
+  for (RequestResult& q : level.results) q.prompt_tokens = -1;
+  EXPECT_EQ(MakeReport(level).window_mean_context_tokens, 0.0);
 }
 
 TEST(GrpcErrorKind, NamesCodes) {
