@@ -128,12 +128,16 @@ int main(int argc, char** argv) {
   struct Result {
     int64_t ctx;
     bool aten;
+    bool amx;  // decode: the kernel with its scores on AMX tiles (where the CPU has them)
     std::vector<double> seconds;
   };
   std::vector<Result> results;
-  for (int64_t c : ctxs)
-    for (bool a : {false, true})
-      if (!a || *aten) results.push_back({c, a, {}});
+  const bool amx = N == 0 && r1::model::DecodeAttentionAmx();
+  for (int64_t c : ctxs) {
+    results.push_back({c, false, false, {}});
+    if (amx) results.push_back({c, false, true, {}});
+    if (*aten) results.push_back({c, true, false, {}});
+  }
   std::vector<double> bws{r1::bench::ReadBandwidthGBs(nthreads, 5)}, gflops;
   if (N > 0) gflops.push_back(MatmulGflops());
   for (int64_t r = 0; r < *rounds; ++r) {
@@ -148,7 +152,7 @@ int main(int argc, char** argv) {
           if (N > 0 && res.aten) AtenPrefill(q, kc[l], vc[l], idx, res.ctx, scale);
           else if (N > 0) r1::model::PrefillAttention(q, kc[l], vc[l], slots, res.ctx, scale);
           else if (res.aten) AtenAttention(q, kc[l], vc[l], idx, scale);
-          else r1::model::DecodeAttention(q, kc[l], vc[l], slots, scale);
+          else r1::model::DecodeAttention(q, kc[l], vc[l], slots, scale, res.amx);
         }
         res.seconds.push_back(std::chrono::duration<double>(Clock::now() - t).count());
       }
@@ -183,7 +187,8 @@ int main(int argc, char** argv) {
     const double bytes = 2.0 * res.ctx * KVH * D * 2 * L, s = Median(res.seconds);
     std::printf("context %6ld  %-6s  %8.2f ms a step  %6.3f GB of K and V  %5.1f GB/s  (%3.0f%% of the median "
                 "bandwidth; bound %.2f ms)\n",
-                static_cast<long>(res.ctx), res.aten ? "aten" : "kernel", s * 1e3, bytes / 1e9, bytes / s / 1e9,
+                static_cast<long>(res.ctx), res.aten ? "aten" : res.amx ? "amx" : "kernel", s * 1e3, bytes / 1e9,
+                bytes / s / 1e9,
                 100 * bytes / s / 1e9 / bw, bytes / bw / 1e6);
   }
   return 0;

@@ -184,8 +184,9 @@ bool ParseVariant(const std::string& spec, int threads, Variant* v, std::string*
     else if (p == "int8" || p == "int4" || p == "none") v->options.quantization = p;
     else if (p == "g32" || p == "g64" || p == "g128") v->options.int4_group_size = std::stoi(p.substr(1));
     else if (p == "floathead") v->options.int8_lm_head = false;
+    else if (p == "noamx") v->options.tuning.cpu_amx = false;
     else {
-      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, int4, none, floathead, g32, g64, g128)";
+      *err = "--variants: unknown option '" + p + "' in '" + spec + "' (kernel, torch, copy, map, int8, int4, none, floathead, noamx, g32, g64, g128)";
       return false;
     }
   }
@@ -211,7 +212,7 @@ int main(int argc, char** argv) {
       "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file), "
       "+int8, +int4 or +none (--quantization: int8 or int4 linear layers, or the checkpoint's floating "
       "weights), +g32 / +g64 / +g128 (int4 group size), +floathead (lm_head stays in the dtype; "
-      "--int8-lm-head=false)");
+      "--int8-lm-head=false), +noamx (--cpu-amx=false: no AMX tiles in the decode attention)");
   int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
   int64_t* rounds = flags.Int("rounds", 5, "measurement rounds (each runs every variant once)");
   int64_t* prefill_tokens = flags.Int("prefill-tokens", 512, "prompt length for the prefill figure (0: skip)");

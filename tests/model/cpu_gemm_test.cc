@@ -125,6 +125,7 @@ TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
   const int64_t slots_total = 4096;
   if (!DecodeAttentionApplies(at::zeros({1, 12, 128}, at::kBFloat16), at::zeros({1, 2, 128}, at::kBFloat16)))
     GTEST_SKIP() << "no AVX512-BF16";
+  std::printf("AMX tiles %s\n", DecodeAttentionAmx() ? "used (amx runs check them)" : "not on this CPU (amx runs the same kernel)");
   // Query heads per KV head: 6 (the 1.5B), 7 (7B), 5 (14B, 32B), 4 and 8 (the Llama distills),
   // 1, and 12 (two passes of at most 8); head_dim 128, 64, and 96 (columns 32 at a time).
   struct Shape { int64_t heads, kvh, D; };
@@ -140,22 +141,30 @@ TEST(CpuAttentionTest, DecodeAttentionMatchesAtenOnScatteredSlots) {
       };
       at::Tensor kc = values({slots_total, sh.kvh, sh.D});
       at::Tensor vc = at::randn({slots_total, sh.kvh, sh.D}).to(at::kBFloat16);
-      for (int64_t ctx : {1, 17, 700}) {  // 700: units shared over the pool; 16 keys at a time and a tail
-        std::vector<int64_t> slots;
-        for (int64_t p = 0; p < ctx; ++p) slots.push_back((p * 37 + 5) % slots_total);  // scattered blocks
+      // 700: units shared over the pool; 16 keys at a time and a tail. Slots scattered one by
+      // one, or in order (whole cache blocks of 16: the AMX scores load those straight from the
+      // cache, the scattered ones through a buffer).
+      for (int64_t ctx : {1, 17, 700}) {
         at::Tensor q = values({1, sh.heads, sh.D});
-        at::Tensor idx = at::tensor(slots, at::kLong);
-        const double scale = 1 / std::sqrt(static_cast<double>(sh.D));
-        // A decode step is a one-query chunk after ctx - 1 cached keys.
-        at::Tensor ref = AtenPrefillAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), ctx - 1, scale);
-        at::Tensor got = DecodeAttention(q, kc, vc, slots, scale);
-        ASSERT_EQ(got.sizes(), ref.sizes());
-        at::Tensor err = (got.to(at::kFloat) - ref.to(at::kFloat)).abs();
-        // Same roundings; only the order of float sums and exp's last bits differ (a bf16 step
-        // at most, mostly none).
-        EXPECT_TRUE((err <= ref.to(at::kFloat).abs() / 64 + 1e-2).all().item<bool>())
-            << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " kv heads " << sh.kvh << " D " << sh.D
-            << " ctx " << ctx << " max err " << err.max().item<float>();
+        for (bool in_order : {false, true}) {
+          std::vector<int64_t> slots;
+          for (int64_t p = 0; p < ctx; ++p) slots.push_back(in_order ? p + 32 : (p * 37 + 5) % slots_total);
+          at::Tensor idx = at::tensor(slots, at::kLong);
+          const double scale = 1 / std::sqrt(static_cast<double>(sh.D));
+          // A decode step is a one-query chunk after ctx - 1 cached keys.
+          at::Tensor ref = AtenPrefillAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), ctx - 1, scale);
+          for (bool amx : {false, true}) {  // AMX scores where this CPU has them (else the same kernel twice)
+            at::Tensor got = DecodeAttention(q, kc, vc, slots, scale, amx);
+            ASSERT_EQ(got.sizes(), ref.sizes());
+            at::Tensor err = (got.to(at::kFloat) - ref.to(at::kFloat)).abs();
+            // Same roundings; only the order of float sums and exp's last bits differ (a bf16 step
+            // at most, mostly none).
+            EXPECT_TRUE((err <= ref.to(at::kFloat).abs() / 64 + 1e-2).all().item<bool>())
+                << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " kv heads " << sh.kvh << " D "
+                << sh.D << " ctx " << ctx << (in_order ? " slots in order" : " scattered slots")
+                << (amx ? " amx" : "") << " max err " << err.max().item<float>();
+          }
+        }
       }
     }
   }

@@ -11,7 +11,10 @@
 #define R1_HAVE_ATTENTION_KERNEL 1
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace r1::model {
@@ -20,6 +23,7 @@ namespace r1::model {
 namespace {
 
 #define R1_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define R1_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
 // The float32 values of bf16-rounded x (nearest even), 16 lanes: what storing x to a bf16
 // tensor and reading it back gives.
@@ -57,6 +61,77 @@ R1_TARGET inline void Prefetch(const void* p, int64_t bytes) {
   for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(static_cast<const char*>(p) + b, _MM_HINT_T0);
 }
 
+// AMX (Intel Sapphire Rapids and later): whether this process may use the tiles: the CPU has
+// AMX-TILE and AMX-BF16, and Linux granted the tile data state (arch_prctl
+// ARCH_REQ_XCOMP_PERM, process-wide). Asked once.
+bool AmxReady() {
+  static const bool ready = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 22) & 1) || !((d >> 24) & 1)) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ready;
+}
+
+// The scores of a chunk's whole blocks of 16 keys on AMX tiles, for the G (<= 16) query heads
+// of one KV head: S^T = K Q^T with A = the 16 keys' K rows, 32 dimensions a tile (loaded
+// straight from the cache when the 16 slots are one run, as a sequence's cache blocks of 16
+// are, else copied into a buffer first), B = q's pairs transposed ([16 pairs][G]), and C =
+// [16 keys][G] float sums, gathered into scores[r * n + j]. One tile product stands for the 24
+// vdpbf16ps and 6 horizontal sums a key of the AVX512 loop below (the 1.5B's groups of 6).
+// Returns the keys done (n rounded down to 16; 0 for D over 256).
+R1_AMX_TARGET int64_t ScoresAmx(int G, const uint16_t* q, const uint16_t* kc, int64_t row_stride,
+                                const int64_t* slots, int64_t n, int64_t D, float* scores) {
+  const int64_t whole = n - n % 16;
+  if (whole == 0 || D > 256 || G > 16) return 0;
+  const int chunks = static_cast<int>(D / 32);
+  alignas(64) uint32_t qb[8][16][16];
+  const auto* q32 = reinterpret_cast<const uint32_t*>(q);
+  for (int c = 0; c < chunks; ++c)
+    for (int p = 0; p < 16; ++p)
+      for (int r = 0; r < 16; ++r) qb[c][p][r] = r < G ? q32[r * D / 2 + c * 16 + p] : 0u;
+  // Palette 1; tile 0: C, 16 rows of G floats; tile 1: A, 16 rows of 32 bf16; tile 2: B, 16
+  // rows of G pairs.
+  alignas(64) uint8_t cfg[64] = {};
+  cfg[0] = 1;
+  auto tile = [&](int t, int rows, int colsb) {
+    cfg[48 + t] = static_cast<uint8_t>(rows);
+    cfg[16 + 2 * t] = static_cast<uint8_t>(colsb);
+  };
+  tile(0, 16, 4 * G);
+  tile(1, 16, 64);
+  tile(2, 16, 4 * G);
+  _tile_loadconfig(cfg);
+  alignas(64) uint16_t kbuf[16][32];
+  alignas(64) float cb[16][16];
+  const __m512i rows16 = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
+  const int64_t stride = row_stride * 2;  // bytes from one slot's row to the next
+  for (int64_t j0 = 0; j0 < whole; j0 += 16) {
+    for (int64_t i = j0 + 16; i < std::min(j0 + 32, n); ++i) Prefetch(kc + slots[i] * row_stride, 2 * D);
+    bool run = true;
+    for (int i = 1; i < 16; ++i) run = run && slots[j0 + i] == slots[j0] + i;
+    _tile_zero(0);
+    for (int c = 0; c < chunks; ++c) {
+      if (run) {
+        _tile_loadd(1, kc + slots[j0] * row_stride + 32 * c, stride);
+      } else {
+        for (int i = 0; i < 16; ++i)
+          _mm512_store_si512(kbuf[i], _mm512_loadu_si512(kc + slots[j0 + i] * row_stride + 32 * c));
+        _tile_loadd(1, kbuf, 64);
+      }
+      _tile_loadd(2, qb[c], 64);
+      _tile_dpbf16ps(0, 1, 2);
+    }
+    _tile_stored(0, cb, 64);
+    for (int r = 0; r < G; ++r)
+      _mm512_storeu_ps(scores + r * n + j0,
+                       _mm512_i32gather_ps(_mm512_add_epi32(rows16, _mm512_set1_epi32(r)), &cb[0][0], 4));
+  }
+  _tile_release();
+  return whole;
+}
+
 constexpr int kMaxGroup = 8;  // query heads per KV head handled in one pass (the distills: 4-8)
 constexpr int64_t kChunkKeys = 512;  // keys per unit of work (flash-decoding's split)
 
@@ -68,12 +143,14 @@ constexpr int64_t kChunkKeys = 512;  // keys per unit of work (flash-decoding's 
 //   2. per head, the chunk's max m and e = exp(score - m), l = Σ e, in float;
 //   3. acc = Σ e * V, 16 * W columns at a time with G x W float accumulators in registers.
 // DecodeAttention merges the chunks. slots: the chunk's n cache rows; acc: G x D floats; m, l:
-// G floats; scores: G * n floats of scratch.
+// G floats; scores: G * n floats of scratch. amx: step 1 on AMX tiles (ScoresAmx) for the whole
+// blocks of 16 keys, the rest as below.
 template <int G, int W>
-R1_TARGET void Group(const uint16_t* q, const uint16_t* kc, const uint16_t* vc, int64_t row_stride,
+R1_TARGET void Group(bool amx, const uint16_t* q, const uint16_t* kc, const uint16_t* vc, int64_t row_stride,
                      const int64_t* slots, int64_t n, float scale, int64_t D, float* acc_out, float* m_out,
                      float* l_out, float* scores) {
-  for (int64_t j = 0; j < n; ++j) {
+  const int64_t first = amx ? ScoresAmx(G, q, kc, row_stride, slots, n, D, scores) : 0;
+  for (int64_t j = first; j < n; ++j) {
     const uint16_t* k = kc + slots[j] * row_stride;
     if (j + kPrefetchKeys < n) Prefetch(kc + slots[j + kPrefetchKeys] * row_stride, 2 * D);
     __m512 acc[G];
@@ -149,15 +226,15 @@ R1_TARGET void Group(const uint16_t* q, const uint16_t* kc, const uint16_t* vc, 
 
 // Group<G, W> for a group size known at run time: W = 4 (64 columns a pass) while the
 // accumulators fit the 32 registers, else 2 (D is a multiple of 32).
-R1_TARGET void GroupAnySize(int g, const uint16_t* q, const uint16_t* kc, const uint16_t* vc, int64_t row_stride,
+R1_TARGET void GroupAnySize(int g, bool amx, const uint16_t* q, const uint16_t* kc, const uint16_t* vc, int64_t row_stride,
                             const int64_t* slots, int64_t n, float scale, int64_t D, float* acc, float* m,
                             float* l, float* scores) {
   const bool wide = D % 64 == 0;
   switch (g) {
 #define R1_GROUP_CASE(G)                                                                            \
   case G:                                                                                           \
-    return wide ? Group<G, (G <= 6 ? 4 : 2)>(q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores) \
-                : Group<G, 2>(q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores);
+    return wide ? Group<G, (G <= 6 ? 4 : 2)>(amx, q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores) \
+                : Group<G, 2>(amx, q, kc, vc, row_stride, slots, n, scale, D, acc, m, l, scores);
     R1_GROUP_CASE(1) R1_GROUP_CASE(2) R1_GROUP_CASE(3) R1_GROUP_CASE(4)
     R1_GROUP_CASE(5) R1_GROUP_CASE(6) R1_GROUP_CASE(7) R1_GROUP_CASE(8)
 #undef R1_GROUP_CASE
@@ -384,8 +461,11 @@ bool DecodeAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache) {
          q.size(1) % k_cache.size(1) == 0;
 }
 
+bool DecodeAttentionAmx() { return AmxReady(); }
+
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                           const std::vector<int64_t>& slots, double scale) {
+                           const std::vector<int64_t>& slots, double scale, bool amx) {
+  amx = amx && AmxReady();
   at::Tensor qc = q.contiguous();
   const int64_t heads = qc.size(1), D = qc.size(2), kvh = k_cache.size(1), g = heads / kvh;
   at::Tensor out = at::empty({1, heads, D}, qc.options());
@@ -416,7 +496,7 @@ at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const
           const int64_t h0 = kv * g + (u % units_per_kv) * per_unit, j0 = c * kChunkKeys;
           const int n = static_cast<int>(std::min(per_unit, (kv + 1) * g - h0));
           const int64_t at = c * heads + h0;
-          GroupAnySize(n, qp + h0 * D, kp + kv * D, vp + kv * D, row, slots.data() + j0, std::min(kChunkKeys, ctx - j0),
+          GroupAnySize(n, amx, qp + h0 * D, kp + kv * D, vp + kv * D, row, slots.data() + j0, std::min(kChunkKeys, ctx - j0),
                        s, D, acc.data() + at * D, mx.data() + at, sum.data() + at, scores.data());
         }
       },
@@ -492,8 +572,9 @@ at::Tensor PrefillAttention(const at::Tensor& q, const at::Tensor& k_cache, cons
 #else
 
 bool DecodeAttentionApplies(const at::Tensor&, const at::Tensor&) { return false; }
+bool DecodeAttentionAmx() { return false; }
 at::Tensor DecodeAttention(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                           const std::vector<int64_t>&, double) {
+                           const std::vector<int64_t>&, double, bool) {
   TORCH_CHECK(false, "DecodeAttention: not built for this CPU");
 }
 

@@ -27,8 +27,14 @@ bool DecodeAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
 // keys that the pool's threads share (flash-decoding's split, merged through each chunk's max
 // and sum), with the rows a few keys ahead prefetched: at 16k tokens of context this is what a
 // decode step of the 1.5B spends most of its time on.
+// amx: on a CPU with AMX-BF16 (DecodeAttentionAmx), the scores of each 16 keys come from one
+// tile product per 32 dimensions instead of a vdpbf16ps per query head and a horizontal sum
+// per key (KernelTuning::cpu_amx); the roundings after the float sums are the same.
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                           const std::vector<int64_t>& slots, double scale);
+                           const std::vector<int64_t>& slots, double scale, bool amx = true);
+// True when this process may use AMX tiles (the CPU has AMX-TILE and AMX-BF16 and Linux granted
+// the tile state), so that DecodeAttention's amx takes effect.
+bool DecodeAttentionAmx();
 
 // True when PrefillAttention handles these tensors (bf16 CPU, AVX512-BF16 present).
 bool PrefillAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);

@@ -29,7 +29,7 @@ absl::Status KernelTuning::Validate() const {
 }
 
 std::string KernelTuning::Describe() const {
-  return absl::StrCat("cpu_kernels=", cpu_kernels, " cuda_kernels=", cuda_kernels,
+  return absl::StrCat("cpu_kernels=", cpu_kernels, " cpu_amx=", cpu_amx, " cuda_kernels=", cuda_kernels,
                       " cuda_graphs=", cuda_graphs, " pdl=", pdl, " attn_splits=", attn_splits, " attn_stages=", attn_stages, " flash_min_tokens=", flash_min_tokens,
                       " flash_min_work=", flash_min_work,
                        " gemv_max_rows=", gemv_max_rows, " gemv_units=", gemv_units,
@@ -42,6 +42,9 @@ KernelTuningFlags::KernelTuningFlags(Flags& flags) {
                             "CPU: our kernels; bf16: AVX512-BF16 for decode-sized layers and attention; float32: "
                             "row-invariant linear layers, attention and norms (a token's logits do "
                             "not depend on how tokens are grouped into steps); false: libtorch's ops");
+  cpu_amx_ = flags.Bool("cpu-amx", d.cpu_amx,
+                        "CPU, bf16: the decode attention's scores on AMX tiles where the CPU has AMX-BF16 "
+                        "(false: AVX512-BF16 only)");
   cuda_kernels_ = flags.Bool("cuda-kernels", d.cuda_kernels,
                              "CUDA: our fused kernels and paged attention (false: the plain ATen step)");
   cuda_graphs_ = flags.Bool("cuda-graphs", d.cuda_graphs, "CUDA: replay captured graphs for decode steps");
@@ -74,6 +77,7 @@ KernelTuning KernelTuningFlags::Get() const {
   auto clamp32 = [](int64_t v) { return static_cast<int>(std::clamp<int64_t>(v, INT_MIN, INT_MAX)); };
   KernelTuning t;
   t.cpu_kernels = *cpu_kernels_;
+  t.cpu_amx = *cpu_amx_;
   t.cuda_kernels = *cuda_kernels_;
   t.cuda_graphs = *cuda_graphs_;
   t.pdl = *pdl_;

@@ -26,6 +26,9 @@ struct KernelTuning {
   // logits are the same bits however tokens are grouped into steps. false: libtorch's ops
   // (at::linear, at::bmm) everywhere.
   bool cpu_kernels = true;
+  // CPU, bf16 with our kernels: on a CPU with AMX-BF16 (Intel Sapphire Rapids and later), the
+  // decode attention's scores on AMX tiles; false: AVX512-BF16 only.
+  bool cpu_amx = true;
   // CUDA: our fused kernels and paged attention; false runs the plain ATen step the CPU runs
   // (a reference for tests and benchmarks; no graphs then).
   bool cuda_kernels = true;
@@ -80,7 +83,7 @@ class KernelTuningFlags {
   KernelTuning Get() const;
 
  private:
-  bool *cpu_kernels_, *cuda_kernels_, *cuda_graphs_, *pdl_, *gemv_tensor_cores_, *gemv_rope_;
+  bool *cpu_kernels_, *cpu_amx_, *cuda_kernels_, *cuda_graphs_, *pdl_, *gemv_tensor_cores_, *gemv_rope_;
   int64_t *attn_splits_, *attn_stages_, *flash_min_tokens_, *flash_min_work_, *gemv_max_rows_,
       *gemv_units_, *int4_gemv_max_rows_;
 };

@@ -153,7 +153,7 @@ class EagerPath final : public ForwardPath {
           if (s.num_new == 1 && s.num_cached == 0) {  // a one-token prompt: its own key
             out = Attend(qs, k.narrow(0, off, 1), v.narrow(0, off, 1), 0, scale);
           } else if (cpu_kernels && s.num_new == 1 && DecodeAttentionApplies(qs, kc)) {
-            out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale);  // reads the cache in place
+            out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale, ctx_.tuning.cpu_amx);  // the cache in place
           } else if (cpu_kernels && PrefillAttentionApplies(qs, kc)) {
             out = PrefillAttention(qs, kc, vc, ctx_slots[i], s.num_cached, scale);  // in place too
           } else if (s.num_cached == 0) {  // the keys are exactly this step's
