@@ -128,11 +128,11 @@ int main(int argc, char** argv) {
   struct Result {
     int64_t ctx;
     bool aten;
-    bool amx;  // decode: the kernel with its scores on AMX tiles (where the CPU has them)
+    bool amx;  // the kernel on AMX tiles (where the CPU has them)
     std::vector<double> seconds;
   };
   std::vector<Result> results;
-  const bool amx = N == 0 && r1::model::DecodeAttentionAmx();
+  const bool amx = r1::model::DecodeAttentionAmx();
   for (int64_t c : ctxs) {
     results.push_back({c, false, false, {}});
     if (amx) results.push_back({c, false, true, {}});
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
         const auto t = Clock::now();
         for (int64_t l = 0; l < L; ++l) {
           if (N > 0 && res.aten) AtenPrefill(q, kc[l], vc[l], idx, res.ctx, scale);
-          else if (N > 0) r1::model::PrefillAttention(q, kc[l], vc[l], slots, res.ctx, scale);
+          else if (N > 0) r1::model::PrefillAttention(q, kc[l], vc[l], slots, res.ctx, scale, res.amx);
           else if (res.aten) AtenAttention(q, kc[l], vc[l], idx, scale);
           else r1::model::DecodeAttention(q, kc[l], vc[l], slots, scale, res.amx);
         }
@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
       const double s = Median(res.seconds);
       std::printf("context %6ld + %ld  %-6s  %9.2f ms a chunk  %7.1f GFLOP/s  (%3.0f%% of the matmul rate; bound "
                   "%.2f ms)\n",
-                  static_cast<long>(res.ctx), static_cast<long>(N), res.aten ? "aten" : "kernel", s * 1e3,
+                  static_cast<long>(res.ctx), static_cast<long>(N), res.aten ? "aten" : res.amx ? "amx" : "kernel", s * 1e3,
                   flops / s / 1e9, 100 * flops / s / 1e9 / rate, flops / rate / 1e6);
     }
     return 0;

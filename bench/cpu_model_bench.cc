@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
       "+copy or +map (weights copied into anonymous huge pages at load, or viewing the mapped file), "
       "+int8, +int4 or +none (--quantization: int8 or int4 linear layers, or the checkpoint's floating "
       "weights), +g32 / +g64 / +g128 (int4 group size), +floathead (lm_head stays in the dtype; "
-      "--int8-lm-head=false), +noamx (--cpu-amx=false: no AMX tiles in the decode attention)");
+      "--int8-lm-head=false), +noamx (--cpu-amx=false: no AMX tiles in the attention)");
   int64_t* threads = flags.Int("threads", 0, "threads; 0: one per core");
   int64_t* rounds = flags.Int("rounds", 5, "measurement rounds (each runs every variant once)");
   int64_t* prefill_tokens = flags.Int("prefill-tokens", 512, "prompt length for the prefill figure (0: skip)");

@@ -194,22 +194,25 @@ TEST(CpuAttentionTest, PrefillAttentionMatchesAtenOnScatteredSlots) {
           at::Tensor idx = at::tensor(slots, at::kLong);
           const double scale = 1 / std::sqrt(static_cast<double>(sh.D));
           at::Tensor ref = AtenPrefillAttention(q, kc.index_select(0, idx), vc.index_select(0, idx), num_cached, scale);
-          at::Tensor got = PrefillAttention(q, kc, vc, slots, num_cached, scale);
-          ASSERT_EQ(got.sizes(), ref.sizes());
-          // Both against the same math in float64 on the same bf16 inputs: the kernel rounds
-          // the probabilities before their normalisation where ATen rounds them after, so
-          // neither is the other's bits; the kernel must be as close to the exact result as
-          // ATen's ops are (within one bf16 step of the output, 1/128 relative).
-          at::Tensor exact = AtenPrefillAttention(q.to(at::kDouble), kc.index_select(0, idx).to(at::kDouble),
-                                                  vc.index_select(0, idx).to(at::kDouble), num_cached, scale);
-          at::Tensor err = (got.to(at::kDouble) - exact).abs(), aten_err = (ref.to(at::kDouble) - exact).abs();
-          const double max_err = err.max().item<double>(), aten_max = aten_err.max().item<double>();
-          EXPECT_LE(max_err, aten_max + exact.abs().max().item<double>() / 128)
-              << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " kv heads " << sh.kvh << " D " << sh.D
-              << " n " << n << " cached " << num_cached << " max err " << max_err << ", ATen's " << aten_max;
-          EXPECT_LE(err.mean().item<double>(), 1.5 * aten_err.mean().item<double>() + 1e-4)
-              << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " D " << sh.D << " n " << n
-              << " cached " << num_cached;
+          for (bool amx : {false, true}) {  // both products on AMX tiles where this CPU has them
+            at::Tensor got = PrefillAttention(q, kc, vc, slots, num_cached, scale, amx);
+            ASSERT_EQ(got.sizes(), ref.sizes());
+            // Both against the same math in float64 on the same bf16 inputs: the kernel rounds
+            // the probabilities before their normalisation where ATen rounds them after, so
+            // neither is the other's bits; the kernel must be as close to the exact result as
+            // ATen's ops are (within one bf16 step of the output, 1/128 relative).
+            at::Tensor exact = AtenPrefillAttention(q.to(at::kDouble), kc.index_select(0, idx).to(at::kDouble),
+                                                    vc.index_select(0, idx).to(at::kDouble), num_cached, scale);
+            at::Tensor err = (got.to(at::kDouble) - exact).abs(), aten_err = (ref.to(at::kDouble) - exact).abs();
+            const double max_err = err.max().item<double>(), aten_max = aten_err.max().item<double>();
+            EXPECT_LE(max_err, aten_max + exact.abs().max().item<double>() / 128)
+                << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " kv heads " << sh.kvh << " D " << sh.D
+                << " n " << n << " cached " << num_cached << (amx ? " amx" : "") << " max err " << max_err
+                << ", ATen's " << aten_max;
+            EXPECT_LE(err.mean().item<double>(), 1.5 * aten_err.mean().item<double>() + 1e-4)
+                << (ternary ? "ternary" : "normal") << " heads " << sh.heads << " D " << sh.D << " n " << n
+                << " cached " << num_cached << (amx ? " amx" : "");
+          }
         }
       }
     }

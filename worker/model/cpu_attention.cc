@@ -61,6 +61,17 @@ R1_TARGET inline void Prefetch(const void* p, int64_t bytes) {
   for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(static_cast<const char*>(p) + b, _MM_HINT_T0);
 }
 
+// GCC 12's AMX intrinsics do not tell the compiler what memory they read: _tile_loadconfig
+// names 8 of the configuration's 64 bytes (the stores of the tiles' rows and widths were dropped
+// in one build, and the next tile load faulted) and _tile_loadd none (stores of the data it
+// loads may be moved after it or dropped: the packed q was, and the scores came out NaN). These
+// two clobber memory instead.
+R1_AMX_TARGET inline void LoadTileConfig(const uint8_t (&cfg)[64]) {
+  asm volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+}
+#define R1_TILE_LOAD(tile, base, stride) \
+  asm volatile("tileloadd (%0,%1,1), %%tmm" #tile ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
+
 // AMX (Intel Sapphire Rapids and later): whether this process may use the tiles: the CPU has
 // AMX-TILE and AMX-BF16, and Linux granted the tile data state (arch_prctl
 // ARCH_REQ_XCOMP_PERM, process-wide). Asked once.
@@ -102,7 +113,7 @@ R1_AMX_TARGET int64_t ScoresAmx(int G, const uint16_t* q, const uint16_t* kc, in
   tile(0, 16, 4 * G);
   tile(1, 16, 64);
   tile(2, 16, 4 * G);
-  _tile_loadconfig(cfg);
+  LoadTileConfig(cfg);
   alignas(64) uint16_t kbuf[16][32];
   alignas(64) float cb[16][16];
   const __m512i rows16 = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
@@ -114,13 +125,13 @@ R1_AMX_TARGET int64_t ScoresAmx(int G, const uint16_t* q, const uint16_t* kc, in
     _tile_zero(0);
     for (int c = 0; c < chunks; ++c) {
       if (run) {
-        _tile_loadd(1, kc + slots[j0] * row_stride + 32 * c, stride);
+        R1_TILE_LOAD(1, kc + slots[j0] * row_stride + 32 * c, stride);
       } else {
         for (int i = 0; i < 16; ++i)
           _mm512_store_si512(kbuf[i], _mm512_loadu_si512(kc + slots[j0 + i] * row_stride + 32 * c));
-        _tile_loadd(1, kbuf, 64);
+        R1_TILE_LOAD(1, kbuf, 64);
       }
-      _tile_loadd(2, qb[c], 64);
+      R1_TILE_LOAD(2, qb[c], 64);
       _tile_dpbf16ps(0, 1, 2);
     }
     _tile_stored(0, cb, 64);
@@ -334,6 +345,10 @@ struct PrefillScratch {
   std::vector<uint32_t> vp;  // [kKeyBlock/2][D] V pairs
   std::vector<float> o, m, l, alpha;  // [rb][D], [rb] x 3
   std::vector<int32_t> pos;           // [rb] each row's position
+  // AMX: O^T [D][rb], V^T pairs [D][kKeyBlock / 2], K rows of 16 keys [D / 32][16][32].
+  std::vector<float> ot;
+  std::vector<uint32_t> vt;
+  std::vector<uint16_t> kbuf;
 };
 
 struct PrefillProblem {
@@ -342,7 +357,80 @@ struct PrefillProblem {
   const int64_t* slots;         // ctx cache rows
   int64_t n, heads, kvh, D, num_cached;
   float scale;
+  bool amx = false;  // both products on AMX tiles (AmxReady, D <= 256)
 };
+
+// The prefill block's two products on AMX tiles (PrefillProblem::amx). Every tile is 16 rows of
+// 64 bytes: tile 0 the float sums, tile 1 A, tile 2 B.
+R1_AMX_TARGET void PrefillAmxConfig() {
+  alignas(64) uint8_t cfg[64] = {};
+  cfg[0] = 1;
+  for (int t = 0; t < 3; ++t) {
+    cfg[48 + t] = 16;
+    cfg[16 + 2 * t] = 64;
+  }
+  LoadTileConfig(cfg);
+}
+R1_AMX_TARGET void AmxRelease() { _tile_release(); }
+
+// Scores of 16 keys against the block's rb = 16 nv rows: st[k * rb + row] (k < 16) = K[k] . q[row],
+// A = the keys' K rows (32 dimensions a tile; from the cache when the slots are one run, else
+// copied into kbuf, [D / 32][16][32]), B = the rows' Q pairs as PrefillBlock packs them
+// ([D / 2][rb]: 16 pairs by 16 rows a tile), C = 16 keys by 16 rows.
+R1_AMX_TARGET void PrefillScoresAmx(const uint16_t* kc, int64_t row_stride, int64_t kv_off, const int64_t* slots,
+                                    const uint32_t* qp, int64_t rb, int nv, int64_t D, float* st, uint16_t* kbuf) {
+  bool run = true;
+  for (int i = 1; i < 16; ++i) run = run && slots[i] == slots[0] + i;
+  const int chunks = static_cast<int>(D / 32);
+  if (!run)
+    for (int c = 0; c < chunks; ++c)
+      for (int i = 0; i < 16; ++i)
+        _mm512_storeu_si512(kbuf + (c * 16 + i) * 32, _mm512_loadu_si512(kc + slots[i] * row_stride + kv_off + 32 * c));
+  for (int v = 0; v < nv; ++v) {
+    _tile_zero(0);
+    for (int c = 0; c < chunks; ++c) {
+      if (run) R1_TILE_LOAD(1, kc + slots[0] * row_stride + kv_off + 32 * c, row_stride * 2);
+      else R1_TILE_LOAD(1, kbuf + c * 16 * 32, 64);
+      R1_TILE_LOAD(2, qp + c * 16 * rb + 16 * v, rb * 4);
+      _tile_dpbf16ps(0, 1, 2);
+    }
+    _tile_stored(0, st + 16 * v, rb * 4);
+  }
+}
+
+// O^T = O^T * alpha + V^T P for one block of keys, with O^T [D][rb] floats (a row per
+// dimension, so that each row's rescale by alpha is a vector product along it): A = V's pairs
+// transposed (vt, [D][32]: dimension d's 32 pairs of keys, made here from vp [pairs][D]), B =
+// P's pairs as the softmax stores them ([pairs][rb]), C = 16 dimensions by 16 rows. The pairs
+// past `pairs`, up to a multiple of 16, are zeroed in pp and vt.
+R1_AMX_TARGET void PrefillPvAmx(float* ot, const float* alpha, uint32_t* pp, const uint32_t* vp, uint32_t* vt,
+                                int64_t pairs, int64_t rb, int nv, int64_t D) {
+  const int64_t padded = (pairs + 15) / 16 * 16;
+  for (int64_t jp = pairs; jp < padded; ++jp) std::fill(pp + jp * rb, pp + (jp + 1) * rb, 0u);
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(D)));
+  for (int64_t pb = 0; pb < padded; pb += 16) {
+    const __mmask16 live = static_cast<__mmask16>(pairs - pb >= 16 ? 0xffff : (1u << (pairs - pb)) - 1);
+    for (int64_t d = 0; d < D; ++d)
+      _mm512_storeu_si512(vt + d * 32 + pb,
+                          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, vp + pb * D + d, 4));
+  }
+  for (int64_t d = 0; d < D; ++d)
+    for (int v = 0; v < nv; ++v)
+      _mm512_storeu_ps(ot + d * rb + 16 * v,
+                       _mm512_mul_ps(_mm512_loadu_ps(ot + d * rb + 16 * v), _mm512_loadu_ps(alpha + 16 * v)));
+  for (int64_t dt = 0; dt < D / 16; ++dt)
+    for (int v = 0; v < nv; ++v) {
+      float* c = ot + dt * 16 * rb + 16 * v;
+      R1_TILE_LOAD(0, c, rb * 4);
+      for (int64_t ks = 0; ks < padded / 16; ++ks) {
+        R1_TILE_LOAD(1, vt + dt * 16 * 32 + ks * 16, 32 * 4);
+        R1_TILE_LOAD(2, pp + ks * 16 * rb + 16 * v, rb * 4);
+        _tile_dpbf16ps(0, 1, 2);
+      }
+      _tile_stored(0, c, rb * 4);
+    }
+}
 
 // One block of rows [r0, r0 + rows) of KV head kv, rows padded to rb = 16 * NV.
 template <int NV>
@@ -362,6 +450,10 @@ R1_TARGET void PrefillBlock(const PrefillProblem& p, int64_t kv, int64_t r0, int
     s.l[static_cast<size_t>(r)] = 0.f;
   }
   std::fill(s.o.begin(), s.o.begin() + rb * D, 0.f);
+  if (p.amx) {
+    std::fill(s.ot.begin(), s.ot.begin() + rb * D, 0.f);
+    PrefillAmxConfig();
+  }
   const int64_t first_pos = s.pos[0], last_pos = s.pos[static_cast<size_t>(rb - 1)];
   const int64_t keys = last_pos + 1;  // the keys any row of the block sees
   const __m512 sv = _mm512_set1_ps(p.scale);
@@ -379,6 +471,10 @@ R1_TARGET void PrefillBlock(const PrefillProblem& p, int64_t kv, int64_t r0, int
     }
     // 1. Scores.
     int64_t j = 0;
+    if (p.amx)
+      for (; j + 16 <= nk; j += 16)
+        PrefillScoresAmx(p.kc, row_stride, kv * D, p.slots + j0 + j, s.qp.data(), rb, NV, D, s.st.data() + j * rb,
+                         s.kbuf.data());
     for (; j + kScoreKeys <= nk; j += kScoreKeys) {
       for (int k = 0; k < kScoreKeys; ++k)
         krows[k] = reinterpret_cast<const uint32_t*>(p.kc + p.slots[j0 + j + k] * row_stride + kv * D);
@@ -433,6 +529,10 @@ R1_TARGET void PrefillBlock(const PrefillProblem& p, int64_t kv, int64_t r0, int
       _mm512_storeu_ps(s.l.data() + 16 * v, l);
     }
     // 3. O = O * alpha + P V.
+    if (p.amx) {
+      PrefillPvAmx(s.ot.data(), s.alpha.data(), s.pp.data(), s.vp.data(), s.vt.data(), pairs, rb, NV, D);
+      continue;
+    }
     for (int64_t r = 0; r < rb; r += kOutRows)
       for (int64_t d0 = 0; d0 < D; d0 += (D % 64 == 0 ? 64 : 32)) {
         const uint32_t* pp = s.pp.data() + r;
@@ -443,6 +543,16 @@ R1_TARGET void PrefillBlock(const PrefillProblem& p, int64_t kv, int64_t r0, int
       }
   }
   // O / l, rounded once.
+  if (p.amx) {
+    AmxRelease();
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = r0 + r, qi = row / g;
+      uint16_t* dst = p.out + (qi * p.heads + kv * g + row % g) * D;
+      const float inv = 1.f / s.l[static_cast<size_t>(r)];
+      for (int64_t d = 0; d < D; ++d) dst[d] = c10::BFloat16(s.ot[static_cast<size_t>(d * rb + r)] * inv).x;
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t row = r0 + r, qi = row / g;
     uint16_t* dst = p.out + (qi * p.heads + kv * g + row % g) * D;
@@ -528,7 +638,7 @@ bool PrefillAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache) {
 }
 
 at::Tensor PrefillAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                            const std::vector<int64_t>& slots, int64_t num_cached, double scale) {
+                            const std::vector<int64_t>& slots, int64_t num_cached, double scale, bool amx) {
   at::Tensor qc = q.contiguous();
   const int64_t n = qc.size(0), heads = qc.size(1), D = qc.size(2), kvh = k_cache.size(1), g = heads / kvh;
   TORCH_CHECK(static_cast<int64_t>(slots.size()) == num_cached + n, "PrefillAttention: ", slots.size(),
@@ -537,6 +647,7 @@ at::Tensor PrefillAttention(const at::Tensor& q, const at::Tensor& k_cache, cons
   PrefillProblem p{reinterpret_cast<const uint16_t*>(qc.data_ptr()), reinterpret_cast<const uint16_t*>(k_cache.data_ptr()),
                    reinterpret_cast<const uint16_t*>(v_cache.data_ptr()), reinterpret_cast<uint16_t*>(out.data_ptr()),
                    slots.data(), n, heads, kvh, D, num_cached, static_cast<float>(scale)};
+  p.amx = amx && AmxReady() && D <= 256;
   // Blocks of 128 rows where there are that many: each key's K and V are read once for 128 rows
   // (against 64: 0.59-0.60 of the matmul rate at 16k of context -> 0.67-0.72; 192 rows left
   // too few blocks to share at 4k). A short chunk gets smaller blocks, whose padding rows would
@@ -556,6 +667,11 @@ at::Tensor PrefillAttention(const at::Tensor& q, const at::Tensor& k_cache, cons
     s.l.resize(static_cast<size_t>(rb));
     s.alpha.resize(static_cast<size_t>(rb));
     s.pos.resize(static_cast<size_t>(rb));
+    if (p.amx) {
+      s.ot.resize(static_cast<size_t>(D * rb));
+      s.vt.resize(static_cast<size_t>(D * kKeyBlock / 2));
+      s.kbuf.resize(static_cast<size_t>(D / 32 * 16 * 32));
+    }
     for (int64_t u; (u = next.fetch_add(1)) < units;) {
       // The last rows first: they see the most keys, so the work left at the end is small.
       const int64_t blk = per_kv - 1 - u / kvh, kv = u % kvh, r0 = blk * rb;
@@ -580,7 +696,7 @@ at::Tensor DecodeAttention(const at::Tensor&, const at::Tensor&, const at::Tenso
 
 bool PrefillAttentionApplies(const at::Tensor&, const at::Tensor&) { return false; }
 at::Tensor PrefillAttention(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::vector<int64_t>&,
-                            int64_t, double) {
+                            int64_t, double, bool) {
   TORCH_CHECK(false, "PrefillAttention: not built for this CPU");
 }
 

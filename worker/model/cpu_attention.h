@@ -33,7 +33,7 @@ bool DecodeAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                            const std::vector<int64_t>& slots, double scale, bool amx = true);
 // True when this process may use AMX tiles (the CPU has AMX-TILE and AMX-BF16 and Linux granted
-// the tile state), so that DecodeAttention's amx takes effect.
+// the tile state), so that DecodeAttention's and PrefillAttention's amx take effect.
 bool DecodeAttentionAmx();
 
 // True when PrefillAttention handles these tensors (bf16 CPU, AVX512-BF16 present).
@@ -49,7 +49,9 @@ bool PrefillAttentionApplies(const at::Tensor& q, const at::Tensor& k_cache);
 // unnormalised probabilities rounded to bf16 for the product with V (ATen rounds the normalised
 // ones), and the output is rounded once. The work is shared over the pool in blocks of query
 // rows of one KV head, each reading the K and V rows it sees once for up to 128 rows.
+// amx: on a CPU with AMX-BF16, both products on AMX tiles (the scores as K Q^T from the same
+// packed Q, the output as O^T = V^T P from the same bf16 P), the softmax unchanged.
 at::Tensor PrefillAttention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                            const std::vector<int64_t>& slots, int64_t num_cached, double scale);
+                            const std::vector<int64_t>& slots, int64_t num_cached, double scale, bool amx = true);
 
 }  // namespace r1::model

@@ -43,7 +43,7 @@ KernelTuningFlags::KernelTuningFlags(Flags& flags) {
                             "row-invariant linear layers, attention and norms (a token's logits do "
                             "not depend on how tokens are grouped into steps); false: libtorch's ops");
   cpu_amx_ = flags.Bool("cpu-amx", d.cpu_amx,
-                        "CPU, bf16: the decode attention's scores on AMX tiles where the CPU has AMX-BF16 "
+                        "CPU, bf16: the attention's products on AMX tiles where the CPU has AMX-BF16 "
                         "(false: AVX512-BF16 only)");
   cuda_kernels_ = flags.Bool("cuda-kernels", d.cuda_kernels,
                              "CUDA: our fused kernels and paged attention (false: the plain ATen step)");

@@ -27,7 +27,8 @@ struct KernelTuning {
   // (at::linear, at::bmm) everywhere.
   bool cpu_kernels = true;
   // CPU, bf16 with our kernels: on a CPU with AMX-BF16 (Intel Sapphire Rapids and later), the
-  // decode attention's scores on AMX tiles; false: AVX512-BF16 only.
+  // attention's products on AMX tiles (decode: the scores; prefill: the scores and P V); false:
+  // AVX512-BF16 only.
   bool cpu_amx = true;
   // CUDA: our fused kernels and paged attention; false runs the plain ATen step the CPU runs
   // (a reference for tests and benchmarks; no graphs then).

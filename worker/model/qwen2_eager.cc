@@ -155,7 +155,7 @@ class EagerPath final : public ForwardPath {
           } else if (cpu_kernels && s.num_new == 1 && DecodeAttentionApplies(qs, kc)) {
             out = DecodeAttention(qs, kc, vc, ctx_slots[i], scale, ctx_.tuning.cpu_amx);  // the cache in place
           } else if (cpu_kernels && PrefillAttentionApplies(qs, kc)) {
-            out = PrefillAttention(qs, kc, vc, ctx_slots[i], s.num_cached, scale);  // in place too
+            out = PrefillAttention(qs, kc, vc, ctx_slots[i], s.num_cached, scale, ctx_.tuning.cpu_amx);  // in place too
           } else if (s.num_cached == 0) {  // the keys are exactly this step's
             out = Attend(qs, k.narrow(0, off, s.num_new), v.narrow(0, off, s.num_new), 0, scale);
           } else {
